@@ -1,0 +1,295 @@
+"""ONNX ModelProto → `graph` dialect.
+
+The importer owns naming, constants and shapes; op semantics live in the converter modules
+(`ops_nn`, `ops_elementwise`, `ops_shape`). Every ONNX value becomes either a statically shaped SSA
+value or a numpy constant: nodes whose inputs are all constants (Shape arithmetic, ConstantOfShape,
+Constant, ...) are evaluated at import time with ONNX's reference implementation, so Shape-driven
+reshapes fold away. Constants used as tensors become `graph.weight` handles into the weight store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr
+from xdsl.ir import Block, Operation, Region, SSAValue
+
+from inferon.errors import ModelImportError, UnsupportedError
+from inferon.frontend.onnx.registry import lookup
+from inferon.ir.dialects.graph import WeightOp, shape_of, tensor_type
+from inferon.ir.weights import WeightStore
+
+Value = SSAValue | np.ndarray
+MIN_OPSET = 7
+FLOAT = onnx.TensorProto.FLOAT
+
+
+@dataclass
+class ImportContext:
+    """State of one import: the block being built, the value environment and the weight store."""
+
+    opset: int
+    weights: WeightStore
+    block: Block
+    env: dict[str, Value] = field(default_factory=dict)
+    node: onnx.NodeProto | None = None
+
+    # -- errors -------------------------------------------------------------------------------
+    def error(self, message: str, cls: type[ModelImportError] = ModelImportError) -> ModelImportError:
+        node = self.node
+        return cls(
+            message,
+            node=(node.name or f"#{node.output[0] if node.output else '?'}") if node else None,
+            op_type=node.op_type if node else None,
+            opset=self.opset,
+        )
+
+    def unsupported(self, message: str) -> UnsupportedError:
+        err = self.error(message, UnsupportedError)
+        assert isinstance(err, UnsupportedError)
+        return err
+
+    # -- values -------------------------------------------------------------------------------
+    def has(self, name: str) -> bool:
+        return bool(name) and name in self.env
+
+    def const(self, name: str) -> np.ndarray | None:
+        """The constant value of `name`, or None if it is computed at run time."""
+        value = self.env.get(name)
+        return value if isinstance(value, np.ndarray) else None
+
+    def require_const(self, name: str, what: str) -> np.ndarray:
+        value = self.const(name)
+        if value is None:
+            raise self.unsupported(f"{what} ('{name}') must be a compile-time constant")
+        return value
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        value = self.env[name]
+        return tuple(value.shape) if isinstance(value, np.ndarray) else shape_of(value)
+
+    def value(self, name: str) -> SSAValue:
+        """`name` as an SSA tensor, materialising a constant as a `graph.weight`."""
+        value = self.env[name]
+        if isinstance(value, np.ndarray):
+            return self.weight(value, name)
+        return value
+
+    def weight(self, array: np.ndarray, hint: str = "w") -> SSAValue:
+        if array.dtype.kind not in "fiub":
+            raise self.unsupported(f"constant of dtype {array.dtype} cannot be used as a tensor")
+        if array.dtype.kind != "f":
+            raise self.unsupported(
+                f"constant of dtype {array.dtype} used as a run-time tensor (only float32 tensors are supported)"
+            )
+        handle = self.weights.add(array.astype(np.float32), hint)
+        return self.emit(WeightOp(handle, tuple(array.shape))).results[0]
+
+    def emit(self, op: Operation) -> Operation:
+        self.block.add_op(op)
+        return op
+
+    # -- attributes ---------------------------------------------------------------------------
+    def attr(self, name: str, default: Any = None) -> Any:
+        assert self.node is not None
+        for a in self.node.attribute:
+            if a.name == name:
+                return onnx.helper.get_attribute_value(a)
+        return default
+
+    def input(self, index: int) -> str:
+        """Name of the node's input `index`, or '' when absent."""
+        assert self.node is not None
+        return self.node.input[index] if index < len(self.node.input) else ""
+
+
+def load_proto(model: onnx.ModelProto | str | Path | bytes) -> onnx.ModelProto:
+    """Parse a model from a path, bytes or ModelProto, with a clear error for malformed files."""
+    if isinstance(model, onnx.ModelProto):
+        return model
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        if not path.is_file():
+            raise ModelImportError(f"model file '{path}' does not exist")
+        try:
+            return onnx.load(str(path))
+        except Exception as exc:  # protobuf raises DecodeError, onnx raises others
+            raise ModelImportError(f"'{path}' is not a valid ONNX model: {exc}") from exc
+    try:
+        return onnx.load_model_from_string(bytes(model))
+    except Exception as exc:
+        raise ModelImportError(f"bytes are not a valid ONNX model: {exc}") from exc
+
+
+def _opset(proto: onnx.ModelProto) -> int:
+    for entry in proto.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return entry.version
+    raise ModelImportError("model imports no version of the default ONNX opset")
+
+
+def _input_shape(
+    vi: onnx.ValueInfoProto, given: Mapping[str, Sequence[int]]
+) -> tuple[int, ...]:
+    ttype = vi.type.tensor_type
+    if not vi.type.HasField("tensor_type"):
+        raise UnsupportedError(f"input '{vi.name}' is not a tensor")
+    if ttype.elem_type != FLOAT:
+        dtype = onnx.TensorProto.DataType.Name(ttype.elem_type)
+        raise UnsupportedError(f"input '{vi.name}' has dtype {dtype}; only FLOAT inputs are supported")
+    if vi.name in given:
+        shape = tuple(int(d) for d in given[vi.name])
+        if ttype.HasField("shape"):
+            declared = ttype.shape.dim
+            if len(declared) != len(shape):
+                raise ModelImportError(
+                    f"input '{vi.name}': given shape {list(shape)} has rank {len(shape)}, "
+                    f"the model declares rank {len(declared)}"
+                )
+            for i, d in enumerate(declared):
+                if d.HasField("dim_value") and d.dim_value != shape[i]:
+                    raise ModelImportError(
+                        f"input '{vi.name}': given shape {list(shape)} conflicts with the model's "
+                        f"dimension {i} = {d.dim_value}"
+                    )
+        return shape
+    if not ttype.HasField("shape"):
+        raise ModelImportError(
+            f"input '{vi.name}' has no shape; give one with --input-shape {vi.name}=1,3,224,224"
+        )
+    dims = []
+    for i, d in enumerate(ttype.shape.dim):
+        if not d.HasField("dim_value") or d.dim_value <= 0:
+            label = d.dim_param or "?"
+            raise ModelImportError(
+                f"input '{vi.name}' has a dynamic dimension {i} ('{label}'); give a static shape "
+                f"with --input-shape {vi.name}=... (Python: input_shapes={{'{vi.name}': (...)}})"
+            )
+        dims.append(d.dim_value)
+    return tuple(dims)
+
+
+def _fold(ctx: ImportContext, node: onnx.NodeProto) -> list[Value]:
+    """Evaluate a node whose inputs are all constants with ONNX's reference implementation."""
+    from onnx.reference import ReferenceEvaluator
+
+    names = [f"i{i}" for i in range(len(node.input))]
+    clone = onnx.NodeProto()
+    clone.CopyFrom(node)
+    del clone.input[:]
+    clone.input.extend([n if node.input[i] else "" for i, n in enumerate(names)])
+    feeds = {names[i]: ctx.env[name] for i, name in enumerate(node.input) if name}
+    graph = onnx.helper.make_graph(
+        [clone],
+        "fold",
+        [onnx.helper.make_value_info(n, onnx.TypeProto()) for n in feeds],
+        [onnx.helper.make_value_info(n, onnx.TypeProto()) for n in clone.output],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", ctx.opset)])
+    try:
+        evaluator = ReferenceEvaluator(model)
+        outputs = evaluator.run(None, feeds)
+    except Exception as exc:
+        raise ctx.error(f"constant folding failed: {exc}") from exc
+    return [np.asarray(o) for o in outputs]
+
+
+def import_model(
+    model: onnx.ModelProto | str | Path | bytes,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    weights: WeightStore | None = None,
+) -> tuple[ModuleOp, WeightStore]:
+    """Import an ONNX model into a `builtin.module` holding `func.func @main` of graph ops."""
+    from inferon.frontend.onnx import ops_elementwise, ops_nn, ops_shape  # noqa: F401
+
+    proto = load_proto(model)
+    graph = proto.graph
+    opset = _opset(proto)
+    if opset < MIN_OPSET:
+        raise UnsupportedError(f"opset {opset} is too old; Inferon supports opset {MIN_OPSET} and later")
+    given = dict(input_shapes or {})
+    store = weights or WeightStore()
+
+    initializers: dict[str, np.ndarray] = {}
+    for init in graph.initializer:
+        try:
+            initializers[init.name] = numpy_helper.to_array(init)
+        except Exception as exc:
+            raise ModelImportError(f"initializer '{init.name}' cannot be read: {exc}") from exc
+
+    runtime_inputs = [vi for vi in graph.input if vi.name not in initializers]
+    unknown = set(given) - {vi.name for vi in runtime_inputs}
+    if unknown:
+        raise ModelImportError(
+            f"--input-shape names unknown input(s) {sorted(unknown)}; the model's inputs are "
+            f"{[vi.name for vi in runtime_inputs]}"
+        )
+    shapes = [_input_shape(vi, given) for vi in runtime_inputs]
+    block = Block(arg_types=[tensor_type(s) for s in shapes])
+    ctx = ImportContext(opset=opset, weights=store, block=block)
+    ctx.env.update(initializers)
+    for vi, arg in zip(runtime_inputs, block.args):
+        ctx.env[vi.name] = arg
+
+    for index, node in enumerate(graph.node):
+        ctx.node = node
+        if not node.name:
+            node.name = f"{node.op_type}_{index}"
+        for name in node.input:
+            if name and name not in ctx.env:
+                raise ctx.error(
+                    f"input '{name}' is neither a graph input, an initializer nor the output of an "
+                    "earlier node (missing initializer, or nodes not in topological order)"
+                )
+        for g in node.attribute:
+            if g.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+                raise ctx.unsupported("control flow (subgraph attributes) is not supported")
+        if all(not n or isinstance(ctx.env[n], np.ndarray) for n in node.input):
+            if node.domain not in ("", "ai.onnx"):
+                lookup(node, opset)  # raises the unsupported-domain error
+            results: list[Value] = _fold(ctx, node)
+        else:
+            results = lookup(node, opset)(ctx, node)
+        for name, value in zip(node.output, results):
+            if name:
+                ctx.env[name] = value
+    ctx.node = None
+
+    returns: list[SSAValue] = []
+    out_types = []
+    for vo in graph.output:
+        if vo.name not in ctx.env:
+            raise ModelImportError(f"graph output '{vo.name}' is not produced by any node")
+        value = ctx.env[vo.name]
+        if isinstance(value, np.ndarray) and value.dtype.kind != "f":
+            raise UnsupportedError(
+                f"graph output '{vo.name}' is a {value.dtype} constant; only float32 outputs are supported"
+            )
+        ssa = ctx.value(vo.name)
+        returns.append(ssa)
+        out_types.append(ssa.type)
+    block.add_op(func.ReturnOp(*returns))
+
+    def names_attr(names: list[str]) -> ArrayAttr[DictionaryAttr]:
+        return ArrayAttr([DictionaryAttr({"inferon.name": StringAttr(n)}) for n in names])
+
+    fn = func.FuncOp(
+        "main",
+        ([tensor_type(s) for s in shapes], out_types),
+        Region(block),
+        arg_attrs=names_attr([vi.name for vi in runtime_inputs]),
+        res_attrs=names_attr([vo.name for vo in graph.output]),
+    )
+    module = ModuleOp([fn])
+    try:
+        module.verify()
+    except Exception as exc:
+        raise ModelImportError(f"imported IR does not verify: {exc}") from exc
+    return module, store

@@ -1,0 +1,327 @@
+"""Converters for the neural-network ops: Conv, Gemm, MatMul, BatchNormalization, pooling, LRN,
+Softmax, Dropout and Identity."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from onnx import NodeProto
+from xdsl.dialects.builtin import BoolAttr, FloatAttr, IntegerAttr, i64
+from xdsl.ir import SSAValue
+
+from inferon.frontend.onnx.importer import ImportContext, Value
+from inferon.frontend.onnx.ops_shape import reshape, transpose
+from inferon.frontend.onnx.registry import converter
+from inferon.ir.dialects import graph
+from inferon.ir.dialects.graph import i64_array, shape_of, tensor_type
+
+
+def _spatial_attrs(
+    ctx: ImportContext, in_hw: tuple[int, ...], kernel: tuple[int, ...]
+) -> tuple[list[int], list[int], list[int]]:
+    """strides, dilations and [begin..., end...] pads of a 1-D/2-D window op, auto_pad resolved."""
+    rank = len(in_hw)
+    strides = list(ctx.attr("strides", [1] * rank))
+    dilations = list(ctx.attr("dilations", [1] * rank))
+    pads = list(ctx.attr("pads", [0] * (2 * rank)))
+    auto_pad = ctx.attr("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    if len(strides) != rank or len(dilations) != rank or len(pads) != 2 * rank:
+        raise ctx.error(f"strides/dilations/pads do not match the {rank} spatial dimension(s)")
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        for i in range(rank):
+            out = -(-in_hw[i] // strides[i])
+            total = max(0, (out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - in_hw[i])
+            small, big = total // 2, total - total // 2
+            pads[i], pads[i + rank] = (small, big) if auto_pad == "SAME_UPPER" else (big, small)
+    elif auto_pad == "VALID":
+        pads = [0] * (2 * rank)
+    elif auto_pad != "NOTSET":
+        raise ctx.error(f"unknown auto_pad '{auto_pad}'")
+    if min(strides) < 1 or min(dilations) < 1 or min(pads) < 0:
+        raise ctx.error(f"invalid strides {strides}, dilations {dilations} or pads {pads}")
+    return strides, dilations, pads
+
+
+def _to_2d(ctx: ImportContext, x: SSAValue, what: str) -> SSAValue:
+    """Treat a 1-D spatial op ([N, C, W]) as 2-D ([N, C, 1, W]); reject 3-D and more."""
+    shape = shape_of(x)
+    if len(shape) == 4:
+        return x
+    if len(shape) == 3:
+        return reshape(ctx, x, (shape[0], shape[1], 1, shape[2]))
+    raise ctx.unsupported(f"{what} with {len(shape) - 2} spatial dimensions (only 1-D and 2-D)")
+
+
+def _as_2d(values: list[int], rank: int, fill: int) -> list[int]:
+    """Lift per-dimension attrs of a 1-D op to 2-D by prepending `fill` for the new H axis."""
+    if rank == 2:
+        return values
+    half = len(values) // 2
+    if len(values) == 2 * rank:  # pads: [begin..., end...]
+        return [fill, *values[:half], fill, *values[half:]]
+    return [fill, *values]
+
+
+@converter("Conv")
+def convert_conv(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    x_in, w_in = ctx.value(node.input[0]), ctx.value(node.input[1])
+    x_shape, w_shape = shape_of(x_in), shape_of(w_in)
+    rank = len(x_shape) - 2
+    if len(w_shape) != len(x_shape):
+        raise ctx.error(f"weight rank {len(w_shape)} differs from input rank {len(x_shape)}")
+    kernel = tuple(ctx.attr("kernel_shape", w_shape[2:]))
+    if tuple(kernel) != tuple(w_shape[2:]):
+        raise ctx.error(f"kernel_shape {list(kernel)} does not match the weight shape {list(w_shape)}")
+    group = int(ctx.attr("group", 1))
+    if group < 1 or x_shape[1] != w_shape[1] * group or w_shape[0] % group:
+        raise ctx.error(
+            f"input channels {x_shape[1]}, weight {list(w_shape)} and group {group} are inconsistent"
+        )
+    strides, dilations, pads = _spatial_attrs(ctx, x_shape[2:], kernel)
+    x, w = _to_2d(ctx, x_in, "Conv"), _to_2d(ctx, w_in, "Conv")
+    strides, dilations, pads = _as_2d(strides, rank, 1), _as_2d(dilations, rank, 1), _as_2d(pads, rank, 0)
+    (h, wd), (kh, kw) = shape_of(x)[2:], shape_of(w)[2:]
+    ho = (h + pads[0] + pads[2] - (kh - 1) * dilations[0] - 1) // strides[0] + 1
+    wo = (wd + pads[1] + pads[3] - (kw - 1) * dilations[1] - 1) // strides[1] + 1
+    if ho < 1 or wo < 1:
+        raise ctx.error(f"output would be empty ({ho}x{wo}) for input {list(x_shape)}")
+    bias = None
+    if ctx.has(ctx.input(2)):
+        bias = ctx.value(node.input[2])
+        if shape_of(bias) != (w_shape[0],):
+            raise ctx.error(f"bias shape {list(shape_of(bias))} is not [{w_shape[0]}]")
+    out = (x_shape[0], w_shape[0], ho, wo)
+    op = ctx.emit(
+        graph.Conv2dOp(
+            x, w, bias, strides=(strides[0], strides[1]),
+            pads=(pads[0], pads[1], pads[2], pads[3]),
+            dilations=(dilations[0], dilations[1]), group=group, shape=out,
+        )
+    )  # fmt: skip
+    y = op.results[0]
+    if rank == 1:
+        y = reshape(ctx, y, (out[0], out[1], out[3]))
+    return [y]
+
+
+def matmul(ctx: ImportContext, a: SSAValue, b: SSAValue) -> SSAValue:
+    """numpy matmul semantics, promoting 1-D operands as numpy does."""
+    sa, sb = shape_of(a), shape_of(b)
+    if len(sa) == 1:
+        a = reshape(ctx, a, (1, sa[0]))
+    if len(sb) == 1:
+        b = reshape(ctx, b, (sb[0], 1))
+    pa, pb = shape_of(a), shape_of(b)
+    if pa[-1] != pb[-2]:
+        raise ctx.error(f"inner dimensions differ: {list(sa)} x {list(sb)}")
+    try:
+        batch = np.broadcast_shapes(pa[:-2], pb[:-2])
+    except ValueError:
+        raise ctx.error(f"batch dimensions do not broadcast: {list(sa)} x {list(sb)}") from None
+    out = (*batch, pa[-2], pb[-1])
+    y = ctx.emit(graph.MatMulOp(a, b, out)).results[0]
+    final = (*batch, *([pa[-2]] if len(sa) > 1 else []), *([pb[-1]] if len(sb) > 1 else []))
+    return reshape(ctx, y, final) if final != out else y
+
+
+@converter("MatMul")
+def convert_matmul(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    return [matmul(ctx, ctx.value(node.input[0]), ctx.value(node.input[1]))]
+
+
+@converter("Gemm")
+def convert_gemm(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    alpha, beta = float(ctx.attr("alpha", 1.0)), float(ctx.attr("beta", 1.0))
+    trans_a, trans_b = int(ctx.attr("transA", 0)), int(ctx.attr("transB", 0))
+    for index in (0, 1):
+        if len(ctx.shape(node.input[index])) != 2:
+            raise ctx.error(f"input {index} must be 2-D, got {list(ctx.shape(node.input[index]))}")
+    a = ctx.value(node.input[0])
+    if trans_a:
+        a = transpose(ctx, a, (1, 0))
+    b_const = ctx.const(node.input[1])
+    if b_const is not None:  # fold the transpose and alpha into the weight
+        b_arr = b_const.T if trans_b else b_const
+        b = ctx.weight(np.ascontiguousarray(b_arr * np.float32(alpha)), node.input[1])
+        alpha = 1.0
+    else:
+        b = ctx.value(node.input[1])
+        if trans_b:
+            b = transpose(ctx, b, (1, 0))
+    y = matmul(ctx, a, b)
+    if alpha != 1.0:
+        y = ctx.emit(graph.MulOp(y, ctx.weight(np.float32([alpha]), "alpha"), shape_of(y))).results[0]
+    if ctx.has(ctx.input(2)) and beta != 0.0:
+        c_const = ctx.const(node.input[2])
+        if c_const is not None:
+            c = ctx.weight(c_const.astype(np.float32) * np.float32(beta), node.input[2])
+        else:
+            c = ctx.value(node.input[2])
+            if beta != 1.0:
+                beta_w = ctx.weight(np.float32([beta]), "beta")
+                c = ctx.emit(graph.MulOp(c, beta_w, shape_of(c))).results[0]
+        try:
+            out = tuple(np.broadcast_shapes(shape_of(y), shape_of(c)))
+        except ValueError:
+            raise ctx.error(f"C of shape {list(shape_of(c))} does not broadcast to {list(shape_of(y))}") from None
+        if out != shape_of(y):
+            raise ctx.error(f"C of shape {list(shape_of(c))} does not broadcast to {list(shape_of(y))}")
+        y = ctx.emit(graph.AddOp(y, c, out)).results[0]
+    return [y]
+
+
+@converter("BatchNormalization")
+def convert_batch_norm(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    if int(ctx.attr("training_mode", 0)) or any(node.output[1:]):
+        raise ctx.unsupported("training mode (extra outputs) is not supported; inference only")
+    if not int(ctx.attr("spatial", 1)):
+        raise ctx.unsupported("spatial=0 is not supported")
+    x = ctx.value(node.input[0])
+    channels = shape_of(x)[1] if len(shape_of(x)) > 1 else 0
+    params = [ctx.value(node.input[i]) for i in range(1, 5)]
+    for p in params:
+        if shape_of(p) != (channels,):
+            raise ctx.error(f"scale/bias/mean/var must be [{channels}], got {list(shape_of(p))}")
+    eps = float(ctx.attr("epsilon", 1e-5))
+    op = graph.BatchNormOp.create(
+        operands=[x, *params],
+        properties={"epsilon": FloatAttr(eps, 32)},
+        result_types=[x.type],
+    )
+    return [ctx.emit(op).results[0]]
+
+
+def _pool_output(size: int, k: int, s: int, d: int, pad_begin: int, pad_end: int, ceil: bool) -> int:
+    span = size + pad_begin + pad_end - ((k - 1) * d + 1)
+    out = (-(-span // s) if ceil else span // s) + 1
+    if ceil and (out - 1) * s >= size + pad_begin:  # last window would start in the end padding
+        out -= 1
+    return out
+
+
+def _pool(ctx: ImportContext, node: NodeProto, is_max: bool) -> list[Value]:
+    if len(node.output) > 1 and node.output[1]:
+        raise ctx.unsupported("the Indices output of MaxPool is not supported")
+    x_in = ctx.value(node.input[0])
+    shape = shape_of(x_in)
+    rank = len(shape) - 2
+    kernel = list(ctx.attr("kernel_shape", []))
+    if len(kernel) != rank:
+        raise ctx.error(f"kernel_shape {kernel} must have {rank} entries")
+    if int(ctx.attr("storage_order", 0)):
+        raise ctx.unsupported("storage_order=1 is not supported")
+    strides, dilations, pads = _spatial_attrs(ctx, shape[2:], tuple(kernel))
+    ceil = bool(ctx.attr("ceil_mode", 0))
+    x = _to_2d(ctx, x_in, node.op_type)
+    kernel, strides = _as_2d(kernel, rank, 1), _as_2d(strides, rank, 1)
+    dilations, pads = _as_2d(dilations, rank, 1), _as_2d(pads, rank, 0)
+    n, c, h, w = shape_of(x)
+    ho = _pool_output(h, kernel[0], strides[0], dilations[0], pads[0], pads[2], ceil)
+    wo = _pool_output(w, kernel[1], strides[1], dilations[1], pads[1], pads[3], ceil)
+    if ho < 1 or wo < 1:
+        raise ctx.error(f"output would be empty ({ho}x{wo}) for input {list(shape)}")
+    props = {
+        "kernel_shape": i64_array(kernel), "strides": i64_array(strides),
+        "pads": i64_array(pads), "dilations": i64_array(dilations),
+    }  # fmt: skip
+    cls: type[graph.Pool2dOp] = graph.MaxPoolOp if is_max else graph.AvgPoolOp
+    if not is_max:
+        props["count_include_pad"] = BoolAttr.from_bool(bool(ctx.attr("count_include_pad", 0)))
+    out = (n, c, ho, wo)
+    y = ctx.emit(cls.create(operands=[x], properties=props, result_types=[tensor_type(out)])).results[0]
+    if rank == 1:
+        y = reshape(ctx, y, (n, c, wo))
+    return [y]
+
+
+@converter("MaxPool")
+def convert_max_pool(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    return _pool(ctx, node, is_max=True)
+
+
+@converter("AveragePool")
+def convert_avg_pool(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    return _pool(ctx, node, is_max=False)
+
+
+def _global_pool(ctx: ImportContext, node: NodeProto, cls: type) -> list[Value]:
+    x = ctx.value(node.input[0])
+    shape = shape_of(x)
+    if len(shape) < 3:
+        raise ctx.error(f"input must have spatial dimensions, got {list(shape)}")
+    out = (shape[0], shape[1], *([1] * (len(shape) - 2)))
+    return [ctx.emit(cls.create(operands=[x], result_types=[tensor_type(out)])).results[0]]
+
+
+@converter("GlobalAveragePool")
+def convert_global_avg_pool(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    return _global_pool(ctx, node, graph.GlobalAvgPoolOp)
+
+
+@converter("GlobalMaxPool")
+def convert_global_max_pool(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    return _global_pool(ctx, node, graph.GlobalMaxPoolOp)
+
+
+@converter("LRN")
+def convert_lrn(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    x = ctx.value(node.input[0])
+    if len(shape_of(x)) < 3:
+        raise ctx.error("LRN input must be [N, C, ...]")
+    size = int(ctx.attr("size", 0))
+    if size < 1:
+        raise ctx.error("attribute 'size' is required and must be positive")
+    props = {
+        "size": IntegerAttr(size, i64),
+        "alpha": FloatAttr(float(ctx.attr("alpha", 1e-4)), 32),
+        "beta": FloatAttr(float(ctx.attr("beta", 0.75)), 32),
+        "bias": FloatAttr(float(ctx.attr("bias", 1.0)), 32),
+    }
+    return [ctx.emit(graph.LRNOp.create(operands=[x], properties=props, result_types=[x.type])).results[0]]
+
+
+def _softmax(ctx: ImportContext, node: NodeProto, log: bool) -> list[Value]:
+    x = ctx.value(node.input[0])
+    shape = shape_of(x)
+    legacy = ctx.opset < 13
+    axis = int(ctx.attr("axis", 1 if legacy else -1))
+    if not -len(shape) <= axis < max(len(shape), 1):
+        raise ctx.error(f"axis {axis} out of range for rank {len(shape)}")
+    axis %= max(len(shape), 1)
+    props = {"log": BoolAttr.from_bool(log)}
+    if legacy:  # softmax over the flattened trailing block
+        flat = (math.prod(shape[:axis]), math.prod(shape[axis:]))
+        x2 = reshape(ctx, x, flat)
+        props["axis"] = IntegerAttr(1, i64)
+        op = graph.SoftmaxOp.create(operands=[x2], properties=props, result_types=[x2.type])
+        return [reshape(ctx, ctx.emit(op).results[0], shape)]
+    props["axis"] = IntegerAttr(axis, i64)
+    return [ctx.emit(graph.SoftmaxOp.create(operands=[x], properties=props, result_types=[x.type])).results[0]]
+
+
+@converter("Softmax")
+def convert_softmax(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    return _softmax(ctx, node, log=False)
+
+
+@converter("LogSoftmax")
+def convert_log_softmax(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    return _softmax(ctx, node, log=True)
+
+
+@converter("Dropout")
+def convert_dropout(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    training = ctx.const(ctx.input(2)) if ctx.input(2) else None
+    if training is not None and bool(training):
+        raise ctx.unsupported("training_mode=True is not supported (inference only)")
+    x = ctx.value(node.input[0])
+    mask = np.ones(shape_of(x), dtype=bool)  # inference: nothing is dropped
+    return [ctx.emit(graph.IdentityOp.create(operands=[x], result_types=[x.type])).results[0], mask]
+
+
+@converter("Identity")
+def convert_identity(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    x = ctx.value(node.input[0])
+    return [ctx.emit(graph.IdentityOp.create(operands=[x], result_types=[x.type])).results[0]]

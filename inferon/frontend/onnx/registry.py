@@ -1,0 +1,58 @@
+"""Registry of ONNX op converters, keyed by op type and the opset version they apply from."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from inferon.errors import UnsupportedError
+
+if TYPE_CHECKING:
+    from onnx import NodeProto
+
+    from inferon.frontend.onnx.importer import ImportContext, Value
+
+Converter = "Callable[[ImportContext, NodeProto], list[Value]]"
+_CONVERTERS: dict[str, list[tuple[int, Callable[..., list[Value]]]]] = {}
+
+
+def converter(*op_types: str, since: int = 1) -> Callable[[Callable[..., list[Value]]], Callable[..., list[Value]]]:
+    """Register a converter for `op_types` (default ONNX domain) used from opset `since` on."""
+
+    def register(fn: Callable[..., list[Value]]) -> Callable[..., list[Value]]:
+        for op_type in op_types:
+            versions = _CONVERTERS.setdefault(op_type, [])
+            versions.append((since, fn))
+            versions.sort(key=lambda entry: entry[0])
+        return fn
+
+    return register
+
+
+def lookup(node: NodeProto, opset: int) -> Callable[..., list[Value]]:
+    """The converter for `node` at `opset`, or an UnsupportedError naming what is missing."""
+    if node.domain not in ("", "ai.onnx"):
+        raise UnsupportedError(
+            f"operator domain '{node.domain}' is not supported (only the default ONNX domain)",
+            node=node.name or None, op_type=node.op_type, opset=opset,
+        )
+    versions = _CONVERTERS.get(node.op_type)
+    if not versions:
+        raise UnsupportedError(
+            f"operator is not supported; supported operators: {', '.join(supported_ops())}",
+            node=node.name or None, op_type=node.op_type, opset=opset,
+        )
+    chosen = [fn for since, fn in versions if since <= opset]
+    if not chosen:
+        raise UnsupportedError(
+            f"opset {opset} is older than any supported version ({versions[0][0]})",
+            node=node.name or None, op_type=node.op_type, opset=opset,
+        )
+    return chosen[-1]
+
+
+def supported_ops() -> list[str]:
+    """Names of all ONNX ops with a converter (importing the converter modules first)."""
+    from inferon.frontend.onnx import ops_elementwise, ops_nn, ops_shape  # noqa: F401
+
+    return sorted(_CONVERTERS)

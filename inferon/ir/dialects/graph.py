@@ -1,0 +1,552 @@
+"""The `graph` dialect: ONNX-like tensor operations with static shapes.
+
+Every value is a ranked, statically shaped `tensor<...xf32>`. Weights are not stored in the IR: a
+`graph.weight` op names a handle into the compiler's `WeightStore`. Op names follow the ONNX operator
+they model (`graph.conv2d` ↔ ONNX Conv, https://onnx.ai/onnx/operators/); fused ops carry their
+epilogue (bias and residual as optional operands, the activation as an `#graph.epilogue` property).
+Ops whose names do not exist in ONNX (`graph.weight`, `graph.reshape`) are Inferon's own.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from xdsl.dialects.builtin import (
+    BoolAttr,
+    DenseArrayBase,
+    Float32Type,
+    FloatAttr,
+    IntegerAttr,
+    IntegerType,
+    StringAttr,
+    TensorType,
+    i64,
+)
+from xdsl.ir import Attribute, Dialect, Operation, SSAValue
+from xdsl.irdl import (
+    AttrSizedOperandSegments,
+    IRDLOperation,
+    irdl_op_definition,
+    operand_def,
+    opt_operand_def,
+    prop_def,
+    result_def,
+    traits_def,
+    var_operand_def,
+)
+from xdsl.traits import Pure
+from xdsl.utils.exceptions import VerifyException
+
+from inferon.ir.attrs import NO_EPILOGUE, ActivationKindAttr, ElementwiseKind, ElementwiseKindAttr, EpilogueAttr
+
+F32Attr = FloatAttr[Float32Type]
+
+
+def shape_of(value: SSAValue) -> tuple[int, ...]:
+    """Static shape of a tensor (or memref) value."""
+    typ = value.type
+    assert isinstance(typ, TensorType), f"expected a tensor, got {typ}"
+    return tuple(typ.get_shape())
+
+
+def tensor_type(shape: tuple[int, ...] | list[int]) -> TensorType[Float32Type]:
+    """An f32 tensor type of the given static shape."""
+    from xdsl.dialects.builtin import f32
+
+    return TensorType(f32, list(shape))
+
+
+def i64_array(values: list[int] | tuple[int, ...]) -> DenseArrayBase:
+    return DenseArrayBase.from_list(i64, list(values))
+
+
+def ints(attr: DenseArrayBase) -> tuple[int, ...]:
+    """The values of an i64 dense array property."""
+    return tuple(int(v) for v in attr.get_values())
+
+
+@irdl_op_definition
+class WeightOp(IRDLOperation):
+    """A constant tensor held in the weight store under `handle`."""
+
+    name = "graph.weight"
+    handle = prop_def(StringAttr)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+
+    def __init__(self, handle: str, shape: tuple[int, ...]) -> None:
+        super().__init__(properties={"handle": StringAttr(handle)}, result_types=[tensor_type(shape)])
+
+
+class FusableOp(IRDLOperation):
+    """Base of ops that carry a fused epilogue: optional bias, residual and activation.
+
+    Subclasses declare `bias`, `residual` and `epilogue` after their main operands.
+    """
+
+    def has_epilogue(self) -> bool:
+        fields = self.properties.get("epilogue", NO_EPILOGUE)
+        return len(self.operands) > 2 or fields != NO_EPILOGUE
+
+
+@irdl_op_definition
+class Conv2dOp(FusableOp):
+    """ONNX Conv on NCHW (https://onnx.ai/onnx/operators/onnx__Conv.html).
+
+    pads are [top, left, bottom, right]; bias is [C_out]; residual has the output's shape.
+    """
+
+    name = "graph.conv2d"
+    input = operand_def(TensorType)
+    weight = operand_def(TensorType)
+    bias = opt_operand_def(TensorType)
+    residual = opt_operand_def(TensorType)
+    epilogue = prop_def(EpilogueAttr, default_value=NO_EPILOGUE)
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+    strides = prop_def(DenseArrayBase)
+    pads = prop_def(DenseArrayBase)
+    dilations = prop_def(DenseArrayBase)
+    group = prop_def(IntegerAttr[IntegerType])
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+
+    def __init__(
+        self,
+        input: SSAValue | Operation,
+        weight: SSAValue | Operation,
+        bias: SSAValue | Operation | None,
+        *,
+        strides: tuple[int, int],
+        pads: tuple[int, int, int, int],
+        dilations: tuple[int, int],
+        group: int,
+        shape: tuple[int, ...],
+        residual: SSAValue | Operation | None = None,
+        epilogue: EpilogueAttr = NO_EPILOGUE,
+    ) -> None:
+        super().__init__(
+            operands=[input, weight, [bias] if bias else [], [residual] if residual else []],
+            properties={
+                "strides": i64_array(strides),
+                "pads": i64_array(pads),
+                "dilations": i64_array(dilations),
+                "group": IntegerAttr(group, i64),
+                "epilogue": epilogue,
+            },
+            result_types=[tensor_type(shape)],
+        )
+
+    def verify_(self) -> None:
+        x, w, y = shape_of(self.input), shape_of(self.weight), shape_of(self.output)
+        if len(x) != 4 or len(w) != 4 or len(y) != 4:
+            raise VerifyException("graph.conv2d expects rank-4 input, weight and output")
+        g = self.group.value.data
+        if x[1] != w[1] * g or w[0] % g != 0 or y[1] != w[0]:
+            raise VerifyException(f"graph.conv2d channel mismatch: input {x}, weight {w}, group {g}")
+        if len(ints(self.pads)) != 4:
+            raise VerifyException("graph.conv2d pads must be [top, left, bottom, right]")
+        if self.bias is not None and shape_of(self.bias) != (w[0],):
+            raise VerifyException("graph.conv2d bias must have one value per output channel")
+        if self.residual is not None and shape_of(self.residual) != y:
+            raise VerifyException("graph.conv2d residual must have the output's shape")
+
+
+@irdl_op_definition
+class MatMulOp(FusableOp):
+    """numpy-style batched matmul (ONNX MatMul, and Gemm after import).
+
+    bias, when fused, is [N] (one value per output column); residual has the output's shape.
+    """
+
+    name = "graph.matmul"
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    bias = opt_operand_def(TensorType)
+    residual = opt_operand_def(TensorType)
+    epilogue = prop_def(EpilogueAttr, default_value=NO_EPILOGUE)
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+
+    def __init__(
+        self,
+        lhs: SSAValue | Operation,
+        rhs: SSAValue | Operation,
+        shape: tuple[int, ...],
+        bias: SSAValue | Operation | None = None,
+        residual: SSAValue | Operation | None = None,
+        epilogue: EpilogueAttr = NO_EPILOGUE,
+    ) -> None:
+        super().__init__(
+            operands=[lhs, rhs, [bias] if bias else [], [residual] if residual else []],
+            properties={"epilogue": epilogue},
+            result_types=[tensor_type(shape)],
+        )
+
+    def verify_(self) -> None:
+        a, b, y = shape_of(self.lhs), shape_of(self.rhs), shape_of(self.output)
+        if len(a) < 2 or len(b) < 2:
+            raise VerifyException("graph.matmul operands must have rank >= 2 (import promotes vectors)")
+        if a[-1] != b[-2]:
+            raise VerifyException(f"graph.matmul inner dimensions differ: {a} x {b}")
+        if self.bias is not None and shape_of(self.bias) != (y[-1],):
+            raise VerifyException("graph.matmul bias must have one value per output column")
+
+
+@irdl_op_definition
+class BatchNormOp(IRDLOperation):
+    """ONNX BatchNormalization in inference mode on [N, C, ...] tensors."""
+
+    name = "graph.batch_norm"
+    input = operand_def(TensorType)
+    scale = operand_def(TensorType)
+    bias = operand_def(TensorType)
+    mean = operand_def(TensorType)
+    var = operand_def(TensorType)
+    epsilon = prop_def(F32Attr)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+
+
+class BinaryOp(IRDLOperation):
+    """Element-wise binary op with numpy (ONNX multidirectional) broadcasting."""
+
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+    KIND: ClassVar[ElementwiseKind]
+
+    def __init__(self, lhs: SSAValue | Operation, rhs: SSAValue | Operation, shape: tuple[int, ...]):
+        super().__init__(operands=[lhs, rhs], result_types=[tensor_type(shape)])
+
+
+@irdl_op_definition
+class AddOp(BinaryOp):
+    name = "graph.add"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.ADD
+
+@irdl_op_definition
+class SubOp(BinaryOp):
+    name = "graph.sub"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.SUB
+
+@irdl_op_definition
+class MulOp(BinaryOp):
+    name = "graph.mul"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.MUL
+
+@irdl_op_definition
+class DivOp(BinaryOp):
+    name = "graph.div"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.DIV
+
+@irdl_op_definition
+class MaxOp(BinaryOp):
+    name = "graph.max"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.MAX
+
+@irdl_op_definition
+class MinOp(BinaryOp):
+    name = "graph.min"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.MIN
+
+@irdl_op_definition
+class PowOp(BinaryOp):
+    name = "graph.pow"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.POW
+
+class UnaryOp(IRDLOperation):
+    """Element-wise unary op; KIND names its function, alpha/beta its parameters."""
+
+    input = operand_def(TensorType)
+    alpha = prop_def(F32Attr, default_value=FloatAttr(0.0, 32))
+    beta = prop_def(F32Attr, default_value=FloatAttr(0.0, 32))
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+    KIND: ClassVar[ElementwiseKind]
+
+    def __init__(self, input: SSAValue | Operation, alpha: float = 0.0, beta: float = 0.0) -> None:
+        super().__init__(
+            operands=[input],
+            properties={"alpha": FloatAttr(alpha, 32), "beta": FloatAttr(beta, 32)},
+            result_types=[SSAValue.get(input).type],
+        )
+
+
+@irdl_op_definition
+class ReluOp(UnaryOp):
+    """max(x, 0)"""
+
+    name = "graph.relu"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.RELU
+
+
+@irdl_op_definition
+class LeakyReluOp(UnaryOp):
+    """x if x >= 0 else alpha * x"""
+
+    name = "graph.leaky_relu"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.LEAKY_RELU
+
+
+@irdl_op_definition
+class ClipOp(UnaryOp):
+    """min(max(x, alpha), beta)"""
+
+    name = "graph.clip"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.CLIP
+
+
+@irdl_op_definition
+class SigmoidOp(UnaryOp):
+    """1 / (1 + exp(-x))"""
+
+    name = "graph.sigmoid"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.SIGMOID
+
+
+@irdl_op_definition
+class TanhOp(UnaryOp):
+    """tanh(x)"""
+
+    name = "graph.tanh"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.TANH
+
+
+@irdl_op_definition
+class ExpOp(UnaryOp):
+    """exp(x)"""
+
+    name = "graph.exp"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.EXP
+
+
+@irdl_op_definition
+class LogOp(UnaryOp):
+    """log(x)"""
+
+    name = "graph.log"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.LOG
+
+
+@irdl_op_definition
+class AbsOp(UnaryOp):
+    """|x|"""
+
+    name = "graph.abs"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.ABS
+
+
+@irdl_op_definition
+class NegOp(UnaryOp):
+    """-x"""
+
+    name = "graph.neg"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.NEG
+
+
+@irdl_op_definition
+class SqrtOp(UnaryOp):
+    """sqrt(x)"""
+
+    name = "graph.sqrt"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.SQRT
+
+
+@irdl_op_definition
+class ReciprocalOp(UnaryOp):
+    """1 / x"""
+
+    name = "graph.reciprocal"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.RECIPROCAL
+
+
+@irdl_op_definition
+class FloorOp(UnaryOp):
+    """floor(x)"""
+
+    name = "graph.floor"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.FLOOR
+
+
+@irdl_op_definition
+class CeilOp(UnaryOp):
+    """ceil(x)"""
+
+    name = "graph.ceil"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.CEIL
+
+
+@irdl_op_definition
+class EluOp(UnaryOp):
+    """x if x > 0 else alpha * (exp(x) - 1)"""
+
+    name = "graph.elu"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.ELU
+
+
+@irdl_op_definition
+class HardSigmoidOp(UnaryOp):
+    """max(0, min(1, alpha * x + beta))"""
+
+    name = "graph.hard_sigmoid"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.HARD_SIGMOID
+
+
+@irdl_op_definition
+class SoftplusOp(UnaryOp):
+    """log(1 + exp(x))"""
+
+    name = "graph.softplus"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.SOFTPLUS
+
+
+BINARY_OPS: tuple[type[BinaryOp], ...] = (AddOp, SubOp, MulOp, DivOp, MaxOp, MinOp, PowOp)
+UNARY_OPS: tuple[type[UnaryOp], ...] = (
+    ReluOp, LeakyReluOp, ClipOp, SigmoidOp, TanhOp, ExpOp, LogOp, AbsOp, NegOp, SqrtOp,
+    ReciprocalOp, FloorOp, CeilOp, EluOp, HardSigmoidOp, SoftplusOp,
+)  # fmt: skip
+
+
+class Pool2dOp(IRDLOperation):
+    """Base of 2-D window pooling on NCHW; pads are [top, left, bottom, right]."""
+
+    input = operand_def(TensorType)
+    kernel_shape = prop_def(DenseArrayBase)
+    strides = prop_def(DenseArrayBase)
+    pads = prop_def(DenseArrayBase)
+    dilations = prop_def(DenseArrayBase)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+
+
+@irdl_op_definition
+class MaxPoolOp(Pool2dOp):
+    """ONNX MaxPool (https://onnx.ai/onnx/operators/onnx__MaxPool.html); ceil_mode is in the shape."""
+
+    name = "graph.max_pool"
+
+
+@irdl_op_definition
+class AvgPoolOp(Pool2dOp):
+    """ONNX AveragePool (https://onnx.ai/onnx/operators/onnx__AveragePool.html)."""
+
+    name = "graph.avg_pool"
+    count_include_pad = prop_def(BoolAttr)
+
+
+@irdl_op_definition
+class GlobalAvgPoolOp(IRDLOperation):
+    """ONNX GlobalAveragePool: mean over all spatial positions."""
+
+    name = "graph.global_avg_pool"
+    input = operand_def(TensorType)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+
+
+@irdl_op_definition
+class GlobalMaxPoolOp(IRDLOperation):
+    """ONNX GlobalMaxPool: max over all spatial positions."""
+
+    name = "graph.global_max_pool"
+    input = operand_def(TensorType)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+
+
+@irdl_op_definition
+class ConcatOp(IRDLOperation):
+    """ONNX Concat along a non-negative axis."""
+
+    name = "graph.concat"
+    inputs = var_operand_def(TensorType)
+    axis = prop_def(IntegerAttr[IntegerType])
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+
+    def verify_(self) -> None:
+        axis = self.axis.value.data
+        out = shape_of(self.output)
+        if sum(shape_of(v)[axis] for v in self.inputs) != out[axis]:
+            raise VerifyException("graph.concat: input extents along axis do not add up to the output")
+
+
+@irdl_op_definition
+class ReshapeOp(IRDLOperation):
+    """Reinterpret the row-major data under the result's static shape (Reshape, Flatten, Squeeze...)."""
+
+    name = "graph.reshape"
+    input = operand_def(TensorType)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+
+    def verify_(self) -> None:
+        from math import prod
+
+        if prod(shape_of(self.input)) != prod(shape_of(self.output)):
+            raise VerifyException("graph.reshape must keep the number of elements")
+
+
+@irdl_op_definition
+class TransposeOp(IRDLOperation):
+    """ONNX Transpose with an explicit permutation."""
+
+    name = "graph.transpose"
+    input = operand_def(TensorType)
+    perm = prop_def(DenseArrayBase)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+
+
+@irdl_op_definition
+class SoftmaxOp(IRDLOperation):
+    """Softmax (or LogSoftmax when `log`) over one axis (ONNX opset-13 semantics)."""
+
+    name = "graph.softmax"
+    input = operand_def(TensorType)
+    axis = prop_def(IntegerAttr[IntegerType])
+    log = prop_def(BoolAttr)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+
+
+@irdl_op_definition
+class LRNOp(IRDLOperation):
+    """ONNX LRN across channels (https://onnx.ai/onnx/operators/onnx__LRN.html)."""
+
+    name = "graph.lrn"
+    input = operand_def(TensorType)
+    size = prop_def(IntegerAttr[IntegerType])
+    alpha = prop_def(F32Attr)
+    beta = prop_def(F32Attr)
+    bias = prop_def(F32Attr)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+
+
+@irdl_op_definition
+class IdentityOp(IRDLOperation):
+    """ONNX Identity, and Dropout in inference mode; removed by `remove-identities`."""
+
+    name = "graph.identity"
+    input = operand_def(TensorType)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+
+
+def prop_attr(op: Operation, name: str) -> Attribute:
+    return op.properties[name]
+
+
+Graph = Dialect(
+    "graph",
+    [
+        WeightOp, Conv2dOp, MatMulOp, BatchNormOp,
+        *BINARY_OPS, *UNARY_OPS,
+        MaxPoolOp, AvgPoolOp, GlobalAvgPoolOp, GlobalMaxPoolOp,
+        ConcatOp, ReshapeOp, TransposeOp, SoftmaxOp, LRNOp, IdentityOp,
+    ],
+    [ActivationKindAttr, EpilogueAttr, ElementwiseKindAttr],
+)  # fmt: skip

@@ -1,0 +1,242 @@
+"""A numpy reference interpreter for the `graph` dialect: the oracle of tests and constant folding."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Operation, SSAValue
+
+from inferon.ir.attrs import ActivationKind, ElementwiseKind, EpilogueAttr
+from inferon.ir.dialects import graph
+from inferon.ir.dialects.graph import ints, shape_of
+from inferon.ir.weights import WeightStore
+
+Impl = Callable[[Operation, list[np.ndarray]], np.ndarray]
+_IMPLS: dict[type[Operation], Impl] = {}
+
+
+def impl(*classes: type[Operation]) -> Callable[[Impl], Impl]:
+    def register(fn: Impl) -> Impl:
+        for cls in classes:
+            _IMPLS[cls] = fn
+        return fn
+
+    return register
+
+
+ELEMENTWISE: dict[ElementwiseKind, Callable[[np.ndarray, np.ndarray | float, float], np.ndarray]] = {
+    ElementwiseKind.ADD: lambda a, b, _: a + b,
+    ElementwiseKind.SUB: lambda a, b, _: a - b,
+    ElementwiseKind.MUL: lambda a, b, _: a * b,
+    ElementwiseKind.DIV: lambda a, b, _: a / b,
+    ElementwiseKind.MAX: lambda a, b, _: np.maximum(a, b),
+    ElementwiseKind.MIN: lambda a, b, _: np.minimum(a, b),
+    ElementwiseKind.POW: lambda a, b, _: np.power(a, b),
+    ElementwiseKind.RELU: lambda x, a, b: np.maximum(x, 0),
+    ElementwiseKind.LEAKY_RELU: lambda x, a, b: np.where(x >= 0, x, a * x),
+    ElementwiseKind.CLIP: lambda x, a, b: np.minimum(np.maximum(x, a), b),
+    ElementwiseKind.SIGMOID: lambda x, a, b: 1 / (1 + np.exp(-x)),
+    ElementwiseKind.TANH: lambda x, a, b: np.tanh(x),
+    ElementwiseKind.EXP: lambda x, a, b: np.exp(x),
+    ElementwiseKind.LOG: lambda x, a, b: np.log(x),
+    ElementwiseKind.ABS: lambda x, a, b: np.abs(x),
+    ElementwiseKind.NEG: lambda x, a, b: -x,
+    ElementwiseKind.SQRT: lambda x, a, b: np.sqrt(x),
+    ElementwiseKind.RECIPROCAL: lambda x, a, b: 1 / x,
+    ElementwiseKind.FLOOR: lambda x, a, b: np.floor(x),
+    ElementwiseKind.CEIL: lambda x, a, b: np.ceil(x),
+    ElementwiseKind.ELU: lambda x, a, b: np.where(x > 0, x, a * (np.exp(x) - 1)),
+    ElementwiseKind.HARD_SIGMOID: lambda x, a, b: np.clip(a * x + b, 0, 1),
+    ElementwiseKind.SOFTPLUS: lambda x, a, b: np.log1p(np.exp(x)),
+}
+
+ACTIVATION_KIND = {
+    ActivationKind.RELU: ElementwiseKind.RELU,
+    ActivationKind.LEAKY_RELU: ElementwiseKind.LEAKY_RELU,
+    ActivationKind.CLIP: ElementwiseKind.CLIP,
+    ActivationKind.SIGMOID: ElementwiseKind.SIGMOID,
+}
+
+
+def apply_epilogue(y: np.ndarray, epilogue: EpilogueAttr) -> np.ndarray:
+    kind = epilogue.activation
+    if kind == ActivationKind.NONE:
+        return y
+    return ELEMENTWISE[ACTIVATION_KIND[kind]](y, epilogue.alpha.value.data, epilogue.beta.value.data)
+
+
+def _fused(op: graph.FusableOp, y: np.ndarray, bias_shape: tuple[int, ...], args: list[np.ndarray]) -> np.ndarray:
+    rest = args[2:]
+    if op.bias is not None:
+        y = y + rest.pop(0).reshape(bias_shape)
+    if op.residual is not None:
+        y = y + rest.pop(0)
+    return apply_epilogue(y, op.epilogue)
+
+
+def conv2d(x: np.ndarray, w: np.ndarray, strides: Sequence[int], pads: Sequence[int],
+           dilations: Sequence[int], group: int) -> np.ndarray:
+    """Direct NCHW convolution in numpy (im2col + einsum)."""
+    n, c, h, wd = x.shape
+    m, cg, kh, kw = w.shape
+    (sh, sw), (dh, dw) = strides, dilations
+    xp = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    ho = (h + pads[0] + pads[2] - (kh - 1) * dh - 1) // sh + 1
+    wo = (wd + pads[1] + pads[3] - (kw - 1) * dw - 1) // sw + 1
+    cols = np.empty((n, c, kh, kw, ho, wo), dtype=np.float64)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, :, i, j] = xp[:, :, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw]
+    cols = cols.reshape(n, group, cg * kh * kw, ho * wo)
+    wg = w.reshape(group, m // group, cg * kh * kw).astype(np.float64)
+    y = np.einsum("gmk,ngkp->ngmp", wg, cols)
+    return y.reshape(n, m, ho, wo)
+
+
+@impl(graph.Conv2dOp)
+def _conv(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    assert isinstance(op, graph.Conv2dOp)
+    y = conv2d(args[0], args[1], ints(op.strides), ints(op.pads), ints(op.dilations), op.group.value.data)
+    return _fused(op, y, (1, -1, 1, 1), args)
+
+
+@impl(graph.MatMulOp)
+def _matmul(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    assert isinstance(op, graph.MatMulOp)
+    y = np.matmul(args[0].astype(np.float64), args[1])
+    return _fused(op, y, (-1,), args)
+
+
+@impl(graph.BatchNormOp)
+def _batch_norm(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    assert isinstance(op, graph.BatchNormOp)
+    x, scale, bias, mean, var = args
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    inv = scale / np.sqrt(var.astype(np.float64) + op.epsilon.value.data)
+    return (x - mean.reshape(shape)) * inv.reshape(shape) + bias.reshape(shape)
+
+
+@impl(*graph.BINARY_OPS)
+def _binary(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    assert isinstance(op, graph.BinaryOp)
+    return ELEMENTWISE[op.KIND](args[0], args[1], 0.0)
+
+
+@impl(*graph.UNARY_OPS)
+def _unary(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    assert isinstance(op, graph.UnaryOp)
+    return ELEMENTWISE[op.KIND](args[0], op.alpha.value.data, op.beta.value.data)
+
+
+def pool2d(x: np.ndarray, kernel: Sequence[int], strides: Sequence[int], pads: Sequence[int],
+           dilations: Sequence[int], out_hw: tuple[int, int], is_max: bool, count_include_pad: bool) -> np.ndarray:
+    n, c, h, w = x.shape
+    ho, wo = out_hw
+    y = np.empty((n, c, ho, wo), dtype=np.float64)
+    for oh in range(ho):
+        for ow in range(wo):
+            h0, w0 = oh * strides[0] - pads[0], ow * strides[1] - pads[1]
+            hs = [h0 + i * dilations[0] for i in range(kernel[0])]
+            ws = [w0 + j * dilations[1] for j in range(kernel[1])]
+            hv = [i for i in hs if 0 <= i < h]
+            wv = [j for j in ws if 0 <= j < w]
+            window = x[:, :, hv][:, :, :, wv]
+            if is_max:
+                y[:, :, oh, ow] = window.max(axis=(2, 3))
+                continue
+            if count_include_pad:
+                hc = len([i for i in hs if -pads[0] <= i < h + pads[2]])
+                wc = len([j for j in ws if -pads[1] <= j < w + pads[3]])
+                count = hc * wc
+            else:
+                count = len(hv) * len(wv)
+            y[:, :, oh, ow] = window.sum(axis=(2, 3)) / count
+    return y
+
+
+@impl(graph.MaxPoolOp, graph.AvgPoolOp)
+def _pool(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    assert isinstance(op, graph.Pool2dOp)
+    out = shape_of(op.output)
+    include = isinstance(op, graph.AvgPoolOp) and op.count_include_pad.value.data
+    return pool2d(args[0], ints(op.kernel_shape), ints(op.strides), ints(op.pads), ints(op.dilations),
+                  (out[2], out[3]), isinstance(op, graph.MaxPoolOp), bool(include))
+
+
+@impl(graph.GlobalAvgPoolOp, graph.GlobalMaxPoolOp)
+def _global_pool(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    axes = tuple(range(2, args[0].ndim))
+    reduce = np.max if isinstance(op, graph.GlobalMaxPoolOp) else np.mean
+    return reduce(args[0], axis=axes, keepdims=True)
+
+
+@impl(graph.ConcatOp)
+def _concat(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    assert isinstance(op, graph.ConcatOp)
+    return np.concatenate(args, axis=op.axis.value.data)
+
+
+@impl(graph.ReshapeOp, graph.IdentityOp)
+def _reshape(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    return args[0].reshape(shape_of(op.results[0]))
+
+
+@impl(graph.TransposeOp)
+def _transpose(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    assert isinstance(op, graph.TransposeOp)
+    return np.transpose(args[0], ints(op.perm))
+
+
+@impl(graph.SoftmaxOp)
+def _softmax(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    assert isinstance(op, graph.SoftmaxOp)
+    axis = op.axis.value.data
+    x = args[0].astype(np.float64)
+    e = x - x.max(axis=axis, keepdims=True)
+    if op.log.value.data:
+        return e - np.log(np.exp(e).sum(axis=axis, keepdims=True))
+    e = np.exp(e)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+@impl(graph.LRNOp)
+def _lrn(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    assert isinstance(op, graph.LRNOp)
+    x = args[0].astype(np.float64)
+    size = op.size.value.data
+    alpha, beta, bias = (op.alpha.value.data, op.beta.value.data, op.bias.value.data)
+    sq = np.zeros_like(x)
+    c = x.shape[1]
+    lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
+    for ch in range(c):
+        sq[:, ch] = (x[:, max(0, ch - lo) : min(c, ch + hi + 1)] ** 2).sum(axis=1)
+    return x / (bias + alpha / size * sq) ** beta
+
+
+def evaluate(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    """Compute one graph op on numpy operands; the result is float32."""
+    fn = _IMPLS.get(type(op))
+    if fn is None:
+        raise NotImplementedError(f"the interpreter has no implementation of {op.name}")
+    with np.errstate(all="ignore"):
+        out = fn(op, args)
+    return np.asarray(out, dtype=np.float32).reshape(shape_of(op.results[0]))
+
+
+def run(module: ModuleOp, weights: WeightStore, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Interpret `@main` of a graph-level module on numpy inputs."""
+    fn = next(op for op in module.ops if isinstance(op, func.FuncOp))
+    env: dict[SSAValue, np.ndarray] = {}
+    for arg, value in zip(fn.body.block.args, inputs, strict=True):
+        env[arg] = np.asarray(value, dtype=np.float32)
+    for op in fn.body.block.ops:
+        if isinstance(op, func.ReturnOp):
+            return [env[v] for v in op.operands]
+        if isinstance(op, graph.WeightOp):
+            env[op.result] = weights[op.handle.data]
+            continue
+        env[op.results[0]] = evaluate(op, [env[v] for v in op.operands])
+    raise ValueError("@main has no func.return")

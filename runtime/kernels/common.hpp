@@ -1,0 +1,164 @@
+// Inferon kernels: ISA dispatch state, shared enums and AVX2 math helpers.
+//
+// Header-only; the generated model.cpp is the only translation unit that includes it, so
+// the non-inline definitions below (the extern "C" ISA accessors) appear exactly once.
+// model.cpp is compiled WITHOUT -mavx2: AVX2/FMA code lives in functions marked
+// INFERON_AVX2 and is only called when isa() >= INFERON_ISA_AVX2.
+#pragma once
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cfloat>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "inferon/model_abi.h"
+
+#define INFERON_AVX2 __attribute__((target("avx2,fma")))
+#define INFERON_AVX2_INLINE __attribute__((target("avx2,fma"), always_inline)) inline
+#define INFERON_RESTRICT __restrict__
+
+namespace inferon {
+
+// Process-wide ISA level (INFERON_ISA_* from model_abi.h), set by runtime.c at context creation.
+inline std::atomic<int> g_isa{INFERON_ISA_SCALAR};
+
+inline int isa() { return g_isa.load(std::memory_order_relaxed); }
+inline bool use_avx2() { return isa() >= INFERON_ISA_AVX2; }
+
+enum Act : int { ACT_NONE = 0, ACT_RELU = 1, ACT_LEAKY_RELU = 2, ACT_CLIP = 3, ACT_SIGMOID = 4 };
+
+// Scalar activation (shared by the scalar paths and edge handling).
+inline float apply_act(float v, int act, float alpha, float beta) {
+  switch (act) {
+    case ACT_RELU: return v > 0.f ? v : 0.f;
+    case ACT_LEAKY_RELU: return v < 0.f ? v * alpha : v;
+    case ACT_CLIP: return std::min(std::max(v, alpha), beta);
+    case ACT_SIGMOID: return 1.f / (1.f + std::exp(-v));
+    default: return v;
+  }
+}
+
+// Number of threads worth using for `work` elementary operations.
+inline int threads_for(int num_threads, double work, double min_work_per_thread = 32768.0) {
+  if (num_threads <= 1) return 1;
+  double t = work / min_work_per_thread;
+  if (t < 2.0) return 1;
+  return t < num_threads ? static_cast<int>(t) : num_threads;
+}
+
+// ---------------------------------------------------------------------------------------------
+// AVX2 helpers
+// ---------------------------------------------------------------------------------------------
+
+// Lane mask with the first n (0..8) lanes set.
+INFERON_AVX2_INLINE __m256i mask_first(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// exp(x), Cephes-style polynomial (relative error ~2 ulp); x clamped to [-88.38, 88.38].
+INFERON_AVX2_INLINE __m256 exp256(__m256 x) {
+  const __m256 hi = _mm256_set1_ps(88.3762626647949f);
+  const __m256 lo = _mm256_set1_ps(-88.3762626647949f);
+  x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+  __m256 fx = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+  __m256 z = _mm256_mul_ps(x, x);
+  __m256 y = _mm256_set1_ps(1.9875691500E-4f);
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507E-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073E-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894E-2f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459E-1f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201E-1f));
+  y = _mm256_fmadd_ps(y, z, x);
+  y = _mm256_add_ps(y, _mm256_set1_ps(1.f));
+  // 2^fx: fx in [-127, 127] after the clamp
+  __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127));
+  e = _mm256_slli_epi32(e, 23);
+  return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+INFERON_AVX2_INLINE __m256 sigmoid256(__m256 x) {
+  const __m256 one = _mm256_set1_ps(1.f);
+  __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), x));
+  return _mm256_div_ps(one, _mm256_add_ps(one, e));
+}
+
+// tanh: odd polynomial for |x| < 0.625 (Cephes tanhf), 1 - 2/(exp(2|x|)+1) otherwise.
+INFERON_AVX2_INLINE __m256 tanh256(__m256 x) {
+  const __m256 sign = _mm256_set1_ps(-0.f);
+  __m256 ax = _mm256_andnot_ps(sign, x);
+  __m256 z = _mm256_mul_ps(x, x);
+  __m256 p = _mm256_set1_ps(-5.70498872745E-3f);
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(2.06390887954E-2f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-5.37397155531E-2f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.33314422036E-1f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-3.33332819422E-1f));
+  __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
+  __m256 e = exp256(_mm256_add_ps(ax, ax));
+  __m256 big = _mm256_sub_ps(_mm256_set1_ps(1.f),
+                             _mm256_div_ps(_mm256_set1_ps(2.f), _mm256_add_ps(e, _mm256_set1_ps(1.f))));
+  big = _mm256_or_ps(big, _mm256_and_ps(x, sign));
+  __m256 is_small = _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f), _CMP_LT_OQ);
+  return _mm256_blendv_ps(big, small, is_small);
+}
+
+// Fused activation on a vector (alpha/beta as in Epilogue).
+INFERON_AVX2_INLINE __m256 act256(__m256 v, int act, __m256 alpha, __m256 beta) {
+  switch (act) {
+    case ACT_RELU: return _mm256_max_ps(v, _mm256_setzero_ps());
+    case ACT_LEAKY_RELU:
+      return _mm256_blendv_ps(v, _mm256_mul_ps(v, alpha),
+                              _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
+    case ACT_CLIP: return _mm256_min_ps(_mm256_max_ps(v, alpha), beta);
+    case ACT_SIGMOID: return sigmoid256(v);
+    default: return v;
+  }
+}
+
+INFERON_AVX2_INLINE float hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+INFERON_AVX2_INLINE float hmax256(__m256 v) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Thread-local, 64-byte aligned scratch that only grows (used for GEMM packing).
+struct Scratch {
+  float* ptr = nullptr;
+  size_t cap = 0;
+  float* get(size_t n) {
+    if (n > cap) {
+      std::free(ptr);
+      size_t bytes = ((n * sizeof(float)) + 63) & ~size_t(63);
+      ptr = static_cast<float*>(std::aligned_alloc(64, bytes));
+      cap = ptr ? n : 0;
+      if (!ptr) std::abort();
+    }
+    return ptr;
+  }
+  ~Scratch() { std::free(ptr); }
+};
+
+}  // namespace inferon
+
+extern "C" {
+void inferon_kernels_set_isa(int isa) { inferon::g_isa.store(isa, std::memory_order_relaxed); }
+int inferon_kernels_get_isa(void) { return inferon::g_isa.load(std::memory_order_relaxed); }
+int inferon_kernels_max_isa(void) { return INFERON_ISA_AVX2; }
+}

@@ -1,0 +1,412 @@
+// Inferon GEMM: batched C_b = epilogue(A_b * B_b), row-major float32.
+//
+// AVX2 path (BLIS-style): B is packed per KC x NC block into NR-wide panels, A per MC x KC
+// block into MR-high panels (thread-local, 64-byte aligned scratch), and an MR x NR register
+// microkernel (default 6 x 16: 12 ymm accumulators, broadcast A, load packed B) runs over
+// them. The epilogue (bias, residual, activation) is applied in registers before the final
+// store of each tile. Special cases: N == 1 (dot products, no packing) and M <= 6 (B read
+// directly, no packing). Threads split the M x N plane into a grid of rectangles (or the
+// batch, when it has at least as many items as threads).
+//
+// Aliasing: residual may be exactly C (same pointer and batch stride: C is then accumulated
+// into); any other overlap between C and A, B, bias or residual is undefined.
+#pragma once
+
+#include "common.hpp"
+
+namespace inferon {
+
+struct Epilogue {               // applied to each output element in this order: + bias, + residual, act
+  const float* bias = nullptr;  int64_t bias_batch_stride = 0;
+  int bias_axis = 0;            // 0: bias[m] per row (conv: output channel), 1: bias[n] per column (FC)
+  const float* residual = nullptr; // same layout as C (ldc, sC)
+  int act = ACT_NONE; float alpha = 0.f, beta = 0.f; // leaky slope = alpha; clip range [alpha, beta]
+};
+
+// Hints; the AVX2 kernel supports mr in 1..6 and nr in {8, 16} and falls back to 6 x 16
+// otherwise. mc is rounded up to a multiple of mr and nc to a multiple of nr.
+struct GemmTiles { int mr = 6, nr = 16; int64_t mc = 72, kc = 256, nc = 1024; };
+
+namespace gemm_detail {
+
+// One batch item, epilogue resolved.
+struct Job {
+  int64_t M, N, K;
+  const float* A; int64_t lda;
+  const float* B; int64_t ldb;
+  float* C; int64_t ldc;
+  const float* bias; int bias_axis;
+  const float* residual;   // nullptr when none or when acc_c
+  bool acc_c;              // C holds the residual already: accumulate into it
+  int act; float alpha, beta;
+  int mr, nv; int64_t mc, kc, nc;
+};
+
+inline float epi_scalar(const Job& g, float v, int64_t i, int64_t j) {
+  if (g.bias) v += g.bias_axis == 0 ? g.bias[i] : g.bias[j];
+  if (g.residual) v += g.residual[i * g.ldc + j];
+  return apply_act(v, g.act, g.alpha, g.beta);
+}
+
+// ------------------------------------------------------------------------------- scalar path
+inline void rect_scalar(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  const int64_t n = n1 - n0;
+  for (int64_t i = m0; i < m1; i++) {
+    float* INFERON_RESTRICT c = g.C + i * g.ldc + n0;
+    if (!g.acc_c) std::fill(c, c + n, 0.f);
+    const float* a = g.A + i * g.lda;
+    for (int64_t k = 0; k < g.K; k++) {
+      const float av = a[k];
+      const float* INFERON_RESTRICT b = g.B + k * g.ldb + n0;
+      for (int64_t j = 0; j < n; j++) c[j] += av * b[j];
+    }
+    for (int64_t j = 0; j < n; j++) c[j] = epi_scalar(g, c[j], i, n0 + j);
+  }
+}
+
+// --------------------------------------------------------------------------------- AVX2 path
+inline Scratch& tls_scratch(int which) {
+  thread_local Scratch s[3];
+  return s[which];
+}
+
+// Store an MR x (NV*8) accumulator tile to C (tile origin; global row0/col0), m x n valid.
+template <int MR, int NV>
+INFERON_AVX2_INLINE void store_tile(__m256 (&c)[MR][NV], int64_t m, int64_t n, float* C,
+                                    bool accumulate, bool last, const Job& g, int64_t row0,
+                                    int64_t col0) {
+  const __m256 va = _mm256_set1_ps(g.alpha), vb = _mm256_set1_ps(g.beta);
+  const int64_t ldc = g.ldc;
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; v++) {
+    const int64_t nv = n - v * 8;
+    if (nv <= 0) break;
+    const bool full = nv >= 8;
+    const __m256i mask = mask_first(nv);
+    __m256 bcol = _mm256_setzero_ps();
+    if (last && g.bias && g.bias_axis == 1)
+      bcol = full ? _mm256_loadu_ps(g.bias + col0 + v * 8)
+                  : _mm256_maskload_ps(g.bias + col0 + v * 8, mask);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+      if (i >= m) break;
+      float* cp = C + i * ldc + v * 8;
+      __m256 x = c[i][v];
+      if (accumulate) x = _mm256_add_ps(x, full ? _mm256_loadu_ps(cp) : _mm256_maskload_ps(cp, mask));
+      if (last) {
+        if (g.bias) x = _mm256_add_ps(x, g.bias_axis == 0 ? _mm256_set1_ps(g.bias[row0 + i]) : bcol);
+        if (g.residual) {
+          const float* rp = g.residual + (row0 + i) * ldc + col0 + v * 8;
+          x = _mm256_add_ps(x, full ? _mm256_loadu_ps(rp) : _mm256_maskload_ps(rp, mask));
+        }
+        x = act256(x, g.act, va, vb);
+      }
+      if (full) _mm256_storeu_ps(cp, x);
+      else _mm256_maskstore_ps(cp, mask, x);
+    }
+  }
+}
+
+// Packed microkernel: Ap is kc x MR (k-major), Bp is kc x NR (k-major), both aligned.
+template <int MR, int NV>
+INFERON_AVX2_INLINE void kernel_packed(int64_t kc, const float* INFERON_RESTRICT Ap,
+                                       const float* INFERON_RESTRICT Bp, __m256 (&c)[MR][NV]) {
+  constexpr int NR = NV * 8;
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) c[i][v] = _mm256_setzero_ps();
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kc; k++) {
+    __m256 b[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) b[v] = _mm256_load_ps(Bp + k * NR + v * 8);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+      const __m256 a = _mm256_broadcast_ss(Ap + k * MR + i);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) c[i][v] = _mm256_fmadd_ps(a, b[v], c[i][v]);
+    }
+  }
+}
+
+// Pack a kc x nc block of B (row stride ldb) into NR-wide panels, zero-padding the last one.
+template <int NV>
+INFERON_AVX2_INLINE void pack_B(int64_t kc, int64_t nc, const float* B, int64_t ldb, float* Bp) {
+  constexpr int NR = NV * 8;
+  for (int64_t j = 0; j < nc; j += NR) {
+    float* dst = Bp + j * kc;
+    const float* src = B + j;
+    const int64_t nr = std::min<int64_t>(NR, nc - j);
+    if (nr == NR) {
+      for (int64_t k = 0; k < kc; k++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+          _mm256_store_ps(dst + k * NR + v * 8, _mm256_loadu_ps(src + k * ldb + v * 8));
+    } else {
+      __m256i masks[NV];
+      for (int v = 0; v < NV; v++) masks[v] = mask_first(std::max<int64_t>(0, nr - v * 8));
+      for (int64_t k = 0; k < kc; k++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+          _mm256_store_ps(dst + k * NR + v * 8, _mm256_maskload_ps(src + k * ldb + v * 8, masks[v]));
+    }
+  }
+}
+
+// Pack an mc x kc block of A (row stride lda) into MR-high panels, zero-padding the last one.
+template <int MR>
+INFERON_AVX2_INLINE void pack_A(int64_t mc, int64_t kc, const float* A, int64_t lda, float* Ap) {
+  for (int64_t i = 0; i < mc; i += MR) {
+    float* INFERON_RESTRICT dst = Ap + i * kc;
+    const int64_t mr = std::min<int64_t>(MR, mc - i);
+    if (mr == MR) {
+      const float* rows[MR];
+      for (int r = 0; r < MR; r++) rows[r] = A + (i + r) * lda;
+      for (int64_t k = 0; k < kc; k++)
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; r++) dst[k * MR + r] = rows[r][k];
+    } else {
+      for (int64_t k = 0; k < kc; k++)
+        for (int r = 0; r < MR; r++) dst[k * MR + r] = r < mr ? A[(i + r) * lda + k] : 0.f;
+    }
+  }
+}
+
+template <int MR, int NV>
+INFERON_AVX2 void rect_packed(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  constexpr int NR = NV * 8;
+  const int64_t K = g.K;
+  const int64_t kc = std::max<int64_t>(1, std::min(g.kc, K));
+  const int64_t mc = std::max<int64_t>(MR, (g.mc + MR - 1) / MR * MR);
+  const int64_t nc = std::max<int64_t>(NR, (g.nc + NR - 1) / NR * NR);
+  const int64_t mc_eff = std::min(mc, (m1 - m0 + MR - 1) / MR * MR);
+  const int64_t nc_eff = std::min(nc, (n1 - n0 + NR - 1) / NR * NR);
+  float* Ap = tls_scratch(0).get(static_cast<size_t>(mc_eff * kc));
+  float* Bp = tls_scratch(1).get(static_cast<size_t>(nc_eff * kc));
+  for (int64_t jc = n0; jc < n1; jc += nc) {
+    const int64_t ncur = std::min(nc, n1 - jc);
+    for (int64_t pc = 0; pc < K; pc += kc) {
+      const int64_t kcur = std::min(kc, K - pc);
+      const bool accumulate = pc > 0 || g.acc_c;
+      const bool last = pc + kcur >= K;
+      pack_B<NV>(kcur, ncur, g.B + pc * g.ldb + jc, g.ldb, Bp);
+      for (int64_t ic = m0; ic < m1; ic += mc) {
+        const int64_t mcur = std::min(mc, m1 - ic);
+        pack_A<MR>(mcur, kcur, g.A + ic * g.lda + pc, g.lda, Ap);
+        for (int64_t jr = 0; jr < ncur; jr += NR) {
+          const int64_t nr = std::min<int64_t>(NR, ncur - jr);
+          for (int64_t ir = 0; ir < mcur; ir += MR) {
+            const int64_t mr = std::min<int64_t>(MR, mcur - ir);
+            __m256 c[MR][NV];
+            kernel_packed<MR, NV>(kcur, Ap + ir * kcur, Bp + jr * kcur, c);
+            store_tile<MR, NV>(c, mr, nr, g.C + (ic + ir) * g.ldc + jc + jr, accumulate, last, g,
+                               ic + ir, jc + jr);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Direct microkernel for small M (all of it in one tile, M == MR): A rows read in place,
+// B read in place (masked on the last columns), whole K in registers.
+template <int MR, int NV, bool MASKED>
+INFERON_AVX2_INLINE void kernel_direct(int64_t K, const float* A, int64_t lda, const float* B,
+                                       int64_t ldb, int64_t n, __m256 (&c)[MR][NV]) {
+  __m256i masks[NV];
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; v++) masks[v] = mask_first(std::max<int64_t>(0, std::min<int64_t>(8, n - v * 8)));
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) c[i][v] = _mm256_setzero_ps();
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < K; k++) {
+    __m256 b[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++)
+      b[v] = MASKED ? _mm256_maskload_ps(B + k * ldb + v * 8, masks[v]) : _mm256_loadu_ps(B + k * ldb + v * 8);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+      const __m256 a = _mm256_broadcast_ss(A + i * lda + k);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; v++) c[i][v] = _mm256_fmadd_ps(a, b[v], c[i][v]);
+    }
+  }
+}
+
+template <int MR, int NV>
+INFERON_AVX2 void rect_direct(const Job& g, int64_t n0, int64_t n1) {
+  constexpr int NR = NV * 8;
+  int64_t j = n0;
+  for (; j + NR <= n1; j += NR) {
+    __m256 c[MR][NV];
+    kernel_direct<MR, NV, false>(g.K, g.A, g.lda, g.B + j, g.ldb, NR, c);
+    store_tile<MR, NV>(c, MR, NR, g.C + j, g.acc_c, true, g, 0, j);
+  }
+  if (j < n1) {
+    __m256 c[MR][NV];
+    kernel_direct<MR, NV, true>(g.K, g.A, g.lda, g.B + j, g.ldb, n1 - j, c);
+    store_tile<MR, NV>(c, MR, n1 - j, g.C + j, g.acc_c, true, g, 0, j);
+  }
+}
+
+// N == 1: C[i] = dot(A[i, :], B[:, 0]).
+INFERON_AVX2 inline void rect_gemv(const Job& g, int64_t m0, int64_t m1) {
+  const int64_t K = g.K;
+  const float* b = g.B;
+  if (g.ldb != 1) {
+    float* tmp = tls_scratch(2).get(static_cast<size_t>(K));
+    for (int64_t k = 0; k < K; k++) tmp[k] = g.B[k * g.ldb];
+    b = tmp;
+  }
+  for (int64_t i = m0; i < m1; i++) {
+    const float* a = g.A + i * g.lda;
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+      s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), s0);
+      s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 8), _mm256_loadu_ps(b + k + 8), s1);
+      s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 16), _mm256_loadu_ps(b + k + 16), s2);
+      s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 24), _mm256_loadu_ps(b + k + 24), s3);
+    }
+    for (; k + 8 <= K; k += 8)
+      s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), s0);
+    if (k < K) {
+      const __m256i mk = mask_first(K - k);
+      s1 = _mm256_fmadd_ps(_mm256_maskload_ps(a + k, mk), _mm256_maskload_ps(b + k, mk), s1);
+    }
+    float v = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    float* c = g.C + i * g.ldc;
+    if (g.acc_c) v += *c;
+    *c = epi_scalar(g, v, i, 0);
+  }
+}
+
+template <int MR>
+INFERON_AVX2 void rect_packed_nv(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  if (g.nv == 1) rect_packed<MR, 1>(g, m0, m1, n0, n1);
+  else rect_packed<MR, 2>(g, m0, m1, n0, n1);
+}
+
+INFERON_AVX2 inline void rect_avx2(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  if (g.N == 1) return rect_gemv(g, m0, m1);
+  if (g.M <= 6 && m0 == 0 && m1 == g.M) {
+    switch (g.M) {
+      case 1: return rect_direct<1, 4>(g, n0, n1);
+      case 2: return rect_direct<2, 4>(g, n0, n1);
+      case 3: return rect_direct<3, 4>(g, n0, n1);
+      case 4: return rect_direct<4, 2>(g, n0, n1);
+      case 5: return rect_direct<5, 2>(g, n0, n1);
+      default: return rect_direct<6, 2>(g, n0, n1);
+    }
+  }
+  switch (g.mr) {
+    case 1: return rect_packed_nv<1>(g, m0, m1, n0, n1);
+    case 2: return rect_packed_nv<2>(g, m0, m1, n0, n1);
+    case 3: return rect_packed_nv<3>(g, m0, m1, n0, n1);
+    case 4: return rect_packed_nv<4>(g, m0, m1, n0, n1);
+    case 5: return rect_packed_nv<5>(g, m0, m1, n0, n1);
+    default: return rect_packed_nv<6>(g, m0, m1, n0, n1);
+  }
+}
+
+inline void rect(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, bool avx2) {
+  if (m0 >= m1 || n0 >= n1) return;
+  if (avx2) rect_avx2(g, m0, m1, n0, n1);
+  else rect_scalar(g, m0, m1, n0, n1);
+}
+
+// Split the plane into tm x tn rectangles (tm * tn <= T) minimising the per-thread tile count.
+inline void choose_grid(int T, int64_t mblocks, int64_t nblocks, int& tm, int& tn) {
+  tm = 1;
+  tn = 1;
+  int64_t best = mblocks * nblocks;
+  for (int a = 1; a <= T; a++) {
+    if (a > mblocks) break;
+    for (int b = 1; a * b <= T; b++) {
+      if (b > nblocks) break;
+      const int64_t cost = ((mblocks + a - 1) / a) * ((nblocks + b - 1) / b);
+      // prefer lower cost, then fewer threads, then splitting N
+      if (cost < best || (cost == best && a * b < tm * tn) ||
+          (cost == best && a * b == tm * tn && b > tn)) {
+        best = cost;
+        tm = a;
+        tn = b;
+      }
+    }
+  }
+}
+
+inline void run_parallel(const Job& g, int T, bool avx2) {
+  const int64_t mb_size = (g.N == 1) ? 1 : (g.M <= 6 ? g.M : g.mr);
+  const int64_t nb_size = (g.M <= 6 && g.N > 1) ? 32 : (g.nv * 8);
+  const int64_t mblocks = (g.M <= 6 && g.N > 1) ? 1 : (g.M + mb_size - 1) / mb_size;
+  const int64_t nblocks = (g.N + nb_size - 1) / nb_size;
+  int tm, tn;
+  choose_grid(T, mblocks, nblocks, tm, tn);
+  if (tm * tn <= 1) return rect(g, 0, g.M, 0, g.N, avx2);
+#pragma omp parallel num_threads(tm * tn)
+  {
+    const int id = omp_get_thread_num();
+    const int nt = omp_get_num_threads();
+    if (nt == tm * tn) {
+      const int im = id / tn, in = id % tn;
+      const int64_t m0 = std::min(g.M, mblocks * im / tm * mb_size);
+      const int64_t m1 = std::min(g.M, mblocks * (im + 1) / tm * mb_size);
+      const int64_t n0 = std::min(g.N, nblocks * in / tn * nb_size);
+      const int64_t n1 = std::min(g.N, nblocks * (in + 1) / tn * nb_size);
+      rect(g, m0, m1, n0, n1, avx2);
+    } else if (id == 0) {  // fewer threads than asked for: do it all on one
+      rect(g, 0, g.M, 0, g.N, avx2);
+    }
+  }
+}
+
+}  // namespace gemm_detail
+
+// for b in [0,batch): C_b[MxN] = ep(A_b[MxK] * B_b[KxN]); X_b = X + b*sX (sX may be 0 = broadcast)
+inline void gemm(int64_t batch, int64_t M, int64_t N, int64_t K,
+                 const float* A, int64_t lda, int64_t sA, const float* B, int64_t ldb, int64_t sB,
+                 float* C, int64_t ldc, int64_t sC, const Epilogue& ep, const GemmTiles& t,
+                 int num_threads) {
+  using gemm_detail::Job;
+  if (batch <= 0 || M <= 0 || N <= 0) return;
+  const bool avx2 = use_avx2();
+  Job base;
+  base.M = M; base.N = N; base.K = K < 0 ? 0 : K;
+  base.lda = lda; base.ldb = ldb; base.ldc = ldc;
+  base.bias_axis = ep.bias_axis;
+  base.act = ep.act; base.alpha = ep.alpha; base.beta = ep.beta;
+  base.mr = (t.mr >= 1 && t.mr <= 6) ? t.mr : 6;
+  base.nv = t.nr == 8 ? 1 : 2;
+  base.mc = t.mc > 0 ? t.mc : 72;
+  base.kc = t.kc > 0 ? t.kc : 256;
+  base.nc = t.nc > 0 ? t.nc : 1024;
+  const bool alias = ep.residual != nullptr && ep.residual == C;
+  auto job = [&](int64_t b) {
+    Job g = base;
+    g.A = A + b * sA;
+    g.B = B + b * sB;
+    g.C = C + b * sC;
+    g.bias = ep.bias ? ep.bias + b * ep.bias_batch_stride : nullptr;
+    g.acc_c = alias;
+    g.residual = (ep.residual && !alias) ? ep.residual + b * sC : nullptr;
+    return g;
+  };
+  const int T = threads_for(num_threads, static_cast<double>(M) * N * std::max<int64_t>(K, 1),
+                            65536.0);
+  if (T > 1 && batch >= T) {
+#pragma omp parallel for num_threads(T) schedule(static)
+    for (int64_t b = 0; b < batch; b++) gemm_detail::rect(job(b), 0, M, 0, N, avx2);
+    return;
+  }
+  for (int64_t b = 0; b < batch; b++) {
+    const Job g = job(b);
+    if (T > 1) gemm_detail::run_parallel(g, T, avx2);
+    else gemm_detail::rect(g, 0, M, 0, N, avx2);
+  }
+}
+
+}  // namespace inferon
