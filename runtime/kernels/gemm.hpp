@@ -23,8 +23,8 @@ struct Epilogue {               // applied to each output element in this order:
   int act = ACT_NONE; float alpha = 0.f, beta = 0.f; // leaky slope = alpha; clip range [alpha, beta]
 };
 
-// Hints; the AVX2 kernel supports mr in 1..6 and nr in {8, 16} and falls back to 6 x 16
-// otherwise. mc is rounded up to a multiple of mr and nc to a multiple of nr.
+// Hints. The AVX2 kernel is instantiated for mr = 6 and nr in {8, 16} (other nr → 16; any mr
+// → 6, rows beyond M are edges). mc is rounded up to a multiple of 6 and nc of nr.
 struct GemmTiles { int mr = 6, nr = 16; int64_t mc = 72, kc = 256, nc = 1024; };
 
 namespace gemm_detail {
@@ -302,14 +302,8 @@ INFERON_AVX2 inline void rect_avx2(const Job& g, int64_t m0, int64_t m1, int64_t
       default: return rect_direct<6, 2>(g, n0, n1);
     }
   }
-  switch (g.mr) {
-    case 1: return rect_packed_nv<1>(g, m0, m1, n0, n1);
-    case 2: return rect_packed_nv<2>(g, m0, m1, n0, n1);
-    case 3: return rect_packed_nv<3>(g, m0, m1, n0, n1);
-    case 4: return rect_packed_nv<4>(g, m0, m1, n0, n1);
-    case 5: return rect_packed_nv<5>(g, m0, m1, n0, n1);
-    default: return rect_packed_nv<6>(g, m0, m1, n0, n1);
-  }
+  // Only MR = 6 is instantiated (compile time): smaller mr hints run the 6-row kernel.
+  rect_packed_nv<6>(g, m0, m1, n0, n1);
 }
 
 inline void rect(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, bool avx2) {
@@ -379,7 +373,7 @@ inline void gemm(int64_t batch, int64_t M, int64_t N, int64_t K,
   base.lda = lda; base.ldb = ldb; base.ldc = ldc;
   base.bias_axis = ep.bias_axis;
   base.act = ep.act; base.alpha = ep.alpha; base.beta = ep.beta;
-  base.mr = (t.mr >= 1 && t.mr <= 6) ? t.mr : 6;
+  base.mr = 6;  // see GemmTiles
   base.nv = t.nr == 8 ? 1 : 2;
   base.mc = t.mc > 0 ? t.mc : 72;
   base.kc = t.kc > 0 ? t.kc : 256;

@@ -20,6 +20,7 @@ from xdsl.dialects.builtin import (
     IntegerType,
     StringAttr,
     TensorType,
+    i32,
     i64,
 )
 from xdsl.ir import Attribute, Dialect, Operation, SSAValue
@@ -85,8 +86,30 @@ class FusableOp(IRDLOperation):
     """
 
     def has_epilogue(self) -> bool:
-        fields = self.properties.get("epilogue", NO_EPILOGUE)
-        return len(self.operands) > 2 or fields != NO_EPILOGUE
+        return len(self.operands) > 2 or self.properties.get("epilogue", NO_EPILOGUE) != NO_EPILOGUE
+
+    def fused_parts(self) -> tuple[SSAValue | None, SSAValue | None, EpilogueAttr]:
+        """(bias, residual, epilogue) of this op."""
+        epilogue = self.properties.get("epilogue", NO_EPILOGUE)
+        assert isinstance(epilogue, EpilogueAttr)
+        return getattr(self, "bias"), getattr(self, "residual"), epilogue
+
+    def rebuilt(
+        self,
+        *,
+        main: tuple[SSAValue, SSAValue] | None = None,
+        bias: SSAValue | None,
+        residual: SSAValue | None,
+        epilogue: EpilogueAttr,
+    ) -> FusableOp:
+        """A copy of this op with other main operands and/or another epilogue."""
+        a, b = main or (self.operands[0], self.operands[1])
+        props = {k: v for k, v in self.properties.items() if k != "operandSegmentSizes"}
+        props["epilogue"] = epilogue
+        segments = DenseArrayBase.from_list(i32, [1, 1, int(bias is not None), int(residual is not None)])
+        props["operandSegmentSizes"] = segments
+        operands = [a, b, *([bias] if bias else []), *([residual] if residual else [])]
+        return type(self).create(operands=operands, properties=props, result_types=[self.results[0].type])
 
 
 @irdl_op_definition

@@ -242,21 +242,9 @@ class LRNOp(IRDLOperation):
     bias = prop_def(F32Attr)
 
 
-@irdl_op_definition
-class ChannelAffineOp(IRDLOperation):
-    """y[n][c][hw] = x[n][c][hw] * scale[c] + shift[c] over an [N, C, HW] view (unfused BatchNorm)."""
-
-    name = "loop.channel_affine"
-    input = operand_def(MemRefType)
-    scale = operand_def(MemRefType)
-    shift = operand_def(MemRefType)
-    output = operand_def(MemRefType)
-    view = prop_def(DenseArrayBase)
-
-
 COMPUTE_OPS = (
     Conv2dOp, Im2ColOp, MatMulOp, Pool2dOp, GlobalPoolOp, BinaryOp, UnaryOp, CopyOp,
-    TransposeOp, SoftmaxOp, LRNOp, ChannelAffineOp,
+    TransposeOp, SoftmaxOp, LRNOp,
 )  # fmt: skip
 
 Loop = Dialect("loop", [WeightOp, AllocOp, *COMPUTE_OPS], [TilesAttr])

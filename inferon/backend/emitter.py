@@ -1,0 +1,244 @@
+"""C++ emitter: prints the vec/loop-level `@main` as calls into the runtime's kernels.
+
+The printer makes no decisions: every size, stride, tile and epilogue is a property in the IR. It maps
+each op to one kernel call (`singledispatchmethod`), names buffers (`in[i]`, `out[j]`, `arena + off`,
+`W + off`) and fills the fixed file skeleton (`templates/model.cpp.j2`) with the result.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import singledispatchmethod
+from pathlib import Path
+
+import jinja2
+from xdsl.dialects import func
+from xdsl.dialects.builtin import DictionaryAttr, FloatAttr, ModuleOp, StringAttr
+from xdsl.ir import Block, Operation, SSAValue
+
+from inferon.backend.kernel_table import ACTIVATIONS, BINARY_KERNELS, UNARY_KERNELS
+from inferon.errors import InferonError
+from inferon.ir.attrs import EpilogueAttr
+from inferon.ir.dialects import loop, vec
+from inferon.ir.dialects.graph import ints
+from inferon.ir.weights import WeightStore
+
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TensorDecl:
+    name: str
+    symbol: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ConstArray:
+    symbol: str
+    values: tuple[int, ...]
+
+
+@dataclass
+class EmittedModel:
+    """What the toolchain needs: the C++ source and the weight blob it indexes."""
+
+    source: str
+    weights: bytes
+    arena_bytes: int
+    inputs: list[TensorDecl]
+    outputs: list[TensorDecl]
+
+
+def _float(value: float) -> str:
+    if math.isinf(value):
+        return "INFINITY" if value > 0 else "-INFINITY"
+    return f"{value!r}f" if "e" in repr(value) or "." in repr(value) else f"{value!r}.0f"
+
+
+def _f(attr: FloatAttr) -> str:  # type: ignore[type-arg]
+    return _float(float(attr.value.data))
+
+
+@dataclass
+class CppEmitter:
+    """Prints one `@main` function; create one per module."""
+
+    weight_offsets: dict[str, int]
+    num_inputs: int
+    names: dict[SSAValue, str] = field(default_factory=dict)
+    body: list[str] = field(default_factory=list)
+    constants: list[ConstArray] = field(default_factory=list)
+
+    def const_array(self, values: tuple[int, ...]) -> str:
+        symbol = f"kC{len(self.constants)}"
+        self.constants.append(ConstArray(symbol, values))
+        return symbol
+
+    def buf(self, value: SSAValue | None) -> str:
+        if value is None:
+            return "nullptr"
+        return self.names[value]
+
+    def line(self, text: str) -> None:
+        self.body.append(text)
+
+    # -- buffers ------------------------------------------------------------------------------
+    @singledispatchmethod
+    def emit(self, op: Operation) -> None:
+        raise InferonError(f"C++ emitter: unable to find a printer for op {op.name}")
+
+    @emit.register
+    def _(self, op: loop.WeightOp) -> None:
+        self.names[op.result] = f"(W + {self.weight_offsets[op.handle.data]})"
+
+    @emit.register
+    def _(self, op: loop.AllocOp) -> None:
+        if op.offset is None:
+            raise InferonError("C++ emitter: loop.alloc without an offset (run plan-memory first)")
+        self.names[op.result] = f"(arena + {op.offset.value.data})"
+
+    @emit.register
+    def _(self, op: func.ReturnOp) -> None:
+        return
+
+    # -- kernels ------------------------------------------------------------------------------
+    @emit.register
+    def _(self, op: vec.GemmOp) -> None:
+        m, n, k = ints(op.dims)
+        lda, ldb, ldc = ints(op.leading)
+        outer, inner = ints(op.batch)
+        sa, sb, sc = ints(op.a_strides), ints(op.b_strides), ints(op.c_strides)
+        bias_s = ints(op.bias_strides)
+        epi: EpilogueAttr = op.epilogue
+        mc, kc, nc = op.tiles.values()
+        o = "o * " if outer > 1 else "0 * "
+        self.line("{")
+        self.line("  inferon::Epilogue ep; inferon::GemmTiles t;")
+        self.line(f"  t.mr = {op.mr.value.data}; t.nr = {op.nr.value.data}; t.mc = {mc}; t.kc = {kc}; t.nc = {nc};")
+        self.line(f"  ep.act = {ACTIVATIONS[epi.activation]}; ep.alpha = {_f(epi.alpha)}; ep.beta = {_f(epi.beta)};")
+        self.line(f"  ep.bias_axis = {op.bias_axis.value.data}; ep.bias_batch_stride = {bias_s[1]};")
+        self.line(f"  for (int64_t o = 0; o < {outer}; ++o) {{")
+        if op.bias is not None:
+            self.line(f"    ep.bias = {self.buf(op.bias)} + {o}{bias_s[0]};")
+        if op.residual is not None:
+            self.line(f"    ep.residual = {self.buf(op.residual)} + {o}{sc[0]};")
+        self.line(
+            f"    inferon::gemm({inner}, {m}, {n}, {k}, {self.buf(op.a)} + {o}{sa[0]}, {lda}, {sa[1]}, "
+            f"{self.buf(op.b)} + {o}{sb[0]}, {ldb}, {sb[1]}, {self.buf(op.c)} + {o}{sc[0]}, {ldc}, {sc[1]}, "
+            "ep, t, nt);"
+        )
+        self.line("  }")
+        self.line("}")
+
+    @emit.register
+    def _(self, op: loop.Im2ColOp) -> None:
+        n, c, h, w, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo = ints(op.geometry)
+        img, col = c * h * w, c * kh * kw * ho * wo
+        args = f"{c}, {h}, {w}, {kh}, {kw}, {sh}, {sw}, {pt}, {pl}, {dh}, {dw}, {ho}, {wo}"
+        self.line(
+            f"for (int64_t i = 0; i < {n}; ++i) inferon::im2col({self.buf(op.input)} + i * {img}, {args}, "
+            f"{self.buf(op.output)} + i * {col}, nt);"
+        )
+
+    @emit.register
+    def _(self, op: loop.Pool2dOp) -> None:
+        g = ", ".join(str(v) for v in ints(op.geometry))
+        self.line(
+            f"inferon::pool2d({self.buf(op.input)}, {self.buf(op.output)}, {g}, "
+            f"{int(op.is_max.value.data)}, {int(op.count_include_pad.value.data)}, nt);"
+        )
+
+    @emit.register
+    def _(self, op: loop.GlobalPoolOp) -> None:
+        self.line(
+            f"inferon::global_pool({self.buf(op.input)}, {self.buf(op.output)}, {op.planes.value.data}, "
+            f"{op.plane_size.value.data}, {int(op.is_max.value.data)}, nt);"
+        )
+
+    @emit.register
+    def _(self, op: loop.BinaryOp) -> None:
+        shape = ints(op.shape)
+        s, a, b = self.const_array(shape), self.const_array(ints(op.lhs_strides)), self.const_array(ints(op.rhs_strides))
+        self.line(
+            f"inferon::binary({BINARY_KERNELS[op.kind.data]}, {len(shape)}, {s}, {self.buf(op.lhs)}, {a}, "
+            f"{self.buf(op.rhs)}, {b}, {self.buf(op.output)}, nt);"
+        )
+
+    @emit.register
+    def _(self, op: loop.UnaryOp) -> None:
+        self.line(
+            f"inferon::unary({UNARY_KERNELS[op.kind.data]}, {op.size.value.data}, {self.buf(op.input)}, "
+            f"{self.buf(op.output)}, {_f(op.alpha)}, {_f(op.beta)}, nt);"
+        )
+
+    @emit.register
+    def _(self, op: loop.CopyOp) -> None:
+        rows, row_len, stride, offset = (a.value.data for a in (op.rows, op.row_len, op.stride, op.offset))
+        self.line(
+            f"inferon::copy_rows({self.buf(op.input)}, {self.buf(op.output)} + {offset}, {rows}, {row_len}, {stride});"
+        )
+
+    @emit.register
+    def _(self, op: loop.TransposeOp) -> None:
+        shape, perm = ints(op.shape), ints(op.perm)
+        s, p = self.const_array(shape), self.const_array(perm)
+        self.line(f"inferon::transpose({len(shape)}, {s}, {p}, {self.buf(op.input)}, {self.buf(op.output)}, nt);")
+
+    @emit.register
+    def _(self, op: loop.SoftmaxOp) -> None:
+        outer, axis, inner = ints(op.view)
+        self.line(
+            f"inferon::softmax({self.buf(op.input)}, {self.buf(op.output)}, {outer}, {axis}, {inner}, "
+            f"{int(op.log.value.data)}, nt);"
+        )
+
+    @emit.register
+    def _(self, op: loop.LRNOp) -> None:
+        n, c, hw = ints(op.view)
+        self.line(
+            f"inferon::lrn({self.buf(op.input)}, {self.buf(op.output)}, {n}, {c}, {hw}, {op.size.value.data}, "
+            f"{_f(op.alpha)}, {_f(op.beta)}, {_f(op.bias)}, nt);"
+        )
+
+
+def _arg_names(fn: func.FuncOp) -> list[str]:
+    names = []
+    for i, attrs in enumerate(fn.arg_attrs.data if fn.arg_attrs else []):
+        name = attrs.data.get("inferon.name") if isinstance(attrs, DictionaryAttr) else None
+        names.append(name.data if isinstance(name, StringAttr) else f"t{i}")
+    return names
+
+
+def emit_cpp(module: ModuleOp, weights: WeightStore, *, source: str = "model", version: str = "") -> EmittedModel:
+    """Print the lowest-level module as model.cpp and pack the weights it uses."""
+    fn = next((op for op in module.ops if isinstance(op, func.FuncOp)), None)
+    if fn is None:
+        raise InferonError("C++ emitter: module has no @main")
+    num_inputs_attr = fn.attributes.get("inferon.num_inputs")
+    arena_attr = fn.attributes.get("inferon.arena_floats")
+    if num_inputs_attr is None or arena_attr is None:
+        raise InferonError("C++ emitter: @main is not at the loop/vec level with a memory plan")
+    num_inputs = num_inputs_attr.value.data  # type: ignore[attr-defined]
+    block: Block = fn.body.block
+    handles = [op.handle.data for op in block.ops if isinstance(op, loop.WeightOp)]
+    blob, offsets = weights.pack(handles)
+    emitter = CppEmitter(offsets, num_inputs)
+    names = _arg_names(fn)
+    decls = []
+    for i, arg in enumerate(block.args):
+        is_input = i < num_inputs
+        emitter.names[arg] = f"in[{i}]" if is_input else f"out[{i - num_inputs}]"
+        decls.append(TensorDecl(names[i] if i < len(names) else f"t{i}", f"kT{i}", tuple(arg.type.get_shape())))
+    for op in block.ops:
+        emitter.emit(op)
+    arena_bytes = 4 * arena_attr.value.data  # type: ignore[attr-defined]
+    source_text = TEMPLATES.get_template("model.cpp.j2").render(
+        version=version, source=source, tensors=decls, inputs=decls[:num_inputs], outputs=decls[num_inputs:],
+        constants=emitter.constants, body=emitter.body, arena_bytes=arena_bytes,
+    )  # fmt: skip
+    return EmittedModel(source_text, blob, arena_bytes, decls[:num_inputs], decls[num_inputs:])

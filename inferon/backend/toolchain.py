@@ -1,0 +1,230 @@
+"""Build a model.so from generated C++ plus a weight blob, with a content-hash cache.
+
+A model library is linked from three objects:
+
+* ``model.cpp``  -- the generated code (includes ``inferon/kernels.hpp`` and
+  ``inferon/model_abi.h``), compiled as C++17;
+* ``runtime.c``  -- the C runtime implementing ``runtime.h``, compiled as C11;
+* ``weights.S``  -- ``.incbin`` of ``weights.bin`` as the hidden symbol ``inferon_weights``.
+
+Everything is built with ``-fvisibility=hidden``; only the ``runtime.h`` API is exported.
+No ``-march``: the kernels pick AVX2/scalar code at run time.
+
+The runtime sources are found by :func:`runtime_dir`: ``inferon/_runtime`` when installed
+(package data), else ``<repo>/runtime`` in a source checkout.
+
+Packaging note: a wheel must carry ``runtime/`` as ``inferon/_runtime``. With hatchling::
+
+    [tool.hatch.build.targets.wheel.force-include]
+    "runtime" = "inferon/_runtime"
+
+(setuptools' package-data cannot reach outside the package: copy ``runtime/`` to
+``inferon/_runtime`` before building and list ``inferon = ["_runtime/**/*"]``.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+
+from inferon.config import load_config
+from inferon.errors import BuildError
+
+#: Flags for the generated C++ (model.cpp); extra_flags are appended.
+CXX_FLAGS: tuple[str, ...] = ("-O3", "-std=c++17", "-fPIC", "-fopenmp", "-fvisibility=hidden")
+#: Flags for the C runtime (runtime.c).
+CC_FLAGS: tuple[str, ...] = ("-O2", "-std=c11", "-fPIC", "-fopenmp", "-fvisibility=hidden")
+#: Link flags; -z defs turns a missing symbol into a build error instead of a load error.
+LD_FLAGS: tuple[str, ...] = ("-shared", "-fopenmp", "-Wl,-z,defs", "-Wl,-z,noexecstack")
+
+#: Bumped when the build recipe changes in a way the hashed inputs do not show.
+_RECIPE_VERSION = "1"
+_MAX_STDERR_CHARS = 6000
+
+
+def runtime_dir() -> Path:
+    """Directory holding ``include/``, ``kernels/`` and ``src/`` of the C/C++ runtime."""
+    package = Path(__file__).resolve().parent.parent  # .../inferon
+    for candidate in (package / "_runtime", package.parent / "runtime"):
+        if (candidate / "include" / "inferon" / "runtime.h").is_file():
+            return candidate
+    raise BuildError(
+        f"cannot find the Inferon runtime sources: looked in {package / '_runtime'} "
+        f"and {package.parent / 'runtime'}"
+    )
+
+
+@cache
+def _tool_version(tool: str) -> str:
+    try:
+        proc = subprocess.run([tool, "--version"], capture_output=True, text=True, check=False)
+    except FileNotFoundError as exc:
+        raise BuildError(f"C/C++ compiler '{tool}' not found on PATH") from exc
+    if proc.returncode != 0:
+        raise BuildError(f"'{tool} --version' failed: {proc.stderr.strip()[:500]}")
+    return proc.stdout
+
+
+def _runtime_digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if "__pycache__" in path.parts:
+            continue
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def cache_key(cpp_source: str, weights: bytes, extra_flags: Sequence[str] = ()) -> str:
+    """The content hash naming a build in the cache."""
+    cfg = load_config()
+    h = hashlib.sha256()
+    parts = [
+        _RECIPE_VERSION,
+        hashlib.sha256(cpp_source.encode()).hexdigest(),
+        hashlib.sha256(weights).hexdigest(),
+        "\x1f".join(extra_flags),
+        cfg.cxx,
+        _tool_version(cfg.cxx),
+        cfg.cc,
+        _tool_version(cfg.cc),
+        _runtime_digest(runtime_dir()),
+    ]
+    for part in parts:
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _install(src: Path, output: Path) -> None:
+    """Copy src to output via a temporary file + rename (never rewrite a mapped .so in place)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _trim(text: str) -> str:
+    text = text.strip()
+    if len(text) <= _MAX_STDERR_CHARS:
+        return text
+    return text[:_MAX_STDERR_CHARS] + f"\n... ({len(text) - _MAX_STDERR_CHARS} more characters)"
+
+
+def _fail(cmd: Sequence[str], proc: subprocess.CompletedProcess | None, stderr: str) -> BuildError:
+    status = f" (exit status {proc.returncode})" if proc is not None else ""
+    return BuildError(
+        f"compilation failed{status}\ncommand: {subprocess.list2cmdline(list(cmd))}\n"
+        f"{_trim(stderr)}"
+    )
+
+
+def _compile(build: Path, rt: Path, extra_flags: Sequence[str], verbose: bool) -> Path:
+    cfg = load_config()
+    inc = ["-I", str(rt / "include"), "-I", str(rt / "kernels")]
+    jobs = [
+        [cfg.cxx, *CXX_FLAGS, *extra_flags, *inc, "-c", str(build / "model.cpp"),
+         "-o", str(build / "model.o")],
+        [cfg.cc, *CC_FLAGS, *inc, "-c", str(rt / "src" / "runtime.c"), "-o", str(build / "runtime.o")],
+        [cfg.cc, "-c", str(build / "weights.S"), "-o", str(build / "weights.o")],
+    ]
+    link = [cfg.cxx, *LD_FLAGS, *extra_flags, "-o", str(build / "model.so"),
+            str(build / "model.o"), str(build / "runtime.o"), str(build / "weights.o")]
+    procs = []
+    for cmd in jobs:
+        if verbose:
+            print("+ " + subprocess.list2cmdline(cmd), file=sys.stderr)
+        try:
+            procs.append((cmd, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                text=True)))
+        except FileNotFoundError as exc:
+            raise _fail(cmd, None, f"compiler not found: {exc}") from exc
+    errors = []
+    for cmd, proc in procs:
+        out, err = proc.communicate()
+        if verbose and (out or err):
+            print(out + err, file=sys.stderr)
+        if proc.returncode != 0:
+            errors.append(_fail(cmd, subprocess.CompletedProcess(cmd, proc.returncode), err))
+    if errors:
+        raise errors[0]
+    if verbose:
+        print("+ " + subprocess.list2cmdline(link), file=sys.stderr)
+    proc = subprocess.run(link, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise _fail(link, proc, proc.stderr)
+    return build / "model.so"
+
+
+def _weights_asm(blob: Path) -> str:
+    path = str(blob).replace("\\", "\\\\").replace('"', '\\"')
+    return (
+        "    .section .rodata\n"
+        "    .balign 64\n"
+        "    .globl inferon_weights\n"
+        "    .hidden inferon_weights\n"
+        "    .type inferon_weights, @object\n"
+        "inferon_weights:\n"
+        f'    .incbin "{path}"\n'
+        "    .byte 0\n"  # a non-empty symbol even for an empty blob
+        "    .size inferon_weights, . - inferon_weights\n"
+        '    .section .note.GNU-stack,"",@progbits\n'
+    )
+
+
+def build_shared_library(
+    cpp_source: str,
+    weights: bytes,
+    output: Path,
+    *,
+    extra_flags: Sequence[str] = (),
+    verbose: bool = False,
+) -> Path:
+    """Compile ``cpp_source`` + the runtime + ``weights`` into the shared library ``output``.
+
+    Builds are cached under ``$INFERON_CACHE_DIR/builds`` by a hash of every input (source,
+    weights, flags, compiler versions, runtime files); a hit just copies the cached library.
+    Raises :class:`BuildError` with the failing command and the compiler's stderr.
+    """
+    output = Path(output)
+    extra_flags = tuple(extra_flags)
+    cfg = load_config()
+    rt = runtime_dir()
+    key = cache_key(cpp_source, weights, extra_flags)
+    cached = cfg.cache_dir / "builds" / key[:2] / f"{key}.so"
+    if cached.is_file():
+        if verbose:
+            print(f"inferon: cache hit {cached}", file=sys.stderr)
+        _install(cached, output)
+        return output
+
+    with tempfile.TemporaryDirectory(prefix="inferon-build-") as tmp:
+        build = Path(tmp)
+        (build / "model.cpp").write_text(cpp_source)
+        (build / "weights.bin").write_bytes(weights)
+        (build / "weights.S").write_text(_weights_asm((build / "weights.bin").resolve()))
+        built = _compile(build, rt, extra_flags, verbose)
+        try:  # store in the cache; a read-only cache only costs the next build
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            _install(built, cached)
+            src = cached
+        except OSError as exc:
+            if verbose:
+                print(f"inferon: cannot write the build cache: {exc}", file=sys.stderr)
+            src = built
+        _install(src, output)
+    return output

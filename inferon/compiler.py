@@ -1,0 +1,70 @@
+"""`inferon.compile`: ONNX model → model.so, through the pass pipeline and the C++ backend."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import onnx
+from xdsl.dialects.builtin import ModuleOp
+
+from inferon.backend.emitter import EmittedModel, emit_cpp
+from inferon.backend.toolchain import build_shared_library
+from inferon.frontend.onnx.importer import import_model
+from inferon.ir.context import make_context
+from inferon.pipeline import Pipeline
+from inferon.version import __version__
+
+
+def lower(
+    model: onnx.ModelProto | str | Path | bytes,
+    *,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    dump_ir: str | Path | None = None,
+    print_ir_after: Iterable[str] = (),
+    verbose: bool = False,
+) -> tuple[ModuleOp, EmittedModel]:
+    """Import and run the pipeline; return the lowest-level module and the emitted C++."""
+    log = (lambda msg: print(msg, file=sys.stderr)) if verbose else (lambda msg: None)
+    start = time.perf_counter()
+    module, weights = import_model(model, input_shapes)
+    log(f"inferon: imported {sum(1 for _ in module.walk())} ops, {len(weights.arrays)} weights "
+        f"in {time.perf_counter() - start:.2f} s")  # fmt: skip
+    ctx = make_context(weights)
+    pipeline = Pipeline.default(
+        dump_dir=Path(dump_ir) if dump_ir else None,
+        print_ir_after=frozenset(print_ir_after),
+        verbose=verbose,
+    )
+    start = time.perf_counter()
+    pipeline.run(ctx, module)
+    log(f"inferon: {len(pipeline.passes)} passes in {time.perf_counter() - start:.2f} s")
+    source = Path(model).name if isinstance(model, (str, Path)) else "model"
+    emitted = emit_cpp(module, weights, source=source, version=__version__)
+    if dump_ir:
+        (Path(dump_ir) / "model.cpp").write_text(emitted.source)
+    return module, emitted
+
+
+def compile(  # noqa: A001 - the public name users expect
+    model: onnx.ModelProto | str | Path | bytes,
+    output: str | Path,
+    *,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    dump_ir: str | Path | None = None,
+    print_ir_after: Iterable[str] = (),
+    verbose: bool = False,
+) -> Path:
+    """Compile an ONNX model (path, bytes or ModelProto) into the shared library `output`."""
+    _, emitted = lower(
+        model, input_shapes=input_shapes, dump_ir=dump_ir, print_ir_after=print_ir_after, verbose=verbose
+    )
+    start = time.perf_counter()
+    out = build_shared_library(emitted.source, emitted.weights, Path(output), verbose=verbose)
+    if verbose:
+        print(f"inferon: built {out} in {time.perf_counter() - start:.2f} s "
+              f"(weights {len(emitted.weights) / 1e6:.1f} MB, arena {emitted.arena_bytes / 1e6:.1f} MB)",
+              file=sys.stderr)  # fmt: skip
+    return out

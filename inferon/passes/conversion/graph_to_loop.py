@@ -1,0 +1,313 @@
+"""convert-graph-to-loop: tensors become buffers, graph ops become loop kernels.
+
+Preconditions: graph level after the graph passes (no `graph.batch_norm`, `graph.identity` left
+unless it feeds a return). Produces `func.func @main(inputs..., outputs...)` over `memref`s: weights are
+`loop.weight`, intermediates `loop.alloc` (offsets are assigned later by plan-memory), and each graph op
+is one or more destination-passing loop ops. A value returned by `@main` is computed straight into its
+output buffer; a returned input or weight is copied.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ArrayAttr, BoolAttr, IntegerAttr, MemRefType, ModuleOp, f32, i64
+from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.passes import ModulePass
+
+from inferon.errors import PassError
+from inferon.ir.attrs import ElementwiseKindAttr
+from inferon.ir.dialects import graph, loop
+from inferon.ir.dialects.graph import i64_array, ints, shape_of
+
+
+def memref(shape: tuple[int, ...]) -> MemRefType:
+    return MemRefType(f32, list(shape))
+
+
+def broadcast_strides(shape: tuple[int, ...], out: tuple[int, ...]) -> list[int]:
+    """Element strides reading a row-major `shape` broadcast to `out` (0 on broadcast axes)."""
+    padded = (1,) * (len(out) - len(shape)) + tuple(shape)
+    strides, step = [0] * len(out), 1
+    for i in reversed(range(len(out))):
+        strides[i] = step if padded[i] != 1 else 0
+        step *= padded[i]
+    return strides
+
+
+def collapse_batch(dims: list[int], strides: list[list[int]]) -> tuple[list[int], list[list[int]]]:
+    """Merge adjacent batch dimensions whose strides stay linear for every operand."""
+    out_dims, out_strides = [], [[] for _ in strides]
+    for i, d in enumerate(dims):
+        if d == 1:
+            continue
+        if out_dims and all(s_out[-1] == s[i] * d for s_out, s in zip(out_strides, strides)):
+            out_dims[-1] *= d
+            for s_out, s in zip(out_strides, strides):
+                s_out[-1] = s[i]
+            continue
+        out_dims.append(d)
+        for s_out, s in zip(out_strides, strides):
+            s_out.append(s[i])
+    return out_dims, out_strides
+
+
+@dataclass
+class Lowering:
+    """State of one conversion: where each tensor lives, and the ops emitted so far."""
+
+    block: Block
+    buffers: dict[SSAValue, SSAValue]
+
+    def emit(self, op: Operation) -> Operation:
+        self.block.add_op(op)
+        return op
+
+    def buffer(self, value: SSAValue) -> SSAValue:
+        return self.buffers[value]
+
+
+Rule = Callable[[Lowering, Operation, SSAValue], None]
+RULES: dict[type[Operation], Rule] = {}
+
+
+def lowers(*classes: type[Operation]) -> Callable[[Rule], Rule]:
+    def register(fn: Rule) -> Rule:
+        for cls in classes:
+            RULES[cls] = fn
+        return fn
+
+    return register
+
+
+def i64_attr(v: int) -> IntegerAttr:
+    return IntegerAttr(v, i64)
+
+
+def copy_op(src: SSAValue, dst: SSAValue, rows: int, row_len: int, stride: int, offset: int) -> loop.CopyOp:
+    props = {"rows": i64_attr(rows), "row_len": i64_attr(row_len), "stride": i64_attr(stride), "offset": i64_attr(offset)}
+    return loop.CopyOp.create(operands=[src, dst], properties=props)
+
+
+@lowers(graph.Conv2dOp)
+def _conv(lw: Lowering, op: Operation, out: SSAValue) -> None:
+    assert isinstance(op, graph.Conv2dOp)
+    bias, residual, epilogue = op.fused_parts()
+    operands = [lw.buffer(op.input), lw.buffer(op.weight)]
+    operands += [lw.buffer(v) for v in (bias, residual) if v is not None]
+    props = {k: op.properties[k] for k in ("strides", "pads", "dilations", "group")}
+    props["epilogue"] = epilogue
+    props["operandSegmentSizes"] = graph.DenseArrayBase.from_list(
+        graph.i32, [1, 1, int(bias is not None), int(residual is not None), 1]
+    )
+    lw.emit(loop.Conv2dOp.create(operands=[*operands, out], properties=props))
+
+
+def matmul_op(
+    operands: list[SSAValue], *, has_bias: bool, has_residual: bool, dims: tuple[int, int, int],
+    leading: tuple[int, int, int], batch: list[int], strides: list[list[int]], bias_axis: int,
+    bias_strides: list[int], epilogue: object,
+) -> loop.MatMulOp:  # fmt: skip
+    """A loop.matmul; `batch` has at most two entries (padded to [outer, inner])."""
+    while len(batch) < 2:
+        batch.insert(0, 1)
+        for s in strides:
+            s.insert(0, 0)
+        bias_strides.insert(0, 0)
+    props = {
+        "dims": i64_array(dims), "leading": i64_array(leading), "batch": i64_array(batch),
+        "a_strides": i64_array(strides[0]), "b_strides": i64_array(strides[1]),
+        "c_strides": i64_array(strides[2]), "bias_axis": i64_attr(bias_axis),
+        "bias_strides": i64_array(bias_strides), "epilogue": epilogue,
+        "operandSegmentSizes": graph.DenseArrayBase.from_list(graph.i32, [1, 1, int(has_bias), int(has_residual), 1]),
+    }  # fmt: skip
+    return loop.MatMulOp.create(operands=operands, properties=props)
+
+
+@lowers(graph.MatMulOp)
+def _matmul(lw: Lowering, op: Operation, out: SSAValue) -> None:
+    assert isinstance(op, graph.MatMulOp)
+    bias, residual, epilogue = op.fused_parts()
+    a_shape, b_shape, c_shape = shape_of(op.lhs), shape_of(op.rhs), shape_of(op.output)
+    m, k, n = a_shape[-2], a_shape[-1], b_shape[-1]
+    batch_shape = c_shape[:-2]
+    if len(b_shape) == 2:  # fold A's batch into M: one big GEMM
+        m, batch_shape = m * math.prod(a_shape[:-2]), ()
+    strides = [
+        [s * m * k for s in broadcast_strides(a_shape[:-2], batch_shape)] if batch_shape else [],
+        [s * k * n for s in broadcast_strides(b_shape[:-2], batch_shape)] if batch_shape else [],
+        [s * m * n for s in broadcast_strides(batch_shape, batch_shape)] if batch_shape else [],
+    ]
+    batch, strides = collapse_batch(list(batch_shape), strides)
+    if len(batch) > 2:
+        raise PassError(f"graph.matmul {list(a_shape)} x {list(b_shape)}: batch broadcast pattern too irregular")
+    operands = [lw.buffer(op.lhs), lw.buffer(op.rhs)]
+    operands += [lw.buffer(v) for v in (bias, residual) if v is not None]
+    lw.emit(matmul_op(
+        [*operands, out], has_bias=bias is not None, has_residual=residual is not None,
+        dims=(m, n, k), leading=(k, n, n), batch=batch, strides=strides, bias_axis=1,
+        bias_strides=[0] * len(batch), epilogue=epilogue,
+    ))  # fmt: skip
+
+
+@lowers(*graph.BINARY_OPS)
+def _binary(lw: Lowering, op: Operation, out: SSAValue) -> None:
+    assert isinstance(op, graph.BinaryOp)
+    shape = shape_of(op.output) or (1,)
+    props = {
+        "kind": ElementwiseKindAttr(op.KIND), "shape": i64_array(shape),
+        "lhs_strides": i64_array(broadcast_strides(shape_of(op.lhs), shape)),
+        "rhs_strides": i64_array(broadcast_strides(shape_of(op.rhs), shape)),
+    }  # fmt: skip
+    lw.emit(loop.BinaryOp.create(operands=[lw.buffer(op.lhs), lw.buffer(op.rhs), out], properties=props))
+
+
+@lowers(*graph.UNARY_OPS)
+def _unary(lw: Lowering, op: Operation, out: SSAValue) -> None:
+    assert isinstance(op, graph.UnaryOp)
+    props = {
+        "kind": ElementwiseKindAttr(op.KIND), "size": i64_attr(math.prod(shape_of(op.output))),
+        "alpha": op.alpha, "beta": op.beta,
+    }  # fmt: skip
+    lw.emit(loop.UnaryOp.create(operands=[lw.buffer(op.input), out], properties=props))
+
+
+@lowers(graph.MaxPoolOp, graph.AvgPoolOp)
+def _pool(lw: Lowering, op: Operation, out: SSAValue) -> None:
+    assert isinstance(op, graph.Pool2dOp)
+    n, c, h, w = shape_of(op.input)
+    ho, wo = shape_of(op.output)[2:]
+    kh, kw = ints(op.kernel_shape)
+    sh, sw = ints(op.strides)
+    pt, pl, pb, pr = ints(op.pads)
+    dh, dw = ints(op.dilations)
+    include = isinstance(op, graph.AvgPoolOp) and op.count_include_pad.value.data
+    props = {
+        "geometry": i64_array([n * c, h, w, ho, wo, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw]),
+        "is_max": BoolAttr.from_bool(isinstance(op, graph.MaxPoolOp)),
+        "count_include_pad": BoolAttr.from_bool(bool(include)),
+    }
+    lw.emit(loop.Pool2dOp.create(operands=[lw.buffer(op.input), out], properties=props))
+
+
+@lowers(graph.GlobalAvgPoolOp, graph.GlobalMaxPoolOp)
+def _global_pool(lw: Lowering, op: Operation, out: SSAValue) -> None:
+    shape = shape_of(op.operands[0])
+    props = {
+        "planes": i64_attr(shape[0] * shape[1]), "plane_size": i64_attr(math.prod(shape[2:])),
+        "is_max": BoolAttr.from_bool(isinstance(op, graph.GlobalMaxPoolOp)),
+    }  # fmt: skip
+    lw.emit(loop.GlobalPoolOp.create(operands=[lw.buffer(op.operands[0]), out], properties=props))
+
+
+@lowers(graph.ConcatOp)
+def _concat(lw: Lowering, op: Operation, out: SSAValue) -> None:
+    assert isinstance(op, graph.ConcatOp)
+    axis = op.axis.value.data
+    out_shape = shape_of(op.output)
+    inner = math.prod(out_shape[axis + 1 :])
+    rows = math.prod(out_shape[:axis])
+    offset = 0
+    for value in op.inputs:
+        extent = shape_of(value)[axis]
+        lw.emit(copy_op(lw.buffer(value), out, rows, extent * inner, out_shape[axis] * inner, offset * inner))
+        offset += extent
+
+
+@lowers(graph.ReshapeOp, graph.IdentityOp)
+def _reshape(lw: Lowering, op: Operation, out: SSAValue) -> None:
+    size = math.prod(shape_of(op.results[0]))
+    lw.emit(copy_op(lw.buffer(op.operands[0]), out, 1, size, size, 0))
+
+
+@lowers(graph.TransposeOp)
+def _transpose(lw: Lowering, op: Operation, out: SSAValue) -> None:
+    assert isinstance(op, graph.TransposeOp)
+    props = {"shape": i64_array(shape_of(op.input) or (1,)), "perm": op.perm if ints(op.perm) else i64_array([0])}
+    lw.emit(loop.TransposeOp.create(operands=[lw.buffer(op.input), out], properties=props))
+
+
+@lowers(graph.SoftmaxOp)
+def _softmax(lw: Lowering, op: Operation, out: SSAValue) -> None:
+    assert isinstance(op, graph.SoftmaxOp)
+    shape = shape_of(op.input)
+    axis = op.axis.value.data
+    view = (math.prod(shape[:axis]), shape[axis] if shape else 1, math.prod(shape[axis + 1 :]))
+    props = {"view": i64_array(view), "log": op.log}
+    lw.emit(loop.SoftmaxOp.create(operands=[lw.buffer(op.input), out], properties=props))
+
+
+@lowers(graph.LRNOp)
+def _lrn(lw: Lowering, op: Operation, out: SSAValue) -> None:
+    assert isinstance(op, graph.LRNOp)
+    shape = shape_of(op.input)
+    props = {
+        "view": i64_array((shape[0], shape[1], math.prod(shape[2:]))), "size": op.size,
+        "alpha": op.alpha, "beta": op.beta, "bias": op.bias,
+    }  # fmt: skip
+    lw.emit(loop.LRNOp.create(operands=[lw.buffer(op.input), out], properties=props))
+
+
+def lower_function(fn: func.FuncOp) -> func.FuncOp:
+    old = fn.body.block
+    ret = old.last_op
+    assert isinstance(ret, func.ReturnOp)
+    in_types = [memref(shape_of(a)) for a in old.args]
+    out_types = [memref(shape_of(v)) for v in ret.operands]
+    block = Block(arg_types=[*in_types, *out_types])
+    lw = Lowering(block, dict(zip(old.args, block.args[: len(old.args)])))
+    out_args = list(block.args[len(old.args) :])
+
+    # values computed straight into an output buffer (first return position wins)
+    destination: dict[SSAValue, SSAValue] = {}
+    for value, arg in zip(ret.operands, out_args):
+        if value not in destination and not isinstance(value.owner, (Block, graph.WeightOp)):
+            destination[value] = arg
+
+    for op in old.ops:
+        if op is ret:
+            break
+        if isinstance(op, graph.WeightOp):
+            w = lw.emit(loop.WeightOp.create(properties={"handle": op.handle}, result_types=[memref(shape_of(op.result))]))
+            lw.buffers[op.result] = w.results[0]
+            continue
+        rule = RULES.get(type(op))
+        if rule is None:
+            raise PassError(f"convert-graph-to-loop: no lowering for {op.name}")
+        result = op.results[0]
+        out = destination.get(result)
+        if out is None:
+            out = lw.emit(loop.AllocOp.create(result_types=[memref(shape_of(result))])).results[0]
+        lw.buffers[result] = out
+        rule(lw, op, out)
+
+    for value, arg in zip(ret.operands, out_args):
+        if destination.get(value) is not arg:
+            size = math.prod(shape_of(value))
+            lw.emit(copy_op(lw.buffer(value), arg, 1, size, size, 0))
+    block.add_op(func.ReturnOp())
+
+    arg_attrs = list(fn.arg_attrs.data) if fn.arg_attrs else []
+    res_attrs = list(fn.res_attrs.data) if fn.res_attrs else []
+    names = ArrayAttr([*arg_attrs, *res_attrs])
+    new = func.FuncOp("main", ([*in_types, *out_types], []), Region(block), arg_attrs=names)
+    new.attributes["inferon.num_inputs"] = IntegerAttr(len(in_types), i64)
+    return new
+
+
+@dataclass(frozen=True)
+class ConvertGraphToLoopPass(ModulePass):
+    """Lower @main from graph ops on tensors to loop ops on buffers."""
+
+    name = "convert-graph-to-loop"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        for fn in list(op.ops):
+            if isinstance(fn, func.FuncOp):
+                fn.detach()
+                op.body.block.add_op(lower_function(fn))
+

@@ -1,0 +1,139 @@
+"""fuse-epilogue: fuse bias Add, residual Add and activations into Conv / MatMul.
+
+Preconditions: graph level, after fold-batchnorm. Produces `graph.conv2d` / `graph.matmul` whose
+`bias`, `residual` and `#graph.epilogue` compute, in this order, `act(op(x) + bias + residual)`.
+Fusion rules (legal because the fused producer has exactly one use, so it can move down to the
+consumer's position):
+
+| consumer                         | producer state            | result                      |
+|----------------------------------|---------------------------|-----------------------------|
+| add(y, weight[C] / [1,C,1,1])    | conv: no residual, no act | bias += weight              |
+| add(y, weight[N] / [1,N])        | matmul: no residual/act   | bias += weight              |
+| add(y, z) with z of y's shape    | no residual, no act       | residual = z                |
+| relu / leaky_relu / clip / sigm. | no act                    | epilogue = activation       |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import (
+    GreedyRewritePatternApplier,
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
+
+from inferon.ir.attrs import NO_EPILOGUE, ActivationKind, EpilogueAttr
+from inferon.ir.dialects import graph
+from inferon.ir.dialects.graph import shape_of
+from inferon.ir.weights import WeightStore
+from inferon.passes.graph.fold_constants import weights_context
+
+ACTIVATIONS: dict[type[Operation], ActivationKind] = {
+    graph.ReluOp: ActivationKind.RELU,
+    graph.LeakyReluOp: ActivationKind.LEAKY_RELU,
+    graph.ClipOp: ActivationKind.CLIP,
+    graph.SigmoidOp: ActivationKind.SIGMOID,
+}
+
+
+def fusable_producer(value: SSAValue) -> graph.FusableOp | None:
+    """The Conv/MatMul producing `value` if it can take more epilogue (its only use)."""
+    owner = value.owner
+    if isinstance(owner, (graph.Conv2dOp, graph.MatMulOp)) and value.has_one_use():
+        return owner
+    return None
+
+
+def per_channel_vector(op: graph.FusableOp, other: SSAValue) -> int | None:
+    """Length of the bias vector `other` amounts to for `op`, or None if it is not one."""
+    out = shape_of(op.results[0])
+    shape = shape_of(other)
+    if isinstance(op, graph.Conv2dOp):
+        if shape in ((out[1], 1, 1), (1, out[1], 1, 1)):
+            return out[1]
+    elif shape in ((out[-1],), (1, out[-1])) or (len(shape) == len(out) and shape[:-1] == (1,) * (len(out) - 1) and shape[-1] == out[-1]):
+        return out[-1]
+    return None
+
+
+class FuseBiasAdd(RewritePattern):
+    def __init__(self, weights: WeightStore) -> None:
+        self.weights = weights
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.AddOp, rewriter: PatternRewriter) -> None:
+        for y, other in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
+            producer = fusable_producer(y)
+            w = other.owner
+            if producer is None or not isinstance(w, graph.WeightOp) or shape_of(op.output) != shape_of(y):
+                continue
+            bias, residual, epilogue = producer.fused_parts()
+            length = per_channel_vector(producer, other)
+            if length is None or residual is not None or epilogue != NO_EPILOGUE:
+                continue
+            vec = self.weights[w.handle.data].reshape(length)
+            if bias is not None:
+                old = bias.owner
+                if not isinstance(old, graph.WeightOp):
+                    continue
+                vec = vec + self.weights[old.handle.data]
+            new_bias = graph.WeightOp(self.weights.add(vec, "fused_bias"), (length,))
+            fused = producer.rebuilt(bias=new_bias.result, residual=None, epilogue=NO_EPILOGUE)
+            rewriter.replace(op, [new_bias, fused])
+            rewriter.erase_op(producer)
+            return
+
+
+class FuseResidualAdd(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.AddOp, rewriter: PatternRewriter) -> None:
+        if shape_of(op.lhs) != shape_of(op.rhs):
+            return
+        for y, other in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
+            producer = fusable_producer(y)
+            if producer is None or other is y or isinstance(other.owner, graph.WeightOp):
+                continue
+            bias, residual, epilogue = producer.fused_parts()
+            if residual is not None or epilogue != NO_EPILOGUE:
+                continue
+            fused = producer.rebuilt(bias=bias, residual=other, epilogue=NO_EPILOGUE)
+            rewriter.replace(op, [fused])
+            rewriter.erase_op(producer)
+            return
+
+
+class FuseActivation(RewritePattern):
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        kind = ACTIVATIONS.get(type(op))
+        if kind is None or not isinstance(op, graph.UnaryOp):
+            return
+        producer = fusable_producer(op.input)
+        if producer is None:
+            return
+        bias, residual, epilogue = producer.fused_parts()
+        if epilogue != NO_EPILOGUE:
+            return
+        new = EpilogueAttr.make(kind, op.alpha.value.data, op.beta.value.data)
+        fused = producer.rebuilt(bias=bias, residual=residual, epilogue=new)
+        rewriter.replace(op, [fused])
+        rewriter.erase_op(producer)
+
+
+@dataclass(frozen=True)
+class FuseEpiloguePass(ModulePass):
+    """Fuse bias, residual Add and ReLU/LeakyReLU/Clip/Sigmoid into Conv and MatMul."""
+
+    name = "fuse-epilogue"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        weights = weights_context(ctx, self.name)
+        patterns = GreedyRewritePatternApplier([FuseBiasAdd(weights), FuseResidualAdd(), FuseActivation()])
+        PatternRewriteWalker(patterns).rewrite_module(op)

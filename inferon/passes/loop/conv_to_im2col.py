@@ -1,0 +1,71 @@
+"""conv-to-im2col: compute each `loop.conv2d` as GEMMs, through an im2col buffer where needed.
+
+Preconditions: loop level. Produces, per convolution with output [N, M, Ho, Wo], G groups and
+K = C/G*kh*kw: a `loop.matmul` over the batch (N, G) with A = weights [G, M/G, K], B = the input itself
+(1x1, stride 1, no padding: B = x viewed as [N, C, H*W]) or an im2col buffer [N, C*kh*kw, Ho*Wo]
+(a `loop.alloc` filled by `loop.im2col`), C = the output, bias per row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import (
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
+
+from inferon.ir.dialects import loop
+from inferon.ir.dialects.graph import i64_array, ints
+from inferon.passes.conversion.graph_to_loop import matmul_op, memref
+
+
+def memref_shape(value: object) -> tuple[int, ...]:
+    return tuple(value.type.get_shape())  # type: ignore[attr-defined]
+
+
+class Conv2dToMatMul(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: loop.Conv2dOp, rewriter: PatternRewriter) -> None:
+        n, c, h, w = memref_shape(op.input)
+        m, cg, kh, kw = memref_shape(op.weight)
+        _, _, ho, wo = memref_shape(op.output)
+        g = op.group.value.data
+        (sh, sw), (pt, pl, pb, pr), (dh, dw) = ints(op.strides), ints(op.pads), ints(op.dilations)
+        k = cg * kh * kw
+        new = []
+        direct = kh == kw == sh == sw == 1 and pt == pl == pb == pr == 0
+        if direct:
+            b, ldb = op.input, h * w
+        else:
+            col = loop.AllocOp.create(result_types=[memref((n, c * kh * kw, ho * wo))])
+            geometry = [n, c, h, w, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo]
+            im2col = loop.Im2ColOp.create(operands=[op.input, col.results[0]], properties={"geometry": i64_array(geometry)})
+            new += [col, im2col]
+            b, ldb = col.results[0], ho * wo
+        hw = ho * wo
+        mg = m // g
+        operands = [op.weight, b, *([op.bias] if op.bias else []), *([op.residual] if op.residual else []), op.output]
+        new.append(matmul_op(
+            operands, has_bias=op.bias is not None, has_residual=op.residual is not None,
+            dims=(mg, hw, k), leading=(k, ldb, hw), batch=[n, g],
+            strides=[[0, mg * k], [c * kh * kw * hw if not direct else c * h * w, k * hw if not direct else cg * h * w],
+                     [m * hw, mg * hw]],
+            bias_axis=0, bias_strides=[0, mg], epilogue=op.epilogue,
+        ))  # fmt: skip
+        rewriter.replace(op, new)
+
+
+@dataclass(frozen=True)
+class ConvToIm2ColPass(ModulePass):
+    """Rewrite loop.conv2d into (im2col +) batched GEMM."""
+
+    name = "conv-to-im2col"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        PatternRewriteWalker(Conv2dToMatMul()).rewrite_module(op)

@@ -1,0 +1,3 @@
+"""Inferon version."""
+
+__version__ = "0.1.0"

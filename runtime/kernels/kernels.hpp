@@ -1,0 +1,25 @@
+// Inferon kernels: everything a generated model.cpp calls. Header-only C++17, namespace
+// inferon; include it from exactly one translation unit (the generated model.cpp).
+//
+// Conventions: float32, row-major, sizes int64_t, strides in elements. Each kernel has a
+// scalar path and (where it pays) an AVX2+FMA path chosen at run time from the process-wide
+// ISA (see common.hpp / model_abi.h); model.cpp is compiled without -mavx2. Kernels that
+// take a trailing `num_threads` (default 1) parallelise with OpenMP when the work is large
+// enough.
+//
+//   common.hpp       ISA state, Act, AVX2 math (exp/sigmoid/tanh), scratch
+//   gemm.hpp         gemm (Epilogue, GemmTiles)
+//   conv.hpp         im2col
+//   pool.hpp         pool2d, global_pool
+//   elementwise.hpp  binary, unary, copy, copy_rows, channel_affine
+//   layout.hpp       transpose
+//   norm.hpp         softmax, lrn
+#pragma once
+
+#include "common.hpp"
+#include "conv.hpp"
+#include "elementwise.hpp"
+#include "gemm.hpp"
+#include "layout.hpp"
+#include "norm.hpp"
+#include "pool.hpp"

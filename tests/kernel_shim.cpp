@@ -1,0 +1,93 @@
+// Test/benchmark shim: exposes the header-only kernels through extern "C" entry points so that
+// Python (ctypes) can call them one by one. Built like a generated model (build_shared_library),
+// with a trivial descriptor; the k_* symbols are exported explicitly.
+#include "inferon/kernels.hpp"
+#include "inferon/model_abi.h"
+
+#define SHIM extern "C" __attribute__((visibility("default")))
+
+namespace {
+const int64_t kShape[1] = {4};
+const inferon_tensor_info kIn[1] = {{"x", INFERON_FLOAT32, 1, kShape}};
+const inferon_tensor_info kOut[1] = {{"y", INFERON_FLOAT32, 1, kShape}};
+void run(float*, const float* const* in, float* const* out, int) { inferon::copy(in[0], out[0], 4); }
+const inferon_model_desc kDesc = {1, 1, kIn, kOut, 64, run};
+}  // namespace
+
+extern "C" const inferon_model_desc* inferon_model_descriptor(void) { return &kDesc; }
+
+SHIM void k_set_isa(int isa) { inferon_kernels_set_isa(isa); }
+SHIM int k_get_isa(void) { return inferon_kernels_get_isa(); }
+SHIM const float* k_weights(void) { return inferon_weights; }
+
+SHIM void k_gemm(int64_t batch, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, int64_t sA,
+                 const float* B, int64_t ldb, int64_t sB, float* C, int64_t ldc, int64_t sC,
+                 const float* bias, int64_t bias_bs, int bias_axis, const float* residual, int act,
+                 float alpha, float beta, const int64_t* tiles, int threads) {
+  inferon::Epilogue ep;
+  ep.bias = bias;
+  ep.bias_batch_stride = bias_bs;
+  ep.bias_axis = bias_axis;
+  ep.residual = residual;
+  ep.act = act;
+  ep.alpha = alpha;
+  ep.beta = beta;
+  inferon::GemmTiles t;
+  if (tiles) {
+    t.mr = static_cast<int>(tiles[0]);
+    t.nr = static_cast<int>(tiles[1]);
+    t.mc = tiles[2];
+    t.kc = tiles[3];
+    t.nc = tiles[4];
+  }
+  inferon::gemm(batch, M, N, K, A, lda, sA, B, ldb, sB, C, ldc, sC, ep, t, threads);
+}
+
+SHIM void k_im2col(const float* x, int64_t C, int64_t H, int64_t W, int kh, int kw, int sh, int sw, int pt,
+                   int pl, int dh, int dw, int64_t Ho, int64_t Wo, float* col, int threads) {
+  inferon::im2col(x, C, H, W, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo, col, threads);
+}
+
+SHIM void k_pool2d(const float* x, float* y, int64_t NC, int64_t H, int64_t W, int64_t Ho, int64_t Wo,
+                   int kh, int kw, int sh, int sw, int pt, int pl, int pb, int pr, int dh, int dw,
+                   int is_max, int count_include_pad, int threads) {
+  inferon::pool2d(x, y, NC, H, W, Ho, Wo, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw, is_max,
+                  count_include_pad, threads);
+}
+
+SHIM void k_global_pool(const float* x, float* y, int64_t NC, int64_t HW, int is_max, int threads) {
+  inferon::global_pool(x, y, NC, HW, is_max, threads);
+}
+
+SHIM void k_binary(int op, int rank, const int64_t* shape, const float* a, const int64_t* as,
+                   const float* b, const int64_t* bs, float* y, int threads) {
+  inferon::binary(op, rank, shape, a, as, b, bs, y, threads);
+}
+
+SHIM void k_unary(int op, int64_t n, const float* x, float* y, float alpha, float beta, int threads) {
+  inferon::unary(op, n, x, y, alpha, beta, threads);
+}
+
+SHIM void k_copy_rows(const float* x, float* y, int64_t rows, int64_t row_len, int64_t y_stride) {
+  inferon::copy_rows(x, y, rows, row_len, y_stride);
+}
+
+SHIM void k_transpose(int rank, const int64_t* shape, const int64_t* perm, const float* x, float* y,
+                      int threads) {
+  inferon::transpose(rank, shape, perm, x, y, threads);
+}
+
+SHIM void k_softmax(const float* x, float* y, int64_t outer, int64_t axis, int64_t inner, int log,
+                    int threads) {
+  inferon::softmax(x, y, outer, axis, inner, log, threads);
+}
+
+SHIM void k_lrn(const float* x, float* y, int64_t N, int64_t C, int64_t HW, int size, float alpha,
+                float beta, float bias, int threads) {
+  inferon::lrn(x, y, N, C, HW, size, alpha, beta, bias, threads);
+}
+
+SHIM void k_channel_affine(const float* x, float* y, int64_t N, int64_t C, int64_t HW, const float* scale,
+                           const float* shift, int threads) {
+  inferon::channel_affine(x, y, N, C, HW, scale, shift, threads);
+}
