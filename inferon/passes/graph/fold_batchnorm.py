@@ -57,7 +57,7 @@ class FoldBatchNormIntoConv(RewritePattern):
             main=(conv.input, new_w.result), bias=new_b.result, residual=None, epilogue=NO_EPILOGUE
         )
         rewriter.replace(op, [new_w, new_b, fused])
-        rewriter.erase_op(conv)
+        rewriter.erase(conv)
 
 
 @dataclass(frozen=True)

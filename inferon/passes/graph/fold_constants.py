@@ -51,7 +51,7 @@ class FoldConstantOp(RewritePattern):
 class DropDeadWeight(RewritePattern):
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
         if isinstance(op, graph.WeightOp) and not op.result.uses:
-            rewriter.erase_op(op)
+            rewriter.erase(op)
 
 
 @dataclass(frozen=True)

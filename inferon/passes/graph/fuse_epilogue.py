@@ -88,7 +88,7 @@ class FuseBiasAdd(RewritePattern):
             new_bias = graph.WeightOp(self.weights.add(vec, "fused_bias"), (length,))
             fused = producer.rebuilt(bias=new_bias.result, residual=None, epilogue=NO_EPILOGUE)
             rewriter.replace(op, [new_bias, fused])
-            rewriter.erase_op(producer)
+            rewriter.erase(producer)
             return
 
 
@@ -106,7 +106,7 @@ class FuseResidualAdd(RewritePattern):
                 continue
             fused = producer.rebuilt(bias=bias, residual=other, epilogue=NO_EPILOGUE)
             rewriter.replace(op, [fused])
-            rewriter.erase_op(producer)
+            rewriter.erase(producer)
             return
 
 
@@ -124,7 +124,7 @@ class FuseActivation(RewritePattern):
         new = EpilogueAttr.make(kind, op.alpha.value.data, op.beta.value.data)
         fused = producer.rebuilt(bias=bias, residual=residual, epilogue=new)
         rewriter.replace(op, [fused])
-        rewriter.erase_op(producer)
+        rewriter.erase(producer)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,3 @@
+from inferon.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,219 @@
+"""The `inferon` command line: compile, run, inspect and list passes."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from inferon.errors import InferonError
+
+EPILOG = """examples:
+  inferon compile model.onnx -o model.so -v
+  inferon compile model.onnx -o model.so --dump-ir ir/ --print-ir-after fuse-epilogue
+  inferon compile model.onnx -o model.so --input-shape data=1,3,224,224
+  inferon run model.so --input x.npy --output y.npy --threads 2
+  inferon inspect model.onnx
+  inferon passes
+"""
+
+
+def _shape_arg(text: str) -> tuple[str, tuple[int, ...]]:
+    name, sep, dims = text.rpartition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=D1,D2,..., got '{text}'")
+    try:
+        shape = tuple(int(d) for d in dims.split(",") if d.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"dimensions must be integers: '{dims}'") from None
+    if any(d <= 0 for d in shape):
+        raise argparse.ArgumentTypeError(f"dimensions must be positive: '{dims}'")
+    return name, shape
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from inferon.version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="inferon",
+        description="Compile ONNX models into fast shared libraries (model.so) for x86-64 CPUs.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"inferon {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    c = sub.add_parser("compile", help="compile an ONNX model into a shared library",
+                       description="Import the ONNX model, run the pass pipeline (see `inferon passes`), "
+                       "print C++ and build model.so with the system g++. Builds are cached by content hash.")
+    c.add_argument("model", type=Path, help="the .onnx file")
+    c.add_argument("-o", "--output", type=Path, help="output library (default: MODEL.so next to the model)")
+    c.add_argument("--input-shape", action="append", type=_shape_arg, default=[], metavar="NAME=D1,D2,...",
+                   help="static shape of an input with dynamic dimensions (repeatable)")
+    c.add_argument("--dump-ir", type=Path, metavar="DIR",
+                   help="write the IR after every pass as DIR/NNN_<pass>.mlir, plus model.cpp")
+    c.add_argument("--print-ir-after", action="append", default=[], metavar="PASS",
+                   help="print the IR after PASS to stderr (repeatable)")
+    c.add_argument("--pass-plugin", action="append", type=Path, default=[], metavar="FILE.py",
+                   help="import a Python file that registers passes with inferon.register_pass")
+    c.add_argument("-v", "--verbose", action="store_true", help="report each stage and its time")
+
+    r = sub.add_parser("run", help="run a compiled model on .npy/.npz inputs",
+                       description="Run model.so on inputs from .npy files (positional) or an .npz "
+                       "(by name); random inputs if none are given. Prints output shapes and latency.")
+    r.add_argument("library", type=Path, help="a model.so built by `inferon compile`")
+    r.add_argument("--input", action="append", type=Path, default=[], metavar="FILE",
+                   help=".npy (one input, in order) or .npz (inputs by name); repeatable")
+    r.add_argument("--output", type=Path, metavar="FILE.npz", help="save the outputs as .npz (or .npy if one)")
+    r.add_argument("--threads", type=int, default=1, help="worker threads (default 1; 0 = all cores)")
+    r.add_argument("--repeat", type=int, default=1, help="run this many times and report the median latency")
+
+    i = sub.add_parser("inspect", help="list a model's ops, shapes, FLOPs and support status")
+    i.add_argument("model", type=Path)
+    i.add_argument("--input-shape", action="append", type=_shape_arg, default=[], metavar="NAME=D1,D2,...")
+
+    sub.add_parser("passes", help="list the pass pipeline in order")
+    return parser
+
+
+def _compile(args: argparse.Namespace) -> int:
+    import inferon
+    from inferon.passes import load_plugin
+
+    for plugin in args.pass_plugin:
+        load_plugin(plugin)
+    output = args.output or args.model.with_suffix(".so")
+    start = time.perf_counter()
+    inferon.compile(
+        args.model, output, input_shapes=dict(args.input_shape), dump_ir=args.dump_ir,
+        print_ir_after=args.print_ir_after, verbose=args.verbose,
+    )  # fmt: skip
+    print(f"compiled {args.model} -> {output} in {time.perf_counter() - start:.2f} s")
+    if args.dump_ir:
+        print(f"IR after every pass in {args.dump_ir}/")
+    return 0
+
+
+def _load_inputs(paths: Sequence[Path], names: list[str]) -> list[np.ndarray] | dict[str, np.ndarray]:
+    positional: list[np.ndarray] = []
+    named: dict[str, np.ndarray] = {}
+    for path in paths:
+        if not path.is_file():
+            raise InferonError(f"input file '{path}' does not exist")
+        data = np.load(path)
+        if isinstance(data, np.ndarray):
+            positional.append(data)
+        else:
+            named.update({k: data[k] for k in data.files})
+    if named and positional:
+        raise InferonError("give inputs either as .npy files (in order) or as one .npz, not both")
+    return named or positional
+
+
+def _run(args: argparse.Namespace) -> int:
+    import inferon
+
+    model = inferon.load(args.library, threads=args.threads)
+    if args.input:
+        inputs = _load_inputs(args.input, model.input_names)
+        feeds = inputs if isinstance(inputs, dict) else dict(zip(model.input_names, inputs))
+        if not isinstance(inputs, dict) and len(inputs) != len(model.input_names):
+            raise InferonError(f"model has {len(model.input_names)} input(s) {model.input_names}, got {len(inputs)} file(s)")
+    else:
+        rng = np.random.default_rng(0)
+        feeds = {t.name: rng.standard_normal(t.shape).astype(t.dtype) for t in model.inputs}
+        print("no --input given: using random normal inputs")
+    times = []
+    outputs: dict[str, np.ndarray] = {}
+    for _ in range(max(1, args.repeat)):
+        start = time.perf_counter()
+        outputs = model.run(feeds)
+        times.append(time.perf_counter() - start)
+    for name, value in outputs.items():
+        print(f"output '{name}': shape {list(value.shape)}, mean {value.mean():.6g}, max {value.max():.6g}")
+    print(f"latency: median {1000 * float(np.median(times)):.3f} ms over {len(times)} run(s), "
+          f"{args.threads} thread(s), isa {model.isa}")  # fmt: skip
+    if args.output:
+        if args.output.suffix == ".npy" and len(outputs) == 1:
+            np.save(args.output, next(iter(outputs.values())))
+        else:
+            np.savez(args.output, **outputs)
+        print(f"saved outputs to {args.output}")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    import onnx
+
+    from inferon.frontend.onnx.importer import import_model, load_proto
+    from inferon.frontend.onnx.registry import supported_ops
+    from inferon.ir.dialects import graph
+    from inferon.ir.dialects.graph import shape_of
+
+    proto = load_proto(args.model)
+    supported = set(supported_ops())
+    counts = Counter(n.op_type for n in proto.graph.node)
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    print(f"model: {args.model}  (opset {opset}, {len(proto.graph.node)} nodes, producer '{proto.producer_name}')")
+    print("ops:")
+    for op, n in sorted(counts.items()):
+        status = "supported" if op in supported else "constant-folded only" if op in _FOLDABLE else "UNSUPPORTED"
+        print(f"  {op:<24} x{n:<4} {status}")
+    try:
+        module, weights = import_model(proto, dict(args.input_shape))
+    except InferonError as exc:
+        print(f"import: FAILED: {exc}")
+        return 1
+    fn = next(iter(module.ops))
+    block = fn.body.block  # type: ignore[attr-defined]
+    for arg, attrs in zip(block.args, fn.arg_attrs.data):  # type: ignore[attr-defined]
+        print(f"input  {attrs.data['inferon.name'].data}: {list(shape_of(arg))} float32")
+    ret = block.last_op
+    for value, attrs in zip(ret.operands, fn.res_attrs.data):  # type: ignore[attr-defined]
+        print(f"output {attrs.data['inferon.name'].data}: {list(shape_of(value))} float32")
+    flops = 0
+    for op in block.ops:
+        if isinstance(op, graph.Conv2dOp):
+            w = shape_of(op.weight)
+            flops += 2 * math.prod(shape_of(op.output)) * math.prod(w[1:])
+        elif isinstance(op, graph.MatMulOp):
+            flops += 2 * math.prod(shape_of(op.output)) * shape_of(op.lhs)[-1]
+    n_weights = sum(a.size for a in weights.arrays.values())
+    print(f"graph ops after import: {sum(1 for _ in block.ops)}; weights: {n_weights / 1e6:.2f} M floats")
+    print(f"compute: {flops / 1e9:.3f} GFLOP (2 x MACs of Conv/Gemm/MatMul)")
+    return 0
+
+
+_FOLDABLE = {"Constant", "ConstantOfShape", "Shape", "Gather", "Slice", "Cast", "Range", "Expand"}
+
+
+def _passes(args: argparse.Namespace) -> int:
+    from inferon.pipeline import Pipeline
+
+    for index, (stage, p) in enumerate(Pipeline.default().passes, start=1):
+        doc = (type(p).__doc__ or "").strip().splitlines()[0]
+        print(f"{index:2d}. [{stage:5}] {p.name:<22} {doc}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"compile": _compile, "run": _run, "inspect": _inspect, "passes": _passes}
+    try:
+        return handlers[args.command](args)
+    except InferonError as exc:
+        print(f"inferon {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Helpers for tests and benchmarks: the real models shipped in the onnx package, with random weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+LIGHT_MODELS = (
+    "resnet50", "squeezenet", "shufflenet", "inception_v1", "inception_v2",
+    "densenet121", "bvlc_alexnet", "vgg19", "zfnet512",
+)  # fmt: skip
+
+
+def light_model_path(name: str) -> Path:
+    """Path of `light_<name>.onnx` inside the installed onnx package."""
+    path = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / f"light_{name}.onnx"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is not in this onnx installation")
+    return path
+
+
+def light_reference_output(name: str) -> np.ndarray:
+    """The output the onnx package ships for `light_<name>.onnx` on an all-ones input."""
+    path = light_model_path(name).with_name(f"light_{name}_output_0.pb")
+    tensor = onnx.TensorProto()
+    tensor.ParseFromString(path.read_bytes())
+    return numpy_helper.to_array(tensor)
+
+
+def _const_value(graph: onnx.GraphProto, name: str) -> np.ndarray | None:
+    for init in graph.initializer:
+        if init.name == name:
+            return numpy_helper.to_array(init)
+    for node in graph.node:
+        if node.op_type == "Constant" and name in node.output:
+            return numpy_helper.to_array(node.attribute[0].t)
+    return None
+
+
+def randomize_weights(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
+    """Replace every ConstantOfShape fill by a seeded random initializer of the same shape.
+
+    Tensors of rank >= 2 (conv/FC weights) get He-scaled normals; vectors (biases, BatchNorm
+    parameters) get values in [0.5, 1) so that variances stay positive and activations stay O(1).
+    """
+    rng = np.random.default_rng(seed)
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    kept = []
+    for node in graph.node:
+        if node.op_type != "ConstantOfShape":
+            kept.append(node)
+            continue
+        shape_value = _const_value(graph, node.input[0])
+        if shape_value is None:
+            kept.append(node)
+            continue
+        shape = tuple(int(d) for d in shape_value)
+        if len(shape) >= 2:
+            fan_in = int(np.prod(shape[1:]))
+            array = rng.standard_normal(shape) * np.sqrt(2.0 / max(fan_in, 1))
+        else:
+            array = rng.random(shape) * 0.5 + 0.5
+        graph.initializer.append(numpy_helper.from_array(array.astype(np.float32), node.output[0]))
+    del graph.node[:]
+    graph.node.extend(kept)
+    return out
+
+
+def run_onnxruntime(model: onnx.ModelProto, feeds: dict[str, np.ndarray], threads: int = 1) -> list[np.ndarray]:
+    """Run a model with ONNX Runtime's CPU provider (all graph optimizations)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)

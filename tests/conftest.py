@@ -1,0 +1,67 @@
+"""Shared fixtures: small ONNX models built in code and a compile helper."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import inferon
+
+
+def make_model(
+    nodes: list[onnx.NodeProto],
+    inputs: dict[str, tuple[int, ...]],
+    outputs: list[str],
+    initializers: dict[str, np.ndarray] | None = None,
+    opset: int = 17,
+) -> onnx.ModelProto:
+    """A float32 ONNX model from nodes, input shapes and initializers (output shapes left to inference)."""
+    graph = helper.make_graph(
+        nodes,
+        "test",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(s)) for n, s in inputs.items()],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs],
+        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in (initializers or {}).items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+@pytest.fixture
+def small_cnn() -> onnx.ModelProto:
+    """Conv+BN+ReLU, a residual Conv+Add+ReLU, pooling and a Gemm head: exercises every fusion."""
+    rng = np.random.default_rng(0)
+    init = {
+        "w1": rng.standard_normal((8, 3, 3, 3)) * 0.3,
+        "b1": rng.standard_normal(8) * 0.1,
+        "scale": rng.random(8) + 0.5, "shift": rng.standard_normal(8) * 0.1,
+        "mean": rng.standard_normal(8) * 0.1, "var": rng.random(8) + 0.5,
+        "w2": rng.standard_normal((8, 8, 3, 3)) * 0.2,
+        "wfc": rng.standard_normal((10, 8)) * 0.3, "bfc": rng.standard_normal(10) * 0.1,
+    }  # fmt: skip
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+        helper.make_node("BatchNormalization", ["c1", "scale", "shift", "mean", "var"], ["bn1"], name="bn1"),
+        helper.make_node("Relu", ["bn1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1], name="conv2"),
+        helper.make_node("Add", ["c2", "r1"], ["a2"], name="add2"),
+        helper.make_node("Relu", ["a2"], ["r2"], name="relu2"),
+        helper.make_node("MaxPool", ["r2"], ["p"], kernel_shape=[2, 2], strides=[2, 2], name="pool"),
+        helper.make_node("GlobalAveragePool", ["p"], ["g"], name="gap"),
+        helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "wfc", "bfc"], ["y"], transB=1, name="fc"),
+    ]
+    return make_model(nodes, {"x": (1, 3, 16, 16)}, ["y"], init)
+
+
+@pytest.fixture
+def compile_and_load(tmp_path: Path) -> Callable[..., inferon.CompiledModel]:
+    def build(model: onnx.ModelProto, **kwargs: object) -> inferon.CompiledModel:
+        path = inferon.compile(model, tmp_path / "model.so", **kwargs)  # type: ignore[arg-type]
+        return inferon.load(path)
+
+    return build

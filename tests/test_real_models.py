@@ -1,0 +1,40 @@
+"""The nine real CNN architectures shipped with the onnx package, compiled end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import inferon
+from inferon.testing import (
+    LIGHT_MODELS,
+    light_model_path,
+    light_reference_output,
+    randomize_weights,
+    run_onnxruntime,
+)
+
+
+@pytest.mark.parametrize("name", LIGHT_MODELS)
+def test_real_model(name: str, tmp_path: Path) -> None:
+    """Shipped model vs its shipped reference output; random-weight model vs ONNX Runtime."""
+    shipped = onnx.load(str(light_model_path(name)))
+    lib = inferon.compile(shipped, tmp_path / "shipped.so")
+    model = inferon.load(lib)
+    (info,) = model.inputs
+    reference = light_reference_output(name)
+    got = model(np.ones(info.shape, dtype=np.float32))
+    np.testing.assert_allclose(got, reference, rtol=1e-4, atol=1e-5)
+
+    randomized = randomize_weights(shipped, seed=0)
+    lib = inferon.compile(randomized, tmp_path / "random.so")
+    model = inferon.load(lib, threads=2)
+    x = np.random.default_rng(1).random(info.shape, dtype=np.float32)
+    (expected,) = run_onnxruntime(randomized, {info.name: x})
+    got = model(x)
+    scale = float(np.abs(expected).max())
+    assert scale > 0
+    assert float(np.abs(got - expected).max()) <= 1e-3 * scale, f"{name}: max abs diff vs ORT too large"

@@ -1,0 +1,715 @@
+"""Tests of the C/C++ runtime: every kernel against numpy (scalar and AVX2 paths), the C API's
+input checks through the Python loader, ISA selection via INFERON_ISA, and the build cache.
+
+Two libraries are built once per module (and cached across runs by build_shared_library):
+``kernel_shim.cpp`` exports each kernel as an ``extern "C"`` function for ctypes, and
+``runtime_test_model.cpp`` is a small model in the shape of generated code.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import itertools
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inferon.backend.toolchain import build_shared_library
+from inferon.errors import BuildError, InferonError, RuntimeCallError
+from inferon.runtime import CompiledModel, load
+
+HERE = Path(__file__).resolve().parent
+WEIGHTS = np.random.default_rng(42).standard_normal(42).astype(np.float32)
+
+P = ctypes.c_void_p
+I64 = ctypes.c_int64
+INT = ctypes.c_int
+F = ctypes.c_float
+
+
+def _has_avx2() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx2" in flags and " fma" in flags
+
+
+ISAS = [0, pytest.param(1, marks=pytest.mark.skipif(not _has_avx2(), reason="no AVX2/FMA"))]
+
+
+# ----------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def shim(tmp_path_factory):
+    so = build_shared_library(
+        (HERE / "kernel_shim.cpp").read_text(),
+        np.arange(16, dtype=np.float32).tobytes(),
+        tmp_path_factory.mktemp("shim") / "shim.so",
+    )
+    lib = ctypes.CDLL(str(so))
+    sigs = {
+        "k_set_isa": [INT],
+        "k_gemm": [I64, I64, I64, I64, P, I64, I64, P, I64, I64, P, I64, I64, P, I64, INT, P, INT,
+                   F, F, P, INT],
+        "k_im2col": [P, I64, I64, I64, INT, INT, INT, INT, INT, INT, INT, INT, I64, I64, P, INT],
+        "k_pool2d": [P, P, I64, I64, I64, I64, I64] + [INT] * 12 + [INT],
+        "k_global_pool": [P, P, I64, I64, INT, INT],
+        "k_binary": [INT, INT, P, P, P, P, P, P, INT],
+        "k_unary": [INT, I64, P, P, F, F, INT],
+        "k_copy_rows": [P, P, I64, I64, I64],
+        "k_transpose": [INT, P, P, P, P, INT],
+        "k_softmax": [P, P, I64, I64, I64, INT, INT],
+        "k_lrn": [P, P, I64, I64, I64, INT, F, F, F, INT],
+        "k_channel_affine": [P, P, I64, I64, I64, P, P, INT],
+    }
+    for name, args in sigs.items():
+        getattr(lib, name).argtypes = args
+        getattr(lib, name).restype = None
+    lib.k_get_isa.restype = INT
+    lib.k_weights.restype = ctypes.POINTER(ctypes.c_float)
+    return lib
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    return build_shared_library(
+        (HERE / "runtime_test_model.cpp").read_text(),
+        WEIGHTS.tobytes(),
+        tmp_path_factory.mktemp("model") / "model.so",
+    )
+
+
+@pytest.fixture
+def isa_env(monkeypatch):
+    """Set INFERON_ISA for contexts created in the test (read by inferon_model_create)."""
+
+    def set_isa(value: str | None) -> None:
+        if value is None:
+            monkeypatch.delenv("INFERON_ISA", raising=False)
+        else:
+            monkeypatch.setenv("INFERON_ISA", value)
+
+    return set_isa
+
+
+def ptr(a: np.ndarray | None) -> int | None:
+    return None if a is None else a.ctypes.data
+
+
+def i64(values) -> np.ndarray:
+    return np.ascontiguousarray(np.array(values, dtype=np.int64))
+
+
+def randn(rng, *shape) -> np.ndarray:
+    return np.array(rng.standard_normal(shape), dtype=np.float32)
+
+
+# --------------------------------------------------------------------------------------- GEMM
+def act_ref(x, act, alpha, beta):
+    if act == 1:
+        return np.maximum(x, 0)
+    if act == 2:
+        return np.where(x < 0, x * alpha, x)
+    if act == 3:
+        return np.clip(x, alpha, beta)
+    if act == 4:
+        return 1 / (1 + np.exp(-x))
+    return x
+
+
+def run_gemm(lib, isa, A, B, *, batch=1, M, N, K, sA, sB, bias=None, bias_bs=0, axis=0,
+             residual=None, act=0, alpha=0.1, beta=0.6, tiles=None, threads=1, C=None,
+             ldc=None, sC=None):
+    lib.k_set_isa(isa)
+    ldc = N if ldc is None else ldc
+    sC = M * ldc if sC is None else sC
+    if C is None:
+        C = np.full(batch * sC if batch > 1 else M * ldc, np.nan, dtype=np.float32)
+    t = None if tiles is None else i64(tiles)
+    lib.k_gemm(batch, M, N, K, ptr(A), K, sA, ptr(B), N, sB, ptr(C), ldc, sC, ptr(bias), bias_bs,
+               axis, ptr(residual), act, alpha, beta, ptr(t), threads)
+    return C
+
+
+def gemm_ref(A, B, bias=None, axis=0, residual=None, act=0, alpha=0.1, beta=0.6):
+    out = A.astype(np.float64) @ B.astype(np.float64)
+    if bias is not None:
+        out = out + (bias[..., :, None] if axis == 0 else bias[..., None, :])
+    if residual is not None:
+        out = out + residual
+    return act_ref(out, act, alpha, beta)
+
+
+def assert_close(got, want, rtol=2e-5, atol=None):
+    want = np.asarray(want, dtype=np.float64)
+    scale = max(1.0, float(np.abs(want).max())) if want.size else 1.0
+    atol = 2e-5 * scale if atol is None else atol
+    np.testing.assert_allclose(np.asarray(got, dtype=np.float64), want, rtol=rtol, atol=atol)
+
+
+SIZES = (1, 5, 7, 17, 65, 130)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_gemm_all_sizes(shim, isa):
+    rng = np.random.default_rng(0)
+    for M, N, K in itertools.product(SIZES, SIZES, SIZES):
+        A, B = randn(rng, M, K), randn(rng, K, N)
+        C = run_gemm(shim, isa, A, B, M=M, N=N, K=K, sA=0, sB=0).reshape(M, N)
+        assert_close(C, gemm_ref(A, B), atol=1e-4 * np.sqrt(K))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("act", [0, 1, 2, 3, 4])
+def test_gemm_epilogues(shim, isa, act):
+    rng = np.random.default_rng(act)
+    for (M, N, K), axis, with_res in itertools.product(
+        [(1, 33, 20), (5, 7, 9), (6, 16, 300), (17, 65, 130), (65, 17, 513), (13, 1, 40)],
+        [0, 1], [False, True],
+    ):
+        A, B = randn(rng, M, K), randn(rng, K, N)
+        bias = randn(rng, M if axis == 0 else N)
+        res = randn(rng, M, N) if with_res else None
+        C = run_gemm(shim, isa, A, B, M=M, N=N, K=K, sA=0, sB=0, bias=bias, axis=axis,
+                     residual=res, act=act).reshape(M, N)
+        assert_close(C, gemm_ref(A, B, bias, axis, res, act), atol=2e-4 * np.sqrt(K))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_gemm_batch_broadcast_strides_threads_and_tiles(shim, isa):
+    rng = np.random.default_rng(1)
+    tiles_list = [None, (6, 8, 12, 16, 32), (4, 16, 7, 5, 17), (6, 12, 72, 256, 1024)]
+    for (M, N, K), bcast, tiles, threads in itertools.product(
+        [(7, 130, 65), (65, 17, 130), (3, 40, 17), (1, 70, 33), (30, 1, 20)],
+        ["none", "A", "B"], tiles_list, [1, 3],
+    ):
+        batch = 3
+        A = randn(rng, 1 if bcast == "A" else batch, M, K)
+        B = randn(rng, 1 if bcast == "B" else batch, K, N)
+        bias = randn(rng, batch, M)
+        res = randn(rng, batch, M, N)
+        C = run_gemm(shim, isa, A, B, batch=batch, M=M, N=N, K=K,
+                     sA=0 if bcast == "A" else M * K, sB=0 if bcast == "B" else K * N,
+                     bias=bias, bias_bs=M, axis=0, residual=res, act=1, tiles=tiles,
+                     threads=threads).reshape(batch, M, N)
+        want = gemm_ref(np.broadcast_to(A, (batch, M, K)), np.broadcast_to(B, (batch, K, N)),
+                        bias, 0, res, 1)
+        assert_close(C, want, atol=2e-4 * np.sqrt(K))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_gemm_strided_c_and_residual_aliasing_c(shim, isa):
+    rng = np.random.default_rng(2)
+    for M, N, K in [(17, 65, 300), (5, 33, 600), (9, 1, 700), (70, 40, 1000)]:
+        A, B = randn(rng, M, K), randn(rng, K, N)
+        # C is a column block of a wider matrix (ldc > N); untouched columns stay NaN
+        ldc = N + 3
+        C = run_gemm(shim, isa, A, B, M=M, N=N, K=K, sA=0, sB=0, ldc=ldc).reshape(M, ldc)
+        assert_close(C[:, :N], gemm_ref(A, B), atol=1e-4 * np.sqrt(K))
+        assert np.isnan(C[:, N:]).all()
+        # residual == C (in-place residual add), K spans several k-blocks
+        res = randn(rng, M, N)
+        C = res.copy().reshape(-1)
+        bias = randn(rng, N)
+        run_gemm(shim, isa, A, B, M=M, N=N, K=K, sA=0, sB=0, bias=bias, axis=1, residual=C,
+                 act=2, C=C, tiles=(6, 16, 72, 128, 1024))
+        assert_close(C.reshape(M, N), gemm_ref(A, B, bias, 1, res, 2), atol=1e-4 * np.sqrt(K))
+
+
+# -------------------------------------------------------------------------------------- im2col
+def im2col_ref(x, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo):
+    C, H, W = x.shape
+    col = np.zeros((C, kh, kw, Ho, Wo), np.float32)
+    for i, j in itertools.product(range(kh), range(kw)):
+        for ho, wo in itertools.product(range(Ho), range(Wo)):
+            h, w = ho * sh - pt + i * dh, wo * sw - pl + j * dw
+            if 0 <= h < H and 0 <= w < W:
+                col[:, i, j, ho, wo] = x[:, h, w]
+    return col.reshape(C * kh * kw, Ho * Wo)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_im2col(shim, isa):
+    shim.k_set_isa(isa)
+    rng = np.random.default_rng(3)
+    configs = [  # C, H, W, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw
+        (3, 7, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1),
+        (2, 8, 8, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1),
+        (4, 10, 11, 5, 3, 2, 3, 2, 0, 2, 1, 1, 1),
+        (2, 9, 9, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2),
+        (1, 5, 6, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1),
+        (2, 4, 4, 7, 7, 2, 2, 3, 3, 3, 3, 1, 1),
+    ]
+    for C, H, W, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw in configs:
+        x = randn(rng, C, H, W)
+        Ho = (H + pt + pb - ((kh - 1) * dh + 1)) // sh + 1
+        Wo = (W + pl + pr - ((kw - 1) * dw + 1)) // sw + 1
+        col = np.full((C * kh * kw, Ho * Wo), np.nan, np.float32)
+        shim.k_im2col(ptr(x), C, H, W, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo, ptr(col), 2)
+        np.testing.assert_array_equal(col, im2col_ref(x, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo))
+
+
+# ------------------------------------------------------------------------------------- pooling
+def pool_ref(x, Ho, Wo, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw, is_max, cip):
+    NC, H, W = x.shape
+    y = np.zeros((NC, Ho, Wo), np.float64)
+    for ho, wo in itertools.product(range(Ho), range(Wo)):
+        hs = [ho * sh - pt + i * dh for i in range(kh)]
+        ws = [wo * sw - pl + j * dw for j in range(kw)]
+        hin = [h for h in hs if 0 <= h < H]
+        win = [w for w in ws if 0 <= w < W]
+        vals = x[:, hin][:, :, win].reshape(NC, -1).astype(np.float64)
+        if is_max:
+            y[:, ho, wo] = vals.max(axis=1) if vals.shape[1] else -np.finfo(np.float32).max
+        else:
+            if cip:
+                cnt = sum(-pt <= h < H + pb for h in hs) * sum(-pl <= w < W + pr for w in ws)
+            else:
+                cnt = len(hin) * len(win)
+            y[:, ho, wo] = vals.sum(axis=1) / cnt if cnt else 0.0
+    return y
+
+
+def pool_out(n, k, s, p0, p1, d, ceil):
+    eff = (k - 1) * d + 1
+    if ceil:
+        out = -(-(n + p0 + p1 - eff) // s) + 1
+        if (out - 1) * s >= n + p0:  # last window must start inside the image or left padding
+            out -= 1
+        return out
+    return (n + p0 + p1 - eff) // s + 1
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_pool2d(shim, isa):
+    shim.k_set_isa(isa)
+    rng = np.random.default_rng(4)
+    configs = [  # H, W, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw, ceil
+        (8, 8, 2, 2, 2, 2, 0, 0, 0, 0, 1, 1, False),
+        (7, 7, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, False),
+        (7, 7, 3, 3, 2, 2, 0, 0, 0, 0, 1, 1, True),
+        (6, 9, 3, 2, 2, 3, 1, 0, 0, 1, 1, 1, True),
+        (9, 9, 3, 3, 1, 1, 2, 1, 0, 2, 2, 2, False),
+        (5, 5, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, False),
+        (11, 10, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, True),
+    ]
+    for (H, W, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw, ceil), is_max, cip in itertools.product(
+        configs, [1, 0], [0, 1]
+    ):
+        if is_max and cip:
+            continue
+        x = randn(rng, 3, H, W)
+        Ho, Wo = pool_out(H, kh, sh, pt, pb, dh, ceil), pool_out(W, kw, sw, pl, pr, dw, ceil)
+        y = np.full((3, Ho, Wo), np.nan, np.float32)
+        shim.k_pool2d(ptr(x), ptr(y), 3, H, W, Ho, Wo, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw,
+                      is_max, cip, 2)
+        assert_close(y, pool_ref(x, Ho, Wo, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw, is_max, cip))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_global_pool(shim, isa):
+    shim.k_set_isa(isa)
+    rng = np.random.default_rng(5)
+    for NC, HW in [(1, 1), (3, 7), (5, 49), (64, 196), (2, 1000)]:
+        x = randn(rng, NC, HW)
+        for is_max in (0, 1):
+            y = np.full(NC, np.nan, np.float32)
+            shim.k_global_pool(ptr(x), ptr(y), NC, HW, is_max, 2)
+            assert_close(y, x.max(axis=1) if is_max else x.astype(np.float64).mean(axis=1))
+
+
+# ---------------------------------------------------------------------------------- elementwise
+BIN_REFS = [np.add, np.subtract, np.multiply, np.divide, np.maximum, np.minimum, np.power]
+
+
+def bcast_strides(shape, out_shape):
+    shape = (1,) * (len(out_shape) - len(shape)) + tuple(shape)
+    strides, acc = [], 1
+    for d in reversed(range(len(shape))):
+        strides.append(0 if shape[d] == 1 and out_shape[d] != 1 else acc)
+        acc *= shape[d]
+    return i64(strides[::-1])
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_binary_broadcast(shim, isa):
+    shim.k_set_isa(isa)
+    rng = np.random.default_rng(6)
+    shape_pairs = [
+        ((37,), (37,)), ((2, 3, 4, 5), (2, 3, 4, 5)), ((2, 3, 4, 5), ()), ((), (2, 3, 4, 5)),
+        ((2, 16, 7, 7), (1, 16, 1, 1)), ((2, 16, 7, 7), (16, 1, 1)), ((4, 9, 33), (33,)),
+        ((4, 1, 33), (1, 9, 1)), ((3, 1), (1, 70)), ((2, 1, 3, 1, 5), (1, 4, 1, 6, 1)),
+        ((1, 1, 1), (1, 1, 1)), ((5, 1), (5, 300)),
+    ]
+    for (sa, sb), op in itertools.product(shape_pairs, range(7)):
+        a, b = randn(rng, *sa), randn(rng, *sb)
+        if op == 6:
+            a = np.asarray(np.abs(a) + 0.5, dtype=np.float32)
+        if op == 3:
+            b = np.asarray(np.where(np.abs(b) < 0.1, 0.5, b), dtype=np.float32)
+        out_shape = np.broadcast_shapes(a.shape, b.shape)
+        y = np.full(out_shape, np.nan, np.float32)
+        # keep the index arrays alive across the call
+        shp = i64(out_shape or (1,))
+        a_st, b_st = bcast_strides(a.shape, out_shape), bcast_strides(b.shape, out_shape)
+        shim.k_binary(op, len(out_shape), ptr(shp), ptr(a), ptr(a_st), ptr(b), ptr(b_st), ptr(y), 2)
+        with np.errstate(all="ignore"):
+            want = BIN_REFS[op](a.astype(np.float64), b.astype(np.float64))
+        assert_close(y, want, rtol=1e-5)
+
+
+def softplus(x):
+    return np.log1p(np.exp(x))
+
+
+UN_REFS = {
+    1: lambda x, a, b: np.maximum(x, 0),
+    2: lambda x, a, b: np.where(x < 0, a * x, x),
+    3: lambda x, a, b: np.clip(x, a, b),
+    4: lambda x, a, b: 1 / (1 + np.exp(-x)),
+    5: lambda x, a, b: np.tanh(x),
+    6: lambda x, a, b: np.exp(x),
+    7: lambda x, a, b: np.log(np.abs(x) + 0.1),
+    8: lambda x, a, b: np.abs(x),
+    9: lambda x, a, b: -x,
+    10: lambda x, a, b: np.sqrt(np.abs(x)),
+    11: lambda x, a, b: 1 / x,
+    12: lambda x, a, b: np.floor(x),
+    13: lambda x, a, b: np.ceil(x),
+    14: lambda x, a, b: np.where(x > 0, x, a * (np.exp(x) - 1)),
+    15: lambda x, a, b: np.clip(a * x + b, 0, 1),
+    16: lambda x, a, b: softplus(x),
+}
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_unary(shim, isa):
+    shim.k_set_isa(isa)
+    rng = np.random.default_rng(7)
+    for op, n in itertools.product(UN_REFS, [1, 7, 8, 67, 5000]):
+        x = (randn(rng, n) * 4).astype(np.float32)
+        x[0] = 0.0 if n > 1 else x[0]
+        if op == 7:
+            x = (np.abs(x) + 0.1).astype(np.float32)
+        if op == 10:
+            x = np.abs(x)
+        if op == 11:
+            x = np.where(np.abs(x) < 0.1, 0.5, x).astype(np.float32)
+        alpha, beta = (-0.5, 0.7) if op == 3 else (0.2, 0.5)
+        y = np.full(n, np.nan, np.float32)
+        shim.k_unary(op, n, ptr(x), ptr(y), alpha, beta, 2)
+        ref = UN_REFS[op]
+        arg = x.astype(np.float64)
+        want = ref(arg, alpha, beta) if op not in (7, 10) else (np.log(arg) if op == 7 else np.sqrt(arg))
+        assert_close(y, want, rtol=2e-6 if op in (1, 2, 3, 8, 9, 12, 13, 15) else 2e-5, atol=1e-6)
+        # in place
+        z = x.copy()
+        shim.k_unary(op, n, ptr(z), ptr(z), alpha, beta, 1)
+        np.testing.assert_array_equal(z, y)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_tanh_sigmoid_extremes(shim, isa):
+    shim.k_set_isa(isa)
+    x = np.array([-100, -30, -10, -1e-3, -1e-7, 0, 1e-7, 1e-3, 0.6, 0.65, 10, 30, 100] * 3,
+                 np.float32)
+    for op in (4, 5):
+        y = np.empty_like(x)
+        shim.k_unary(op, x.size, ptr(x), ptr(y), 0, 0, 1)
+        want = UN_REFS[op](x.astype(np.float64), 0, 0)
+        np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-7)
+        assert np.isfinite(y).all()
+
+
+def test_copy_rows_and_channel_affine(shim):
+    rng = np.random.default_rng(8)
+    x = randn(rng, 6, 5)
+    y = np.full((6, 9), np.nan, np.float32)
+    shim.k_copy_rows(ptr(x), ptr(y[:, 2:]), 6, 5, 9)
+    np.testing.assert_array_equal(y[:, 2:7], x)
+    assert np.isnan(y[:, :2]).all() and np.isnan(y[:, 7:]).all()
+    for isa in (0, 1) if _has_avx2() else (0,):
+        shim.k_set_isa(isa)
+        x = randn(rng, 2, 5, 37)
+        scale, shift = randn(rng, 5), randn(rng, 5)
+        y = np.empty_like(x)
+        shim.k_channel_affine(ptr(x), ptr(y), 2, 5, 37, ptr(scale), ptr(shift), 2)
+        assert_close(y, x * scale[:, None] + shift[:, None])
+
+
+# ------------------------------------------------------------------------------- layout / norm
+@pytest.mark.parametrize("isa", ISAS)
+def test_transpose(shim, isa):
+    shim.k_set_isa(isa)
+    rng = np.random.default_rng(9)
+    shapes = [(7,), (3, 5), (2, 3, 4), (2, 3, 4, 5), (1, 3, 1, 4, 2), (2, 1, 3, 2, 2, 3)]
+    for shape in shapes:
+        x = randn(rng, *shape)
+        for perm in itertools.islice(itertools.permutations(range(len(shape))), 30):
+            y = np.full(x.size, np.nan, np.float32)
+            shp, prm = i64(shape), i64(perm)
+            shim.k_transpose(len(shape), ptr(shp), ptr(prm), ptr(x), ptr(y), 2)
+            np.testing.assert_array_equal(y, x.transpose(perm).reshape(-1))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_softmax(shim, isa):
+    shim.k_set_isa(isa)
+    rng = np.random.default_rng(10)
+    for outer, axis, inner in [(1, 1, 1), (3, 10, 1), (2, 1000, 1), (4, 7, 5), (2, 3, 33), (1, 17, 1)]:
+        x = (randn(rng, outer, axis, inner) * 5).astype(np.float32)
+        x64 = x.astype(np.float64)
+        e = np.exp(x64 - x64.max(axis=1, keepdims=True))
+        for log in (0, 1):
+            y = np.full_like(x, np.nan)
+            shim.k_softmax(ptr(x), ptr(y), outer, axis, inner, log, 2)
+            want = e / e.sum(axis=1, keepdims=True)
+            assert_close(y, np.log(want) if log else want, rtol=1e-5, atol=1e-6)
+
+
+def lrn_ref(x, size, alpha, beta, bias):
+    N, C, H, W = x.shape
+    sq = x.astype(np.float64) ** 2
+    out = np.empty_like(sq)
+    for c in range(C):
+        lo, hi = max(0, c - (size - 1) // 2), min(C - 1, c + -(-(size - 1) // 2))
+        s = sq[:, lo:hi + 1].sum(axis=1)
+        out[:, c] = x[:, c] / (bias + alpha / size * s) ** beta
+    return out
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_lrn(shim, isa):
+    shim.k_set_isa(isa)
+    rng = np.random.default_rng(11)
+    for size in (1, 2, 3, 5):
+        x = randn(rng, 2, 7, 3, 4)
+        y = np.empty_like(x)
+        shim.k_lrn(ptr(x), ptr(y), 2, 7, 12, size, 1e-2, 0.75, 2.0, 2)
+        assert_close(y, lrn_ref(x, size, 1e-2, 0.75, 2.0))
+
+
+def test_weights_symbol_is_aligned_and_holds_the_blob(shim):
+    w = shim.k_weights()
+    assert ctypes.cast(w, ctypes.c_void_p).value % 64 == 0
+    np.testing.assert_array_equal(np.ctypeslib.as_array(w, (16,)), np.arange(16, dtype=np.float32))
+
+
+# ------------------------------------------------------------------------- runtime C API + loader
+def model_ref(data, bias):
+    t = data + bias
+    mm = t.reshape(24, 5).astype(np.float64) @ WEIGHTS[:35].reshape(5, 7) + WEIGHTS[35:42]
+    return np.maximum(t, 0), mm
+
+
+def feeds(rng=None):
+    rng = rng or np.random.default_rng(12)
+    return randn(rng, 2, 3, 4, 5), randn(rng, 5)
+
+
+def test_model_infos_and_run(model_path):
+    with load(model_path, threads=2) as m:
+        assert [i.name for i in m.inputs] == ["data", "bias"]
+        assert m.inputs[0].shape == (2, 3, 4, 5) and m.inputs[0].dtype == np.float32
+        assert [(o.name, o.shape) for o in m.outputs] == [
+            ("sum", (2, 3, 4, 5)), ("mm", (24, 7)), ("isa", (1,))]
+        data, bias = feeds()
+        s, mm, _ = m(data, bias)
+        ref_s, ref_mm = model_ref(data, bias)
+        np.testing.assert_allclose(s, ref_s, rtol=1e-6)
+        assert_close(mm, ref_mm)
+        out = m.run({"bias": bias, "data": data})
+        assert list(out) == ["sum", "mm", "isa"]
+        np.testing.assert_array_equal(out["mm"], mm)
+        s2, _, _ = m(data, bias=bias)
+        np.testing.assert_array_equal(s2, s)
+        # non-contiguous input is made contiguous
+        big = np.zeros((2, 3, 4, 10), np.float32)
+        big[..., ::2] = data
+        np.testing.assert_array_equal(m(big[..., ::2], bias)[0], s)
+        assert "data[2,3,4,5]" in repr(m)
+    with pytest.raises(InferonError, match="closed"):
+        m(data, bias)
+
+
+@pytest.mark.parametrize(("env", "expected"), [("scalar", "scalar"), ("avx2", "avx2")])
+def test_isa_env_var(model_path, isa_env, env, expected):
+    if env == "avx2" and not _has_avx2():
+        pytest.skip("no AVX2/FMA")
+    isa_env(env)
+    data, bias = feeds()
+    with load(model_path) as m:
+        assert m.isa == expected
+        s, mm, isa = m(data, bias)
+        assert int(isa[0]) == {"scalar": 0, "avx2": 1}[expected]  # what the kernels saw
+        ref_s, ref_mm = model_ref(data, bias)
+        np.testing.assert_allclose(s, ref_s, rtol=1e-6)
+        assert_close(mm, ref_mm)
+
+
+def test_isa_default_and_invalid(model_path, isa_env):
+    isa_env(None)
+    with load(model_path) as m:
+        assert m.isa == ("avx2" if _has_avx2() else "scalar")  # no AVX-512 kernels yet
+    isa_env("sse9")
+    with pytest.raises(RuntimeCallError, match="INFERON_ISA='sse9'") as exc:
+        load(model_path)
+    assert exc.value.status == -8
+
+
+def test_python_side_input_checks(model_path):
+    data, bias = feeds()
+    with load(model_path) as m:
+        with pytest.raises(RuntimeCallError, match=r"input 'data' \(index 0\): expected shape "
+                                                    r"\[2,3,4,5\], got \[2,3,4,6\]"):
+            m(np.zeros((2, 3, 4, 6), np.float32), bias)
+        with pytest.raises(RuntimeCallError, match=r"expected rank 4 .*got rank 3"):
+            m(np.zeros((2, 3, 4), np.float32), bias)
+        with pytest.raises(RuntimeCallError,
+                           match=r"input 'bias' \(index 1\): expected dtype float32, got float64"):
+            m(data, bias.astype(np.float64))
+        with pytest.raises(RuntimeCallError, match="expected 2 inputs, got 1"):
+            m(data)
+        with pytest.raises(RuntimeCallError, match="expected 2 inputs, got 3"):
+            m(data, bias, bias)
+        with pytest.raises(RuntimeCallError, match="unknown input name 'dat'"):
+            m.run({"dat": data, "bias": bias})
+        with pytest.raises(RuntimeCallError, match="missing 'bias'"):
+            m.run({"data": data})
+        with pytest.raises(RuntimeCallError, match="both by position and by name"):
+            m(data, data=data)
+
+
+def test_c_side_input_checks(model_path):
+    data, bias = feeds()
+    outs = [("sum", np.empty((2, 3, 4, 5), np.float32)), ("mm", np.empty((24, 7), np.float32)),
+            ("isa", np.empty(1, np.float32))]
+    with load(model_path) as m:
+        m.run_raw([(None, data), (None, bias)], outs)  # positional: fine
+        m.run_raw([("bias", bias), ("data", data)], outs)  # by name, any order
+        np.testing.assert_allclose(outs[0][1], model_ref(data, bias)[0], rtol=1e-6)
+        cases = [
+            ([("data", np.zeros((2, 3, 4, 6), np.float32)), ("bias", bias)], outs, -5,
+             r"input 'data' \(index 0\): expected shape \[2,3,4,5\], got \[2,3,4,6\]"),
+            ([("data", data), ("bias", np.zeros((1, 5), np.float32))], outs, -5,
+             r"input 'bias' \(index 1\): expected rank 1 \(shape \[5\]\), got rank 2"),
+            ([("data", data), ("bias", bias.astype(np.int64))], outs, -4,
+             r"input 'bias' \(index 1\): expected dtype float32, got int64"),
+            ([("data", data)], outs, -2, "expected 2 inputs, got 1"),
+            ([("data", data), ("bias", bias)], outs[:2], -2, "expected 3 outputs, got 2"),
+            ([("data", data), ("biass", bias)], outs, -3,
+             r"input 1: unknown name 'biass' \(model inputs: 'data', 'bias'\)"),
+            ([("data", data), ("data", data)], outs, -3, "given twice"),
+            ([("data", data), ("bias", bias)], [outs[0], ("mm", np.empty((7, 24), np.float32)), outs[2]],
+             -5, r"output 'mm' \(index 1\): expected shape \[24,7\], got \[7,24\]"),
+        ]
+        for ins, o, status, msg in cases:
+            with pytest.raises(RuntimeCallError, match=msg) as exc:
+                m.run_raw(ins, o)
+            assert exc.value.status == status
+        # the context still works after errors
+        np.testing.assert_allclose(m(data, bias)[0], model_ref(data, bias)[0], rtol=1e-6)
+
+
+def test_concurrent_contexts(model_path):
+    results: dict[int, bool] = {}
+
+    def worker(k: int) -> None:
+        rng = np.random.default_rng(100 + k)
+        with load(model_path, threads=1) as m:
+            ok = True
+            for _ in range(50):
+                data, bias = feeds(rng)
+                s, mm, _ = m(data, bias)
+                ref_s, ref_mm = model_ref(data, bias)
+                ok &= bool(np.allclose(s, ref_s) and np.allclose(mm, ref_mm, atol=1e-4))
+            results[k] = ok
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {k: True for k in range(4)}
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(InferonError, match="does not exist"):
+        load(tmp_path / "nope.so")
+    bogus = tmp_path / "bogus.so"
+    bogus.write_text("not an ELF file")
+    with pytest.raises(InferonError, match="cannot load"):
+        load(bogus)
+    libm = ctypes.util.find_library("m")
+    if libm:
+        import glob
+
+        candidates = glob.glob(f"/usr/lib/*/{libm}") + glob.glob(f"/lib/*/{libm}")
+        if candidates:
+            with pytest.raises(InferonError, match="not an Inferon model"):
+                CompiledModel(candidates[0])
+
+
+# ------------------------------------------------------------------------------ toolchain/cache
+def test_build_cache_hit_and_rebuilt_path_reload(model_path, tmp_path):
+    src = (HERE / "runtime_test_model.cpp").read_text()
+    t0 = time.perf_counter()
+    out = build_shared_library(src, WEIGHTS.tobytes(), tmp_path / "again.so")
+    assert time.perf_counter() - t0 < 1.0  # cached by the module fixture
+    assert out.read_bytes() == model_path.read_bytes()
+    # different weights → different library; reloading the same path picks the new file up
+    target = tmp_path / "m.so"
+    build_shared_library(src, WEIGHTS.tobytes(), target)
+    data, bias = feeds()
+    with load(target) as m:
+        mm1 = m(data, bias)[1]
+    w2 = (WEIGHTS * 2).astype(np.float32)
+    build_shared_library(src, w2.tobytes(), target)
+    with load(target) as m:
+        mm2 = m(data, bias)[1]
+    assert_close(mm2, 2 * mm1)  # W and b both doubled
+
+
+def test_build_error_reports_command_and_stderr(tmp_path):
+    with pytest.raises(BuildError) as exc:
+        build_shared_library("this is not C++;\n", b"", tmp_path / "bad.so")
+    msg = str(exc.value)
+    assert "command: " in msg and "model.cpp" in msg and "-fvisibility=hidden" in msg
+    assert "error" in msg
+
+
+def test_only_the_api_is_exported(model_path):
+    import subprocess
+
+    try:
+        proc = subprocess.run(["nm", "-D", "--defined-only", str(model_path)], capture_output=True,
+                              text=True, check=True)
+    except (FileNotFoundError, subprocess.CalledProcessError):
+        pytest.skip("nm not available")
+    names = {line.split()[-1] for line in proc.stdout.splitlines() if line.strip()}
+    api = {n for n in names if n.startswith("inferon_")}
+    assert "inferon_model_run" in api and "inferon_abi_version" in api
+    assert "inferon_weights" not in names and "inferon_model_descriptor" not in names
+    assert "inferon_kernels_set_isa" not in names
+    assert not [n for n in names if n.startswith("_Z")]  # no C++ symbols leak
+
+
+def test_env_isa_visible_in_subprocess(model_path):
+    # INFERON_ISA set in a fresh process before any context exists
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from inferon.runtime import load; "
+        f"m = load({str(model_path)!r}); print(m.isa)"
+    )
+    env = dict(os.environ, INFERON_ISA="scalar",
+               PYTHONPATH=str(HERE.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          check=True)
+    assert proc.stdout.strip() == "scalar"
