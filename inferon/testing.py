@@ -80,3 +80,14 @@ def run_onnxruntime(model: onnx.ModelProto, feeds: dict[str, np.ndarray], thread
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     return session.run(None, feeds)
+
+
+def expose_logits(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Add the input of the final Softmax as a graph output (a softmax of random weights saturates)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    softmax = [n for n in out.graph.node if n.op_type == "Softmax"]
+    if softmax:
+        name = softmax[-1].input[0]
+        out.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    return out

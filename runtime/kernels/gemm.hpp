@@ -252,6 +252,67 @@ INFERON_AVX2 void rect_direct(const Job& g, int64_t n0, int64_t n1) {
   }
 }
 
+// Small M with a large B: stream B row by row (4 rows at a time, contiguous, prefetch
+// friendly) and accumulate the MR rows of C in memory (chunks of 1024 columns stay in L1),
+// then apply the epilogue. Columns [n0, n1).
+template <int MR>
+INFERON_AVX2 void rect_stream(const Job& g, int64_t n0, int64_t n1) {
+  constexpr int64_t NCH = 1024;
+  const int64_t K = g.K, lda = g.lda, ldb = g.ldb, ldc = g.ldc;
+  for (int64_t j0 = n0; j0 < n1; j0 += NCH) {
+    const int64_t nc = std::min(NCH, n1 - j0);
+    const int64_t nv = nc / 8 * 8;
+    const __m256i tail = mask_first(nc - nv);
+    if (!g.acc_c)
+      for (int i = 0; i < MR; i++) std::fill(g.C + i * ldc + j0, g.C + i * ldc + j0 + nc, 0.f);
+    int64_t k = 0;
+    for (; k < K; k += 4) {
+      const int kk = static_cast<int>(std::min<int64_t>(4, K - k));
+      const float* b0 = g.B + k * ldb + j0;
+      const float* b1 = kk > 1 ? b0 + ldb : b0;
+      const float* b2 = kk > 2 ? b0 + 2 * ldb : b0;
+      const float* b3 = kk > 3 ? b0 + 3 * ldb : b0;
+      __m256 a[MR][4];
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; q++)
+          a[i][q] = _mm256_set1_ps(q < kk ? g.A[i * lda + k + q] : 0.f);
+      int64_t j = 0;
+      for (; j < nv; j += 8) {
+        const __m256 v0 = _mm256_loadu_ps(b0 + j), v1 = _mm256_loadu_ps(b1 + j);
+        const __m256 v2 = _mm256_loadu_ps(b2 + j), v3 = _mm256_loadu_ps(b3 + j);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) {
+          float* c = g.C + i * ldc + j0 + j;
+          __m256 s = _mm256_mul_ps(a[i][0], v0);
+          s = _mm256_fmadd_ps(a[i][1], v1, s);
+          s = _mm256_fmadd_ps(a[i][2], v2, s);
+          s = _mm256_fmadd_ps(a[i][3], v3, s);
+          _mm256_storeu_ps(c, _mm256_add_ps(_mm256_loadu_ps(c), s));
+        }
+      }
+      if (j < nc) {
+        const __m256 v0 = _mm256_maskload_ps(b0 + j, tail), v1 = _mm256_maskload_ps(b1 + j, tail);
+        const __m256 v2 = _mm256_maskload_ps(b2 + j, tail), v3 = _mm256_maskload_ps(b3 + j, tail);
+        for (int i = 0; i < MR; i++) {
+          float* c = g.C + i * ldc + j0 + j;
+          __m256 s = _mm256_mul_ps(a[i][0], v0);
+          s = _mm256_fmadd_ps(a[i][1], v1, s);
+          s = _mm256_fmadd_ps(a[i][2], v2, s);
+          s = _mm256_fmadd_ps(a[i][3], v3, s);
+          _mm256_maskstore_ps(c, tail, _mm256_add_ps(_mm256_maskload_ps(c, tail), s));
+        }
+      }
+    }
+    if (g.bias || g.residual || g.act != ACT_NONE)
+      for (int i = 0; i < MR; i++) {
+        float* c = g.C + i * ldc;
+        for (int64_t jj = j0; jj < j0 + nc; jj++) c[jj] = epi_scalar(g, c[jj], i, jj);
+      }
+  }
+}
+
 // N == 1: C[i] = dot(A[i, :], B[:, 0]).
 INFERON_AVX2 inline void rect_gemv(const Job& g, int64_t m0, int64_t m1) {
   const int64_t K = g.K;

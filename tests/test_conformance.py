@@ -1,0 +1,244 @@
+"""ONNX node conformance: every ONNX backend node test case that Inferon claims to support.
+
+Drives ``onnx.backend.test.case.node.collect_testcases()`` and selects every case whose graph
+contains at least one op from :func:`supported_ops` and otherwise only supported ops or
+``Constant`` (folded at import). For each selected case the model is compiled, run on each of
+the case's data sets and compared with the reference outputs. Outcomes:
+
+* **pass**        -- compiled, ran and matched every output;
+* **unsupported** -- ``inferon.compile`` raised :class:`UnsupportedError` (a deliberate check:
+  an attribute, dtype or input form Inferon does not handle). Reported as ``xfail`` with the
+  error message as the reason, and counted in the summary printed at the end of the session;
+* **fail**        -- anything else: a wrong numeric result, a plain :class:`ModelImportError`
+  (a valid conformance model must not be rejected as malformed), a build error, a crash.
+
+Tolerances: ONNX's own backend runner compares with the case's ``rtol``/``atol`` (defaults
+``rtol=1e-3, atol=1e-7``). Inferon computes in float32 with vectorised transcendental
+approximations, so results within a few float32 ulps of zero can miss an absolute tolerance
+of 1e-7; the absolute tolerance is therefore raised to ``ATOL_FLOOR = 1e-5`` (the relative
+one stays the case's, 1e-3 by default). A case that sets looser tolerances keeps them.
+
+Speed: every case is a separate g++ build (~1.5-5 s cold). The session fixture starts every
+selected case's compile on a thread pool (``INFERON_CONFORMANCE_JOBS`` workers, default: the
+number of usable CPUs; the Python side is negligible, g++ runs in subprocesses), so tests run
+as their builds finish. Builds go through Inferon's content-hash cache (``INFERON_CACHE_DIR``),
+so a second run only loads and runs the models.
+
+``python tests/conformance_report.py`` prints the per-op table from the same machinery.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import traceback
+import warnings
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import inferon
+from inferon.errors import ModelImportError, UnsupportedError
+from inferon.frontend.onnx.registry import supported_ops
+
+ATOL_FLOOR = 1e-5
+FOLDED_OPS = frozenset({"Constant"})
+
+PASS, UNSUPPORTED, FAIL = "pass", "unsupported", "fail"
+
+
+# ---------------------------------------------------------------------------------------- cases
+@cache
+def all_cases() -> tuple[Any, ...]:
+    """Every ONNX node test case (collecting them takes ~10 s, so only once)."""
+    from onnx.backend.test.case.node import collect_testcases
+
+    with warnings.catch_warnings():  # the generators overflow casts on purpose
+        warnings.simplefilter("ignore")
+        return tuple(collect_testcases())
+
+
+def case_ops(case: Any) -> list[str]:
+    return [node.op_type for node in case.model.graph.node]
+
+
+def is_selected(case: Any, supported: frozenset[str] | None = None) -> bool:
+    supported = supported if supported is not None else frozenset(supported_ops())
+    ops = case_ops(case)
+    return any(op in supported for op in ops) and all(op in supported or op in FOLDED_OPS for op in ops)
+
+
+@cache
+def selected_cases() -> dict[str, Any]:
+    supported = frozenset(supported_ops())
+    return {case.name: case for case in all_cases() if is_selected(case, supported)}
+
+
+# -------------------------------------------------------------------------------------- running
+@dataclass
+class Outcome:
+    status: str  # PASS, UNSUPPORTED or FAIL
+    message: str = ""
+    details: list[str] = field(default_factory=list)
+
+
+def compile_case(case: Any, out_dir: Path) -> tuple[str, Any]:
+    """Compile one case: ("ok", path) | ("unsupported", message) | ("error", text)."""
+    try:
+        path = inferon.compile(case.model, out_dir / f"{case.name}.so")
+    except UnsupportedError as exc:
+        return "unsupported", str(exc)
+    except ModelImportError as exc:
+        return "error", f"ModelImportError (not UnsupportedError): {exc}"
+    except Exception as exc:  # noqa: BLE001 - every other exception is a failure, with its trace
+        return "error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+    return "ok", path
+
+
+def tolerances(case: Any) -> tuple[float, float]:
+    rtol = case.rtol if case.rtol is not None else 1e-3
+    atol = case.atol if case.atol is not None else 1e-7
+    return float(rtol), max(float(atol), ATOL_FLOOR)
+
+
+def check_case(case: Any, path: Path) -> Outcome:
+    """Run every data set of `case` through the compiled model at `path` and compare."""
+    rtol, atol = tolerances(case)
+    graph = case.model.graph
+    init_names = {init.name for init in graph.initializer}
+    in_names = [vi.name for vi in graph.input if vi.name not in init_names]
+    out_names = [vo.name for vo in graph.output]
+    errors: list[str] = []
+    try:
+        model = inferon.load(path)
+    except Exception as exc:  # noqa: BLE001
+        return Outcome(FAIL, f"load failed: {type(exc).__name__}: {exc}")
+    with model:
+        for index, (inputs, expected) in enumerate(case.data_sets):
+            feeds = {name: np.asarray(arr) for name, arr in zip(in_names, inputs, strict=False)}
+            try:
+                got = model.run(feeds)
+            except Exception as exc:  # noqa: BLE001
+                errors.append(f"data set {index}: run failed: {type(exc).__name__}: {exc}")
+                continue
+            for name, ref in zip(out_names, expected, strict=False):
+                ref = np.asarray(ref)
+                out = got.get(name)
+                if out is None:
+                    errors.append(f"data set {index}: output '{name}' missing")
+                    continue
+                if out.shape != ref.shape:
+                    errors.append(f"data set {index}: output '{name}' shape {list(out.shape)} != expected {list(ref.shape)}")
+                    continue
+                try:
+                    np.testing.assert_allclose(out.astype(ref.dtype, copy=False), ref, rtol=rtol, atol=atol)
+                except AssertionError as exc:
+                    errors.append(f"data set {index}: output '{name}' (rtol={rtol}, atol={atol}):{exc}")
+    if errors:
+        return Outcome(FAIL, errors[0].splitlines()[0], errors)
+    return Outcome(PASS)
+
+
+def evaluate(case: Any, compiled: tuple[str, Any]) -> Outcome:
+    kind, value = compiled
+    if kind == "unsupported":
+        return Outcome(UNSUPPORTED, value)
+    if kind == "error":
+        return Outcome(FAIL, value.splitlines()[0], [value])
+    return check_case(case, value)
+
+
+def run_all(names: list[str], jobs: int | None = None, out_dir: Path | None = None) -> dict[str, Outcome]:
+    """Compile (in parallel) and check the named cases; used by conformance_report.py."""
+    cases = selected_cases()
+    with tempfile.TemporaryDirectory(prefix="inferon-conformance-") as tmp:
+        out = out_dir or Path(tmp)
+        with ThreadPoolExecutor(max_workers=jobs or default_jobs()) as pool:
+            futures = {n: pool.submit(compile_case, cases[n], out) for n in names}
+            return {n: evaluate(cases[n], futures[n].result()) for n in names}
+
+
+def default_jobs() -> int:
+    env = os.environ.get("INFERON_CONFORMANCE_JOBS")
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+# ---------------------------------------------------------------------------------------- pytest
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "case_name" in metafunc.fixturenames:
+        names = sorted(selected_cases())
+        metafunc.parametrize("case_name", names, ids=names)
+
+
+class _Summary:
+    """Collects outcomes and prints them in pytest's terminal summary."""
+
+    def __init__(self) -> None:
+        self.outcomes: dict[str, Outcome] = {}
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.outcomes:
+            return
+        counts = Counter(o.status for o in self.outcomes.values())
+        tr = terminalreporter
+        tr.section("ONNX node conformance")
+        tr.write_line(
+            f"{len(self.outcomes)} cases: {counts[PASS]} passed, {counts[UNSUPPORTED]} unsupported, "
+            f"{counts[FAIL]} failed"
+        )
+        for status in (UNSUPPORTED, FAIL):
+            for name, outcome in sorted(self.outcomes.items()):
+                if outcome.status == status:
+                    tr.write_line(f"  {status:<11} {name}: {outcome.message[:200]}")
+
+
+@pytest.fixture(scope="session")
+def conformance(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """Start every selected case's build on a thread pool; yields (futures, summary)."""
+    cases = selected_cases()
+    wanted = [
+        item.callspec.params["case_name"]
+        for item in request.session.items
+        if hasattr(item, "callspec") and "case_name" in item.callspec.params
+        and Path(str(item.fspath)).resolve() == Path(__file__).resolve()
+    ]
+    out_dir = tmp_path_factory.mktemp("conformance")
+    summary = _Summary()
+    request.config.pluginmanager.register(summary, "inferon-conformance-summary")
+    pool = ThreadPoolExecutor(max_workers=default_jobs(), thread_name_prefix="conformance")
+    futures: dict[str, Future] = {n: pool.submit(compile_case, cases[n], out_dir) for n in wanted}
+    try:
+        yield futures, summary
+    finally:
+        for f in futures.values():
+            f.cancel()
+        pool.shutdown(wait=True)
+
+
+def test_conformance(case_name: str, conformance: tuple[dict[str, Future], _Summary]) -> None:
+    futures, summary = conformance
+    case = selected_cases()[case_name]
+    future = futures.get(case_name)
+    compiled = future.result() if future is not None else compile_case(case, Path(tempfile.mkdtemp()))
+    outcome = evaluate(case, compiled)
+    summary.outcomes[case_name] = outcome
+    if outcome.status == UNSUPPORTED:
+        pytest.xfail(f"unsupported: {outcome.message}")
+    if outcome.status == FAIL:
+        pytest.fail("\n".join(outcome.details) or outcome.message, pytrace=False)
+
+
+def test_selection_is_not_empty() -> None:
+    """Guard against a silently empty suite (e.g. an ONNX upgrade renaming the test cases)."""
+    assert len(selected_cases()) > 100

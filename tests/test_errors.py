@@ -1,0 +1,136 @@
+"""Bad input gets a clear error naming the node, op and problem: import, compile and run time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import inferon
+from inferon.errors import ModelImportError, RuntimeCallError, UnsupportedError
+from tests.conftest import make_model
+
+
+def test_malformed_protobuf(tmp_path: Path) -> None:
+    path = tmp_path / "broken.onnx"
+    path.write_bytes(b"\x08\x07this is not a protobuf\xff\xff\xff")
+    with pytest.raises(ModelImportError, match="not a valid ONNX model"):
+        inferon.compile(path, tmp_path / "m.so")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ModelImportError, match="does not exist"):
+        inferon.compile(tmp_path / "nope.onnx", tmp_path / "m.so")
+
+
+def test_missing_initializer(tmp_path: Path) -> None:
+    model = make_model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv_a")], {"x": (1, 3, 8, 8)}, ["y"])
+    with pytest.raises(ModelImportError, match=r"node 'conv_a', op Conv.*input 'w'.*missing initializer"):
+        inferon.compile(model, tmp_path / "m.so")
+
+
+def test_wrong_rank(tmp_path: Path) -> None:
+    model = make_model(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv_b")],
+        {"x": (1, 3, 8, 8)}, ["y"], {"w": np.ones((4, 3, 3), np.float32)},
+    )  # fmt: skip
+    with pytest.raises(ModelImportError, match=r"node 'conv_b', op Conv \(opset 17\): weight rank 3 differs"):
+        inferon.compile(model, tmp_path / "m.so")
+
+
+def test_unsupported_op(tmp_path: Path) -> None:
+    model = make_model([helper.make_node("Einsum", ["x", "x"], ["y"], equation="ij,jk->ik", name="ein")],
+                       {"x": (2, 2)}, ["y"])  # fmt: skip
+    with pytest.raises(UnsupportedError, match=r"node 'ein', op Einsum \(opset 17\): operator is not supported"):
+        inferon.compile(model, tmp_path / "m.so")
+
+
+def test_unsupported_attribute(tmp_path: Path) -> None:
+    model = make_model([helper.make_node("MaxPool", ["x"], ["y", "idx"], kernel_shape=[2, 2], name="mp")],
+                       {"x": (1, 1, 4, 4)}, ["y"])  # fmt: skip
+    with pytest.raises(UnsupportedError, match="node 'mp', op MaxPool.*Indices"):
+        inferon.compile(model, tmp_path / "m.so")
+
+
+def test_non_float_input(tmp_path: Path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.INT32, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [2])],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(UnsupportedError, match="input 'x' has dtype INT32"):
+        inferon.compile(model, tmp_path / "m.so")
+
+
+def test_dynamic_shape_needs_input_shape(tmp_path: Path) -> None:
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])], {"x": ("N", 3)}, ["y"])  # type: ignore[dict-item]
+    with pytest.raises(ModelImportError, match=r"input 'x' has a dynamic dimension 0 \('N'\).*--input-shape"):
+        inferon.compile(model, tmp_path / "m.so")
+    lib = inferon.compile(model, tmp_path / "m.so", input_shapes={"x": (4, 3)})
+    assert inferon.load(lib).inputs[0].shape == (4, 3)
+    with pytest.raises(ModelImportError, match="conflicts with the model's dimension 1 = 3"):
+        inferon.compile(model, tmp_path / "m.so", input_shapes={"x": (4, 5)})
+    with pytest.raises(ModelImportError, match="unknown input"):
+        inferon.compile(model, tmp_path / "m.so", input_shapes={"z": (4, 3)})
+
+
+def test_shape_mismatch_in_graph(tmp_path: Path) -> None:
+    model = make_model([helper.make_node("Add", ["x", "z"], ["y"], name="add_bad")],
+                       {"x": (2, 3), "z": (4, 3)}, ["y"])  # fmt: skip
+    with pytest.raises(ModelImportError, match=r"node 'add_bad', op Add.*do not broadcast"):
+        inferon.compile(model, tmp_path / "m.so")
+
+
+@pytest.fixture(scope="module")
+def relu_model(tmp_path_factory: pytest.TempPathFactory) -> inferon.CompiledModel:
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])], {"x": (2, 3)}, ["y"])
+    return inferon.load(inferon.compile(model, tmp_path_factory.mktemp("relu") / "m.so"))
+
+
+def test_run_wrong_shape(relu_model: inferon.CompiledModel) -> None:
+    with pytest.raises(RuntimeCallError, match=r"'x'.*\[2, ?3\].*\[3, ?2\]"):
+        relu_model(np.zeros((3, 2), np.float32))
+
+
+def test_run_wrong_dtype(relu_model: inferon.CompiledModel) -> None:
+    with pytest.raises(RuntimeCallError, match=r"'x'.*float32.*float64"):
+        relu_model(np.zeros((2, 3), np.float64))
+
+
+def test_run_wrong_count_and_name(relu_model: inferon.CompiledModel) -> None:
+    with pytest.raises(RuntimeCallError, match="1 input"):
+        relu_model(np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32))
+    with pytest.raises(RuntimeCallError, match="'nope'"):
+        relu_model.run({"nope": np.zeros((2, 3), np.float32)})
+
+
+def test_run_correct(relu_model: inferon.CompiledModel) -> None:
+    x = np.array([[-1, 0, 1], [2, -3, 4]], np.float32)
+    np.testing.assert_array_equal(relu_model(x), np.maximum(x, 0))
+
+
+def test_load_not_a_model(tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.so"
+    bogus.write_bytes(b"not an elf file")
+    with pytest.raises(inferon.InferonError):
+        inferon.load(bogus)
+    with pytest.raises(inferon.InferonError):
+        inferon.load(tmp_path / "missing.so")
+
+
+def test_opset_too_old(tmp_path: Path) -> None:
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])], {"x": (2,)}, ["y"], opset=6)
+    with pytest.raises(UnsupportedError, match="opset 6 is too old"):
+        inferon.compile(model, tmp_path / "m.so")
+
+
+def test_unknown_domain(tmp_path: Path) -> None:
+    node = helper.make_node("FusedConv", ["x"], ["y"], domain="com.microsoft", name="fc")
+    model = make_model([node], {"x": (2,)}, ["y"])
+    model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+    with pytest.raises(UnsupportedError, match="node 'fc', op FusedConv.*domain 'com.microsoft'"):
+        inferon.compile(model, tmp_path / "m.so")

@@ -1,0 +1,168 @@
+"""Each pass on its own: its structural effect, and numerics unchanged (numpy interpreter as oracle)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from inferon.frontend.onnx.importer import import_model
+from inferon.ir import interpreter
+from inferon.ir.context import make_context
+from inferon.ir.dialects import graph, loop, vec
+from inferon.passes.loop.plan_memory import plan
+from inferon.pipeline import run_passes
+from tests.conftest import make_model
+
+GRAPH_PASSES = ["remove-identities", "fold-batchnorm", "decompose-batchnorm", "fold-constants", "fuse-epilogue"]
+
+
+def _ops(module: object) -> list[str]:
+    return [op.name for op in module.walk()]  # type: ignore[attr-defined]
+
+
+def _check_equivalent(model: onnx.ModelProto, names: list[str]) -> tuple[list[str], list[str]]:
+    """Run `names` and check the interpreter gives the same outputs before and after."""
+    module, weights = import_model(model)
+    ctx = make_context(weights)
+    fn = next(iter(module.ops))
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal(a.type.get_shape()).astype(np.float32) for a in fn.body.block.args]  # type: ignore[attr-defined]
+    before = interpreter.run(module, weights, inputs)
+    ops_before = _ops(module)
+    run_passes(ctx, module, names)
+    after = interpreter.run(module, weights, inputs)
+    for b, a in zip(before, after, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    return ops_before, _ops(module)
+
+
+def test_remove_identities() -> None:
+    model = make_model(
+        [helper.make_node("Identity", ["x"], ["a"]), helper.make_node("Dropout", ["a"], ["b"]),
+         helper.make_node("Relu", ["b"], ["y"])],
+        {"x": (2, 3)}, ["y"],
+    )  # fmt: skip
+    before, after = _check_equivalent(model, ["remove-identities"])
+    assert before.count("graph.identity") == 2 and "graph.identity" not in after
+
+
+def test_fold_batchnorm(small_cnn: onnx.ModelProto) -> None:
+    before, after = _check_equivalent(small_cnn, ["fold-batchnorm"])
+    assert "graph.batch_norm" in before and "graph.batch_norm" not in after
+
+
+def test_decompose_batchnorm_then_fold_constants() -> None:
+    c = 4
+    rng = np.random.default_rng(1)
+    init = {k: rng.random(c) + 0.5 for k in ("s", "b", "m", "v")}
+    model = make_model(
+        [helper.make_node("Relu", ["x"], ["r"]),
+         helper.make_node("BatchNormalization", ["r", "s", "b", "m", "v"], ["y"])],
+        {"x": (1, c, 5, 5)}, ["y"], init,
+    )  # fmt: skip
+    _, after = _check_equivalent(model, ["fold-batchnorm", "decompose-batchnorm", "fold-constants"])
+    assert "graph.batch_norm" not in after
+    assert after.count("graph.mul") == 1 and after.count("graph.add") == 1  # x * s + shift, folded
+    assert "graph.sqrt" not in after
+
+
+def test_fuse_epilogue(small_cnn: onnx.ModelProto) -> None:
+    _, after = _check_equivalent(small_cnn, GRAPH_PASSES)
+    assert "graph.relu" not in after and "graph.add" not in after
+
+
+@pytest.mark.parametrize("act", ["Relu", "LeakyRelu", "Sigmoid", "Clip"])
+def test_fuse_each_activation(act: str) -> None:
+    rng = np.random.default_rng(2)
+    init = {"w": rng.standard_normal((4, 3, 3, 3)), "b": rng.standard_normal(4)}
+    extra = {"min": np.float32(-0.5), "max": np.float32(0.5)}
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"])]
+    if act == "Clip":
+        init.update(extra)
+        nodes.append(helper.make_node("Clip", ["c", "min", "max"], ["y"]))
+    else:
+        nodes.append(helper.make_node(act, ["c"], ["y"]))
+    model = make_model(nodes, {"x": (1, 3, 6, 6)}, ["y"], init)
+    _, after = _check_equivalent(model, GRAPH_PASSES)
+    assert after.count("graph.conv2d") == 1 and len([o for o in after if o.startswith("graph.") and o != "graph.weight"]) == 1
+
+
+def test_no_fusion_when_conv_output_has_two_uses() -> None:
+    rng = np.random.default_rng(3)
+    model = make_model(
+        [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
+         helper.make_node("Add", ["c", "r"], ["y"])],
+        {"x": (1, 2, 4, 4)}, ["y"], {"w": rng.standard_normal((2, 2, 1, 1))},
+    )  # fmt: skip
+    _, after = _check_equivalent(model, GRAPH_PASSES)
+    assert "graph.relu" in after and "graph.add" in after
+
+
+def test_lowering_passes(small_cnn: onnx.ModelProto) -> None:
+    module, weights = import_model(small_cnn)
+    ctx = make_context(weights)
+    run_passes(ctx, module, GRAPH_PASSES + ["convert-graph-to-loop"])
+    names = _ops(module)
+    assert not any(n.startswith("graph.") for n in names)
+    assert names.count("loop.conv2d") == 2 and names.count("loop.matmul") == 1
+    run_passes(ctx, module, ["conv-to-im2col"])
+    assert _ops(module).count("loop.im2col") == 2 and _ops(module).count("loop.matmul") == 3
+    run_passes(ctx, module, ["select-tiles", "convert-loop-to-vec"])
+    gemms = [op for op in module.walk() if isinstance(op, vec.GemmOp)]
+    assert len(gemms) == 3 and all(g.tiles is not None for g in gemms)
+    run_passes(ctx, module, ["plan-memory"])
+    allocs = [op for op in module.walk() if isinstance(op, loop.AllocOp)]
+    assert all(a.offset is not None for a in allocs)
+
+
+def test_one_by_one_conv_needs_no_im2col() -> None:
+    rng = np.random.default_rng(4)
+    model = make_model([helper.make_node("Conv", ["x", "w"], ["y"])], {"x": (1, 8, 5, 5)}, ["y"],
+                       {"w": rng.standard_normal((4, 8, 1, 1))})  # fmt: skip
+    module, weights = import_model(model)
+    run_passes(make_context(weights), module, ["convert-graph-to-loop", "conv-to-im2col"])
+    assert "loop.im2col" not in _ops(module) and "loop.matmul" in _ops(module)
+
+
+def test_plan_memory_reuses_dead_buffers() -> None:
+    # a chain a -> b -> c: a and c may share memory, b overlaps both
+    offsets, total = plan([(100, 0, 1), (100, 1, 2), (100, 2, 3)])
+    assert offsets[0] == offsets[2] != offsets[1]
+    assert total == 2 * 112  # 100 floats rounded up to 64 bytes
+    # overlapping lifetimes never share
+    offsets, _ = plan([(10, 0, 5), (20, 2, 3), (30, 4, 6)])
+    spans = [(offsets[i], offsets[i] + s) for i, s in enumerate((16, 32, 32))]
+    lives = [(0, 5), (2, 3), (4, 6)]
+    for i in range(3):
+        for j in range(i + 1, 3):
+            if not (lives[i][1] < lives[j][0] or lives[j][1] < lives[i][0]):
+                assert spans[i][1] <= spans[j][0] or spans[j][1] <= spans[i][0]
+
+
+def test_fold_constants_folds_weight_only_subgraph() -> None:
+    from xdsl.parser import Parser
+
+    from inferon.ir.weights import WeightStore
+
+    text = """builtin.module {
+  func.func @main(%x: tensor<2x3xf32>) -> tensor<2x3xf32> {
+    %a = "graph.weight"() <{handle = "a"}> : () -> tensor<3x2xf32>
+    %t = "graph.transpose"(%a) <{perm = array<i64: 1, 0>}> : (tensor<3x2xf32>) -> tensor<2x3xf32>
+    %e = "graph.exp"(%t) <{alpha = 0.0 : f32, beta = 0.0 : f32}> : (tensor<2x3xf32>) -> tensor<2x3xf32>
+    %y = "graph.add"(%x, %e) : (tensor<2x3xf32>, tensor<2x3xf32>) -> tensor<2x3xf32>
+    func.return %y : tensor<2x3xf32>
+  }
+}"""
+    weights = WeightStore()
+    a = np.arange(6, dtype=np.float32).reshape(3, 2) / 6
+    weights.arrays["a"] = a
+    ctx = make_context(weights)
+    module = Parser(ctx, text).parse_module()
+    run_passes(ctx, module, ["fold-constants"])
+    assert _ops(module).count("graph.weight") == 1
+    assert "graph.transpose" not in _ops(module) and "graph.exp" not in _ops(module)
+    x = np.zeros((2, 3), np.float32)
+    (y,) = interpreter.run(module, weights, [x])
+    np.testing.assert_allclose(y, np.exp(a.T), rtol=1e-6)
