@@ -39,12 +39,12 @@ def main() -> None:
     ap.add_argument("--isa", choices=["scalar", "avx2"], default="avx2")
     ap.add_argument("--repeat", type=int, default=7)
     args = ap.parse_args()
-    so = build_shared_library((ROOT / "tests" / "kernel_shim.cpp").read_text(), b"\0" * 64,
-                              Path("/tmp/inferon_gemm_bench.so"))
+    so = build_shared_library(
+        (ROOT / "tests" / "kernel_shim.cpp").read_text(), b"\0" * 64, Path("/tmp/inferon_gemm_bench.so")
+    )
     lib = ctypes.CDLL(str(so))
     P, I64, INT, F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
-    lib.k_gemm.argtypes = [I64, I64, I64, I64, P, I64, I64, P, I64, I64, P, I64, I64, P, I64, INT, P,
-                           INT, F, F, P, INT]
+    lib.k_gemm.argtypes = [I64, I64, I64, I64, P, I64, I64, P, I64, I64, P, I64, I64, P, I64, INT, P, INT, F, F, P, INT]
     lib.k_set_isa.argtypes = [INT]
     lib.k_set_isa(0 if args.isa == "scalar" else 1)
     rng = np.random.default_rng(0)
@@ -56,8 +56,30 @@ def main() -> None:
         C = np.empty((M, N), np.float32)
 
         def run(A=A, B=B, C=C, M=M, N=N, K=K) -> None:
-            lib.k_gemm(1, M, N, K, A.ctypes.data, K, 0, B.ctypes.data, N, 0, C.ctypes.data, N, 0,
-                       None, 0, 0, None, 0, 0.0, 0.0, None, args.threads)
+            lib.k_gemm(
+                1,
+                M,
+                N,
+                K,
+                A.ctypes.data,
+                K,
+                0,
+                B.ctypes.data,
+                N,
+                0,
+                C.ctypes.data,
+                N,
+                0,
+                None,
+                0,
+                0,
+                None,
+                0,
+                0.0,
+                0.0,
+                None,
+                args.threads,
+            )
 
         def best(fn, flops=2.0 * M * N * K) -> float:
             fn()

@@ -149,7 +149,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    import onnx
 
     from inferon.frontend.onnx.importer import import_model, load_proto
     from inferon.frontend.onnx.registry import supported_ops

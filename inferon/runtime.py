@@ -159,17 +159,13 @@ class CompiledModel:
         status = self._lib.inferon_model_create(ctypes.byref(ctx), int(threads))
         if status != 0:
             msg = (self._lib.inferon_model_last_error(None) or b"").decode(errors="replace")
-            raise RuntimeCallError(
-                f"cannot create a context for '{self.path}': {self._status(status)}: {msg}", status
-            )
+            raise RuntimeCallError(f"cannot create a context for '{self.path}': {self._status(status)}: {msg}", status)
         self._ctx = ctx
         self.threads = threads
         n_in = self._lib.inferon_model_num_inputs(ctx)
         n_out = self._lib.inferon_model_num_outputs(ctx)
         self.inputs: list[TensorInfo] = [_info(self._lib.inferon_model_input_info(ctx, i)) for i in range(n_in)]
-        self.outputs: list[TensorInfo] = [
-            _info(self._lib.inferon_model_output_info(ctx, i)) for i in range(n_out)
-        ]
+        self.outputs: list[TensorInfo] = [_info(self._lib.inferon_model_output_info(ctx, i)) for i in range(n_out)]
         self._out_shapes = [np.array(o.shape, dtype=np.int64) for o in self.outputs]
         self._in_names = [i.name.encode() for i in self.inputs]
         self._out_names = [o.name.encode() for o in self.outputs]
@@ -197,9 +193,7 @@ class CompiledModel:
         names = self.input_names
         unknown = [k for k in feeds if k not in names]
         if unknown:
-            raise RuntimeCallError(
-                f"unknown input name '{unknown[0]}' (model inputs: {', '.join(names)})", -3
-            )
+            raise RuntimeCallError(f"unknown input name '{unknown[0]}' (model inputs: {', '.join(names)})", -3)
         missing = [n for n in names if n not in feeds]
         if missing:
             raise RuntimeCallError(
@@ -214,7 +208,7 @@ class CompiledModel:
         names = self.input_names
         if len(arrays) > len(names):
             raise RuntimeCallError(f"expected {len(names)} inputs, got {len(arrays) + len(named)}", -2)
-        feeds = dict(zip(names, arrays))
+        feeds = dict(zip(names, arrays, strict=False))  # fewer positionals than inputs is fine
         for k, v in named.items():
             if k not in names:
                 raise RuntimeCallError(f"unknown input name '{k}' (model inputs: {', '.join(names)})", -3)
@@ -241,9 +235,7 @@ class CompiledModel:
             else:
                 raise RuntimeCallError(f"{where}: expected a numpy array, got {type(value).__name__}")
         if value.dtype != info.dtype:
-            raise RuntimeCallError(
-                f"{where}: expected dtype {info.dtype.name}, got {value.dtype.name}", -4
-            )
+            raise RuntimeCallError(f"{where}: expected dtype {info.dtype.name}, got {value.dtype.name}", -4)
         if value.shape != info.shape:
             if value.ndim != len(info.shape):
                 raise RuntimeCallError(
@@ -264,26 +256,32 @@ class CompiledModel:
         c_in = (_Tensor * max(1, len(arrays)))()
         for i, (a, shp) in enumerate(zip(arrays, in_shapes, strict=True)):
             c_in[i] = _Tensor(
-                self._in_names[i], _CODES[a.dtype], a.ndim,
-                shp.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)), a.ctypes.data,
+                self._in_names[i],
+                _CODES[a.dtype],
+                a.ndim,
+                shp.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)),
+                a.ctypes.data,
             )
         c_out = (_Tensor * max(1, len(outs)))()
         for i, (a, shp) in enumerate(zip(outs, self._out_shapes, strict=True)):
             c_out[i] = _Tensor(
-                self._out_names[i], _CODES[a.dtype], a.ndim,
-                shp.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)), a.ctypes.data,
+                self._out_names[i],
+                _CODES[a.dtype],
+                a.ndim,
+                shp.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)),
+                a.ctypes.data,
             )
         status = self._lib.inferon_model_run(self._ctx, c_in, len(arrays), c_out, len(outs))
         if status != 0:
             raise RuntimeCallError(
-                f"{self._lib.inferon_model_last_error(self._ctx).decode(errors='replace')} "
-                f"({self._status(status)})",
+                f"{self._lib.inferon_model_last_error(self._ctx).decode(errors='replace')} ({self._status(status)})",
                 status,
             )
         return outs
 
-    def run_raw(self, tensors: list[tuple[str | None, np.ndarray]],
-                outputs: list[tuple[str | None, np.ndarray]]) -> None:
+    def run_raw(
+        self, tensors: list[tuple[str | None, np.ndarray]], outputs: list[tuple[str | None, np.ndarray]]
+    ) -> None:
         """Call inferon_model_run with exactly these tensors (no Python-side checks).
 
         For tests and tools: exercises the C runtime's own validation.
@@ -297,8 +295,11 @@ class CompiledModel:
                 keep.append(shp)
                 code = _CODES.get(a.dtype, 0)
                 arr[i] = _Tensor(
-                    None if name is None else name.encode(), code, a.ndim,
-                    shp.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)), a.ctypes.data,
+                    None if name is None else name.encode(),
+                    code,
+                    a.ndim,
+                    shp.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)),
+                    a.ctypes.data,
                 )
 
         c_in = (_Tensor * max(1, len(tensors)))()
@@ -308,8 +309,7 @@ class CompiledModel:
         status = self._lib.inferon_model_run(self._ctx, c_in, len(tensors), c_out, len(outputs))
         if status != 0:
             raise RuntimeCallError(
-                f"{self._lib.inferon_model_last_error(self._ctx).decode(errors='replace')} "
-                f"({self._status(status)})",
+                f"{self._lib.inferon_model_last_error(self._ctx).decode(errors='replace')} ({self._status(status)})",
                 status,
             )
 

@@ -10,7 +10,7 @@ from onnx import helper
 from inferon.frontend.onnx.importer import import_model
 from inferon.ir import interpreter
 from inferon.ir.context import make_context
-from inferon.ir.dialects import graph, loop, vec
+from inferon.ir.dialects import loop, vec
 from inferon.passes.loop.plan_memory import plan
 from inferon.pipeline import run_passes
 from tests.conftest import make_model

@@ -54,8 +54,7 @@ def shim(tmp_path_factory):
     lib = ctypes.CDLL(str(so))
     sigs = {
         "k_set_isa": [INT],
-        "k_gemm": [I64, I64, I64, I64, P, I64, I64, P, I64, I64, P, I64, I64, P, I64, INT, P, INT,
-                   F, F, P, INT],
+        "k_gemm": [I64, I64, I64, I64, P, I64, I64, P, I64, I64, P, I64, I64, P, I64, INT, P, INT, F, F, P, INT],
         "k_im2col": [P, I64, I64, I64, INT, INT, INT, INT, INT, INT, INT, INT, I64, I64, P, INT],
         "k_pool2d": [P, P, I64, I64, I64, I64, I64] + [INT] * 12 + [INT],
         "k_global_pool": [P, P, I64, I64, INT, INT],
@@ -122,17 +121,61 @@ def act_ref(x, act, alpha, beta):
     return x
 
 
-def run_gemm(lib, isa, A, B, *, batch=1, M, N, K, sA, sB, bias=None, bias_bs=0, axis=0,
-             residual=None, act=0, alpha=0.1, beta=0.6, tiles=None, threads=1, C=None,
-             ldc=None, sC=None):
+def run_gemm(
+    lib,
+    isa,
+    A,
+    B,
+    *,
+    batch=1,
+    M,
+    N,
+    K,
+    sA,
+    sB,
+    bias=None,
+    bias_bs=0,
+    axis=0,
+    residual=None,
+    act=0,
+    alpha=0.1,
+    beta=0.6,
+    tiles=None,
+    threads=1,
+    C=None,
+    ldc=None,
+    sC=None,
+):
     lib.k_set_isa(isa)
     ldc = N if ldc is None else ldc
     sC = M * ldc if sC is None else sC
     if C is None:
         C = np.full(batch * sC if batch > 1 else M * ldc, np.nan, dtype=np.float32)
     t = None if tiles is None else i64(tiles)
-    lib.k_gemm(batch, M, N, K, ptr(A), K, sA, ptr(B), N, sB, ptr(C), ldc, sC, ptr(bias), bias_bs,
-               axis, ptr(residual), act, alpha, beta, ptr(t), threads)
+    lib.k_gemm(
+        batch,
+        M,
+        N,
+        K,
+        ptr(A),
+        K,
+        sA,
+        ptr(B),
+        N,
+        sB,
+        ptr(C),
+        ldc,
+        sC,
+        ptr(bias),
+        bias_bs,
+        axis,
+        ptr(residual),
+        act,
+        alpha,
+        beta,
+        ptr(t),
+        threads,
+    )
     return C
 
 
@@ -169,14 +212,25 @@ def test_gemm_all_sizes(shim, isa):
 def test_gemm_epilogues(shim, isa, act):
     rng = np.random.default_rng(act)
     for (M, N, K), axis, with_res in itertools.product(
-        [(1, 33, 20), (5, 7, 9), (6, 16, 300), (17, 65, 130), (65, 17, 513), (13, 1, 40)],
-        [0, 1], [False, True],
+        [
+            (1, 33, 20),
+            (5, 7, 9),
+            (6, 16, 300),
+            (17, 65, 130),
+            (65, 17, 513),
+            (13, 1, 40),
+            (2, 300, 262),
+            (3, 1100, 70),
+        ],  # the last two: small M streaming B
+        [0, 1],
+        [False, True],
     ):
         A, B = randn(rng, M, K), randn(rng, K, N)
         bias = randn(rng, M if axis == 0 else N)
         res = randn(rng, M, N) if with_res else None
-        C = run_gemm(shim, isa, A, B, M=M, N=N, K=K, sA=0, sB=0, bias=bias, axis=axis,
-                     residual=res, act=act).reshape(M, N)
+        C = run_gemm(shim, isa, A, B, M=M, N=N, K=K, sA=0, sB=0, bias=bias, axis=axis, residual=res, act=act).reshape(
+            M, N
+        )
         assert_close(C, gemm_ref(A, B, bias, axis, res, act), atol=2e-4 * np.sqrt(K))
 
 
@@ -185,20 +239,36 @@ def test_gemm_batch_broadcast_strides_threads_and_tiles(shim, isa):
     rng = np.random.default_rng(1)
     tiles_list = [None, (6, 8, 12, 16, 32), (4, 16, 7, 5, 17), (6, 12, 72, 256, 1024)]
     for (M, N, K), bcast, tiles, threads in itertools.product(
-        [(7, 130, 65), (65, 17, 130), (3, 40, 17), (1, 70, 33), (30, 1, 20)],
-        ["none", "A", "B"], tiles_list, [1, 3],
+        [(7, 130, 65), (65, 17, 130), (3, 40, 17), (1, 70, 33), (30, 1, 20), (1, 1500, 150)],
+        ["none", "A", "B"],
+        tiles_list,
+        [1, 3],
     ):
         batch = 3
         A = randn(rng, 1 if bcast == "A" else batch, M, K)
         B = randn(rng, 1 if bcast == "B" else batch, K, N)
         bias = randn(rng, batch, M)
         res = randn(rng, batch, M, N)
-        C = run_gemm(shim, isa, A, B, batch=batch, M=M, N=N, K=K,
-                     sA=0 if bcast == "A" else M * K, sB=0 if bcast == "B" else K * N,
-                     bias=bias, bias_bs=M, axis=0, residual=res, act=1, tiles=tiles,
-                     threads=threads).reshape(batch, M, N)
-        want = gemm_ref(np.broadcast_to(A, (batch, M, K)), np.broadcast_to(B, (batch, K, N)),
-                        bias, 0, res, 1)
+        C = run_gemm(
+            shim,
+            isa,
+            A,
+            B,
+            batch=batch,
+            M=M,
+            N=N,
+            K=K,
+            sA=0 if bcast == "A" else M * K,
+            sB=0 if bcast == "B" else K * N,
+            bias=bias,
+            bias_bs=M,
+            axis=0,
+            residual=res,
+            act=1,
+            tiles=tiles,
+            threads=threads,
+        ).reshape(batch, M, N)
+        want = gemm_ref(np.broadcast_to(A, (batch, M, K)), np.broadcast_to(B, (batch, K, N)), bias, 0, res, 1)
         assert_close(C, want, atol=2e-4 * np.sqrt(K))
 
 
@@ -216,8 +286,23 @@ def test_gemm_strided_c_and_residual_aliasing_c(shim, isa):
         res = randn(rng, M, N)
         C = res.copy().reshape(-1)
         bias = randn(rng, N)
-        run_gemm(shim, isa, A, B, M=M, N=N, K=K, sA=0, sB=0, bias=bias, axis=1, residual=C,
-                 act=2, C=C, tiles=(6, 16, 72, 128, 1024))
+        run_gemm(
+            shim,
+            isa,
+            A,
+            B,
+            M=M,
+            N=N,
+            K=K,
+            sA=0,
+            sB=0,
+            bias=bias,
+            axis=1,
+            residual=C,
+            act=2,
+            C=C,
+            tiles=(6, 16, 72, 128, 1024),
+        )
         assert_close(C.reshape(M, N), gemm_ref(A, B, bias, 1, res, 2), atol=1e-4 * np.sqrt(K))
 
 
@@ -298,16 +383,13 @@ def test_pool2d(shim, isa):
         (5, 5, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, False),
         (11, 10, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, True),
     ]
-    for (H, W, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw, ceil), is_max, cip in itertools.product(
-        configs, [1, 0], [0, 1]
-    ):
+    for (H, W, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw, ceil), is_max, cip in itertools.product(configs, [1, 0], [0, 1]):
         if is_max and cip:
             continue
         x = randn(rng, 3, H, W)
         Ho, Wo = pool_out(H, kh, sh, pt, pb, dh, ceil), pool_out(W, kw, sw, pl, pr, dw, ceil)
         y = np.full((3, Ho, Wo), np.nan, np.float32)
-        shim.k_pool2d(ptr(x), ptr(y), 3, H, W, Ho, Wo, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw,
-                      is_max, cip, 2)
+        shim.k_pool2d(ptr(x), ptr(y), 3, H, W, Ho, Wo, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw, is_max, cip, 2)
         assert_close(y, pool_ref(x, Ho, Wo, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw, is_max, cip))
 
 
@@ -341,10 +423,18 @@ def test_binary_broadcast(shim, isa):
     shim.k_set_isa(isa)
     rng = np.random.default_rng(6)
     shape_pairs = [
-        ((37,), (37,)), ((2, 3, 4, 5), (2, 3, 4, 5)), ((2, 3, 4, 5), ()), ((), (2, 3, 4, 5)),
-        ((2, 16, 7, 7), (1, 16, 1, 1)), ((2, 16, 7, 7), (16, 1, 1)), ((4, 9, 33), (33,)),
-        ((4, 1, 33), (1, 9, 1)), ((3, 1), (1, 70)), ((2, 1, 3, 1, 5), (1, 4, 1, 6, 1)),
-        ((1, 1, 1), (1, 1, 1)), ((5, 1), (5, 300)),
+        ((37,), (37,)),
+        ((2, 3, 4, 5), (2, 3, 4, 5)),
+        ((2, 3, 4, 5), ()),
+        ((), (2, 3, 4, 5)),
+        ((2, 16, 7, 7), (1, 16, 1, 1)),
+        ((2, 16, 7, 7), (16, 1, 1)),
+        ((4, 9, 33), (33,)),
+        ((4, 1, 33), (1, 9, 1)),
+        ((3, 1), (1, 70)),
+        ((2, 1, 3, 1, 5), (1, 4, 1, 6, 1)),
+        ((1, 1, 1), (1, 1, 1)),
+        ((5, 1), (5, 300)),
     ]
     for (sa, sb), op in itertools.product(shape_pairs, range(7)):
         a, b = randn(rng, *sa), randn(rng, *sb)
@@ -416,8 +506,7 @@ def test_unary(shim, isa):
 @pytest.mark.parametrize("isa", ISAS)
 def test_tanh_sigmoid_extremes(shim, isa):
     shim.k_set_isa(isa)
-    x = np.array([-100, -30, -10, -1e-3, -1e-7, 0, 1e-7, 1e-3, 0.6, 0.65, 10, 30, 100] * 3,
-                 np.float32)
+    x = np.array([-100, -30, -10, -1e-3, -1e-7, 0, 1e-7, 1e-3, 0.6, 0.65, 10, 30, 100] * 3, np.float32)
     for op in (4, 5):
         y = np.empty_like(x)
         shim.k_unary(op, x.size, ptr(x), ptr(y), 0, 0, 1)
@@ -478,7 +567,7 @@ def lrn_ref(x, size, alpha, beta, bias):
     out = np.empty_like(sq)
     for c in range(C):
         lo, hi = max(0, c - (size - 1) // 2), min(C - 1, c + -(-(size - 1) // 2))
-        s = sq[:, lo:hi + 1].sum(axis=1)
+        s = sq[:, lo : hi + 1].sum(axis=1)
         out[:, c] = x[:, c] / (bias + alpha / size * s) ** beta
     return out
 
@@ -516,8 +605,7 @@ def test_model_infos_and_run(model_path):
     with load(model_path, threads=2) as m:
         assert [i.name for i in m.inputs] == ["data", "bias"]
         assert m.inputs[0].shape == (2, 3, 4, 5) and m.inputs[0].dtype == np.float32
-        assert [(o.name, o.shape) for o in m.outputs] == [
-            ("sum", (2, 3, 4, 5)), ("mm", (24, 7)), ("isa", (1,))]
+        assert [(o.name, o.shape) for o in m.outputs] == [("sum", (2, 3, 4, 5)), ("mm", (24, 7)), ("isa", (1,))]
         data, bias = feeds()
         s, mm, _ = m(data, bias)
         ref_s, ref_mm = model_ref(data, bias)
@@ -565,13 +653,15 @@ def test_isa_default_and_invalid(model_path, isa_env):
 def test_python_side_input_checks(model_path):
     data, bias = feeds()
     with load(model_path) as m:
-        with pytest.raises(RuntimeCallError, match=r"input 'data' \(index 0\): expected shape "
-                                                    r"\[2,3,4,5\], got \[2,3,4,6\]"):
+        with pytest.raises(
+            RuntimeCallError,
+            match=r"input 'data' \(index 0\): expected shape "
+            r"\[2,3,4,5\], got \[2,3,4,6\]",
+        ):
             m(np.zeros((2, 3, 4, 6), np.float32), bias)
         with pytest.raises(RuntimeCallError, match=r"expected rank 4 .*got rank 3"):
             m(np.zeros((2, 3, 4), np.float32), bias)
-        with pytest.raises(RuntimeCallError,
-                           match=r"input 'bias' \(index 1\): expected dtype float32, got float64"):
+        with pytest.raises(RuntimeCallError, match=r"input 'bias' \(index 1\): expected dtype float32, got float64"):
             m(data, bias.astype(np.float64))
         with pytest.raises(RuntimeCallError, match="expected 2 inputs, got 1"):
             m(data)
@@ -587,26 +677,49 @@ def test_python_side_input_checks(model_path):
 
 def test_c_side_input_checks(model_path):
     data, bias = feeds()
-    outs = [("sum", np.empty((2, 3, 4, 5), np.float32)), ("mm", np.empty((24, 7), np.float32)),
-            ("isa", np.empty(1, np.float32))]
+    outs = [
+        ("sum", np.empty((2, 3, 4, 5), np.float32)),
+        ("mm", np.empty((24, 7), np.float32)),
+        ("isa", np.empty(1, np.float32)),
+    ]
     with load(model_path) as m:
         m.run_raw([(None, data), (None, bias)], outs)  # positional: fine
         m.run_raw([("bias", bias), ("data", data)], outs)  # by name, any order
         np.testing.assert_allclose(outs[0][1], model_ref(data, bias)[0], rtol=1e-6)
         cases = [
-            ([("data", np.zeros((2, 3, 4, 6), np.float32)), ("bias", bias)], outs, -5,
-             r"input 'data' \(index 0\): expected shape \[2,3,4,5\], got \[2,3,4,6\]"),
-            ([("data", data), ("bias", np.zeros((1, 5), np.float32))], outs, -5,
-             r"input 'bias' \(index 1\): expected rank 1 \(shape \[5\]\), got rank 2"),
-            ([("data", data), ("bias", bias.astype(np.int64))], outs, -4,
-             r"input 'bias' \(index 1\): expected dtype float32, got int64"),
+            (
+                [("data", np.zeros((2, 3, 4, 6), np.float32)), ("bias", bias)],
+                outs,
+                -5,
+                r"input 'data' \(index 0\): expected shape \[2,3,4,5\], got \[2,3,4,6\]",
+            ),
+            (
+                [("data", data), ("bias", np.zeros((1, 5), np.float32))],
+                outs,
+                -5,
+                r"input 'bias' \(index 1\): expected rank 1 \(shape \[5\]\), got rank 2",
+            ),
+            (
+                [("data", data), ("bias", bias.astype(np.int64))],
+                outs,
+                -4,
+                r"input 'bias' \(index 1\): expected dtype float32, got int64",
+            ),
             ([("data", data)], outs, -2, "expected 2 inputs, got 1"),
             ([("data", data), ("bias", bias)], outs[:2], -2, "expected 3 outputs, got 2"),
-            ([("data", data), ("biass", bias)], outs, -3,
-             r"input 1: unknown name 'biass' \(model inputs: 'data', 'bias'\)"),
+            (
+                [("data", data), ("biass", bias)],
+                outs,
+                -3,
+                r"input 1: unknown name 'biass' \(model inputs: 'data', 'bias'\)",
+            ),
             ([("data", data), ("data", data)], outs, -3, "given twice"),
-            ([("data", data), ("bias", bias)], [outs[0], ("mm", np.empty((7, 24), np.float32)), outs[2]],
-             -5, r"output 'mm' \(index 1\): expected shape \[24,7\], got \[7,24\]"),
+            (
+                [("data", data), ("bias", bias)],
+                [outs[0], ("mm", np.empty((7, 24), np.float32)), outs[2]],
+                -5,
+                r"output 'mm' \(index 1\): expected shape \[24,7\], got \[7,24\]",
+            ),
         ]
         for ins, o, status, msg in cases:
             with pytest.raises(RuntimeCallError, match=msg) as exc:
@@ -687,8 +800,9 @@ def test_only_the_api_is_exported(model_path):
     import subprocess
 
     try:
-        proc = subprocess.run(["nm", "-D", "--defined-only", str(model_path)], capture_output=True,
-                              text=True, check=True)
+        proc = subprocess.run(
+            ["nm", "-D", "--defined-only", str(model_path)], capture_output=True, text=True, check=True
+        )
     except (FileNotFoundError, subprocess.CalledProcessError):
         pytest.skip("nm not available")
     names = {line.split()[-1] for line in proc.stdout.splitlines() if line.strip()}
@@ -704,12 +818,9 @@ def test_env_isa_visible_in_subprocess(model_path):
     import subprocess
     import sys
 
-    code = (
-        "import sys; from inferon.runtime import load; "
-        f"m = load({str(model_path)!r}); print(m.isa)"
+    code = f"import sys; from inferon.runtime import load; m = load({str(model_path)!r}); print(m.isa)"
+    env = dict(
+        os.environ, INFERON_ISA="scalar", PYTHONPATH=str(HERE.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")
     )
-    env = dict(os.environ, INFERON_ISA="scalar",
-               PYTHONPATH=str(HERE.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          check=True)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert proc.stdout.strip() == "scalar"

@@ -56,8 +56,7 @@ def runtime_dir() -> Path:
         if (candidate / "include" / "inferon" / "runtime.h").is_file():
             return candidate
     raise BuildError(
-        f"cannot find the Inferon runtime sources: looked in {package / '_runtime'} "
-        f"and {package.parent / 'runtime'}"
+        f"cannot find the Inferon runtime sources: looked in {package / '_runtime'} and {package.parent / 'runtime'}"
     )
 
 
@@ -127,30 +126,33 @@ def _trim(text: str) -> str:
 
 def _fail(cmd: Sequence[str], proc: subprocess.CompletedProcess | None, stderr: str) -> BuildError:
     status = f" (exit status {proc.returncode})" if proc is not None else ""
-    return BuildError(
-        f"compilation failed{status}\ncommand: {subprocess.list2cmdline(list(cmd))}\n"
-        f"{_trim(stderr)}"
-    )
+    return BuildError(f"compilation failed{status}\ncommand: {subprocess.list2cmdline(list(cmd))}\n{_trim(stderr)}")
 
 
 def _compile(build: Path, rt: Path, extra_flags: Sequence[str], verbose: bool) -> Path:
     cfg = load_config()
     inc = ["-I", str(rt / "include"), "-I", str(rt / "kernels")]
     jobs = [
-        [cfg.cxx, *CXX_FLAGS, *extra_flags, *inc, "-c", str(build / "model.cpp"),
-         "-o", str(build / "model.o")],
+        [cfg.cxx, *CXX_FLAGS, *extra_flags, *inc, "-c", str(build / "model.cpp"), "-o", str(build / "model.o")],
         [cfg.cc, *CC_FLAGS, *inc, "-c", str(rt / "src" / "runtime.c"), "-o", str(build / "runtime.o")],
         [cfg.cc, "-c", str(build / "weights.S"), "-o", str(build / "weights.o")],
     ]
-    link = [cfg.cxx, *LD_FLAGS, *extra_flags, "-o", str(build / "model.so"),
-            str(build / "model.o"), str(build / "runtime.o"), str(build / "weights.o")]
+    link = [
+        cfg.cxx,
+        *LD_FLAGS,
+        *extra_flags,
+        "-o",
+        str(build / "model.so"),
+        str(build / "model.o"),
+        str(build / "runtime.o"),
+        str(build / "weights.o"),
+    ]
     procs = []
     for cmd in jobs:
         if verbose:
             print("+ " + subprocess.list2cmdline(cmd), file=sys.stderr)
         try:
-            procs.append((cmd, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                                text=True)))
+            procs.append((cmd, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
         except FileNotFoundError as exc:
             raise _fail(cmd, None, f"compiler not found: {exc}") from exc
     errors = []

@@ -4,15 +4,21 @@
 // block into MR-high panels (thread-local, 64-byte aligned scratch), and an MR x NR register
 // microkernel (default 6 x 16: 12 ymm accumulators, broadcast A, load packed B) runs over
 // them. The epilogue (bias, residual, activation) is applied in registers before the final
-// store of each tile. Special cases: N == 1 (dot products, no packing) and M <= 6 (B read
-// directly, no packing). Threads split the M x N plane into a grid of rectangles (or the
-// batch, when it has at least as many items as threads).
+// store of each tile. Special cases: N == 1 (dot products, no packing), M <= 6 (B read
+// directly, no packing) and M <= 4 with a large B (B streamed row by row, C accumulated in
+// L1). Threads split the M x N plane into a grid of rectangles (or the batch, when it has at
+// least as many items as threads).
 //
 // Aliasing: residual may be exactly C (same pointer and batch stride: C is then accumulated
 // into); any other overlap between C and A, B, bias or residual is undefined.
 #pragma once
 
 #include "common.hpp"
+
+// B elements (K x columns) from which small-M GEMMs stream B instead of using the direct kernel.
+#ifndef INFERON_GEMM_STREAM_MIN
+#define INFERON_GEMM_STREAM_MIN 65536
+#endif
 
 namespace inferon {
 
@@ -354,6 +360,14 @@ INFERON_AVX2 void rect_packed_nv(const Job& g, int64_t m0, int64_t m1, int64_t n
 INFERON_AVX2 inline void rect_avx2(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   if (g.N == 1) return rect_gemv(g, m0, m1);
   if (g.M <= 6 && m0 == 0 && m1 == g.M) {
+    if (g.M <= 4 && g.K * (n1 - n0) >= INFERON_GEMM_STREAM_MIN) {  // measured: M 5-6 prefer direct
+      switch (g.M) {
+        case 1: return rect_stream<1>(g, n0, n1);
+        case 2: return rect_stream<2>(g, n0, n1);
+        case 3: return rect_stream<3>(g, n0, n1);
+        default: return rect_stream<4>(g, n0, n1);
+      }
+    }
     switch (g.M) {
       case 1: return rect_direct<1, 4>(g, n0, n1);
       case 2: return rect_direct<2, 4>(g, n0, n1);

@@ -10,7 +10,7 @@ from inferon.errors import UnsupportedError
 if TYPE_CHECKING:
     from onnx import NodeProto
 
-    from inferon.frontend.onnx.importer import ImportContext, Value
+    from inferon.frontend.onnx.importer import Value
 
 Converter = "Callable[[ImportContext, NodeProto], list[Value]]"
 _CONVERTERS: dict[str, list[tuple[int, Callable[..., list[Value]]]]] = {}

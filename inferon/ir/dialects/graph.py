@@ -92,7 +92,7 @@ class FusableOp(IRDLOperation):
         """(bias, residual, epilogue) of this op."""
         epilogue = self.properties.get("epilogue", NO_EPILOGUE)
         assert isinstance(epilogue, EpilogueAttr)
-        return getattr(self, "bias"), getattr(self, "residual"), epilogue
+        return self.bias, self.residual, epilogue
 
     def rebuilt(
         self,

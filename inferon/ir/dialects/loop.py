@@ -21,14 +21,16 @@ from xdsl.ir import Dialect
 from xdsl.irdl import (
     AttrSizedOperandSegments,
     IRDLOperation,
+    ParametrizedAttribute,
+    irdl_attr_definition,
     irdl_op_definition,
     operand_def,
     opt_operand_def,
     opt_prop_def,
+    param_def,
     prop_def,
     result_def,
 )
-from xdsl.irdl import ParametrizedAttribute, irdl_attr_definition, param_def
 from xdsl.utils.exceptions import VerifyException
 
 from inferon.ir.attrs import NO_EPILOGUE, ElementwiseKindAttr, EpilogueAttr

@@ -1,0 +1,81 @@
+"""The command line and the C example, as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from inferon.cli import main
+from inferon.testing import run_onnxruntime
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def model_file(small_cnn: onnx.ModelProto, tmp_path: Path) -> Path:
+    path = tmp_path / "small.onnx"
+    onnx.save(small_cnn, str(path))
+    return path
+
+
+def test_compile_run_inspect(model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lib = tmp_path / "small.so"
+    assert main(["compile", str(model_file), "-o", str(lib), "--dump-ir", str(tmp_path / "ir"),
+                 "--print-ir-after", "fuse-epilogue"]) == 0  # fmt: skip
+    captured = capsys.readouterr()
+    assert "IR after fuse-epilogue" in captured.err and "graph.conv2d" in captured.err
+    assert (tmp_path / "ir" / "001_remove-identities.mlir").is_file()
+
+    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["run", str(lib), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy")]) == 0
+    (expected,) = run_onnxruntime(onnx.load(str(model_file)), {"x": x})
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, rtol=1e-4, atol=1e-5)
+    assert "latency" in capsys.readouterr().out
+
+    assert main(["inspect", str(model_file)]) == 0
+    out = capsys.readouterr().out
+    assert "Conv" in out and "supported" in out and "GFLOP" in out
+
+
+def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compile", str(tmp_path / "missing.onnx")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["compile", "m.onnx", "--input-shape", "x=1,a"])
+    assert exc.value.code == 2
+
+
+def test_pass_plugin(model_file: Path, tmp_path: Path) -> None:
+    from inferon.passes import unregister_pass
+
+    try:
+        assert main(["compile", str(model_file), "-o", str(tmp_path / "m.so"), "--dump-ir", str(tmp_path / "ir"),
+                     "--pass-plugin", str(ROOT / "examples" / "custom_pass.py")]) == 0  # fmt: skip
+        assert (tmp_path / "ir" / "002_drop-redundant-relu.mlir").is_file()
+    finally:
+        unregister_pass("drop-redundant-relu")
+
+
+def test_console_script_help() -> None:
+    out = subprocess.run([sys.executable, "-m", "inferon", "--help"], capture_output=True, text=True, check=True)
+    assert "compile" in out.stdout and "inspect" in out.stdout
+
+
+def test_c_example(model_file: Path, tmp_path: Path) -> None:
+    """examples/c builds against a model.so and runs it with no Python."""
+    lib = tmp_path / "model.so"
+    assert main(["compile", str(model_file), "-o", str(lib)]) == 0
+    env = dict(os.environ)
+    subprocess.run(["make", "-s", "-C", str(ROOT / "examples" / "c"), f"MODEL={lib}", f"OUT={tmp_path / 'main'}"],
+                   check=True, env=env, capture_output=True)  # fmt: skip
+    exe = tmp_path / "main" if (tmp_path / "main").exists() else ROOT / "examples" / "c" / "main"
+    result = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "x" in result.stdout and "y" in result.stdout
