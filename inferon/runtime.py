@@ -246,7 +246,7 @@ class CompiledModel:
             raise RuntimeCallError(
                 f"{where}: expected shape {_fmt_shape(info.shape)}, got {_fmt_shape(value.shape)}", -5
             )
-        return np.ascontiguousarray(value)
+        return value if value.flags.c_contiguous else np.array(value, order="C")  # keeps 0-d arrays 0-d
 
     def _run(self, values: list[Any]) -> list[np.ndarray]:
         self._check_open()

@@ -166,7 +166,11 @@ def _input_shape(
         )
     dims = []
     for i, d in enumerate(ttype.shape.dim):
-        if not d.HasField("dim_value") or d.dim_value <= 0:
+        if d.HasField("dim_value") and d.dim_value == 0:
+            raise UnsupportedError(
+                f"input '{vi.name}' has a zero-sized dimension {i}; empty tensors are not supported"
+            )
+        if not d.HasField("dim_value") or d.dim_value < 0:
             label = d.dim_param or "?"
             raise ModelImportError(
                 f"input '{vi.name}' has a dynamic dimension {i} ('{label}'); give a static shape "

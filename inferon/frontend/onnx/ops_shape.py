@@ -77,8 +77,7 @@ def convert_flatten(ctx: ImportContext, node: NodeProto) -> list[Value]:
     axis = int(ctx.attr("axis", 1))
     if not -len(shape) <= axis <= len(shape):
         raise ctx.error(f"axis {axis} out of range for rank {len(shape)}")
-    axis %= len(shape) + 1 if axis < 0 else len(shape) + 1
-    if axis < 0:
+    if axis < 0:  # -r <= axis < 0 counts from the back: -1 flattens to [prod(shape[:-1]), shape[-1]]
         axis += len(shape)
     return [reshape(ctx, x, (math.prod(shape[:axis]), math.prod(shape[axis:])))]
 
