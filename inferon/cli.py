@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the IR after PASS to stderr (repeatable)")
     c.add_argument("--pass-plugin", action="append", type=Path, default=[], metavar="FILE.py",
                    help="import a Python file that registers passes with inferon.register_pass")
+    c.add_argument("--target", choices=["native", "avx2", "avx512", "scalar"], default="native",
+                   help="highest instruction set the kernels may use (default native: the best the CPU "
+                   "running the model has; AVX-512 currently runs the AVX2 kernels, which are as fast on "
+                   "Zen 4); a scalar fallback is always included")
     c.add_argument("-v", "--verbose", action="store_true", help="report each stage and its time")
 
     r = sub.add_parser("run", help="run a compiled model on .npy/.npz inputs",
@@ -73,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--output", type=Path, metavar="FILE.npz", help="save the outputs as .npz (or .npy if one)")
     r.add_argument("--threads", type=int, default=1, help="worker threads (default 1; 0 = all cores)")
     r.add_argument("--repeat", type=int, default=1, help="run this many times and report the median latency")
+    r.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="also time every kernel call over N runs and print the slowest ops")
+    r.add_argument("--profile-top", type=int, default=25, metavar="K", help="how many ops the profile lists")
 
     i = sub.add_parser("inspect", help="list a model's ops, shapes, FLOPs and support status")
     i.add_argument("model", type=Path)
@@ -92,7 +99,7 @@ def _compile(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     inferon.compile(
         args.model, output, input_shapes=dict(args.input_shape), dump_ir=args.dump_ir,
-        print_ir_after=args.print_ir_after, verbose=args.verbose,
+        print_ir_after=args.print_ir_after, verbose=args.verbose, target=args.target,
     )  # fmt: skip
     print(f"compiled {args.model} -> {output} in {time.perf_counter() - start:.2f} s")
     if args.dump_ir:
@@ -139,6 +146,12 @@ def _run(args: argparse.Namespace) -> int:
         print(f"output '{name}': shape {list(value.shape)}, mean {value.mean():.6g}, max {value.max():.6g}")
     print(f"latency: median {1000 * float(np.median(times)):.3f} ms over {len(times)} run(s), "
           f"{args.threads} thread(s), isa {model.isa}")  # fmt: skip
+    if args.profile > 0:
+        rows = model.profile(*(feeds[n] for n in model.input_names), runs=args.profile)
+        print(f"profile over {args.profile} run(s): {sum(r.ms for r in rows):.3f} ms in {len(rows)} ops")
+        print(f"{'#':>4} {'ms':>9} {'%':>6}  op")
+        for r in rows[: args.profile_top]:
+            print(f"{r.index:>4} {r.ms:>9.3f} {r.percent:>6.1f}  {r.op}")
     if args.output:
         if args.output.suffix == ".npy" and len(outputs) == 1:
             np.save(args.output, next(iter(outputs.values())))

@@ -25,6 +25,7 @@ def lower(
     dump_ir: str | Path | None = None,
     print_ir_after: Iterable[str] = (),
     verbose: bool = False,
+    target: str = "native",
 ) -> tuple[ModuleOp, EmittedModel]:
     """Import and run the pipeline; return the lowest-level module and the emitted C++."""
     log = (lambda msg: print(msg, file=sys.stderr)) if verbose else (lambda msg: None)
@@ -42,7 +43,7 @@ def lower(
     pipeline.run(ctx, module)
     log(f"inferon: {len(pipeline.passes)} passes in {time.perf_counter() - start:.2f} s")
     source = Path(model).name if isinstance(model, (str, Path)) else "model"
-    emitted = emit_cpp(module, weights, source=source, version=__version__)
+    emitted = emit_cpp(module, weights, source=source, version=__version__, target=target)
     if dump_ir:
         (Path(dump_ir) / "model.cpp").write_text(emitted.source)
     return module, emitted
@@ -56,10 +57,17 @@ def compile(  # noqa: A001 - the public name users expect
     dump_ir: str | Path | None = None,
     print_ir_after: Iterable[str] = (),
     verbose: bool = False,
+    target: str = "native",
 ) -> Path:
-    """Compile an ONNX model (path, bytes or ModelProto) into the shared library `output`."""
+    """Compile an ONNX model (path, bytes or ModelProto) into the shared library `output`.
+
+    `target` (native, avx2, avx512, scalar) caps the instruction set the kernels may use; the
+    model.so always carries the scalar fallback and picks the best allowed level on the CPU it
+    is loaded on.
+    """
     _, emitted = lower(
-        model, input_shapes=input_shapes, dump_ir=dump_ir, print_ir_after=print_ir_after, verbose=verbose
+        model, input_shapes=input_shapes, dump_ir=dump_ir, print_ir_after=print_ir_after, verbose=verbose,
+        target=target,
     )
     start = time.perf_counter()
     out = build_shared_library(emitted.source, emitted.weights, Path(output), verbose=verbose)

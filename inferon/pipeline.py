@@ -1,8 +1,8 @@
 """The compilation pipeline: named passes in order, grouped by the IR level they work on.
 
     graph:  remove-identities → fold-batchnorm → decompose-batchnorm → fold-constants → fuse-epilogue
-    loop:   convert-graph-to-loop → conv-to-im2col → select-tiles
-    vec:    convert-loop-to-vec → plan-memory
+    loop:   convert-graph-to-loop → conv-to-depthwise → conv-to-im2col → select-tiles
+    vec:    convert-loop-to-vec → pack-weights → plan-memory
     cpp:    the C++ emitter prints the module, g++ builds model.so
 
 fold-batchnorm must precede fuse-epilogue (a conv with an activation no longer folds); fold-constants
@@ -33,9 +33,11 @@ DEFAULT_PASSES: tuple[tuple[str, str], ...] = (
     ("graph", "fold-constants"),
     ("graph", "fuse-epilogue"),
     ("loop", "convert-graph-to-loop"),
+    ("loop", "conv-to-depthwise"),
     ("loop", "conv-to-im2col"),
     ("loop", "select-tiles"),
     ("vec", "convert-loop-to-vec"),
+    ("vec", "pack-weights"),
     ("vec", "plan-memory"),
 )
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from inferon.errors import InferonError, RuntimeCallError
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 # inferon_dtype (ONNX TensorProto.DataType) ↔ numpy
 _DTYPES: dict[int, np.dtype] = {
@@ -125,6 +125,10 @@ def _bind(lib: ctypes.CDLL, path: Path) -> None:
             "inferon_model_last_error": (ctypes.c_char_p, [p_model]),
             "inferon_status_string": (ctypes.c_char_p, [ctypes.c_int]),
             "inferon_model_isa": (ctypes.c_char_p, [p_model]),
+            "inferon_model_set_profiling": (ctypes.c_int, [p_model, ctypes.c_int]),
+            "inferon_model_num_ops": (ctypes.c_int, [p_model]),
+            "inferon_model_op_name": (ctypes.c_char_p, [p_model, ctypes.c_int]),
+            "inferon_model_op_seconds": (ctypes.c_double, [p_model, ctypes.c_int, ctypes.POINTER(ctypes.c_int64)]),
         }
         for name, (res, args) in sigs.items():
             fn = getattr(lib, name)
@@ -141,6 +145,16 @@ def _info(ptr: Any) -> TensorInfo:
     if dtype is None:
         raise InferonError(f"tensor '{info.name.decode()}' has an unknown dtype code {info.dtype}")
     return TensorInfo(info.name.decode(), shape, dtype)
+
+
+@dataclass(frozen=True)
+class OpProfile:
+    """Mean wall time of one kernel call of a model (see CompiledModel.profile)."""
+
+    index: int  # position in execution order
+    op: str  # label: op name and output shape
+    ms: float  # mean milliseconds per run
+    percent: float  # share of the summed op times
 
 
 class CompiledModel:
@@ -223,6 +237,30 @@ class CompiledModel:
             )
         outs = self._run([feeds[n] for n in names])
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def profile(self, *arrays: np.ndarray, runs: int = 10, warmup: int = 2) -> list[OpProfile]:
+        """Run `runs` times (after `warmup` runs) timing every kernel call; slowest op first."""
+        if runs < 1:
+            raise InferonError(f"profile(): runs must be >= 1, got {runs}")
+        for _ in range(warmup):
+            self(*arrays)
+        self._check_open()
+        self._lib.inferon_model_set_profiling(self._ctx, 1)
+        try:
+            for _ in range(runs):
+                self(*arrays)
+            n = self._lib.inferon_model_num_ops(self._ctx)
+            count = ctypes.c_int64(0)
+            seconds = [self._lib.inferon_model_op_seconds(self._ctx, i, ctypes.byref(count)) for i in range(n)]
+            names = [self._lib.inferon_model_op_name(self._ctx, i).decode() for i in range(n)]
+        finally:
+            self._lib.inferon_model_set_profiling(self._ctx, 0)
+        total = sum(seconds) or 1.0
+        rows = [
+            OpProfile(i, name, 1e3 * sec / max(1, count.value), 100.0 * sec / total)
+            for i, (name, sec) in enumerate(zip(names, seconds, strict=True))
+        ]
+        return sorted(rows, key=lambda r: -r.ms)
 
     def _prepare(self, index: int, value: Any) -> np.ndarray:
         info = self.inputs[index]

@@ -10,8 +10,8 @@ namespace {
 const int64_t kShape[1] = {4};
 const inferon_tensor_info kIn[1] = {{"x", INFERON_FLOAT32, 1, kShape}};
 const inferon_tensor_info kOut[1] = {{"y", INFERON_FLOAT32, 1, kShape}};
-void run(float*, const float* const* in, float* const* out, int) { inferon::copy(in[0], out[0], 4); }
-const inferon_model_desc kDesc = {1, 1, kIn, kOut, 64, run};
+void run(float*, const float* const* in, float* const* out, int, double*) { inferon::copy(in[0], out[0], 4); }
+const inferon_model_desc kDesc = {1, 1, kIn, kOut, 64, run, 0, nullptr, 2};
 }  // namespace
 
 extern "C" const inferon_model_desc* inferon_model_descriptor(void) { return &kDesc; }
@@ -40,6 +40,31 @@ SHIM void k_gemm(int64_t batch, int64_t M, int64_t N, int64_t K, const float* A,
     t.kc = tiles[3];
     t.nc = tiles[4];
   }
+  inferon::gemm(batch, M, N, K, A, lda, sA, B, ldb, sB, C, ldc, sC, ep, t, threads);
+}
+
+// k_gemm with every GemmTiles field: tiles = {mr, nr, mc, kc, nc, a_packed} (not null). With
+// a_packed != 0, A is pre-packed in 6-row panels per KC block (pack_weights.pack_a(A, 6, kc))
+// and lda is unused.
+SHIM void k_gemm_ex(int64_t batch, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, int64_t sA,
+                    const float* B, int64_t ldb, int64_t sB, float* C, int64_t ldc, int64_t sC,
+                    const float* bias, int64_t bias_bs, int bias_axis, const float* residual, int act,
+                    float alpha, float beta, const int64_t* tiles, int threads) {
+  inferon::Epilogue ep;
+  ep.bias = bias;
+  ep.bias_batch_stride = bias_bs;
+  ep.bias_axis = bias_axis;
+  ep.residual = residual;
+  ep.act = act;
+  ep.alpha = alpha;
+  ep.beta = beta;
+  inferon::GemmTiles t;
+  t.mr = static_cast<int>(tiles[0]);
+  t.nr = static_cast<int>(tiles[1]);
+  t.mc = tiles[2];
+  t.kc = tiles[3];
+  t.nc = tiles[4];
+  t.a_packed = tiles[5] != 0;
   inferon::gemm(batch, M, N, K, A, lda, sA, B, ldb, sB, C, ldc, sC, ep, t, threads);
 }
 

@@ -21,7 +21,7 @@ const inferon_tensor_info kOutputs[3] = {
     {"isa", INFERON_FLOAT32, 1, kIsaShape},
 };
 
-void run(float* arena, const float* const* in, float* const* out, int num_threads) {
+void run(float* arena, const float* const* in, float* const* out, int num_threads, double*) {
   float* t = arena;  // 120 floats
   const int64_t shape[2] = {24, 5};
   const int64_t a_strides[2] = {5, 1};
@@ -36,7 +36,7 @@ void run(float* arena, const float* const* in, float* const* out, int num_thread
   out[2][0] = static_cast<float>(inferon_kernels_get_isa());
 }
 
-const inferon_model_desc kDesc = {2, 3, kInputs, kOutputs, 120 * sizeof(float), run};
+const inferon_model_desc kDesc = {2, 3, kInputs, kOutputs, 120 * sizeof(float), run, 0, nullptr, 2};
 }  // namespace
 
 extern "C" const inferon_model_desc* inferon_model_descriptor(void) { return &kDesc; }

@@ -43,6 +43,28 @@ def test_compile_run_inspect(model_file: Path, tmp_path: Path, capsys: pytest.Ca
     out = capsys.readouterr().out
     assert "Conv" in out and "supported" in out and "GFLOP" in out
 
+    assert main(["run", str(lib), "--profile", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "profile over 3 run(s)" in out and "vec.gemm 8x256x27" in out
+
+
+def test_profile_api(model_file: Path, tmp_path: Path) -> None:
+    import inferon
+
+    lib = tmp_path / "small.so"
+    inferon.compile(model_file, lib)
+    model = inferon.load(lib)
+    x = np.random.default_rng(1).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    rows = model.profile(x, runs=4)
+    # small_cnn runs 2 conv GEMMs, max pool, global pool, flatten copy, FC GEMM
+    assert sorted(r.index for r in rows) == list(range(len(rows))) and len(rows) == 6
+    assert sum(r.op.startswith("vec.gemm") for r in rows) == 3
+    assert all(r.ms >= 0 for r in rows) and abs(sum(r.percent for r in rows) - 100.0) < 1e-6
+    assert [r.ms for r in rows] == sorted((r.ms for r in rows), reverse=True)
+    np.testing.assert_allclose(model(x), run_onnxruntime(onnx.load(str(model_file)), {"x": x})[0], rtol=1e-4, atol=1e-5)
+    with pytest.raises(inferon.InferonError, match="runs must be >= 1"):
+        model.profile(x, runs=0)
+
 
 def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["compile", str(tmp_path / "missing.onnx")]) == 1
@@ -79,3 +101,19 @@ def test_c_example(model_file: Path, tmp_path: Path) -> None:
     result = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "x" in result.stdout and "y" in result.stdout
+
+
+def test_target_caps_the_isa(model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import inferon
+
+    x = np.random.default_rng(2).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    (expected,) = run_onnxruntime(onnx.load(str(model_file)), {"x": x})
+    for target in ("scalar", "native"):
+        lib = tmp_path / f"small_{target}.so"
+        assert main(["compile", str(model_file), "-o", str(lib), "--target", target]) == 0
+        model = inferon.load(lib)
+        assert (model.isa == "scalar") == (target == "scalar")
+        np.testing.assert_allclose(model(x), expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(SystemExit):
+        main(["compile", str(model_file), "--target", "sse2"])
+    assert "invalid choice" in capsys.readouterr().err

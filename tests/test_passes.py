@@ -108,10 +108,14 @@ def test_lowering_passes(small_cnn: onnx.ModelProto) -> None:
     assert not any(n.startswith("graph.") for n in names)
     assert names.count("loop.conv2d") == 2 and names.count("loop.matmul") == 1
     run_passes(ctx, module, ["conv-to-im2col"])
-    assert _ops(module).count("loop.im2col") == 2 and _ops(module).count("loop.matmul") == 3
-    run_passes(ctx, module, ["select-tiles", "convert-loop-to-vec"])
+    # both 3x3 convs have 8 > 6 output channels: im2col is fused into the GEMM's B packing
+    matmuls = [op for op in module.walk() if isinstance(op, loop.MatMulOp)]
+    assert "loop.im2col" not in _ops(module) and len(matmuls) == 3
+    assert sum(m.b_im2col is not None for m in matmuls) == 2
+    run_passes(ctx, module, ["select-tiles", "convert-loop-to-vec", "pack-weights"])
     gemms = [op for op in module.walk() if isinstance(op, vec.GemmOp)]
     assert len(gemms) == 3 and all(g.tiles is not None for g in gemms)
+    assert [g.a_packed is not None for g in gemms] == [True, True, False]  # the FC's A is the activation
     run_passes(ctx, module, ["plan-memory"])
     allocs = [op for op in module.walk() if isinstance(op, loop.AllocOp)]
     assert all(a.offset is not None for a in allocs)
@@ -124,6 +128,52 @@ def test_one_by_one_conv_needs_no_im2col() -> None:
     module, weights = import_model(model)
     run_passes(make_context(weights), module, ["convert-graph-to-loop", "conv-to-im2col"])
     assert "loop.im2col" not in _ops(module) and "loop.matmul" in _ops(module)
+
+
+def test_small_conv_gets_an_im2col_buffer() -> None:
+    # 4 output channels: a single register tile of rows, so B is materialised by loop.im2col
+    rng = np.random.default_rng(5)
+    model = make_model([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], {"x": (1, 3, 6, 6)}, ["y"],
+                       {"w": rng.standard_normal((4, 3, 3, 3))})  # fmt: skip
+    module, weights = import_model(model)
+    run_passes(make_context(weights), module, ["convert-graph-to-loop", "conv-to-im2col"])
+    assert _ops(module).count("loop.im2col") == 1
+
+
+def test_pack_a_layout() -> None:
+    from inferon.passes.vec.pack_weights import pack_a
+
+    rng = np.random.default_rng(6)
+    m, k, mr, kc = 13, 10, 6, 4
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    packed = pack_a(a, mr, kc)
+    mpad = 18
+    assert packed.size == mpad * k
+    for i in range(mpad):
+        for kk in range(k):
+            p = kk // kc * kc
+            kcur = min(kc, k - p)
+            got = packed[p * mpad + (i // mr) * mr * kcur + (kk - p) * mr + i % mr]
+            assert got == (a[i, kk] if i < m else 0.0)
+
+
+def test_pack_weights_packs_conv_filters_per_group() -> None:
+    rng = np.random.default_rng(7)
+    w = rng.standard_normal((16, 4, 3, 3)).astype(np.float32)
+    model = make_model([helper.make_node("Conv", ["x", "w"], ["y"], group=2, pads=[1, 1, 1, 1])],
+                       {"x": (1, 8, 6, 6)}, ["y"], {"w": w})  # fmt: skip
+    module, weights = import_model(model)
+    run_passes(make_context(weights), module,
+               ["convert-graph-to-loop", "conv-to-im2col", "select-tiles", "convert-loop-to-vec", "pack-weights"])  # fmt: skip
+    (gemm,) = [op for op in module.walk() if isinstance(op, vec.GemmOp)]
+    assert gemm.a_packed is not None and list(gemm.a_strides.get_values()) == [0, 12 * 36]
+    from inferon.passes.vec.pack_weights import pack_a
+
+    packed = weights[gemm.a.owner.handle.data]  # type: ignore[attr-defined]
+    kc = gemm.tiles.values()[1]
+    for g in range(2):
+        np.testing.assert_array_equal(packed[g * 432 : (g + 1) * 432], pack_a(w[g * 8 : (g + 1) * 8].reshape(8, 36), 6, kc))
+    assert not any(isinstance(op, loop.WeightOp) and op.handle.data == "w" for op in module.walk())
 
 
 def test_plan_memory_reuses_dead_buffers() -> None:

@@ -43,6 +43,25 @@ class ConstArray:
     values: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class EmittedOp:
+    """One kernel call of model_run: a profiling label and its C++ lines."""
+
+    label: str
+    lines: tuple[str, ...]
+
+
+def op_label(op: Operation) -> str:
+    """Profiling label: the op name and its output shape (GEMMs: M x N x K and batch)."""
+    if isinstance(op, vec.GemmOp):
+        m, n, k = ints(op.dims)
+        outer, inner = ints(op.batch)
+        batch = f" x{outer * inner}" if outer * inner > 1 else ""
+        return f"{op.name} {m}x{n}x{k}{batch}"
+    shape = tuple(op.operands[-1].type.get_shape()) if op.operands else ()
+    return f"{op.name} [{','.join(str(d) for d in shape)}]"
+
+
 @dataclass
 class EmittedModel:
     """What the toolchain needs: the C++ source and the weight blob it indexes."""
@@ -120,6 +139,8 @@ class CppEmitter:
         self.line("{")
         self.line("  inferon::Epilogue ep; inferon::GemmTiles t;")
         self.line(f"  t.mr = {op.mr.value.data}; t.nr = {op.nr.value.data}; t.mc = {mc}; t.kc = {kc}; t.nc = {nc};")
+        if op.a_packed is not None:
+            self.line("  t.a_packed = true;")
         self.line(f"  ep.act = {ACTIVATIONS[epi.activation]}; ep.alpha = {_f(epi.alpha)}; ep.beta = {_f(epi.beta)};")
         self.line(f"  ep.bias_axis = {op.bias_axis.value.data}; ep.bias_batch_stride = {bias_s[1]};")
         self.line(f"  for (int64_t o = 0; o < {outer}; ++o) {{")
@@ -127,10 +148,14 @@ class CppEmitter:
             self.line(f"    ep.bias = {self.buf(op.bias)} + {o}{bias_s[0]};")
         if op.residual is not None:
             self.line(f"    ep.residual = {self.buf(op.residual)} + {o}{sc[0]};")
+        im2col = ""
+        if op.b_im2col is not None:
+            self.line(f"    static const inferon::Im2col q = {{{', '.join(str(v) for v in ints(op.b_im2col))}}};")
+            im2col = ", &q"
         self.line(
             f"    inferon::gemm({inner}, {m}, {n}, {k}, {self.buf(op.a)} + {o}{sa[0]}, {lda}, {sa[1]}, "
             f"{self.buf(op.b)} + {o}{sb[0]}, {ldb}, {sb[1]}, {self.buf(op.c)} + {o}{sc[0]}, {ldc}, {sc[1]}, "
-            "ep, t, nt);"
+            f"ep, t, nt{im2col});"
         )
         self.line("  }")
         self.line("}")
@@ -143,6 +168,19 @@ class CppEmitter:
         self.line(
             f"for (int64_t i = 0; i < {n}; ++i) inferon::im2col({self.buf(op.input)} + i * {img}, {args}, "
             f"{self.buf(op.output)} + i * {col}, nt);"
+        )
+
+    @emit.register
+    def _(self, op: loop.DepthwiseConv2dOp) -> None:
+        n, c, h, w = op.input.type.get_shape()  # type: ignore[attr-defined]
+        m, _, kh, kw = op.weight.type.get_shape()  # type: ignore[attr-defined]
+        ho, wo = op.output.type.get_shape()[2:]  # type: ignore[attr-defined]
+        (sh, sw), (pt, pl, _, _), (dh, dw) = ints(op.strides), ints(op.pads), ints(op.dilations)
+        epi: EpilogueAttr = op.epilogue
+        self.line(
+            f"inferon::depthwise_conv2d({self.buf(op.input)}, {self.buf(op.weight)}, {self.buf(op.bias)}, "
+            f"{self.buf(op.residual)}, {self.buf(op.output)}, {n}, {c}, {h}, {w}, {m}, {ho}, {wo}, {kh}, {kw}, "
+            f"{sh}, {sw}, {pt}, {pl}, {dh}, {dw}, {ACTIVATIONS[epi.activation]}, {_f(epi.alpha)}, {_f(epi.beta)}, nt);"
         )
 
     @emit.register
@@ -214,8 +252,20 @@ def _arg_names(fn: func.FuncOp) -> list[str]:
     return names
 
 
-def emit_cpp(module: ModuleOp, weights: WeightStore, *, source: str = "model", version: str = "") -> EmittedModel:
-    """Print the lowest-level module as model.cpp and pack the weights it uses."""
+# --target name -> the highest ISA level (INFERON_ISA_* in model_abi.h) the model may dispatch to.
+TARGETS: dict[str, int] = {"scalar": 0, "avx2": 1, "avx512": 2, "native": 2}
+
+
+def emit_cpp(
+    module: ModuleOp, weights: WeightStore, *, source: str = "model", version: str = "", target: str = "native"
+) -> EmittedModel:
+    """Print the lowest-level module as model.cpp and pack the weights it uses.
+
+    `target` caps the instruction set the model's kernels may use (see TARGETS); the runtime still
+    detects the CPU when the model is loaded and uses the best level up to that cap.
+    """
+    if target not in TARGETS:
+        raise InferonError(f"unknown target '{target}'; choose one of {', '.join(TARGETS)}")
     fn = next((op for op in module.ops if isinstance(op, func.FuncOp)), None)
     if fn is None:
         raise InferonError("C++ emitter: module has no @main")
@@ -234,11 +284,15 @@ def emit_cpp(module: ModuleOp, weights: WeightStore, *, source: str = "model", v
         is_input = i < num_inputs
         emitter.names[arg] = f"in[{i}]" if is_input else f"out[{i - num_inputs}]"
         decls.append(TensorDecl(names[i] if i < len(names) else f"t{i}", f"kT{i}", tuple(arg.type.get_shape())))
+    ops: list[EmittedOp] = []
     for op in block.ops:
+        start = len(emitter.body)
         emitter.emit(op)
+        if len(emitter.body) > start:
+            ops.append(EmittedOp(op_label(op), tuple(emitter.body[start:])))
     arena_bytes = 4 * arena_attr.value.data  # type: ignore[attr-defined]
     source_text = TEMPLATES.get_template("model.cpp.j2").render(
         version=version, source=source, tensors=decls, inputs=decls[:num_inputs], outputs=decls[num_inputs:],
-        constants=emitter.constants, body=emitter.body, arena_bytes=arena_bytes,
+        constants=emitter.constants, ops=ops, arena_bytes=arena_bytes, max_isa=TARGETS[target],
     )  # fmt: skip
     return EmittedModel(source_text, blob, arena_bytes, decls[:num_inputs], decls[num_inputs:])

@@ -24,9 +24,11 @@ _BUILTIN: dict[str, str] = {
     "fold-constants": "inferon.passes.graph.fold_constants:FoldConstantsPass",
     "fuse-epilogue": "inferon.passes.graph.fuse_epilogue:FuseEpiloguePass",
     "convert-graph-to-loop": "inferon.passes.conversion.graph_to_loop:ConvertGraphToLoopPass",
+    "conv-to-depthwise": "inferon.passes.loop.conv_to_depthwise:ConvToDepthwisePass",
     "conv-to-im2col": "inferon.passes.loop.conv_to_im2col:ConvToIm2ColPass",
     "select-tiles": "inferon.passes.loop.select_tiles:SelectTilesPass",
     "convert-loop-to-vec": "inferon.passes.conversion.loop_to_vec:ConvertLoopToVecPass",
+    "pack-weights": "inferon.passes.vec.pack_weights:PackWeightsPass",
     "plan-memory": "inferon.passes.loop.plan_memory:PlanMemoryPass",
 }
 

@@ -31,6 +31,9 @@ inline std::atomic<int> g_isa{INFERON_ISA_SCALAR};
 inline int isa() { return g_isa.load(std::memory_order_relaxed); }
 inline bool use_avx2() { return isa() >= INFERON_ISA_AVX2; }
 
+// Wall-clock seconds (profiling).
+inline double now_seconds() { return omp_get_wtime(); }
+
 enum Act : int { ACT_NONE = 0, ACT_RELU = 1, ACT_LEAKY_RELU = 2, ACT_CLIP = 3, ACT_SIGMOID = 4 };
 
 // Scalar activation (shared by the scalar paths and edge handling).

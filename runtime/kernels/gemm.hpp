@@ -13,7 +13,7 @@
 // into); any other overlap between C and A, B, bias or residual is undefined.
 #pragma once
 
-#include "common.hpp"
+#include "im2col.hpp"
 
 // B elements (K x columns) from which small-M GEMMs stream B instead of using the direct kernel.
 #ifndef INFERON_GEMM_STREAM_MIN
@@ -31,7 +31,10 @@ struct Epilogue {               // applied to each output element in this order:
 
 // Hints. The AVX2 kernel is instantiated for mr = 6 and nr in {8, 16} (other nr → 16; any mr
 // → 6, rows beyond M are edges). mc is rounded up to a multiple of 6 and nc of nr.
-struct GemmTiles { int mr = 6, nr = 16; int64_t mc = 72, kc = 256, nc = 1024; };
+struct GemmTiles { int mr = 6, nr = 16; int64_t mc = 72, kc = 256, nc = 1024;
+  // A is pre-packed (compile time, pass pack-weights): per KC block p (kc = min(kc, K)) the
+  // MR-row panels, k-major, at A + p*Mpad + i*kcur (Mpad = M rounded up to 6); lda is unused.
+  bool a_packed = false; };
 
 namespace gemm_detail {
 
@@ -46,7 +49,24 @@ struct Job {
   bool acc_c;              // C holds the residual already: accumulate into it
   int act; float alpha, beta;
   int mr, nv; int64_t mc, kc, nc;
+  bool a_packed;           // A in the pre-packed panel layout (see GemmTiles)
+  const Im2col* im2col;    // non-null: B is the image at B seen through im2col (ldb unused)
+  bool packed_only() const { return a_packed || im2col; }  // no small-M / GEMV special paths
 };
+
+constexpr int kPackedMR = 6;
+#ifndef INFERON_GEMM_L2_BLOCK
+#define INFERON_GEMM_L2_BLOCK 262144
+#endif
+constexpr int64_t kL2BlockBytes = INFERON_GEMM_L2_BLOCK;  // packed B blocks up to this size: A-panel-major order  // panel height of pre-packed A (vec.PACKED_MR on the Python side)
+
+// Element (i, k) of a pre-packed A (see GemmTiles).
+inline float packed_a_at(const Job& g, int64_t i, int64_t k) {
+  const int64_t kc = std::max<int64_t>(1, std::min(g.kc, g.K));
+  const int64_t mpad = (g.M + kPackedMR - 1) / kPackedMR * kPackedMR;
+  const int64_t p = k / kc * kc, kcur = std::min(kc, g.K - p);
+  return g.A[p * mpad + (i / kPackedMR) * kPackedMR * kcur + (k - p) * kPackedMR + i % kPackedMR];
+}
 
 inline float epi_scalar(const Job& g, float v, int64_t i, int64_t j) {
   if (g.bias) v += g.bias_axis == 0 ? g.bias[i] : g.bias[j];
@@ -55,15 +75,25 @@ inline float epi_scalar(const Job& g, float v, int64_t i, int64_t j) {
 }
 
 // ------------------------------------------------------------------------------- scalar path
+inline Scratch& tls_scratch(int which) {
+  thread_local Scratch s[4];
+  return s[which];
+}
+
 inline void rect_scalar(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   const int64_t n = n1 - n0;
+  float* brow = g.im2col ? tls_scratch(3).get(static_cast<size_t>(n)) : nullptr;
   for (int64_t i = m0; i < m1; i++) {
     float* INFERON_RESTRICT c = g.C + i * g.ldc + n0;
     if (!g.acc_c) std::fill(c, c + n, 0.f);
     const float* a = g.A + i * g.lda;
     for (int64_t k = 0; k < g.K; k++) {
-      const float av = a[k];
+      const float av = g.a_packed ? packed_a_at(g, i, k) : a[k];
       const float* INFERON_RESTRICT b = g.B + k * g.ldb + n0;
+      if (g.im2col) {
+        im2col_row(*g.im2col, g.B, k, n0, n, brow);
+        b = brow;
+      }
       for (int64_t j = 0; j < n; j++) c[j] += av * b[j];
     }
     for (int64_t j = 0; j < n; j++) c[j] = epi_scalar(g, c[j], i, n0 + j);
@@ -71,10 +101,6 @@ inline void rect_scalar(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_
 }
 
 // --------------------------------------------------------------------------------- AVX2 path
-inline Scratch& tls_scratch(int which) {
-  thread_local Scratch s[3];
-  return s[which];
-}
 
 // Store an MR x (NV*8) accumulator tile to C (tile origin; global row0/col0), m x n valid.
 template <int MR, int NV>
@@ -113,11 +139,12 @@ INFERON_AVX2_INLINE void store_tile(__m256 (&c)[MR][NV], int64_t m, int64_t n, f
   }
 }
 
-// Packed microkernel: Ap is kc x MR (k-major), Bp is kc x NR (k-major), both aligned.
-template <int MR, int NV>
+// Packed microkernel: Ap is kc x MR (k-major), Bp is kc x LDB (k-major; the first NV*8 columns
+// are used: LDB > NV*8 runs a narrow kernel on the left part of a wider panel), both aligned.
+template <int MR, int NV, int LDB = NV * 8>
 INFERON_AVX2_INLINE void kernel_packed(int64_t kc, const float* INFERON_RESTRICT Ap,
                                        const float* INFERON_RESTRICT Bp, __m256 (&c)[MR][NV]) {
-  constexpr int NR = NV * 8;
+  constexpr int NR = LDB;
 #pragma GCC unroll 8
   for (int i = 0; i < MR; i++)
 #pragma GCC unroll 4
@@ -160,6 +187,29 @@ INFERON_AVX2_INLINE void pack_B(int64_t kc, int64_t nc, const float* B, int64_t 
   }
 }
 
+// Pack rows [pc, pc + kc) x columns [jc, jc + nc) of the im2col matrix of image x into NR-wide
+// panels (as pack_B): each row segment is extracted into an L1-resident buffer, then split.
+template <int NV>
+INFERON_AVX2_INLINE void pack_B_im2col(const Im2col& q, const float* x, int64_t pc, int64_t kc,
+                                       int64_t jc, int64_t nc, float* Bp) {
+  constexpr int NR = NV * 8;
+  float* row = tls_scratch(2).get(static_cast<size_t>((nc + NR - 1) / NR * NR));
+  const int64_t full = nc / NR * NR;
+  for (int64_t k = 0; k < kc; k++) {
+    im2col_row(q, x, pc + k, jc, nc, row);
+    for (int64_t j = 0; j < full; j += NR)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++)
+        _mm256_store_ps(Bp + j * kc + k * NR + v * 8, _mm256_loadu_ps(row + j + v * 8));
+    if (full < nc) {
+      for (int64_t t = nc; t < full + NR; t++) row[t] = 0.f;
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++)
+        _mm256_store_ps(Bp + full * kc + k * NR + v * 8, _mm256_loadu_ps(row + full + v * 8));
+    }
+  }
+}
+
 // Pack an mc x kc block of A (row stride lda) into MR-high panels, zero-padding the last one.
 template <int MR>
 INFERON_AVX2_INLINE void pack_A(int64_t mc, int64_t kc, const float* A, int64_t lda, float* Ap) {
@@ -179,6 +229,31 @@ INFERON_AVX2_INLINE void pack_A(int64_t mc, int64_t kc, const float* A, int64_t 
   }
 }
 
+// One cache block of the packed GEMM: A panels at A, B panels at B, C origin (ic, jc).
+struct Block {
+  const float* A; const float* B;
+  int64_t ic, jc, mcur, ncur, kcur;
+  bool accumulate, last;
+};
+
+// The register tile at (ir, jr) of a block.
+template <int MR, int NV>
+INFERON_AVX2_INLINE void tile(const Job& g, const Block& b, int64_t ir, int64_t jr) {
+  constexpr int NR = NV * 8;
+  const int64_t nr = std::min<int64_t>(NR, b.ncur - jr);
+  const int64_t mr = std::min<int64_t>(MR, b.mcur - ir);
+  float* Ct = g.C + (b.ic + ir) * g.ldc + b.jc + jr;
+  if (NV == 2 && nr <= 8) {  // column edge: half the FMAs
+    __m256 c[MR][1];
+    kernel_packed<MR, 1, NR>(b.kcur, b.A + ir * b.kcur, b.B + jr * b.kcur, c);
+    store_tile<MR, 1>(c, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
+  } else {
+    __m256 c[MR][NV];
+    kernel_packed<MR, NV>(b.kcur, b.A + ir * b.kcur, b.B + jr * b.kcur, c);
+    store_tile<MR, NV>(c, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
+  }
+}
+
 template <int MR, int NV>
 INFERON_AVX2 void rect_packed(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   constexpr int NR = NV * 8;
@@ -188,7 +263,8 @@ INFERON_AVX2 void rect_packed(const Job& g, int64_t m0, int64_t m1, int64_t n0, 
   const int64_t nc = std::max<int64_t>(NR, (g.nc + NR - 1) / NR * NR);
   const int64_t mc_eff = std::min(mc, (m1 - m0 + MR - 1) / MR * MR);
   const int64_t nc_eff = std::min(nc, (n1 - n0 + NR - 1) / NR * NR);
-  float* Ap = tls_scratch(0).get(static_cast<size_t>(mc_eff * kc));
+  float* Ap = g.a_packed ? nullptr : tls_scratch(0).get(static_cast<size_t>(mc_eff * kc));
+  const int64_t mpad = (g.M + MR - 1) / MR * MR;
   float* Bp = tls_scratch(1).get(static_cast<size_t>(nc_eff * kc));
   for (int64_t jc = n0; jc < n1; jc += nc) {
     const int64_t ncur = std::min(nc, n1 - jc);
@@ -196,19 +272,23 @@ INFERON_AVX2 void rect_packed(const Job& g, int64_t m0, int64_t m1, int64_t n0, 
       const int64_t kcur = std::min(kc, K - pc);
       const bool accumulate = pc > 0 || g.acc_c;
       const bool last = pc + kcur >= K;
-      pack_B<NV>(kcur, ncur, g.B + pc * g.ldb + jc, g.ldb, Bp);
+      if (g.im2col) pack_B_im2col<NV>(*g.im2col, g.B, pc, kcur, jc, ncur, Bp);
+      else pack_B<NV>(kcur, ncur, g.B + pc * g.ldb + jc, g.ldb, Bp);
       for (int64_t ic = m0; ic < m1; ic += mc) {
         const int64_t mcur = std::min(mc, m1 - ic);
-        pack_A<MR>(mcur, kcur, g.A + ic * g.lda + pc, g.lda, Ap);
-        for (int64_t jr = 0; jr < ncur; jr += NR) {
-          const int64_t nr = std::min<int64_t>(NR, ncur - jr);
-          for (int64_t ir = 0; ir < mcur; ir += MR) {
-            const int64_t mr = std::min<int64_t>(MR, mcur - ir);
-            __m256 c[MR][NV];
-            kernel_packed<MR, NV>(kcur, Ap + ir * kcur, Bp + jr * kcur, c);
-            store_tile<MR, NV>(c, mr, nr, g.C + (ic + ir) * g.ldc + jc + jr, accumulate, last, g,
-                               ic + ir, jc + jr);
-          }
+        const float* Ablk = Ap;
+        if (g.a_packed) Ablk = g.A + pc * mpad + ic * kcur;
+        else pack_A<MR>(mcur, kcur, g.A + ic * g.lda + pc, g.lda, Ap);
+        const Block blk{Ablk, Bp, ic, jc, mcur, ncur, kcur, accumulate, last};
+        // Register tiles of this block. B panels stay in L1 across the A panels (jr outer) unless
+        // the packed B block is small enough for L2: then each A panel is loaded once (ir outer),
+        // which matters when A streams from memory (pre-packed weights, few columns).
+        if (kcur * ncur * static_cast<int64_t>(sizeof(float)) <= kL2BlockBytes) {
+          for (int64_t ir = 0; ir < mcur; ir += MR)
+            for (int64_t jr = 0; jr < ncur; jr += NR) tile<MR, NV>(g, blk, ir, jr);
+        } else {
+          for (int64_t jr = 0; jr < ncur; jr += NR)
+            for (int64_t ir = 0; ir < mcur; ir += MR) tile<MR, NV>(g, blk, ir, jr);
         }
       }
     }
@@ -358,6 +438,7 @@ INFERON_AVX2 void rect_packed_nv(const Job& g, int64_t m0, int64_t m1, int64_t n
 }
 
 INFERON_AVX2 inline void rect_avx2(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  if (g.packed_only()) return rect_packed_nv<kPackedMR>(g, m0, m1, n0, n1);
   if (g.N == 1) return rect_gemv(g, m0, m1);
   if (g.M <= 6 && m0 == 0 && m1 == g.M) {
     if (g.M <= 4 && g.K * (n1 - n0) >= INFERON_GEMM_STREAM_MIN) {  // measured: M 5-6 prefer direct
@@ -409,9 +490,10 @@ inline void choose_grid(int T, int64_t mblocks, int64_t nblocks, int& tm, int& t
 }
 
 inline void run_parallel(const Job& g, int T, bool avx2) {
-  const int64_t mb_size = (g.N == 1) ? 1 : (g.M <= 6 ? g.M : g.mr);
-  const int64_t nb_size = (g.M <= 6 && g.N > 1) ? 32 : (g.nv * 8);
-  const int64_t mblocks = (g.M <= 6 && g.N > 1) ? 1 : (g.M + mb_size - 1) / mb_size;
+  const bool small_m = g.M <= 6 && g.N > 1 && !g.packed_only();  // the unsplit small-M paths
+  const int64_t mb_size = g.packed_only() ? kPackedMR : (g.N == 1) ? 1 : (g.M <= 6 ? g.M : g.mr);
+  const int64_t nb_size = small_m ? 32 : (g.nv * 8);
+  const int64_t mblocks = small_m ? 1 : (g.M + mb_size - 1) / mb_size;
   const int64_t nblocks = (g.N + nb_size - 1) / nb_size;
   int tm, tn;
   choose_grid(T, mblocks, nblocks, tm, tn);
@@ -439,7 +521,7 @@ inline void run_parallel(const Job& g, int T, bool avx2) {
 inline void gemm(int64_t batch, int64_t M, int64_t N, int64_t K,
                  const float* A, int64_t lda, int64_t sA, const float* B, int64_t ldb, int64_t sB,
                  float* C, int64_t ldc, int64_t sC, const Epilogue& ep, const GemmTiles& t,
-                 int num_threads) {
+                 int num_threads, const Im2col* b_im2col = nullptr) {
   using gemm_detail::Job;
   if (batch <= 0 || M <= 0 || N <= 0) return;
   const bool avx2 = use_avx2();
@@ -449,6 +531,8 @@ inline void gemm(int64_t batch, int64_t M, int64_t N, int64_t K,
   base.bias_axis = ep.bias_axis;
   base.act = ep.act; base.alpha = ep.alpha; base.beta = ep.beta;
   base.mr = 6;  // see GemmTiles
+  base.a_packed = t.a_packed;
+  base.im2col = b_im2col;
   base.nv = t.nr == 8 ? 1 : 2;
   base.mc = t.mc > 0 ? t.mc : 72;
   base.kc = t.kc > 0 ? t.kc : 256;

@@ -10,6 +10,7 @@
 //   common.hpp       ISA state, Act, AVX2 math (exp/sigmoid/tanh), scratch
 //   gemm.hpp         gemm (Epilogue, GemmTiles)
 //   conv.hpp         im2col
+//   depthwise.hpp    depthwise_conv2d (direct, group == C_in)
 //   pool.hpp         pool2d, global_pool
 //   elementwise.hpp  binary, unary, copy, copy_rows, channel_affine
 //   layout.hpp       transpose
@@ -18,6 +19,7 @@
 
 #include "common.hpp"
 #include "conv.hpp"
+#include "depthwise.hpp"
 #include "elementwise.hpp"
 #include "gemm.hpp"
 #include "layout.hpp"

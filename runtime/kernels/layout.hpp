@@ -5,7 +5,55 @@
 
 namespace inferon {
 
-// y = x.transpose(perm) for a dense row-major x of in_shape (rank <= 8); y is dense.
+namespace layout_detail {
+
+// 8x8 block: d[r * ld_d + c] = s[c * ld_s + r], r, c < 8.
+INFERON_AVX2_INLINE void transpose8x8(const float* s, int64_t ld_s, float* d, int64_t ld_d) {
+  __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + ld_s), r2 = _mm256_loadu_ps(s + 2 * ld_s),
+         r3 = _mm256_loadu_ps(s + 3 * ld_s), r4 = _mm256_loadu_ps(s + 4 * ld_s), r5 = _mm256_loadu_ps(s + 5 * ld_s),
+         r6 = _mm256_loadu_ps(s + 6 * ld_s), r7 = _mm256_loadu_ps(s + 7 * ld_s);
+  __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+         t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+         t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  r0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+  r1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+  r2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+  r3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+  r4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+  r5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+  r6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+  r7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+  _mm256_storeu_ps(d, _mm256_permute2f128_ps(r0, r4, 0x20));
+  _mm256_storeu_ps(d + ld_d, _mm256_permute2f128_ps(r1, r5, 0x20));
+  _mm256_storeu_ps(d + 2 * ld_d, _mm256_permute2f128_ps(r2, r6, 0x20));
+  _mm256_storeu_ps(d + 3 * ld_d, _mm256_permute2f128_ps(r3, r7, 0x20));
+  _mm256_storeu_ps(d + 4 * ld_d, _mm256_permute2f128_ps(r0, r4, 0x31));
+  _mm256_storeu_ps(d + 5 * ld_d, _mm256_permute2f128_ps(r1, r5, 0x31));
+  _mm256_storeu_ps(d + 6 * ld_d, _mm256_permute2f128_ps(r2, r6, 0x31));
+  _mm256_storeu_ps(d + 7 * ld_d, _mm256_permute2f128_ps(r3, r7, 0x31));
+}
+
+// Rows [r0, r1) of the 2-D transpose d[r * ld_d + c] = s[c * ld_s + r], c < nc: 8x8 blocks, the
+// remaining rows and columns element by element.
+INFERON_AVX2 inline void transpose2d_avx2(const float* s, int64_t ld_s, float* d, int64_t ld_d, int64_t r0,
+                                          int64_t r1, int64_t nc) {
+  int64_t r = r0;
+  for (; r + 8 <= r1; r += 8) {
+    int64_t c = 0;
+    for (; c + 8 <= nc; c += 8) transpose8x8(s + c * ld_s + r, ld_s, d + r * ld_d + c, ld_d);
+    for (; c < nc; c++)
+      for (int64_t k = 0; k < 8; k++) d[(r + k) * ld_d + c] = s[c * ld_s + r + k];
+  }
+  for (; r < r1; r++)
+    for (int64_t c = 0; c < nc; c++) d[r * ld_d + c] = s[c * ld_s + r];
+}
+
+}  // namespace layout_detail
+
+// y = x.transpose(perm) for a dense row-major x of in_shape (rank <= 8); y is dense. Output dims
+// adjacent in x are merged first. Then: an inner dimension contiguous in x → memcpy of whole runs
+// (e.g. a channel shuffle moves HW planes); else, AVX2 and x's contiguous dimension at least 8
+// long → 8x8 register-block transposes; else element by element.
 inline void transpose(int rank, const int64_t* in_shape, const int64_t* perm, const float* x, float* y,
                       int num_threads = 1) {
   // output dims with their input strides, collapsing output-adjacent dims adjacent in the input
@@ -37,6 +85,34 @@ inline void transpose(int rank, const int64_t* in_shape, const int64_t* perm, co
   const int64_t inner = shape[r - 1], sin = stride[r - 1];
   const int64_t rows = total / inner;
   const int T = threads_for(num_threads, static_cast<double>(total), 65536.0);
+  // Inner dimension strided in x: x's contiguous dimension is output dimension a < r - 1. With
+  // both at least 8 long, every (other index) slice is a 2-D transpose done in 8x8 register blocks.
+  int a = -1;
+  for (int d = 0; d < r - 1; d++)
+    if (stride[d] == 1) a = d;
+  if (sin != 1 && a >= 0 && shape[a] >= 8 && inner >= 8 && use_avx2()) {
+    int64_t ystride[INFERON_MAX_RANK];  // dense output strides
+    for (int64_t d = r - 1, acc = 1; d >= 0; d--) {
+      ystride[d] = acc;
+      acc *= shape[d];
+    }
+    const int64_t na = shape[a], slices = total / (na * inner), blocks = (na + 63) / 64;
+    // tasks: (slice, 64-row block of a)
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+    for (int64_t task = 0; task < slices * blocks; task++) {
+      int64_t rem = task / blocks, xoff = 0, yoff = 0;
+      for (int d = r - 2; d >= 0; d--) {
+        if (d == a) continue;
+        const int64_t i = rem % shape[d];
+        rem /= shape[d];
+        xoff += i * stride[d];
+        yoff += i * ystride[d];
+      }
+      const int64_t r0 = (task % blocks) * 64, r1 = std::min(na, r0 + 64);
+      layout_detail::transpose2d_avx2(x + xoff, sin, y + yoff, ystride[a], r0, r1, inner);
+    }
+    return;
+  }
 #pragma omp parallel num_threads(T) if (T > 1)
   {
     const int nt = omp_get_num_threads(), id = omp_get_thread_num();

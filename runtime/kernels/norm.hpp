@@ -94,6 +94,57 @@ inline void softmax_slab(const float* x, float* y, int64_t axis, int64_t inner, 
   }
 }
 
+// log(x) for finite x > 0 (Cephes logf: mantissa in [sqrt(1/2), sqrt(2)), degree-9 polynomial;
+// ~1 ulp). x <= 0 or denormal: undefined.
+INFERON_AVX2_INLINE __m256 log256(__m256 x) {
+  const __m256 one = _mm256_set1_ps(1.f);
+  __m256i bits = _mm256_castps_si256(x);
+  __m256 e = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(bits, 23), _mm256_set1_epi32(126)));
+  // mantissa in [0.5, 1)
+  __m256 m = _mm256_castsi256_ps(
+      _mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi32(0x007fffff)), _mm256_set1_epi32(0x3f000000)));
+  const __m256 small = _mm256_cmp_ps(m, _mm256_set1_ps(0.707106781186547524f), _CMP_LT_OQ);
+  e = _mm256_sub_ps(e, _mm256_and_ps(one, small));
+  m = _mm256_sub_ps(_mm256_add_ps(m, _mm256_and_ps(m, small)), one);
+  const __m256 z = _mm256_mul_ps(m, m);
+  __m256 y = _mm256_set1_ps(7.0376836292E-2f);
+  y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-1.1514610310E-1f));
+  y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(1.1676998740E-1f));
+  y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-1.2420140846E-1f));
+  y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(1.4249322787E-1f));
+  y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-1.6668057665E-1f));
+  y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(2.0000714765E-1f));
+  y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(-2.4999993993E-1f));
+  y = _mm256_fmadd_ps(y, m, _mm256_set1_ps(3.3333331174E-1f));
+  y = _mm256_mul_ps(_mm256_mul_ps(y, m), z);
+  y = _mm256_fmadd_ps(e, _mm256_set1_ps(-2.12194440e-4f), y);
+  y = _mm256_fnmadd_ps(z, _mm256_set1_ps(0.5f), y);
+  return _mm256_fmadd_ps(e, _mm256_set1_ps(0.693359375f), _mm256_add_ps(m, y));
+}
+
+// One LRN output row: y[i] = x_c[i] * (bias + scale * sum_{cc in [c0, c1]} x_cc[i]^2)^-beta, where
+// x_cc = xn + cc * HW; the power as exp(-beta * log(base)).
+INFERON_AVX2 inline void lrn_row_avx2(const float* xn, int64_t c, int64_t c0, int64_t c1, int64_t HW, float* y,
+                                      float scale, float beta, float bias) {
+  const __m256 vs = _mm256_set1_ps(scale), vbias = _mm256_set1_ps(bias), vnb = _mm256_set1_ps(-beta);
+  const float* xc = xn + c * HW;
+  int64_t i = 0;
+  for (; i + 8 <= HW; i += 8) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t cc = c0; cc <= c1; cc++) {
+      const __m256 v = _mm256_loadu_ps(xn + cc * HW + i);
+      acc = _mm256_fmadd_ps(v, v, acc);
+    }
+    const __m256 base = _mm256_fmadd_ps(acc, vs, vbias);
+    _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(xc + i), exp256(_mm256_mul_ps(vnb, log256(base)))));
+  }
+  for (; i < HW; i++) {
+    float acc = 0.f;
+    for (int64_t cc = c0; cc <= c1; cc++) acc += xn[cc * HW + i] * xn[cc * HW + i];
+    y[i] = xc[i] * std::pow(bias + scale * acc, -beta);
+  }
+}
+
 }  // namespace norm_detail
 
 // softmax (or log-softmax if log != 0) over the middle axis of an [outer, axis, inner] view
@@ -121,12 +172,23 @@ inline void softmax(const float* x, float* y, int64_t outer, int64_t axis, int64
 }
 
 // ONNX LRN over channels of NCHW: sum over c' in [c-floor((size-1)/2), c+ceil((size-1)/2)] of x^2;
-// y = x / (bias + alpha/size * sum)^beta
+// y = x / (bias + alpha/size * sum)^beta. AVX2: 8 positions at a time, the power as
+// exp(-beta * log(base)) (a few ulp from std::pow; base > 0).
 inline void lrn(const float* x, float* y, int64_t N, int64_t C, int64_t HW, int size, float alpha,
                 float beta, float bias, int num_threads = 1) {
   const int64_t before = (size - 1) / 2, after = size - 1 - before;
   const float scale = alpha / static_cast<float>(size);
+  const bool avx2 = use_avx2();
   const int T = threads_for(num_threads, static_cast<double>(N) * C * HW * (size + 8), 65536.0);
+  if (avx2) {
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+    for (int64_t nc = 0; nc < N * C; nc++) {
+      const int64_t n = nc / C, c = nc % C;
+      const int64_t c0 = std::max<int64_t>(0, c - before), c1 = std::min<int64_t>(C - 1, c + after);
+      norm_detail::lrn_row_avx2(x + n * C * HW, c, c0, c1, HW, y + nc * HW, scale, beta, bias);
+    }
+    return;
+  }
 #pragma omp parallel num_threads(T) if (T > 1)
   {
     std::vector<float> acc(static_cast<size_t>(HW));

@@ -34,6 +34,8 @@ struct inferon_model {
   const float** in_ptrs;
   float** out_ptrs;
   int* seen;
+  double* op_seconds; /* profiling accumulators (NULL when profiling is off) */
+  int64_t profiled_runs;
   char last_error[ERR_LEN];
 };
 
@@ -67,14 +69,15 @@ static const char* dtype_name(int dtype) {
   }
 }
 
-/* Detect the ISA; returns a status and the level in *isa. */
-static int select_isa(int* isa) {
+/* Detect the ISA, capped by the model's --target; returns a status and the level in *isa. */
+static int select_isa(int* isa, int target) {
   __builtin_cpu_init();
   int detected = INFERON_ISA_SCALAR;
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
     detected = INFERON_ISA_AVX2;
     if (__builtin_cpu_supports("avx512f")) detected = INFERON_ISA_AVX512;
   }
+  if (detected > target) detected = target;
   int level = detected;
   const char* env = getenv("INFERON_ISA");
   if (env && *env) {
@@ -89,8 +92,8 @@ static int select_isa(int* isa) {
     }
     if (requested > detected) {
       set_error(NULL, INFERON_ERR_UNSUPPORTED_CPU,
-                "INFERON_ISA=%s requested but this CPU only supports %s", env,
-                isa_name(detected));
+                "INFERON_ISA=%s requested but this CPU (or the model's --target) only "
+                "supports %s", env, isa_name(detected));
       return INFERON_ERR_UNSUPPORTED_CPU;
     }
     level = requested;
@@ -106,7 +109,7 @@ INFERON_API int inferon_model_create(inferon_model** out, int num_threads) {
   if (!out) return set_error(NULL, INFERON_ERR_NULL_ARGUMENT, "out is NULL");
   *out = NULL;
   int isa;
-  int st = select_isa(&isa);
+  int st = select_isa(&isa, inferon_model_descriptor()->max_isa);
   if (st != INFERON_OK) return st;
 
   const inferon_model_desc* desc = inferon_model_descriptor();
@@ -141,6 +144,7 @@ INFERON_API void inferon_model_destroy(inferon_model* m) {
   free(m->in_ptrs);
   free(m->out_ptrs);
   free(m->seen);
+  free(m->op_seconds);
   free(m);
 }
 
@@ -248,7 +252,8 @@ INFERON_API int inferon_model_run(inferon_model* m, const inferon_tensor* inputs
     /* Publish this context's ISA (a no-op unless another context changed it). */
     if (inferon_kernels_get_isa() != m->isa) inferon_kernels_set_isa(m->isa);
     d->run(m->arena, (const float* const*)m->in_ptrs, (float* const*)m->out_ptrs,
-           m->num_threads);
+           m->num_threads, m->op_seconds);
+    if (m->op_seconds) m->profiled_runs++;
   }
   atomic_store(&m->busy, 0);
   return st;
@@ -278,3 +283,31 @@ INFERON_API const char* inferon_model_isa(const inferon_model* m) {
 }
 
 INFERON_API int inferon_abi_version(void) { return INFERON_ABI_VERSION; }
+
+INFERON_API int inferon_model_set_profiling(inferon_model* m, int enable) {
+  if (!m) return INFERON_ERR_NULL_ARGUMENT;
+  free(m->op_seconds);
+  m->op_seconds = NULL;
+  m->profiled_runs = 0;
+  if (enable && m->desc->num_ops > 0) {
+    m->op_seconds = (double*)calloc((size_t)m->desc->num_ops, sizeof(double));
+    if (!m->op_seconds)
+      return set_error(m, INFERON_ERR_OUT_OF_MEMORY, "cannot allocate the profile");
+  }
+  return INFERON_OK;
+}
+
+INFERON_API int inferon_model_num_ops(const inferon_model* m) {
+  return m ? m->desc->num_ops : INFERON_ERR_NULL_ARGUMENT;
+}
+
+INFERON_API const char* inferon_model_op_name(const inferon_model* m, int index) {
+  if (!m || index < 0 || index >= m->desc->num_ops) return NULL;
+  return m->desc->op_names[index];
+}
+
+INFERON_API double inferon_model_op_seconds(const inferon_model* m, int index, int64_t* runs) {
+  if (!m || index < 0 || index >= m->desc->num_ops) return -1.0;
+  if (runs) *runs = m->profiled_runs;
+  return m->op_seconds ? m->op_seconds[index] : 0.0;
+}

@@ -93,6 +93,50 @@ class Conv2dOp(IRDLOperation):
 
 
 @irdl_op_definition
+class DepthwiseConv2dOp(IRDLOperation):
+    """Direct depthwise NCHW convolution (ONNX Conv with group == C_in), from `conv-to-depthwise`.
+
+    input [N, C, H, W], weight [M, 1, kh, kw] with M a multiple of C (output channel m reads input
+    channel m // (M // C)), output [N, M, Ho, Wo]; bias [M] and residual (the output's shape) are
+    fused with the epilogue's activation. pads are [top, left, bottom, right].
+    """
+
+    name = "loop.depthwise_conv2d"
+    input = operand_def(MemRefType)
+    weight = operand_def(MemRefType)
+    bias = opt_operand_def(MemRefType)
+    residual = opt_operand_def(MemRefType)
+    output = operand_def(MemRefType)
+    strides = prop_def(DenseArrayBase)
+    pads = prop_def(DenseArrayBase)
+    dilations = prop_def(DenseArrayBase)
+    epilogue = prop_def(EpilogueAttr, default_value=NO_EPILOGUE)
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+
+    def verify_(self) -> None:
+        x = tuple(self.input.type.get_shape())  # type: ignore[attr-defined]
+        w = tuple(self.weight.type.get_shape())  # type: ignore[attr-defined]
+        y = tuple(self.output.type.get_shape())  # type: ignore[attr-defined]
+        if len(x) != 4 or len(w) != 4 or len(y) != 4:
+            raise VerifyException("loop.depthwise_conv2d expects rank-4 input, weight and output")
+        strides, pads, dilations = (p.get_values() for p in (self.strides, self.pads, self.dilations))
+        if len(strides) != 2 or len(pads) != 4 or len(dilations) != 2:
+            raise VerifyException("loop.depthwise_conv2d: strides and dilations have 2 entries, pads 4")
+        if min(strides) < 1 or min(dilations) < 1 or min(pads) < 0:
+            raise VerifyException("loop.depthwise_conv2d: strides and dilations must be >= 1, pads >= 0")
+        if w[1] != 1 or w[0] % x[1] != 0 or y[:2] != (x[0], w[0]):
+            raise VerifyException(f"loop.depthwise_conv2d channel mismatch: input {x}, weight {w}, output {y}")
+        for axis in (0, 1):
+            extent = x[2 + axis] + pads[axis] + pads[2 + axis] - (w[2 + axis] - 1) * dilations[axis] - 1
+            if extent < 0 or y[2 + axis] != extent // strides[axis] + 1:
+                raise VerifyException(f"loop.depthwise_conv2d output {y} does not match the geometry of input {x}")
+        if self.bias is not None and tuple(self.bias.type.get_shape()) != (w[0],):  # type: ignore[attr-defined]
+            raise VerifyException("loop.depthwise_conv2d bias must have one value per output channel")
+        if self.residual is not None and tuple(self.residual.type.get_shape()) != y:  # type: ignore[attr-defined]
+            raise VerifyException("loop.depthwise_conv2d residual must have the output's shape")
+
+
+@irdl_op_definition
 class Im2ColOp(IRDLOperation):
     """col[n][(c*kh+i)*kw+j][ho*Wo+wo] = x[n][c][ho*sh-pt+i*dh][wo*sw-pl+j*dw] (0 in the padding).
 
@@ -109,6 +153,21 @@ class Im2ColOp(IRDLOperation):
             raise VerifyException("loop.im2col geometry has 14 entries")
 
 
+IM2COL_VIEW_LEN = 13  # [C, H, W, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo]
+
+
+def verify_im2col_view(view: DenseArrayBase | None) -> None:
+    """Check a `b_im2col` property (of loop.matmul / vec.gemm) has its 13 positive-size entries."""
+    if view is None:
+        return
+    values = view.get_values()
+    if len(values) != IM2COL_VIEW_LEN:
+        raise VerifyException(f"b_im2col has {IM2COL_VIEW_LEN} entries [C,H,W,kh,kw,sh,sw,pt,pl,dh,dw,Ho,Wo], got {len(values)}")
+    c, h, w, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo = values
+    if min(c, h, w, kh, kw, sh, sw, dh, dw, ho, wo) < 1 or min(pt, pl) < 0:
+        raise VerifyException(f"b_im2col {list(values)}: sizes must be positive and pads non-negative")
+
+
 @irdl_op_definition
 class MatMulOp(IRDLOperation):
     """Batched GEMM with a fused epilogue, over a two-level batch (outer x inner).
@@ -116,7 +175,10 @@ class MatMulOp(IRDLOperation):
     For (o, i) in batch: C[o,i] (MxN, ldc) = epilogue(A[o,i] (MxK, lda) * B[o,i] (KxN, ldb)), where
     X[o,i] = X + o * X_strides[0] + i * X_strides[1] (a 0 stride broadcasts). dims = [M, N, K],
     leading = [lda, ldb, ldc]. Bias is per row (bias_axis 0) or per column (1), offset by
-    bias_strides; the residual shares C's layout. `tiles` is chosen by `select-tiles`.
+    bias_strides; the residual shares C's layout. `tiles` is chosen by `select-tiles`. With
+    `b_im2col` = [C, H, W, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo], B[o,i] is an image [C, H, W]
+    read as its im2col matrix (K = C*kh*kw, N = Ho*Wo; ldb unused): the kernel builds B's packed
+    panels straight from the image, one cache block at a time, with no im2col buffer.
     """
 
     name = "loop.matmul"
@@ -135,7 +197,11 @@ class MatMulOp(IRDLOperation):
     bias_strides = prop_def(DenseArrayBase)
     epilogue = prop_def(EpilogueAttr, default_value=NO_EPILOGUE)
     tiles = opt_prop_def(TilesAttr)
+    b_im2col = opt_prop_def(DenseArrayBase)
     irdl_options = (AttrSizedOperandSegments(as_property=True),)
+
+    def verify_(self) -> None:
+        verify_im2col_view(self.b_im2col)
 
 
 @irdl_op_definition
@@ -245,7 +311,7 @@ class LRNOp(IRDLOperation):
 
 
 COMPUTE_OPS = (
-    Conv2dOp, Im2ColOp, MatMulOp, Pool2dOp, GlobalPoolOp, BinaryOp, UnaryOp, CopyOp,
+    Conv2dOp, DepthwiseConv2dOp, Im2ColOp, MatMulOp, Pool2dOp, GlobalPoolOp, BinaryOp, UnaryOp, CopyOp,
     TransposeOp, SoftmaxOp, LRNOp,
 )  # fmt: skip
 

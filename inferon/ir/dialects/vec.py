@@ -1,14 +1,15 @@
 """The `vec` dialect: microkernel-level ops at SIMD width.
 
 `vec.gemm` is a `loop.matmul` whose register tile (`mr` rows x `nr` columns, `nr` a multiple of the
-vector width: 8 floats for AVX2) and instruction set are fixed; the backend instantiates the packed,
+vector width: 8 floats for AVX2) and instruction set are fixed (`a_packed`: A is a weight stored in
+the kernel's panel layout by `pack-weights`, with `a_strides` in that layout); the backend instantiates the packed,
 register-blocked microkernel of the runtime for it. Operands and properties keep the meaning they have
 on `loop.matmul`.
 """
 
 from __future__ import annotations
 
-from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, IntegerType, MemRefType
+from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, IntegerType, MemRefType, UnitAttr
 from xdsl.ir import Dialect
 from xdsl.irdl import (
     AttrSizedOperandSegments,
@@ -16,15 +17,17 @@ from xdsl.irdl import (
     irdl_op_definition,
     operand_def,
     opt_operand_def,
+    opt_prop_def,
     prop_def,
 )
 from xdsl.utils.exceptions import VerifyException
 
 from inferon.ir.attrs import NO_EPILOGUE, EpilogueAttr
-from inferon.ir.dialects.loop import TilesAttr
+from inferon.ir.dialects.loop import TilesAttr, verify_im2col_view
 
 I64Attr = IntegerAttr[IntegerType]
 VECTOR_WIDTH_F32 = 8  # floats per ymm register
+PACKED_MR = 6  # rows of the runtime's packed-A panels (the only MR its kernel is built for)
 
 
 @irdl_op_definition
@@ -49,6 +52,8 @@ class GemmOp(IRDLOperation):
     tiles = prop_def(TilesAttr)
     mr = prop_def(I64Attr)
     nr = prop_def(I64Attr)
+    a_packed = opt_prop_def(UnitAttr)  # A is a weight already in packed panels (pack-weights)
+    b_im2col = opt_prop_def(DenseArrayBase)  # B is an image read through im2col (see loop.matmul)
     irdl_options = (AttrSizedOperandSegments(as_property=True),)
 
     def verify_(self) -> None:
@@ -57,6 +62,9 @@ class GemmOp(IRDLOperation):
             raise VerifyException(
                 f"vec.gemm microkernel {mr}x{nr} unsupported: mr in 1..6, nr in {{8, 16}}"
             )
+        verify_im2col_view(self.b_im2col)
+        if self.a_packed is not None and mr != PACKED_MR:
+            raise VerifyException(f"vec.gemm with a_packed needs mr = {PACKED_MR} (the packed panel height), got {mr}")
 
 
 Vec = Dialect("vec", [GemmOp], [])

@@ -1,9 +1,14 @@
-"""conv-to-im2col: compute each `loop.conv2d` as GEMMs, through an im2col buffer where needed.
+"""conv-to-im2col: compute each `loop.conv2d` as GEMMs over its im2col matrix.
 
 Preconditions: loop level. Produces, per convolution with output [N, M, Ho, Wo], G groups and
-K = C/G*kh*kw: a `loop.matmul` over the batch (N, G) with A = weights [G, M/G, K], B = the input itself
-(1x1, stride 1, no padding: B = x viewed as [N, C, H*W]) or an im2col buffer [N, C*kh*kw, Ho*Wo]
-(a `loop.alloc` filled by `loop.im2col`), C = the output, bias per row.
+K = C/G*kh*kw: a `loop.matmul` over the batch (N, G) with A = weights [G, M/G, K], C = the output,
+bias per row, and B chosen by shape:
+- 1x1, stride 1, no padding: B = the input itself, viewed as [N, C, H*W];
+- otherwise, when the GEMM goes through packed panels (more than one register tile of rows,
+  M/G > 6, and N > 1): B = the input with a `b_im2col` view, so that the kernel packs im2col
+  panels straight from the image one cache block at a time (no im2col buffer);
+- otherwise (tiny GEMMs that read B in place): an im2col buffer [N, C*kh*kw, Ho*Wo] (a `loop.alloc`
+  filled by `loop.im2col`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from xdsl.pattern_rewriter import (
 
 from inferon.ir.dialects import loop
 from inferon.ir.dialects.graph import i64_array, ints
+from inferon.ir.dialects.vec import PACKED_MR
 from inferon.passes.conversion.graph_to_loop import matmul_op, memref
 
 
@@ -39,9 +45,15 @@ class Conv2dToMatMul(RewritePattern):
         (sh, sw), (pt, pl, pb, pr), (dh, dw) = ints(op.strides), ints(op.pads), ints(op.dilations)
         k = cg * kh * kw
         new = []
+        mg = m // g
         direct = kh == kw == sh == sw == 1 and pt == pl == pb == pr == 0
+        fused = not direct and mg > PACKED_MR and ho * wo > 1
+        view = None
         if direct:
             b, ldb = op.input, h * w
+        elif fused:
+            b, ldb = op.input, ho * wo
+            view = [c // g, h, w, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo]
         else:
             col = loop.AllocOp.create(result_types=[memref((n, c * kh * kw, ho * wo))])
             geometry = [n, c, h, w, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo]
@@ -49,15 +61,16 @@ class Conv2dToMatMul(RewritePattern):
             new += [col, im2col]
             b, ldb = col.results[0], ho * wo
         hw = ho * wo
-        mg = m // g
         operands = [op.weight, b, *([op.bias] if op.bias else []), *([op.residual] if op.residual else []), op.output]
         new.append(matmul_op(
             operands, has_bias=op.bias is not None, has_residual=op.residual is not None,
             dims=(mg, hw, k), leading=(k, ldb, hw), batch=[n, g],
-            strides=[[0, mg * k], [c * kh * kw * hw if not direct else c * h * w, k * hw if not direct else cg * h * w],
+            strides=[[0, mg * k], [c * h * w, cg * h * w] if direct or fused else [c * kh * kw * hw, k * hw],
                      [m * hw, mg * hw]],
             bias_axis=0, bias_strides=[0, mg], epilogue=op.epilogue,
         ))  # fmt: skip
+        if view is not None:
+            new[-1].properties["b_im2col"] = i64_array(view)
         rewriter.replace(op, new)
 
 

@@ -21,8 +21,13 @@ typedef struct {
   const inferon_tensor_info* inputs;   /* all float32 for now */
   const inferon_tensor_info* outputs;
   uint64_t arena_bytes;                /* scratch the generated run() needs, 64-byte aligned base */
-  /* generated entry: arena, input data pointers, output data pointers, thread count */
-  void (*run)(float* arena, const float* const* inputs, float* const* outputs, int num_threads);
+  /* generated entry: arena, input data pointers, output data pointers, thread count, and
+   * op_seconds: NULL, or num_ops accumulators the run adds each op's wall time to (profiling) */
+  void (*run)(float* arena, const float* const* inputs, float* const* outputs, int num_threads,
+              double* op_seconds);
+  int32_t num_ops;                     /* kernel calls in run(), in order */
+  const char* const* op_names;         /* num_ops labels, e.g. "vec.gemm 64x3136x576" */
+  int32_t max_isa;                     /* highest INFERON_ISA_* this model may use (--target) */
 } inferon_model_desc;
 
 #ifdef __cplusplus

@@ -18,7 +18,7 @@
 extern "C" {
 #endif
 
-#define INFERON_ABI_VERSION 1
+#define INFERON_ABI_VERSION 2
 #define INFERON_MAX_RANK 8
 
 typedef enum {
@@ -77,6 +77,15 @@ const char* inferon_status_string(int status);
 /* The instruction set the kernels dispatch to in this process: "avx512", "avx2" or "scalar". */
 const char* inferon_model_isa(const inferon_model* model);
 int inferon_abi_version(void);
+
+/* Profiling. While enabled, every run adds the wall time of each kernel call (op) of the model
+ * to a per-context accumulator; enabling resets it. Ops are listed in execution order. */
+int inferon_model_set_profiling(inferon_model* model, int enable);
+int inferon_model_num_ops(const inferon_model* model);
+/* Label of op `index` (NULL when out of range) and its accumulated seconds (-1 when out of
+ * range), with the number of profiled runs in *runs (may be NULL). */
+const char* inferon_model_op_name(const inferon_model* model, int index);
+double inferon_model_op_seconds(const inferon_model* model, int index, int64_t* runs);
 
 #ifdef __cplusplus
 }

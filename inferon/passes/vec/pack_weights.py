@@ -1,0 +1,95 @@
+"""pack-weights: pack constant GEMM weights into the microkernel's panel layout at compile time.
+
+Preconditions: vec level (every `vec.gemm` has its register tile and `tiles`). For each `vec.gemm`
+whose A operand is a weight (convolutions: A = filters [G, M, K]) with more than one register tile of
+rows (M > mr), the weight is rewritten as the runtime's packed-A layout and the gemm is marked
+`a_packed`: the kernel then reads panels straight from the weight blob instead of packing A on every
+inference. Layout, per batch item (group): for each KC block p (kc = min(tiles.kc, K)), for each
+MR-row panel i, the kcur x MR panel k-major (rows past M zero): offset p*Mpad + i*MR*kcur, where
+Mpad = M rounded up to MR. The unpacked weight is dropped when nothing else reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp, StringAttr, UnitAttr
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from inferon.ir.dialects import loop, vec
+from inferon.ir.dialects.graph import i64_array, ints
+from inferon.passes.conversion.graph_to_loop import memref
+from inferon.passes.graph.fold_constants import weights_context
+
+
+def pack_a(a: np.ndarray, mr: int, kc: int) -> np.ndarray:
+    """Pack an M x K matrix into the microkernel's A panels (see the module docstring)."""
+    m, k = a.shape
+    mpad = -(-m // mr) * mr
+    padded = np.zeros((mpad, k), dtype=np.float32)
+    padded[:m] = a
+    kc = max(1, min(kc, k))
+    blocks = [
+        padded[:, p : p + kc].reshape(mpad // mr, mr, -1).transpose(0, 2, 1).ravel() for p in range(0, k, kc)
+    ]
+    return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
+
+
+def packed_size(m: int, k: int, mr: int) -> int:
+    return -(-m // mr) * mr * k
+
+
+def _pack_gemm(op: vec.GemmOp, weights: np.ndarray, mr: int) -> tuple[np.ndarray, list[int]] | None:
+    """The packed weights of `op` and its new a_strides, or None if this gemm is not packable."""
+    m, n, k = ints(op.dims)
+    lda = ints(op.leading)[0]
+    outer, inner = ints(op.batch)
+    s_outer, s_inner = ints(op.a_strides)
+    if m <= mr or n <= 1 or k < 1 or lda < k or (outer > 1 and s_outer != 0):
+        return None
+    flat = weights.ravel()
+    items = inner if s_inner != 0 else 1
+    panels = []
+    for g in range(items):
+        base = g * s_inner
+        if base + (m - 1) * lda + k > flat.size:
+            return None
+        rows = np.lib.stride_tricks.as_strided(flat[base:], shape=(m, k), strides=(4 * lda, 4))
+        panels.append(pack_a(rows, mr, op.tiles.values()[1]))
+    stride = packed_size(m, k, mr) if items > 1 else 0
+    return np.concatenate(panels), [0, stride]
+
+
+@dataclass(frozen=True)
+class PackWeightsPass(ModulePass):
+    """Rewrite constant A operands of vec.gemm into packed panels (a_packed)."""
+
+    name = "pack-weights"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        store = weights_context(ctx, self.name)
+        for gemm in list(op.walk()):
+            if not isinstance(gemm, vec.GemmOp) or gemm.a_packed is not None:
+                continue
+            owner = gemm.a.owner
+            if not isinstance(owner, loop.WeightOp):
+                continue
+            mr = vec.PACKED_MR
+            packed = _pack_gemm(gemm, store[owner.handle.data], mr)
+            if packed is None:
+                continue
+            data, strides = packed
+            handle = store.add(data, f"{owner.handle.data}.packed{mr}x{gemm.tiles.values()[1]}")
+            new_weight = loop.WeightOp.create(
+                properties={"handle": StringAttr(handle)}, result_types=[memref((data.size,))]
+            )
+            Rewriter.insert_op(new_weight, InsertPoint.before(owner))
+            gemm.operands[0] = new_weight.result
+            gemm.properties["a_strides"] = i64_array(strides)
+            gemm.properties["a_packed"] = UnitAttr()
+            if not owner.result.uses:
+                Rewriter.erase_op(owner)
+

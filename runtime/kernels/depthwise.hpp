@@ -1,0 +1,477 @@
+// Inferon direct depthwise convolution (ONNX Conv with group == C_in) on NCHW planes.
+//
+// Output channel m reads input channel m / (M / C) (channel multiplier M / C >= 1) through its
+// kh x kw filter w[m]. Each output plane is computed row by row in registers: for a block of 8
+// output columns, every valid tap (i, j) adds w[i][j] * x[ho*sh - pt + i*dh][wo*sw - pl + j*dw]
+// into one ymm accumulator, then the epilogue (+ bias[m], + residual, activation) is applied
+// before the single store. Kernel rows outside the image are skipped (tap range per output
+// row); columns: a block whose loads all lie inside the input row ("interior") uses plain loads,
+// other blocks ("border") masked loads with per-call precomputed lane masks (the zero padding is
+// the masked-off lanes). Stride 1: contiguous loads; stride 2: two loads de-interleaved with one
+// shuffle (lanes in a fixed permuted order, put back once before the epilogue); other strides:
+// gathers. 3x3 and 5x5 filters keep their weights in registers. Threads split the N*M planes.
+//
+// The residual must not overlap y.
+#pragma once
+
+#include <vector>
+
+#include "common.hpp"
+
+namespace inferon {
+
+namespace dw_detail {
+
+struct Geo {
+  int64_t H, W, Ho, Wo;
+  int kh, kw, sh, sw, pt, pl, dh, dw;
+  int act;
+  float alpha, beta;
+};
+
+// Valid tap range [lo, hi) of a dilated window starting at `start` over [0, n).
+inline void taps(int64_t start, int k, int d, int64_t n, int& lo, int& hi) {
+  lo = start < 0 ? static_cast<int>((-start + d - 1) / d) : 0;
+  const int64_t last_ok = n - 1 - start;
+  hi = last_ok < 0 ? 0 : static_cast<int>(std::min<int64_t>(k, last_ok / d + 1));
+  if (lo > k) lo = k;
+  if (hi < lo) hi = lo;
+}
+
+// ---------------------------------------------------------------------------------- scalar path
+// Output columns [lo, hi) for which tap j reads inside the row: 0 <= wo*sw + j*dw - pl < W.
+inline void col_range(const Geo& g, int j, int64_t& lo, int64_t& hi) {
+  const int64_t off = static_cast<int64_t>(j) * g.dw - g.pl;
+  lo = off >= 0 ? 0 : (-off + g.sw - 1) / g.sw;
+  hi = g.W - off <= 0 ? 0 : (g.W - off + g.sw - 1) / g.sw;
+  lo = std::min(lo, g.Wo);
+  hi = std::max(lo, std::min(hi, g.Wo));
+}
+
+inline void plane_scalar(const Geo& g, const int64_t* jlo, const int64_t* jhi, const float* x, const float* w,
+                         float b, const float* res, float* y) {
+  for (int64_t ho = 0; ho < g.Ho; ho++) {
+    float* INFERON_RESTRICT yr = y + ho * g.Wo;
+    for (int64_t wo = 0; wo < g.Wo; wo++) yr[wo] = b;
+    const int64_t hs = ho * g.sh - g.pt;
+    int ilo, ihi;
+    taps(hs, g.kh, g.dh, g.H, ilo, ihi);
+    for (int i = ilo; i < ihi; i++) {
+      const float* xr = x + (hs + static_cast<int64_t>(i) * g.dh) * g.W;
+      for (int j = 0; j < g.kw; j++) {
+        const float wv = w[i * g.kw + j];
+        const int64_t off = static_cast<int64_t>(j) * g.dw - g.pl;
+        if (g.sw == 1) {
+          const float* INFERON_RESTRICT xs = xr + off;
+          for (int64_t wo = jlo[j]; wo < jhi[j]; wo++) yr[wo] += wv * xs[wo];
+        } else {
+          for (int64_t wo = jlo[j]; wo < jhi[j]; wo++) yr[wo] += wv * xr[wo * g.sw + off];
+        }
+      }
+    }
+    const float* rr = res ? res + ho * g.Wo : nullptr;
+    for (int64_t wo = 0; wo < g.Wo; wo++) {
+      float v = yr[wo];
+      if (rr) v += rr[wo];
+      yr[wo] = apply_act(v, g.act, g.alpha, g.beta);
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------ AVX2 path
+// Store the first n (< 8) lanes of v (a masked store is slow on some CPUs).
+INFERON_AVX2_INLINE void store_first(float* y, __m256 v, int64_t n) {
+  alignas(32) float t[8];
+  _mm256_store_ps(t, v);
+  for (int64_t k = 0; k < n; k++) y[k] = t[k];
+}
+
+// Per 8-column block and tap j: lane masks of the (up to 16) loaded elements, and whether every
+// load of the block is inside the row. Stride 2 loads 16 elements from an even tap offset
+// (odd offsets take the odd lanes of the loads one element earlier); other strides gather 8.
+struct Blocks {
+  int64_t nb = 0;
+  std::vector<int32_t> mask;      // [nb][kw][16]
+  std::vector<unsigned char> full;  // [nb]
+  std::vector<int> base;          // [kw]: load offset of tap j from the block's first input column
+  std::vector<unsigned char> odd;   // [kw]: stride 2, odd tap offset (take the odd lanes)
+  std::vector<int> ilo, ihi;       // [Ho]: valid kernel rows of each output row
+};
+
+inline Blocks make_blocks(const Geo& g) {
+  Blocks bl;
+  bl.nb = (g.Wo + 7) / 8;
+  bl.mask.assign(static_cast<size_t>(bl.nb * g.kw * 16), 0);
+  bl.full.assign(static_cast<size_t>(bl.nb), 1);
+  bl.base.resize(static_cast<size_t>(g.kw));
+  bl.odd.resize(static_cast<size_t>(g.kw));
+  for (int j = 0; j < g.kw; j++) {
+    const int off = j * g.dw;
+    bl.odd[j] = g.sw == 2 && (off & 1);
+    bl.base[j] = bl.odd[j] ? off - 1 : off;
+  }
+  bl.ilo.resize(static_cast<size_t>(g.Ho));
+  bl.ihi.resize(static_cast<size_t>(g.Ho));
+  for (int64_t ho = 0; ho < g.Ho; ho++) taps(ho * g.sh - g.pt, g.kh, g.dh, g.H, bl.ilo[ho], bl.ihi[ho]);
+  const int lanes = g.sw == 2 ? 16 : 8;
+  for (int64_t b = 0; b < bl.nb; b++) {
+    const int64_t start = b * 8 * g.sw - g.pl;  // input column of output column 8b, tap 0
+    for (int j = 0; j < g.kw; j++) {
+      int32_t* m = &bl.mask[static_cast<size_t>((b * g.kw + j) * 16)];
+      for (int k = 0; k < lanes; k++) {
+        const int64_t col = start + bl.base[j] + (g.sw == 1 || g.sw == 2 ? k : static_cast<int64_t>(k) * g.sw);
+        const bool ok = col >= 0 && col < g.W;
+        m[k] = ok ? -1 : 0;
+        if (!ok) bl.full[b] = 0;
+      }
+    }
+  }
+  return bl;
+}
+
+// The 8 taps of one block (lanes in order, or in the stride-2 shuffle order).
+template <int SW, bool FULL>
+INFERON_AVX2_INLINE __m256 load_tap(const float* p, const int32_t* m, bool odd, __m256i gidx) {
+  if (SW == 1) {
+    if (FULL) return _mm256_loadu_ps(p);
+    return _mm256_maskload_ps(p, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(m)));
+  } else if (SW == 2) {
+    __m256 lo, hi;
+    if (FULL) {
+      lo = _mm256_loadu_ps(p);
+      hi = _mm256_loadu_ps(p + 8);
+    } else {
+      lo = _mm256_maskload_ps(p, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(m)));
+      hi = _mm256_maskload_ps(p + 8, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(m + 8)));
+    }
+    // [e0 e2 e8 e10 | e4 e6 e12 e14] (or the odd elements): output lanes 0 1 4 5 2 3 6 7
+    return odd ? _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1)) : _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
+  } else {
+    if (FULL) return _mm256_i32gather_ps(p, gidx, 4);
+    return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), p, gidx,
+                                    _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(m))), 4);
+  }
+}
+
+// Sum of the valid taps of one output row block into acc. KH/KW: 0 = runtime size; with
+// compile-time sizes the weights wv stay in registers.
+template <int KH, int KW, int SW, bool FULL>
+INFERON_AVX2_INLINE __m256 block_taps(const Geo& g, const Blocks& bl, const float* xrow0, int ilo, int ihi,
+                                      const float* w, const __m256* wv, const int32_t* masks, __m256i gidx,
+                                      __m256 acc) {
+  __m256 acc1 = _mm256_setzero_ps();
+  const int64_t row_step = static_cast<int64_t>(g.dh) * g.W;
+  if constexpr (KH > 0 && KW > 0) {
+#pragma GCC unroll 5
+    for (int i = 0; i < KH; i++) {
+      if (i < ilo || i >= ihi) continue;
+      const float* xr = xrow0 + i * row_step;
+#pragma GCC unroll 5
+      for (int j = 0; j < KW; j++) {
+        const __m256 v = load_tap<SW, FULL>(xr + bl.base[j], masks + j * 16, bl.odd[j], gidx);
+        if ((i * KW + j) & 1) acc1 = _mm256_fmadd_ps(wv[i * KW + j], v, acc1);
+        else acc = _mm256_fmadd_ps(wv[i * KW + j], v, acc);
+      }
+    }
+  } else {
+    const int kw = g.kw;
+    for (int i = ilo; i < ihi; i++) {
+      const float* xr = xrow0 + i * row_step;
+      for (int j = 0; j < kw; j++) {
+        const __m256 v = load_tap<SW, FULL>(xr + bl.base[j], masks + j * 16, bl.odd[j], gidx);
+        const __m256 wt = _mm256_broadcast_ss(w + i * kw + j);
+        if (j & 1) acc1 = _mm256_fmadd_ps(wt, v, acc1);
+        else acc = _mm256_fmadd_ps(wt, v, acc);
+      }
+    }
+  }
+  return _mm256_add_ps(acc, acc1);
+}
+
+template <int KH, int KW, int SW>
+INFERON_AVX2 void plane_avx2(const Geo& g, const Blocks& bl, const float* x, const float* w, float b,
+                             const float* res, float* y) {
+  constexpr int NW = (KH > 0 && KW > 0) ? KH * KW : 1;
+  __m256 wv[NW];
+#pragma GCC unroll 25
+  for (int t = 0; t < NW; t++) wv[t] = (KH > 0 && KW > 0) ? _mm256_broadcast_ss(w + t) : _mm256_setzero_ps();
+  const __m256 vb = _mm256_set1_ps(b), va = _mm256_set1_ps(g.alpha), vbeta = _mm256_set1_ps(g.beta);
+  const __m256i gidx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(g.sw));
+  for (int64_t ho = 0; ho < g.Ho; ho++) {
+    const int64_t hs = ho * g.sh - g.pt;
+    const int ilo = bl.ilo[ho], ihi = bl.ihi[ho];
+    // row pointer of kernel row 0 (may lie outside the plane; only rows [ilo, ihi) are read)
+    const float* xrow0 = x + hs * g.W;
+    const float* rr = res ? res + ho * g.Wo : nullptr;
+    float* yr = y + ho * g.Wo;
+    for (int64_t blk = 0; blk < bl.nb; blk++) {
+      const int64_t wo0 = blk * 8;
+      const float* xb = xrow0 + (wo0 * g.sw - g.pl);
+      const int32_t* masks = &bl.mask[static_cast<size_t>(blk * g.kw * 16)];
+      __m256 acc = bl.full[blk] ? block_taps<KH, KW, SW, true>(g, bl, xb, ilo, ihi, w, wv, masks, gidx, vb)
+                                : block_taps<KH, KW, SW, false>(g, bl, xb, ilo, ihi, w, wv, masks, gidx, vb);
+      if (SW == 2) acc = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(acc), _MM_SHUFFLE(3, 1, 2, 0)));
+      const int64_t n = std::min<int64_t>(8, g.Wo - wo0);
+      if (n == 8) {
+        if (rr) acc = _mm256_add_ps(acc, _mm256_loadu_ps(rr + wo0));
+        _mm256_storeu_ps(yr + wo0, act256(acc, g.act, va, vbeta));
+      } else {
+        if (rr) acc = _mm256_add_ps(acc, _mm256_maskload_ps(rr + wo0, mask_first(n)));
+        store_first(yr + wo0, act256(acc, g.act, va, vbeta), n);
+      }
+    }
+  }
+}
+
+// ------------------------------------------------------------------ AVX2 fast path (padded plane)
+// K x K filters (K = 3, 5), stride S (1, 2) in both directions, column dilation 1: the plane is
+// first copied into a zero-bordered scratch P (row stride Wp, origin at input (-pt, -pl)) that
+// covers every load of every block, so the kernel runs without any bounds check or mask; only
+// the last block of a row stores through a mask when Wo is not a multiple of 8.
+struct Padded {
+  int64_t Hp, Wp;  // scratch rows and row stride
+  int64_t rows, cols;  // input rows / columns copied (those that are ever read)
+};
+
+inline Padded padded_geometry(const Geo& g, int K, int S) {
+  Padded p;
+  const int64_t nb = (g.Wo + 7) / 8;
+  p.Hp = (g.Ho - 1) * g.sh + static_cast<int64_t>(K - 1) * g.dh + 1;
+  p.Wp = ((nb - 1) * 8 * S + K + 16 + 7) / 8 * 8;  // last block's loads, rounded up to 8
+  p.rows = std::max<int64_t>(0, std::min<int64_t>(g.H, p.Hp - g.pt));
+  p.cols = std::max<int64_t>(0, std::min<int64_t>(g.W, p.Wp - g.pl));
+  return p;
+}
+
+// One block of 8 outputs from the padded rows r[0..K) at column offset `off` (lanes in order).
+template <int K, int S>
+INFERON_AVX2_INLINE __m256 padded_block(const float* const* r, int64_t off, const __m256* wv, __m256 acc) {
+  __m256 acc1 = _mm256_setzero_ps();
+#pragma GCC unroll 5
+  for (int i = 0; i < K; i++) {
+    const float* p = r[i] + off;
+    if (S == 1) {
+#pragma GCC unroll 5
+      for (int j = 0; j < K; j++) {
+        if ((i * K + j) & 1) acc1 = _mm256_fmadd_ps(wv[i * K + j], _mm256_loadu_ps(p + j), acc1);
+        else acc = _mm256_fmadd_ps(wv[i * K + j], _mm256_loadu_ps(p + j), acc);
+      }
+    } else {
+#pragma GCC unroll 3
+      for (int j = 0; j < K; j += 2) {  // taps j (even lanes) and j + 1 (odd lanes) share two loads
+        const __m256 lo = _mm256_loadu_ps(p + j), hi = _mm256_loadu_ps(p + j + 8);
+        acc = _mm256_fmadd_ps(wv[i * K + j], _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0)), acc);
+        if (j + 1 < K)
+          acc1 = _mm256_fmadd_ps(wv[i * K + j + 1], _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1)), acc1);
+      }
+    }
+  }
+  acc = _mm256_add_ps(acc, acc1);
+  // stride 2: lanes came out as outputs 0 1 4 5 2 3 6 7
+  if (S == 2) acc = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(acc), _MM_SHUFFLE(3, 1, 2, 0)));
+  return acc;
+}
+
+// Copy the rows of the input plane x that are read into the zero-bordered scratch P. Short rows:
+// inline copies, not memcpy calls; the tail's masked-off lanes store zeros, into padding or into a
+// later row (copied after this one); P has 8 floats of slack past Hp * Wp for the last row.
+INFERON_AVX2 inline void copy_padded(const Geo& g, const Padded& pg, const float* x, float* P) {
+  // (locals: the vector stores may alias anything, so fields would be reloaded after each one)
+  const int64_t cols = pg.cols, cfull = cols / 8 * 8, rows = pg.rows, W = g.W, Wp = pg.Wp;
+  const __m256i cmask = mask_first(cols - cfull);
+  float* dst = P + g.pt * Wp + g.pl;
+  for (int64_t h = 0; h < rows; h++, x += W, dst += Wp) {
+    for (int64_t c = 0; c < cfull; c += 8) _mm256_storeu_ps(dst + c, _mm256_loadu_ps(x + c));
+    if (cfull < cols) _mm256_storeu_ps(dst + cfull, _mm256_maskload_ps(x + cfull, cmask));
+  }
+}
+
+// Two output rows (stride 1, row dilation 1) from the K + 1 padded rows starting at r0: each loaded
+// vector feeds both rows.
+template <int K>
+INFERON_AVX2_INLINE void padded_block2(const float* r0, int64_t Wp, int64_t off, const __m256* wv, __m256 vb,
+                                       __m256& out0, __m256& out1) {
+  __m256 a0 = vb, a1 = _mm256_setzero_ps(), b0 = vb, b1 = _mm256_setzero_ps();
+#pragma GCC unroll 6
+  for (int i = 0; i <= K; i++) {
+    const float* p = r0 + i * Wp + off;
+#pragma GCC unroll 5
+    for (int j = 0; j < K; j++) {
+      const __m256 v = _mm256_loadu_ps(p + j);
+      if (i < K) {
+        if (j & 1) a1 = _mm256_fmadd_ps(wv[i * K + j], v, a1);
+        else a0 = _mm256_fmadd_ps(wv[i * K + j], v, a0);
+      }
+      if (i > 0) {
+        if (j & 1) b1 = _mm256_fmadd_ps(wv[(i - 1) * K + j], v, b1);
+        else b0 = _mm256_fmadd_ps(wv[(i - 1) * K + j], v, b0);
+      }
+    }
+  }
+  out0 = _mm256_add_ps(a0, a1);
+  out1 = _mm256_add_ps(b0, b1);
+}
+
+// Epilogue and store of the n (1..8) outputs at flat plane index idx (n == 8: one full store).
+INFERON_AVX2_INLINE void put_block(float* y, const float* res, int64_t idx, int64_t n, __m256 acc, int act,
+                                   __m256 va, __m256 vbeta) {
+  if (n == 8) {
+    if (res) acc = _mm256_add_ps(acc, _mm256_loadu_ps(res + idx));
+    _mm256_storeu_ps(y + idx, act256(acc, act, va, vbeta));
+  } else {
+    if (res) acc = _mm256_add_ps(acc, _mm256_maskload_ps(res + idx, mask_first(n)));
+    store_first(y + idx, act256(acc, act, va, vbeta), n);
+  }
+}
+
+// R2: stride 1 with sh == dh == 1, output rows in pairs (padded_block2).
+template <int K, int S, bool R2>
+INFERON_AVX2 void plane_padded(const Geo& g, const Padded& pg, const float* P, const float* w, float b,
+                               const float* res, float* y) {
+  const int64_t Wp = pg.Wp, Wo = g.Wo, Ho = g.Ho, sh = g.sh, row_step = static_cast<int64_t>(g.dh) * Wp;
+  const int act = g.act;
+  __m256 wv[K * K];
+#pragma GCC unroll 25
+  for (int t = 0; t < K * K; t++) wv[t] = _mm256_broadcast_ss(w + t);
+  const __m256 vb = _mm256_set1_ps(b), va = _mm256_set1_ps(g.alpha), vbeta = _mm256_set1_ps(g.beta);
+  const int64_t nfull = Wo / 8, tail = Wo - nfull * 8;
+  // The block holding a row's last `tail` columns: rows up to `spill` store all 8 lanes at column
+  // nfull * 8 (the lanes past the row land on later rows, written afterwards); the others store
+  // the last 8 columns again (overlapping the previous block) or, when Wo < 8, `tail` lanes.
+  const int64_t spill = tail ? (Ho * Wo - 8 + tail) / Wo - 1 : Ho;
+  const int64_t late_col = nfull > 0 ? Wo - 8 : 0, late_n = nfull > 0 ? 8 : tail;
+  int64_t ho = 0;
+  if (R2) {
+    for (; ho + 2 <= Ho; ho += 2) {
+      const float* r0 = P + ho * Wp;
+      float* y0 = y + ho * Wo;
+      const float* res0 = res ? res + ho * Wo : nullptr;
+      const float* res1 = res ? res0 + Wo : nullptr;
+      // tails first: row ho's may spill onto row ho + 1, whose blocks then overwrite it
+      if (tail) {
+        const int64_t c0 = ho <= spill ? nfull * 8 : late_col, n0 = ho <= spill ? 8 : late_n;
+        const int64_t c1 = ho + 1 <= spill ? nfull * 8 : late_col, n1 = ho + 1 <= spill ? 8 : late_n;
+        if (c0 == c1) {
+          __m256 a, c;
+          padded_block2<K>(r0, Wp, c0, wv, vb, a, c);
+          put_block(y0, res0, c0, n0, a, act, va, vbeta);
+          put_block(y0 + Wo, res1, c1, n1, c, act, va, vbeta);
+        } else {
+          const float* r[K];
+#pragma GCC unroll 5
+          for (int i = 0; i < K; i++) r[i] = r0 + i * Wp;
+          put_block(y0, res0, c0, n0, padded_block<K, S>(r, c0, wv, vb), act, va, vbeta);
+#pragma GCC unroll 5
+          for (int i = 0; i < K; i++) r[i] += Wp;
+          put_block(y0 + Wo, res1, c1, n1, padded_block<K, S>(r, c1, wv, vb), act, va, vbeta);
+        }
+      }
+      for (int64_t blk = 0; blk < nfull; blk++) {
+        __m256 a, c;
+        padded_block2<K>(r0, Wp, blk * 8, wv, vb, a, c);
+        put_block(y0, res0, blk * 8, 8, a, act, va, vbeta);
+        put_block(y0 + Wo, res1, blk * 8, 8, c, act, va, vbeta);
+      }
+    }
+  }
+  for (; ho < Ho; ho++) {
+    const float* r[K];
+#pragma GCC unroll 5
+    for (int i = 0; i < K; i++) r[i] = P + ho * sh * Wp + i * row_step;
+    float* yr = y + ho * Wo;
+    const float* rr = res ? res + ho * Wo : nullptr;
+    for (int64_t blk = 0; blk < nfull; blk++)
+      put_block(yr, rr, blk * 8, 8, padded_block<K, S>(r, blk * 8 * S, wv, vb), act, va, vbeta);
+    if (!tail) continue;
+    const int64_t col = ho <= spill ? nfull * 8 : late_col, n = ho <= spill ? 8 : late_n;
+    put_block(yr, rr, col, n, padded_block<K, S>(r, col * S, wv, vb), act, va, vbeta);
+  }
+}
+
+using PaddedFn = void (*)(const Geo&, const Padded&, const float*, const float*, float, const float*, float*);
+
+// The padded kernel for this geometry, or nullptr (then the masked kernel below runs).
+inline PaddedFn pick_padded(const Geo& g) {
+  if (g.kh != g.kw || g.sh != g.sw || g.dw != 1) return nullptr;
+  const bool r2 = g.sh == 1 && g.dh == 1;
+  if (g.kh == 3) return g.sw == 1 ? (r2 ? plane_padded<3, 1, true> : plane_padded<3, 1, false>)
+                        : g.sw == 2 ? plane_padded<3, 2, false> : nullptr;
+  if (g.kh == 5) return g.sw == 1 ? (r2 ? plane_padded<5, 1, true> : plane_padded<5, 1, false>)
+                        : g.sw == 2 ? plane_padded<5, 2, false> : nullptr;
+  return nullptr;
+}
+
+inline Scratch& padded_scratch() {
+  thread_local Scratch s;
+  return s;
+}
+
+using PlaneFn = void (*)(const Geo&, const Blocks&, const float*, const float*, float, const float*, float*);
+
+template <int KH, int KW>
+inline PlaneFn pick_stride(int sw) {
+  if (sw == 1) return plane_avx2<KH, KW, 1>;
+  if (sw == 2) return plane_avx2<KH, KW, 2>;
+  return plane_avx2<KH, KW, 0>;
+}
+
+inline PlaneFn pick(const Geo& g) {
+  if (g.kh == 3 && g.kw == 3) return pick_stride<3, 3>(g.sw);
+  if (g.kh == 5 && g.kw == 5) return pick_stride<5, 5>(g.sw);
+  return pick_stride<0, 0>(g.sw);
+}
+
+}  // namespace dw_detail
+
+// y[n][m] = act(bias[m] + residual[n][m] + sum_{i,j} w[m][i][j] * x[n][m / (M/C)][ho*sh-pt+i*dh][wo*sw-pl+j*dw])
+// with x: [N, C, H, W], w: [M, 1, kh, kw] (M a multiple of C), y and residual: [N, M, Ho, Wo];
+// taps outside the input read 0 (bottom/right padding follows from Ho, Wo). bias/residual may be null.
+inline void depthwise_conv2d(const float* x, const float* w, const float* bias, const float* residual, float* y,
+                             int64_t N, int64_t C, int64_t H, int64_t W, int64_t M, int64_t Ho, int64_t Wo, int kh,
+                             int kw, int sh, int sw, int pt, int pl, int dh, int dw, int act, float alpha, float beta,
+                             int num_threads = 1) {
+  if (N <= 0 || M <= 0 || Ho <= 0 || Wo <= 0) return;
+  const dw_detail::Geo g{H, W, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, act, alpha, beta};
+  const int64_t mult = M / C, planes = N * M;
+  const int64_t in_plane = H * W, out_plane = Ho * Wo, ktaps = static_cast<int64_t>(kh) * kw;
+  const bool avx2 = use_avx2();
+  const int T = threads_for(num_threads, static_cast<double>(planes) * out_plane * ktaps * 2, 65536.0);
+  if (avx2) {
+    if (const dw_detail::PaddedFn fn = dw_detail::pick_padded(g)) {
+      const dw_detail::Padded pg = dw_detail::padded_geometry(g, kh, sw);
+#pragma omp parallel num_threads(T) if (T > 1)
+      {
+        const size_t size = static_cast<size_t>(pg.Hp * pg.Wp) + 8;  // + the copy's tail overrun
+        float* P = dw_detail::padded_scratch().get(size);
+        std::memset(P, 0, size * sizeof(float));  // the borders stay zero: copies write the image only
+#pragma omp for schedule(static)
+        for (int64_t p = 0; p < planes; p++) {
+          const int64_t m = p % M;
+          dw_detail::copy_padded(g, pg, x + (p / M * C + m / mult) * in_plane, P);
+          fn(g, pg, P, w + m * ktaps, bias ? bias[m] : 0.f, residual ? residual + p * out_plane : nullptr,
+             y + p * out_plane);
+        }
+      }
+      return;
+    }
+    const dw_detail::Blocks bl = dw_detail::make_blocks(g);
+    const dw_detail::PlaneFn fn = dw_detail::pick(g);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+    for (int64_t p = 0; p < planes; p++) {
+      const int64_t n = p / M, m = p % M;
+      fn(g, bl, x + (n * C + m / mult) * in_plane, w + m * ktaps, bias ? bias[m] : 0.f,
+         residual ? residual + p * out_plane : nullptr, y + p * out_plane);
+    }
+    return;
+  }
+  std::vector<int64_t> jlo(static_cast<size_t>(kw)), jhi(static_cast<size_t>(kw));
+  for (int j = 0; j < kw; j++) dw_detail::col_range(g, j, jlo[j], jhi[j]);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t p = 0; p < planes; p++) {
+    const int64_t n = p / M, m = p % M;
+    dw_detail::plane_scalar(g, jlo.data(), jhi.data(), x + (n * C + m / mult) * in_plane, w + m * ktaps,
+                            bias ? bias[m] : 0.f, residual ? residual + p * out_plane : nullptr, y + p * out_plane);
+  }
+}
+
+}  // namespace inferon
