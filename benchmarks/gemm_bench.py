@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import csv
 import ctypes
+import hashlib
 import importlib.util
 import json
 import math
@@ -432,6 +433,18 @@ def environment(lib: ctypes.CDLL) -> dict[str, Any]:
     except (AttributeError, KeyError, TypeError):
         blas = "unknown"
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    # The checkout may carry uncommitted kernel / tiling changes: fingerprint what was measured.
+    sources = {
+        rel: hashlib.sha256((ROOT / rel).read_bytes()).hexdigest()[:16]
+        for rel in (
+            "runtime/kernels/gemm.hpp",
+            "runtime/kernels/common.hpp",
+            "inferon/passes/loop/select_tiles.py",
+            "inferon/passes/vec/pack_weights.py",
+            "tests/kernel_shim.cpp",
+        )
+        if (ROOT / rel).is_file()
+    }
     return {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "cpu": cpu,
@@ -441,6 +454,15 @@ def environment(lib: ctypes.CDLL) -> dict[str, Any]:
         "blas": blas,
         "cxx": cxx_version,
         "git": head.stdout.strip(),
+        "git_dirty": bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no", "--", "inferon", "runtime"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+        ),
+        "sources_sha256": sources,
         "isa": "avx2" if lib.k_get_isa() >= 1 else "scalar",
         "env": {
             k: v for k, v in ORIGINAL_ENV.items() if k.startswith(("OMP_", "GOMP_", "INFERON_", "OPENBLAS_", "MKL_"))
@@ -552,6 +574,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         g = geo[str(threads)]
         fmt = {k: f"{v:.2f}" if v is not None else "-" for k, v in g.items()}
         print(f"geomean Inferon/numpy: row-major {fmt['rowmajor_vs_numpy']}, pre-packed {fmt['packed_vs_numpy']}")
+        # Re-measured after the block: well below the first value means other processes took the cores.
+        peak["gflops_after"] = measure_peak(lib, threads)["gflops"]
+        print(f"FMA peak after the block: {peak['gflops_after']:.1f} GFLOP/s (before: {peak['gflops']:.1f})")
         rows += block
     if args.json:
         doc = {

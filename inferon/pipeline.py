@@ -1,7 +1,7 @@
 """The compilation pipeline: named passes in order, grouped by the IR level they work on.
 
     graph:  remove-identities → fold-batchnorm → decompose-batchnorm → fold-constants → fuse-epilogue
-    loop:   convert-graph-to-loop → conv-to-depthwise → conv-to-im2col → select-tiles
+    loop:   convert-graph-to-loop → elide-copies → conv-to-depthwise → conv-to-im2col → select-tiles
     vec:    convert-loop-to-vec → pack-weights → plan-memory
     cpp:    the C++ emitter prints the module, g++ builds model.so
 
@@ -33,6 +33,7 @@ DEFAULT_PASSES: tuple[tuple[str, str], ...] = (
     ("graph", "fold-constants"),
     ("graph", "fuse-epilogue"),
     ("loop", "convert-graph-to-loop"),
+    ("loop", "elide-copies"),
     ("loop", "conv-to-depthwise"),
     ("loop", "conv-to-im2col"),
     ("loop", "select-tiles"),

@@ -122,6 +122,10 @@ class CppEmitter:
         self.names[op.result] = f"(arena + {op.offset.value.data})"
 
     @emit.register
+    def _(self, op: loop.SliceOp) -> None:
+        self.names[op.result] = f"({self.buf(op.base)} + {op.offset.value.data})"
+
+    @emit.register
     def _(self, op: func.ReturnOp) -> None:
         return
 

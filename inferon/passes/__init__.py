@@ -25,6 +25,7 @@ _BUILTIN: dict[str, str] = {
     "fuse-epilogue": "inferon.passes.graph.fuse_epilogue:FuseEpiloguePass",
     "convert-graph-to-loop": "inferon.passes.conversion.graph_to_loop:ConvertGraphToLoopPass",
     "conv-to-depthwise": "inferon.passes.loop.conv_to_depthwise:ConvToDepthwisePass",
+    "elide-copies": "inferon.passes.loop.elide_copies:ElideCopiesPass",
     "conv-to-im2col": "inferon.passes.loop.conv_to_im2col:ConvToIm2ColPass",
     "select-tiles": "inferon.passes.loop.select_tiles:SelectTilesPass",
     "convert-loop-to-vec": "inferon.passes.conversion.loop_to_vec:ConvertLoopToVecPass",

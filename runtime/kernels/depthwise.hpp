@@ -1,15 +1,23 @@
 // Inferon direct depthwise convolution (ONNX Conv with group == C_in) on NCHW planes.
 //
 // Output channel m reads input channel m / (M / C) (channel multiplier M / C >= 1) through its
-// kh x kw filter w[m]. Each output plane is computed row by row in registers: for a block of 8
-// output columns, every valid tap (i, j) adds w[i][j] * x[ho*sh - pt + i*dh][wo*sw - pl + j*dw]
-// into one ymm accumulator, then the epilogue (+ bias[m], + residual, activation) is applied
-// before the single store. Kernel rows outside the image are skipped (tap range per output
-// row); columns: a block whose loads all lie inside the input row ("interior") uses plain loads,
-// other blocks ("border") masked loads with per-call precomputed lane masks (the zero padding is
-// the masked-off lanes). Stride 1: contiguous loads; stride 2: two loads de-interleaved with one
-// shuffle (lanes in a fixed permuted order, put back once before the epilogue); other strides:
-// gathers. 3x3 and 5x5 filters keep their weights in registers. Threads split the N*M planes.
+// kh x kw filter w[m]. Outputs are computed in blocks of 8 columns held in one ymm accumulator:
+// every tap (i, j) adds w[i][j] * x[ho*sh - pt + i*dh][wo*sw - pl + j*dw], then the epilogue
+// (+ bias[m], + residual, activation) is applied before the single store. Threads split the
+// N*M planes. Three paths:
+//
+// * AVX2 fast path (3x3 and 5x5 filters, equal strides 1 or 2, column dilation 1 -- the CNN
+//   cases): each plane is first copied into a per-thread scratch with zero borders (written
+//   once per call; the copies only write the image), so the kernel runs without any bounds
+//   check or mask, weights in registers. Stride 1 with row stride/dilation 1: two output rows
+//   per pass share their input loads; stride 2: two loads de-interleaved by one shuffle per tap
+//   pair (lanes in a fixed permuted order, put back once per block). A row's last partial block
+//   is stored whole when its extra lanes land on later rows of the plane (written afterwards),
+//   else recomputed at Wo - 8; masked stores are avoided (slow on AMD).
+// * AVX2 masked path (any other filter, stride or dilation): per-call lane masks per block and
+//   tap; interior blocks use plain loads, border blocks masked loads (the zero padding is the
+//   masked-off lanes); kernel rows outside the image are skipped; other strides use gathers.
+// * Scalar path: per output row and tap, an axpy over the valid column range.
 //
 // The residual must not overlap y.
 #pragma once
@@ -246,27 +254,29 @@ inline Padded padded_geometry(const Geo& g, int K, int S) {
 // One block of 8 outputs from the padded rows r[0..K) at column offset `off` (lanes in order).
 template <int K, int S>
 INFERON_AVX2_INLINE __m256 padded_block(const float* const* r, int64_t off, const __m256* wv, __m256 acc) {
-  __m256 acc1 = _mm256_setzero_ps();
+  // one accumulator per kernel row (short dependency chains), summed at the end
+  __m256 a[K];
+#pragma GCC unroll 5
+  for (int i = 0; i < K; i++) a[i] = i == 0 ? acc : _mm256_setzero_ps();
 #pragma GCC unroll 5
   for (int i = 0; i < K; i++) {
     const float* p = r[i] + off;
     if (S == 1) {
 #pragma GCC unroll 5
-      for (int j = 0; j < K; j++) {
-        if ((i * K + j) & 1) acc1 = _mm256_fmadd_ps(wv[i * K + j], _mm256_loadu_ps(p + j), acc1);
-        else acc = _mm256_fmadd_ps(wv[i * K + j], _mm256_loadu_ps(p + j), acc);
-      }
+      for (int j = 0; j < K; j++) a[i] = _mm256_fmadd_ps(wv[i * K + j], _mm256_loadu_ps(p + j), a[i]);
     } else {
 #pragma GCC unroll 3
       for (int j = 0; j < K; j += 2) {  // taps j (even lanes) and j + 1 (odd lanes) share two loads
         const __m256 lo = _mm256_loadu_ps(p + j), hi = _mm256_loadu_ps(p + j + 8);
-        acc = _mm256_fmadd_ps(wv[i * K + j], _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0)), acc);
+        a[i] = _mm256_fmadd_ps(wv[i * K + j], _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0)), a[i]);
         if (j + 1 < K)
-          acc1 = _mm256_fmadd_ps(wv[i * K + j + 1], _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1)), acc1);
+          a[i] = _mm256_fmadd_ps(wv[i * K + j + 1], _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1)), a[i]);
       }
     }
   }
-  acc = _mm256_add_ps(acc, acc1);
+#pragma GCC unroll 5
+  for (int i = 1; i < K; i++) a[0] = _mm256_add_ps(a[0], a[i]);
+  acc = a[0];
   // stride 2: lanes came out as outputs 0 1 4 5 2 3 6 7
   if (S == 2) acc = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(acc), _MM_SHUFFLE(3, 1, 2, 0)));
   return acc;

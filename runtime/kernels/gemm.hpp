@@ -83,6 +83,8 @@ inline Scratch& tls_scratch(int which) {
 inline void rect_scalar(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   const int64_t n = n1 - n0;
   float* brow = g.im2col ? tls_scratch(3).get(static_cast<size_t>(n)) : nullptr;
+  const auto* plan = g.im2col ? &im2col_plan(*g.im2col, n0, n) : nullptr;
+  const int64_t taps = g.im2col ? static_cast<int64_t>(g.im2col->kh) * g.im2col->kw : 1;
   for (int64_t i = m0; i < m1; i++) {
     float* INFERON_RESTRICT c = g.C + i * g.ldc + n0;
     if (!g.acc_c) std::fill(c, c + n, 0.f);
@@ -91,7 +93,8 @@ inline void rect_scalar(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_
       const float av = g.a_packed ? packed_a_at(g, i, k) : a[k];
       const float* INFERON_RESTRICT b = g.B + k * g.ldb + n0;
       if (g.im2col) {
-        im2col_row(*g.im2col, g.B, k, n0, n, brow);
+        const Im2col& q = *g.im2col;
+        im2col_apply(q, (*plan)[static_cast<size_t>(k % taps)], g.B + (k / taps) * q.H * q.W, brow);
         b = brow;
       }
       for (int64_t j = 0; j < n; j++) c[j] += av * b[j];
@@ -195,8 +198,11 @@ INFERON_AVX2_INLINE void pack_B_im2col(const Im2col& q, const float* x, int64_t 
   constexpr int NR = NV * 8;
   float* row = tls_scratch(2).get(static_cast<size_t>((nc + NR - 1) / NR * NR));
   const int64_t full = nc / NR * NR;
+  const auto& plan = im2col_plan(q, jc, nc);
+  const int64_t taps = static_cast<int64_t>(q.kh) * q.kw;
   for (int64_t k = 0; k < kc; k++) {
-    im2col_row(q, x, pc + k, jc, nc, row);
+    const int64_t r = pc + k;
+    im2col_apply_avx2(q, plan[static_cast<size_t>(r % taps)], x + (r / taps) * q.H * q.W, row);
     for (int64_t j = 0; j < full; j += NR)
 #pragma GCC unroll 4
       for (int v = 0; v < NV; v++)

@@ -56,45 +56,206 @@ INFERON_AVX2 inline void global_plane_avx2(const float* x, float* y, int64_t HW,
   }
 }
 
-// Geometry of pool2d, plus the per-call tables of the AVX2 path.
+// ------------------------------------------------------------------------- pool2d, AVX2 path
+// Every output row is computed in blocks of 8 columns (the last block of a row at Wo - 8,
+// overlapping the previous one; Wo < 8: one partial block). Per block and tap the loaded input
+// columns are precomputed once per call: a block whose loads all lie inside the row takes the
+// fast path (plain loads, 3x3/2x2 taps unrolled), the others load through lane masks (masked-off
+// lanes: -FLT_MAX for max, 0 for average). Kernel rows outside the image are skipped per output
+// row. Column stride 1: contiguous loads; stride 2: two loads de-interleaved (lanes in the order
+// 0 1 4 5 2 3 6 7, put back once per block). Average: sum / max(1, row count * column count),
+// the counts being separable (in-image or padded-extent taps per row and per column).
 struct PoolGeo {
   int64_t H, W, Ho, Wo;
-  int kh, kw, sh, sw, pt, pl, pb, pr, dh, dw;
-  int is_max, cip;
+  int kh, kw, sh, sw, dh, dw, pt, pl;
 };
 
-// One output row of the AVX2 path for the vectorisable columns [wlo, whi) (every tap inside the
-// row), in blocks of 8 (the last block overlaps the previous one); rows [ilo, ihi) of the window
-// are inside the image. S: column stride 1 or 2 (two loads de-interleaved, lanes in the order
-// 0 1 4 5 2 3 6 7, put back once per block). base/odd: per tap, as in depthwise.hpp.
-template <int S>
-INFERON_AVX2 void pool_row_avx2(const PoolGeo& g, const float* xp, float* yr, int64_t hs, int ilo, int ihi,
-                                int64_t wlo, int64_t whi, const int* base, const unsigned char* odd, float inv) {
-  const int kw = g.kw, is_max = g.is_max;
-  const int64_t W = g.W, dh = g.dh, pl = g.pl;
-  const __m256 vinv = _mm256_set1_ps(inv);
-  for (int64_t wo = wlo; wo < whi; wo += 8) {
-    if (wo + 8 > whi) wo = whi - 8;  // last block: overlap (same values are stored again)
-    const float* x0 = xp + wo * S - pl;
-    __m256 acc = is_max ? _mm256_set1_ps(-FLT_MAX) : _mm256_setzero_ps();
-    for (int i = ilo; i < ihi; i++) {
-      const float* xr = x0 + (hs + i * dh) * W;
-      for (int j = 0; j < kw; j++) {
-        __m256 v;
-        if (S == 1) {
-          v = _mm256_loadu_ps(xr + base[j]);
-        } else {
-          const __m256 lo = _mm256_loadu_ps(xr + base[j]), hi = _mm256_loadu_ps(xr + base[j] + 8);
-          v = odd[j] ? _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1)) : _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
-        }
-        // max: (v > acc ? v : acc) like the scalar path, NaN-free inputs assumed alike
-        acc = is_max ? _mm256_max_ps(v, acc) : _mm256_add_ps(acc, v);
+struct PoolBlocks {
+  int64_t nb = 0;
+  std::vector<int64_t> start;        // [nb]: first output column of the block
+  std::vector<unsigned char> full;   // [nb]: every load of the block inside the row
+  int64_t fb0 = 0, fb1 = 0;          // the full blocks: [fb0, fb1) (a contiguous range)
+  std::vector<int32_t> mask;         // [nb][kw][16]: valid lanes of the (up to 16) loaded columns
+  std::vector<int> base;             // [kw]: load offset of tap j from the block's first input column
+  std::vector<unsigned char> odd;    // [kw]: stride 2, odd tap offset (take the odd lanes)
+  std::vector<float> colcnt;         // [Wo + 8]: average divisor factor per output column (0 past Wo)
+};
+
+inline PoolBlocks make_pool_blocks(const PoolGeo& g, const int* colcnt) {
+  PoolBlocks pb;
+  pb.nb = (g.Wo + 7) / 8;
+  pb.start.resize(static_cast<size_t>(pb.nb));
+  pb.full.assign(static_cast<size_t>(pb.nb), 1);
+  pb.mask.assign(static_cast<size_t>(pb.nb * g.kw * 16), 0);
+  pb.base.resize(static_cast<size_t>(g.kw));
+  pb.odd.resize(static_cast<size_t>(g.kw));
+  pb.colcnt.assign(static_cast<size_t>(g.Wo + 8), 0.f);
+  for (int64_t wo = 0; wo < g.Wo; wo++) pb.colcnt[wo] = static_cast<float>(colcnt[wo]);
+  for (int j = 0; j < g.kw; j++) {
+    const int off = j * g.dw;
+    pb.odd[j] = g.sw == 2 && (off & 1);
+    pb.base[j] = pb.odd[j] ? off - 1 : off;
+  }
+  const int lanes = g.sw == 2 ? 16 : 8;
+  for (int64_t b = 0; b < pb.nb; b++) {
+    const int64_t wo0 = g.Wo >= 8 ? std::min<int64_t>(8 * b, g.Wo - 8) : 0;
+    pb.start[b] = wo0;
+    for (int j = 0; j < g.kw; j++) {
+      int32_t* m = &pb.mask[static_cast<size_t>((b * g.kw + j) * 16)];
+      for (int k = 0; k < lanes; k++) {
+        const int64_t col = wo0 * g.sw - g.pl + pb.base[j] + k;
+        m[k] = col >= 0 && col < g.W ? -1 : 0;
+        if (!m[k]) pb.full[b] = 0;
       }
     }
-    if (S == 2) acc = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(acc), _MM_SHUFFLE(3, 1, 2, 0)));
-    if (!is_max) acc = _mm256_mul_ps(acc, vinv);
-    _mm256_storeu_ps(yr + wo, acc);
   }
+  pb.fb0 = pb.fb1 = 0;
+  for (int64_t b = 0; b < pb.nb; b++)
+    if (pb.full[b]) {
+      if (pb.fb1 == pb.fb0) pb.fb0 = b;
+      pb.fb1 = b + 1;
+    }
+  for (int64_t b = pb.fb0; b < pb.fb1; b++)
+    if (!pb.full[b]) std::abort();  // full blocks are contiguous: the loads only move right with b
+  return pb;
+}
+
+template <bool MAX>
+INFERON_AVX2_INLINE __m256 combine(__m256 acc, __m256 v) {
+  return MAX ? _mm256_max_ps(v, acc) : _mm256_add_ps(acc, v);  // max: (v > acc ? v : acc)
+}
+
+// The taps of input row xr (at the block's first input column) for the 8 outputs of a block.
+// FULL: plain loads, KW > 0 unrolled (column dilation 1; stride 2: taps 2t and 2t + 1 share two
+// loads). Otherwise masked loads (mk: the block's masks, 16 per tap).
+template <int S, int KW, bool MAX, bool FULL>
+INFERON_AVX2_INLINE __m256 pool_taps(const float* xr, const PoolBlocks& pb, int kw, const int32_t* mk, __m256 acc) {
+  if constexpr (FULL && KW > 0) {
+    if (S == 1) {
+#pragma GCC unroll 8
+      for (int j = 0; j < KW; j++) acc = combine<MAX>(acc, _mm256_loadu_ps(xr + j));
+    } else {
+#pragma GCC unroll 8
+      for (int j = 0; j < KW; j += 2) {
+        const __m256 lo = _mm256_loadu_ps(xr + j), hi = _mm256_loadu_ps(xr + j + 8);
+        acc = combine<MAX>(acc, _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0)));
+        if (j + 1 < KW) acc = combine<MAX>(acc, _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1)));
+      }
+    }
+    return acc;
+  }
+  const __m256 lowest = _mm256_set1_ps(-FLT_MAX);
+  if constexpr (!FULL && KW > 0) {  // masked, unrolled (column dilation 1)
+#pragma GCC unroll 8
+    for (int j = 0; j < KW; j += (S == 2 ? 2 : 1)) {
+      const __m256i m0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mk + j * 16));
+      __m256 lo = _mm256_maskload_ps(xr + j, m0);
+      if (MAX) lo = _mm256_blendv_ps(lowest, lo, _mm256_castsi256_ps(m0));
+      if (S == 1) {
+        acc = combine<MAX>(acc, lo);
+      } else {
+        const __m256i m1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mk + j * 16 + 8));
+        __m256 hi = _mm256_maskload_ps(xr + j + 8, m1);
+        if (MAX) hi = _mm256_blendv_ps(lowest, hi, _mm256_castsi256_ps(m1));
+        acc = combine<MAX>(acc, _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0)));
+        if (j + 1 < KW) acc = combine<MAX>(acc, _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1)));
+      }
+    }
+    return acc;
+  }
+  for (int j = 0; j < kw; j++) {
+    const float* p = xr + pb.base[j];
+    __m256 lo, hi;
+    if (FULL) {
+      lo = _mm256_loadu_ps(p);
+      if (S == 2) hi = _mm256_loadu_ps(p + 8);
+    } else {
+      const __m256i m0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mk + j * 16));
+      lo = _mm256_maskload_ps(p, m0);
+      if (MAX) lo = _mm256_blendv_ps(lowest, lo, _mm256_castsi256_ps(m0));
+      if (S == 2) {
+        const __m256i m1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mk + j * 16 + 8));
+        hi = _mm256_maskload_ps(p + 8, m1);
+        if (MAX) hi = _mm256_blendv_ps(lowest, hi, _mm256_castsi256_ps(m1));
+      }
+    }
+    __m256 v = lo;
+    if (S == 2)
+      v = pb.odd[j] ? _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1)) : _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
+    acc = combine<MAX>(acc, v);
+  }
+  return acc;
+}
+
+// One block: the window rows [ilo, ihi) from x0 (input row ilo, the block's first input column);
+// ROWS > 0: exactly ROWS rows (the whole window inside the image), unrolled.
+template <int S, int KW, bool MAX, bool FULL, int ROWS>
+INFERON_AVX2_INLINE __m256 pool_block(const float* x0, int64_t row_step, int nrows, const PoolBlocks& pb, int kw,
+                                      const int32_t* mk) {
+  __m256 acc = MAX ? _mm256_set1_ps(-FLT_MAX) : _mm256_setzero_ps();
+  if constexpr (ROWS > 0) {
+#pragma GCC unroll 8
+    for (int i = 0; i < ROWS; i++) acc = pool_taps<S, KW, MAX, FULL>(x0 + i * row_step, pb, kw, mk, acc);
+  } else {
+    for (int i = 0; i < nrows; i++, x0 += row_step) acc = pool_taps<S, KW, MAX, FULL>(x0, pb, kw, mk, acc);
+  }
+  if (S == 2) acc = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(acc), _MM_SHUFFLE(3, 1, 2, 0)));
+  return acc;
+}
+
+// Blocks [b0, b1) of one output row (y row yr; x0: input row ilo at column -pl).
+template <int S, int KW, bool MAX, bool FULL, int ROWS>
+INFERON_AVX2_INLINE void pool_blocks(int64_t b0, int64_t b1, const float* x0, int64_t row_step, int nrows,
+                                     const PoolBlocks& pb, int kw, __m256 vrow, int64_t Wo, float* yr) {
+  const __m256 one = _mm256_set1_ps(1.f);
+  for (int64_t b = b0; b < b1; b++) {
+    const int64_t wo0 = pb.start[b];
+    __m256 acc = pool_block<S, KW, MAX, FULL, ROWS>(x0 + wo0 * S, row_step, nrows, pb, kw,
+                                                    &pb.mask[static_cast<size_t>(b * kw * 16)]);
+    if (!MAX) acc = _mm256_div_ps(acc, _mm256_max_ps(_mm256_mul_ps(vrow, _mm256_loadu_ps(&pb.colcnt[wo0])), one));
+    if (Wo >= 8) {
+      _mm256_storeu_ps(yr + wo0, acc);
+    } else {
+      alignas(32) float t[8];
+      _mm256_store_ps(t, acc);
+      for (int64_t k = 0; k < Wo; k++) yr[k] = t[k];
+    }
+  }
+}
+
+// KW > 0 (column dilation 1): the kh == KW window rows are unrolled where they all lie inside.
+template <int S, int KW, bool MAX>
+INFERON_AVX2 void pool_plane_avx2(const PoolGeo& g, const PoolBlocks& pb, const int* ilos, const int* ihis,
+                                  const float* rowcnt, const float* xp, float* yp) {
+  const int kw = g.kw;
+  const int64_t W = g.W, Wo = g.Wo, Ho = g.Ho, sh = g.sh, pt = g.pt, pl = g.pl, nb = pb.nb;
+  const int64_t fb0 = pb.fb0, fb1 = pb.fb1, row_step = static_cast<int64_t>(g.dh) * W;
+  const bool square = KW > 0 && g.kh == KW;
+  for (int64_t ho = 0; ho < Ho; ho++) {
+    const int ilo = ilos[ho], ihi = ihis[ho], nrows = ihi - ilo;
+    const float* x0 = xp + (ho * sh - pt + static_cast<int64_t>(ilo) * g.dh) * W - pl;
+    float* yr = yp + ho * Wo;
+    const __m256 vrow = _mm256_set1_ps(rowcnt[ho]);
+    pool_blocks<S, KW, MAX, false, 0>(0, fb0, x0, row_step, nrows, pb, kw, vrow, Wo, yr);
+    if (square && nrows == KW) pool_blocks<S, KW, MAX, true, KW>(fb0, fb1, x0, row_step, nrows, pb, kw, vrow, Wo, yr);
+    else pool_blocks<S, KW, MAX, true, 0>(fb0, fb1, x0, row_step, nrows, pb, kw, vrow, Wo, yr);
+    pool_blocks<S, KW, MAX, false, 0>(fb1, nb, x0, row_step, nrows, pb, kw, vrow, Wo, yr);
+  }
+}
+
+using PoolPlaneFn = void (*)(const PoolGeo&, const PoolBlocks&, const int*, const int*, const float*, const float*,
+                             float*);
+
+template <int S, bool MAX>
+inline PoolPlaneFn pick_pool_plane(int kw, int dw) {
+  if (dw == 1 && kw == 2) return pool_plane_avx2<S, 2, MAX>;
+  if (dw == 1 && kw == 3) return pool_plane_avx2<S, 3, MAX>;
+  return pool_plane_avx2<S, 0, MAX>;
+}
+
+inline PoolPlaneFn pick_pool_plane(int sw, int kw, int dw, int is_max) {
+  if (sw == 1) return is_max ? pick_pool_plane<1, true>(kw, dw) : pick_pool_plane<1, false>(kw, dw);
+  return is_max ? pick_pool_plane<2, true>(kw, dw) : pick_pool_plane<2, false>(kw, dw);
 }
 
 }  // namespace pool_detail
@@ -103,69 +264,55 @@ INFERON_AVX2 void pool_row_avx2(const PoolGeo& g, const float* xp, float* yr, in
 // number of in-image elements in the window; =1 → window clipped to the padded extent
 // [-pt, H+pb) x [-pl, W+pr) (with ceil_mode the last window may extend past it). Max ignores
 // padding; a window with no in-image element gives -FLT_MAX (max) or 0 (average).
-// AVX2 (column stride 1 or 2): the columns whose window lies inside the row are computed 8 at a
-// time (average: times 1/count, within an ulp of the scalar division); border columns, other
-// strides and the scalar ISA use the scalar loop.
+// AVX2 with column stride 1 or 2: pool_plane_avx2 above (average within an ulp of the scalar
+// division); other strides and the scalar ISA: the scalar loop.
 inline void pool2d(const float* x, float* y, int64_t NC, int64_t H, int64_t W, int64_t Ho, int64_t Wo,
                    int kh, int kw, int sh, int sw, int pt, int pl, int pb, int pr, int dh, int dw,
                    int is_max, int count_include_pad, int num_threads = 1) {
   using pool_detail::tap_count;
   using pool_detail::tap_range;
-  // per output column: valid tap range and padded-extent tap count
+  if (NC <= 0 || Ho <= 0 || Wo <= 0) return;
+  // per output column / row: valid tap range and padded-extent tap count
   std::vector<int> jlo(static_cast<size_t>(Wo)), jhi(static_cast<size_t>(Wo)), jcnt(static_cast<size_t>(Wo));
   for (int64_t wo = 0; wo < Wo; wo++) {
     const int64_t ws = wo * sw - pl;
     tap_range(ws, kw, dw, W, jlo[wo], jhi[wo]);
     jcnt[wo] = tap_count(ws, kw, dw, -pl, W + pr);
   }
-  // AVX2: columns [vlo, vhi) have every tap inside the row (and, stride 2, every 16-float load);
-  // they are computed 8 at a time, the others by the scalar code below.
-  int64_t vlo = 0, vhi = 0;
-  std::vector<int> base(static_cast<size_t>(kw));
-  std::vector<unsigned char> odd(static_cast<size_t>(kw));
-  if (use_avx2() && (sw == 1 || sw == 2)) {
-    int max_base = 0;
-    for (int j = 0; j < kw; j++) {
-      const int off = j * dw;
-      odd[j] = sw == 2 && (off & 1);
-      base[j] = odd[j] ? off - 1 : off;
-      max_base = std::max(max_base, base[j]);
-    }
-    auto floor_div = [](int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); };
-    vlo = (pl + sw - 1) / sw;
-    // last column: wo*sw - pl + (kw-1)*dw <= W-1 (stride 1: the 8-wide loads end there too)
-    vhi = floor_div(W - 1 + pl - static_cast<int64_t>(kw - 1) * dw, sw) + 1;
-    // stride 2: the block starting at vhi - 8 loads up to (vhi-8)*2 - pl + max_base + 15 <= W-1
-    if (sw == 2) vhi = std::min<int64_t>(vhi, floor_div(W - 16 + pl - max_base, 2) + 8);
-    vhi = std::min(vhi, Wo);
-    if (vhi - vlo < 8) vlo = vhi = 0;
+  std::vector<int> ilo(static_cast<size_t>(Ho)), ihi(static_cast<size_t>(Ho)), icnt(static_cast<size_t>(Ho));
+  for (int64_t ho = 0; ho < Ho; ho++) {
+    const int64_t hs = ho * sh - pt;
+    tap_range(hs, kh, dh, H, ilo[ho], ihi[ho]);
+    icnt[ho] = tap_count(hs, kh, dh, -pt, H + pb);
   }
-  const pool_detail::PoolGeo geo{H, W, Ho, Wo, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw, is_max, count_include_pad};
   const int T = threads_for(num_threads, static_cast<double>(NC) * Ho * Wo * kh * kw, 65536.0);
+  if (use_avx2() && (sw == 1 || sw == 2)) {
+    const pool_detail::PoolGeo g{H, W, Ho, Wo, kh, kw, sh, sw, dh, dw, pt, pl};
+    std::vector<int> colcnt(static_cast<size_t>(Wo));
+    std::vector<float> rowcnt(static_cast<size_t>(Ho));
+    for (int64_t wo = 0; wo < Wo; wo++) colcnt[wo] = count_include_pad ? jcnt[wo] : jhi[wo] - jlo[wo];
+    for (int64_t ho = 0; ho < Ho; ho++)
+      rowcnt[ho] = static_cast<float>(count_include_pad ? icnt[ho] : ihi[ho] - ilo[ho]);
+    const pool_detail::PoolBlocks blocks = pool_detail::make_pool_blocks(g, colcnt.data());
+    const pool_detail::PoolPlaneFn fn = pool_detail::pick_pool_plane(sw, kw, dw, is_max);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+    for (int64_t p = 0; p < NC; p++)
+      fn(g, blocks, ilo.data(), ihi.data(), rowcnt.data(), x + p * H * W, y + p * Ho * Wo);
+    return;
+  }
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
   for (int64_t p = 0; p < NC; p++) {
     const float* xp = x + p * H * W;
     float* yp = y + p * Ho * Wo;
     for (int64_t ho = 0; ho < Ho; ho++) {
       const int64_t hs = ho * sh - pt;
-      int ilo, ihi;
-      tap_range(hs, kh, dh, H, ilo, ihi);
-      const int icnt = tap_count(hs, kh, dh, -pt, H + pb);
       float* yr = yp + ho * Wo;
-      if (vhi > vlo) {
-        const int cnt = (count_include_pad ? icnt : ihi - ilo) * kw;
-        const float inv = cnt > 0 ? 1.f / static_cast<float>(cnt) : 0.f;
-        if (sw == 1) pool_detail::pool_row_avx2<1>(geo, xp, yr, hs, ilo, ihi, vlo, vhi, base.data(), odd.data(), inv);
-        else pool_detail::pool_row_avx2<2>(geo, xp, yr, hs, ilo, ihi, vlo, vhi, base.data(), odd.data(), inv);
-      }
       for (int64_t wo = 0; wo < Wo; wo++) {
-        if (wo == vlo && vhi > vlo) wo = vhi;
-        if (wo >= Wo) break;
         const int64_t ws = wo * sw - pl;
         const int lo = jlo[wo], hi = jhi[wo];
         if (is_max) {
           float m = -FLT_MAX;
-          for (int i = ilo; i < ihi; i++) {
+          for (int i = ilo[ho]; i < ihi[ho]; i++) {
             const float* xr = xp + (hs + static_cast<int64_t>(i) * dh) * W + ws;
             for (int j = lo; j < hi; j++) {
               const float v = xr[static_cast<int64_t>(j) * dw];
@@ -175,11 +322,11 @@ inline void pool2d(const float* x, float* y, int64_t NC, int64_t H, int64_t W, i
           yr[wo] = m;
         } else {
           float s = 0.f;
-          for (int i = ilo; i < ihi; i++) {
+          for (int i = ilo[ho]; i < ihi[ho]; i++) {
             const float* xr = xp + (hs + static_cast<int64_t>(i) * dh) * W + ws;
             for (int j = lo; j < hi; j++) s += xr[static_cast<int64_t>(j) * dw];
           }
-          const int cnt = count_include_pad ? icnt * jcnt[wo] : (ihi - ilo) * (hi - lo);
+          const int cnt = count_include_pad ? icnt[ho] * jcnt[wo] : (ihi[ho] - ilo[ho]) * (hi - lo);
           yr[wo] = cnt > 0 ? s / static_cast<float>(cnt) : 0.f;
         }
       }

@@ -9,6 +9,8 @@ nothing. Sizes and strides are in elements. Op names say what the kernel does (`
 
 from __future__ import annotations
 
+import math
+
 from xdsl.dialects.builtin import (
     BoolAttr,
     DenseArrayBase,
@@ -72,6 +74,27 @@ class AllocOp(IRDLOperation):
     name = "loop.alloc"
     offset = opt_prop_def(I64Attr)
     result = result_def(MemRefType)
+
+
+@irdl_op_definition
+class SliceOp(IRDLOperation):
+    """A contiguous alias of `base` from element `offset` on (no copy), from `elide-copies`.
+
+    Whatever writes the result writes that part of `base`: a Concat input computed in place, or a
+    Reshape whose input and output share memory.
+    """
+
+    name = "loop.slice"
+    base = operand_def(MemRefType)
+    offset = prop_def(I64Attr)
+    result = result_def(MemRefType)
+
+    def verify_(self) -> None:
+        base = math.prod(self.base.type.get_shape())  # type: ignore[attr-defined]
+        size = math.prod(self.result.type.get_shape())  # type: ignore[attr-defined]
+        off = self.offset.value.data
+        if off < 0 or off + size > base:
+            raise VerifyException(f"loop.slice [{off}, {off + size}) is outside its base of {base} elements")
 
 
 @irdl_op_definition
@@ -315,4 +338,4 @@ COMPUTE_OPS = (
     TransposeOp, SoftmaxOp, LRNOp,
 )  # fmt: skip
 
-Loop = Dialect("loop", [WeightOp, AllocOp, *COMPUTE_OPS], [TilesAttr])
+Loop = Dialect("loop", [WeightOp, AllocOp, SliceOp, *COMPUTE_OPS], [TilesAttr])

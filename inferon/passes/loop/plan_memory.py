@@ -1,7 +1,7 @@
 """plan-memory: give every `loop.alloc` an offset in one arena, reusing memory by liveness.
 
 Preconditions: loop/vec level, ops in execution order in `@main`'s single block. A buffer is live from
-the op that allocates it to its last use; buffers whose lifetimes do not overlap share memory
+the op that allocates it to its last use (uses through `loop.slice` aliases included); buffers whose lifetimes do not overlap share memory
 (greedy best-fit, largest buffers first, 64-byte aligned). Produces: `offset` on every `loop.alloc` and
 `inferon.arena_floats` on `@main`.
 """
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects import func
 from xdsl.dialects.builtin import IntegerAttr, ModuleOp, i64
+from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 
 from inferon.ir.dialects import loop
@@ -47,6 +48,15 @@ def plan(intervals: list[tuple[int, int, int]]) -> tuple[list[int], int]:
     return offsets, total
 
 
+def _last_use(value: SSAValue, index: dict[Operation, int], default: int) -> int:
+    """Index of the last op using `value` directly or through `loop.slice` aliases of it."""
+    last = default
+    for use in value.uses:
+        op = use.operation
+        last = max(last, _last_use(op.result, index, index[op]) if isinstance(op, loop.SliceOp) else index[op])
+    return last
+
+
 @dataclass(frozen=True)
 class PlanMemoryPass(ModulePass):
     """Assign arena offsets to loop.alloc buffers by liveness."""
@@ -62,7 +72,7 @@ class PlanMemoryPass(ModulePass):
             allocs = [o for o in ops if isinstance(o, loop.AllocOp)]
             intervals = []
             for a in allocs:
-                last = max((index[u.operation] for u in a.result.uses), default=index[a])
+                last = _last_use(a.result, index, index[a])
                 intervals.append((math.prod(a.result.type.get_shape()), index[a], last))
             offsets, total = plan(intervals)
             for a, off in zip(allocs, offsets):

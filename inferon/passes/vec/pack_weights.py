@@ -32,9 +32,7 @@ def pack_a(a: np.ndarray, mr: int, kc: int) -> np.ndarray:
     padded = np.zeros((mpad, k), dtype=np.float32)
     padded[:m] = a
     kc = max(1, min(kc, k))
-    blocks = [
-        padded[:, p : p + kc].reshape(mpad // mr, mr, -1).transpose(0, 2, 1).ravel() for p in range(0, k, kc)
-    ]
+    blocks = [padded[:, p : p + kc].reshape(mpad // mr, mr, -1).transpose(0, 2, 1).ravel() for p in range(0, k, kc)]
     return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
 
 
@@ -92,4 +90,3 @@ class PackWeightsPass(ModulePass):
             gemm.properties["a_packed"] = UnitAttr()
             if not owner.result.uses:
                 Rewriter.erase_op(owner)
-
