@@ -21,7 +21,8 @@ One command runs the whole table. Per thread count:
    script exits with status 1. Then warm-up (>= 2 calls and >= 0.1 s) and `--runs` timed samples
    (each sample >= 1 ms: tiny shapes repeat the call); GFLOP/s = 2*M*N*K / median time.
 
-Timings on a shared machine are noisy: the 1-minute load average is recorded per row.
+Timings on a shared machine are noisy: the 1-minute load average is recorded per row, and the FMA
+peak is measured again after each thread count's block (a drop means other processes took cores).
 See benchmarks/README.md.
 """
 
