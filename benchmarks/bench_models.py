@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -182,13 +183,20 @@ def ort_session(model: onnx.ModelProto, threads: int) -> Any:
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def timed_interleaved(first: Runner, second: Runner, runs: int) -> tuple[list[int], list[int]]:
-    """`runs` timings of each, in ABBA order (A B, B A, A B, ...); returns (first, second) in ns."""
+def timed_interleaved(first: Runner, second: Runner, runs: int, gap_s: float = 0.0) -> tuple[list[int], list[int]]:
+    """`runs` timings of each, in ABBA order (A B, B A, A B, ...); returns (first, second) in ns.
+
+    Each timed call starts after `gap_s` seconds of idle: with several threads, an engine's worker
+    threads keep spinning for a while after a run (ONNX Runtime's pool for tens of milliseconds, OpenMP
+    briefly) and would otherwise steal the cores of the other engine's next run.
+    """
     a: list[int] = []
     b: list[int] = []
     for i in range(runs):
         order = ((first, a), (second, b)) if i % 2 == 0 else ((second, b), (first, a))
         for fn, sink in order:
+            if gap_s > 0:
+                time.sleep(gap_s)
             start = time.perf_counter_ns()
             fn()
             sink.append(time.perf_counter_ns() - start)
@@ -196,8 +204,9 @@ def timed_interleaved(first: Runner, second: Runner, runs: int) -> tuple[list[in
 
 
 def bench_one(
-    name: str, model: onnx.ModelProto, lib: Path, feeds: Feeds, threads: int, runs: int, warmup: int
-) -> Result:
+    name: str, model: onnx.ModelProto, lib: Path, feeds: Feeds, threads: int, runs: int, warmup: int,
+    gap_ms: float = 0.0,
+) -> Result:  # fmt: skip
     """Build both engines at `threads`, check they agree, warm up, time them interleaved."""
     load = os.getloadavg()[0]
     session = ort_session(model, threads)
@@ -213,8 +222,9 @@ def bench_one(
         def run_inferon() -> object:
             return compiled.run(feeds)
 
-        timed_interleaved(run_ort, run_inferon, warmup)
-        ort_ns, inf_ns = timed_interleaved(run_ort, run_inferon, runs)
+        gap = gap_ms / 1000.0 if threads > 1 else 0.0  # one thread: no worker threads to spin
+        timed_interleaved(run_ort, run_inferon, warmup, gap)
+        ort_ns, inf_ns = timed_interleaved(run_ort, run_inferon, runs, gap)
         isa = compiled.isa
     finally:
         compiled.close()
@@ -291,7 +301,13 @@ def write_json(
 ) -> None:
     doc = {
         "environment": environment(),
-        "settings": {"threads": args.threads, "runs": args.runs, "warmup": args.warmup, "seed": args.seed},
+        "settings": {
+            "threads": args.threads,
+            "runs": args.runs,
+            "warmup": args.warmup,
+            "seed": args.seed,
+            "gap_ms": args.gap_ms,
+        },
         "geomean_ratio": {str(t): g for t, g in geomeans(results).items()},
         "compile": [asdict(c) for c in compiles],
         "results": [asdict(r) for r in results],
@@ -319,7 +335,8 @@ def write_csv(path: Path, results: Sequence[Result], compiles: Sequence[CompileT
             ])  # fmt: skip
 
 
-def write_plot(path: Path, results: Sequence[Result]) -> None:
+def write_plot(path: Path, results: Sequence[Any]) -> None:
+    """Bar chart of the ratio per model and thread count (`results`: anything with model/threads/ratio)."""
     try:
         import matplotlib
 
@@ -338,7 +355,8 @@ def write_plot(path: Path, results: Sequence[Result]) -> None:
         ax.bar(xs, [ratio.get((m, t), float("nan")) for m in models], width, label=f"{t} thread(s)")
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(models)), models, rotation=30, ha="right")
-    ax.set_ylabel("ORT median / Inferon median (> 1: Inferon faster)")
+    ax.set_ylabel("ORT ms / Inferon ms (median)")
+    ax.set_title("Latency ratio, batch 1 (> 1: Inferon faster)")
     ax.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -357,7 +375,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0, help="seed of the random weights (input: seed + 1)")
     ap.add_argument("--json", type=Path, help="write results as JSON")
     ap.add_argument("--csv", type=Path, help="write results as CSV")
+    ap.add_argument(
+        "--gap-ms",
+        type=float,
+        default=50.0,
+        help="idle time before each timed run with >1 thread, so that neither engine's spinning "
+        "worker threads slow the other's next run (default 50)",
+    )
     ap.add_argument("--plot", type=Path, help="write a bar chart of the ratios (needs matplotlib)")
+    ap.add_argument(
+        "--replot",
+        type=Path,
+        metavar="RESULTS.json",
+        help="only redraw --plot from a results file written by --json (no benchmark)",
+    )
     args = ap.parse_args(argv)
     args.models = parse_list(args.models)
     args.threads = [int(t) for t in parse_list(args.threads)]
@@ -385,7 +416,7 @@ def _bench_model_in(name: str, args: argparse.Namespace, workdir: Path) -> tuple
     results = []
     for threads in args.threads:
         log(f"[{name}] threads={threads}: check, {args.warmup} warm-up + {runs} timed runs each ...")
-        result = bench_one(name, model, lib, feeds, threads, runs, args.warmup)
+        result = bench_one(name, model, lib, feeds, threads, runs, args.warmup, args.gap_ms)
         print(format_row(result), flush=True)
         results.append(result)
         gc.collect()
@@ -405,6 +436,12 @@ def print_summary(results: Sequence[Result], compiles: Sequence[CompileTimes]) -
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.replot:
+        if not args.plot:
+            raise SystemExit("--replot needs --plot OUT.png")
+        rows = json.loads(args.replot.read_text())["results"]
+        write_plot(args.plot, [SimpleNamespace(**r) for r in rows])
+        return 0
     env = environment()
     print(f"# {env['cpu']} ({env['cores']} cores), onnxruntime {env['onnxruntime']}, inferon {env['inferon']}")
     print(
