@@ -117,3 +117,17 @@ def test_target_caps_the_isa(model_file: Path, tmp_path: Path, capsys: pytest.Ca
     with pytest.raises(SystemExit):
         main(["compile", str(model_file), "--target", "sse2"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_two_threads_restore_the_callers_cpu_affinity(model_file: Path, tmp_path: Path) -> None:
+    import os
+
+    import inferon
+
+    lib = inferon.compile(model_file, tmp_path / "small.so")
+    model = inferon.load(lib, threads=2)
+    x = np.random.default_rng(3).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    before = os.sched_getaffinity(0)
+    for _ in range(3):
+        np.testing.assert_allclose(model(x), run_onnxruntime(onnx.load(str(model_file)), {"x": x})[0], rtol=1e-4, atol=1e-5)
+    assert os.sched_getaffinity(0) == before  # the run pins the caller only while it runs

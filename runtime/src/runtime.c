@@ -7,12 +7,20 @@
  * different threads. One context must not run twice at the same time; a concurrent second
  * inferon_model_run on the same context is rejected with INFERON_ERR_BAD_ARGUMENT.
  *
+ * Thread placement: with more than one thread, each run pins the caller's thread to the CPU it is
+ * on (its affinity mask is restored afterwards) and the OpenMP worker threads to distinct other
+ * CPUs of that mask. Unpinned workers that went to sleep between runs tend to wake up on the caller's
+ * CPU and share it until the scheduler migrates them: on a 2-core machine that made 2-thread
+ * runs after an idle period 1.5-3x slower. INFERON_BIND=0 turns this off.
+ *
  * ISA: inferon_model_create detects the CPU (AVX2+FMA, AVX-512F), lowers the level if the
  * environment variable INFERON_ISA=scalar|avx2|avx512 asks for less, caps it at what the
  * kernels implement, and publishes it with inferon_kernels_set_isa (a process-wide atomic
  * the kernels read). The last created context sets it for the whole model.so.
  */
+#define _GNU_SOURCE
 #include <omp.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -234,6 +242,39 @@ static int check_tensors(inferon_model* m, const char* kind, const inferon_tenso
   return INFERON_OK;
 }
 
+/* Pin the caller to the CPU it is on and OpenMP workers 1..n-1 to distinct other CPUs of the
+ * affinity mask, for this run; returns 1 if the caller's mask (saved in *saved) must be restored. */
+static int bind_team(int n, cpu_set_t* saved) {
+  static int enabled = -1;
+  if (enabled < 0) {
+    const char* env = getenv("INFERON_BIND");
+    enabled = !(env && strcmp(env, "0") == 0);
+  }
+  if (!enabled || n < 2) return 0;
+  if (sched_getaffinity(0, sizeof *saved, saved) != 0) return 0;
+  int cpus[CPU_SETSIZE], count = 0;
+  const int here = sched_getcpu();
+  if (here < 0) return 0;
+  for (int c = 0; c < CPU_SETSIZE; c++)
+    if (CPU_ISSET(c, saved) && c != here) cpus[count++] = c;
+  if (count == 0) return 0;
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(here, &one);
+  if (sched_setaffinity(0, sizeof one, &one) != 0) return 0;
+#pragma omp parallel num_threads(n)
+  {
+    const int id = omp_get_thread_num();
+    if (id > 0) {
+      cpu_set_t mine;
+      CPU_ZERO(&mine);
+      CPU_SET(cpus[(id - 1) % count], &mine);
+      sched_setaffinity(0, sizeof mine, &mine); /* 0: the calling (worker) thread */
+    }
+  }
+  return 1;
+}
+
 INFERON_API int inferon_model_run(inferon_model* m, const inferon_tensor* inputs, int num_inputs,
                                   inferon_tensor* outputs, int num_outputs) {
   if (!m) return INFERON_ERR_NULL_ARGUMENT;
@@ -251,8 +292,11 @@ INFERON_API int inferon_model_run(inferon_model* m, const inferon_tensor* inputs
   if (st == INFERON_OK) {
     /* Publish this context's ISA (a no-op unless another context changed it). */
     if (inferon_kernels_get_isa() != m->isa) inferon_kernels_set_isa(m->isa);
+    cpu_set_t caller_mask;
+    const int bound = bind_team(m->num_threads, &caller_mask);
     d->run(m->arena, (const float* const*)m->in_ptrs, (float* const*)m->out_ptrs,
            m->num_threads, m->op_seconds);
+    if (bound) sched_setaffinity(0, sizeof caller_mask, &caller_mask);
     if (m->op_seconds) m->profiled_runs++;
   }
   atomic_store(&m->busy, 0);
