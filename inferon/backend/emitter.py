@@ -154,7 +154,8 @@ class CppEmitter:
             self.line(f"    ep.residual = {self.buf(op.residual)} + {o}{sc[0]};")
         im2col = ""
         if op.b_im2col is not None:
-            self.line(f"    static const inferon::Im2col q = {{{', '.join(str(v) for v in ints(op.b_im2col))}}};")
+            fields = [*ints(op.b_im2col), int(op.b_implicit is not None)]
+            self.line(f"    static const inferon::Im2col q = {{{', '.join(str(v) for v in fields)}}};")
             im2col = ", &q"
         self.line(
             f"    inferon::gemm({inner}, {m}, {n}, {k}, {self.buf(op.a)} + {o}{sa[0]}, {lda}, {sa[1]}, "

@@ -51,7 +51,8 @@ struct Job {
   int mr, nv; int64_t mc, kc, nc;
   bool a_packed;           // A in the pre-packed panel layout (see GemmTiles)
   const Im2col* im2col;    // non-null: B is the image at B seen through im2col (ldb unused)
-  bool packed_only() const { return a_packed || im2col; }  // no small-M / GEMV special paths
+  const int64_t* b_rows;   // non-null: row k of B starts at B + b_rows[k] (implicit GEMM, no packing)
+  bool packed_only() const { return a_packed || im2col || b_rows; }  // no small-M / GEMV special paths
 };
 
 constexpr int kPackedMR = 6;
@@ -76,7 +77,7 @@ inline float epi_scalar(const Job& g, float v, int64_t i, int64_t j) {
 
 // ------------------------------------------------------------------------------- scalar path
 inline Scratch& tls_scratch(int which) {
-  thread_local Scratch s[4];
+  thread_local Scratch s[8];  // 0-1 A/B panels, 2-3 im2col rows, 4-6 implicit GEMM
   return s[which];
 }
 
@@ -166,6 +167,29 @@ INFERON_AVX2_INLINE void kernel_packed(int64_t kc, const float* INFERON_RESTRICT
   }
 }
 
+// Microkernel reading B in place: row k of the panel is the NV*8 floats at Brow + rows[k].
+template <int MR, int NV>
+INFERON_AVX2_INLINE void kernel_rows(int64_t kc, const float* INFERON_RESTRICT Ap, const float* Brow,
+                                     const int64_t* INFERON_RESTRICT rows, __m256 (&c)[MR][NV]) {
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) c[i][v] = _mm256_setzero_ps();
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kc; k++) {
+    __m256 b[NV];
+    const float* bp = Brow + rows[k];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) b[v] = _mm256_loadu_ps(bp + v * 8);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+      const __m256 a = _mm256_broadcast_ss(Ap + k * MR + i);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) c[i][v] = _mm256_fmadd_ps(a, b[v], c[i][v]);
+    }
+  }
+}
+
 // Pack a kc x nc block of B (row stride ldb) into NR-wide panels, zero-padding the last one.
 template <int NV>
 INFERON_AVX2_INLINE void pack_B(int64_t kc, int64_t nc, const float* B, int64_t ldb, float* Bp) {
@@ -237,7 +261,8 @@ INFERON_AVX2_INLINE void pack_A(int64_t mc, int64_t kc, const float* A, int64_t 
 
 // One cache block of the packed GEMM: A panels at A, B panels at B, C origin (ic, jc).
 struct Block {
-  const float* A; const float* B;
+  const float* A; const float* B;  // B: packed panels, or (implicit GEMM) the image at column jc
+  const int64_t* rows;             // implicit GEMM: B row offsets of this KC block, else null
   int64_t ic, jc, mcur, ncur, kcur;
   bool accumulate, last;
 };
@@ -249,7 +274,11 @@ INFERON_AVX2_INLINE void tile(const Job& g, const Block& b, int64_t ir, int64_t 
   const int64_t nr = std::min<int64_t>(NR, b.ncur - jr);
   const int64_t mr = std::min<int64_t>(MR, b.mcur - ir);
   float* Ct = g.C + (b.ic + ir) * g.ldc + b.jc + jr;
-  if (NV == 2 && nr <= 8) {  // column edge: half the FMAs
+  if (b.rows) {  // implicit GEMM: B read in place (columns past the edge are readable slack)
+    __m256 c[MR][NV];
+    kernel_rows<MR, NV>(b.kcur, b.A + ir * b.kcur, b.B + jr, b.rows, c);
+    store_tile<MR, NV>(c, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
+  } else if (NV == 2 && nr <= 8) {  // column edge: half the FMAs
     __m256 c[MR][1];
     kernel_packed<MR, 1, NR>(b.kcur, b.A + ir * b.kcur, b.B + jr * b.kcur, c);
     store_tile<MR, 1>(c, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
@@ -271,21 +300,23 @@ INFERON_AVX2 void rect_packed(const Job& g, int64_t m0, int64_t m1, int64_t n0, 
   const int64_t nc_eff = std::min(nc, (n1 - n0 + NR - 1) / NR * NR);
   float* Ap = g.a_packed ? nullptr : tls_scratch(0).get(static_cast<size_t>(mc_eff * kc));
   const int64_t mpad = (g.M + MR - 1) / MR * MR;
-  float* Bp = tls_scratch(1).get(static_cast<size_t>(nc_eff * kc));
+  float* Bp = g.b_rows ? nullptr : tls_scratch(1).get(static_cast<size_t>(nc_eff * kc));
   for (int64_t jc = n0; jc < n1; jc += nc) {
     const int64_t ncur = std::min(nc, n1 - jc);
     for (int64_t pc = 0; pc < K; pc += kc) {
       const int64_t kcur = std::min(kc, K - pc);
       const bool accumulate = pc > 0 || g.acc_c;
       const bool last = pc + kcur >= K;
-      if (g.im2col) pack_B_im2col<NV>(*g.im2col, g.B, pc, kcur, jc, ncur, Bp);
+      if (g.b_rows) {}  // implicit GEMM: nothing to pack
+      else if (g.im2col) pack_B_im2col<NV>(*g.im2col, g.B, pc, kcur, jc, ncur, Bp);
       else pack_B<NV>(kcur, ncur, g.B + pc * g.ldb + jc, g.ldb, Bp);
       for (int64_t ic = m0; ic < m1; ic += mc) {
         const int64_t mcur = std::min(mc, m1 - ic);
         const float* Ablk = Ap;
         if (g.a_packed) Ablk = g.A + pc * mpad + ic * kcur;
         else pack_A<MR>(mcur, kcur, g.A + ic * g.lda + pc, g.lda, Ap);
-        const Block blk{Ablk, Bp, ic, jc, mcur, ncur, kcur, accumulate, last};
+        const Block blk = g.b_rows ? Block{Ablk, g.B + jc, g.b_rows + pc, ic, jc, mcur, ncur, kcur, accumulate, last}
+                                   : Block{Ablk, Bp, nullptr, ic, jc, mcur, ncur, kcur, accumulate, last};
         // Register tiles of this block. B panels stay in L1 across the A panels (jr outer) unless
         // the packed B block is small enough for L2: then each A panel is loaded once (ir outer),
         // which matters when A streams from memory (pre-packed weights, few columns).
@@ -523,6 +554,54 @@ inline void run_parallel(const Job& g, int T, bool avx2) {
 
 }  // namespace gemm_detail
 
+namespace gemm_detail {
+
+// Implicit GEMM of a stride-1, dilation-1 convolution (Im2col::implicit): the image is copied once
+// into a zero-bordered plane [C, Hp, Wp] (Hp = Ho + kh - 1, Wp = Wo + kw - 1). In that frame im2col
+// row (c, i, j) is the padded image shifted by c*Hp*Wp + i*Wp + j, so the microkernel reads B in
+// place (no packing) for the Ho*Wp "wide" output columns; the Wp - Wo columns per output row that
+// fall into the border are computed and dropped when the wide result is copied into C (where the
+// residual and activation are applied).
+inline void run_implicit(Job g, int T) {
+  const Im2col& q = *g.im2col;
+  const int64_t Hp = q.Ho + q.kh - 1, Wp = q.Wo + q.kw - 1, plane = Hp * Wp;
+  const int64_t wide = q.Ho * Wp, slack = 64;  // kernels read up to one panel past the last column
+  float* xp = tls_scratch(4).get(static_cast<size_t>(q.C * plane + slack));
+  float* cw = tls_scratch(5).get(static_cast<size_t>(g.M * wide));
+  int64_t* rows = reinterpret_cast<int64_t*>(tls_scratch(6).get(static_cast<size_t>(2 * g.K)));
+  std::memset(xp, 0, static_cast<size_t>(q.C * plane + slack) * sizeof(float));
+  for (int64_t c = 0; c < q.C; c++)
+    for (int64_t h = 0; h < q.H && h + q.pt < Hp; h++)
+      std::memcpy(xp + c * plane + (h + q.pt) * Wp + q.pl, g.B + (c * q.H + h) * q.W,
+                  static_cast<size_t>(std::min<int64_t>(q.W, Wp - q.pl)) * sizeof(float));
+  for (int64_t k = 0; k < g.K; k++) {
+    const int64_t c = k / (q.kh * q.kw), i = (k / q.kw) % q.kh, j = k % q.kw;
+    rows[k] = c * plane + i * Wp + j;
+  }
+  Job w = g;
+  const float* residual = g.acc_c ? g.C : g.residual;
+  w.B = xp; w.b_rows = rows; w.im2col = nullptr;
+  w.N = wide; w.C = cw; w.ldc = wide; w.acc_c = false; w.residual = nullptr;
+  if (residual) w.act = ACT_NONE;  // applied after the residual, below
+  if (T > 1) run_parallel(w, T, true);
+  else rect(w, 0, w.M, 0, w.N, true);
+  const int64_t Ho = q.Ho, Wo = q.Wo;
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t r = 0; r < g.M * Ho; r++) {
+    const int64_t m = r / Ho, ho = r % Ho;
+    const float* src = cw + m * wide + ho * Wp;
+    float* dst = g.C + m * g.ldc + ho * Wo;
+    if (!residual) {
+      std::memcpy(dst, src, static_cast<size_t>(Wo) * sizeof(float));
+    } else {
+      const float* res = residual + m * g.ldc + ho * Wo;
+      for (int64_t t = 0; t < Wo; t++) dst[t] = apply_act(src[t] + res[t], g.act, g.alpha, g.beta);
+    }
+  }
+}
+
+}  // namespace gemm_detail
+
 // for b in [0,batch): C_b[MxN] = ep(A_b[MxK] * B_b[KxN]); X_b = X + b*sX (sX may be 0 = broadcast)
 inline void gemm(int64_t batch, int64_t M, int64_t N, int64_t K,
                  const float* A, int64_t lda, int64_t sA, const float* B, int64_t ldb, int64_t sB,
@@ -539,6 +618,7 @@ inline void gemm(int64_t batch, int64_t M, int64_t N, int64_t K,
   base.mr = 6;  // see GemmTiles
   base.a_packed = t.a_packed;
   base.im2col = b_im2col;
+  base.b_rows = nullptr;
   base.nv = t.nr == 8 ? 1 : 2;
   base.mc = t.mc > 0 ? t.mc : 72;
   base.kc = t.kc > 0 ? t.kc : 256;
@@ -556,14 +636,15 @@ inline void gemm(int64_t batch, int64_t M, int64_t N, int64_t K,
   };
   const int T = threads_for(num_threads, static_cast<double>(M) * N * std::max<int64_t>(K, 1),
                             65536.0);
-  if (T > 1 && batch >= T) {
+  if (T > 1 && batch >= T && !(avx2 && b_im2col && b_im2col->implicit)) {
 #pragma omp parallel for num_threads(T) schedule(static)
     for (int64_t b = 0; b < batch; b++) gemm_detail::rect(job(b), 0, M, 0, N, avx2);
     return;
   }
   for (int64_t b = 0; b < batch; b++) {
     const Job g = job(b);
-    if (T > 1) gemm_detail::run_parallel(g, T, avx2);
+    if (avx2 && b_im2col && b_im2col->implicit) gemm_detail::run_implicit(g, T);
+    else if (T > 1) gemm_detail::run_parallel(g, T, avx2);
     else gemm_detail::rect(g, 0, M, 0, N, avx2);
   }
 }

@@ -19,6 +19,7 @@ struct Im2col {
   int64_t C, H, W;
   int kh, kw, sh, sw, pt, pl, dh, dw;
   int64_t Ho, Wo;
+  int implicit = 0;  // 1: stride 1, dilation 1, and the GEMM may read B in place (gemm.hpp)
 };
 
 // A run of `len` consecutive columns starting at column offset `dst` of a row segment: zeros

@@ -18,6 +18,7 @@ from xdsl.dialects.builtin import (
     IntegerType,
     MemRefType,
     StringAttr,
+    UnitAttr,
 )
 from xdsl.ir import Dialect
 from xdsl.irdl import (
@@ -179,9 +180,11 @@ class Im2ColOp(IRDLOperation):
 IM2COL_VIEW_LEN = 13  # [C, H, W, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo]
 
 
-def verify_im2col_view(view: DenseArrayBase | None) -> None:
-    """Check a `b_im2col` property (of loop.matmul / vec.gemm) has its 13 positive-size entries."""
+def verify_im2col_view(view: DenseArrayBase | None, implicit: bool = False) -> None:
+    """Check a `b_im2col` property (of loop.matmul / vec.gemm) and its `b_implicit` flag."""
     if view is None:
+        if implicit:
+            raise VerifyException("b_implicit needs a b_im2col view")
         return
     values = view.get_values()
     if len(values) != IM2COL_VIEW_LEN:
@@ -189,6 +192,8 @@ def verify_im2col_view(view: DenseArrayBase | None) -> None:
     c, h, w, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo = values
     if min(c, h, w, kh, kw, sh, sw, dh, dw, ho, wo) < 1 or min(pt, pl) < 0:
         raise VerifyException(f"b_im2col {list(values)}: sizes must be positive and pads non-negative")
+    if implicit and (sh, sw, dh, dw) != (1, 1, 1, 1):
+        raise VerifyException("b_implicit needs stride 1 and dilation 1")
 
 
 @irdl_op_definition
@@ -201,7 +206,9 @@ class MatMulOp(IRDLOperation):
     bias_strides; the residual shares C's layout. `tiles` is chosen by `select-tiles`. With
     `b_im2col` = [C, H, W, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo], B[o,i] is an image [C, H, W]
     read as its im2col matrix (K = C*kh*kw, N = Ho*Wo; ldb unused): the kernel builds B's packed
-    panels straight from the image, one cache block at a time, with no im2col buffer.
+    panels straight from the image, one cache block at a time, with no im2col buffer. `b_implicit`
+    (stride 1, dilation 1) lets it skip packing B altogether: it reads B in place from a
+    zero-bordered copy of the image (see `conv-to-im2col`).
     """
 
     name = "loop.matmul"
@@ -221,10 +228,11 @@ class MatMulOp(IRDLOperation):
     epilogue = prop_def(EpilogueAttr, default_value=NO_EPILOGUE)
     tiles = opt_prop_def(TilesAttr)
     b_im2col = opt_prop_def(DenseArrayBase)
+    b_implicit = opt_prop_def(UnitAttr)
     irdl_options = (AttrSizedOperandSegments(as_property=True),)
 
     def verify_(self) -> None:
-        verify_im2col_view(self.b_im2col)
+        verify_im2col_view(self.b_im2col, self.b_implicit is not None)
 
 
 @irdl_op_definition

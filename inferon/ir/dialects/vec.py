@@ -54,6 +54,7 @@ class GemmOp(IRDLOperation):
     nr = prop_def(I64Attr)
     a_packed = opt_prop_def(UnitAttr)  # A is a weight already in packed panels (pack-weights)
     b_im2col = opt_prop_def(DenseArrayBase)  # B is an image read through im2col (see loop.matmul)
+    b_implicit = opt_prop_def(UnitAttr)  # ... and read in place, without packing (see loop.matmul)
     irdl_options = (AttrSizedOperandSegments(as_property=True),)
 
     def verify_(self) -> None:
@@ -62,7 +63,7 @@ class GemmOp(IRDLOperation):
             raise VerifyException(
                 f"vec.gemm microkernel {mr}x{nr} unsupported: mr in 1..6, nr in {{8, 16}}"
             )
-        verify_im2col_view(self.b_im2col)
+        verify_im2col_view(self.b_im2col, self.b_implicit is not None)
         if self.a_packed is not None and mr != PACKED_MR:
             raise VerifyException(f"vec.gemm with a_packed needs mr = {PACKED_MR} (the packed panel height), got {mr}")
 
