@@ -143,27 +143,38 @@ INFERON_AVX2_INLINE void store_tile(__m256 (&c)[MR][NV], int64_t m, int64_t n, f
   }
 }
 
+// One k step of a register tile: c[i][:] += Ap[i] * b[:] for the MR rows of a packed A panel.
+template <int MR, int NV>
+INFERON_AVX2_INLINE void rank1_update(const float* INFERON_RESTRICT ak, const __m256 (&b)[NV],
+                                      __m256 (&c)[MR][NV]) {
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; i++) {
+    const __m256 a = _mm256_broadcast_ss(ak + i);
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) c[i][v] = _mm256_fmadd_ps(a, b[v], c[i][v]);
+  }
+}
+
+template <int MR, int NV>
+INFERON_AVX2_INLINE void zero_tile(__m256 (&c)[MR][NV]) {
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) c[i][v] = _mm256_setzero_ps();
+}
+
 // Packed microkernel: Ap is kc x MR (k-major), Bp is kc x LDB (k-major; the first NV*8 columns
 // are used: LDB > NV*8 runs a narrow kernel on the left part of a wider panel), both aligned.
 template <int MR, int NV, int LDB = NV * 8>
 INFERON_AVX2_INLINE void kernel_packed(int64_t kc, const float* INFERON_RESTRICT Ap,
                                        const float* INFERON_RESTRICT Bp, __m256 (&c)[MR][NV]) {
-  constexpr int NR = LDB;
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; i++)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) c[i][v] = _mm256_setzero_ps();
+  zero_tile<MR, NV>(c);
 #pragma GCC unroll 4
   for (int64_t k = 0; k < kc; k++) {
     __m256 b[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) b[v] = _mm256_load_ps(Bp + k * NR + v * 8);
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; i++) {
-      const __m256 a = _mm256_broadcast_ss(Ap + k * MR + i);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; v++) c[i][v] = _mm256_fmadd_ps(a, b[v], c[i][v]);
-    }
+    for (int v = 0; v < NV; v++) b[v] = _mm256_load_ps(Bp + k * LDB + v * 8);
+    rank1_update<MR, NV>(Ap + k * MR, b, c);
   }
 }
 
@@ -171,22 +182,14 @@ INFERON_AVX2_INLINE void kernel_packed(int64_t kc, const float* INFERON_RESTRICT
 template <int MR, int NV>
 INFERON_AVX2_INLINE void kernel_rows(int64_t kc, const float* INFERON_RESTRICT Ap, const float* Brow,
                                      const int64_t* INFERON_RESTRICT rows, __m256 (&c)[MR][NV]) {
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; i++)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) c[i][v] = _mm256_setzero_ps();
+  zero_tile<MR, NV>(c);
 #pragma GCC unroll 4
   for (int64_t k = 0; k < kc; k++) {
     __m256 b[NV];
     const float* bp = Brow + rows[k];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; v++) b[v] = _mm256_loadu_ps(bp + v * 8);
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; i++) {
-      const __m256 a = _mm256_broadcast_ss(Ap + k * MR + i);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; v++) c[i][v] = _mm256_fmadd_ps(a, b[v], c[i][v]);
-    }
+    rank1_update<MR, NV>(Ap + k * MR, b, c);
   }
 }
 
