@@ -18,6 +18,7 @@ EPILOG = """examples:
   inferon compile model.onnx -o model.so -v
   inferon compile model.onnx -o model.so --dump-ir ir/ --print-ir-after fuse-epilogue
   inferon compile model.onnx -o model.so --input-shape data=1,3,224,224
+  inferon compile model.onnx -o pruned.so --prune unstructured:0.9   # sparse kernels (experiment)
   inferon run model.so --input x.npy --output y.npy --threads 2
   inferon inspect model.onnx
   inferon passes
@@ -66,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="highest instruction set the kernels may use (default native: the best the CPU "
                    "running the model has; AVX-512 currently runs the AVX2 kernels, which are as fast on "
                    "Zen 4); a scalar fallback is always included")
+    c.add_argument("--sparse", choices=["auto", "off", "csr", "2:4"], default="auto",
+                   help="weight storage per conv/FC layer: auto (default) finds the zeros already in the "
+                   "weights and picks dense, CSR or 2:4 by a cost model calibrated on this CPU (layers "
+                   "where sparse would be slower stay dense); off: all dense; csr / 2:4: force that format "
+                   "wherever it applies")
+    c.add_argument("--prune", metavar="SPEC",
+                   help="experiments only: magnitude-prune every conv/FC weight except the stem first, "
+                   "per layer: unstructured:S (e.g. unstructured:0.9 zeroes 90%% of each layer) or 2:4; "
+                   "prints the output deviation this causes on a random input")
     c.add_argument("-v", "--verbose", action="store_true", help="report each stage and its time")
 
     r = sub.add_parser("run", help="run a compiled model on .npy/.npz inputs",
@@ -99,7 +109,8 @@ def _compile(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     inferon.compile(
         args.model, output, input_shapes=dict(args.input_shape), dump_ir=args.dump_ir,
-        print_ir_after=args.print_ir_after, verbose=args.verbose, target=args.target,
+        print_ir_after=args.print_ir_after, verbose=args.verbose, target=args.target, prune=args.prune,
+        sparse=args.sparse,
     )  # fmt: skip
     print(f"compiled {args.model} -> {output} in {time.perf_counter() - start:.2f} s")
     if args.dump_ir:

@@ -26,6 +26,8 @@ def lower(
     print_ir_after: Iterable[str] = (),
     verbose: bool = False,
     target: str = "native",
+    prune: str | None = None,
+    sparse: str = "auto",
 ) -> tuple[ModuleOp, EmittedModel]:
     """Import and run the pipeline; return the lowest-level module and the emitted C++."""
     log = (lambda msg: print(msg, file=sys.stderr)) if verbose else (lambda msg: None)
@@ -35,6 +37,8 @@ def lower(
         f"in {time.perf_counter() - start:.2f} s")  # fmt: skip
     ctx = make_context(weights)
     pipeline = Pipeline.default(
+        prune=prune,
+        pass_options={"sparsify": {"mode": sparse}},
         dump_dir=Path(dump_ir) if dump_ir else None,
         print_ir_after=frozenset(print_ir_after),
         verbose=verbose,
@@ -58,16 +62,20 @@ def compile(  # noqa: A001 - the public name users expect
     print_ir_after: Iterable[str] = (),
     verbose: bool = False,
     target: str = "native",
+    prune: str | None = None,
+    sparse: str = "auto",
 ) -> Path:
     """Compile an ONNX model (path, bytes or ModelProto) into the shared library `output`.
 
     `target` (native, avx2, avx512, scalar) caps the instruction set the kernels may use; the
     model.so always carries the scalar fallback and picks the best allowed level on the CPU it
-    is loaded on.
+    is loaded on. `sparse` picks weight storage: auto (dense, CSR or 2:4 per layer from the zeros in
+    the weights and a cost model), off, csr or 2:4. `prune` ("unstructured:0.9", "2:4") magnitude-prunes
+    the conv/FC weights first, for experiments, and prints the output deviation it causes.
     """
     _, emitted = lower(
         model, input_shapes=input_shapes, dump_ir=dump_ir, print_ir_after=print_ir_after, verbose=verbose,
-        target=target,
+        target=target, prune=prune, sparse=sparse,
     )
     start = time.perf_counter()
     out = build_shared_library(emitted.source, emitted.weights, Path(output), verbose=verbose)

@@ -1,7 +1,9 @@
 """The compilation pipeline: named passes in order, grouped by the IR level they work on.
 
     graph:  remove-identities → fold-batchnorm → decompose-batchnorm → fold-constants → fuse-epilogue
-    loop:   convert-graph-to-loop → elide-copies → conv-to-depthwise → conv-to-im2col → select-tiles
+            → [prune, opt-in] → sparsify
+    loop:   convert-graph-to-loop → elide-copies → convert-sparse-to-spmm → conv-to-depthwise
+            → conv-to-im2col → select-tiles
     vec:    convert-loop-to-vec → pack-weights → plan-memory
     cpp:    the C++ emitter prints the module, g++ builds model.so
 
@@ -32,8 +34,10 @@ DEFAULT_PASSES: tuple[tuple[str, str], ...] = (
     ("graph", "decompose-batchnorm"),
     ("graph", "fold-constants"),
     ("graph", "fuse-epilogue"),
+    ("graph", "sparsify"),
     ("loop", "convert-graph-to-loop"),
     ("loop", "elide-copies"),
+    ("loop", "convert-sparse-to-spmm"),
     ("loop", "conv-to-depthwise"),
     ("loop", "conv-to-im2col"),
     ("loop", "select-tiles"),
@@ -61,12 +65,21 @@ class Pipeline:
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr))
 
     @staticmethod
-    def default(**kwargs: object) -> Pipeline:
-        """The default pipeline, with registered user passes inserted after their anchor."""
+    def default(
+        *, prune: str | None = None, pass_options: dict[str, dict[str, object]] | None = None, **kwargs: object
+    ) -> Pipeline:
+        """The default pipeline, with registered user passes inserted after their anchor.
+
+        `prune` (e.g. "unstructured:0.9", "2:4") inserts the opt-in `prune` pass before `sparsify`;
+        `pass_options` maps a pass name to its constructor arguments (e.g. {"sparsify": {"mode": "off"}}).
+        """
         entries: list[tuple[str, ModulePass]] = []
         users = user_passes()
+        options = pass_options or {}
         for stage, name in DEFAULT_PASSES:
-            entries.append((stage, get_pass(name)()))
+            if name == "sparsify" and prune:
+                entries.append((stage, get_pass("prune")(spec=prune)))  # type: ignore[call-arg]
+            entries.append((stage, get_pass(name)(**options.get(name, {}))))
             pending = [name]
             while pending:
                 anchor = pending.pop(0)

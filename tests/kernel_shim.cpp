@@ -116,3 +116,36 @@ SHIM void k_channel_affine(const float* x, float* y, int64_t N, int64_t C, int64
                            const float* shift, int threads) {
   inferon::channel_affine(x, y, N, C, HW, scale, shift, threads);
 }
+
+// Sparse weights x dense B (sparse.hpp). format 0 = CSR (index_bytes 2|4, row_ptr), 1 = 2:4 (index =
+// metadata bytes, koff optional). geom: null, or the 13-entry Im2col geometry of an implicit conv.
+SHIM void k_spmm(int format, int index_bytes, int64_t M, int64_t K, const float* values, const void* index,
+                 const int32_t* row_ptr, int64_t scale, const int32_t* koff, int64_t batch, const float* B,
+                 int64_t sB, int64_t N, float* C, int64_t ldc, int64_t sC, const float* bias, int bias_axis,
+                 const float* residual, int act, float alpha, float beta, int nr, int threads,
+                 const int64_t* geom) {
+  inferon::SparseA a;
+  a.format = format;
+  a.index_bytes = index_bytes;
+  a.M = M;
+  a.K = K;
+  a.values = values;
+  a.index = index;
+  a.row_ptr = row_ptr;
+  a.scale = scale;
+  a.koff = koff;
+  inferon::Epilogue ep;
+  ep.bias = bias;
+  ep.bias_axis = bias_axis;
+  ep.residual = residual;
+  ep.act = act;
+  ep.alpha = alpha;
+  ep.beta = beta;
+  inferon::Im2col q{};
+  if (geom) {
+    q = {geom[0], geom[1], geom[2], static_cast<int>(geom[3]), static_cast<int>(geom[4]),
+         static_cast<int>(geom[5]), static_cast<int>(geom[6]), static_cast<int>(geom[7]),
+         static_cast<int>(geom[8]), static_cast<int>(geom[9]), static_cast<int>(geom[10]), geom[11], geom[12], 1};
+  }
+  inferon::spmm(a, batch, B, sB, N, C, ldc, sC, ep, nr, threads, geom ? &q : nullptr);
+}

@@ -17,9 +17,9 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import DictionaryAttr, FloatAttr, ModuleOp, StringAttr
 from xdsl.ir import Block, Operation, SSAValue
 
-from inferon.backend.kernel_table import ACTIVATIONS, BINARY_KERNELS, UNARY_KERNELS
+from inferon.backend.kernel_table import ACTIVATIONS, BINARY_KERNELS, SPARSE_FORMATS, UNARY_KERNELS
 from inferon.errors import InferonError
-from inferon.ir.attrs import EpilogueAttr
+from inferon.ir.attrs import EpilogueAttr, SparseFormat
 from inferon.ir.dialects import loop, vec
 from inferon.ir.dialects.graph import ints
 from inferon.ir.weights import WeightStore
@@ -53,6 +53,11 @@ class EmittedOp:
 
 def op_label(op: Operation) -> str:
     """Profiling label: the op name and its output shape (GEMMs: M x N x K and batch)."""
+    if isinstance(op, vec.SpMMOp):
+        m, n, k = ints(op.dims)
+        batch = f" x{op.batch.value.data}" if op.batch.value.data > 1 else ""
+        fmt = op.format
+        return f"{op.name} {fmt.kind} {100 * fmt.density.value.data:.0f}% {m}x{n}x{k}{batch}"
     if isinstance(op, vec.GemmOp):
         m, n, k = ints(op.dims)
         outer, inner = ints(op.batch)
@@ -163,6 +168,35 @@ class CppEmitter:
             f"ep, t, nt{im2col});"
         )
         self.line("  }")
+        self.line("}")
+
+    @emit.register
+    def _(self, op: vec.SpMMOp) -> None:
+        m, n, k = ints(op.dims)
+        ldc, s_c = ints(op.c_strides)
+        epi: EpilogueAttr = op.epilogue
+        csr = op.format.kind == SparseFormat.CSR
+        index_bytes = op.index.type.element_type.bitwidth // 8  # type: ignore[attr-defined]
+        self.line("{")
+        self.line("  inferon::SparseA a; inferon::Epilogue ep;")
+        self.line(f"  a.format = {SPARSE_FORMATS[op.format.kind]}; a.index_bytes = {index_bytes}; a.M = {m}; a.K = {k};")
+        self.line(f"  a.values = {self.buf(op.values)}; a.index = {self.buf(op.index)};")
+        if csr:
+            self.line(f"  a.row_ptr = reinterpret_cast<const int32_t*>({self.buf(op.row_ptr)});")
+        if op.koff is not None:
+            self.line(f"  a.koff = reinterpret_cast<const int32_t*>({self.buf(op.koff)});")
+        self.line(f"  a.scale = {op.b_scale.value.data};")
+        self.line(f"  ep.bias = {self.buf(op.bias)}; ep.residual = {self.buf(op.residual)};")
+        self.line(f"  ep.act = {ACTIVATIONS[epi.activation]}; ep.alpha = {_f(epi.alpha)}; ep.beta = {_f(epi.beta)};")
+        implicit = "nullptr"
+        if op.b_implicit is not None:
+            fields = [*ints(op.b_implicit), 1]
+            self.line(f"  static const inferon::Im2col q = {{{', '.join(str(v) for v in fields)}}};")
+            implicit = "&q"
+        self.line(
+            f"  inferon::spmm(a, {op.batch.value.data}, {self.buf(op.b)}, {op.b_stride.value.data}, {n}, "
+            f"{self.buf(op.c)}, {ldc}, {s_c}, ep, {op.nr.value.data}, nt, {implicit});"
+        )
         self.line("}")
 
     @emit.register

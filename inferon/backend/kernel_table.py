@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inferon.ir.attrs import ActivationKind, ElementwiseKind
+from inferon.ir.attrs import ActivationKind, ElementwiseKind, SparseFormat
 
 BINARY_KERNELS: dict[ElementwiseKind, str] = {
     ElementwiseKind.ADD: "inferon::BIN_ADD",
@@ -39,4 +39,9 @@ ACTIVATIONS: dict[ActivationKind, str] = {
     ActivationKind.LEAKY_RELU: "inferon::ACT_LEAKY_RELU",
     ActivationKind.CLIP: "inferon::ACT_CLIP",
     ActivationKind.SIGMOID: "inferon::ACT_SIGMOID",
+}
+
+SPARSE_FORMATS: dict[SparseFormat, str] = {
+    SparseFormat.CSR: "inferon::SPARSE_CSR",
+    SparseFormat.NM24: "inferon::SPARSE_NM24",
 }

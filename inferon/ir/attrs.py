@@ -2,12 +2,13 @@
 
 `#graph.epilogue<kind, alpha, beta>` describes the element-wise activation a fused op applies before its
 store (ReLU, LeakyReLU(alpha), Clip(alpha, beta), Sigmoid). Sparse and quantized encodings will live
-here too, as further typed attributes on weights.
+here too, as further typed attributes on weights: `#graph.sparse<format, density, index_bits>` says
+how a weight matrix is stored (dense, CSR or 2:4) and how dense it is.
 """
 
 from __future__ import annotations
 
-from xdsl.dialects.builtin import Float32Type, FloatAttr, f32
+from xdsl.dialects.builtin import Float32Type, FloatAttr, IntegerAttr, IntegerType, f32, i64
 from xdsl.dialects.utils import EnumAttribute
 from xdsl.ir import ParametrizedAttribute, SpacedOpaqueSyntaxAttribute
 from xdsl.irdl import irdl_attr_definition, param_def
@@ -88,3 +89,44 @@ class ElementwiseKindAttr(EnumAttribute[ElementwiseKind], SpacedOpaqueSyntaxAttr
     """Which element-wise function a `loop.binary` / `loop.unary` computes, e.g. `#graph<ew add>`."""
 
     name = "graph.ew"
+
+
+class SparseFormat(StrEnum):
+    """Storage of a weight matrix (numbers match `inferon::SparseFormat` for the sparse ones)."""
+
+    DENSE = "dense"
+    CSR = "csr"
+    NM24 = "nm2_4"
+
+
+@irdl_attr_definition
+class SparseFormatAttr(EnumAttribute[SparseFormat], SpacedOpaqueSyntaxAttribute):
+    """A weight storage format, e.g. `#graph<format csr>`."""
+
+    name = "graph.format"
+
+
+@irdl_attr_definition
+class SparseAttr(ParametrizedAttribute):
+    """How a conv/matmul weight is stored: format, density (nonzeros / size) and index width in bits.
+
+    Set on `graph.weight` (and carried to `loop.weight`) by `sparsify`. index_bits is the CSR
+    column index width (16 or 32), 2 for 2:4 (two-bit positions) and 0 for dense.
+    """
+
+    name = "graph.sparse"
+    format: SparseFormatAttr = param_def(SparseFormatAttr)
+    density: FloatAttr[Float32Type] = param_def(FloatAttr[Float32Type])
+    index_bits: IntegerAttr[IntegerType] = param_def(IntegerAttr[IntegerType])
+
+    @staticmethod
+    def make(fmt: SparseFormat, density: float, index_bits: int = 0) -> SparseAttr:
+        return SparseAttr(SparseFormatAttr(fmt), FloatAttr(round(density, 4), f32), IntegerAttr(index_bits, i64))
+
+    @property
+    def kind(self) -> SparseFormat:
+        return self.format.data
+
+    @property
+    def is_sparse(self) -> bool:
+        return self.kind != SparseFormat.DENSE

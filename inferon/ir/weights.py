@@ -13,17 +13,20 @@ ALIGNMENT = 64  # bytes; every weight starts on a cache line in the linked blob
 
 @dataclass
 class WeightStore:
-    """Maps handles (strings printed in the IR) to float32 numpy arrays."""
+    """Maps handles (strings printed in the IR) to numpy arrays: float32 tensors, and the integer
+    index arrays of sparse encodings (uint8, uint16, int32)."""
 
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
-    def add(self, array: np.ndarray, hint: str = "w") -> str:
-        """Store a copy of `array` as float32 and return its new handle."""
+    def add(self, array: np.ndarray, hint: str = "w", *, keep_dtype: bool = False) -> str:
+        """Store a copy of `array` (as float32 unless `keep_dtype`) and return its new handle."""
         safe = "".join(c if c.isalnum() or c in "_." else "_" for c in hint) or "w"
         handle, n = safe, 1
         while handle in self.arrays:
             handle, n = f"{safe}_{n}", n + 1
-        self.arrays[handle] = np.ascontiguousarray(array, dtype=np.float32)
+        if keep_dtype and array.dtype not in (np.uint8, np.uint16, np.int32, np.float32):
+            raise ValueError(f"weight store: unsupported dtype {array.dtype} for '{hint}'")
+        self.arrays[handle] = np.ascontiguousarray(array, dtype=array.dtype if keep_dtype else np.float32)
         return handle
 
     def __getitem__(self, handle: str) -> np.ndarray:
@@ -36,7 +39,8 @@ class WeightStore:
         return handle in self.arrays
 
     def pack(self, handles: Iterable[str]) -> tuple[bytes, dict[str, int]]:
-        """Concatenate the given weights into one blob; returns it and each handle's float offset."""
+        """Concatenate the given weights into one blob; returns it and each handle's offset in floats
+        (every array starts 64-byte aligned, so integer arrays too sit at a whole float offset)."""
         chunks: list[bytes] = []
         offsets: dict[str, int] = {}
         size = 0

@@ -12,6 +12,7 @@
 //   conv.hpp         im2col
 //   depthwise.hpp    depthwise_conv2d (direct, group == C_in)
 //   pool.hpp         pool2d, global_pool
+//   sparse.hpp       spmm (CSR / 2:4 sparse weights x dense activations; GEMV at N == 1)
 //   elementwise.hpp  binary, unary, copy, copy_rows, channel_affine
 //   layout.hpp       transpose
 //   norm.hpp         softmax, lrn
@@ -25,3 +26,4 @@
 #include "layout.hpp"
 #include "norm.hpp"
 #include "pool.hpp"
+#include "sparse.hpp"

@@ -29,6 +29,7 @@ from xdsl.irdl import (
     IRDLOperation,
     irdl_op_definition,
     operand_def,
+    opt_prop_def,
     opt_operand_def,
     prop_def,
     result_def,
@@ -38,7 +39,15 @@ from xdsl.irdl import (
 from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
-from inferon.ir.attrs import NO_EPILOGUE, ActivationKindAttr, ElementwiseKind, ElementwiseKindAttr, EpilogueAttr
+from inferon.ir.attrs import (
+    NO_EPILOGUE,
+    ActivationKindAttr,
+    ElementwiseKind,
+    ElementwiseKindAttr,
+    EpilogueAttr,
+    SparseAttr,
+    SparseFormatAttr,
+)
 
 F32Attr = FloatAttr[Float32Type]
 
@@ -72,6 +81,7 @@ class WeightOp(IRDLOperation):
 
     name = "graph.weight"
     handle = prop_def(StringAttr)
+    sparse = opt_prop_def(SparseAttr)  # storage chosen by `sparsify` (conv/matmul weights)
     result = result_def(TensorType)
     traits = traits_def(Pure())
 
@@ -571,5 +581,5 @@ Graph = Dialect(
         MaxPoolOp, AvgPoolOp, GlobalAvgPoolOp, GlobalMaxPoolOp,
         ConcatOp, ReshapeOp, TransposeOp, SoftmaxOp, LRNOp, IdentityOp,
     ],
-    [ActivationKindAttr, EpilogueAttr, ElementwiseKindAttr],
+    [ActivationKindAttr, EpilogueAttr, ElementwiseKindAttr, SparseFormatAttr, SparseAttr],
 )  # fmt: skip

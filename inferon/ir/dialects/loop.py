@@ -36,7 +36,7 @@ from xdsl.irdl import (
 )
 from xdsl.utils.exceptions import VerifyException
 
-from inferon.ir.attrs import NO_EPILOGUE, ElementwiseKindAttr, EpilogueAttr
+from inferon.ir.attrs import NO_EPILOGUE, ElementwiseKindAttr, EpilogueAttr, SparseAttr, SparseFormat
 from inferon.ir.dialects.graph import F32Attr
 
 I64Attr = IntegerAttr[IntegerType]
@@ -65,6 +65,7 @@ class WeightOp(IRDLOperation):
 
     name = "loop.weight"
     handle = prop_def(StringAttr)
+    sparse = opt_prop_def(SparseAttr)  # the graph.weight's storage (see `sparsify`)
     result = result_def(MemRefType)
 
 
@@ -341,9 +342,64 @@ class LRNOp(IRDLOperation):
     bias = prop_def(F32Attr)
 
 
+class SpMMBase(IRDLOperation):
+    """Fields shared by `loop.spmm` and `vec.spmm` (see loop.spmm)."""
+
+    values = operand_def(MemRefType)
+    index = operand_def(MemRefType)
+    row_ptr = opt_operand_def(MemRefType)
+    koff = opt_operand_def(MemRefType)
+    b = operand_def(MemRefType)
+    bias = opt_operand_def(MemRefType)
+    residual = opt_operand_def(MemRefType)
+    c = operand_def(MemRefType)
+    format = prop_def(SparseAttr)
+    dims = prop_def(DenseArrayBase)
+    b_scale = prop_def(I64Attr)
+    batch = prop_def(I64Attr)
+    b_stride = prop_def(I64Attr)
+    c_strides = prop_def(DenseArrayBase)
+    epilogue = prop_def(EpilogueAttr, default_value=NO_EPILOGUE)
+    b_implicit = opt_prop_def(DenseArrayBase)
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+
+    def verify_(self) -> None:
+        fmt = self.format.kind
+        if not self.format.is_sparse:
+            raise VerifyException(f"{self.name} needs a sparse format, got {fmt}")
+        if (self.row_ptr is not None) != (fmt == SparseFormat.CSR):
+            raise VerifyException(f"{self.name}: row_ptr is required for csr and only for csr")
+        if self.koff is not None and fmt != SparseFormat.NM24:
+            raise VerifyException(f"{self.name}: koff (column offsets) is for 2:4 weights only")
+        if len(self.dims.get_values()) != 3 or len(self.c_strides.get_values()) != 2:
+            raise VerifyException(f"{self.name}: dims is [M, N, K] and c_strides [ldc, batch stride]")
+        verify_im2col_view(self.b_implicit)
+        if self.b_implicit is not None:
+            view = self.b_implicit.get_values()
+            if (view[5], view[6], view[9], view[10]) != (1, 1, 1, 1):
+                raise VerifyException(f"{self.name}: b_implicit needs stride 1 and dilation 1")
+
+
+@irdl_op_definition
+class SpMMOp(SpMMBase):
+    """Sparse-weight GEMM with a fused epilogue, from `convert-sparse-to-spmm`.
+
+    For b in [0, batch): C_b[M, N] = epilogue(A * B_b), dims = [M, N, K]. A is the sparse weight in
+    `format`: CSR (`values`, `index` with the column indices, `row_ptr`) or 2:4 (`values` [M, K/2],
+    `index` = 2-bit positions, two groups per byte, optional `koff` column offsets); see
+    `inferon.ir.sparse`. Row k of B_b starts at b + b*b_stride + index(k)*b_scale, so the index
+    already encodes how B is read (input image of a 1x1 conv, im2col buffer, or, with `b_implicit`
+    = [C, H, W, kh, kw, 1, 1, pt, pl, 1, 1, Ho, Wo], offsets in the zero-bordered image of a
+    stride-1 conv). C_b[m, n] is at c + b*c_strides[1] + m*c_strides[0] + n; bias is per row m;
+    the residual shares C's layout.
+    """
+
+    name = "loop.spmm"
+
+
 COMPUTE_OPS = (
     Conv2dOp, DepthwiseConv2dOp, Im2ColOp, MatMulOp, Pool2dOp, GlobalPoolOp, BinaryOp, UnaryOp, CopyOp,
-    TransposeOp, SoftmaxOp, LRNOp,
+    TransposeOp, SoftmaxOp, LRNOp, SpMMOp,
 )  # fmt: skip
 
 Loop = Dialect("loop", [WeightOp, AllocOp, SliceOp, *COMPUTE_OPS], [TilesAttr])

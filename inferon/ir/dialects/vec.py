@@ -23,7 +23,7 @@ from xdsl.irdl import (
 from xdsl.utils.exceptions import VerifyException
 
 from inferon.ir.attrs import NO_EPILOGUE, EpilogueAttr
-from inferon.ir.dialects.loop import TilesAttr, verify_im2col_view
+from inferon.ir.dialects.loop import SpMMBase, TilesAttr, verify_im2col_view
 
 I64Attr = IntegerAttr[IntegerType]
 VECTOR_WIDTH_F32 = 8  # floats per ymm register
@@ -68,4 +68,18 @@ class GemmOp(IRDLOperation):
             raise VerifyException(f"vec.gemm with a_packed needs mr = {PACKED_MR} (the packed panel height), got {mr}")
 
 
-Vec = Dialect("vec", [GemmOp], [])
+@irdl_op_definition
+class SpMMOp(SpMMBase):
+    """`loop.spmm` with its column tile fixed: `nr` floats (32, 48 or 64: 4, 6 or 8 ymm vectors) of
+    one output row per register tile; the backend calls the runtime's sparse kernel (sparse.hpp)."""
+
+    name = "vec.spmm"
+    nr = prop_def(I64Attr)
+
+    def verify_(self) -> None:
+        super().verify_()
+        if self.nr.value.data not in (32, 48, 64):
+            raise VerifyException(f"vec.spmm column tile {self.nr.value.data} unsupported: 32, 48 or 64")
+
+
+Vec = Dialect("vec", [GemmOp, SpMMOp], [])

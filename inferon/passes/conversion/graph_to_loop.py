@@ -272,7 +272,8 @@ def lower_function(fn: func.FuncOp) -> func.FuncOp:
         if op is ret:
             break
         if isinstance(op, graph.WeightOp):
-            w = lw.emit(loop.WeightOp.create(properties={"handle": op.handle}, result_types=[memref(shape_of(op.result))]))
+            props = {"handle": op.handle, **({"sparse": op.sparse} if op.sparse is not None else {})}
+            w = lw.emit(loop.WeightOp.create(properties=props, result_types=[memref(shape_of(op.result))]))
             lw.buffers[op.result] = w.results[0]
             continue
         rule = RULES.get(type(op))

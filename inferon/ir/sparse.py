@@ -1,0 +1,132 @@
+"""Sparse weight encodings (numpy): CSR and 2:4, and magnitude pruning.
+
+A sparse weight is a matrix A [M, K] (convolutions: [C_out, C_in/group * kh * kw] per group,
+stacked block-diagonally; fully-connected layers: W^T [N_out, K]) multiplied with dense
+activations B [K, N]. The runtime (`runtime/kernels/sparse.hpp`) finds row k of B at
+B + index(k) * scale, so the column index stored for column k may be remapped (`columns`): the
+compiler stores filter-tap offsets in a zero-bordered image for stride-1 convolutions read in place.
+
+- CSR: `values` (float32, nnz), `indices` (uint16 when every index fits, else int32), `row_ptr`
+  (int32, M + 1).
+- 2:4: every aligned group of four columns holds at most two nonzeros. `values` [M, K4/2] (two per
+  group, zero-padded; K4 = K rounded up to 4) and `meta` [M, ceil(K4/8)] uint8: two groups per byte,
+  each 4 bits = the positions (0-3) of its two values, first in bits 0-1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CSRMatrix:
+    values: np.ndarray
+    indices: np.ndarray
+    row_ptr: np.ndarray
+
+    @property
+    def index_bits(self) -> int:
+        return 8 * self.indices.dtype.itemsize
+
+
+@dataclass(frozen=True)
+class NM24Matrix:
+    values: np.ndarray  # [M, K4 // 2]
+    meta: np.ndarray  # [M, ceil(K4 / 8)] uint8
+    k: int  # K4, the padded column count
+
+
+def density(w: np.ndarray) -> float:
+    return float(np.count_nonzero(w)) / max(w.size, 1)
+
+
+def index_dtype(max_index: int) -> np.dtype:
+    """The narrowest index type the kernels take for indices up to `max_index`."""
+    return np.dtype(np.uint16) if max_index < 1 << 16 else np.dtype(np.int32)
+
+
+def csr_encode(a: np.ndarray, columns: np.ndarray | None = None) -> CSRMatrix:
+    """CSR of a 2-D matrix; `columns[k]` (default k) is the index stored for column k."""
+    a = np.asarray(a, dtype=np.float32)
+    rows, cols = np.nonzero(a)
+    mapped = cols if columns is None else np.asarray(columns)[cols]
+    dtype = index_dtype(int(mapped.max()) if mapped.size else 0)
+    row_ptr = np.zeros(a.shape[0] + 1, dtype=np.int32)
+    np.cumsum(np.bincount(rows, minlength=a.shape[0]), out=row_ptr[1:])
+    return CSRMatrix(a[rows, cols].astype(np.float32), mapped.astype(dtype), row_ptr)
+
+
+def csr_decode(m: CSRMatrix, k: int) -> np.ndarray:
+    """The dense [M, k] matrix of a CSR whose indices are plain column numbers."""
+    out = np.zeros((m.row_ptr.size - 1, k), dtype=np.float32)
+    for r in range(out.shape[0]):
+        lo, hi = m.row_ptr[r], m.row_ptr[r + 1]
+        out[r, m.indices[lo:hi].astype(np.int64)] = m.values[lo:hi]
+    return out
+
+
+def _groups(a: np.ndarray) -> np.ndarray:
+    """[M, G, 4] view of `a` zero-padded to a multiple of four columns."""
+    m, k = a.shape
+    k4 = -(-k // 4) * 4
+    padded = np.zeros((m, k4), dtype=np.float32)
+    padded[:, :k] = a
+    return padded.reshape(m, k4 // 4, 4)
+
+
+def is_nm24(a: np.ndarray) -> bool:
+    """True when every aligned group of four columns of `a` [M, K] has at most two nonzeros."""
+    return bool(a.size) and bool((np.count_nonzero(_groups(a), axis=2) <= 2).all())
+
+
+def nm24_encode(a: np.ndarray) -> NM24Matrix:
+    """2:4 encoding of `a` (which must satisfy is_nm24)."""
+    g = _groups(np.asarray(a, dtype=np.float32))
+    m, ng, _ = g.shape
+    if (np.count_nonzero(g, axis=2) > 2).any():
+        raise ValueError("matrix is not 2:4 sparse")
+    k = a.shape[1]
+    # positions of the two kept entries: nonzeros first (stable), then zeros; in-range columns only
+    valid = (np.arange(ng)[:, None] * 4 + np.arange(4)[None, :]) < k  # [G, 4]
+    key = (g == 0).astype(np.int8) * 2 + (~valid[None]).astype(np.int8)  # nonzero < zero < out of range
+    pos = np.argsort(key, axis=2, kind="stable")[:, :, :2]  # [M, G, 2]
+    pos.sort(axis=2)
+    values = np.take_along_axis(g, pos, axis=2).reshape(m, 2 * ng)
+    nib = (pos[:, :, 0] | (pos[:, :, 1] << 2)).astype(np.uint8)  # [M, G]
+    if ng % 2:
+        nib = np.concatenate([nib, np.zeros((m, 1), dtype=np.uint8)], axis=1)
+    meta = (nib[:, 0::2] | (nib[:, 1::2] << 4)).astype(np.uint8)
+    return NM24Matrix(values.astype(np.float32), meta, ng * 4)
+
+
+def nm24_decode(e: NM24Matrix) -> np.ndarray:
+    m, ng = e.values.shape[0], e.k // 4
+    nib = np.stack([e.meta & 15, e.meta >> 4], axis=2).reshape(m, -1)[:, :ng]
+    out = np.zeros((m, ng, 4), dtype=np.float32)
+    v = e.values.reshape(m, ng, 2)
+    rows, groups = np.indices((m, ng))
+    out[rows, groups, nib & 3] += v[:, :, 0]
+    out[rows, groups, nib >> 2] += v[:, :, 1]
+    return out.reshape(m, e.k)
+
+
+def prune_unstructured(a: np.ndarray, sparsity: float) -> np.ndarray:
+    """Zero the `sparsity` fraction of smallest-magnitude entries of `a` (per tensor)."""
+    flat = np.abs(a).ravel()
+    drop = int(round(sparsity * flat.size))
+    if drop <= 0:
+        return a.copy()
+    out = a.copy().ravel()
+    out[np.argpartition(flat, drop - 1)[:drop]] = 0.0
+    return out.reshape(a.shape)
+
+
+def prune_nm24(a: np.ndarray) -> np.ndarray:
+    """Keep the two largest-magnitude entries of every aligned group of four columns of `a` [M, K]."""
+    m, k = a.shape
+    g = _groups(a)
+    drop = np.argsort(np.abs(g), axis=2, kind="stable")[:, :, :2]
+    np.put_along_axis(g, drop, 0.0, axis=2)
+    return g.reshape(m, -1)[:, :k].copy()

@@ -1,0 +1,195 @@
+"""convert-sparse-to-spmm: lower convs and FC layers with a sparse weight to `loop.spmm`.
+
+Preconditions: loop level, before conv-to-im2col; weights marked sparse by `sparsify` (the
+`sparse` attribute of `loop.weight`). For each `loop.conv2d` / `loop.matmul` whose weight is CSR or
+2:4, the weight is encoded (`inferon.ir.sparse`) into new `loop.weight`s (values, indices, row
+pointers or 2:4 metadata; integer memrefs) and the op becomes a `loop.spmm`. How B is read is
+baked into the column indices:
+
+- 1x1, stride-1, unpadded convs: B is the input image (index = channel, scale H*W);
+- other stride-1, dilation-1 convs: B is read in place from a zero-bordered copy of the image
+  (`b_implicit`; CSR index of tap (c, i, j) = c*Hp*Wp + i*Wp + j, 2:4 through a `koff` table);
+- any other conv: an im2col buffer (`loop.im2col`) is B (index = im2col row, scale Ho*Wo);
+- fully-connected layers (x [rows, K] times W [K, N]): A = W^T, each row of x is a B column
+  (N = 1: the kernel's sparse GEMV).
+
+Grouped convs become one block-diagonal sparse matrix (CSR only). Produces `loop.spmm`; the dense
+weight disappears when nothing else reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects.builtin import (
+    DenseArrayBase,
+    IntegerAttr,
+    IntegerType,
+    MemRefType,
+    ModuleOp,
+    Signedness,
+    StringAttr,
+    f32,
+    i32,
+    i64,
+)
+from xdsl.ir import Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from inferon.ir.attrs import SparseAttr, SparseFormat
+from inferon.ir.dialects import loop
+from inferon.ir.dialects.graph import i64_array, ints
+from inferon.ir.sparse import csr_encode, nm24_encode
+from inferon.ir.weights import WeightStore
+from inferon.passes.conversion.graph_to_loop import memref
+from inferon.passes.graph.fold_constants import weights_context
+
+ELEMENT_TYPES = {
+    np.dtype(np.float32): f32,
+    np.dtype(np.int32): i32,
+    np.dtype(np.uint16): IntegerType(16, Signedness.UNSIGNED),
+    np.dtype(np.uint8): IntegerType(8, Signedness.UNSIGNED),
+}
+
+
+def _shape(value: SSAValue) -> tuple[int, ...]:
+    return tuple(value.type.get_shape())  # type: ignore[attr-defined]
+
+
+def _sparse_weight(value: SSAValue) -> tuple[loop.WeightOp, SparseAttr] | None:
+    owner = value.owner
+    if isinstance(owner, loop.WeightOp) and owner.sparse is not None and owner.sparse.is_sparse:
+        return owner, owner.sparse
+    return None
+
+
+@dataclass
+class Encoded:
+    """The weights of a loop.spmm (operands values, index, row_ptr?, koff?) and its K."""
+
+    arrays: list[np.ndarray | None]
+    k: int
+
+
+def encode(fmt: SparseFormat, a: np.ndarray, columns: np.ndarray | None, need_koff: bool) -> Encoded:
+    """Encode A [M, K]; `columns[k]` is the B row offset index of column k (None: k itself)."""
+    if fmt == SparseFormat.CSR:
+        csr = csr_encode(a, columns)
+        return Encoded([csr.values, csr.indices, csr.row_ptr, None], a.shape[1])
+    nm = nm24_encode(a)
+    koff = None
+    if need_koff or nm.k != a.shape[1]:
+        cols = np.arange(a.shape[1]) if columns is None else columns
+        koff = np.zeros(nm.k, dtype=np.int32)  # padded columns read row 0 with a zero weight
+        koff[: a.shape[1]] = cols
+    return Encoded([nm.values.ravel(), nm.meta.ravel(), None, koff], nm.k)
+
+
+class Lowering:
+    def __init__(self, store: WeightStore) -> None:
+        self.store = store
+
+    def weights(self, enc: Encoded, handle: str, before: Operation) -> list[SSAValue]:
+        out = []
+        for name, arr in zip(("values", "index", "row_ptr", "koff"), enc.arrays):
+            if arr is None:
+                continue
+            h = self.store.add(arr, f"{handle}.{name}", keep_dtype=True)
+            typ = MemRefType(ELEMENT_TYPES[arr.dtype], [arr.size])
+            w = loop.WeightOp.create(properties={"handle": StringAttr(h)}, result_types=[typ])
+            Rewriter.insert_op(w, InsertPoint.before(before))
+            out.append(w.result)
+        return out
+
+    def spmm(self, op: Operation, attr: SparseAttr, enc: Encoded, handle: str, b: SSAValue, *, m: int,
+             n: int, scale: int, batch: int, b_stride: int, c_strides: tuple[int, int],
+             implicit: list[int] | None) -> None:  # fmt: skip
+        w = self.weights(enc, handle, op)
+        bias, residual, c = op.bias, op.residual, op.operands[-1]  # type: ignore[attr-defined]
+        has_rp, has_koff = enc.arrays[2] is not None, enc.arrays[3] is not None
+        operands = [*w, b, *([bias] if bias else []), *([residual] if residual else []), c]
+        segments = [1, 1, int(has_rp), int(has_koff), 1, int(bias is not None), int(residual is not None), 1]
+        props = {
+            "format": attr, "dims": i64_array([m, n, enc.k]), "b_scale": IntegerAttr(scale, i64),
+            "batch": IntegerAttr(batch, i64), "b_stride": IntegerAttr(b_stride, i64),
+            "c_strides": i64_array(list(c_strides)), "epilogue": op.epilogue,  # type: ignore[attr-defined]
+            "operandSegmentSizes": DenseArrayBase.from_list(i32, segments),
+        }  # fmt: skip
+        if implicit is not None:
+            props["b_implicit"] = i64_array(implicit)
+        new = loop.SpMMOp.create(operands=operands, properties=props)
+        Rewriter.replace_op(op, new)
+
+    def conv(self, op: loop.Conv2dOp, weight: loop.WeightOp, attr: SparseAttr) -> None:
+        n, c, h, w = _shape(op.input)
+        m, cg, kh, kw = _shape(op.weight)
+        _, _, ho, wo = _shape(op.output)
+        g = op.group.value.data
+        (sh, sw), (pt, pl, pb, pr), (dh, dw) = ints(op.strides), ints(op.pads), ints(op.dilations)
+        fmt = attr.kind if g == 1 else SparseFormat.CSR
+        filt = self.store[weight.handle.data].reshape(m, cg * kh * kw)
+        full = np.zeros((m, c * kh * kw), dtype=np.float32)  # block-diagonal over groups
+        mg, kg = m // g, cg * kh * kw
+        for gi in range(g):
+            full[gi * mg : (gi + 1) * mg, gi * kg : (gi + 1) * kg] = filt[gi * mg : (gi + 1) * mg]
+        chan, tap_i, tap_j = np.unravel_index(np.arange(c * kh * kw), (c, kh, kw))
+        hw = ho * wo
+        common = {"m": m, "n": hw, "batch": n, "c_strides": (hw, m * hw)}
+        if kh == kw == sh == sw == 1 and pt == pl == pb == pr == 0:
+            enc = encode(fmt, full, None, False)
+            self.spmm(op, attr, enc, weight.handle.data, op.input, scale=h * w, b_stride=c * h * w,
+                      implicit=None, **common)  # fmt: skip
+        elif (sh, sw, dh, dw) == (1, 1, 1, 1):
+            hp, wp = ho + kh - 1, wo + kw - 1
+            columns = (chan * hp * wp + tap_i * wp + tap_j).astype(np.int64)
+            enc = encode(fmt, full, columns, True)
+            view = [c, h, w, kh, kw, 1, 1, pt, pl, 1, 1, ho, wo]
+            self.spmm(op, attr, enc, weight.handle.data, op.input, scale=1, b_stride=c * h * w,
+                      implicit=view, **common)  # fmt: skip
+        else:
+            col = loop.AllocOp.create(result_types=[memref((n, c * kh * kw, hw))])
+            geometry = [n, c, h, w, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo]
+            im2col = loop.Im2ColOp.create(operands=[op.input, col.result], properties={"geometry": i64_array(geometry)})
+            Rewriter.insert_op([col, im2col], InsertPoint.before(op))
+            enc = encode(fmt, full, None, False)
+            self.spmm(op, attr, enc, weight.handle.data, col.result, scale=hw, b_stride=c * kh * kw * hw,
+                      implicit=None, **common)  # fmt: skip
+
+    def fc(self, op: loop.MatMulOp, weight: loop.WeightOp, attr: SparseAttr) -> bool:
+        rows, n_out, k = ints(op.dims)
+        if ints(op.batch) != (1, 1) or ints(op.leading) != (k, n_out, n_out) or op.b_im2col is not None:
+            return False
+        a = np.ascontiguousarray(self.store[weight.handle.data].reshape(k, n_out).T)
+        enc = encode(attr.kind, a, None, False)
+        self.spmm(op, attr, enc, weight.handle.data, op.a, m=n_out, n=1, scale=1, batch=rows, b_stride=k,
+                  c_strides=(1, n_out), implicit=None)  # fmt: skip
+        return True
+
+
+@dataclass(frozen=True)
+class ConvertSparseToSpMMPass(ModulePass):
+    """Lower loop.conv2d / loop.matmul with a CSR or 2:4 weight to loop.spmm."""
+
+    name = "convert-sparse-to-spmm"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        lowering = Lowering(weights_context(ctx, self.name))
+        for target in list(op.walk()):
+            if isinstance(target, loop.Conv2dOp):
+                found = _sparse_weight(target.weight)
+                if found is None:
+                    continue
+                weight, attr = found
+                lowering.conv(target, weight, attr)
+            elif isinstance(target, loop.MatMulOp):
+                found = _sparse_weight(target.b)
+                if found is None or not lowering.fc(target, *found):
+                    continue
+                weight = found[0]
+            else:
+                continue
+            if not weight.result.uses:
+                Rewriter.erase_op(weight)

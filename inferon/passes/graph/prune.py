@@ -1,0 +1,95 @@
+"""prune: magnitude pruning of conv/FC weights, for experiments (opt-in, never in the default run).
+
+`inferon compile --prune unstructured:0.9` zeroes the 90 % smallest-magnitude entries of every
+layer's weight (per layer); `--prune 2:4` keeps the two largest of every aligned group of four
+along K (the order the 2:4 kernel reads). Layers reading a model input (the stem conv) and
+depthwise convs are left dense. With `report`, the pass runs the numpy reference interpreter
+before and after pruning on one seeded random input and prints the output deviation it caused.
+
+Preconditions: graph level, after fold-batchnorm and fold-constants (the weights are final).
+Produces: the same graph with pruned weights (new handles); `sparsify` then picks their format.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.passes import ModulePass
+
+from inferon.errors import PassError
+from inferon.ir import interpreter
+from inferon.ir.dialects.graph import shape_of
+from inferon.ir.sparse import prune_nm24, prune_unstructured
+from inferon.passes.graph.fold_constants import weights_context
+from inferon.passes.graph.sparse_layers import sparse_layers
+
+
+def parse_prune_spec(spec: str) -> tuple[str, float]:
+    """'unstructured:0.9' -> ('unstructured', 0.9); '2:4' -> ('2:4', 0.5)."""
+    spec = spec.strip().lower()
+    if spec in ("2:4", "nm:2:4"):
+        return "2:4", 0.5
+    kind, _, value = spec.partition(":")
+    if kind == "unstructured":
+        try:
+            sparsity = float(value)
+        except ValueError:
+            sparsity = -1.0
+        if 0.0 < sparsity < 1.0:
+            return "unstructured", sparsity
+    raise PassError(f"--prune '{spec}': expected unstructured:S with 0 < S < 1 (e.g. unstructured:0.9) or 2:4")
+
+
+def _main(module: ModuleOp) -> func.FuncOp:
+    fn = next((op for op in module.ops if isinstance(op, func.FuncOp)), None)
+    if fn is None:
+        raise PassError("prune: module has no @main")
+    return fn
+
+
+def _random_inputs(fn: func.FuncOp, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(shape_of(a)).astype(np.float32) for a in fn.body.block.args]
+
+
+@dataclass(frozen=True)
+class PrunePass(ModulePass):
+    """Magnitude-prune conv/FC weights: spec 'unstructured:S' (sparsity S per layer) or '2:4'."""
+
+    name = "prune"
+    spec: str = "unstructured:0.9"
+    report: bool = True
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        kind, sparsity = parse_prune_spec(self.spec)
+        store = weights_context(ctx, self.name)
+        log = (lambda msg: print(msg, file=sys.stderr)) if self.report else (lambda msg: None)
+        inputs = _random_inputs(_main(op)) if self.report else []
+        before = interpreter.run(op, store, inputs) if self.report else []
+        pruned = kept = 0
+        for layer in sparse_layers(op):
+            if layer.reads_model_input:
+                continue
+            w = store[layer.weight.handle.data]
+            a = layer.matrix(w)
+            a = prune_nm24(a) if kind == "2:4" else prune_unstructured(a, sparsity)
+            handle = store.add(layer.from_matrix(a), f"{layer.weight.handle.data}.pruned")
+            layer.weight.properties["handle"] = StringAttr(handle)
+            pruned += w.size
+            kept += int(np.count_nonzero(a))
+        if not self.report:
+            return
+        start = time.perf_counter()
+        after = interpreter.run(op, store, inputs)
+        dev = max((float(np.abs(a - b).max()) for a, b in zip(after, before)), default=0.0)
+        scale = max((float(np.abs(b).max()) for b in before), default=0.0) or 1.0
+        log(f"inferon: pruned {self.spec}: {pruned} weights -> {kept} nonzeros "
+            f"({100 * kept / max(pruned, 1):.1f} % dense); output deviation on a random input: "
+            f"max abs {dev:.4g} (relative to the output's max {dev / scale:.3g}) "
+            f"[reference interpreter, {time.perf_counter() - start:.1f} s]")  # fmt: skip

@@ -1,0 +1,65 @@
+"""The layers whose weights may be stored sparse, seen as the matrices the sparse kernels multiply.
+
+Shared by `prune` and `sparsify`. A layer is a `graph.conv2d` that is not depthwise, or a
+`graph.matmul` whose right operand is a 2-D weight (fully-connected), with its weight as a
+`graph.weight`. Its matrix A [M, K] is what `inferon.ir.sparse` encodes: the conv filter
+[C_out, C_in/group * kh * kw], or W^T [N_out, K] of a fully-connected layer; `n` is the dense
+dimension the kernel vectorises over (output pixels of a conv; rows of x for a matmul).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import BlockArgument, Operation
+
+from inferon.ir.dialects import graph
+from inferon.ir.dialects.graph import shape_of
+
+
+@dataclass(frozen=True)
+class SparseLayer:
+    op: Operation
+    weight: graph.WeightOp
+    m: int
+    k: int
+    n: int
+    is_fc: bool
+    reads_model_input: bool  # the layer's input is a model input (e.g. the stem conv)
+    groups: int = 1
+
+    @property
+    def label(self) -> str:
+        kind = "fc" if self.is_fc else "conv"
+        return f"{kind} {self.weight.handle.data} [{self.m}x{self.k}]"
+
+    def matrix(self, w: np.ndarray) -> np.ndarray:
+        """The weight as A [M, K] (a view where possible)."""
+        return np.ascontiguousarray(w.T) if self.is_fc else w.reshape(w.shape[0], -1)
+
+    def from_matrix(self, a: np.ndarray) -> np.ndarray:
+        """The weight tensor of matrix A (inverse of `matrix`)."""
+        return np.ascontiguousarray(a.T) if self.is_fc else a.reshape(shape_of(self.weight.result))
+
+
+def sparse_layers(module: ModuleOp) -> Iterator[SparseLayer]:
+    """Every conv/FC layer with a constant weight, in program order."""
+    for op in module.walk():
+        if isinstance(op, graph.Conv2dOp) and isinstance(op.weight.owner, graph.WeightOp):
+            m, cg, kh, kw = shape_of(op.weight)
+            n_img, c = shape_of(op.input)[:2]
+            if op.group.value.data == c and c > 1:  # depthwise: direct kernel, tiny K
+                continue
+            out = shape_of(op.output)
+            yield SparseLayer(op, op.weight.owner, m, cg * kh * kw, n_img * math.prod(out[2:]), False,
+                              isinstance(op.input, BlockArgument), op.group.value.data)  # fmt: skip
+        elif isinstance(op, graph.MatMulOp) and isinstance(op.rhs.owner, graph.WeightOp):
+            w_shape = shape_of(op.rhs)
+            if len(w_shape) != 2:
+                continue
+            rows = math.prod(shape_of(op.lhs)[:-1])
+            yield SparseLayer(op, op.rhs.owner, w_shape[1], w_shape[0], rows, True, isinstance(op.lhs, BlockArgument))

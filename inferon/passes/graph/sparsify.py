@@ -1,0 +1,113 @@
+"""sparsify: choose dense, CSR or 2:4 storage for every conv/FC weight from its zeros.
+
+Finds the zeros already in the weights (models pruned elsewhere, or by `prune`) and predicts each
+layer's time with the cost model below, calibrated on this CPU by `benchmarks/calibrate_sparse.py`
+(figures in `sparse_cost.json`): dense GEMM at `dense_gflops`; CSR at `csr_gflops` useful FLOP/s
+(2 * nnz * N) plus `tile_ns` per row and 32-column tile; 2:4 (only if every aligned group of four
+along K holds at most two nonzeros) at `nm24_gflops` on half the dense FLOPs; fully-connected
+layers at batch 1 stream their weights (`gemv_*_gbps`). A sparse format is chosen only if it is
+predicted at most `margin` x the dense time, so layers at moderate sparsity (e.g. 30 %) stay dense.
+
+Preconditions: graph level, after fuse-epilogue (and `prune` if any). Produces: `sparse =
+#graph.sparse<format, density, index_bits>` on every layer weight (dense ones too, so IR dumps show
+each layer's density). `mode`: auto (the cost model), off (all dense), csr or 2:4 (that format
+wherever it applies and the layer has any zero).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass
+
+from inferon.errors import PassError
+from inferon.ir.attrs import SparseAttr, SparseFormat
+from inferon.ir.sparse import is_nm24
+from inferon.passes.graph.fold_constants import weights_context
+from inferon.passes.graph.sparse_layers import SparseLayer, sparse_layers
+
+COST_FILE = Path(__file__).with_name("sparse_cost.json")
+MODES = ("auto", "off", "csr", "2:4")
+
+
+@dataclass(frozen=True)
+class SparseCostModel:
+    dense_gflops: float
+    csr_gflops: float
+    nm24_gflops: float
+    tile_ns: float
+    gemv_dense_gbps: float
+    gemv_sparse_gbps: float
+    margin: float
+
+    @staticmethod
+    @cache
+    def load(path: Path = COST_FILE) -> SparseCostModel:
+        data = json.loads(path.read_text())
+        return SparseCostModel(**{k: float(v) for k, v in data.items() if k != "source"})
+
+    def seconds(self, fmt: SparseFormat, m: int, k: int, n: int, nnz: int) -> float:
+        """Predicted time of one layer: A [m, k] with nnz nonzeros times B [k, n]."""
+        index_bytes = 2 if k < 1 << 16 else 4
+        if n <= 4:  # GEMV-like: the weight stream dominates
+            if fmt == SparseFormat.DENSE:
+                return n * m * k * 4 / (self.gemv_dense_gbps * 1e9)
+            per_row = nnz * (4 + index_bytes) if fmt == SparseFormat.CSR else m * k * 2.25
+            return n * per_row / (self.gemv_sparse_gbps * 1e9)
+        tiles = m * math.ceil(n / 32) * self.tile_ns * 1e-9
+        if fmt == SparseFormat.DENSE:
+            return 2.0 * m * k * n / (self.dense_gflops * 1e9)
+        if fmt == SparseFormat.CSR:
+            return 2.0 * nnz * n / (self.csr_gflops * 1e9) + tiles
+        return 1.0 * m * k * n / (self.nm24_gflops * 1e9) + tiles
+
+
+def choose_format(layer: SparseLayer, a: np.ndarray, mode: str, model: SparseCostModel) -> SparseAttr:
+    """The storage of one layer's weight matrix `a` [M, K]."""
+    nnz = int(np.count_nonzero(a))
+    density = nnz / max(a.size, 1)
+    bits = 16 if layer.k < 1 << 16 else 32
+    nm24 = nnz < a.size and is_nm24(a) and not layer.is_fc and layer.groups == 1  # the 2:4 kernel's scope
+    attr = {
+        SparseFormat.DENSE: SparseAttr.make(SparseFormat.DENSE, density),
+        SparseFormat.CSR: SparseAttr.make(SparseFormat.CSR, density, bits),
+        SparseFormat.NM24: SparseAttr.make(SparseFormat.NM24, density, 2),
+    }
+    if mode == "off" or nnz == a.size:
+        return attr[SparseFormat.DENSE]
+    if mode == "csr":
+        return attr[SparseFormat.CSR]
+    if mode == "2:4":
+        return attr[SparseFormat.NM24 if nm24 else SparseFormat.DENSE]
+    candidates = [SparseFormat.CSR] + ([SparseFormat.NM24] if nm24 else [])
+    cost = {f: model.seconds(f, layer.m, layer.k, layer.n, nnz) for f in [SparseFormat.DENSE, *candidates]}
+    best = min(candidates, key=lambda f: cost[f])
+    return attr[best] if cost[best] <= model.margin * cost[SparseFormat.DENSE] else attr[SparseFormat.DENSE]
+
+
+@dataclass(frozen=True)
+class SparsifyPass(ModulePass):
+    """Mark each conv/FC weight with its storage format (#graph.sparse) from its zeros and a cost model."""
+
+    name = "sparsify"
+    mode: str = "auto"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if self.mode not in MODES:
+            raise PassError(f"sparsify: unknown mode '{self.mode}'; choose one of {', '.join(MODES)}")
+        store = weights_context(ctx, self.name)
+        model = SparseCostModel.load()
+        for layer in sparse_layers(op):
+            a = layer.matrix(store[layer.weight.handle.data])
+            attr = choose_format(layer, a, self.mode, model)
+            previous = layer.weight.sparse
+            if previous is not None and previous.is_sparse and not attr.is_sparse:
+                continue  # a weight shared by layers: keep the sparse choice made for another one
+            layer.weight.properties["sparse"] = attr
