@@ -24,7 +24,6 @@ from xdsl.pattern_rewriter import (
 from inferon.errors import PassError
 from inferon.ir.dialects import loop, vec
 
-
 SPMM_NR = 32  # sparse column tile: 4 ymm vectors x 3 accumulator sets (measured best of 32/48/64)
 
 
