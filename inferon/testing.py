@@ -91,3 +91,42 @@ def expose_logits(model: onnx.ModelProto) -> onnx.ModelProto:
         name = softmax[-1].input[0]
         out.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     return out
+
+
+def prune_onnx(model: onnx.ModelProto, spec: str) -> onnx.ModelProto:
+    """A copy of `model` with its Conv/Gemm/MatMul weight initializers magnitude-pruned like
+    `inferon compile --prune SPEC` does ('unstructured:0.9' or '2:4', per layer), so that ONNX Runtime
+    and Inferon run the same pruned model. Skipped like the prune pass: layers reading a graph input
+    (the stem) and depthwise convs; 2:4 groups run along the reduction axis K."""
+    from inferon.ir.sparse import prune_nm24, prune_unstructured
+    from inferon.passes.graph.prune import parse_prune_spec
+
+    kind, sparsity = parse_prune_spec(spec)
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    inputs = {i.name for i in graph.input} - {i.name for i in graph.initializer}
+    inits = {i.name: i for i in graph.initializer}
+    for node in graph.node:
+        if node.op_type not in ("Conv", "Gemm", "MatMul") or node.input[0] in inputs or len(node.input) < 2:
+            continue
+        init = inits.get(node.input[1])
+        if init is None:
+            continue
+        w = numpy_helper.to_array(init).astype(np.float32)
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type == "Conv":
+            if attrs.get("group", 1) > 1 and w.shape[1] == 1:
+                continue  # depthwise
+            a = w.reshape(w.shape[0], -1)
+        elif w.ndim != 2:
+            continue
+        else:  # A [N_out, K]
+            a = w if (node.op_type == "Gemm" and attrs.get("transB", 0)) else w.T
+        a = prune_nm24(a) if kind == "2:4" else prune_unstructured(a, sparsity)
+        if node.op_type == "Conv":
+            pruned = a.reshape(w.shape)
+        else:
+            pruned = a if (node.op_type == "Gemm" and attrs.get("transB", 0)) else a.T
+        init.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(pruned, dtype=np.float32), init.name))
+    return out

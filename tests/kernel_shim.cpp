@@ -119,12 +119,14 @@ SHIM void k_channel_affine(const float* x, float* y, int64_t N, int64_t C, int64
 
 // Sparse weights x dense B (sparse.hpp). format 0 = CSR (index_bytes 2|4, row_ptr), 1 = 2:4 (index =
 // metadata bytes, koff optional). geom: null, or the 13-entry Im2col geometry of an implicit conv.
+// kblocks: CSR column blocks (row_ptr holds kblocks x (M + 1) entries).
 SHIM void k_spmm(int format, int index_bytes, int64_t M, int64_t K, const float* values, const void* index,
                  const int32_t* row_ptr, int64_t scale, const int32_t* koff, int64_t batch, const float* B,
                  int64_t sB, int64_t N, float* C, int64_t ldc, int64_t sC, const float* bias, int bias_axis,
                  const float* residual, int act, float alpha, float beta, int nr, int threads,
-                 const int64_t* geom) {
+                 const int64_t* geom, int64_t kblocks) {
   inferon::SparseA a;
+  a.kblocks = kblocks;
   a.format = format;
   a.index_bytes = index_bytes;
   a.M = M;

@@ -183,6 +183,8 @@ class CppEmitter:
         self.line(f"  a.values = {self.buf(op.values)}; a.index = {self.buf(op.index)};")
         if csr:
             self.line(f"  a.row_ptr = reinterpret_cast<const int32_t*>({self.buf(op.row_ptr)});")
+            if op.kblocks is not None:
+                self.line(f"  a.kblocks = {op.kblocks.value.data};")
         if op.koff is not None:
             self.line(f"  a.koff = reinterpret_cast<const int32_t*>({self.buf(op.koff)});")
         self.line(f"  a.scale = {op.b_scale.value.data};")

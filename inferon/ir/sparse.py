@@ -24,7 +24,8 @@ import numpy as np
 class CSRMatrix:
     values: np.ndarray
     indices: np.ndarray
-    row_ptr: np.ndarray
+    row_ptr: np.ndarray  # kblocks x (M + 1), offsets into values / indices
+    kblocks: int = 1
 
     @property
     def index_bits(self) -> int:
@@ -38,6 +39,21 @@ class NM24Matrix:
     k: int  # K4, the padded column count
 
 
+def frame_plane(hp: int, wp: int) -> int:
+    """Floats between channel planes of the zero-bordered image that stride-1 sparse convs read
+    (must match `frame_plane` in runtime/kernels/sparse.hpp): Hp*Wp rounded up to a cache line, plus
+    one line when that is a multiple of 1 KB (power-of-two strides thrash L1 sets)."""
+    p = -(-hp * wp // 16) * 16
+    return p + 16 if p % 256 == 0 else p
+
+
+def implicit_columns(c: int, kh: int, kw: int, ho: int, wo: int) -> np.ndarray:
+    """B offset of every im2col column (c, i, j) in the zero-bordered frame of a stride-1 conv."""
+    hp, wp = ho + kh - 1, wo + kw - 1
+    chan, ti, tj = np.unravel_index(np.arange(c * kh * kw), (c, kh, kw))
+    return (chan * frame_plane(hp, wp) + ti * wp + tj).astype(np.int64)
+
+
 def density(w: np.ndarray) -> float:
     return float(np.count_nonzero(w)) / max(w.size, 1)
 
@@ -47,9 +63,23 @@ def index_dtype(max_index: int) -> np.dtype:
     return np.dtype(np.uint16) if max_index < 1 << 16 else np.dtype(np.int32)
 
 
-def csr_encode(a: np.ndarray, columns: np.ndarray | None = None) -> CSRMatrix:
-    """CSR of a 2-D matrix; `columns[k]` (default k) is the index stored for column k."""
+def csr_encode(a: np.ndarray, columns: np.ndarray | None = None, blocks: np.ndarray | None = None) -> CSRMatrix:
+    """CSR of a 2-D matrix; `columns[k]` (default k) is the index stored for column k.
+
+    `blocks[k]` (0 .. kblocks-1, default all 0) splits the columns into blocks stored one after the
+    other, each with its own row pointers (absolute offsets): the kernel sums block by block.
+    """
     a = np.asarray(a, dtype=np.float32)
+    if blocks is not None and int(blocks.max(initial=0)) > 0:
+        parts = [csr_encode(np.where(blocks[None, :] == b, a, 0.0), columns) for b in range(int(blocks.max()) + 1)]
+        base = np.cumsum([0] + [p.values.size for p in parts[:-1]])
+        dtype = max((p.indices.dtype for p in parts), key=lambda d: d.itemsize)
+        return CSRMatrix(
+            np.concatenate([p.values for p in parts]),
+            np.concatenate([p.indices.astype(dtype) for p in parts]),
+            np.concatenate([p.row_ptr + off for p, off in zip(parts, base)]).astype(np.int32),
+            len(parts),
+        )
     rows, cols = np.nonzero(a)
     mapped = cols if columns is None else np.asarray(columns)[cols]
     dtype = index_dtype(int(mapped.max()) if mapped.size else 0)
@@ -60,10 +90,13 @@ def csr_encode(a: np.ndarray, columns: np.ndarray | None = None) -> CSRMatrix:
 
 def csr_decode(m: CSRMatrix, k: int) -> np.ndarray:
     """The dense [M, k] matrix of a CSR whose indices are plain column numbers."""
-    out = np.zeros((m.row_ptr.size - 1, k), dtype=np.float32)
-    for r in range(out.shape[0]):
-        lo, hi = m.row_ptr[r], m.row_ptr[r + 1]
-        out[r, m.indices[lo:hi].astype(np.int64)] = m.values[lo:hi]
+    rows = m.row_ptr.size // m.kblocks - 1
+    out = np.zeros((rows, k), dtype=np.float32)
+    for b in range(m.kblocks):
+        rp = m.row_ptr[b * (rows + 1) : (b + 1) * (rows + 1)]
+        for r in range(rows):
+            lo, hi = rp[r], rp[r + 1]
+            out[r, m.indices[lo:hi].astype(np.int64)] += m.values[lo:hi]
     return out
 
 

@@ -32,12 +32,17 @@ struct SparseA {
   const float* values = nullptr;     // CSR: nnz values; 2:4: M x K/2 (two per group of four)
   const void* index = nullptr;       // CSR: nnz column indices; 2:4: per row, two groups per byte,
                                      // each 4 bits = position of its 1st (bits 0-1) and 2nd value
-  const int32_t* row_ptr = nullptr;  // CSR: M + 1 offsets into values/index
+  const int32_t* row_ptr = nullptr;  // CSR: kblocks x (M + 1) offsets into values/index
+  int64_t kblocks = 1;               // CSR: column blocks (stored one after the other, each its own
+                                     // row_ptr): summed block by block so a block's B stays in L1
   int64_t scale = 1;                 // row k of B starts at B + k * scale
   const int32_t* koff = nullptr;     // 2:4 only, optional: row k of B starts at B + koff[k]
 };
 
 namespace sparse_detail {
+
+// Floats of B one column chunk may span (K rows x chunk columns): half of a 1 MB L2.
+constexpr int64_t kSparseChunkFloats = 128 * 1024;
 
 // ------------------------------------------------------------------------------ scalar reference
 inline int64_t nm24_offset(const SparseA& a, int64_t k) { return a.koff ? a.koff[k] : k * a.scale; }
@@ -58,7 +63,10 @@ inline void rows_scalar(const SparseA& a, const Idx* ix, int64_t m0, int64_t m1,
       for (int64_t n = 0; n < N; n++) row[n] += w * b[n];
     };
     if (a.format == SPARSE_CSR) {
-      for (int32_t j = a.row_ptr[m]; j < a.row_ptr[m + 1]; j++) axpy(a.values[j], static_cast<int64_t>(ix[j]) * a.scale);
+      for (int64_t blk = 0; blk < a.kblocks; blk++) {
+        const int32_t* rp = a.row_ptr + blk * (a.M + 1);
+        for (int32_t j = rp[m]; j < rp[m + 1]; j++) axpy(a.values[j], static_cast<int64_t>(ix[j]) * a.scale);
+      }
     } else {
       for (int64_t g = 0; g < groups; g++) {
         const int nib = (meta[m * bytes + g / 2] >> (4 * (g & 1))) & 15;
@@ -172,52 +180,129 @@ INFERON_AVX2_INLINE void store_tile(const __m256* acc, float* c, const float* bi
   }
 }
 
-// Rows [m0, m1) x columns [n0, n0 + NV*8) (the last vector holds `tail` columns when MASK).
+// What every tile of one call shares.
+template <typename Idx>
+struct TileArgs {
+  const SparseA& a;
+  const Idx* ix;
+  const float* B;
+  float* C;
+  int64_t ldc;
+  const Epilogue& ep;
+  const float* residual;
+  EpiVec e;
+};
+
+// Output row m, columns [n0, n0 + NV*8) (the last vector holds the lanes of `mask` when MASK).
 template <int NV, bool MASK, typename Idx>
-INFERON_AVX2 void rows_tile(const SparseA& a, const Idx* ix, int64_t m0, int64_t m1, const float* B, int64_t n0,
-                            float* C, int64_t ldc, const Epilogue& ep, const float* residual, int64_t tail) {
-  const __m256i mask = mask_first(MASK ? tail : 8);
-  const EpiVec e{_mm256_set1_ps(ep.alpha), _mm256_set1_ps(ep.beta), ep.act};
-  const float* bias_n = ep.bias && ep.bias_axis == 1 ? ep.bias + n0 : nullptr;
-  const int64_t groups = a.K / 4, bytes = (groups + 1) / 2;
+INFERON_AVX2_INLINE void tile(const TileArgs<Idx>& t, int64_t m, int64_t n0, __m256i mask) {
+  const SparseA& a = t.a;
   __m256 acc[NV];
-  for (int64_t m = m0; m < m1; m++) {
-    if (a.format == SPARSE_CSR) {
-      const int32_t j0 = a.row_ptr[m];
-      csr_tile<NV, MASK, Idx>(a.values + j0, ix + j0, a.row_ptr[m + 1] - j0, B + n0, a.scale, mask, acc);
-    } else {
-      nm24_tile<NV, MASK>(a, a.values + m * (a.K / 2), static_cast<const uint8_t*>(a.index) + m * bytes, groups,
-                          B + n0, mask, acc);
-    }
+  if (a.format == SPARSE_CSR) {
+    const int32_t j0 = a.row_ptr[m];
+    csr_tile<NV, MASK, Idx>(a.values + j0, t.ix + j0, a.row_ptr[m + 1] - j0, t.B + n0, a.scale, mask, acc);
+  } else {
+    const int64_t groups = a.K / 4, bytes = (groups + 1) / 2;
+    nm24_tile<NV, MASK>(a, a.values + m * (a.K / 2), static_cast<const uint8_t*>(a.index) + m * bytes, groups,
+                        t.B + n0, mask, acc);
+  }
+  const Epilogue& ep = t.ep;
+  const float bias_m = ep.bias && ep.bias_axis == 0 ? ep.bias[m] : 0.f;
+  const float* bias_n = ep.bias && ep.bias_axis == 1 ? ep.bias + n0 : nullptr;
+  store_tile<NV, MASK>(acc, t.C + m * t.ldc + n0, bias_n, bias_m,
+                       t.residual ? t.residual + m * t.ldc + n0 : nullptr, t.e, mask);
+}
+
+// Column-blocked CSR, output row m, columns [n0, n0 + NV*8), block `blk`: C holds the sum of the
+// previous blocks; the last block applies the epilogue.
+template <int NV, bool MASK, typename Idx>
+INFERON_AVX2_INLINE void block_tile(const TileArgs<Idx>& t, int64_t m, int64_t n0, __m256i mask, int64_t blk) {
+  const SparseA& a = t.a;
+  const int32_t* rp = a.row_ptr + blk * (a.M + 1);
+  __m256 acc[NV];
+  csr_tile<NV, MASK, Idx>(a.values + rp[m], t.ix + rp[m], rp[m + 1] - rp[m], t.B + n0, a.scale, mask, acc);
+  float* c = t.C + m * t.ldc + n0;
+  if (blk > 0)
+    for (int v = 0; v < NV; v++) acc[v] = _mm256_add_ps(acc[v], load8<MASK>(c + 8 * v, v == NV - 1, mask));
+  if (blk == a.kblocks - 1) {
+    const Epilogue& ep = t.ep;
     const float bias_m = ep.bias && ep.bias_axis == 0 ? ep.bias[m] : 0.f;
-    store_tile<NV, MASK>(acc, C + m * ldc + n0, bias_n, bias_m, residual ? residual + m * ldc + n0 : nullptr, e,
-                         mask);
+    const float* bias_n = ep.bias && ep.bias_axis == 1 ? ep.bias + n0 : nullptr;
+    store_tile<NV, MASK>(acc, c, bias_n, bias_m, t.residual ? t.residual + m * t.ldc + n0 : nullptr, t.e, mask);
+  } else {
+    for (int v = 0; v < NV; v++) {
+      if (MASK && v == NV - 1) _mm256_maskstore_ps(c + 8 * v, mask, acc[v]);
+      else _mm256_storeu_ps(c + 8 * v, acc[v]);
+    }
+  }
+}
+
+template <typename Idx>
+INFERON_AVX2_INLINE void block_tail(const TileArgs<Idx>& t, int64_t m, int64_t n0, int64_t rest, int64_t blk) {
+  const __m256i mask = mask_first(rest - (rest - 1) / 8 * 8);
+  switch ((rest + 7) / 8) {
+    case 1: block_tile<1, true, Idx>(t, m, n0, mask, blk); break;
+    case 2: block_tile<2, true, Idx>(t, m, n0, mask, blk); break;
+    case 3: block_tile<3, true, Idx>(t, m, n0, mask, blk); break;
+    default: block_tile<4, true, Idx>(t, m, n0, mask, blk); break;
+  }
+}
+
+// Column-blocked CSR (32-column tiles): for each tile, block by block over all rows, so that the B
+// rows of one block and tile (a few channels of a zero-bordered image) stay in L1.
+template <typename Idx>
+INFERON_AVX2 void rows_blocked(const TileArgs<Idx>& t, int64_t m0, int64_t m1, int64_t N) {
+  const __m256i ones = _mm256_set1_epi32(-1);
+  for (int64_t n0 = 0; n0 < N; n0 += 32)
+    for (int64_t blk = 0; blk < t.a.kblocks; blk++)
+      for (int64_t m = m0; m < m1; m++) {
+        if (n0 + 32 <= N) block_tile<4, false, Idx>(t, m, n0, ones, blk);
+        else block_tail<Idx>(t, m, n0, N - n0, blk);
+      }
+}
+
+// The last, partial column tile [n0, N) of row m: 1..8 vectors, the last one masked.
+template <typename Idx>
+INFERON_AVX2_INLINE void tail_tile(const TileArgs<Idx>& t, int64_t m, int64_t n0, int64_t rest) {
+  const __m256i mask = mask_first(rest - (rest - 1) / 8 * 8);
+  switch ((rest + 7) / 8) {
+    case 1: tile<1, true, Idx>(t, m, n0, mask); break;
+    case 2: tile<2, true, Idx>(t, m, n0, mask); break;
+    case 3: tile<3, true, Idx>(t, m, n0, mask); break;
+    case 4: tile<4, true, Idx>(t, m, n0, mask); break;
+    case 5: tile<5, true, Idx>(t, m, n0, mask); break;
+    case 6: tile<6, true, Idx>(t, m, n0, mask); break;
+    case 7: tile<7, true, Idx>(t, m, n0, mask); break;
+    default: tile<8, true, Idx>(t, m, n0, mask); break;
+  }
+}
+
+// Rows [m0, m1). Loop order: column chunks of about L2 / 2 of B (K x chunk floats), then rows, then
+// the NV*8-column tiles of the chunk: a row's tiles repeat the same nonzero loop (predictable
+// branches, its weights stay in L1) while the chunk of B stays in L2 for all rows.
+template <int NV, typename Idx>
+INFERON_AVX2 void rows_nv(const TileArgs<Idx>& t, int64_t m0, int64_t m1, int64_t N) {
+  constexpr int64_t step = NV * 8;
+  const int64_t full = N / step * step;
+  const int64_t chunk = std::max<int64_t>(step, kSparseChunkFloats / std::max<int64_t>(t.a.K, 1) / step * step);
+  const __m256i ones = _mm256_set1_epi32(-1);
+  for (int64_t c0 = 0; c0 < N; c0 += chunk) {
+    const int64_t c1 = std::min(N, c0 + chunk), f1 = std::min(c1, full);
+    for (int64_t m = m0; m < m1; m++) {
+      for (int64_t n0 = c0; n0 < f1; n0 += step) tile<NV, false, Idx>(t, m, n0, ones);
+      if (c1 > full) tail_tile<Idx>(t, m, full, N - full);
+    }
   }
 }
 
 template <typename Idx>
 INFERON_AVX2 void rows_avx2(const SparseA& a, const Idx* ix, int64_t m0, int64_t m1, const float* B, int64_t N,
                             float* C, int64_t ldc, const Epilogue& ep, const float* residual, int nr) {
-  const int64_t step = nr >= 64 ? 64 : nr >= 48 ? 48 : 32;
-  int64_t n0 = 0;
-  for (; n0 + step <= N; n0 += step) {
-    if (step == 64) rows_tile<8, false, Idx>(a, ix, m0, m1, B, n0, C, ldc, ep, residual, 8);
-    else if (step == 48) rows_tile<6, false, Idx>(a, ix, m0, m1, B, n0, C, ldc, ep, residual, 8);
-    else rows_tile<4, false, Idx>(a, ix, m0, m1, B, n0, C, ldc, ep, residual, 8);
-  }
-  const int64_t rest = N - n0;
-  if (rest <= 0) return;
-  const int64_t tail = rest - (rest - 1) / 8 * 8;  // 1..8 columns in the last vector
-  switch ((rest + 7) / 8) {
-    case 1: rows_tile<1, true, Idx>(a, ix, m0, m1, B, n0, C, ldc, ep, residual, tail); break;
-    case 2: rows_tile<2, true, Idx>(a, ix, m0, m1, B, n0, C, ldc, ep, residual, tail); break;
-    case 3: rows_tile<3, true, Idx>(a, ix, m0, m1, B, n0, C, ldc, ep, residual, tail); break;
-    case 4: rows_tile<4, true, Idx>(a, ix, m0, m1, B, n0, C, ldc, ep, residual, tail); break;
-    case 5: rows_tile<5, true, Idx>(a, ix, m0, m1, B, n0, C, ldc, ep, residual, tail); break;
-    case 6: rows_tile<6, true, Idx>(a, ix, m0, m1, B, n0, C, ldc, ep, residual, tail); break;
-    case 7: rows_tile<7, true, Idx>(a, ix, m0, m1, B, n0, C, ldc, ep, residual, tail); break;
-    default: rows_tile<8, true, Idx>(a, ix, m0, m1, B, n0, C, ldc, ep, residual, tail); break;
-  }
+  const TileArgs<Idx> t{a, ix, B, C, ldc, ep, residual, {_mm256_set1_ps(ep.alpha), _mm256_set1_ps(ep.beta), ep.act}};
+  if (a.format == SPARSE_CSR && a.kblocks > 1) rows_blocked<Idx>(t, m0, m1, N);
+  else if (nr >= 64) rows_nv<8, Idx>(t, m0, m1, N);
+  else if (nr >= 48) rows_nv<6, Idx>(t, m0, m1, N);
+  else rows_nv<4, Idx>(t, m0, m1, N);
 }
 
 // Eight column indices, widened to int32 and scaled.
@@ -252,7 +337,7 @@ INFERON_AVX2 void gemv_avx2(const SparseA& a, const Idx* ix, int64_t m0, int64_t
 
 // Row ranges of T threads holding about equal numbers of nonzeros (rows for 2:4).
 inline void split_rows(const SparseA& a, int T, int t, int64_t& m0, int64_t& m1) {
-  if (a.format != SPARSE_CSR) {
+  if (a.format != SPARSE_CSR || a.kblocks > 1) {
     m0 = a.M * t / T;
     m1 = a.M * (t + 1) / T;
     return;
@@ -272,7 +357,7 @@ inline void rows(const SparseA& a, int64_t m0, int64_t m1, const float* B, int64
   const bool avx2 = use_avx2();
   auto run = [&](const auto* ix) {
     using Idx = std::remove_const_t<std::remove_pointer_t<decltype(ix)>>;
-    if (avx2 && N == 1 && a.format == SPARSE_CSR) gemv_avx2<Idx>(a, ix, m0, m1, B, C, ldc, ep, residual);
+    if (avx2 && N == 1 && a.format == SPARSE_CSR && a.kblocks == 1) gemv_avx2<Idx>(a, ix, m0, m1, B, C, ldc, ep, residual);
     else if (avx2) rows_avx2<Idx>(a, ix, m0, m1, B, N, C, ldc, ep, residual, nr);
     else rows_scalar<Idx>(a, ix, m0, m1, B, N, C, ldc, ep, residual);
   };
@@ -292,19 +377,27 @@ inline void spmm_item(const SparseA& a, const float* B, int64_t N, float* C, int
   }
 }
 
+// Floats between the channel planes of the zero-bordered frame: Hp*Wp rounded up to a cache line,
+// plus one line when that is a multiple of 1 KB (power-of-two strides map every channel's rows to
+// the same few L1 sets). convert-sparse-to-spmm computes the column offsets with the same rule.
+inline int64_t frame_plane(int64_t Hp, int64_t Wp) {
+  const int64_t p = (Hp * Wp + 15) / 16 * 16;
+  return p % 256 == 0 ? p + 16 : p;
+}
+
 // Stride-1 conv read in place: the image is copied into a zero-bordered frame [C, Hp, Wp], the
 // product is computed on the Ho x Wp "wide" grid, then the Wo valid columns of every output row are
 // copied to C with the epilogue.
 inline void spmm_implicit(const SparseA& a, const Im2col& q, const float* image, float* C, const Epilogue& ep,
                           const float* residual, int T, int nr) {
-  const int64_t Hp = q.Ho + q.kh - 1, Wp = q.Wo + q.kw - 1, plane = Hp * Wp, wide = q.Ho * Wp;
+  const int64_t Hp = q.Ho + q.kh - 1, Wp = q.Wo + q.kw - 1, plane = frame_plane(Hp, Wp), wide = q.Ho * Wp;
   thread_local Scratch frame_s, wide_s;
   float* xp = frame_s.get(static_cast<size_t>(q.C * plane + 64));
   float* cw = wide_s.get(static_cast<size_t>(a.M * wide));
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
   for (int64_t c = 0; c < q.C; c++) {
     float* p = xp + c * plane;
-    std::memset(p, 0, static_cast<size_t>(plane) * sizeof(float));
+    std::memset(p, 0, static_cast<size_t>(plane) * sizeof(float));  // borders and the padding after the plane
     for (int64_t h = 0; h < q.H && h + q.pt < Hp; h++)
       std::memcpy(p + (h + q.pt) * Wp + q.pl, image + (c * q.H + h) * q.W,
                   static_cast<size_t>(std::min<int64_t>(q.W, Wp - q.pl)) * sizeof(float));
@@ -333,7 +426,7 @@ inline void spmm_implicit(const SparseA& a, const Im2col& q, const float* image,
 inline void spmm(const SparseA& a, int64_t batch, const float* B, int64_t sB, int64_t N, float* C, int64_t ldc,
                  int64_t sC, const Epilogue& ep, int nr, int num_threads, const Im2col* implicit = nullptr) {
   if (a.M <= 0 || N <= 0) return;
-  const double work = a.format == SPARSE_CSR ? static_cast<double>(a.row_ptr[a.M]) * N
+  const double work = a.format == SPARSE_CSR ? static_cast<double>(a.row_ptr[a.kblocks * (a.M + 1) - 1]) * N
                                              : static_cast<double>(a.M) * (a.K / 2) * N;
   const int T = threads_for(num_threads, work, 32768.0);
   for (int64_t b = 0; b < batch; b++) {

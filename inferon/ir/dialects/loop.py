@@ -361,10 +361,13 @@ class SpMMBase(IRDLOperation):
     c_strides = prop_def(DenseArrayBase)
     epilogue = prop_def(EpilogueAttr, default_value=NO_EPILOGUE)
     b_implicit = opt_prop_def(DenseArrayBase)
+    kblocks = opt_prop_def(I64Attr)  # CSR column blocks (see convert-sparse-to-spmm); default 1
     irdl_options = (AttrSizedOperandSegments(as_property=True),)
 
     def verify_(self) -> None:
         fmt = self.format.kind
+        if self.kblocks is not None and self.kblocks.value.data > 1 and (fmt != SparseFormat.CSR or self.b_implicit is None):
+            raise VerifyException(f"{self.name}: kblocks > 1 is for CSR weights of implicit convs only")
         if not self.format.is_sparse:
             raise VerifyException(f"{self.name} needs a sparse format, got {fmt}")
         if (self.row_ptr is not None) != (fmt == SparseFormat.CSR):
@@ -391,7 +394,8 @@ class SpMMOp(SpMMBase):
     already encodes how B is read (input image of a 1x1 conv, im2col buffer, or, with `b_implicit`
     = [C, H, W, kh, kw, 1, 1, pt, pl, 1, 1, Ho, Wo], offsets in the zero-bordered image of a
     stride-1 conv). C_b[m, n] is at c + b*c_strides[1] + m*c_strides[0] + n; bias is per row m;
-    the residual shares C's layout.
+    the residual shares C's layout. `kblocks` > 1 (CSR, implicit convs): the columns come in that many
+    channel blocks, each with its own row pointers (`row_ptr` holds kblocks x (M + 1)).
     """
 
     name = "loop.spmm"

@@ -8,7 +8,10 @@ baked into the column indices:
 
 - 1x1, stride-1, unpadded convs: B is the input image (index = channel, scale H*W);
 - other stride-1, dilation-1 convs: B is read in place from a zero-bordered copy of the image
-  (`b_implicit`; CSR index of tap (c, i, j) = c*Hp*Wp + i*Wp + j, 2:4 through a `koff` table);
+  (`b_implicit`; CSR index of tap (c, i, j) = c*P + i*Wp + j with P = `frame_plane(Hp, Wp)`, 2:4
+  through a `koff` table). CSR
+  columns come in channel blocks (`kblocks`) whose frame rows for one 32-column tile fit in 24 KB of
+  L1: the kernel sums block by block (ResNet-50's 3x3 convs at 90 %: 16 % faster in sum);
 - any other conv: an im2col buffer (`loop.im2col`) is B (index = im2col row, scale Ho*Wo);
 - fully-connected layers (x [rows, K] times W [K, N]): A = W^T, each row of x is a B column
   (N = 1: the kernel's sparse GEMV).
@@ -42,10 +45,13 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from inferon.ir.attrs import SparseAttr, SparseFormat
 from inferon.ir.dialects import loop
 from inferon.ir.dialects.graph import i64_array, ints
-from inferon.ir.sparse import csr_encode, nm24_encode
+from inferon.ir.sparse import csr_encode, implicit_columns, nm24_encode
 from inferon.ir.weights import WeightStore
 from inferon.passes.conversion.graph_to_loop import memref
 from inferon.passes.graph.fold_constants import weights_context
+
+L1_BUDGET_BYTES = 24 * 1024  # of the 32 KB L1D, for the B rows of one channel block and column tile
+SPMM_TILE = 32  # columns per tile of the blocked kernel
 
 ELEMENT_TYPES = {
     np.dtype(np.float32): f32,
@@ -72,13 +78,17 @@ class Encoded:
 
     arrays: list[np.ndarray | None]
     k: int
+    kblocks: int = 1
 
 
-def encode(fmt: SparseFormat, a: np.ndarray, columns: np.ndarray | None, need_koff: bool) -> Encoded:
-    """Encode A [M, K]; `columns[k]` is the B row offset index of column k (None: k itself)."""
+def encode(
+    fmt: SparseFormat, a: np.ndarray, columns: np.ndarray | None, need_koff: bool, blocks: np.ndarray | None = None
+) -> Encoded:
+    """Encode A [M, K]; `columns[k]` is the B row offset index of column k (None: k itself);
+    `blocks[k]`: the CSR column block of column k."""
     if fmt == SparseFormat.CSR:
-        csr = csr_encode(a, columns)
-        return Encoded([csr.values, csr.indices, csr.row_ptr, None], a.shape[1])
+        csr = csr_encode(a, columns, blocks)
+        return Encoded([csr.values, csr.indices, csr.row_ptr, None], a.shape[1], csr.kblocks)
     nm = nm24_encode(a)
     koff = None
     if need_koff or nm.k != a.shape[1]:
@@ -120,6 +130,8 @@ class Lowering:
         }  # fmt: skip
         if implicit is not None:
             props["b_implicit"] = i64_array(implicit)
+        if enc.kblocks > 1:
+            props["kblocks"] = IntegerAttr(enc.kblocks, i64)
         new = loop.SpMMOp.create(operands=operands, properties=props)
         Rewriter.replace_op(op, new)
 
@@ -135,7 +147,7 @@ class Lowering:
         mg, kg = m // g, cg * kh * kw
         for gi in range(g):
             full[gi * mg : (gi + 1) * mg, gi * kg : (gi + 1) * kg] = filt[gi * mg : (gi + 1) * mg]
-        chan, tap_i, tap_j = np.unravel_index(np.arange(c * kh * kw), (c, kh, kw))
+        chan = np.arange(c * kh * kw) // (kh * kw)
         hw = ho * wo
         common = {"m": m, "n": hw, "batch": n, "c_strides": (hw, m * hw)}
         if kh == kw == sh == sw == 1 and pt == pl == pb == pr == 0:
@@ -143,9 +155,12 @@ class Lowering:
             self.spmm(op, attr, enc, weight.handle.data, op.input, scale=h * w, b_stride=c * h * w,
                       implicit=None, **common)  # fmt: skip
         elif (sh, sw, dh, dw) == (1, 1, 1, 1):
-            hp, wp = ho + kh - 1, wo + kw - 1
-            columns = (chan * hp * wp + tap_i * wp + tap_j).astype(np.int64)
-            enc = encode(fmt, full, columns, True)
+            wp = wo + kw - 1
+            columns = implicit_columns(c, kh, kw, ho, wo)
+            # channel blocks whose frame rows for one 32-column tile fit in L1 (see sparse.hpp)
+            per_channel = 4 * ((kh - 1) * wp + kw - 1 + SPMM_TILE)
+            group = max(1, L1_BUDGET_BYTES // per_channel)
+            enc = encode(fmt, full, columns, True, chan // group if c > group else None)
             view = [c, h, w, kh, kw, 1, 1, pt, pl, 1, 1, ho, wo]
             self.spmm(op, attr, enc, weight.handle.data, op.input, scale=1, b_stride=c * h * w,
                       implicit=view, **common)  # fmt: skip

@@ -13,7 +13,7 @@ builtin.module {
     %8 = "loop.alloc"() <{offset = 512 : i64}> : () -> memref<1x8xf32>
     %9 = "loop.slice"(%8) <{offset = 0 : i64}> : (memref<1x8xf32>) -> memref<1x8x1x1xf32>
     "loop.global_pool"(%7, %9) <{planes = 8 : i64, plane_size = 64 : i64, is_max = false}> : (memref<1x8x8x8xf32>, memref<1x8x1x1xf32>) -> ()
-    %10 = "loop.weight"() <{handle = "wfc"}> : () -> memref<8x10xf32>
+    %10 = "loop.weight"() <{handle = "wfc", sparse = #graph.sparse<#graph<format dense>, 1.000000e+00 : f32, 0 : i64>}> : () -> memref<8x10xf32>
     %11 = "loop.weight"() <{handle = "fused_bias"}> : () -> memref<10xf32>
     "vec.gemm"(%8, %10, %11, %1) <{dims = array<i64: 1, 10, 8>, leading = array<i64: 8, 10, 10>, batch = array<i64: 1, 1>, a_strides = array<i64: 0, 0>, b_strides = array<i64: 0, 0>, c_strides = array<i64: 0, 0>, bias_axis = 1 : i64, bias_strides = array<i64: 0, 0>, epilogue = #graph.epilogue<#graph<act none>, 0.000000e+00 : f32, 0.000000e+00 : f32>, operandSegmentSizes = array<i32: 1, 1, 1, 0, 1>, tiles = #loop.tiles<6 : i64, 8 : i64, 16 : i64>, mr = 6 : i64, nr = 16 : i64}> : (memref<1x8xf32>, memref<8x10xf32>, memref<10xf32>, memref<1x10xf32>) -> ()
     func.return

@@ -1,0 +1,178 @@
+"""Sparse kernel micro-benchmark and calibration of `sparsify`'s cost model.
+
+Times, on this CPU and one thread, the runtime's kernels on the GEMM shapes of ResNet-50's convs
+(M output channels x K = C*kh*kw x N output pixels): the packed dense GEMM, the CSR kernel at
+50/70/90/95 % sparsity and the 2:4 kernel, plus fully-connected GEMVs (N = 1). It prints a table of
+effective GFLOP/s and speedups over dense, fits the cost model's figures (least squares for the
+sparse FLOP rate and the per-tile cost) and writes them to inferon/passes/graph/sparse_cost.json
+(`--dry-run` only prints them).
+
+    python benchmarks/calibrate_sparse.py [--runs 15] [--dry-run]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from inferon.backend.toolchain import build_shared_library  # noqa: E402
+from inferon.ir.sparse import csr_encode, nm24_encode, prune_nm24, prune_unstructured  # noqa: E402
+from inferon.passes.graph.sparsify import COST_FILE  # noqa: E402
+from inferon.passes.vec.pack_weights import pack_a  # noqa: E402
+
+P, I64, INT, F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
+SHAPES = [  # ResNet-50 (M, K, N)
+    (64, 64, 3136), (64, 576, 3136), (256, 64, 3136), (64, 256, 3136), (128, 1152, 784), (512, 128, 784),
+    (128, 512, 784), (256, 2304, 196), (1024, 256, 196), (256, 1024, 196), (512, 4608, 49), (2048, 512, 49),
+    (512, 2048, 49),
+]  # fmt: skip
+SPARSITIES = (0.5, 0.7, 0.9, 0.95)
+GEMV = [(1000, 2048), (4096, 9216), (4096, 4096)]  # fully-connected layers (N_out, K)
+NR = 32
+
+
+def aligned(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """A 64-byte aligned standard-normal float32 array (activations in the arena are aligned)."""
+    n = math.prod(shape)
+    buf = np.empty(n + 16, dtype=np.float32)
+    start = ((-buf.ctypes.data) % 64) // 4
+    out = buf[start : start + n].reshape(shape)
+    out[...] = rng.standard_normal(shape)
+    return out
+
+
+def build() -> ctypes.CDLL:
+    with tempfile.TemporaryDirectory(prefix="inferon-sparse-bench-") as tmp:
+        so = build_shared_library((ROOT / "tests" / "kernel_shim.cpp").read_text(), b"\0" * 64, Path(tmp) / "s.so")
+        lib = ctypes.CDLL(str(so))
+    lib.k_spmm.argtypes = [INT, INT, I64, I64, P, P, P, I64, P, I64, P, I64, I64, P, I64, I64, P, INT, P, INT, F, F,
+                           INT, INT, P, I64]  # fmt: skip
+    lib.k_gemm_ex.argtypes = [I64] * 4 + [P, I64, I64] * 3 + [P, I64, INT, P, INT, F, F, P, INT]
+    lib.k_set_isa.argtypes = [INT]
+    lib.k_set_isa(1)
+    return lib
+
+
+def median_time(fn: Callable[[], object], runs: int) -> float:
+    fn()
+    samples = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t)
+    return float(np.median(samples))
+
+
+def dense_call(lib: ctypes.CDLL, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> Callable[[], object]:
+    m, k = a.shape
+    n = b.shape[1]
+    kc = min(384, k)
+    packed = pack_a(a, 6, kc) if m > 6 else a
+    tiles = np.array([6, 16, 120, kc, 256, int(m > 6)], dtype=np.int64)
+    args = (1, m, n, k, packed.ctypes.data, k, 0, b.ctypes.data, n, 0, c.ctypes.data, n, 0, None, 0, 0, None, 0,
+            0.0, 0.0, tiles.ctypes.data, 1)  # fmt: skip
+
+    def call() -> object:
+        return lib.k_gemm_ex(*args)
+
+    call.keep = (packed, tiles)  # type: ignore[attr-defined]
+    return call
+
+
+def sparse_call(lib: ctypes.CDLL, a: np.ndarray, b: np.ndarray, c: np.ndarray, fmt: str) -> Callable[[], object]:
+    m, k = a.shape
+    n = b.shape[1]
+    if fmt == "csr":
+        e = csr_encode(a)
+        head = (0, e.indices.dtype.itemsize, m, k, e.values.ctypes.data, e.indices.ctypes.data, e.row_ptr.ctypes.data,
+                n, None)  # fmt: skip
+    else:
+        e = nm24_encode(a)
+        head = (1, 1, m, e.k, e.values.ctypes.data, e.meta.ctypes.data, None, n, None)
+    args = (*head, 1, b.ctypes.data, 0, n, c.ctypes.data, n, 0, None, 0, None, 0, 0.0, 0.0, NR, 1, None, 1)
+
+    def call() -> object:
+        return lib.k_spmm(*args)
+
+    call.keep = e  # type: ignore[attr-defined]
+    return call
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=15, help="timed runs per kernel (median)")
+    ap.add_argument("--dry-run", action="store_true", help="print the fitted figures, do not write them")
+    args = ap.parse_args(argv)
+    lib = build()
+    rng = np.random.default_rng(0)
+    dense_rates, csr_rows, nm_rows = [], [], []
+    print(f"{'M x K x N':>18} {'dense GF/s':>10} " + " ".join(f"{f'csr {int(100 * s)}%':>9}" for s in SPARSITIES)
+          + f" {'2:4':>9}   (speedup over dense)")  # fmt: skip
+    for m, k, n in SHAPES:
+        w = rng.standard_normal((m, k)).astype(np.float32)
+        b = aligned((k, n), rng)
+        c = aligned((m, n), rng)
+        t_dense = median_time(dense_call(lib, w, b, c), args.runs)
+        dense_rates.append(2.0 * m * k * n / t_dense / 1e9)
+        cells = []
+        tiles = m * math.ceil(n / NR)
+        for s in SPARSITIES:
+            a = prune_unstructured(w, s)
+            t = median_time(sparse_call(lib, a, b, c, "csr"), args.runs)
+            csr_rows.append((2.0 * np.count_nonzero(a) * n, tiles, t))
+            cells.append(f"{t_dense / t:8.2f}x")
+        t = median_time(sparse_call(lib, prune_nm24(w), b, c, "nm24"), args.runs)
+        nm_rows.append((1.0 * m * k * n, tiles, t))
+        print(f"{f'{m}x{k}x{n}':>18} {dense_rates[-1]:10.1f} " + " ".join(cells) + f" {t_dense / t:8.2f}x", flush=True)
+
+    flops, tiles, secs = (np.array(v, dtype=np.float64) for v in zip(*csr_rows))
+    (inv_rate, tile_s), *_ = np.linalg.lstsq(np.stack([flops, tiles], axis=1), secs, rcond=None)
+    tile_s = max(float(tile_s), 0.0)
+    csr_gflops = float(np.median(flops / np.maximum(secs - tiles * tile_s, 1e-9))) / 1e9
+    nflops, ntiles, nsecs = (np.array(v, dtype=np.float64) for v in zip(*nm_rows))
+    nm24_gflops = float(np.median(nflops / np.maximum(nsecs - ntiles * tile_s, 1e-9))) / 1e9
+
+    gemv_dense, gemv_sparse = [], []
+    for n_out, k in GEMV:
+        w = rng.standard_normal((n_out, k)).astype(np.float32)
+        x = aligned((k, 1), rng)
+        y = aligned((n_out, 1), rng)
+        t_dense = median_time(dense_call(lib, w, x, y), args.runs)
+        gemv_dense.append(n_out * k * 4 / t_dense / 1e9)
+        a = prune_unstructured(w, 0.9)
+        t_sparse = median_time(sparse_call(lib, a, x, y, "csr"), args.runs)
+        gemv_sparse.append(np.count_nonzero(a) * 6 / t_sparse / 1e9)
+        print(f"GEMV {n_out}x{k}: dense {gemv_dense[-1]:.1f} GB/s, CSR 90 % {gemv_sparse[-1]:.1f} GB/s, "
+              f"speedup {t_dense / t_sparse:.2f}x")  # fmt: skip
+
+    figures = {
+        "source": "benchmarks/calibrate_sparse.py (1 thread, medians; ResNet-50 conv shapes)",
+        "dense_gflops": round(float(np.median(dense_rates)), 1),
+        "csr_gflops": round(csr_gflops, 1),
+        "nm24_gflops": round(nm24_gflops, 1),
+        "tile_ns": round(tile_s * 1e9, 2),
+        "gemv_dense_gbps": round(float(np.median(gemv_dense)), 1),
+        "gemv_sparse_gbps": round(float(np.median(gemv_sparse)), 1),
+        "margin": 0.85,
+    }
+    print(json.dumps(figures, indent=2))
+    if not args.dry_run:
+        COST_FILE.write_text(json.dumps(figures, indent=2) + "\n")
+        print(f"wrote {COST_FILE.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
