@@ -234,15 +234,21 @@ def main(argv: list[str] | None = None) -> int:
     args.threads = [int(t) for t in parse_list(args.threads)]
     results: list[SparseResult] = []
     layers: list[dict] = []
+    failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="inferon-sparse-") as tmp:
         os.environ.setdefault("INFERON_CACHE_DIR", str(Path(tmp) / "cache"))
         for name in parse_list(args.models):
             for level in parse_list(args.levels):
-                r, rows = bench(name, level, args, Path(tmp))
+                try:
+                    r, rows = bench(name, level, args, Path(tmp))
+                except Exception as exc:  # report and go on with the other models
+                    log(f"{name} {level}: FAILED: {type(exc).__name__}: {exc}")
+                    failures.append(f"{name} {level}: {exc}")
+                    continue
                 results.extend(r)
                 layers.extend(rows)
     write_outputs(results, layers, args)
-    return 0
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

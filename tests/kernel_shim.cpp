@@ -20,18 +20,25 @@ SHIM void k_set_isa(int isa) { inferon_kernels_set_isa(isa); }
 SHIM int k_get_isa(void) { return inferon_kernels_get_isa(); }
 SHIM const float* k_weights(void) { return inferon_weights; }
 
-SHIM void k_gemm(int64_t batch, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, int64_t sA,
-                 const float* B, int64_t ldb, int64_t sB, float* C, int64_t ldc, int64_t sC,
-                 const float* bias, int64_t bias_bs, int bias_axis, const float* residual, int act,
-                 float alpha, float beta, const int64_t* tiles, int threads) {
+// The Epilogue of the k_* entry points (bias_batch_stride 0 unless set by the caller).
+static inferon::Epilogue make_epilogue(const float* bias, int bias_axis, const float* residual, int act, float alpha,
+                                       float beta) {
   inferon::Epilogue ep;
   ep.bias = bias;
-  ep.bias_batch_stride = bias_bs;
   ep.bias_axis = bias_axis;
   ep.residual = residual;
   ep.act = act;
   ep.alpha = alpha;
   ep.beta = beta;
+  return ep;
+}
+
+SHIM void k_gemm(int64_t batch, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, int64_t sA,
+                 const float* B, int64_t ldb, int64_t sB, float* C, int64_t ldc, int64_t sC,
+                 const float* bias, int64_t bias_bs, int bias_axis, const float* residual, int act,
+                 float alpha, float beta, const int64_t* tiles, int threads) {
+  inferon::Epilogue ep = make_epilogue(bias, bias_axis, residual, act, alpha, beta);
+  ep.bias_batch_stride = bias_bs;
   inferon::GemmTiles t;
   if (tiles) {
     t.mr = static_cast<int>(tiles[0]);
@@ -50,14 +57,8 @@ SHIM void k_gemm_ex(int64_t batch, int64_t M, int64_t N, int64_t K, const float*
                     const float* B, int64_t ldb, int64_t sB, float* C, int64_t ldc, int64_t sC,
                     const float* bias, int64_t bias_bs, int bias_axis, const float* residual, int act,
                     float alpha, float beta, const int64_t* tiles, int threads) {
-  inferon::Epilogue ep;
-  ep.bias = bias;
+  inferon::Epilogue ep = make_epilogue(bias, bias_axis, residual, act, alpha, beta);
   ep.bias_batch_stride = bias_bs;
-  ep.bias_axis = bias_axis;
-  ep.residual = residual;
-  ep.act = act;
-  ep.alpha = alpha;
-  ep.beta = beta;
   inferon::GemmTiles t;
   t.mr = static_cast<int>(tiles[0]);
   t.nr = static_cast<int>(tiles[1]);
@@ -136,13 +137,7 @@ SHIM void k_spmm(int format, int index_bytes, int64_t M, int64_t K, const float*
   a.row_ptr = row_ptr;
   a.scale = scale;
   a.koff = koff;
-  inferon::Epilogue ep;
-  ep.bias = bias;
-  ep.bias_axis = bias_axis;
-  ep.residual = residual;
-  ep.act = act;
-  ep.alpha = alpha;
-  ep.beta = beta;
+  const inferon::Epilogue ep = make_epilogue(bias, bias_axis, residual, act, alpha, beta);
   inferon::Im2col q{};
   if (geom) {
     q = {geom[0], geom[1], geom[2], static_cast<int>(geom[3]), static_cast<int>(geom[4]),

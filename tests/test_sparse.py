@@ -42,6 +42,7 @@ from inferon.testing import (
     run_onnxruntime,
 )
 from tests.conftest import make_model
+from tests.test_runtime_kernels import act_ref
 
 HERE = Path(__file__).resolve().parent
 P, I64, INT, F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
@@ -63,16 +64,6 @@ def shim(tmp_path_factory):
 
 def ptr(a: np.ndarray | None) -> int | None:
     return None if a is None else a.ctypes.data
-
-
-def act_ref(y: np.ndarray, act: int, alpha: float, beta: float) -> np.ndarray:
-    if act == 1:
-        return np.maximum(y, 0)
-    if act == 2:
-        return np.where(y < 0, y * alpha, y)
-    if act == 3:
-        return np.clip(y, alpha, beta)
-    return y
 
 
 def run_spmm(lib, a: np.ndarray, b: np.ndarray, *, fmt: str, isa: int, bias=None, residual=None, act=0,
