@@ -416,3 +416,30 @@ def test_pruned_resnet50_matches_onnxruntime(spec: str, tmp_path: Path) -> None:
     for g, e in zip(got, expected):
         scale = float(np.abs(e).max())
         assert float(np.abs(g - e).max()) <= 1e-3 * scale
+
+
+def test_sparse_edge_cases_match_onnxruntime(tmp_path: Path) -> None:
+    """Batch 2, an all-zero weight, a dilated conv (im2col path), a strided grouped conv and a MatMul
+    with a rank-3 left operand (one sparse GEMV per row), at 1 and 2 threads."""
+    rng = np.random.default_rng(6)
+
+    def pruned(shape: tuple[int, ...], s: float) -> np.ndarray:
+        return prune_unstructured(rng.standard_normal(shape).astype(np.float32), s)
+
+    nodes = [
+        helper.make_node("Conv", ["x", "wz"], ["a"], pads=[1, 1, 1, 1], name="zero"),
+        helper.make_node("Conv", ["x", "wd"], ["b"], pads=[2, 2, 2, 2], dilations=[2, 2], name="dilated"),
+        helper.make_node("Add", ["a", "b"], ["c"], name="add"),
+        helper.make_node("Conv", ["c", "wg"], ["d"], pads=[1, 1, 1, 1], strides=[2, 2], group=2, name="grouped"),
+        helper.make_node("Reshape", ["d", "shape"], ["r"], name="reshape"),
+        helper.make_node("MatMul", ["r", "wm"], ["y"], name="matmul"),
+    ]
+    init = {"wz": np.zeros((8, 8, 3, 3), np.float32), "wd": pruned((8, 8, 3, 3), 0.9),
+            "wg": pruned((16, 4, 3, 3), 0.8), "wm": pruned((25, 12), 0.9)}  # fmt: skip
+    model = make_model(nodes, {"x": (2, 8, 10, 10)}, ["y", "d"], init)
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array([2, 16, 25], np.int64), "shape"))
+    x = rng.standard_normal((2, 8, 10, 10)).astype(np.float32)
+    lib = inferon.compile(model, tmp_path / "m.so", dump_ir=tmp_path / "ir")
+    assert set(formats_in(tmp_path / "ir").values()) == {"csr"}
+    for threads in (1, 2):
+        assert_close_to_ort(model, lib, x, threads)
