@@ -4,15 +4,18 @@
 // B is addressed through the weight's column indices: row k of B starts at B + k * scale, so one
 // kernel serves 1x1 convs (B = the input image, scale = H*W), im2col buffers (scale = Ho*Wo) and
 // stride-1 KxK convs read in place from a zero-bordered image ("implicit": the compiler stores, as
-// the CSR column index of filter tap (c, i, j), its offset c*Hp*Wp + i*Wp + j in that frame, with
-// scale 1; 2:4 weights keep their group positions and take a per-column offset table `koff`).
+// the CSR column index of filter tap (c, i, j), its offset c*P + i*Wp + j in that frame, P =
+// frame_plane(Hp, Wp), with scale 1; 2:4 weights keep their group positions and take a per-column
+// offset table `koff`).
 //
-// AVX2 register tile: one output row x `nv` ymm vectors (nv*8 columns); per nonzero one broadcast
-// of the weight and nv FMAs with B loaded straight from memory (the B panel of a column tile,
-// K x nv*8 floats, stays in L1/L2 while every row of the thread sweeps it). Rows with few
-// accumulators run two interleaved accumulator sets (even/odd nonzeros) to keep 8 FMA chains in
-// flight. Threads split the rows by nonzero count. N == 1 (fully-connected layers at batch 1) is a
-// sparse GEMV instead: 8 nonzeros at a time with a gather of x, bound by the weight stream.
+// AVX2 register tile: one output row x `nv` ymm vectors (nv*8 columns, 32 by default); per nonzero
+// one broadcast of the weight and nv FMAs with B loaded straight from memory; 2-3 accumulator sets
+// (nonzeros dealt round-robin) keep >= 8 FMA chains in flight. Loop order: column chunks of about
+// half the L2 of B, rows, tiles of the chunk. CSR weights of implicit convs may come in channel
+// blocks (`kblocks`): then tiles, blocks, rows, with partial sums in C, so that one block's frame
+// rows stay in L1. Threads split the rows by nonzero count (blocked: by rows). N == 1 (fully-
+// connected layers at batch 1) is a sparse GEMV instead: 8 nonzeros at a time with a gather of x,
+// bound by the weight stream. Measured limits and what did not help: benchmarks/README.md.
 #pragma once
 
 #include <vector>
