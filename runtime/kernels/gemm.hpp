@@ -77,7 +77,7 @@ inline float epi_scalar(const Job& g, float v, int64_t i, int64_t j) {
 
 // ------------------------------------------------------------------------------- scalar path
 inline Scratch& tls_scratch(int which) {
-  thread_local Scratch s[8];  // 0-1 A/B panels, 2-3 im2col rows, 4-6 implicit GEMM
+  thread_local Scratch s[8];  // 0-1 A/B panels, 2-3 im2col rows, 4-6 implicit GEMM, 7 small-M sums
   return s[which];
 }
 
@@ -605,6 +605,68 @@ inline void run_implicit(Job g, int T) {
 
 }  // namespace gemm_detail
 
+namespace gemm_detail {
+
+// C = ep(A * B) for a few rows of A (M <= kSmallM: fully-connected layers at batch 1-4): B is
+// streamed once, four rows at a time, into thread-local accumulators instead of being packed on
+// every call (packing a large FC weight tripled its memory traffic); bias, residual (which may be C
+// itself) and activation are applied when the accumulators are copied out. Columns are split over
+// threads; the work is bound by B's memory stream, as a batch-1 FC layer is.
+constexpr int64_t kSmallM = 4;
+
+INFERON_AVX2 inline void small_m_cols(const Job& g, float* acc, int64_t n0, int64_t n1) {
+  const int64_t n8 = n0 + (n1 - n0) / 8 * 8;
+  for (int64_t m = 0; m < g.M; m++) std::fill(acc + m * g.N + n0, acc + m * g.N + n1, 0.f);
+  int64_t k = 0;
+  for (; k + 4 <= g.K; k += 4) {
+    const float* b0 = g.B + k * g.ldb;
+    const float *b1 = b0 + g.ldb, *b2 = b1 + g.ldb, *b3 = b2 + g.ldb;
+    for (int64_t m = 0; m < g.M; m++) {
+      const float* a = g.A + m * g.lda + k;
+      const __m256 x0 = _mm256_set1_ps(a[0]), x1 = _mm256_set1_ps(a[1]);
+      const __m256 x2 = _mm256_set1_ps(a[2]), x3 = _mm256_set1_ps(a[3]);
+      float* c = acc + m * g.N;
+      int64_t n = n0;
+      for (; n < n8; n += 8) {
+        __m256 v = _mm256_fmadd_ps(x0, _mm256_loadu_ps(b0 + n), _mm256_loadu_ps(c + n));
+        v = _mm256_fmadd_ps(x1, _mm256_loadu_ps(b1 + n), v);
+        v = _mm256_fmadd_ps(x2, _mm256_loadu_ps(b2 + n), v);
+        _mm256_storeu_ps(c + n, _mm256_fmadd_ps(x3, _mm256_loadu_ps(b3 + n), v));
+      }
+      for (; n < n1; n++) c[n] += a[0] * b0[n] + a[1] * b1[n] + a[2] * b2[n] + a[3] * b3[n];
+    }
+  }
+  for (; k < g.K; k++) {
+    const float* b0 = g.B + k * g.ldb;
+    for (int64_t m = 0; m < g.M; m++) {
+      const float a = g.A[m * g.lda + k];
+      float* c = acc + m * g.N;
+      for (int64_t n = n0; n < n1; n++) c[n] += a * b0[n];
+    }
+  }
+  const float* residual = g.acc_c ? g.C : g.residual;
+  for (int64_t m = 0; m < g.M; m++)
+    for (int64_t n = n0; n < n1; n++) {
+      float v = acc[m * g.N + n];
+      if (g.bias) v += g.bias_axis == 0 ? g.bias[m] : g.bias[n];
+      if (residual) v += residual[m * g.ldc + n];
+      g.C[m * g.ldc + n] = apply_act(v, g.act, g.alpha, g.beta);
+    }
+}
+
+inline void small_m(const Job& g, int T) {
+  float* acc = tls_scratch(7).get(static_cast<size_t>(g.M * g.N));
+  const int64_t blocks = (g.N + 7) / 8;
+#pragma omp parallel num_threads(T) if (T > 1)
+  {
+    const int nth = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t n0 = std::min(g.N, blocks * t / nth * 8), n1 = std::min(g.N, blocks * (t + 1) / nth * 8);
+    if (n0 < n1) small_m_cols(g, acc, n0, n1);
+  }
+}
+
+}  // namespace gemm_detail
+
 // for b in [0,batch): C_b[MxN] = ep(A_b[MxK] * B_b[KxN]); X_b = X + b*sX (sX may be 0 = broadcast)
 inline void gemm(int64_t batch, int64_t M, int64_t N, int64_t K,
                  const float* A, int64_t lda, int64_t sA, const float* B, int64_t ldb, int64_t sB,
@@ -644,9 +706,11 @@ inline void gemm(int64_t batch, int64_t M, int64_t N, int64_t K,
     for (int64_t b = 0; b < batch; b++) gemm_detail::rect(job(b), 0, M, 0, N, avx2);
     return;
   }
+  const bool small = avx2 && M <= gemm_detail::kSmallM && N >= 256 && K > 0 && !b_im2col && !t.a_packed;
   for (int64_t b = 0; b < batch; b++) {
     const Job g = job(b);
-    if (avx2 && b_im2col && b_im2col->implicit) gemm_detail::run_implicit(g, T);
+    if (small) gemm_detail::small_m(g, T);
+    else if (avx2 && b_im2col && b_im2col->implicit) gemm_detail::run_implicit(g, T);
     else if (T > 1) gemm_detail::run_parallel(g, T, avx2);
     else gemm_detail::rect(g, 0, M, 0, N, avx2);
   }
