@@ -98,10 +98,9 @@ def prune_onnx(model: onnx.ModelProto, spec: str) -> onnx.ModelProto:
     `inferon compile --prune SPEC` does ('unstructured:0.9' or '2:4', per layer), so that ONNX Runtime
     and Inferon run the same pruned model. Skipped like the prune pass: layers reading a graph input
     (the stem) and depthwise convs; 2:4 groups run along the reduction axis K."""
-    from inferon.ir.sparse import prune_nm24, prune_unstructured
-    from inferon.passes.graph.prune import parse_prune_spec
+    from inferon.passes.graph.prune import parse_prune_spec, prune_matrix
 
-    kind, sparsity = parse_prune_spec(spec)
+    parse_prune_spec(spec)  # a bad spec fails before any work
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
@@ -123,7 +122,7 @@ def prune_onnx(model: onnx.ModelProto, spec: str) -> onnx.ModelProto:
             continue
         else:  # A [N_out, K]
             a = w if (node.op_type == "Gemm" and attrs.get("transB", 0)) else w.T
-        a = prune_nm24(a) if kind == "2:4" else prune_unstructured(a, sparsity)
+        a = prune_matrix(a, spec)
         if node.op_type == "Conv":
             pruned = a.reshape(w.shape)
         else:

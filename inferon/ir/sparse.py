@@ -7,7 +7,7 @@ B + index(k) * scale, so the column index stored for column k may be remapped (`
 compiler stores filter-tap offsets in a zero-bordered image for stride-1 convolutions read in place.
 
 - CSR: `values` (float32, nnz), `indices` (uint16 when every index fits, else int32), `row_ptr`
-  (int32, M + 1).
+  (int32, M + 1; with column blocks, kblocks x (M + 1)).
 - 2:4: every aligned group of four columns holds at most two nonzeros. `values` [M, K4/2] (two per
   group, zero-padded; K4 = K rounded up to 4) and `meta` [M, ceil(K4/8)] uint8: two groups per byte,
   each 4 bits = the positions (0-3) of its two values, first in bits 0-1.
@@ -52,10 +52,6 @@ def implicit_columns(c: int, kh: int, kw: int, ho: int, wo: int) -> np.ndarray:
     hp, wp = ho + kh - 1, wo + kw - 1
     chan, ti, tj = np.unravel_index(np.arange(c * kh * kw), (c, kh, kw))
     return (chan * frame_plane(hp, wp) + ti * wp + tj).astype(np.int64)
-
-
-def density(w: np.ndarray) -> float:
-    return float(np.count_nonzero(w)) / max(w.size, 1)
 
 
 def index_dtype(max_index: int) -> np.dtype:

@@ -49,6 +49,7 @@ from inferon.ir.sparse import csr_encode, implicit_columns, nm24_encode
 from inferon.ir.weights import WeightStore
 from inferon.passes.conversion.graph_to_loop import memref
 from inferon.passes.graph.fold_constants import weights_context
+from inferon.passes.loop.conv_to_im2col import memref_shape
 
 L1_BUDGET_BYTES = 24 * 1024  # of the 32 KB L1D, for the B rows of one channel block and column tile
 SPMM_TILE = 32  # columns per tile of the blocked kernel
@@ -59,10 +60,6 @@ ELEMENT_TYPES = {
     np.dtype(np.uint16): IntegerType(16, Signedness.UNSIGNED),
     np.dtype(np.uint8): IntegerType(8, Signedness.UNSIGNED),
 }
-
-
-def _shape(value: SSAValue) -> tuple[int, ...]:
-    return tuple(value.type.get_shape())  # type: ignore[attr-defined]
 
 
 def _sparse_weight(value: SSAValue) -> tuple[loop.WeightOp, SparseAttr] | None:
@@ -136,9 +133,9 @@ class Lowering:
         Rewriter.replace_op(op, new)
 
     def conv(self, op: loop.Conv2dOp, weight: loop.WeightOp, attr: SparseAttr) -> None:
-        n, c, h, w = _shape(op.input)
-        m, cg, kh, kw = _shape(op.weight)
-        _, _, ho, wo = _shape(op.output)
+        n, c, h, w = memref_shape(op.input)
+        m, cg, kh, kw = memref_shape(op.weight)
+        _, _, ho, wo = memref_shape(op.output)
         g = op.group.value.data
         (sh, sw), (pt, pl, pb, pr), (dh, dw) = ints(op.strides), ints(op.pads), ints(op.dilations)
         fmt = attr.kind if g == 1 else SparseFormat.CSR

@@ -58,6 +58,12 @@ def _random_inputs(fn: func.FuncOp, seed: int = 0) -> list[np.ndarray]:
     return [rng.standard_normal(shape_of(a)).astype(np.float32) for a in fn.body.block.args]
 
 
+def prune_matrix(a: np.ndarray, spec: str) -> np.ndarray:
+    """Matrix A [M, K] pruned by `spec` (see parse_prune_spec); 2:4 groups run along K."""
+    kind, sparsity = parse_prune_spec(spec)
+    return prune_nm24(a) if kind == "2:4" else prune_unstructured(a, sparsity)
+
+
 @dataclass(frozen=True)
 class PrunePass(ModulePass):
     """Magnitude-prune conv/FC weights: spec 'unstructured:S' (sparsity S per layer) or '2:4'."""
@@ -67,7 +73,7 @@ class PrunePass(ModulePass):
     report: bool = True
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        kind, sparsity = parse_prune_spec(self.spec)
+        parse_prune_spec(self.spec)  # a bad spec fails before any work
         store = weights_context(ctx, self.name)
         log = (lambda msg: print(msg, file=sys.stderr)) if self.report else (lambda msg: None)
         inputs = _random_inputs(_main(op)) if self.report else []
@@ -78,7 +84,7 @@ class PrunePass(ModulePass):
                 continue
             w = store[layer.weight.handle.data]
             a = layer.matrix(w)
-            a = prune_nm24(a) if kind == "2:4" else prune_unstructured(a, sparsity)
+            a = prune_matrix(a, self.spec)
             handle = store.add(layer.from_matrix(a), f"{layer.weight.handle.data}.pruned")
             layer.weight.properties["handle"] = StringAttr(handle)
             pruned += w.size

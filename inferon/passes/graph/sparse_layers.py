@@ -32,11 +32,6 @@ class SparseLayer:
     reads_model_input: bool  # the layer's input is a model input (e.g. the stem conv)
     groups: int = 1
 
-    @property
-    def label(self) -> str:
-        kind = "fc" if self.is_fc else "conv"
-        return f"{kind} {self.weight.handle.data} [{self.m}x{self.k}]"
-
     def matrix(self, w: np.ndarray) -> np.ndarray:
         """The weight as A [M, K] (a view where possible)."""
         return np.ascontiguousarray(w.T) if self.is_fc else w.reshape(w.shape[0], -1)
