@@ -1,6 +1,6 @@
 """The compilation pipeline: named passes in order, grouped by the IR level they work on.
 
-    graph:  remove-identities → fold-batchnorm → decompose-batchnorm → fold-constants → fuse-epilogue
+    graph:  remove-identities → fold-qdq → fold-batchnorm → decompose-batchnorm → fold-constants → fuse-epilogue
             → [prune, opt-in] → sparsify
     loop:   convert-graph-to-loop → elide-copies → convert-sparse-to-spmm → conv-to-depthwise
             → conv-to-im2col → select-tiles
@@ -9,7 +9,8 @@
 
 fold-batchnorm must precede fuse-epilogue (a conv with an activation no longer folds); fold-constants
 runs after decompose-batchnorm so that unfused BatchNorm parameters fold to two weights; memory is
-planned last, when every buffer (im2col scratch included) exists.
+planned last, when every buffer (im2col scratch included) exists. fold-qdq runs first so that the
+quantized weights it does not fold are plain float weights for the passes after it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from inferon.passes import get_pass, user_passes
 
 DEFAULT_PASSES: tuple[tuple[str, str], ...] = (
     ("graph", "remove-identities"),
+    ("graph", "fold-qdq"),
     ("graph", "fold-batchnorm"),
     ("graph", "decompose-batchnorm"),
     ("graph", "fold-constants"),

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx.version_converter
 from onnx import numpy_helper
 
 LIGHT_MODELS = (
@@ -129,3 +130,51 @@ def prune_onnx(model: onnx.ModelProto, spec: str) -> onnx.ModelProto:
             pruned = a if (node.op_type == "Gemm" and attrs.get("transB", 0)) else a.T
         init.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(pruned, dtype=np.float32), init.name))
     return out
+
+
+def quantize_onnxruntime(
+    model: onnx.ModelProto,
+    calibration: list[dict[str, np.ndarray]],
+    *,
+    per_channel: bool = True,
+    activation_type: str = "uint8",
+    fmt: str = "qdq",
+) -> onnx.ModelProto:
+    """`model` statically quantized by ONNX Runtime's own tools (quant_pre_process, then
+    quantize_static with min/max calibration on `calibration`): QDQ (or QOperator, `fmt`) with
+    int8 weights (per channel) and uint8 or int8 activations. Old models (IR < 4, initializers
+    listed as inputs) are upgraded to IR 8 / opset 13 first."""
+    import tempfile
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(calibration)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.items, None)
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 13)
+    if m.ir_version < 7 or opset < 13:
+        m.ir_version = max(m.ir_version, 8)
+        m = onnx.version_converter.convert_version(m, 13)
+    inits = {i.name for i in m.graph.initializer}
+    inputs = [i for i in m.graph.input if i.name not in inits]  # constants, not overridable inputs
+    del m.graph.input[:]
+    m.graph.input.extend(inputs)
+    with tempfile.TemporaryDirectory() as tmp:
+        src, pre, dst = (str(Path(tmp) / n) for n in ("f32.onnx", "pre.onnx", "int8.onnx"))
+        onnx.save(m, src)
+        quant_pre_process(src, pre, skip_symbolic_shape=True)
+        quantize_static(
+            pre, dst, Reader(),
+            quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
+            per_channel=per_channel,
+            activation_type=QuantType.QUInt8 if activation_type == "uint8" else QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+        )  # fmt: skip
+        return onnx.load(dst)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import jinja2
 from xdsl.dialects import func
-from xdsl.dialects.builtin import DictionaryAttr, FloatAttr, ModuleOp, StringAttr
-from xdsl.ir import Block, Operation, SSAValue
+from xdsl.dialects.builtin import DictionaryAttr, FloatAttr, IntegerType, ModuleOp, Signedness, StringAttr
+from xdsl.ir import Attribute, Block, Operation, SSAValue
 
 from inferon.backend.kernel_table import ACTIVATIONS, BINARY_KERNELS, SPARSE_FORMATS, UNARY_KERNELS
 from inferon.errors import InferonError
@@ -58,6 +58,11 @@ def op_label(op: Operation) -> str:
         batch = f" x{op.batch.value.data}" if op.batch.value.data > 1 else ""
         fmt = op.format
         return f"{op.name} {fmt.kind} {100 * fmt.density.value.data:.0f}% {m}x{n}x{k}{batch}"
+    if isinstance(op, vec.QGemmOp):
+        m, n, k = ints(op.dims)
+        outer, inner = ints(op.batch)
+        batch = f" x{outer * inner}" if outer * inner > 1 else ""
+        return f"{op.name} {ctype(op.b.type)[:-2]}x{ctype(op.a.type)[:-2]} {m}x{n}x{k}{batch}"
     if isinstance(op, vec.GemmOp):
         m, n, k = ints(op.dims)
         outer, inner = ints(op.batch)
@@ -86,6 +91,21 @@ def _float(value: float) -> str:
 
 def _f(attr: FloatAttr) -> str:  # type: ignore[type-arg]
     return _float(float(attr.value.data))
+
+
+def ctype(memref: Attribute) -> str:
+    """The C++ element type of a memref (the arena and the weight blob are float arrays)."""
+    element = memref.element_type  # type: ignore[attr-defined]
+    if isinstance(element, IntegerType):
+        signed = element.signedness.data != Signedness.UNSIGNED
+        return f"{'' if signed else 'u'}int{element.width.data}_t"
+    return "float"
+
+
+def _typed(expr: str, memref: Attribute, const: bool = False) -> str:
+    """`expr` (a float pointer) as a pointer to the memref's element type."""
+    t = ctype(memref)
+    return expr if t == "float" else f"reinterpret_cast<{'const ' if const else ''}{t}*>{expr}"
 
 
 @dataclass
@@ -118,13 +138,13 @@ class CppEmitter:
 
     @emit.register
     def _(self, op: loop.WeightOp) -> None:
-        self.names[op.result] = f"(W + {self.weight_offsets[op.handle.data]})"
+        self.names[op.result] = _typed(f"(W + {self.weight_offsets[op.handle.data]})", op.result.type, const=True)
 
     @emit.register
     def _(self, op: loop.AllocOp) -> None:
         if op.offset is None:
             raise InferonError("C++ emitter: loop.alloc without an offset (run plan-memory first)")
-        self.names[op.result] = f"(arena + {op.offset.value.data})"
+        self.names[op.result] = _typed(f"(arena + {op.offset.value.data})", op.result.type)
 
     @emit.register
     def _(self, op: loop.SliceOp) -> None:
@@ -200,6 +220,53 @@ class CppEmitter:
             f"{self.buf(op.c)}, {ldc}, {s_c}, ep, {op.nr.value.data}, nt, {implicit});"
         )
         self.line("}")
+
+    @emit.register
+    def _(self, op: vec.QGemmOp) -> None:
+        if op.a_packed is None:
+            raise InferonError("C++ emitter: vec.qgemm without packed weights (run pack-weights first)")
+        m, n, k = ints(op.dims)
+        outer, inner = ints(op.batch)
+        sa, sb, sc, sr = ints(op.a_strides), ints(op.b_strides), ints(op.c_strides), ints(op.row_strides)
+        zy, lo, hi = ints(op.requant)
+        ldc, ldc_col = ints(op.c_leading)
+        b_signed = ctype(op.b.type).startswith("int")
+        c_signed = ctype(op.c.type).startswith("int")
+        self.line("{")
+        self.line("  inferon::QGemm g;")
+        self.line(f"  g.M = {m}; g.N = {n}; g.K = {k}; g.ldb = {op.ldb.value.data}; g.ldc = {ldc}; g.ldc_col = {ldc_col};")
+        self.line(f"  g.zy = {zy}; g.lo = {lo}; g.hi = {hi}; g.pad = {op.pad.value.data};")
+        self.line(f"  g.b_trans = {str(op.b_trans is not None).lower()}; g.b_signed = {str(b_signed).lower()}; "
+                  f"g.c_signed = {str(c_signed).lower()};")  # fmt: skip
+        if op.b_im2col is not None:
+            fields = [*ints(op.b_im2col), 0]
+            self.line(f"  static const inferon::Im2col q = {{{', '.join(str(v) for v in fields)}}};")
+            self.line("  g.im2col = &q;")
+        b = f"reinterpret_cast<const uint8_t*>({self.buf(op.b)})"
+        self.line(f"  for (int64_t o = 0; o < {outer}; ++o)")
+        self.line(f"    for (int64_t i = 0; i < {inner}; ++i) {{")
+        self.line(f"      g.a = {self.buf(op.a)} + o * {sa[0]} + i * {sa[1]};")
+        self.line(f"      g.b = {b} + o * {sb[0]} + i * {sb[1]};")
+        self.line(f"      g.c = {self.buf(op.c)} + o * {sc[0]} + i * {sc[1]};")
+        self.line(f"      g.comp = {self.buf(op.comp)} + o * {sr[0]} + i * {sr[1]};")
+        self.line(f"      g.mult = {self.buf(op.mult)} + o * {sr[0]} + i * {sr[1]};")
+        self.line("      inferon::qgemm(g, nt);")
+        self.line("    }")
+        self.line("}")
+
+    @emit.register
+    def _(self, op: loop.QuantizeOp) -> None:
+        self.line(
+            f"inferon::quantize_linear({self.buf(op.input)}, {self.buf(op.output)}, {op.size.value.data}, "
+            f"{_f(op.scale)}, {op.zero_point.value.data}, nt);"
+        )
+
+    @emit.register
+    def _(self, op: loop.DequantizeOp) -> None:
+        self.line(
+            f"inferon::dequantize_linear({self.buf(op.input)}, {self.buf(op.output)}, {op.size.value.data}, "
+            f"{_f(op.scale)}, {op.zero_point.value.data}, nt);"
+        )
 
     @emit.register
     def _(self, op: loop.Im2ColOp) -> None:

@@ -3,14 +3,27 @@
 `#graph.epilogue<kind, alpha, beta>` describes the element-wise activation a fused op applies before its
 store (ReLU, LeakyReLU(alpha), Clip(alpha, beta), Sigmoid). Sparse and quantized encodings will live
 here too, as further typed attributes on weights: `#graph.sparse<format, density, index_bits>` says
-how a weight matrix is stored (dense, CSR or 2:4) and how dense it is.
+how a weight matrix is stored (dense, CSR or 2:4) and how dense it is. `!graph.quant<storage, scales,
+zero_points, axis>` is the element type of quantized tensors (like MLIR's `!quant.uniform`).
 """
 
 from __future__ import annotations
 
-from xdsl.dialects.builtin import Float32Type, FloatAttr, IntegerAttr, IntegerType, f32, i64
+from collections.abc import Sequence
+
+import numpy as np
+from xdsl.dialects.builtin import (
+    DenseArrayBase,
+    Float32Type,
+    FloatAttr,
+    IntegerAttr,
+    IntegerType,
+    Signedness,
+    f32,
+    i64,
+)
 from xdsl.dialects.utils import EnumAttribute
-from xdsl.ir import ParametrizedAttribute, SpacedOpaqueSyntaxAttribute
+from xdsl.ir import ParametrizedAttribute, SpacedOpaqueSyntaxAttribute, TypeAttribute
 from xdsl.irdl import irdl_attr_definition, param_def
 from xdsl.utils.str_enum import StrEnum
 
@@ -130,3 +143,91 @@ class SparseAttr(ParametrizedAttribute):
     @property
     def is_sparse(self) -> bool:
         return self.kind != SparseFormat.DENSE
+
+
+STORAGE_TYPES: dict[np.dtype, IntegerType] = {
+    np.dtype(np.uint8): IntegerType(8, Signedness.UNSIGNED),
+    np.dtype(np.int8): IntegerType(8, Signedness.SIGNED),
+    np.dtype(np.int32): IntegerType(32, Signedness.SIGNED),
+}
+
+
+def storage_dtype(typ: IntegerType) -> np.dtype:
+    """The numpy dtype of an integer storage type (ui8, si8, si32)."""
+    for dtype, t in STORAGE_TYPES.items():
+        if t == typ:
+            return dtype
+    raise ValueError(f"no numpy dtype for storage type {typ}")
+
+
+@irdl_attr_definition
+class QuantType(ParametrizedAttribute, TypeAttribute):
+    """Uniform quantized element type: real = scale * (stored - zero_point).
+
+    `storage` is ui8, si8 or si32; `axis` is -1 for one scale and zero point for the whole tensor,
+    else the axis along which `scales` / `zero_points` vary (per-channel weights; a single zero
+    point then applies to every channel). Printed as
+    `!graph.quant<ui8, array<f32: 0.02>, array<i64: 128>, -1 : i64>`.
+    """
+
+    name = "graph.quant"
+    storage: IntegerType = param_def(IntegerType)
+    scales: DenseArrayBase = param_def(DenseArrayBase)
+    zero_points: DenseArrayBase = param_def(DenseArrayBase)
+    axis: IntegerAttr[IntegerType] = param_def(IntegerAttr[IntegerType])
+
+    @staticmethod
+    def make(dtype: np.dtype | type, scales: Sequence[float], zero_points: Sequence[int], axis: int = -1) -> QuantType:
+        dt = np.dtype(dtype)
+        if dt not in STORAGE_TYPES:
+            raise ValueError(f"quantized storage must be uint8, int8 or int32, not {dt}")
+        scales = [float(np.float32(s)) for s in scales]
+        zero_points = [int(z) for z in zero_points]
+        if len(set(zero_points)) == 1:
+            zero_points = zero_points[:1]
+        if len(zero_points) not in (1, len(scales)) or not scales or (axis < 0 and len(scales) != 1):
+            raise ValueError("one scale and zero point per tensor, or one per channel along `axis`")
+        return QuantType(
+            STORAGE_TYPES[dt], DenseArrayBase.from_list(f32, scales), DenseArrayBase.from_list(i64, zero_points),
+            IntegerAttr(axis, i64),
+        )  # fmt: skip
+
+    def verify(self) -> None:
+        from xdsl.utils.exceptions import VerifyException
+
+        dt = storage_dtype(self.storage)
+        info = np.iinfo(dt)
+        if len(self.zero_points.get_values()) not in (1, len(self.scales.get_values())):
+            raise VerifyException("!graph.quant needs one zero point, or one per scale")
+        if any(not (s > 0 and np.isfinite(s)) for s in self.scales.get_values()):
+            raise VerifyException("!graph.quant scales must be positive and finite")
+        if any(not info.min <= z <= info.max for z in self.zero_points.get_values()):
+            raise VerifyException(f"!graph.quant zero points must fit {dt}")
+
+    @property
+    def dtype(self) -> np.dtype:
+        return storage_dtype(self.storage)
+
+    @property
+    def per_tensor(self) -> bool:
+        return self.axis.value.data < 0
+
+    @property
+    def scale(self) -> float:
+        """The scale of a per-tensor type."""
+        assert self.per_tensor, "per-channel type has no single scale"
+        return float(self.scales.get_values()[0])
+
+    @property
+    def zero_point(self) -> int:
+        """The zero point of a per-tensor type."""
+        assert self.per_tensor, "per-channel type has no single zero point"
+        return int(self.zero_points.get_values()[0])
+
+    def scale_array(self) -> np.ndarray:
+        return np.asarray(self.scales.get_values(), dtype=np.float32)
+
+    def zero_point_array(self) -> np.ndarray:
+        """One zero point per scale."""
+        zps = np.asarray(self.zero_points.get_values(), dtype=np.int64)
+        return np.broadcast_to(zps, (len(self.scales.get_values()),)).copy()

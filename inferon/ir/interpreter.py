@@ -9,6 +9,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Operation, SSAValue
 
+from inferon.ir import quant
 from inferon.ir.attrs import ActivationKind, ElementwiseKind, EpilogueAttr
 from inferon.ir.dialects import graph
 from inferon.ir.dialects.graph import ints, shape_of
@@ -108,6 +109,49 @@ def _matmul(op: Operation, args: list[np.ndarray]) -> np.ndarray:
     assert isinstance(op, graph.MatMulOp)
     y = np.matmul(args[0].astype(np.float64), args[1])
     return _fused(op, y, (-1,), args)
+
+
+def _qconv_like(op: Operation, acc: np.ndarray, args: list[np.ndarray], channel_shape: tuple[int, ...], channels: int) -> np.ndarray:
+    qx, qw, qy = (graph.quant_of(v) for v in (op.operands[0], op.operands[1], op.results[0]))
+    assert qx is not None and qw is not None and qy is not None
+    if len(args) > 2:
+        acc = acc + args[2].astype(np.int64).reshape(channel_shape)
+    mult = quant.multipliers(qx.scale, qw.scale_array(), qy.scale, channels).reshape(channel_shape)
+    lo, hi = quant.clamp_range(op.properties["epilogue"], qy.scale, qy.zero_point, qy.dtype)  # type: ignore[arg-type]
+    return quant.requantize(acc, mult, qy.zero_point, lo, hi, qy.dtype)
+
+
+@impl(graph.QConv2dOp)
+def _qconv(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    assert isinstance(op, graph.QConv2dOp)
+    qx = graph.quant_of(op.input)
+    assert qx is not None
+    x = args[0].astype(np.float64) - qx.zero_point
+    acc = conv2d(x, args[1].astype(np.float64), ints(op.strides), ints(op.pads), ints(op.dilations), op.group.value.data)
+    return _qconv_like(op, np.rint(acc).astype(np.int64), args, (1, -1, 1, 1), args[1].shape[0])
+
+
+@impl(graph.QMatMulOp)
+def _qmatmul(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    assert isinstance(op, graph.QMatMulOp)
+    qx = graph.quant_of(op.lhs)
+    assert qx is not None
+    acc = np.matmul(args[0].astype(np.int64) - qx.zero_point, args[1].astype(np.int64))
+    return _qconv_like(op, acc, args, (-1,), args[1].shape[1])
+
+
+@impl(graph.QuantizeOp)
+def _quantize(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    q = graph.quant_of(op.results[0])
+    assert q is not None
+    return quant.quantize(args[0], q.scale, q.zero_point, q.dtype)
+
+
+@impl(graph.DequantizeOp)
+def _dequantize(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    q = graph.quant_of(op.operands[0])
+    assert q is not None
+    return quant.dequantize(args[0], q.scale_array(), q.zero_point_array(), q.axis.value.data)
 
 
 @impl(graph.BatchNormOp)
@@ -217,13 +261,15 @@ def _lrn(op: Operation, args: list[np.ndarray]) -> np.ndarray:
 
 
 def evaluate(op: Operation, args: list[np.ndarray]) -> np.ndarray:
-    """Compute one graph op on numpy operands; the result is float32."""
+    """Compute one graph op on numpy operands; the result is float32, or the storage type of a
+    quantized result."""
     fn = _IMPLS.get(type(op))
     if fn is None:
         raise NotImplementedError(f"the interpreter has no implementation of {op.name}")
     with np.errstate(all="ignore"):
         out = fn(op, args)
-    return np.asarray(out, dtype=np.float32).reshape(shape_of(op.results[0]))
+    q = graph.quant_of(op.results[0])
+    return np.asarray(out, dtype=q.dtype if q else np.float32).reshape(shape_of(op.results[0]))
 
 
 def run(module: ModuleOp, weights: WeightStore, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:

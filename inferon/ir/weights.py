@@ -14,7 +14,7 @@ ALIGNMENT = 64  # bytes; every weight starts on a cache line in the linked blob
 @dataclass
 class WeightStore:
     """Maps handles (strings printed in the IR) to numpy arrays: float32 tensors, and the integer
-    index arrays of sparse encodings (uint8, uint16, int32)."""
+    index arrays of sparse encodings (uint8, uint16, int32), and quantized weights (int8, uint8, int32)."""
 
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -24,7 +24,7 @@ class WeightStore:
         handle, n = safe, 1
         while handle in self.arrays:
             handle, n = f"{safe}_{n}", n + 1
-        if keep_dtype and array.dtype not in (np.uint8, np.uint16, np.int32, np.float32):
+        if keep_dtype and array.dtype not in (np.uint8, np.int8, np.uint16, np.int32, np.float32):
             raise ValueError(f"weight store: unsupported dtype {array.dtype} for '{hint}'")
         self.arrays[handle] = np.ascontiguousarray(array, dtype=array.dtype if keep_dtype else np.float32)
         return handle

@@ -16,6 +16,8 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
+#include <type_traits>
 
 #include "inferon/model_abi.h"
 
@@ -163,5 +165,5 @@ struct Scratch {
 extern "C" {
 void inferon_kernels_set_isa(int isa) { inferon::g_isa.store(isa, std::memory_order_relaxed); }
 int inferon_kernels_get_isa(void) { return inferon::g_isa.load(std::memory_order_relaxed); }
-int inferon_kernels_max_isa(void) { return INFERON_ISA_AVX2; }
+int inferon_kernels_max_isa(void) { return INFERON_ISA_AVX512; }
 }

@@ -296,6 +296,14 @@ inline void copy_rows(const float* x, float* y, int64_t rows, int64_t row_len, i
     std::memcpy(y + r * y_stride, x + r * row_len, static_cast<size_t>(row_len) * sizeof(float));
 }
 
+// The same for integer (quantized) tensors.
+template <class T>
+inline void copy_rows(const T* x, T* y, int64_t rows, int64_t row_len, int64_t y_stride) {
+  if (row_len <= 0) return;
+  for (int64_t r = 0; r < rows; r++)
+    std::memcpy(y + r * y_stride, x + r * row_len, static_cast<size_t>(row_len) * sizeof(T));
+}
+
 // y[n][c][hw] = x[n][c][hw]*scale[c] + shift[c]  (unfused BatchNormalization); y may equal x
 inline void channel_affine(const float* x, float* y, int64_t N, int64_t C, int64_t HW,
                            const float* scale, const float* shift, int num_threads = 1) {

@@ -13,6 +13,8 @@
 //   depthwise.hpp    depthwise_conv2d (direct, group == C_in)
 //   pool.hpp         pool2d, global_pool
 //   sparse.hpp       spmm (CSR / 2:4 sparse weights x dense activations; GEMV at N == 1)
+//   quant.hpp        quantize_linear, dequantize_linear
+//   qgemm.hpp        qgemm (uint8 activations x int8 weights, requantized; VNNI / AVX2 / scalar)
 //   elementwise.hpp  binary, unary, copy, copy_rows, channel_affine
 //   layout.hpp       transpose
 //   norm.hpp         softmax, lrn
@@ -26,4 +28,6 @@
 #include "layout.hpp"
 #include "norm.hpp"
 #include "pool.hpp"
+#include "qgemm.hpp"
+#include "quant.hpp"
 #include "sparse.hpp"

@@ -23,12 +23,18 @@ from xdsl.ir import Block, Operation, Region, SSAValue
 
 from inferon.errors import ModelImportError, UnsupportedError
 from inferon.frontend.onnx.registry import lookup
-from inferon.ir.dialects.graph import WeightOp, shape_of, tensor_type
+from inferon.ir.attrs import QuantType
+from inferon.ir.dialects.graph import WeightOp, quant_of, shape_of, tensor_type
 from inferon.ir.weights import WeightStore
 
 Value = SSAValue | np.ndarray
 MIN_OPSET = 7
 FLOAT = onnx.TensorProto.FLOAT
+# ops imported even when all their inputs are constants: DequantizeLinear of a weight keeps the
+# integers (and their scales) for fold-qdq instead of becoming a float constant
+NO_FOLD = frozenset({"DequantizeLinear"})
+# ops whose converters accept quantized (uint8/int8) tensors; any other op on one is an error
+QUANT_AWARE = frozenset({"DequantizeLinear", "QLinearConv", "QLinearMatMul"})
 
 
 @dataclass
@@ -91,6 +97,11 @@ class ImportContext:
             )
         handle = self.weights.add(array.astype(np.float32), hint)
         return self.emit(WeightOp(handle, tuple(array.shape))).results[0]
+
+    def qweight(self, array: np.ndarray, quant: QuantType, hint: str = "w") -> SSAValue:
+        """A quantized weight: its integers in the store, its scales in the `!graph.quant` type."""
+        handle = self.weights.add(array.astype(quant.dtype), hint, keep_dtype=True)
+        return self.emit(WeightOp(handle, tuple(array.shape), quant)).results[0]
 
     def emit(self, op: Operation) -> Operation:
         self.block.add_op(op)
@@ -211,7 +222,7 @@ def import_model(
     weights: WeightStore | None = None,
 ) -> tuple[ModuleOp, WeightStore]:
     """Import an ONNX model into a `builtin.module` holding `func.func @main` of graph ops."""
-    from inferon.frontend.onnx import ops_elementwise, ops_nn, ops_shape  # noqa: F401
+    from inferon.frontend.onnx import ops_elementwise, ops_nn, ops_quant, ops_shape  # noqa: F401
 
     proto = load_proto(model)
     graph = proto.graph
@@ -255,7 +266,13 @@ def import_model(
         for g in node.attribute:
             if g.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
                 raise ctx.unsupported("control flow (subgraph attributes) is not supported")
-        if all(not n or isinstance(ctx.env[n], np.ndarray) for n in node.input):
+        quantized = [n for n in node.input if n and not isinstance(ctx.env[n], np.ndarray) and quant_of(ctx.env[n])]
+        if quantized and node.op_type not in QUANT_AWARE:
+            raise ctx.unsupported(
+                f"input '{quantized[0]}' is a quantized (integer) tensor; {node.op_type} on quantized tensors "
+                "is not supported (only QLinearConv, QLinearMatMul and DequantizeLinear read them)"
+            )
+        if node.op_type not in NO_FOLD and all(not n or isinstance(ctx.env[n], np.ndarray) for n in node.input):
             if node.domain not in ("", "ai.onnx"):
                 lookup(node, opset)  # raises the unsupported-domain error
             results: list[Value] = _fold(ctx, node)
@@ -277,6 +294,10 @@ def import_model(
                 f"graph output '{vo.name}' is a {value.dtype} constant; only float32 outputs are supported"
             )
         ssa = ctx.value(vo.name)
+        if quant_of(ssa) is not None:
+            raise UnsupportedError(
+                f"graph output '{vo.name}' is a quantized (integer) tensor; only float32 outputs are supported"
+            )
         returns.append(ssa)
         out_types.append(ssa.type)
     block.add_op(func.ReturnOp(*returns))

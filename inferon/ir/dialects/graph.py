@@ -1,16 +1,21 @@
 """The `graph` dialect: ONNX-like tensor operations with static shapes.
 
-Every value is a ranked, statically shaped `tensor<...xf32>`. Weights are not stored in the IR: a
+Every value is a ranked, statically shaped `tensor<...xf32>`, or a quantized tensor whose element type
+`!graph.quant<storage, scales, zero_points, axis>` says how its integers map to reals. Weights are not stored in the IR: a
 `graph.weight` op names a handle into the compiler's `WeightStore`. Op names follow the ONNX operator
 they model (`graph.conv2d` ↔ ONNX Conv, https://onnx.ai/onnx/operators/); fused ops carry their
 epilogue (bias and residual as optional operands, the activation as an `#graph.epilogue` property).
 Ops whose names do not exist in ONNX (`graph.weight`, `graph.reshape`) are Inferon's own.
+Quantized compute (`graph.qconv2d`, `graph.qmatmul`) follows ONNX QLinearConv / QLinearMatMul with
+the quantization parameters in the operand and result types; `fold-qdq` builds them from
+DequantizeLinear -> op -> QuantizeLinear chains.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
 from xdsl.dialects.builtin import (
     BoolAttr,
     DenseArrayBase,
@@ -41,10 +46,12 @@ from xdsl.utils.exceptions import VerifyException
 
 from inferon.ir.attrs import (
     NO_EPILOGUE,
+    ActivationKind,
     ActivationKindAttr,
     ElementwiseKind,
     ElementwiseKindAttr,
     EpilogueAttr,
+    QuantType,
     SparseAttr,
     SparseFormatAttr,
 )
@@ -59,11 +66,23 @@ def shape_of(value: SSAValue) -> tuple[int, ...]:
     return tuple(typ.get_shape())
 
 
-def tensor_type(shape: tuple[int, ...] | list[int]) -> TensorType[Float32Type]:
-    """An f32 tensor type of the given static shape."""
+def tensor_type(shape: tuple[int, ...] | list[int], element: Attribute | None = None) -> TensorType:
+    """A tensor type of the given static shape (f32 unless `element` says otherwise)."""
     from xdsl.dialects.builtin import f32
 
-    return TensorType(f32, list(shape))
+    return TensorType(element or f32, list(shape))
+
+
+def quant_of(value: SSAValue) -> QuantType | None:
+    """The `!graph.quant` element type of a tensor value, or None for a float tensor."""
+    typ = value.type
+    element = typ.element_type if isinstance(typ, TensorType) else None
+    return element if isinstance(element, QuantType) else None
+
+
+def is_float(value: SSAValue) -> bool:
+    typ = value.type
+    return isinstance(typ, TensorType) and isinstance(typ.element_type, Float32Type)
 
 
 def i64_array(values: list[int] | tuple[int, ...]) -> DenseArrayBase:
@@ -85,8 +104,8 @@ class WeightOp(IRDLOperation):
     result = result_def(TensorType)
     traits = traits_def(Pure())
 
-    def __init__(self, handle: str, shape: tuple[int, ...]) -> None:
-        super().__init__(properties={"handle": StringAttr(handle)}, result_types=[tensor_type(shape)])
+    def __init__(self, handle: str, shape: tuple[int, ...], element: Attribute | None = None) -> None:
+        super().__init__(properties={"handle": StringAttr(handle)}, result_types=[tensor_type(shape, element)])
 
 
 class FusableOp(IRDLOperation):
@@ -569,6 +588,145 @@ class IdentityOp(IRDLOperation):
     traits = traits_def(Pure())
 
 
+@irdl_op_definition
+class QuantizeOp(IRDLOperation):
+    """ONNX QuantizeLinear, per tensor: y = saturate(round_half_even(x / scale) + zero_point).
+
+    Scale and zero point are those of the result's `!graph.quant` type (ui8 or si8 storage).
+    """
+
+    name = "graph.quantize"
+    input = operand_def(TensorType)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+
+    def __init__(self, input: SSAValue | Operation, quant: QuantType) -> None:
+        x = SSAValue.get(input)
+        super().__init__(operands=[x], result_types=[tensor_type(shape_of(x), quant)])
+
+    def verify_(self) -> None:
+        q = quant_of(self.output)
+        if not is_float(self.input) or q is None or not q.per_tensor or q.dtype.itemsize != 1:
+            raise VerifyException("graph.quantize maps an f32 tensor to a per-tensor ui8/si8 quantized tensor")
+        if shape_of(self.input) != shape_of(self.output):
+            raise VerifyException("graph.quantize keeps the shape")
+
+
+@irdl_op_definition
+class DequantizeOp(IRDLOperation):
+    """ONNX DequantizeLinear: y = (x - zero_point) * scale, per tensor or per channel along the
+    type's axis."""
+
+    name = "graph.dequantize"
+    input = operand_def(TensorType)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+
+    def __init__(self, input: SSAValue | Operation) -> None:
+        x = SSAValue.get(input)
+        super().__init__(operands=[x], result_types=[tensor_type(shape_of(x))])
+
+    def verify_(self) -> None:
+        q = quant_of(self.input)
+        if q is None or not is_float(self.output) or shape_of(self.input) != shape_of(self.output):
+            raise VerifyException("graph.dequantize maps a quantized tensor to an f32 tensor of its shape")
+        if not q.per_tensor:
+            axis, shape = q.axis.value.data, shape_of(self.input)
+            if axis >= len(shape) or shape[axis] != len(q.scales.get_values()):
+                raise VerifyException(f"graph.dequantize: {len(q.scales.get_values())} scales along axis {axis} of {shape}")
+
+
+QUANT_ACTIVATIONS = (ActivationKind.NONE, ActivationKind.RELU, ActivationKind.CLIP)
+
+
+def verify_quantized_product(op: IRDLOperation, x: SSAValue, w: SSAValue, y: SSAValue, channel_axis: int) -> None:
+    """Shared checks of qconv2d / qmatmul: per-tensor 8-bit activations, symmetric si8 weights
+    (per tensor or per output channel), a clamp-like activation."""
+    qx, qw, qy = quant_of(x), quant_of(w), quant_of(y)
+    if qx is None or qw is None or qy is None:
+        raise VerifyException(f"{op.name}: input, weight and output must be quantized tensors")
+    if not (qx.per_tensor and qy.per_tensor) or qx.dtype.itemsize != 1 or qy.dtype.itemsize != 1:
+        raise VerifyException(f"{op.name}: input and output must be per-tensor ui8/si8")
+    if qw.dtype != np.int8 or any(z != 0 for z in qw.zero_points.get_values()):
+        raise VerifyException(f"{op.name}: the weight must be si8 with zero points 0 (symmetric)")
+    if not qw.per_tensor and qw.axis.value.data != channel_axis % len(shape_of(w)):
+        raise VerifyException(f"{op.name}: per-channel weight scales must run along axis {channel_axis}")
+    epilogue = op.properties["epilogue"]
+    assert isinstance(epilogue, EpilogueAttr)
+    if epilogue.activation not in QUANT_ACTIVATIONS:
+        raise VerifyException(f"{op.name}: only relu and clip can be fused into a quantized op")
+
+
+def verify_int_bias(op: IRDLOperation, bias: SSAValue | None, channels: int) -> None:
+    if bias is None:
+        return
+    typ = bias.type
+    if not isinstance(typ, TensorType) or typ.element_type != i32_signed() or shape_of(bias) != (channels,):
+        raise VerifyException(f"{op.name}: bias must be tensor<{channels}xsi32> (scale: input scale x weight scale)")
+
+
+def i32_signed() -> IntegerType:
+    from xdsl.dialects.builtin import Signedness
+
+    return IntegerType(32, Signedness.SIGNED)
+
+
+@irdl_op_definition
+class QConv2dOp(IRDLOperation):
+    """ONNX QLinearConv on NCHW, with a fused clamp-like activation.
+
+    y = quantize(act((x - zx) conv w * sx * sw[c] + bias[c] * sx * sw[c])): x per-tensor ui8/si8,
+    w si8 symmetric (per tensor or per output channel), bias si32 in units of sx * sw[c], y per
+    tensor. The activation (ReLU / Clip, in real units) is a clamp of the quantized result.
+    """
+
+    name = "graph.qconv2d"
+    input = operand_def(TensorType)
+    weight = operand_def(TensorType)
+    bias = opt_operand_def(TensorType)
+    epilogue = prop_def(EpilogueAttr, default_value=NO_EPILOGUE)
+    strides = prop_def(DenseArrayBase)
+    pads = prop_def(DenseArrayBase)
+    dilations = prop_def(DenseArrayBase)
+    group = prop_def(IntegerAttr[IntegerType])
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+
+    def verify_(self) -> None:
+        x, w, y = shape_of(self.input), shape_of(self.weight), shape_of(self.output)
+        if len(x) != 4 or len(w) != 4 or len(y) != 4:
+            raise VerifyException("graph.qconv2d expects rank-4 input, weight and output")
+        g = self.group.value.data
+        if x[1] != w[1] * g or w[0] % g != 0 or y[1] != w[0]:
+            raise VerifyException(f"graph.qconv2d channel mismatch: input {x}, weight {w}, group {g}")
+        verify_quantized_product(self, self.input, self.weight, self.output, 0)
+        verify_int_bias(self, self.bias, w[0])
+
+
+@irdl_op_definition
+class QMatMulOp(IRDLOperation):
+    """ONNX QLinearMatMul (plus bias and a clamp-like activation) with a constant [K, N] weight.
+
+    y = quantize(act((x - zx) @ w * sx * sw[n] + bias[n] * sx * sw[n])); x per-tensor [..., M, K],
+    w si8 symmetric per tensor or per column n, bias si32 [N], y per tensor.
+    """
+
+    name = "graph.qmatmul"
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    bias = opt_operand_def(TensorType)
+    epilogue = prop_def(EpilogueAttr, default_value=NO_EPILOGUE)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+
+    def verify_(self) -> None:
+        a, b, y = shape_of(self.lhs), shape_of(self.rhs), shape_of(self.output)
+        if len(a) < 2 or len(b) != 2 or a[-1] != b[0] or y != (*a[:-1], b[1]):
+            raise VerifyException(f"graph.qmatmul shapes do not chain: {a} x {b} -> {y}")
+        verify_quantized_product(self, self.lhs, self.rhs, self.output, 1)
+        verify_int_bias(self, self.bias, b[1])
+
+
 def prop_attr(op: Operation, name: str) -> Attribute:
     return op.properties[name]
 
@@ -580,6 +738,7 @@ Graph = Dialect(
         *BINARY_OPS, *UNARY_OPS,
         MaxPoolOp, AvgPoolOp, GlobalAvgPoolOp, GlobalMaxPoolOp,
         ConcatOp, ReshapeOp, TransposeOp, SoftmaxOp, LRNOp, IdentityOp,
+        QuantizeOp, DequantizeOp, QConv2dOp, QMatMulOp,
     ],
-    [ActivationKindAttr, EpilogueAttr, ElementwiseKindAttr, SparseFormatAttr, SparseAttr],
+    [ActivationKindAttr, EpilogueAttr, ElementwiseKindAttr, SparseFormatAttr, SparseAttr, QuantType],
 )  # fmt: skip

@@ -1,8 +1,8 @@
 """The `loop` dialect: kernels over buffers, with their tiling decisions as properties.
 
-Values are `memref<...xf32>` buffers: function arguments (inputs, then outputs), `loop.weight` views of
-the weight blob, and `loop.alloc` slices of the per-context arena (their `offset`, in floats, is set by
-`plan-memory`). Every compute op writes its last operand (destination-passing style) and returns
+Values are `memref<...xf32>` buffers (`ui8` / `si8` for quantized tensors, `si32` for quantized
+biases): function arguments (inputs, then outputs), `loop.weight` views of the weight blob, and
+`loop.alloc` slices of the per-context arena (their `offset`, in floats, is set by `plan-memory`). Every compute op writes its last operand (destination-passing style) and returns
 nothing. Sizes and strides are in elements. Op names say what the kernel does (`loop.im2col`,
 `loop.matmul`); the C++ backend maps each to one runtime kernel call.
 """
@@ -401,9 +401,83 @@ class SpMMOp(SpMMBase):
     name = "loop.spmm"
 
 
+@irdl_op_definition
+class QuantizeOp(IRDLOperation):
+    """y = saturate(round_half_even(x / scale) + zero_point) over `size` elements (f32 -> ui8/si8)."""
+
+    name = "loop.quantize"
+    input = operand_def(MemRefType)
+    output = operand_def(MemRefType)
+    scale = prop_def(F32Attr)
+    zero_point = prop_def(I64Attr)
+    size = prop_def(I64Attr)
+
+
+@irdl_op_definition
+class DequantizeOp(IRDLOperation):
+    """y = (x - zero_point) * scale over `size` elements (ui8/si8/si32 -> f32)."""
+
+    name = "loop.dequantize"
+    input = operand_def(MemRefType)
+    output = operand_def(MemRefType)
+    scale = prop_def(F32Attr)
+    zero_point = prop_def(I64Attr)
+    size = prop_def(I64Attr)
+
+
+class QGemmBase(IRDLOperation):
+    """Fields shared by `loop.qgemm` and `vec.qgemm` (see loop.qgemm)."""
+
+    a = operand_def(MemRefType)
+    b = operand_def(MemRefType)
+    comp = operand_def(MemRefType)
+    mult = operand_def(MemRefType)
+    c = operand_def(MemRefType)
+    dims = prop_def(DenseArrayBase)
+    batch = prop_def(DenseArrayBase)
+    a_strides = prop_def(DenseArrayBase)
+    b_strides = prop_def(DenseArrayBase)
+    c_strides = prop_def(DenseArrayBase)
+    row_strides = prop_def(DenseArrayBase)
+    ldb = prop_def(I64Attr)
+    c_leading = prop_def(DenseArrayBase)
+    requant = prop_def(DenseArrayBase)
+    pad = prop_def(I64Attr)
+    b_trans = opt_prop_def(UnitAttr)
+    b_im2col = opt_prop_def(DenseArrayBase)
+
+    def verify_(self) -> None:
+        if len(self.dims.get_values()) != 3 or len(self.batch.get_values()) != 2:
+            raise VerifyException(f"{self.name}: dims is [M, N, K], batch [outer, inner]")
+        for field in (self.a_strides, self.b_strides, self.c_strides, self.row_strides, self.c_leading):
+            if len(field.get_values()) != 2:
+                raise VerifyException(f"{self.name}: strides and c_leading have two entries")
+        if len(self.requant.get_values()) != 3:
+            raise VerifyException(f"{self.name}: requant is [output zero point, lo, hi]")
+        verify_im2col_view(self.b_im2col)
+        if self.b_trans is not None and self.b_im2col is not None:
+            raise VerifyException(f"{self.name}: b_trans and b_im2col exclude each other")
+
+
+@irdl_op_definition
+class QGemmOp(QGemmBase):
+    """Quantized GEMM: C = requantize(A x B), A int8 weights, B 8-bit activations.
+
+    For (o, i) in batch: C[o,i][m, n] = clamp(round(float(sum_k A[m, k] B[k, n] + comp[m]) *
+    mult[m]) + zy, lo, hi) with requant = [zy, lo, hi], dims = [M, N, K]. X[o,i] = X + o *
+    X_strides[0] + i * X_strides[1] for A (rows of K), B, C; comp and mult (one per row, from the
+    bias and the zero points, see `inferon.ir.quant`) are offset by row_strides. B is [K, N] with
+    row stride ldb, or (b_trans) [N, K] with row stride ldb, or (b_im2col) an image read as its
+    im2col matrix with `pad` (the input zero point) in the padding. C[m, n] is at m * c_leading[0]
+    + n * c_leading[1]. Signedness of B and C follows their element types (ui8 / si8).
+    """
+
+    name = "loop.qgemm"
+
+
 COMPUTE_OPS = (
     Conv2dOp, DepthwiseConv2dOp, Im2ColOp, MatMulOp, Pool2dOp, GlobalPoolOp, BinaryOp, UnaryOp, CopyOp,
-    TransposeOp, SoftmaxOp, LRNOp, SpMMOp,
+    TransposeOp, SoftmaxOp, LRNOp, SpMMOp, QuantizeOp, DequantizeOp, QGemmOp,
 )  # fmt: skip
 
 Loop = Dialect("loop", [WeightOp, AllocOp, SliceOp, *COMPUTE_OPS], [TilesAttr])

@@ -23,11 +23,12 @@ from xdsl.irdl import (
 from xdsl.utils.exceptions import VerifyException
 
 from inferon.ir.attrs import NO_EPILOGUE, EpilogueAttr
-from inferon.ir.dialects.loop import SpMMBase, TilesAttr, verify_im2col_view
+from inferon.ir.dialects.loop import QGemmBase, SpMMBase, TilesAttr, verify_im2col_view
 
 I64Attr = IntegerAttr[IntegerType]
 VECTOR_WIDTH_F32 = 8  # floats per ymm register
 PACKED_MR = 6  # rows of the runtime's packed-A panels (the only MR its kernel is built for)
+QGEMM_MR = 6  # rows of the quantized GEMM's packed panels (QMR in qgemm.hpp)
 
 
 @irdl_op_definition
@@ -82,4 +83,21 @@ class SpMMOp(SpMMBase):
             raise VerifyException(f"vec.spmm column tile {self.nr.value.data} unsupported: 32, 48 or 64")
 
 
-Vec = Dialect("vec", [GemmOp, SpMMOp], [])
+@irdl_op_definition
+class QGemmOp(QGemmBase):
+    """`loop.qgemm` with A in the packed panels of `mr` rows (`a_packed`, from pack-weights: per
+    panel [ceil(K/4)][mr][4] int8, the 4-byte groups vpdpbusd multiplies). The column tile follows
+    the instruction set chosen when the model is loaded (32 columns with AVX512-VNNI, 8 with AVX2 or
+    scalar code): the runtime packs B for it (qgemm.hpp)."""
+
+    name = "vec.qgemm"
+    mr = prop_def(I64Attr)
+    a_packed = opt_prop_def(UnitAttr)
+
+    def verify_(self) -> None:
+        super().verify_()
+        if self.mr.value.data != QGEMM_MR:
+            raise VerifyException(f"vec.qgemm: the runtime's quantized kernels use mr = {QGEMM_MR}")
+
+
+Vec = Dialect("vec", [GemmOp, SpMMOp, QGemmOp], [])

@@ -13,20 +13,43 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, BoolAttr, IntegerAttr, MemRefType, ModuleOp, f32, i64
-from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    BoolAttr,
+    FloatAttr,
+    IntegerAttr,
+    MemRefType,
+    ModuleOp,
+    TensorType,
+    UnitAttr,
+    f32,
+    i64,
+)
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 
 from inferon.errors import PassError
-from inferon.ir.attrs import ElementwiseKindAttr
+from inferon.ir import quant
+from inferon.ir.attrs import ElementwiseKindAttr, QuantType
+from inferon.ir.context import InferonContext
 from inferon.ir.dialects import graph, loop
-from inferon.ir.dialects.graph import i64_array, ints, shape_of
+from inferon.ir.dialects.graph import i64_array, ints, quant_of, shape_of
+from inferon.ir.weights import WeightStore
 
 
-def memref(shape: tuple[int, ...]) -> MemRefType:
-    return MemRefType(f32, list(shape))
+def memref(shape: tuple[int, ...], element: Attribute = f32) -> MemRefType:
+    return MemRefType(element, list(shape))
+
+
+def buffer_type(value: SSAValue) -> MemRefType:
+    """The memref a tensor value lowers to: quantized tensors keep their storage integers."""
+    typ = value.type
+    assert isinstance(typ, TensorType)
+    element = typ.element_type
+    return memref(shape_of(value), element.storage if isinstance(element, QuantType) else element)
 
 
 def broadcast_strides(shape: tuple[int, ...], out: tuple[int, ...]) -> list[int]:
@@ -62,6 +85,7 @@ class Lowering:
 
     block: Block
     buffers: dict[SSAValue, SSAValue]
+    weights: WeightStore | None = None
 
     def emit(self, op: Operation) -> Operation:
         self.block.add_op(op)
@@ -69,6 +93,14 @@ class Lowering:
 
     def buffer(self, value: SSAValue) -> SSAValue:
         return self.buffers[value]
+
+    def constant(self, array: np.ndarray, hint: str, element: Attribute = f32) -> SSAValue:
+        """A new weight in the store, as a loop.weight buffer."""
+        if self.weights is None:
+            raise PassError("convert-graph-to-loop needs the weight store for quantized ops")
+        handle = self.weights.add(array, hint, keep_dtype=True)
+        props = {"handle": graph.StringAttr(handle)}
+        return self.emit(loop.WeightOp.create(properties=props, result_types=[memref(array.shape, element)])).results[0]
 
 
 Rule = Callable[[Lowering, Operation, SSAValue], None]
@@ -252,14 +284,97 @@ def _lrn(lw: Lowering, op: Operation, out: SSAValue) -> None:
     lw.emit(loop.LRNOp.create(operands=[lw.buffer(op.input), out], properties=props))
 
 
-def lower_function(fn: func.FuncOp) -> func.FuncOp:
+@lowers(graph.QuantizeOp, graph.DequantizeOp)
+def _quantize(lw: Lowering, op: Operation, out: SSAValue) -> None:
+    is_q = isinstance(op, graph.QuantizeOp)
+    q = quant_of(op.results[0] if is_q else op.operands[0])
+    assert q is not None
+    if not q.per_tensor:
+        raise PassError(f"{op.name}: per-channel quantization of a run-time tensor is not supported")
+    props = {
+        "scale": FloatAttr(q.scale, 32), "zero_point": i64_attr(q.zero_point),
+        "size": i64_attr(math.prod(shape_of(op.operands[0]))),
+    }  # fmt: skip
+    cls = loop.QuantizeOp if is_q else loop.DequantizeOp
+    lw.emit(cls.create(operands=[lw.buffer(op.operands[0]), out], properties=props))
+
+
+def _qgemm_constants(
+    lw: Lowering, op: Operation, w: np.ndarray, bias: np.ndarray | None, channels: int
+) -> tuple[SSAValue, SSAValue, list[int], int]:
+    """comp / mult weights, requant [zy, lo, hi] and the padding byte (the stored input zero point)."""
+    qx, qw, qy = quant_of(op.operands[0]), quant_of(op.operands[1]), quant_of(op.results[0])
+    assert qx is not None and qw is not None and qy is not None
+    signed = qx.dtype == np.int8
+    zx = qx.zero_point + (128 if signed else 0)  # the kernel reads int8 activations flipped to uint8
+    comp = quant.compensation(w, zx, bias)
+    mult = quant.multipliers(qx.scale, qw.scale_array(), qy.scale, channels)
+    lo, hi = quant.clamp_range(op.properties["epilogue"], qy.scale, qy.zero_point, qy.dtype)  # type: ignore[arg-type]
+    comp_w = lw.constant(comp, "qcomp", graph.i32_signed())
+    mult_w = lw.constant(mult, "qmult")
+    return comp_w, mult_w, [qy.zero_point, lo, hi], qx.zero_point & 0xFF
+
+
+def _qgemm(operands: list[SSAValue], props: dict[str, Attribute]) -> loop.QGemmOp:
+    return loop.QGemmOp.create(operands=operands, properties=props)
+
+
+@lowers(graph.QConv2dOp)
+def _qconv(lw: Lowering, op: Operation, out: SSAValue) -> None:
+    assert isinstance(op, graph.QConv2dOp) and lw.weights is not None
+    n, c, h, wd = shape_of(op.input)
+    m, cg, kh, kw = shape_of(op.weight)
+    ho, wo = shape_of(op.output)[2:]
+    g = op.group.value.data
+    mg, k = m // g, cg * kh * kw
+    w_owner, b_owner = op.weight.owner, op.bias.owner if op.bias is not None else None
+    assert isinstance(w_owner, graph.WeightOp)
+    w = lw.weights[w_owner.handle.data].reshape(m, k)
+    bias = lw.weights[b_owner.handle.data] if isinstance(b_owner, graph.WeightOp) else None
+    comp, mult, requant, pad = _qgemm_constants(lw, op, w, bias, m)
+    (sh, sw), (pt, pl, pb, pr), (dh, dw) = ints(op.strides), ints(op.pads), ints(op.dilations)
+    direct = (kh, kw, sh, sw, pt, pl, pb, pr) == (1, 1, 1, 1, 0, 0, 0, 0)
+    props: dict[str, Attribute] = {
+        "dims": i64_array((mg, ho * wo, k)), "batch": i64_array((n, g)),
+        "a_strides": i64_array((0, mg * k)), "b_strides": i64_array((c * h * wd, cg * h * wd)),
+        "c_strides": i64_array((m * ho * wo, mg * ho * wo)), "row_strides": i64_array((0, mg)),
+        "ldb": i64_attr(h * wd), "c_leading": i64_array((ho * wo, 1)), "requant": i64_array(requant),
+        "pad": i64_attr(pad),
+    }  # fmt: skip
+    if not direct:
+        props["b_im2col"] = i64_array((cg, h, wd, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo))
+    lw.emit(_qgemm([lw.buffer(op.weight), lw.buffer(op.input), comp, mult, out], props))
+
+
+@lowers(graph.QMatMulOp)
+def _qmatmul(lw: Lowering, op: Operation, out: SSAValue) -> None:
+    assert isinstance(op, graph.QMatMulOp) and lw.weights is not None
+    x_shape = shape_of(op.lhs)
+    k, n_out = shape_of(op.rhs)
+    rows = math.prod(x_shape[:-1])
+    w_owner, b_owner = op.rhs.owner, op.bias.owner if op.bias is not None else None
+    assert isinstance(w_owner, graph.WeightOp)
+    wt = np.ascontiguousarray(lw.weights[w_owner.handle.data].T)  # A = W^T: one row per output column
+    bias = lw.weights[b_owner.handle.data] if isinstance(b_owner, graph.WeightOp) else None
+    comp, mult, requant, pad = _qgemm_constants(lw, op, wt, bias, n_out)
+    a = lw.constant(wt, f"{w_owner.handle.data}.T", lw.buffer(op.rhs).type.element_type)  # type: ignore[attr-defined]
+    props: dict[str, Attribute] = {
+        "dims": i64_array((n_out, rows, k)), "batch": i64_array((1, 1)),
+        "a_strides": i64_array((0, 0)), "b_strides": i64_array((0, 0)), "c_strides": i64_array((0, 0)),
+        "row_strides": i64_array((0, 0)), "ldb": i64_attr(k), "c_leading": i64_array((1, n_out)),
+        "requant": i64_array(requant), "pad": i64_attr(pad), "b_trans": UnitAttr(),
+    }  # fmt: skip
+    lw.emit(_qgemm([a, lw.buffer(op.lhs), comp, mult, out], props))
+
+
+def lower_function(fn: func.FuncOp, weights: WeightStore | None = None) -> func.FuncOp:
     old = fn.body.block
     ret = old.last_op
     assert isinstance(ret, func.ReturnOp)
-    in_types = [memref(shape_of(a)) for a in old.args]
-    out_types = [memref(shape_of(v)) for v in ret.operands]
+    in_types = [buffer_type(a) for a in old.args]
+    out_types = [buffer_type(v) for v in ret.operands]
     block = Block(arg_types=[*in_types, *out_types])
-    lw = Lowering(block, dict(zip(old.args, block.args[: len(old.args)])))
+    lw = Lowering(block, dict(zip(old.args, block.args[: len(old.args)])), weights)
     out_args = list(block.args[len(old.args) :])
 
     # values computed straight into an output buffer (first return position wins)
@@ -273,7 +388,7 @@ def lower_function(fn: func.FuncOp) -> func.FuncOp:
             break
         if isinstance(op, graph.WeightOp):
             props = {"handle": op.handle, **({"sparse": op.sparse} if op.sparse is not None else {})}
-            w = lw.emit(loop.WeightOp.create(properties=props, result_types=[memref(shape_of(op.result))]))
+            w = lw.emit(loop.WeightOp.create(properties=props, result_types=[buffer_type(op.result)]))
             lw.buffers[op.result] = w.results[0]
             continue
         rule = RULES.get(type(op))
@@ -282,7 +397,7 @@ def lower_function(fn: func.FuncOp) -> func.FuncOp:
         result = op.results[0]
         out = destination.get(result)
         if out is None:
-            out = lw.emit(loop.AllocOp.create(result_types=[memref(shape_of(result))])).results[0]
+            out = lw.emit(loop.AllocOp.create(result_types=[buffer_type(result)])).results[0]
         lw.buffers[result] = out
         rule(lw, op, out)
 
@@ -307,8 +422,9 @@ class ConvertGraphToLoopPass(ModulePass):
     name = "convert-graph-to-loop"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        weights = ctx.weights if isinstance(ctx, InferonContext) else None
         for fn in list(op.ops):
             if isinstance(fn, func.FuncOp):
                 fn.detach()
-                op.body.block.add_op(lower_function(fn))
+                op.body.block.add_op(lower_function(fn, weights))
 

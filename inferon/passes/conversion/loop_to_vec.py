@@ -3,7 +3,7 @@
 Preconditions: loop level after select-tiles (every matmul has `tiles`). Produces `vec.gemm` with
 the register tile for the target: 6x16 (12 ymm accumulators) for AVX2/AVX-512, the same shape for the
 scalar fallback (the runtime picks the instruction set when the model is loaded); and `vec.spmm`
-(from `loop.spmm`) with its column tile.
+(from `loop.spmm`) with its column tile; `vec.qgemm` (from `loop.qgemm`) with its row panel height.
 """
 
 from __future__ import annotations
@@ -35,6 +35,14 @@ class SpMMToVec(RewritePattern):
         rewriter.replace(op, [vec.SpMMOp.create(operands=list(op.operands), properties=props)])
 
 
+class QGemmToVec(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: loop.QGemmOp, rewriter: PatternRewriter) -> None:
+        props = dict(op.properties)
+        props["mr"] = IntegerAttr(vec.QGEMM_MR, i64)
+        rewriter.replace(op, [vec.QGemmOp.create(operands=list(op.operands), properties=props)])
+
+
 class MatMulToGemm(RewritePattern):
     def __init__(self, mr: int, nr: int) -> None:
         self.mr, self.nr = mr, nr
@@ -58,4 +66,4 @@ class ConvertLoopToVecPass(ModulePass):
     nr: int = 16
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        PatternRewriteWalker(GreedyRewritePatternApplier([MatMulToGemm(self.mr, self.nr), SpMMToVec()])).rewrite_module(op)
+        PatternRewriteWalker(GreedyRewritePatternApplier([MatMulToGemm(self.mr, self.nr), SpMMToVec(), QGemmToVec()])).rewrite_module(op)

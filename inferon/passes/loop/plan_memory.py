@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import IntegerAttr, ModuleOp, i64
+from xdsl.dialects.builtin import IntegerAttr, IntegerType, MemRefType, ModuleOp, i64
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 
@@ -48,6 +48,13 @@ def plan(intervals: list[tuple[int, int, int]]) -> tuple[list[int], int]:
     return offsets, total
 
 
+def floats_of(typ: MemRefType) -> int:
+    """Size of a buffer in arena units (floats): integer buffers take ceil(bytes / 4)."""
+    element = typ.element_type
+    bits = element.bitwidth if isinstance(element, IntegerType) else 32
+    return -(-math.prod(typ.get_shape()) * bits // 32)
+
+
 def _last_use(value: SSAValue, index: dict[Operation, int], default: int) -> int:
     """Index of the last op using `value` directly or through `loop.slice` aliases of it."""
     last = default
@@ -73,7 +80,7 @@ class PlanMemoryPass(ModulePass):
             intervals = []
             for a in allocs:
                 last = _last_use(a.result, index, index[a])
-                intervals.append((math.prod(a.result.type.get_shape()), index[a], last))
+                intervals.append((floats_of(a.result.type), index[a], last))
             offsets, total = plan(intervals)
             for a, off in zip(allocs, offsets):
                 a.properties["offset"] = IntegerAttr(off, i64)

@@ -7,6 +7,9 @@ rows (M > mr), the weight is rewritten as the runtime's packed-A layout and the 
 inference. Layout, per batch item (group): for each KC block p (kc = min(tiles.kc, K)), for each
 MR-row panel i, the kcur x MR panel k-major (rows past M zero): offset p*Mpad + i*MR*kcur, where
 Mpad = M rounded up to MR. The unpacked weight is dropped when nothing else reads it.
+
+Every `vec.qgemm` (int8 weights) is packed too, always: per group, panels of mr rows, each
+[ceil(K/4)][mr][4] int8 (zero padded), the layout of the runtime's quantized kernels (qgemm.hpp).
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from xdsl.dialects.builtin import ModuleOp, StringAttr, UnitAttr
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
+from inferon.errors import PassError
 from inferon.ir.dialects import loop, vec
 from inferon.ir.dialects.graph import i64_array, ints
+from inferon.ir.weights import WeightStore
 from inferon.passes.conversion.graph_to_loop import memref
 from inferon.passes.graph.fold_constants import weights_context
 
@@ -61,6 +66,47 @@ def _pack_gemm(op: vec.GemmOp, weights: np.ndarray, mr: int) -> tuple[np.ndarray
     return np.concatenate(panels), [0, stride]
 
 
+def pack_a_int8(a: np.ndarray, mr: int) -> np.ndarray:
+    """Pack an int8 M x K matrix into panels [ceil(M/mr)][ceil(K/4)][mr][4]."""
+    m, k = a.shape
+    mpad, kpad = -(-m // mr) * mr, -(-k // 4) * 4
+    padded = np.zeros((mpad, kpad), dtype=np.int8)
+    padded[:m, :k] = a
+    return np.ascontiguousarray(padded.reshape(mpad // mr, mr, kpad // 4, 4).transpose(0, 2, 1, 3)).ravel()
+
+
+def _pack_qgemm(op: vec.QGemmOp, weights: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    m, _, k = ints(op.dims)
+    _, inner = ints(op.batch)
+    s_inner = ints(op.a_strides)[1]
+    items = inner if s_inner != 0 else 1
+    flat = weights.ravel()
+    mr = op.mr.value.data
+    panels = [pack_a_int8(flat[g * s_inner : g * s_inner + m * k].reshape(m, k), mr) for g in range(items)]
+    return np.concatenate(panels), [0, panels[0].size if items > 1 else 0]
+
+
+def _pack_all_qgemms(module: ModuleOp, store: WeightStore) -> None:
+    for gemm in list(module.walk()):
+        if not isinstance(gemm, vec.QGemmOp) or gemm.a_packed is not None:
+            continue
+        owner = gemm.a.owner
+        if not isinstance(owner, loop.WeightOp):
+            raise PassError("pack-weights: the A operand of vec.qgemm must be a weight")
+        data, strides = _pack_qgemm(gemm, store[owner.handle.data])
+        handle = store.add(data, f"{owner.handle.data}.qpacked{gemm.mr.value.data}", keep_dtype=True)
+        element = owner.result.type.element_type  # type: ignore[attr-defined]
+        new_weight = loop.WeightOp.create(
+            properties={"handle": StringAttr(handle)}, result_types=[memref((data.size,), element)]
+        )
+        Rewriter.insert_op(new_weight, InsertPoint.before(owner))
+        gemm.operands[0] = new_weight.result
+        gemm.properties["a_strides"] = i64_array(strides)
+        gemm.properties["a_packed"] = UnitAttr()
+        if not owner.result.uses:
+            Rewriter.erase_op(owner)
+
+
 @dataclass(frozen=True)
 class PackWeightsPass(ModulePass):
     """Rewrite constant A operands of vec.gemm into packed panels (a_packed)."""
@@ -69,6 +115,7 @@ class PackWeightsPass(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         store = weights_context(ctx, self.name)
+        _pack_all_qgemms(op, store)
         for gemm in list(op.walk()):
             if not isinstance(gemm, vec.GemmOp) or gemm.a_packed is not None:
                 continue

@@ -1,0 +1,188 @@
+"""Converters for quantized ONNX: QuantizeLinear / DequantizeLinear (QDQ form) and the QOperator ops
+QLinearConv / QLinearMatMul.
+
+Everything is imported as QDQ: `graph.quantize` / `graph.dequantize` around float ops, quantized
+weights as `graph.weight`s of a `!graph.quant` type followed by `graph.dequantize`. QLinearConv and
+QLinearMatMul expand into that same form (dequantize inputs, float op, quantize the result), so one
+pass, `fold-qdq`, turns both forms into the quantized ops the kernels run; whatever it cannot fold
+stays float between explicit quantize / dequantize.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import NodeProto
+from xdsl.ir import SSAValue
+
+from inferon.frontend.onnx.importer import ImportContext, Value
+from inferon.frontend.onnx.ops_nn import convert_conv, matmul
+from inferon.frontend.onnx.registry import converter
+from inferon.ir.attrs import QuantType
+from inferon.ir.dialects import graph
+from inferon.ir.dialects.graph import quant_of, shape_of
+
+STORAGE = (np.uint8, np.int8, np.int32)
+
+
+def _params(
+    ctx: ImportContext, scale_name: str, zp_name: str, *, rank: int, default_dtype: type, what: str
+) -> tuple[np.ndarray, np.ndarray, int, np.dtype]:
+    """(scales, zero_points, axis or -1, storage dtype) of a Q/DQ node's parameters."""
+    scale = ctx.require_const(scale_name, f"{what} scale").astype(np.float32)
+    if zp_name:
+        zp_arr = ctx.require_const(zp_name, f"{what} zero point")
+        dtype = zp_arr.dtype
+    else:
+        dtype = np.dtype(default_dtype)
+        zp_arr = np.zeros(scale.shape, dtype)
+    if dtype not in [np.dtype(t) for t in STORAGE]:
+        raise ctx.unsupported(f"{what} type {dtype} (only uint8, int8 and int32 are supported)")
+    if ctx.attr("block_size", 0):
+        raise ctx.unsupported("blocked quantization (block_size) is not supported")
+    if scale.size != zp_arr.size or scale.ndim > 1:
+        raise ctx.error(f"{what} scale {list(scale.shape)} and zero point {list(zp_arr.shape)} do not match")
+    if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+        raise ctx.error(f"{what} scale must be positive and finite, got {scale.ravel()[:4].tolist()}")
+    axis = -1
+    if scale.ndim == 1 and scale.size > 1:
+        axis = int(ctx.attr("axis", 1))
+        if not -rank <= axis < rank:
+            raise ctx.error(f"axis {axis} is out of range for rank {rank}")
+        axis %= rank
+    return scale.ravel(), zp_arr.astype(np.int64).ravel(), axis, dtype
+
+
+def quant_type(ctx: ImportContext, node: NodeProto, rank: int, default_dtype: type, what: str) -> QuantType:
+    scales, zps, axis, dtype = _params(
+        ctx, node.input[1], ctx.input(2), rank=rank, default_dtype=default_dtype, what=what
+    )
+    return QuantType.make(dtype, scales.tolist(), zps.tolist(), axis)
+
+
+@converter("QuantizeLinear", since=10)
+def convert_quantize(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    x = ctx.value(node.input[0])
+    if quant_of(x) is not None:
+        raise ctx.unsupported("QuantizeLinear of an already quantized tensor")
+    out_dtype = ctx.attr("output_dtype", 0)
+    default = np.uint8
+    if out_dtype:
+        default = onnx.helper.tensor_dtype_to_np_dtype(out_dtype)
+    q = quant_type(ctx, node, len(shape_of(x)), default, "QuantizeLinear")
+    if not q.per_tensor:
+        raise ctx.unsupported("per-axis QuantizeLinear of a run-time tensor (only per-tensor activations)")
+    if q.dtype.itemsize != 1:
+        raise ctx.unsupported(f"QuantizeLinear to {q.dtype} (only uint8 and int8)")
+    return [ctx.emit(graph.QuantizeOp(x, q)).results[0]]
+
+
+@converter("DequantizeLinear", since=10)
+def convert_dequantize(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    const = ctx.const(node.input[0])
+    rank = len(ctx.shape(node.input[0]))
+    if const is not None:  # a quantized weight: keep its integers for fold-qdq
+        if const.dtype not in [np.dtype(t) for t in STORAGE]:
+            raise ctx.unsupported(f"DequantizeLinear of a {const.dtype} constant (only uint8, int8, int32)")
+        q = quant_type(ctx, node, rank, const.dtype.type, "DequantizeLinear")
+        if q.dtype != const.dtype:
+            raise ctx.error(f"zero point type {q.dtype} differs from the input type {const.dtype}")
+        w = ctx.qweight(const, q, node.input[0])
+        return [ctx.emit(graph.DequantizeOp(w)).results[0]]
+    x = ctx.value(node.input[0])
+    qx = quant_of(x)
+    if qx is None:
+        raise ctx.error("DequantizeLinear input is not a quantized tensor (expected uint8/int8/int32)")
+    q = quant_type(ctx, node, rank, qx.dtype.type, "DequantizeLinear")
+    if q != qx:
+        raise ctx.unsupported(
+            f"DequantizeLinear with scale/zero point {q.scale_array()[:4].tolist()}/{q.zero_point_array()[:4].tolist()} "
+            f"different from those its input was quantized with ({qx.scale_array()[:4].tolist()}/"
+            f"{qx.zero_point_array()[:4].tolist()})"
+        )
+    return [ctx.emit(graph.DequantizeOp(x)).results[0]]
+
+
+def _dequantized(ctx: ImportContext, names: tuple[str, str, str], what: str, channels_axis: int) -> SSAValue:
+    """DequantizeLinear of (value, scale, zero point) given by name, for QLinear* expansion."""
+    value, scale, zp = names
+    const = ctx.const(value)
+    rank = len(ctx.shape(value))
+    # QLinear ops have no axis attribute: per-channel scales run along `channels_axis`
+    scales, zps, axis, dtype = _params(ctx, scale, zp, rank=rank, default_dtype=np.uint8, what=what)
+    if axis >= 0:
+        axis = channels_axis % rank
+        if ctx.shape(value)[axis] != scales.size:
+            raise ctx.error(f"{what}: {scales.size} scales for {ctx.shape(value)[axis]} channels")
+    q = QuantType.make(dtype, scales.tolist(), zps.tolist(), axis)
+    if const is not None:
+        if const.dtype != dtype:
+            raise ctx.error(f"{what}: zero point type {dtype} differs from the tensor type {const.dtype}")
+        return ctx.emit(graph.DequantizeOp(ctx.qweight(const, q, value))).results[0]
+    x = ctx.value(value)
+    if quant_of(x) != q:
+        raise ctx.unsupported(f"{what}: scale/zero point differ from those the input was quantized with")
+    return ctx.emit(graph.DequantizeOp(x)).results[0]
+
+
+def _requantized(ctx: ImportContext, y: SSAValue, scale: str, zp: str, what: str) -> SSAValue:
+    scales, zps, axis, dtype = _params(ctx, scale, zp, rank=len(shape_of(y)), default_dtype=np.uint8, what=what)
+    if axis >= 0 or dtype.itemsize != 1:
+        raise ctx.unsupported(f"{what} must be a per-tensor uint8/int8 quantization")
+    return ctx.emit(graph.QuantizeOp(y, QuantType.make(dtype, scales.tolist(), zps.tolist()))).results[0]
+
+
+def _bias(ctx: ImportContext, name: str, x_scale: str, w_scale: str, channels: int) -> SSAValue:
+    """The int32 bias of QLinearConv, dequantized with scale x_scale * w_scale."""
+    b = ctx.require_const(name, "QLinearConv bias")
+    if b.dtype != np.int32 or b.shape != (channels,):
+        raise ctx.error(f"QLinearConv bias must be int32 [{channels}], got {b.dtype} {list(b.shape)}")
+    sx = ctx.require_const(x_scale, "x_scale").astype(np.float32).ravel()
+    sw = ctx.require_const(w_scale, "w_scale").astype(np.float32).ravel()
+    scales = np.broadcast_to(sx * sw, (channels,))
+    q = QuantType.make(np.int32, scales.tolist(), [0] * channels, 0 if channels > 1 else -1)
+    return ctx.emit(graph.DequantizeOp(ctx.qweight(b, q, name))).results[0]
+
+
+def _run_expanded(ctx: ImportContext, node: NodeProto, op_type: str, inputs: dict[str, SSAValue]) -> SSAValue:
+    """Run the float converter of `op_type` on SSA values, with `node`'s attributes."""
+    names = []
+    for key, value in inputs.items():
+        name = f"{node.name}::{key}"
+        ctx.env[name] = value
+        names.append(name)
+    clone = onnx.helper.make_node(op_type, names, [f"{node.name}::y"], name=node.name)
+    clone.attribute.extend(node.attribute)
+    saved = ctx.node
+    ctx.node = clone
+    try:
+        y = (convert_conv(ctx, clone) if op_type == "Conv" else [matmul(ctx, inputs["a"], inputs["b"])])[0]
+    finally:
+        ctx.node = saved
+        for name in names:
+            del ctx.env[name]
+    assert isinstance(y, SSAValue)
+    return y
+
+
+@converter("QLinearConv", since=10)
+def convert_qlinear_conv(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    if len(node.input) < 8:
+        raise ctx.error("QLinearConv needs 8 inputs (x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point)")
+    x = _dequantized(ctx, (node.input[0], node.input[1], node.input[2]), "QLinearConv x", 1)
+    w = _dequantized(ctx, (node.input[3], node.input[4], node.input[5]), "QLinearConv w", 0)
+    inputs = {"x": x, "w": w}
+    if ctx.input(8):
+        inputs["b"] = _bias(ctx, node.input[8], node.input[1], node.input[4], shape_of(w)[0])
+    y = _run_expanded(ctx, node, "Conv", inputs)
+    return [_requantized(ctx, y, node.input[6], node.input[7], "QLinearConv y")]
+
+
+@converter("QLinearMatMul", since=10)
+def convert_qlinear_matmul(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    if len(node.input) != 8:
+        raise ctx.error("QLinearMatMul needs 8 inputs (a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point)")
+    a = _dequantized(ctx, (node.input[0], node.input[1], node.input[2]), "QLinearMatMul a", -2)
+    b = _dequantized(ctx, (node.input[3], node.input[4], node.input[5]), "QLinearMatMul b", -1)
+    y = _run_expanded(ctx, node, "MatMul", {"a": a, "b": b})
+    return [_requantized(ctx, y, node.input[6], node.input[7], "QLinearMatMul y")]

@@ -1,0 +1,80 @@
+"""Quantization arithmetic in numpy: the one definition the interpreter, the passes and the tests share.
+
+Semantics follow ONNX (QuantizeLinear rounds half to even and saturates) and ONNX Runtime's
+QLinearConv / QLinearMatMul: the int32 accumulator (bias included) is converted to float32, scaled by
+the float32 multiplier `(sx * sw) / sy`, rounded half to even, offset by the output zero point and
+saturated. The kernels compute exactly this, so they are bit-exact with this reference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from inferon.ir.attrs import ActivationKind, EpilogueAttr
+
+
+def qrange(dtype: np.dtype | type) -> tuple[int, int]:
+    info = np.iinfo(np.dtype(dtype))
+    return int(info.min), int(info.max)
+
+
+def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: np.dtype | type) -> np.ndarray:
+    """ONNX QuantizeLinear (per tensor): saturate(round_half_even(x / scale) + zero_point)."""
+    lo, hi = qrange(dtype)
+    q = np.rint(np.asarray(x, np.float32) / np.float32(scale)).astype(np.float64) + zero_point
+    return np.clip(q, lo, hi).astype(dtype)
+
+
+def dequantize(q: np.ndarray, scales: np.ndarray, zero_points: np.ndarray, axis: int) -> np.ndarray:
+    """ONNX DequantizeLinear: (q - zero_point) * scale, per tensor (axis -1) or along `axis`."""
+    shape = [1] * q.ndim
+    if axis >= 0:
+        shape[axis] = -1
+    s = np.asarray(scales, np.float32).reshape(shape)
+    z = np.asarray(zero_points, np.int64).reshape(shape)
+    return ((q.astype(np.int64) - z).astype(np.float32) * s).astype(np.float32)
+
+
+def multipliers(x_scale: float, w_scales: np.ndarray, y_scale: float, channels: int) -> np.ndarray:
+    """float32 requantization multipliers (sx * sw[c]) / sy, as ONNX Runtime computes them."""
+    sw = np.broadcast_to(np.asarray(w_scales, np.float32), (channels,))
+    return ((np.float32(x_scale) * sw) / np.float32(y_scale)).astype(np.float32)
+
+
+def clamp_range(epilogue: EpilogueAttr, y_scale: float, y_zero_point: int, dtype: np.dtype | type) -> tuple[int, int]:
+    """The quantized output range after a fused ReLU / Clip (and saturation to `dtype`)."""
+    lo, hi = qrange(dtype)
+    kind = epilogue.activation
+    if kind == ActivationKind.RELU:
+        lo = max(lo, y_zero_point)
+    elif kind == ActivationKind.CLIP:
+        a, b = float(epilogue.alpha.value.data), float(epilogue.beta.value.data)
+        if np.isfinite(a):
+            lo = max(lo, min(hi, int(quantize(np.float32([a]), y_scale, y_zero_point, np.int64)[0])))
+        if np.isfinite(b):
+            hi = min(hi, max(lo, int(quantize(np.float32([b]), y_scale, y_zero_point, np.int64)[0])))
+    elif kind != ActivationKind.NONE:
+        raise ValueError(f"activation {kind} cannot be fused into a quantized op")
+    return lo, hi
+
+
+def requantize(acc: np.ndarray, mult: np.ndarray, y_zero_point: int, lo: int, hi: int, dtype: np.dtype | type) -> np.ndarray:
+    """Output of a quantized GEMM/conv from its int32 accumulators (bias and zero points included).
+
+    `mult` broadcasts against `acc` (one per output channel)."""
+    scaled = np.rint(np.asarray(acc).astype(np.float32) * mult)
+    return np.clip(scaled.astype(np.float64) + y_zero_point, lo, hi).astype(dtype)
+
+
+def compensation(w: np.ndarray, x_zero_point: int, bias: np.ndarray | None) -> np.ndarray:
+    """Per-output-channel int32 constant folded into the accumulator: bias - zx * sum_k w[c, k].
+
+    With it, the kernels accumulate x * w on the raw stored x (padding reads the zero point, so it
+    cancels exactly)."""
+    rows = w.reshape(w.shape[0], -1).astype(np.int64).sum(axis=1)
+    comp = -np.int64(x_zero_point) * rows
+    if bias is not None:
+        comp = comp + bias.astype(np.int64)
+    if np.any(np.abs(comp) >= 2**31):
+        raise ValueError("quantized bias / zero-point compensation overflows int32")
+    return comp.astype(np.int32)

@@ -1,0 +1,102 @@
+// Inferon kernels: quantize / dequantize (ONNX QuantizeLinear / DequantizeLinear, per tensor).
+//
+// quantize: q = saturate(round_half_even(x / scale) + zero_point), computed in float32 exactly as
+// ONNX (and numpy) do: a true division, clamping to [qmin - zp, qmax - zp] before the conversion
+// (cvtps rounds half to even), then the zero point. dequantize: (q - zero_point) * scale.
+#pragma once
+
+#include "common.hpp"
+
+namespace inferon {
+
+namespace quant_detail {
+
+template <class Q>
+inline void quantize_scalar(const float* x, Q* y, int64_t n, float scale, int32_t zp) {
+  constexpr float qmin = static_cast<float>(std::numeric_limits<Q>::min());
+  constexpr float qmax = static_cast<float>(std::numeric_limits<Q>::max());
+  const float lo = qmin - static_cast<float>(zp), hi = qmax - static_cast<float>(zp);
+  for (int64_t i = 0; i < n; i++) {
+    float v = std::min(std::max(x[i] / scale, lo), hi);
+    y[i] = static_cast<Q>(static_cast<int32_t>(std::nearbyint(v)) + zp);
+  }
+}
+
+// 8 int32 (already within Q's range) -> 8 bytes at y.
+template <class Q>
+INFERON_AVX2_INLINE void store8(Q* y, __m256i v) {
+  __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+  __m128i w = _mm_packs_epi32(lo, hi);
+  __m128i b = std::is_signed<Q>::value ? _mm_packs_epi16(w, w) : _mm_packus_epi16(w, w);
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(y), b);
+}
+
+template <class Q>
+INFERON_AVX2 void quantize_avx2(const float* x, Q* y, int64_t n, float scale, int32_t zp) {
+  constexpr float qmin = static_cast<float>(std::numeric_limits<Q>::min());
+  constexpr float qmax = static_cast<float>(std::numeric_limits<Q>::max());
+  const __m256 s = _mm256_set1_ps(scale);
+  const __m256 lo = _mm256_set1_ps(qmin - static_cast<float>(zp));
+  const __m256 hi = _mm256_set1_ps(qmax - static_cast<float>(zp));
+  const __m256i z = _mm256_set1_epi32(zp);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_div_ps(_mm256_loadu_ps(x + i), s);
+    v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+    store8(y + i, _mm256_add_epi32(_mm256_cvtps_epi32(v), z));
+  }
+  quantize_scalar(x + i, y + i, n - i, scale, zp);
+}
+
+template <class Q>
+INFERON_AVX2 void dequantize_avx2(const Q* x, float* y, int64_t n, float scale, int32_t zp) {
+  const __m256 s = _mm256_set1_ps(scale);
+  const __m256i z = _mm256_set1_epi32(zp);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256i v;
+    if constexpr (sizeof(Q) == 4) {
+      v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i));
+    } else {
+      __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + i));
+      v = std::is_signed<Q>::value ? _mm256_cvtepi8_epi32(b) : _mm256_cvtepu8_epi32(b);
+    }
+    _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(v, z)), s));
+  }
+  for (; i < n; i++) y[i] = static_cast<float>(static_cast<int32_t>(x[i]) - zp) * scale;
+}
+
+}  // namespace quant_detail
+
+// y[i] = saturate(round_half_even(x[i] / scale) + zp) for Q = uint8_t or int8_t.
+template <class Q>
+inline void quantize_linear(const float* x, Q* y, int64_t n, float scale, int32_t zp, int num_threads = 1) {
+  const bool avx2 = use_avx2();
+  const int T = threads_for(num_threads, static_cast<double>(n), 65536.0);
+  const int64_t chunk = ((n + T - 1) / T + 63) & ~int64_t(63);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t s = 0; s < n; s += chunk) {
+    const int64_t len = std::min(chunk, n - s);
+    if (avx2) quant_detail::quantize_avx2(x + s, y + s, len, scale, zp);
+    else quant_detail::quantize_scalar(x + s, y + s, len, scale, zp);
+  }
+}
+
+// y[i] = (x[i] - zp) * scale for Q = uint8_t, int8_t or int32_t.
+template <class Q>
+inline void dequantize_linear(const Q* x, float* y, int64_t n, float scale, int32_t zp, int num_threads = 1) {
+  const bool avx2 = use_avx2();
+  const int T = threads_for(num_threads, static_cast<double>(n), 65536.0);
+  const int64_t chunk = ((n + T - 1) / T + 63) & ~int64_t(63);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t s = 0; s < n; s += chunk) {
+    const int64_t len = std::min(chunk, n - s);
+    if (avx2) {
+      quant_detail::dequantize_avx2(x + s, y + s, len, scale, zp);
+    } else {
+      for (int64_t i = s; i < s + len; i++) y[i] = static_cast<float>(static_cast<int32_t>(x[i]) - zp) * scale;
+    }
+  }
+}
+
+}  // namespace inferon
