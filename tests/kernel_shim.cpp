@@ -146,3 +146,50 @@ SHIM void k_spmm(int format, int index_bytes, int64_t M, int64_t K, const float*
   }
   inferon::spmm(a, batch, B, sB, N, C, ldc, sC, ep, nr, threads, geom ? &q : nullptr);
 }
+
+// Quantized GEMM: A packed (pack_weights.pack_a_int8(A, 6)); geometry = the 13 b_im2col entries
+// or null (then B is [K, N] with row stride ldb, or [N, K] with b_trans).
+SHIM void k_qgemm(int64_t M, int64_t N, int64_t K, const int8_t* a, const uint8_t* b, int64_t ldb, int b_trans,
+                  int b_signed, const int64_t* geometry, int pad, const int32_t* comp, const float* mult, void* c,
+                  int64_t ldc, int64_t ldc_col, int c_signed, int zy, int lo, int hi, int threads) {
+  inferon::QGemm g;
+  g.M = M;
+  g.N = N;
+  g.K = K;
+  g.a = a;
+  g.b = b;
+  g.ldb = ldb;
+  g.b_trans = b_trans != 0;
+  g.b_signed = b_signed != 0;
+  inferon::Im2col q{};
+  if (geometry) {
+    q = inferon::Im2col{geometry[0], geometry[1], geometry[2], static_cast<int>(geometry[3]),
+                        static_cast<int>(geometry[4]), static_cast<int>(geometry[5]), static_cast<int>(geometry[6]),
+                        static_cast<int>(geometry[7]), static_cast<int>(geometry[8]), static_cast<int>(geometry[9]),
+                        static_cast<int>(geometry[10]), geometry[11], geometry[12]};
+    g.im2col = &q;
+  }
+  g.pad = static_cast<uint8_t>(pad);
+  g.comp = comp;
+  g.mult = mult;
+  g.c = c;
+  g.ldc = ldc;
+  g.ldc_col = ldc_col;
+  g.c_signed = c_signed != 0;
+  g.zy = zy;
+  g.lo = lo;
+  g.hi = hi;
+  inferon::qgemm(g, threads);
+}
+
+// kind: 0 uint8, 1 int8 (quantize); 0 uint8, 1 int8, 2 int32 (dequantize).
+SHIM void k_quantize(const float* x, void* y, int64_t n, float scale, int zp, int kind, int threads) {
+  if (kind == 1) inferon::quantize_linear(x, static_cast<int8_t*>(y), n, scale, zp, threads);
+  else inferon::quantize_linear(x, static_cast<uint8_t*>(y), n, scale, zp, threads);
+}
+
+SHIM void k_dequantize(const void* x, float* y, int64_t n, float scale, int zp, int kind, int threads) {
+  if (kind == 2) inferon::dequantize_linear(static_cast<const int32_t*>(x), y, n, scale, zp, threads);
+  else if (kind == 1) inferon::dequantize_linear(static_cast<const int8_t*>(x), y, n, scale, zp, threads);
+  else inferon::dequantize_linear(static_cast<const uint8_t*>(x), y, n, scale, zp, threads);
+}

@@ -194,33 +194,48 @@ INFERON_AVX2_INLINE void store8(const QGemm& g, int64_t m, int64_t n, int cols, 
 
 // ----------------------------------------------------------------------------------- kernels
 
-// VNNI: 6 rows x (8 * NV) columns; a: [K4][6][4], b: [K4][8 * NV][4].
-template <class Q, int NV>
+// VNNI: 6 rows x 32 columns; a: [K4][6][4], b: [K4][32][4]. 24 named accumulators (an array
+// makes GCC keep them on the stack), two broadcasts of A in flight.
+#define INFERON_QROW(r)                                                                           \
+  {                                                                                               \
+    int32_t a4;                                                                                   \
+    std::memcpy(&a4, ak + 4 * (r), 4);                                                            \
+    const __m256i av = _mm256_set1_epi32(a4);                                                     \
+    c##r##0 = _mm256_dpbusd_epi32(c##r##0, b0, av);                                               \
+    c##r##1 = _mm256_dpbusd_epi32(c##r##1, b1, av);                                               \
+    c##r##2 = _mm256_dpbusd_epi32(c##r##2, b2, av);                                               \
+    c##r##3 = _mm256_dpbusd_epi32(c##r##3, b3, av);                                               \
+  }
+
+template <class Q>
 INFERON_VNNI void tile_vnni(const QGemm& g, const int8_t* a, const uint8_t* b, int64_t K4, int64_t m0,
                             int64_t n0) {
-  __m256i acc[QMR][NV];
-  for (int r = 0; r < QMR; r++)
-    for (int v = 0; v < NV; v++) acc[r][v] = _mm256_setzero_si256();
+  __m256i c00 = _mm256_setzero_si256(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00,
+          c13 = c00, c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00,
+          c40 = c00, c41 = c00, c42 = c00, c43 = c00, c50 = c00, c51 = c00, c52 = c00, c53 = c00;
   for (int64_t k4 = 0; k4 < K4; k4++) {
-    const uint8_t* bk = b + k4 * (32 * NV);
+    const __m256i* bk = reinterpret_cast<const __m256i*>(b + k4 * 128);
     const int8_t* ak = a + k4 * (4 * QMR);
-    __m256i bv[NV];
-    for (int v = 0; v < NV; v++) bv[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bk + 32 * v));
-    for (int r = 0; r < QMR; r++) {
-      int32_t a4;
-      std::memcpy(&a4, ak + 4 * r, 4);
-      const __m256i av = _mm256_set1_epi32(a4);
-      for (int v = 0; v < NV; v++) acc[r][v] = _mm256_dpbusd_epi32(acc[r][v], bv[v], av);
-    }
+    const __m256i b0 = _mm256_loadu_si256(bk), b1 = _mm256_loadu_si256(bk + 1);
+    const __m256i b2 = _mm256_loadu_si256(bk + 2), b3 = _mm256_loadu_si256(bk + 3);
+    INFERON_QROW(0)
+    INFERON_QROW(1)
+    INFERON_QROW(2)
+    INFERON_QROW(3)
+    INFERON_QROW(4)
+    INFERON_QROW(5)
   }
+  const __m256i acc[QMR][4] = {{c00, c01, c02, c03}, {c10, c11, c12, c13}, {c20, c21, c22, c23},
+                               {c30, c31, c32, c33}, {c40, c41, c42, c43}, {c50, c51, c52, c53}};
   const int64_t rows = std::min<int64_t>(QMR, g.M - m0);
   for (int r = 0; r < rows; r++)
-    for (int v = 0; v < NV; v++) {
+    for (int v = 0; v < 4; v++) {
       const int64_t n = n0 + 8 * v;
       if (n >= g.N) break;
       store8<Q>(g, m0 + r, n, static_cast<int>(std::min<int64_t>(8, g.N - n)), acc[r][v]);
     }
 }
+#undef INFERON_QROW
 
 // AVX2 without VNNI: 6 rows x 8 columns; B widened to int16, vpmaddwd (exact).
 template <class Q>
@@ -311,7 +326,7 @@ void run(const QGemm& g, int nt) {
     const int64_t mp = rem / width, p = c * chunk + rem % width;
     const int8_t* a = g.a + mp * K4 * 4 * QMR;
     const uint8_t* b = packed + static_cast<size_t>(p) * panel_bytes;
-    if (level == 2) tile_vnni<Q, 4>(g, a, b, K4, mp * QMR, p * NR);
+    if (level == 2) tile_vnni<Q>(g, a, b, K4, mp * QMR, p * NR);
     else if (level == 1) tile_avx2<Q>(g, a, b, K4, mp * QMR, p * NR);
     else tile_scalar<Q>(g, a, b, K4, NR, mp * QMR, p * NR);
   }

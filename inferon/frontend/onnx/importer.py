@@ -33,8 +33,12 @@ FLOAT = onnx.TensorProto.FLOAT
 # ops imported even when all their inputs are constants: DequantizeLinear of a weight keeps the
 # integers (and their scales) for fold-qdq instead of becoming a float constant
 NO_FOLD = frozenset({"DequantizeLinear"})
-# ops whose converters accept quantized (uint8/int8) tensors; any other op on one is an error
-QUANT_AWARE = frozenset({"DequantizeLinear", "QLinearConv", "QLinearMatMul"})
+# ops whose converters accept quantized (uint8/int8) tensors (data-movement ops go through
+# ops_quant.convert_on_dequantized); any other op on one is an error
+QUANT_AWARE = frozenset({
+    "DequantizeLinear", "QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul", "QLinearGlobalAveragePool",
+    "QLinearAveragePool", "QLinearLeakyRelu", "QLinearSigmoid", "QLinearConcat", "QGemm",
+})  # fmt: skip
 
 
 @dataclass
@@ -268,9 +272,15 @@ def import_model(
                 raise ctx.unsupported("control flow (subgraph attributes) is not supported")
         quantized = [n for n in node.input if n and not isinstance(ctx.env[n], np.ndarray) and quant_of(ctx.env[n])]
         if quantized and node.op_type not in QUANT_AWARE:
+            if node.op_type in ops_quant.PASSTHROUGH and node.domain in ("", "ai.onnx"):
+                results = ops_quant.convert_on_dequantized(ctx, node)
+                for name, value in zip(node.output, results):
+                    if name:
+                        ctx.env[name] = value
+                continue
             raise ctx.unsupported(
                 f"input '{quantized[0]}' is a quantized (integer) tensor; {node.op_type} on quantized tensors "
-                "is not supported (only QLinearConv, QLinearMatMul and DequantizeLinear read them)"
+                "is not supported (the QLinear* ops, DequantizeLinear and data-movement ops read them)"
             )
         if node.op_type not in NO_FOLD and all(not n or isinstance(ctx.env[n], np.ndarray) for n in node.input):
             if node.domain not in ("", "ai.onnx"):

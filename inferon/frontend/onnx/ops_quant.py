@@ -16,8 +16,7 @@ from onnx import NodeProto
 from xdsl.ir import SSAValue
 
 from inferon.frontend.onnx.importer import ImportContext, Value
-from inferon.frontend.onnx.ops_nn import convert_conv, matmul
-from inferon.frontend.onnx.registry import converter
+from inferon.frontend.onnx.registry import MICROSOFT, converter, lookup
 from inferon.ir.attrs import QuantType
 from inferon.ir.dialects import graph
 from inferon.ir.dialects.graph import quant_of, shape_of
@@ -144,25 +143,31 @@ def _bias(ctx: ImportContext, name: str, x_scale: str, w_scale: str, channels: i
     return ctx.emit(graph.DequantizeOp(ctx.qweight(b, q, name))).results[0]
 
 
-def _run_expanded(ctx: ImportContext, node: NodeProto, op_type: str, inputs: dict[str, SSAValue]) -> SSAValue:
-    """Run the float converter of `op_type` on SSA values, with `node`'s attributes."""
-    names = []
+def _run_expanded(
+    ctx: ImportContext, node: NodeProto, op_type: str, inputs: dict[str, SSAValue | str | None],
+    drop: tuple[str, ...] = (),
+) -> list[Value]:
+    """Run the default-domain converter of `op_type` on SSA values (or existing value names), with
+    `node`'s attributes (but those in `drop`); None inputs are absent."""
+    names, temporary = [], []
     for key, value in inputs.items():
+        if value is None or isinstance(value, str):
+            names.append(value or "")
+            continue
         name = f"{node.name}::{key}"
         ctx.env[name] = value
         names.append(name)
-    clone = onnx.helper.make_node(op_type, names, [f"{node.name}::y"], name=node.name)
-    clone.attribute.extend(node.attribute)
+        temporary.append(name)
+    clone = onnx.helper.make_node(op_type, names, [f"{node.name}::y{i}" for i in range(len(node.output))], name=node.name)
+    clone.attribute.extend(a for a in node.attribute if a.name not in drop)
     saved = ctx.node
     ctx.node = clone
     try:
-        y = (convert_conv(ctx, clone) if op_type == "Conv" else [matmul(ctx, inputs["a"], inputs["b"])])[0]
+        return lookup(clone, ctx.opset)(ctx, clone)
     finally:
         ctx.node = saved
-        for name in names:
+        for name in temporary:
             del ctx.env[name]
-    assert isinstance(y, SSAValue)
-    return y
 
 
 @converter("QLinearConv", since=10)
@@ -174,7 +179,8 @@ def convert_qlinear_conv(ctx: ImportContext, node: NodeProto) -> list[Value]:
     inputs = {"x": x, "w": w}
     if ctx.input(8):
         inputs["b"] = _bias(ctx, node.input[8], node.input[1], node.input[4], shape_of(w)[0])
-    y = _run_expanded(ctx, node, "Conv", inputs)
+    y = _run_expanded(ctx, node, "Conv", {**inputs})[0]
+    assert isinstance(y, SSAValue)
     return [_requantized(ctx, y, node.input[6], node.input[7], "QLinearConv y")]
 
 
@@ -184,5 +190,91 @@ def convert_qlinear_matmul(ctx: ImportContext, node: NodeProto) -> list[Value]:
         raise ctx.error("QLinearMatMul needs 8 inputs (a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point)")
     a = _dequantized(ctx, (node.input[0], node.input[1], node.input[2]), "QLinearMatMul a", -2)
     b = _dequantized(ctx, (node.input[3], node.input[4], node.input[5]), "QLinearMatMul b", -1)
-    y = _run_expanded(ctx, node, "MatMul", {"a": a, "b": b})
+    y = _run_expanded(ctx, node, "MatMul", {"a": a, "b": b})[0]
+    assert isinstance(y, SSAValue)
     return [_requantized(ctx, y, node.input[6], node.input[7], "QLinearMatMul y")]
+
+
+# ------------------------------------------------------------------------- QOperator contrib ops
+# ONNX Runtime's QOperator models use com.microsoft ops besides QLinearConv / QLinearMatMul; each
+# expands to dequantize -> the float op -> quantize, like the QDQ form.
+
+
+@converter("QLinearAdd", "QLinearMul", domain=MICROSOFT)
+def convert_qlinear_binary(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    if len(node.input) < 7:
+        raise ctx.error(f"{node.op_type} needs 7 or 8 inputs (A, A_scale, A_zp, B, B_scale, B_zp, C_scale[, C_zp])")
+    a = _dequantized(ctx, (node.input[0], node.input[1], node.input[2]), f"{node.op_type} A", 1)
+    b = _dequantized(ctx, (node.input[3], node.input[4], node.input[5]), f"{node.op_type} B", 1)
+    y = _run_expanded(ctx, node, node.op_type[len("QLinear"):], {"a": a, "b": b})[0]
+    assert isinstance(y, SSAValue)
+    return [_requantized(ctx, y, node.input[6], ctx.input(7), f"{node.op_type} C")]
+
+
+@converter("QLinearGlobalAveragePool", "QLinearAveragePool", "QLinearLeakyRelu", "QLinearSigmoid", domain=MICROSOFT)
+def convert_qlinear_unary(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    if len(node.input) < 4:
+        raise ctx.error(f"{node.op_type} needs X, X_scale, X_zero_point, Y_scale[, Y_zero_point]")
+    if ctx.attr("channels_last", 0):
+        raise ctx.unsupported(f"{node.op_type} with channels_last=1")
+    x = _dequantized(ctx, (node.input[0], node.input[1], node.input[2]), f"{node.op_type} X", 1)
+    y = _run_expanded(ctx, node, node.op_type[len("QLinear"):], {"x": x}, drop=("channels_last",))[0]
+    assert isinstance(y, SSAValue)
+    return [_requantized(ctx, y, node.input[3], ctx.input(4), f"{node.op_type} Y")]
+
+
+@converter("QLinearConcat", domain=MICROSOFT)
+def convert_qlinear_concat(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    rest = list(node.input[2:])
+    if len(rest) % 3 or not rest:
+        raise ctx.error("QLinearConcat needs Y_scale, Y_zero_point, then (X, X_scale, X_zero_point) triples")
+    parts: dict[str, SSAValue | str | None] = {}
+    for i in range(0, len(rest), 3):
+        parts[f"x{i // 3}"] = _dequantized(ctx, (rest[i], rest[i + 1], rest[i + 2]), "QLinearConcat input", 1)
+    y = _run_expanded(ctx, node, "Concat", parts)[0]
+    assert isinstance(y, SSAValue)
+    return [_requantized(ctx, y, node.input[0], node.input[1], "QLinearConcat Y")]
+
+
+@converter("QGemm", domain=MICROSOFT)
+def convert_qgemm(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    if len(node.input) < 6:
+        raise ctx.error("QGemm needs A, a_scale, a_zero_point, B, b_scale, b_zero_point[, C, y_scale, y_zero_point]")
+    a = _dequantized(ctx, (node.input[0], node.input[1], node.input[2]), "QGemm A", 1)
+    trans_b = int(ctx.attr("transB", 0))
+    b = _dequantized(ctx, (node.input[3], node.input[4], node.input[5]), "QGemm B", 0 if trans_b else 1)
+    c = None
+    if ctx.input(6):
+        n_out = shape_of(b)[0 if trans_b else 1]
+        c = _bias(ctx, node.input[6], node.input[1], node.input[4], n_out)
+    y = _run_expanded(ctx, node, "Gemm", {"a": a, "b": b, "c": c})[0]
+    assert isinstance(y, SSAValue)
+    if not ctx.input(7):
+        return [y]  # float output
+    return [_requantized(ctx, y, node.input[7], ctx.input(8), "QGemm y")]
+
+
+# ops that only move or select values: run in float on the dequantized input, quantized back with
+# the input's own parameters (exact: no value changes)
+PASSTHROUGH = frozenset({
+    "MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout",
+    "GlobalMaxPool", "Slice", "Split", "Pad", "Resize", "DepthToSpace", "SpaceToDepth", "Gather",
+})  # fmt: skip
+
+
+def convert_on_dequantized(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    """A data-movement op on a quantized tensor (QOperator models keep MaxPool, Reshape... on
+    uint8): dequantize, run the float converter, quantize the result with the same parameters."""
+    x = ctx.env[node.input[0]]
+    qx = quant_of(x) if isinstance(x, SSAValue) else None
+    others = [n for n in node.input[1:] if n and isinstance(ctx.env[n], SSAValue) and quant_of(ctx.env[n])]
+    if qx is None or others or not qx.per_tensor:
+        raise ctx.unsupported(f"{node.op_type} on quantized tensors (only its first input may be quantized)")
+    inputs: dict[str, SSAValue | str | None] = {"x": ctx.emit(graph.DequantizeOp(x)).results[0]}
+    for i, name in enumerate(node.input[1:], start=1):
+        inputs[f"i{i}"] = name
+    results = []
+    for y in _run_expanded(ctx, node, node.op_type, inputs):
+        assert isinstance(y, SSAValue)
+        results.append(ctx.emit(graph.QuantizeOp(y, qx)).results[0])
+    return results

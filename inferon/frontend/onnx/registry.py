@@ -14,14 +14,23 @@ if TYPE_CHECKING:
 
 Converter = "Callable[[ImportContext, NodeProto], list[Value]]"
 _CONVERTERS: dict[str, list[tuple[int, Callable[..., list[Value]]]]] = {}
+DEFAULT_DOMAINS = ("", "ai.onnx")
+MICROSOFT = "com.microsoft"  # ONNX Runtime's contrib ops (QLinearAdd, QGemm, ... in QOperator models)
 
 
-def converter(*op_types: str, since: int = 1) -> Callable[[Callable[..., list[Value]]], Callable[..., list[Value]]]:
-    """Register a converter for `op_types` (default ONNX domain) used from opset `since` on."""
+def _key(domain: str, op_type: str) -> str:
+    return op_type if domain in DEFAULT_DOMAINS else f"{domain}::{op_type}"
+
+
+def converter(
+    *op_types: str, since: int = 1, domain: str = ""
+) -> Callable[[Callable[..., list[Value]]], Callable[..., list[Value]]]:
+    """Register a converter for `op_types` of `domain` (default ONNX) used from opset `since` on
+    (the version of the default domain; contrib-domain converters use since=1)."""
 
     def register(fn: Callable[..., list[Value]]) -> Callable[..., list[Value]]:
         for op_type in op_types:
-            versions = _CONVERTERS.setdefault(op_type, [])
+            versions = _CONVERTERS.setdefault(_key(domain, op_type), [])
             versions.append((since, fn))
             versions.sort(key=lambda entry: entry[0])
         return fn
@@ -31,12 +40,14 @@ def converter(*op_types: str, since: int = 1) -> Callable[[Callable[..., list[Va
 
 def lookup(node: NodeProto, opset: int) -> Callable[..., list[Value]]:
     """The converter for `node` at `opset`, or an UnsupportedError naming what is missing."""
-    if node.domain not in ("", "ai.onnx"):
+    versions = _CONVERTERS.get(_key(node.domain, node.op_type))
+    if not versions and node.domain not in DEFAULT_DOMAINS:
+        contrib = sorted(k.split("::")[1] for k in _CONVERTERS if k.startswith(f"{node.domain}::"))
         raise UnsupportedError(
-            f"operator domain '{node.domain}' is not supported (only the default ONNX domain)",
+            f"operator domain '{node.domain}' is not supported for this op (the default ONNX domain is; "
+            f"from this domain only {', '.join(contrib) or 'nothing'})",
             node=node.name or None, op_type=node.op_type, opset=opset,
         )
-    versions = _CONVERTERS.get(node.op_type)
     if not versions:
         raise UnsupportedError(
             f"operator is not supported; supported operators: {', '.join(supported_ops())}",
@@ -55,4 +66,4 @@ def supported_ops() -> list[str]:
     """Names of all ONNX ops with a converter (importing the converter modules first)."""
     from inferon.frontend.onnx import ops_elementwise, ops_nn, ops_quant, ops_shape  # noqa: F401
 
-    return sorted(_CONVERTERS)
+    return sorted(k for k in _CONVERTERS if "::" not in k)

@@ -1,0 +1,394 @@
+"""INT8: quantization arithmetic, the quantized kernels, QDQ / QOperator import and fold-qdq, and
+models quantized by ONNX Runtime's own tools checked against ONNX Runtime's INT8 execution.
+
+References: `inferon.ir.quant` (numpy) is checked against ONNX's reference implementation
+(onnx.reference) of QuantizeLinear / QLinearMatMul; the kernels are checked bit-exactly against
+`inferon.ir.quant`; whole models against ONNX Runtime running the same quantized file.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+import inferon
+from inferon.backend.toolchain import build_shared_library
+from inferon.errors import InferonError
+from inferon.ir import quant
+from inferon.ir.attrs import ActivationKind, EpilogueAttr
+from inferon.passes.vec.pack_weights import pack_a_int8
+from inferon.testing import quantize_onnxruntime, run_onnxruntime
+from tests.conftest import make_model
+
+HERE = Path(__file__).resolve().parent
+P, I64, INT, F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
+def f32(lo: float, hi: float) -> st.SearchStrategy[float]:
+    """float32 values in [lo, hi] (bounds need not be representable)."""
+    return st.floats(lo, hi).map(lambda v: float(np.float32(v)))
+
+
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _has_vnni() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_vnni" in flags and " avx512vl" in flags and " avx512bw" in flags
+
+
+ISAS = [0, 1, *([2] if _has_vnni() else [])]  # scalar, AVX2 (vpmaddwd), AVX512-VNNI
+
+
+@pytest.fixture(scope="module")
+def shim(tmp_path_factory):
+    so = build_shared_library(
+        (HERE / "kernel_shim.cpp").read_text(), b"\0" * 64, tmp_path_factory.mktemp("shim") / "shim.so"
+    )
+    lib = ctypes.CDLL(str(so))
+    lib.k_qgemm.argtypes = [I64, I64, I64, P, P, I64, INT, INT, P, INT, P, P, P, I64, I64, INT, INT, INT, INT, INT]
+    lib.k_quantize.argtypes = [P, P, I64, F, INT, INT, INT]
+    lib.k_dequantize.argtypes = [P, P, I64, F, INT, INT, INT]
+    for name in ("k_qgemm", "k_quantize", "k_dequantize"):
+        getattr(lib, name).restype = None
+    lib.k_set_isa.argtypes = [INT]
+    return lib
+
+
+# ------------------------------------------------------------------- the numpy reference vs ONNX
+@given(
+    x=st.lists(f32(-1e4, 1e4), min_size=1, max_size=64),
+    scale=f32(1e-4, 10.0),
+    zp=st.integers(0, 255),
+    signed=st.booleans(),
+)
+@SETTINGS
+def test_quantize_reference_matches_onnx(x, scale, zp, signed):
+    """inferon.ir.quant.quantize is ONNX QuantizeLinear (round half to even, saturation)."""
+    dtype = np.int8 if signed else np.uint8
+    zp = zp - 128 if signed else zp
+    arr = np.asarray(x, np.float32)
+    node = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"])
+    ref = ReferenceEvaluator(node).run(None, {"x": arr, "s": np.float32(scale), "z": np.array(zp, dtype)})[0]
+    np.testing.assert_array_equal(quant.quantize(arr, scale, zp, dtype), ref)
+
+
+def test_quantize_rounds_half_to_even_and_saturates():
+    x = np.float32([0.5, 1.5, 2.5, -0.5, -1.5, 1e9, -1e9, 127.5, 128.5])
+    np.testing.assert_array_equal(quant.quantize(x, 1.0, 0, np.int8), [0, 2, 2, 0, -2, 127, -128, 127, 127])
+    np.testing.assert_array_equal(quant.quantize(x, 1.0, 128, np.uint8), [128, 130, 130, 128, 126, 255, 0, 255, 255])
+
+
+@given(
+    m=st.integers(1, 7), n=st.integers(1, 9), k=st.integers(1, 11),
+    sx=f32(1e-3, 1.0), sw=f32(1e-3, 1.0), sy=f32(1e-3, 2.0),
+    zx=st.integers(0, 255), zy=st.integers(0, 255), seed=st.integers(0, 1000),
+)  # fmt: skip
+@SETTINGS
+def test_requantize_reference_matches_onnx_qlinearmatmul(m, n, k, sx, sw, sy, zx, zy, seed):
+    """acc -> requantize (float32 multiplier (sx*sw)/sy, rounding half to even, saturation) is
+    ONNX QLinearMatMul up to the multiplier's rounding: never more than one step apart."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 256, (m, k), dtype=np.uint8)
+    b = rng.integers(-128, 128, (k, n), dtype=np.int8)
+    acc = (a.astype(np.int64) - zx) @ b.astype(np.int64)
+    mult = quant.multipliers(sx, np.float32([sw]), sy, n)
+    ours = quant.requantize(acc, mult, zy, 0, 255, np.uint8)
+    node = helper.make_node("QLinearMatMul", ["a", "sa", "za", "b", "sb", "zb", "sy", "zy"], ["y"])
+    feeds = {
+        "a": a, "sa": np.float32(sx), "za": np.uint8(zx), "b": b, "sb": np.float32(sw), "zb": np.int8(0),
+        "sy": np.float32(sy), "zy": np.uint8(zy),
+    }  # fmt: skip
+    ref = ReferenceEvaluator(node).run(None, feeds)[0]
+    assert np.abs(ours.astype(int) - ref.astype(int)).max() <= 1
+
+
+def test_clamp_range_of_fused_activations():
+    relu = EpilogueAttr.make(ActivationKind.RELU)
+    clip = EpilogueAttr.make(ActivationKind.CLIP, 0.0, 6.0)
+    none = EpilogueAttr.make(ActivationKind.NONE)
+    assert quant.clamp_range(relu, 0.1, 10, np.uint8) == (10, 255)
+    assert quant.clamp_range(clip, 0.1, 10, np.uint8) == (10, 70)
+    assert quant.clamp_range(none, 0.1, -3, np.int8) == (-128, 127)
+    assert quant.clamp_range(relu, 0.1, -3, np.int8) == (-3, 127)
+
+
+def test_compensation_folds_zero_point_and_bias():
+    rng = np.random.default_rng(0)
+    w = rng.integers(-128, 128, (5, 7)).astype(np.int8)
+    x = rng.integers(0, 256, (7, 3)).astype(np.uint8)
+    bias = rng.integers(-1000, 1000, 5).astype(np.int32)
+    comp = quant.compensation(w, 77, bias)
+    exact = w.astype(np.int64) @ (x.astype(np.int64) - 77) + bias[:, None]
+    np.testing.assert_array_equal(w.astype(np.int64) @ x.astype(np.int64) + comp[:, None], exact)
+
+
+# ------------------------------------------------------------------------------ kernels
+def run_qgemm(lib, a, b, comp, mult, zy, lo, hi, *, isa, b_signed=False, c_signed=False, b_trans=False,
+              geometry=None, pad=0, n=None, threads=1):  # fmt: skip
+    m, k = a.shape
+    n = n if n is not None else (b.shape[0] if b_trans else b.shape[1])
+    packed = pack_a_int8(a, 6)
+    c = np.zeros((m, n), np.int8 if c_signed else np.uint8)
+    geo = np.asarray(geometry, np.int64) if geometry is not None else None
+    ldb = k if b_trans else (n if geometry is None else 0)
+    lib.k_set_isa(isa)
+    lib.k_qgemm(
+        m, n, k, packed.ctypes.data, b.ctypes.data, ldb, int(b_trans), int(b_signed),
+        None if geo is None else geo.ctypes.data, pad, comp.ctypes.data, mult.ctypes.data, c.ctypes.data,
+        n, 1, int(c_signed), zy, lo, hi, threads,
+    )  # fmt: skip
+    return c
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@given(
+    m=st.integers(1, 20), n=st.integers(1, 70), k=st.integers(1, 40), seed=st.integers(0, 10_000),
+    b_signed=st.booleans(), c_signed=st.booleans(), b_trans=st.booleans(), extreme=st.booleans(),
+    threads=st.sampled_from([1, 2]),
+)  # fmt: skip
+@SETTINGS
+def test_qgemm_matches_reference(shim, isa, m, n, k, seed, b_signed, c_signed, b_trans, extreme, threads):
+    """Bit-exact with inferon.ir.quant over shapes off the tile sizes, signed/unsigned activations
+    and outputs, transposed B, and extreme values (255 x -128 products: no int16 saturation)."""
+    rng = np.random.default_rng(seed)
+    if extreme:
+        a = rng.choice(np.int8([-128, 127]), (m, k))
+        b = rng.choice(np.int8([-128, 127]) if b_signed else np.uint8([0, 255]), (k, n))
+    else:
+        a = rng.integers(-128, 128, (m, k)).astype(np.int8)
+        b = rng.integers(-128, 128, (k, n)).astype(np.int8) if b_signed else rng.integers(0, 256, (k, n)).astype(np.uint8)
+    zx = int(rng.integers(-128, 128)) if b_signed else int(rng.integers(0, 256))
+    zy = int(rng.integers(-128, 128)) if c_signed else int(rng.integers(0, 256))
+    bias = rng.integers(-5000, 5000, m).astype(np.int32)
+    mult = (rng.random(m) * 0.02 + 1e-4).astype(np.float32)
+    lo, hi = quant.qrange(np.int8 if c_signed else np.uint8)
+    if rng.random() < 0.5:  # a fused ReLU / Clip narrows the range
+        lo = max(lo, zy)
+    comp = quant.compensation(a, zx + (128 if b_signed else 0), bias)
+    acc = a.astype(np.int64) @ (b.astype(np.int64) - zx) + bias[:, None]
+    expected = quant.requantize(acc, mult[:, None], zy, lo, hi, np.int8 if c_signed else np.uint8)
+    src = np.ascontiguousarray(b.T) if b_trans else np.ascontiguousarray(b)
+    got = run_qgemm(shim, a, src.view(np.uint8), comp, mult, zy, lo, hi, isa=isa, b_signed=b_signed,
+                    c_signed=c_signed, b_trans=b_trans, n=n, threads=threads)  # fmt: skip
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize(
+    "geometry",
+    [
+        (3, 9, 11, 3, 3, 1, 1, 1, 1, 1, 1),  # C, H, W, kh, kw, sh, sw, pt, pl, dh, dw
+        (5, 12, 10, 3, 3, 2, 2, 1, 1, 1, 1),
+        (4, 9, 9, 3, 3, 1, 1, 2, 2, 2, 2),
+        (3, 15, 15, 7, 7, 2, 2, 3, 3, 1, 1),
+        (8, 6, 6, 1, 1, 2, 2, 0, 0, 1, 1),
+    ],
+)
+def test_qgemm_im2col_pads_with_the_zero_point(shim, isa, geometry):
+    c, h, w, kh, kw, sh, sw, pt, pl, dh, dw = geometry
+    ho = (h + 2 * pt - (kh - 1) * dh - 1) // sh + 1
+    wo = (w + 2 * pl - (kw - 1) * dw - 1) // sw + 1
+    rng = np.random.default_rng(1)
+    m, k = 13, c * kh * kw
+    x = rng.integers(0, 256, (c, h, wd := w)).astype(np.uint8)
+    a = rng.integers(-128, 128, (m, k)).astype(np.int8)
+    zx, zy = 117, 3
+    xp = np.pad(x.astype(np.int64) - zx, ((0, 0), (pt, pt), (pl, pl)))
+    cols = np.stack([
+        xp[:, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw]
+        for i in range(kh) for j in range(kw)
+    ], axis=1).reshape(k, ho * wo)  # fmt: skip
+    mult = np.full(m, 0.01, np.float32)
+    expected = quant.requantize(a.astype(np.int64) @ cols, mult[:, None], zy, 0, 255, np.uint8)
+    comp = quant.compensation(a, zx, None)
+    geo = (c, h, wd, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo)
+    got = run_qgemm(shim, a, x, comp, mult, zy, 0, 255, isa=isa, geometry=geo, pad=zx, n=ho * wo)
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("isa", [0, 1])
+@pytest.mark.parametrize("signed", [False, True])
+@given(x=st.lists(f32(-300, 300), min_size=1, max_size=40), scale=f32(0.01, 3.0),
+       zp=st.integers(0, 255))  # fmt: skip
+@SETTINGS
+def test_quantize_dequantize_kernels(shim, isa, signed, x, scale, zp):
+    """The kernels equal the reference; dequantize(quantize(x)) is within scale / 2 of x inside the
+    representable range, and quantize(dequantize(q)) == q."""
+    dtype = np.int8 if signed else np.uint8
+    zp = zp - 128 if signed else zp
+    arr = np.asarray(x, np.float32)
+    q = np.zeros(arr.size, dtype)
+    shim.k_set_isa(isa)
+    shim.k_quantize(arr.ctypes.data, q.ctypes.data, arr.size, scale, zp, int(signed), 1)
+    np.testing.assert_array_equal(q, quant.quantize(arr, scale, zp, dtype))
+    back = np.zeros(arr.size, np.float32)
+    shim.k_dequantize(q.ctypes.data, back.ctypes.data, q.size, scale, zp, int(signed), 1)
+    np.testing.assert_array_equal(back, quant.dequantize(q, np.float32([scale]), np.int64([zp]), -1))
+    lo, hi = quant.qrange(dtype)
+    inside = (arr / np.float32(scale) + zp >= lo) & (arr / np.float32(scale) + zp <= hi)
+    assert np.all(np.abs(back - arr)[inside] <= scale / 2 * (1 + 1e-5) + 1e-6)
+    again = np.zeros(arr.size, dtype)
+    shim.k_quantize(back.ctypes.data, again.ctypes.data, back.size, scale, zp, int(signed), 1)
+    np.testing.assert_array_equal(again, q)
+
+
+# ------------------------------------------------------------------------------ models
+def _float_cnn(rng: np.random.Generator) -> onnx.ModelProto:
+    """Convs (padded, strided, grouped, 1x1), ReLU, a residual Add, pooling and a Gemm head."""
+    def w(*shape):  # noqa: ANN202
+        return rng.standard_normal(shape) * np.sqrt(2.0 / np.prod(shape[1:]))
+
+    init = {
+        "w1": w(16, 3, 3, 3), "b1": rng.random(16) * 0.1, "w2": w(24, 16, 1, 1), "b2": rng.random(24) * 0.1,
+        "w3": w(24, 12, 3, 3), "w4": w(24, 24, 3, 3), "b4": rng.random(24) * 0.1, "wf": w(10, 24),
+        "bf": rng.random(10) * 0.1,
+    }  # fmt: skip
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], strides=[2, 2]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("Conv", ["r2", "w3"], ["c3"], group=2, pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c3"], ["r3"]),
+        helper.make_node("Conv", ["r3", "w4", "b4"], ["c4"], pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["c4", "r2"], ["s"]),
+        helper.make_node("Relu", ["s"], ["r4"]),
+        helper.make_node("MaxPool", ["r4"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("GlobalAveragePool", ["p"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], transB=1),
+    ]
+    return make_model(nodes, {"x": (1, 3, 18, 21)}, ["y"], init, opset=13)
+
+
+def _calibration(rng: np.random.Generator, n: int = 4) -> list[dict[str, np.ndarray]]:
+    return [{"x": rng.standard_normal((1, 3, 18, 21)).astype(np.float32)} for _ in range(n)]
+
+
+def _within_one_step(out: np.ndarray, ref: np.ndarray, step: float) -> float:
+    """Fraction of elements within one quantization step of the reference."""
+    return float(np.mean(np.abs(out.astype(np.float64) - ref) <= step * 1.001))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"per_channel": True, "activation_type": "uint8"},
+        {"per_channel": False, "activation_type": "uint8"},
+        {"per_channel": True, "activation_type": "int8"},
+        {"per_channel": True, "activation_type": "uint8", "fmt": "qoperator"},
+    ],
+    ids=["qdq-u8-per-channel", "qdq-u8-per-tensor", "qdq-s8", "qoperator"],
+)
+def test_onnxruntime_quantized_cnn_matches_onnxruntime(tmp_path, options):
+    rng = np.random.default_rng(0)
+    q = quantize_onnxruntime(_float_cnn(rng), _calibration(rng), **options)
+    module_ops = _compiled_op_names(q, tmp_path)
+    assert "vec.qgemm" in module_ops
+    cm = inferon.load(inferon.compile(q, tmp_path / "m.so"))
+    for _ in range(3):
+        x = rng.standard_normal((1, 3, 18, 21)).astype(np.float32)
+        out = cm(x)
+        ref = run_onnxruntime(q, {"x": x})[0]
+        np.testing.assert_allclose(out, ref, rtol=0, atol=np.abs(ref).max() * 0.02)
+        step = _output_step(q)
+        assert _within_one_step(out, ref, step) >= 0.999
+
+
+def _output_step(model: onnx.ModelProto) -> float:
+    """Scale of the last DequantizeLinear (the output's quantization step)."""
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.output[0] == model.graph.output[0].name]
+    if not dq:
+        return 0.0
+    return float(inits[dq[0].input[1]])
+
+
+def _compiled_op_names(model: onnx.ModelProto, tmp_path: Path) -> set[str]:
+    dump = tmp_path / "dump"
+    inferon.compile(model, tmp_path / "probe.so", dump_ir=dump)
+    last = sorted(dump.glob("*plan-memory.mlir"))[-1].read_text()
+    return set(re.findall(r'"((?:vec|loop)\.\w+)"', last))
+
+
+def test_float_model_with_qdq_around_unsupported_ops_runs_in_float(tmp_path):
+    """Ops with no quantized kernel (here a Sigmoid) stay float between explicit quantize and
+    dequantize, and still match ONNX Runtime."""
+    s, z = np.float32(0.02), np.uint8(128)
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+        helper.make_node("Sigmoid", ["xd"], ["y0"]),
+        helper.make_node("QuantizeLinear", ["y0", "s", "z"], ["yq"]),
+        helper.make_node("DequantizeLinear", ["yq", "s", "z"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 37])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 37])],
+        [numpy_helper.from_array(s, "s"), numpy_helper.from_array(z, "z")],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    x = np.random.default_rng(0).standard_normal((2, 37)).astype(np.float32) * 3
+    out = inferon.load(inferon.compile(model, tmp_path / "m.so"))(x)
+    np.testing.assert_array_equal(out, run_onnxruntime(model, {"x": x})[0])
+
+
+def test_quantized_import_errors_name_the_node(tmp_path):
+    s = numpy_helper.from_array(np.float32(0.1), "s")
+    z1, z2 = numpy_helper.from_array(np.uint8(3), "z1"), numpy_helper.from_array(np.uint8(4), "z2")
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z1"], ["q"], name="quant_x"),
+        helper.make_node("DequantizeLinear", ["q", "s", "z2"], ["y"], name="dq_mismatch"),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], [s, z1, z2],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    with pytest.raises(InferonError, match="dq_mismatch.*DequantizeLinear.*different"):
+        inferon.compile(model, tmp_path / "m.so")
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z1"], ["q"], name="quant_x"),
+        helper.make_node("Relu", ["q"], ["y"], name="relu_on_ints"),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], [s, z1],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    with pytest.raises(InferonError, match="relu_on_ints.*Relu.*quantized"):
+        inferon.compile(model, tmp_path / "m.so")
+
+
+@pytest.mark.parametrize("name", ["resnet50", "squeezenet", "inception_v2"])
+def test_onnxruntime_quantized_real_models_match_onnxruntime(tmp_path, name):
+    """ONNX Runtime-quantized (QDQ, per-channel int8 weights, uint8 activations) real networks:
+    >= 99.9 % of the logits within one quantization step of ONNX Runtime's INT8 output."""
+    from inferon.testing import expose_logits, light_model_path, randomize_weights
+
+    float_model = expose_logits(randomize_weights(onnx.load(light_model_path(name))))
+    inits = {i.name for i in float_model.graph.initializer}
+    inp = next(i for i in float_model.graph.input if i.name not in inits)
+    shape = tuple(d.dim_value for d in inp.type.tensor_type.shape.dim)
+    rng = np.random.default_rng(0)
+    calib = [{inp.name: rng.standard_normal(shape).astype(np.float32)} for _ in range(2)]
+    q = quantize_onnxruntime(float_model, calib)
+    cm = inferon.load(inferon.compile(q, tmp_path / "m.so"))
+    x = rng.standard_normal(shape).astype(np.float32)
+    outs = cm(x)
+    refs = run_onnxruntime(q, {inp.name: x})
+    for out, ref, vo in zip(outs, refs, q.graph.output, strict=True):
+        dq = [n for n in q.graph.node if n.output[0] == vo.name and n.op_type == "DequantizeLinear"]
+        step = float(numpy_helper.to_array(next(i for i in q.graph.initializer if i.name == dq[0].input[1]))) if dq else 1e-6
+        assert _within_one_step(out, ref, step) >= 0.999, f"{vo.name}: {np.abs(out - ref).max()} (step {step})"
