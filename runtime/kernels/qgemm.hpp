@@ -192,6 +192,25 @@ INFERON_AVX2_INLINE void store8(const QGemm& g, int64_t m, int64_t n, int cols, 
   }
 }
 
+// Requantize 32 accumulators of row m (4 vectors, all columns valid, C contiguous) with one store.
+template <class Q>
+INFERON_AVX2_INLINE void store32(const QGemm& g, int64_t m, int64_t n, const __m256i* acc) {
+  const __m256i comp = _mm256_set1_epi32(g.comp[m]), zy = _mm256_set1_epi32(g.zy);
+  const __m256 mult = _mm256_set1_ps(g.mult[m]);
+  const __m256 lo = _mm256_set1_ps(static_cast<float>(g.lo - g.zy)), hi = _mm256_set1_ps(static_cast<float>(g.hi - g.zy));
+  __m256i q[4];
+  for (int v = 0; v < 4; v++) {
+    __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(acc[v], comp)), mult);
+    f = _mm256_min_ps(_mm256_max_ps(f, lo), hi);
+    q[v] = _mm256_add_epi32(_mm256_cvtps_epi32(f), zy);
+  }
+  // packs work per 128-bit lane: [v0 0-3, v1 0-3 | v0 4-7, v1 4-7] -> bytes, then undo the interleave
+  const __m256i w01 = _mm256_packs_epi32(q[0], q[1]), w23 = _mm256_packs_epi32(q[2], q[3]);
+  const __m256i b = std::is_signed<Q>::value ? _mm256_packs_epi16(w01, w23) : _mm256_packus_epi16(w01, w23);
+  const __m256i ordered = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(static_cast<Q*>(g.c) + m * g.ldc + n), ordered);
+}
+
 // ----------------------------------------------------------------------------------- kernels
 
 // VNNI: 6 rows x 32 columns; a: [K4][6][4], b: [K4][32][4]. 24 named accumulators (an array
@@ -228,6 +247,10 @@ INFERON_VNNI void tile_vnni(const QGemm& g, const int8_t* a, const uint8_t* b, i
   const __m256i acc[QMR][4] = {{c00, c01, c02, c03}, {c10, c11, c12, c13}, {c20, c21, c22, c23},
                                {c30, c31, c32, c33}, {c40, c41, c42, c43}, {c50, c51, c52, c53}};
   const int64_t rows = std::min<int64_t>(QMR, g.M - m0);
+  if (n0 + 32 <= g.N && g.ldc_col == 1) {
+    for (int r = 0; r < rows; r++) store32<Q>(g, m0 + r, n0, acc[r]);
+    return;
+  }
   for (int r = 0; r < rows; r++)
     for (int v = 0; v < 4; v++) {
       const int64_t n = n0 + 8 * v;

@@ -43,7 +43,7 @@ extern const float inferon_weights[];
 /* Instruction-set levels the kernels can dispatch to. */
 #define INFERON_ISA_SCALAR 0
 #define INFERON_ISA_AVX2 1   /* AVX2 + FMA */
-#define INFERON_ISA_AVX512 2 /* AVX-512F (no kernels yet: inferon_kernels_max_isa() caps it) */
+#define INFERON_ISA_AVX512 2 /* AVX-512F: the quantized GEMM uses AVX512-VNNI here when the CPU has it */
 
 /* Defined in kernels.hpp (i.e. in model.cpp, the only translation unit including it).
  * The ISA is a process-wide (per loaded model.so) atomic int. runtime.c sets it in every

@@ -1,0 +1,224 @@
+"""Benchmark inferon::qgemm (uint8 x int8 -> requantized uint8) against the measured INT8 peak.
+
+    python benchmarks/qgemm_bench.py [--isa vnni,avx2] [--threads 1] [--runs 20] [--json out.json]
+
+1. **Peak**, measured here: a loop of 12 independent `vpdpbusd` chains (VNNI: 4 multiply-adds per
+   32-bit lane, 64 per ymm instruction... counted as 2 ops each) or of `vpmaddwd` + `vpaddd`
+   chains (AVX2: 16 multiply-adds per instruction pair), ~50 ms per thread, best of 5.
+2. **Per shape** (M x N x K as the compiler emits them for ResNet-50: M = Cout, N = Ho*Wo, K =
+   Cin*kh*kw; "im2col" rows read a 3x3 (or 7x7) image through the kernel's own uint8 im2col):
+   A is packed like the compiler's pack-weights pass (`pack_a_int8(A, 6)`), the result is first
+   checked bit-exactly against the numpy reference (`inferon.ir.quant`), then timed: warm-up, then
+   `--runs` samples, median. GOP/s = 2*M*N*K / median; the fraction of the peak of the same ISA.
+
+Numbers on this shared 2-core machine are noisy: compare fractions measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from inferon.backend.toolchain import build_shared_library  # noqa: E402
+from inferon.ir import quant  # noqa: E402
+from inferon.passes.vec.pack_weights import pack_a_int8  # noqa: E402
+
+PEAK_SRC = r"""
+SHIM double k_int8_peak(int vnni, int64_t iters, int threads) {
+  double best = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : best)
+  {
+    const double t0 = omp_get_wtime();
+    int32_t sink = vnni ? peak_vnni(iters) : peak_avx2(iters);
+    const double dt = omp_get_wtime() - t0;
+    // VNNI: 12 vpdpbusd x 32 MAC; AVX2: 12 (vpmaddwd + vpaddd) x 16 MAC; 2 ops per MAC
+    best += (sink == 12345 ? 1.0 : 0.0) + 2.0 * 12 * (vnni ? 32 : 16) * iters / dt;
+  }
+  return best;
+}
+"""
+
+PEAK_KERNELS = r"""
+INFERON_VNNI static int32_t peak_vnni(int64_t iters) {
+  __m256i a = _mm256_set1_epi8(1), b = _mm256_set1_epi8(2);
+  __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0,
+          c8 = c0, c9 = c0, c10 = c0, c11 = c0;
+  for (int64_t i = 0; i < iters; i++) {
+    c0 = _mm256_dpbusd_epi32(c0, a, b); c1 = _mm256_dpbusd_epi32(c1, a, b); c2 = _mm256_dpbusd_epi32(c2, a, b);
+    c3 = _mm256_dpbusd_epi32(c3, a, b); c4 = _mm256_dpbusd_epi32(c4, a, b); c5 = _mm256_dpbusd_epi32(c5, a, b);
+    c6 = _mm256_dpbusd_epi32(c6, a, b); c7 = _mm256_dpbusd_epi32(c7, a, b); c8 = _mm256_dpbusd_epi32(c8, a, b);
+    c9 = _mm256_dpbusd_epi32(c9, a, b); c10 = _mm256_dpbusd_epi32(c10, a, b); c11 = _mm256_dpbusd_epi32(c11, a, b);
+    __asm__ volatile("" : "+v"(a));
+  }
+  __m256i s = _mm256_add_epi32(_mm256_add_epi32(_mm256_add_epi32(c0, c1), _mm256_add_epi32(c2, c3)),
+                               _mm256_add_epi32(_mm256_add_epi32(c4, c5), _mm256_add_epi32(c6, c7)));
+  s = _mm256_add_epi32(s, _mm256_add_epi32(_mm256_add_epi32(c8, c9), _mm256_add_epi32(c10, c11)));
+  return _mm256_extract_epi32(s, 0);
+}
+
+INFERON_AVX2 static int32_t peak_avx2(int64_t iters) {
+  __m256i a = _mm256_set1_epi16(1), b = _mm256_set1_epi16(2);
+  __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0,
+          c8 = c0, c9 = c0, c10 = c0, c11 = c0;
+  for (int64_t i = 0; i < iters; i++) {
+    c0 = _mm256_add_epi32(c0, _mm256_madd_epi16(a, b)); c1 = _mm256_add_epi32(c1, _mm256_madd_epi16(a, b));
+    c2 = _mm256_add_epi32(c2, _mm256_madd_epi16(a, b)); c3 = _mm256_add_epi32(c3, _mm256_madd_epi16(a, b));
+    c4 = _mm256_add_epi32(c4, _mm256_madd_epi16(a, b)); c5 = _mm256_add_epi32(c5, _mm256_madd_epi16(a, b));
+    c6 = _mm256_add_epi32(c6, _mm256_madd_epi16(a, b)); c7 = _mm256_add_epi32(c7, _mm256_madd_epi16(a, b));
+    c8 = _mm256_add_epi32(c8, _mm256_madd_epi16(a, b)); c9 = _mm256_add_epi32(c9, _mm256_madd_epi16(a, b));
+    c10 = _mm256_add_epi32(c10, _mm256_madd_epi16(a, b)); c11 = _mm256_add_epi32(c11, _mm256_madd_epi16(a, b));
+    __asm__ volatile("" : "+v"(a));
+  }
+  __m256i s = _mm256_add_epi32(_mm256_add_epi32(_mm256_add_epi32(c0, c1), _mm256_add_epi32(c2, c3)),
+                               _mm256_add_epi32(_mm256_add_epi32(c4, c5), _mm256_add_epi32(c6, c7)));
+  s = _mm256_add_epi32(s, _mm256_add_epi32(_mm256_add_epi32(c8, c9), _mm256_add_epi32(c10, c11)));
+  return _mm256_extract_epi32(s, 0);
+}
+"""
+
+# (M, N, K, geometry or None, label): ResNet-50's conv GEMMs at batch 1
+SHAPES = [
+    (64, 12544, 147, (3, 224, 224, 7, 7, 2, 2, 3, 3, 1, 1, 112, 112), "conv1 7x7/2 (im2col)"),
+    (64, 3136, 64, None, "res2 1x1 64->64"),
+    (64, 3136, 576, (64, 56, 56, 3, 3, 1, 1, 1, 1, 1, 1, 56, 56), "res2 3x3 (im2col)"),
+    (256, 3136, 64, None, "res2 1x1 64->256"),
+    (64, 3136, 256, None, "res2 1x1 256->64"),
+    (128, 784, 1152, (128, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 28, 28), "res3 3x3 (im2col)"),
+    (512, 784, 128, None, "res3 1x1 128->512"),
+    (256, 196, 2304, (256, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 14, 14), "res4 3x3 (im2col)"),
+    (1024, 196, 256, None, "res4 1x1 256->1024"),
+    (512, 49, 4608, (512, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 7, 7), "res5 3x3 (im2col)"),
+    (2048, 49, 512, None, "res5 1x1 512->2048"),
+    (512, 512, 512, None, "512^3"),
+    (1024, 1024, 1024, None, "1024^3"),
+]
+
+ISAS = {"scalar": 0, "avx2": 1, "vnni": 2}
+
+
+def build(tmp: Path) -> ctypes.CDLL:
+    src = (ROOT / "tests" / "kernel_shim.cpp").read_text()
+    src = src.replace('#define SHIM extern "C"', PEAK_KERNELS + '\n#define SHIM extern "C"', 1) + PEAK_SRC
+    lib = ctypes.CDLL(str(build_shared_library(src, b"\0" * 64, tmp / "qshim.so")))
+    P, I64, INT, F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
+    lib.k_qgemm.argtypes = [I64, I64, I64, P, P, I64, INT, INT, P, INT, P, P, P, I64, I64, INT, INT, INT, INT, INT]
+    lib.k_qgemm.restype = None
+    lib.k_set_isa.argtypes = [INT]
+    lib.k_int8_peak.argtypes = [INT, I64, INT]
+    lib.k_int8_peak.restype = ctypes.c_double
+    return lib
+
+
+def peak(lib: ctypes.CDLL, vnni: bool, threads: int) -> float:
+    iters = 1 << 20
+    while True:
+        t0 = time.perf_counter()
+        lib.k_int8_peak(int(vnni), iters, threads)
+        if time.perf_counter() - t0 > 0.05:
+            break
+        iters *= 2
+    return max(lib.k_int8_peak(int(vnni), iters, threads) for _ in range(5)) / 1e9
+
+
+def reference(a: np.ndarray, cols: np.ndarray, comp_bias: np.ndarray, mult: np.ndarray) -> np.ndarray:
+    acc = a.astype(np.int64) @ cols.astype(np.int64) + comp_bias[:, None]
+    return quant.requantize(acc, mult[:, None], 0, 0, 255, np.uint8)
+
+
+def im2col_ref(x: np.ndarray, geo: tuple[int, ...]) -> np.ndarray:
+    c, h, w, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo = geo
+    xp = np.pad(x, ((0, 0), (pt, pt + kh), (pl, pl + kw)))
+    rows = [xp[:, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw]
+            for i in range(kh) for j in range(kw)]  # fmt: skip
+    return np.stack(rows, axis=1).reshape(c * kh * kw, ho * wo)
+
+
+def bench_shape(lib, isa: int, threads: int, runs: int, m: int, n: int, k: int, geo) -> tuple[float, bool]:  # noqa: ANN001
+    rng = np.random.default_rng(0)
+    a = rng.integers(-128, 128, (m, k)).astype(np.int8)
+    packed = pack_a_int8(a, 6)
+    zx = 0  # zero padding = zero point 0 keeps the reference simple
+    if geo is None:
+        b = rng.integers(0, 256, (k, n)).astype(np.uint8)
+        cols = b
+    else:
+        b = rng.integers(0, 256, (geo[0], geo[1], geo[2])).astype(np.uint8)
+        cols = im2col_ref(b, geo)
+    comp = quant.compensation(a, zx, rng.integers(-1000, 1000, m).astype(np.int32))
+    mult = np.full(m, 1.0 / (k * 40.0), np.float32)
+    c = np.zeros((m, n), np.uint8)
+    geo_arr = np.asarray(geo, np.int64) if geo is not None else None
+
+    def call() -> None:
+        lib.k_qgemm(m, n, k, packed.ctypes.data, b.ctypes.data, 0 if geo is not None else n, 0, 0,
+                    None if geo_arr is None else geo_arr.ctypes.data, zx, comp.ctypes.data, mult.ctypes.data,
+                    c.ctypes.data, n, 1, 0, 0, 0, 255, threads)  # fmt: skip
+
+    lib.k_set_isa(isa)
+    call()
+    ok = bool(np.array_equal(c, reference(a, cols, comp, mult)))
+    if not ok:
+        return float("nan"), False
+    reps = max(1, int(0.002 / max(1e-9, _once(call))))
+    samples = []
+    for _ in range(3):
+        call()
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            call()
+        samples.append((time.perf_counter() - t0) / reps)
+    return float(np.median(samples)), True
+
+
+def _once(fn) -> float:  # noqa: ANN001
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--isa", default="vnni,avx2", help="comma-separated: vnni, avx2, scalar")
+    ap.add_argument("--threads", default="1", help="comma-separated thread counts")
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--shapes", default="", help="comma-separated label prefixes (default: all)")
+    ap.add_argument("--json", type=Path, help="write the rows as JSON")
+    args = ap.parse_args()
+    rows, failed = [], False
+    with tempfile.TemporaryDirectory() as tmp:
+        lib = build(Path(tmp))
+        for threads in (int(t) for t in args.threads.split(",")):
+            for isa_name in args.isa.split(","):
+                isa = ISAS[isa_name]
+                pk = peak(lib, isa == 2, threads) if isa > 0 else float("nan")
+                print(f"\n{isa_name}, {threads} thread(s): measured INT8 peak {pk:.0f} GOP/s")
+                print(f"{'shape':<24} {'M x N x K':>18} {'ms':>8} {'GOP/s':>8} {'of peak':>8}")
+                for m, n, k, geo, label in SHAPES:
+                    if args.shapes and not any(label.startswith(s) for s in args.shapes.split(",")):
+                        continue
+                    sec, ok = bench_shape(lib, isa, threads, args.runs, m, n, k, geo)
+                    failed |= not ok
+                    gops = 2 * m * n * k / sec / 1e9 if ok else float("nan")
+                    frac = gops / pk if ok else float("nan")
+                    print(f"{label:<24} {f'{m}x{n}x{k}':>18} {1e3 * sec:8.3f} {gops:8.1f} {frac:8.0%}"
+                          + ("" if ok else "  FAIL (differs from the reference)"))  # fmt: skip
+                    rows.append({"isa": isa_name, "threads": threads, "label": label, "M": m, "N": n, "K": k,
+                                 "ms": 1e3 * sec, "gops": gops, "peak_gops": pk, "fraction": frac, "ok": ok})  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
