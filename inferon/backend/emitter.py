@@ -255,6 +255,14 @@ class CppEmitter:
         self.line("}")
 
     @emit.register
+    def _(self, op: loop.QAddOp) -> None:
+        sa, za, sb, zb, sy, zy, lo, hi = (float(v) for v in op.quant.get_values())
+        self.line(
+            f"inferon::qadd({self.buf(op.lhs)}, {_float(sa)}, {int(za)}, {self.buf(op.rhs)}, {_float(sb)}, {int(zb)}, "
+            f"{self.buf(op.output)}, {_float(sy)}, {int(zy)}, {_float(lo)}, {_float(hi)}, {op.size.value.data}, nt);"
+        )
+
+    @emit.register
     def _(self, op: loop.QuantizeOp) -> None:
         self.line(
             f"inferon::quantize_linear({self.buf(op.input)}, {self.buf(op.output)}, {op.size.value.data}, "

@@ -140,6 +140,16 @@ def _qmatmul(op: Operation, args: list[np.ndarray]) -> np.ndarray:
     return _qconv_like(op, acc, args, (-1,), args[1].shape[1])
 
 
+@impl(graph.QAddOp)
+def _qadd(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    assert isinstance(op, graph.QAddOp)
+    qa, qb, qy = (graph.quant_of(v) for v in (op.lhs, op.rhs, op.output))
+    assert qa is not None and qb is not None and qy is not None
+    lo, hi = quant.activation_bounds(op.epilogue)
+    return quant.qadd(args[0], (qa.scale, qa.zero_point), args[1], (qb.scale, qb.zero_point),
+                      (qy.scale, qy.zero_point), qy.dtype, lo, hi)  # fmt: skip
+
+
 @impl(graph.QuantizeOp)
 def _quantize(op: Operation, args: list[np.ndarray]) -> np.ndarray:
     q = graph.quant_of(op.results[0])

@@ -78,3 +78,25 @@ def compensation(w: np.ndarray, x_zero_point: int, bias: np.ndarray | None) -> n
     if np.any(np.abs(comp) >= 2**31):
         raise ValueError("quantized bias / zero-point compensation overflows int32")
     return comp.astype(np.int32)
+
+
+def qadd(a: np.ndarray, qa: tuple[float, int], b: np.ndarray, qb: tuple[float, int], qy: tuple[float, int],
+         dtype: np.dtype | type, lo: float = -np.inf, hi: float = np.inf) -> np.ndarray:  # fmt: skip
+    """quantize(clamp(dequantize(a) + dequantize(b), lo, hi)), each step in float32 like the QDQ chain
+    (lo / hi: the real bounds of a fused ReLU / Clip)."""
+    fa = dequantize(a, np.float32([qa[0]]), np.int64([qa[1]]), -1)
+    fb = dequantize(b, np.float32([qb[0]]), np.int64([qb[1]]), -1)
+    s = np.minimum(np.maximum(fa + fb, np.float32(lo)), np.float32(hi))
+    return quantize(s, qy[0], qy[1], dtype)
+
+
+def activation_bounds(epilogue: EpilogueAttr) -> tuple[float, float]:
+    """The real-valued clamp of a fused ReLU / Clip (infinite when there is none)."""
+    kind = epilogue.activation
+    if kind == ActivationKind.RELU:
+        return 0.0, float("inf")
+    if kind == ActivationKind.CLIP:
+        return float(epilogue.alpha.value.data), float(epilogue.beta.value.data)
+    if kind != ActivationKind.NONE:
+        raise ValueError(f"activation {kind} cannot be fused into a quantized op")
+    return float("-inf"), float("inf")

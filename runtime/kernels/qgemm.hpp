@@ -56,7 +56,7 @@ inline bool use_vnni() {
 namespace qgemm_detail {
 
 inline Scratch& tls(int which) {
-  thread_local Scratch s[2];  // 0: packed B, 1: im2col rows
+  thread_local Scratch s[3];  // 0: packed B, 1: im2col rows, 2: bordered image
   return s[which];
 }
 
@@ -70,21 +70,75 @@ struct BView {
   uint8_t at(int64_t k, int64_t n) const { return trans ? p[n * ld + k] : p[k * ld + n]; }
 };
 
-// im2col of one uint8 image into rows [K][N] with the zero point as padding.
+// Copy n bytes with possibly overlapping word moves (rows of an output plane are short).
+inline void copy_bytes(uint8_t* d, const uint8_t* s, int64_t n) {
+  if (n >= 16) {
+    int64_t t = 0;
+    for (; t + 16 <= n; t += 16) std::memcpy(d + t, s + t, 16);
+    if (t < n) std::memcpy(d + n - 16, s + n - 16, 16);
+  } else if (n >= 8) {
+    uint64_t a, b;
+    std::memcpy(&a, s, 8);
+    std::memcpy(&b, s + n - 8, 8);
+    std::memcpy(d, &a, 8);
+    std::memcpy(d + n - 8, &b, 8);
+  } else {
+    for (int64_t t = 0; t < n; t++) d[t] = s[t];
+  }
+}
+
+// d[t] = s[2 t] for t < n; reads up to 32 bytes past s + 2 n (the padded plane has that slack).
+INFERON_AVX2 void copy_stride2_avx2(uint8_t* d, const uint8_t* s, int64_t n) {
+  const __m256i even = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1,
+                                        0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1);
+  int64_t t = 0;
+  for (; t + 16 <= n; t += 16) {
+    __m256i v = _mm256_shuffle_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + 2 * t)), even);
+    v = _mm256_permute4x64_epi64(v, 0x08);  // quads 0 and 2: the 16 even bytes
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(d + t), _mm256_castsi256_si128(v));
+  }
+  for (; t < n; t++) d[t] = s[2 * t];
+}
+
+// im2col of one uint8 image into rows [K][N], the zero point in the padding: the image is first
+// copied into a bordered plane (pad value around it, slack after it), so that every row of the
+// im2col matrix is Ho plain (or stride-2) copies of Wo bytes, with no border tests.
 inline void im2col_u8(const Im2col& q, const uint8_t* x, uint8_t pad, uint8_t* col, int nt) {
   const int64_t taps = static_cast<int64_t>(q.kh) * q.kw, HoWo = q.Ho * q.Wo;
-  std::vector<std::vector<Im2colSeg>> plan(static_cast<size_t>(taps));
-  for (int i = 0; i < q.kh; i++)
-    for (int j = 0; j < q.kw; j++) im2col_segments(q, i, j, 0, HoWo, plan[static_cast<size_t>(i * q.kw + j)]);
+  const int64_t Hp = std::max<int64_t>(q.H + q.pt, (q.Ho - 1) * q.sh + static_cast<int64_t>(q.kh - 1) * q.dh + 1);
+  const int64_t Wp = std::max<int64_t>(q.W + q.pl, (q.Wo - 1) * q.sw + static_cast<int64_t>(q.kw - 1) * q.dw + 1);
+  const int64_t plane = Hp * Wp, slack = 64;
+  uint8_t* padded = reinterpret_cast<uint8_t*>(tls(2).get(static_cast<size_t>(q.C * plane + slack) / 4 + 16));
+  const bool avx2 = use_avx2();
   const int T = threads_for(nt, static_cast<double>(q.C * taps) * HoWo, 65536.0);
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
-  for (int64_t r = 0; r < q.C * taps; r++) {
-    const uint8_t* plane = x + (r / taps) * q.H * q.W;
-    uint8_t* d = col + r * HoWo;
-    for (const Im2colSeg& s : plan[static_cast<size_t>(r % taps)]) {
-      if (s.src < 0) std::memset(d + s.dst, pad, static_cast<size_t>(s.len));
-      else if (q.sw == 1) std::memcpy(d + s.dst, plane + s.src, static_cast<size_t>(s.len));
-      else for (int64_t t = 0; t < s.len; t++) d[s.dst + t] = plane[s.src + t * q.sw];
+#pragma omp parallel num_threads(T) if (T > 1)
+  {
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < q.C; c++) {
+      uint8_t* p = padded + c * plane;
+      const uint8_t* src = x + c * q.H * q.W;
+      std::memset(p, pad, static_cast<size_t>(q.pt * Wp));
+      for (int64_t y = 0; y < q.H && q.pt + y < Hp; y++) {
+        uint8_t* row = p + (q.pt + y) * Wp;
+        std::memset(row, pad, static_cast<size_t>(q.pl));
+        std::memcpy(row + q.pl, src + y * q.W, static_cast<size_t>(std::min(q.W, Wp - q.pl)));
+        if (q.pl + q.W < Wp) std::memset(row + q.pl + q.W, pad, static_cast<size_t>(Wp - q.pl - q.W));
+      }
+      for (int64_t y = q.pt + q.H; y < Hp; y++) std::memset(p + y * Wp, pad, static_cast<size_t>(Wp));
+    }
+#pragma omp single
+    std::memset(padded + q.C * plane, pad, static_cast<size_t>(slack));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < q.C * taps; r++) {
+      const int64_t c = r / taps, i = (r % taps) / q.kw, j = r % q.kw;
+      const uint8_t* base = padded + c * plane + i * q.dh * Wp + j * q.dw;
+      uint8_t* d = col + r * HoWo;
+      for (int64_t ho = 0; ho < q.Ho; ho++, d += q.Wo) {
+        const uint8_t* s = base + ho * q.sh * Wp;
+        if (q.sw == 1) copy_bytes(d, s, q.Wo);
+        else if (q.sw == 2 && avx2) copy_stride2_avx2(d, s, q.Wo);
+        else for (int64_t t = 0; t < q.Wo; t++) d[t] = s[t * q.sw];
+      }
     }
   }
 }
@@ -167,9 +221,10 @@ inline void store_scalar(const QGemm& g, int64_t m, int64_t n, int32_t acc) {
 }
 
 // Requantize 8 accumulators of row m (columns n..n+7, `cols` of them valid) and store them.
-template <class Q>
+template <class Q, bool WITH_COMP = true>
 INFERON_AVX2_INLINE void store8(const QGemm& g, int64_t m, int64_t n, int cols, __m256i acc) {
-  __m256 v = _mm256_cvtepi32_ps(_mm256_add_epi32(acc, _mm256_set1_epi32(g.comp[m])));
+  if (WITH_COMP) acc = _mm256_add_epi32(acc, _mm256_set1_epi32(g.comp[m]));
+  __m256 v = _mm256_cvtepi32_ps(acc);
   v = _mm256_mul_ps(v, _mm256_set1_ps(g.mult[m]));
   v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(static_cast<float>(g.lo - g.zy))),
                     _mm256_set1_ps(static_cast<float>(g.hi - g.zy)));
@@ -192,15 +247,16 @@ INFERON_AVX2_INLINE void store8(const QGemm& g, int64_t m, int64_t n, int cols, 
   }
 }
 
-// Requantize 32 accumulators of row m (4 vectors, all columns valid, C contiguous) with one store.
+// Requantize 32 accumulators of row m (comp included; 4 vectors, all columns valid, C contiguous)
+// with one store.
 template <class Q>
 INFERON_AVX2_INLINE void store32(const QGemm& g, int64_t m, int64_t n, const __m256i* acc) {
-  const __m256i comp = _mm256_set1_epi32(g.comp[m]), zy = _mm256_set1_epi32(g.zy);
+  const __m256i zy = _mm256_set1_epi32(g.zy);
   const __m256 mult = _mm256_set1_ps(g.mult[m]);
   const __m256 lo = _mm256_set1_ps(static_cast<float>(g.lo - g.zy)), hi = _mm256_set1_ps(static_cast<float>(g.hi - g.zy));
   __m256i q[4];
   for (int v = 0; v < 4; v++) {
-    __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(acc[v], comp)), mult);
+    __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[v]), mult);
     f = _mm256_min_ps(_mm256_max_ps(f, lo), hi);
     q[v] = _mm256_add_epi32(_mm256_cvtps_epi32(f), zy);
   }
@@ -213,52 +269,51 @@ INFERON_AVX2_INLINE void store32(const QGemm& g, int64_t m, int64_t n, const __m
 
 // ----------------------------------------------------------------------------------- kernels
 
-// VNNI: 6 rows x 32 columns; a: [K4][6][4], b: [K4][32][4]. 24 named accumulators (an array
-// makes GCC keep them on the stack), two broadcasts of A in flight.
-#define INFERON_QROW(r)                                                                           \
-  {                                                                                               \
-    int32_t a4;                                                                                   \
-    std::memcpy(&a4, ak + 4 * (r), 4);                                                            \
-    const __m256i av = _mm256_set1_epi32(a4);                                                     \
-    c##r##0 = _mm256_dpbusd_epi32(c##r##0, b0, av);                                               \
-    c##r##1 = _mm256_dpbusd_epi32(c##r##1, b1, av);                                               \
-    c##r##2 = _mm256_dpbusd_epi32(c##r##2, b2, av);                                               \
-    c##r##3 = _mm256_dpbusd_epi32(c##r##3, b3, av);                                               \
-  }
-
-template <class Q>
+// VNNI: 6 rows x (8 * NV) columns; a: [K4][6][4], b: [K4][8 * NV][4]. The accumulators start at
+// comp (one per row); fully unrolled so that GCC keeps all 6 * NV of them in registers.
+template <class Q, int NV>
 INFERON_VNNI void tile_vnni(const QGemm& g, const int8_t* a, const uint8_t* b, int64_t K4, int64_t m0,
                             int64_t n0) {
-  __m256i c00 = _mm256_setzero_si256(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00,
-          c13 = c00, c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00,
-          c40 = c00, c41 = c00, c42 = c00, c43 = c00, c50 = c00, c51 = c00, c52 = c00, c53 = c00;
-  for (int64_t k4 = 0; k4 < K4; k4++) {
-    const __m256i* bk = reinterpret_cast<const __m256i*>(b + k4 * 128);
-    const int8_t* ak = a + k4 * (4 * QMR);
-    const __m256i b0 = _mm256_loadu_si256(bk), b1 = _mm256_loadu_si256(bk + 1);
-    const __m256i b2 = _mm256_loadu_si256(bk + 2), b3 = _mm256_loadu_si256(bk + 3);
-    INFERON_QROW(0)
-    INFERON_QROW(1)
-    INFERON_QROW(2)
-    INFERON_QROW(3)
-    INFERON_QROW(4)
-    INFERON_QROW(5)
-  }
-  const __m256i acc[QMR][4] = {{c00, c01, c02, c03}, {c10, c11, c12, c13}, {c20, c21, c22, c23},
-                               {c30, c31, c32, c33}, {c40, c41, c42, c43}, {c50, c51, c52, c53}};
   const int64_t rows = std::min<int64_t>(QMR, g.M - m0);
-  if (n0 + 32 <= g.N && g.ldc_col == 1) {
-    for (int r = 0; r < rows; r++) store32<Q>(g, m0 + r, n0, acc[r]);
+  __m256i acc[QMR][NV];
+#pragma GCC unroll 6
+  for (int r = 0; r < QMR; r++) {
+    const __m256i c = _mm256_set1_epi32(r < rows ? g.comp[m0 + r] : 0);
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) acc[r][v] = c;
+  }
+  for (int64_t k4 = 0; k4 < K4; k4++) {
+    const __m256i* bk = reinterpret_cast<const __m256i*>(b + k4 * (32 * NV));
+    const int8_t* ak = a + k4 * (4 * QMR);
+    __m256i bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) bv[v] = _mm256_loadu_si256(bk + v);
+#pragma GCC unroll 6
+    for (int r = 0; r < QMR; r++) {
+      int32_t a4;
+      std::memcpy(&a4, ak + 4 * r, 4);
+      const __m256i av = _mm256_set1_epi32(a4);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) acc[r][v] = _mm256_dpbusd_epi32(acc[r][v], bv[v], av);
+    }
+  }
+  // a copy for the epilogue: taking the address of `acc` itself would keep it in memory
+  __m256i out[QMR][NV];
+#pragma GCC unroll 6
+  for (int r = 0; r < QMR; r++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) out[r][v] = acc[r][v];
+  if (NV == 4 && n0 + 32 <= g.N && g.ldc_col == 1) {
+    for (int r = 0; r < rows; r++) store32<Q>(g, m0 + r, n0, out[r]);
     return;
   }
   for (int r = 0; r < rows; r++)
-    for (int v = 0; v < 4; v++) {
+    for (int v = 0; v < NV; v++) {
       const int64_t n = n0 + 8 * v;
       if (n >= g.N) break;
-      store8<Q>(g, m0 + r, n, static_cast<int>(std::min<int64_t>(8, g.N - n)), acc[r][v]);
+      store8<Q, false>(g, m0 + r, n, static_cast<int>(std::min<int64_t>(8, g.N - n)), out[r][v]);
     }
 }
-#undef INFERON_QROW
 
 // AVX2 without VNNI: 6 rows x 8 columns; B widened to int16, vpmaddwd (exact).
 template <class Q>
@@ -315,6 +370,8 @@ void run(const QGemm& g, int nt) {
   const int64_t K4 = (g.K + 3) / 4;
   const int64_t panels = (g.N + NR - 1) / NR, mpanels = (g.M + QMR - 1) / QMR;
   const size_t panel_bytes = static_cast<size_t>(K4) * NR * 4;
+  // the last panel is only as wide as needed, in whole vectors of 8 columns (VNNI)
+  const int last_nr = level == 2 ? static_cast<int>(((g.N - (panels - 1) * NR) + 7) / 8 * 8) : NR;
   const double work = static_cast<double>(g.M) * g.N * g.K;
   const int T = threads_for(nt, work, 1 << 20);
 
@@ -332,10 +389,11 @@ void run(const QGemm& g, int nt) {
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
   for (int64_t p = 0; p < panels; p++) {
     const int64_t n0 = p * NR, nr = std::min<int64_t>(NR, g.N - n0);
+    const int width = p == panels - 1 ? last_nr : NR;
     uint8_t* dst = packed + static_cast<size_t>(p) * panel_bytes;
-    if (view.trans) pack_panel_trans(view, g.K, n0, nr, NR, flip, dst);
+    if (view.trans) pack_panel_trans(view, g.K, n0, nr, width, flip, dst);
     else if (simd_pack && nr == NR) pack_panel32_avx2(view, g.K, n0, flip, dst);
-    else pack_panel_scalar(view, g.K, n0, nr, NR, flip, dst);
+    else pack_panel_scalar(view, g.K, n0, nr, width, flip, dst);
   }
 
   // Tiles in (column chunk, row panel, column panel) order: a chunk of packed B stays in L2 while
@@ -349,7 +407,14 @@ void run(const QGemm& g, int nt) {
     const int64_t mp = rem / width, p = c * chunk + rem % width;
     const int8_t* a = g.a + mp * K4 * 4 * QMR;
     const uint8_t* b = packed + static_cast<size_t>(p) * panel_bytes;
-    if (level == 2) tile_vnni<Q>(g, a, b, K4, mp * QMR, p * NR);
+    if (level == 2) {
+      switch (p == panels - 1 ? last_nr / 8 : 4) {
+        case 1: tile_vnni<Q, 1>(g, a, b, K4, mp * QMR, p * NR); break;
+        case 2: tile_vnni<Q, 2>(g, a, b, K4, mp * QMR, p * NR); break;
+        case 3: tile_vnni<Q, 3>(g, a, b, K4, mp * QMR, p * NR); break;
+        default: tile_vnni<Q, 4>(g, a, b, K4, mp * QMR, p * NR); break;
+      }
+    }
     else if (level == 1) tile_avx2<Q>(g, a, b, K4, mp * QMR, p * NR);
     else tile_scalar<Q>(g, a, b, K4, NR, mp * QMR, p * NR);
   }

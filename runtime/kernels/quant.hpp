@@ -66,7 +66,62 @@ INFERON_AVX2 void dequantize_avx2(const Q* x, float* y, int64_t n, float scale, 
   for (; i < n; i++) y[i] = static_cast<float>(static_cast<int32_t>(x[i]) - zp) * scale;
 }
 
+template <class Q>
+INFERON_AVX2_INLINE __m256 load8_dequant(const Q* x, __m256i z, __m256 s) {
+  __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x));
+  __m256i v = std::is_signed<Q>::value ? _mm256_cvtepi8_epi32(b) : _mm256_cvtepu8_epi32(b);
+  return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(v, z)), s);
+}
+
+template <class QA, class QB, class QY>
+inline void qadd_scalar(const QA* a, float sa, int32_t za, const QB* b, float sb, int32_t zb, QY* y, float sy,
+                        int32_t zy, float lo, float hi, int64_t n) {
+  constexpr float qmin = static_cast<float>(std::numeric_limits<QY>::min());
+  constexpr float qmax = static_cast<float>(std::numeric_limits<QY>::max());
+  for (int64_t i = 0; i < n; i++) {
+    float v = static_cast<float>(static_cast<int32_t>(a[i]) - za) * sa + static_cast<float>(static_cast<int32_t>(b[i]) - zb) * sb;
+    v = std::min(std::max(v, lo), hi) / sy;
+    v = std::min(std::max(v, qmin - static_cast<float>(zy)), qmax - static_cast<float>(zy));
+    y[i] = static_cast<QY>(static_cast<int32_t>(std::nearbyint(v)) + zy);
+  }
+}
+
+template <class QA, class QB, class QY>
+INFERON_AVX2 void qadd_avx2(const QA* a, float sa, int32_t za, const QB* b, float sb, int32_t zb, QY* y, float sy,
+                            int32_t zy, float lo, float hi, int64_t n) {
+  constexpr float qmin = static_cast<float>(std::numeric_limits<QY>::min());
+  constexpr float qmax = static_cast<float>(std::numeric_limits<QY>::max());
+  const __m256 vsa = _mm256_set1_ps(sa), vsb = _mm256_set1_ps(sb), vsy = _mm256_set1_ps(sy);
+  const __m256i vza = _mm256_set1_epi32(za), vzb = _mm256_set1_epi32(zb), vzy = _mm256_set1_epi32(zy);
+  const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+  const __m256 qlo = _mm256_set1_ps(qmin - static_cast<float>(zy)), qhi = _mm256_set1_ps(qmax - static_cast<float>(zy));
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    // the float steps of dequantize, add, clamp, quantize, in that order (bit-exact with them)
+    __m256 v = _mm256_add_ps(load8_dequant(a + i, vza, vsa), load8_dequant(b + i, vzb, vsb));
+    v = _mm256_div_ps(_mm256_min_ps(_mm256_max_ps(v, vlo), vhi), vsy);
+    v = _mm256_min_ps(_mm256_max_ps(v, qlo), qhi);
+    store8(y + i, _mm256_add_epi32(_mm256_cvtps_epi32(v), vzy));
+  }
+  qadd_scalar(a + i, sa, za, b + i, sb, zb, y + i, sy, zy, lo, hi, n - i);
+}
+
 }  // namespace quant_detail
+
+// y = quantize(clamp(dequantize(a) + dequantize(b), lo, hi)) element-wise, every step in float32.
+template <class QA, class QB, class QY>
+inline void qadd(const QA* a, float sa, int32_t za, const QB* b, float sb, int32_t zb, QY* y, float sy, int32_t zy,
+                 float lo, float hi, int64_t n, int num_threads = 1) {
+  const bool avx2 = use_avx2();
+  const int T = threads_for(num_threads, static_cast<double>(n), 65536.0);
+  const int64_t chunk = ((n + T - 1) / T + 63) & ~int64_t(63);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t s = 0; s < n; s += chunk) {
+    const int64_t len = std::min(chunk, n - s);
+    if (avx2) quant_detail::qadd_avx2(a + s, sa, za, b + s, sb, zb, y + s, sy, zy, lo, hi, len);
+    else quant_detail::qadd_scalar(a + s, sa, za, b + s, sb, zb, y + s, sy, zy, lo, hi, len);
+  }
+}
 
 // y[i] = saturate(round_half_even(x[i] / scale) + zp) for Q = uint8_t or int8_t.
 template <class Q>

@@ -727,6 +727,28 @@ class QMatMulOp(IRDLOperation):
         verify_int_bias(self, self.bias, b[1])
 
 
+@irdl_op_definition
+class QAddOp(IRDLOperation):
+    """Quantized element-wise Add with a fused ReLU / Clip, computed like its QDQ form:
+    y = quantize(act(dequantize(lhs) + dequantize(rhs))) in float32, all per-tensor 8-bit, same shape."""
+
+    name = "graph.qadd"
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    epilogue = prop_def(EpilogueAttr, default_value=NO_EPILOGUE)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+
+    def verify_(self) -> None:
+        types = [quant_of(v) for v in (self.lhs, self.rhs, self.output)]
+        if any(q is None or not q.per_tensor or q.dtype.itemsize != 1 for q in types):
+            raise VerifyException("graph.qadd: operands and result must be per-tensor ui8/si8 tensors")
+        if not shape_of(self.lhs) == shape_of(self.rhs) == shape_of(self.output):
+            raise VerifyException("graph.qadd: operands and result must have the same shape")
+        if self.epilogue.activation not in QUANT_ACTIVATIONS:
+            raise VerifyException("graph.qadd: only relu and clip can be fused")
+
+
 def prop_attr(op: Operation, name: str) -> Attribute:
     return op.properties[name]
 
@@ -738,7 +760,7 @@ Graph = Dialect(
         *BINARY_OPS, *UNARY_OPS,
         MaxPoolOp, AvgPoolOp, GlobalAvgPoolOp, GlobalMaxPoolOp,
         ConcatOp, ReshapeOp, TransposeOp, SoftmaxOp, LRNOp, IdentityOp,
-        QuantizeOp, DequantizeOp, QConv2dOp, QMatMulOp,
+        QuantizeOp, DequantizeOp, QConv2dOp, QMatMulOp, QAddOp,
     ],
     [ActivationKindAttr, EpilogueAttr, ElementwiseKindAttr, SparseFormatAttr, SparseAttr, QuantType],
 )  # fmt: skip

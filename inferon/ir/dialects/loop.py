@@ -425,6 +425,25 @@ class DequantizeOp(IRDLOperation):
     size = prop_def(I64Attr)
 
 
+@irdl_op_definition
+class QAddOp(IRDLOperation):
+    """y = quantize(clamp(dequantize(a) + dequantize(b), lo, hi)) over `size` elements, in float32.
+
+    quant = [a_scale, a_zero_point, b_scale, b_zero_point, y_scale, y_zero_point, lo, hi] (lo / hi:
+    the real bounds of a fused ReLU / Clip, infinite when none)."""
+
+    name = "loop.qadd"
+    lhs = operand_def(MemRefType)
+    rhs = operand_def(MemRefType)
+    output = operand_def(MemRefType)
+    quant = prop_def(DenseArrayBase)
+    size = prop_def(I64Attr)
+
+    def verify_(self) -> None:
+        if len(self.quant.get_values()) != 8:
+            raise VerifyException("loop.qadd: quant has 8 entries (a, b, y scale / zero point, lo, hi)")
+
+
 class QGemmBase(IRDLOperation):
     """Fields shared by `loop.qgemm` and `vec.qgemm` (see loop.qgemm)."""
 
@@ -477,7 +496,7 @@ class QGemmOp(QGemmBase):
 
 COMPUTE_OPS = (
     Conv2dOp, DepthwiseConv2dOp, Im2ColOp, MatMulOp, Pool2dOp, GlobalPoolOp, BinaryOp, UnaryOp, CopyOp,
-    TransposeOp, SoftmaxOp, LRNOp, SpMMOp, QuantizeOp, DequantizeOp, QGemmOp,
+    TransposeOp, SoftmaxOp, LRNOp, SpMMOp, QuantizeOp, DequantizeOp, QGemmOp, QAddOp,
 )  # fmt: skip
 
 Loop = Dialect("loop", [WeightOp, AllocOp, SliceOp, *COMPUTE_OPS], [TilesAttr])

@@ -19,6 +19,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import (
     ArrayAttr,
     BoolAttr,
+    DenseArrayBase,
     FloatAttr,
     IntegerAttr,
     MemRefType,
@@ -26,6 +27,7 @@ from xdsl.dialects.builtin import (
     TensorType,
     UnitAttr,
     f32,
+    f64,
     i64,
 )
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
@@ -297,6 +299,19 @@ def _quantize(lw: Lowering, op: Operation, out: SSAValue) -> None:
     }  # fmt: skip
     cls = loop.QuantizeOp if is_q else loop.DequantizeOp
     lw.emit(cls.create(operands=[lw.buffer(op.operands[0]), out], properties=props))
+
+
+@lowers(graph.QAddOp)
+def _qadd(lw: Lowering, op: Operation, out: SSAValue) -> None:
+    assert isinstance(op, graph.QAddOp)
+    qa, qb, qy = (quant_of(v) for v in (op.lhs, op.rhs, op.output))
+    assert qa is not None and qb is not None and qy is not None
+    lo, hi = quant.activation_bounds(op.epilogue)
+    values = [qa.scale, qa.zero_point, qb.scale, qb.zero_point, qy.scale, qy.zero_point, lo, hi]
+    props = {
+        "quant": DenseArrayBase.from_list(f64, values), "size": i64_attr(math.prod(shape_of(op.output))),
+    }  # fmt: skip
+    lw.emit(loop.QAddOp.create(operands=[lw.buffer(op.lhs), lw.buffer(op.rhs), out], properties=props))
 
 
 def _qgemm_constants(

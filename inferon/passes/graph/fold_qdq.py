@@ -8,6 +8,7 @@ Produces:
   imports), when x is per-tensor 8-bit, w a symmetric si8 weight (per tensor or per output channel)
   and act a ReLU or Clip (or nothing). The bias becomes int32 in units of sx * sw[c] (a float
   bias is rounded to that grid).
+- `graph.qadd` for quantize(act(dequantize(a) + dequantize(b))) (residual additions), same shapes.
 - `quantize(dequantize(x))` with the same parameters on both sides folds to `x`.
 - Every remaining `dequantize` of a weight becomes a float weight: such layers run in float, between
   the explicit quantize / dequantize of the model (the "boundary").
@@ -140,7 +141,7 @@ class _Folder:
         if isinstance(op, graph.AddOp):
             mm = next((v.owner for v in (op.lhs, op.rhs) if isinstance(v.owner, graph.MatMulOp)), None)
             if mm is None or not _single_use(mm.results[0]):
-                return False
+                return self.add(op, q, epilogue)
             bias = op.rhs if mm.results[0] is op.lhs else op.lhs
             op = mm
         try:
@@ -152,6 +153,19 @@ class _Folder:
                 return False
         except LookupError:
             return False
+        q.parent_block().insert_op_before(new, q)  # type: ignore[union-attr]
+        q.results[0].replace_all_uses_with(new.results[0])
+        return True
+
+    def add(self, op: graph.AddOp, q: graph.QuantizeOp, epilogue: EpilogueAttr) -> bool:
+        """quantize(act(dequantize(a) + dequantize(b))) of equal shapes -> graph.qadd."""
+        try:
+            a, b = _activation_input(op.lhs), _activation_input(op.rhs)
+        except LookupError:
+            return False
+        if not shape_of(a) == shape_of(b) == shape_of(q.output):
+            return False
+        new = graph.QAddOp.create(operands=[a, b], properties={"epilogue": epilogue}, result_types=[q.output.type])
         q.parent_block().insert_op_before(new, q)  # type: ignore[union-attr]
         q.results[0].replace_all_uses_with(new.results[0])
         return True
