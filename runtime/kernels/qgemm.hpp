@@ -396,15 +396,24 @@ void run(const QGemm& g, int nt) {
     else pack_panel_scalar(view, g.K, n0, nr, width, flip, dst);
   }
 
-  // Tiles in (column chunk, row panel, column panel) order: a chunk of packed B stays in L2 while
-  // the A panels stream past it.
+  // Tile order: the smaller operand stays in cache while the other streams past it once. With a
+  // larger packed B (big images): (column chunk, row panel, column panel), a chunk of B in L2;
+  // with a larger A (deep layers, few columns): (row panel, column panel), all of B in L2.
   const int64_t chunk = std::max<int64_t>(1, static_cast<int64_t>((256 * 1024) / panel_bytes));
+  const bool a_outer = g.M * g.K > g.N * g.K || panels <= chunk;
   const int64_t tiles = mpanels * panels;
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
   for (int64_t t = 0; t < tiles; t++) {
-    const int64_t c = t / (mpanels * chunk), rem = t - c * mpanels * chunk;
-    const int64_t width = std::min(chunk, panels - c * chunk);
-    const int64_t mp = rem / width, p = c * chunk + rem % width;
+    int64_t mp, p;
+    if (a_outer) {
+      mp = t / panels;
+      p = t % panels;
+    } else {
+      const int64_t c = t / (mpanels * chunk), rem = t - c * mpanels * chunk;
+      const int64_t width = std::min(chunk, panels - c * chunk);
+      mp = rem / width;
+      p = c * chunk + rem % width;
+    }
     const int8_t* a = g.a + mp * K4 * 4 * QMR;
     const uint8_t* b = packed + static_cast<size_t>(p) * panel_bytes;
     if (level == 2) {
