@@ -65,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="import a Python file that registers passes with inferon.register_pass")
     c.add_argument("--target", choices=["native", "avx2", "avx512", "scalar"], default="native",
                    help="highest instruction set the kernels may use (default native: the best the CPU "
-                   "running the model has; AVX-512 currently runs the AVX2 kernels, which are as fast on "
-                   "Zen 4); a scalar fallback is always included")
+                   "running the model has; at the AVX-512 level INT8 layers use AVX512-VNNI where the CPU has it, "
+                   "float layers the AVX2 kernels, which are as fast on Zen 4); a scalar fallback is always included")
     c.add_argument("--sparse", choices=["auto", "off", "csr", "2:4"], default="auto",
                    help="weight storage per conv/FC layer: auto (default) finds the zeros already in the "
                    "weights and picks dense, CSR or 2:4 by a cost model calibrated on this CPU (layers "
@@ -76,6 +76,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="experiments only: magnitude-prune every conv/FC weight except the stem first, "
                    "per layer: unstructured:S (e.g. unstructured:0.9 zeroes 90%% of each layer) or 2:4; "
                    "prints the output deviation this causes on a random input")
+    c.add_argument("--quantize", choices=["int8"], default=None,
+                   help="quantize a float model to INT8 (post-training, static): per-channel int8 weights, "
+                        "per-tensor uint8 activations from --calibration; prints the deviation from the float "
+                        "model. Not needed for models that are already quantized (QDQ / QOperator ONNX)")
+    c.add_argument("--calibration", type=Path, metavar="DATA.npz",
+                   help="calibration inputs for --quantize: an .npz with one array per model input, samples "
+                        "along the first axis (e.g. 16-100 representative inputs)")
+    c.add_argument("--calibration-method", choices=["minmax", "percentile", "entropy"], default="minmax",
+                   help="activation ranges from the calibration run: minmax (extremes seen), percentile "
+                        "(0.01-99.99 %%) or entropy (KL-optimal clipping). Default: minmax")
+    c.add_argument("--keep-float", action="append", default=[], metavar="LAYER",
+                   help="leave a layer in float with --quantize: its index among the Conv/MatMul layers "
+                        "(0, 1, -1, ...) or first / last; repeatable. The report lists the layers")
     c.add_argument("-v", "--verbose", action="store_true", help="report each stage and its time")
 
     r = sub.add_parser("run", help="run a compiled model on .npy/.npz inputs",
@@ -110,7 +123,8 @@ def _compile(args: argparse.Namespace) -> int:
     inferon.compile(
         args.model, output, input_shapes=dict(args.input_shape), dump_ir=args.dump_ir,
         print_ir_after=args.print_ir_after, verbose=args.verbose, target=args.target, prune=args.prune,
-        sparse=args.sparse,
+        sparse=args.sparse, quantize=args.quantize, calibration=args.calibration,
+        calibration_method=args.calibration_method, keep_float=[k for item in args.keep_float for k in item.split(",")],
     )  # fmt: skip
     print(f"compiled {args.model} -> {output} in {time.perf_counter() - start:.2f} s")
     if args.dump_ir:

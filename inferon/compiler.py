@@ -7,13 +7,17 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import onnx
 from xdsl.dialects.builtin import ModuleOp
 
 from inferon.backend.emitter import EmittedModel, emit_cpp
 from inferon.backend.toolchain import build_shared_library
-from inferon.frontend.onnx.importer import import_model
+from inferon.calibration import load_calibration
+from inferon.errors import InferonError
+from inferon.frontend.onnx.importer import import_model, load_proto
 from inferon.ir.context import make_context
+from inferon.passes.graph.quantize import Quantization
 from inferon.pipeline import Pipeline
 from inferon.version import __version__
 
@@ -28,6 +32,7 @@ def lower(
     target: str = "native",
     prune: str | None = None,
     sparse: str = "auto",
+    quantization: Quantization | None = None,
 ) -> tuple[ModuleOp, EmittedModel]:
     """Import and run the pipeline; return the lowest-level module and the emitted C++."""
     log = (lambda msg: print(msg, file=sys.stderr)) if verbose else (lambda msg: None)
@@ -38,6 +43,7 @@ def lower(
     ctx = make_context(weights)
     pipeline = Pipeline.default(
         prune=prune,
+        quantization=quantization,
         pass_options={"sparsify": {"mode": sparse}},
         dump_dir=Path(dump_ir) if dump_ir else None,
         print_ir_after=frozenset(print_ir_after),
@@ -64,6 +70,10 @@ def compile(  # noqa: A001 - the public name users expect
     target: str = "native",
     prune: str | None = None,
     sparse: str = "auto",
+    quantize: str | None = None,
+    calibration: str | Path | Mapping[str, np.ndarray] | Iterable[Mapping[str, np.ndarray]] | None = None,
+    calibration_method: str = "minmax",
+    keep_float: Sequence[str] = (),
 ) -> Path:
     """Compile an ONNX model (path, bytes or ModelProto) into the shared library `output`.
 
@@ -72,10 +82,31 @@ def compile(  # noqa: A001 - the public name users expect
     is loaded on. `sparse` picks weight storage: auto (dense, CSR or 2:4 per layer from the zeros in
     the weights and a cost model), off, csr or 2:4. `prune` ("unstructured:0.9", "2:4") magnitude-prunes
     the conv/FC weights first, for experiments, and prints the output deviation it causes.
+
+    `quantize="int8"` quantizes a float model (post-training, static): `calibration` is an .npz
+    file (one array per model input, samples along the first axis), a dict of such arrays, or an
+    iterable of feed dicts; `calibration_method` is minmax, percentile or entropy; `keep_float`
+    lists layers to leave in float (indices into the quantizable Conv/MatMul layers in order, or
+    "first" / "last"). A report of the deviation from the float model on the calibration data is
+    printed. Models that are already quantized (QDQ or QOperator ONNX) need none of this.
     """
+    quantization = None
+    if quantize is not None:
+        if quantize.lower() != "int8":
+            raise InferonError(f"--quantize '{quantize}': only int8 is supported")
+        if calibration is None:
+            raise InferonError("--quantize int8 needs calibration data (--calibration DATA.npz)")
+        proto = load_proto(model)
+        inits = {i.name for i in proto.graph.initializer}
+        names = [i.name for i in proto.graph.input if i.name not in inits]
+        quantization = Quantization(
+            load_calibration(calibration, names), method=calibration_method, keep_float=tuple(keep_float),
+            verbose=verbose,
+        )
+        model = proto
     _, emitted = lower(
         model, input_shapes=input_shapes, dump_ir=dump_ir, print_ir_after=print_ir_after, verbose=verbose,
-        target=target, prune=prune, sparse=sparse,
+        target=target, prune=prune, sparse=sparse, quantization=quantization,
     )
     start = time.perf_counter()
     out = build_shared_library(emitted.source, emitted.weights, Path(output), verbose=verbose)
@@ -83,4 +114,30 @@ def compile(  # noqa: A001 - the public name users expect
         print(f"inferon: built {out} in {time.perf_counter() - start:.2f} s "
               f"(weights {len(emitted.weights) / 1e6:.1f} MB, arena {emitted.arena_bytes / 1e6:.1f} MB)",
               file=sys.stderr)  # fmt: skip
+    if quantization is not None:
+        print(quantization_report(out, quantization), file=sys.stderr)
     return out
+
+
+def quantization_report(library: Path, quantization: Quantization) -> str:
+    """How far the INT8 model's outputs are from the float model's on the calibration samples."""
+    import inferon
+
+    lines = [f"inferon: INT8 quantization ({quantization.method} calibration, {len(quantization.samples)} samples, "
+             f"{len(quantization.layers) - len(quantization.kept)}/{len(quantization.layers)} layers quantized)"]  # fmt: skip
+    if quantization.kept:
+        lines.append(f"  kept in float: {', '.join(quantization.kept)}")
+    with inferon.load(library) as m:
+        results = [m.run({k: np.ascontiguousarray(v, np.float32) for k, v in feed.items()}) for feed in quantization.samples]
+        names = m.output_names
+    for j, name in enumerate(names):
+        ref = np.stack([f[j] for f in quantization.float_outputs])
+        got = np.stack([r[name] for r in results])
+        span = float(ref.max() - ref.min()) or 1.0
+        err = np.abs(got.astype(np.float64) - ref)
+        line = f"  output '{name}': max |error| {err.max():.4g}, mean {err.mean():.4g} ({100 * err.mean() / span:.2f} % of its range)"
+        if ref.ndim >= 2 and ref.shape[-1] > 1:
+            agree = np.mean(ref.reshape(len(ref), -1, ref.shape[-1]).argmax(-1) == got.reshape(len(got), -1, got.shape[-1]).argmax(-1))
+            line += f", top-1 agreement {100 * agree:.1f} %"
+        lines.append(line)
+    return "\n".join(lines)

@@ -68,17 +68,21 @@ class Pipeline:
 
     @staticmethod
     def default(
-        *, prune: str | None = None, pass_options: dict[str, dict[str, object]] | None = None, **kwargs: object
-    ) -> Pipeline:
+        *, prune: str | None = None, quantization: object | None = None,
+        pass_options: dict[str, dict[str, object]] | None = None, **kwargs: object,
+    ) -> Pipeline:  # fmt: skip
         """The default pipeline, with registered user passes inserted after their anchor.
 
         `prune` (e.g. "unstructured:0.9", "2:4") inserts the opt-in `prune` pass before `sparsify`;
+        `quantization` (a `passes.graph.quantize.Quantization`) inserts `quantize` before `fuse-epilogue`;
         `pass_options` maps a pass name to its constructor arguments (e.g. {"sparsify": {"mode": "off"}}).
         """
         entries: list[tuple[str, ModulePass]] = []
         users = user_passes()
         options = pass_options or {}
         for stage, name in DEFAULT_PASSES:
+            if name == "fuse-epilogue" and quantization is not None:
+                entries.append((stage, get_pass("quantize")(quantization=quantization)))  # type: ignore[call-arg]
             if name == "sparsify" and prune:
                 entries.append((stage, get_pass("prune")(spec=prune)))  # type: ignore[call-arg]
             entries.append((stage, get_pass(name)(**options.get(name, {}))))

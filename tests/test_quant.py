@@ -392,3 +392,67 @@ def test_onnxruntime_quantized_real_models_match_onnxruntime(tmp_path, name):
         dq = [n for n in q.graph.node if n.output[0] == vo.name and n.op_type == "DequantizeLinear"]
         step = float(numpy_helper.to_array(next(i for i in q.graph.initializer if i.name == dq[0].input[1]))) if dq else 1e-6
         assert _within_one_step(out, ref, step) >= 0.999, f"{vo.name}: {np.abs(out - ref).max()} (step {step})"
+
+
+# ------------------------------------------------------------------- Inferon's own quantization
+def _float_reference(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    return run_onnxruntime(model, {"x": x})[0]
+
+
+@pytest.mark.parametrize("method", ["minmax", "percentile", "entropy"])
+def test_quantize_float_model_stays_close_to_float(tmp_path, capsys, method):
+    """--quantize int8: every Conv/Gemm quantized (activations uint8 between them, the residual Add
+    too), outputs within a few % of the float model, and a report on stderr."""
+    rng = np.random.default_rng(0)
+    model = _float_cnn(rng)
+    calib = {"x": rng.standard_normal((16, 1, 3, 18, 21)).astype(np.float32)}
+    so = inferon.compile(model, tmp_path / "q.so", quantize="int8", calibration=calib, calibration_method=method,
+                         dump_ir=tmp_path / "dump")  # fmt: skip
+    report = capsys.readouterr().err
+    assert "5/5 layers quantized" in report and "top-1 agreement" in report
+    final = sorted((tmp_path / "dump").glob("*plan-memory.mlir"))[-1].read_text()
+    assert final.count('"vec.qgemm"') == 5 and '"loop.qadd"' in final
+    cm = inferon.load(so)
+    errs = []
+    for _ in range(4):
+        x = rng.standard_normal((1, 3, 18, 21)).astype(np.float32)
+        ref = _float_reference(model, x)
+        errs.append(np.abs(cm(x) - ref).mean() / np.abs(ref).mean())
+    # entropy calibration clips outliers on purpose: a larger error on these random weights
+    assert max(errs) < (0.15 if method == "entropy" else 0.05), errs
+
+
+def test_quantize_keep_float_and_npz_and_cli(tmp_path):
+    from inferon.cli import main
+
+    rng = np.random.default_rng(1)
+    model = _float_cnn(rng)
+    onnx.save(model, tmp_path / "m.onnx")
+    np.savez(tmp_path / "calib.npz", images=rng.standard_normal((8, 1, 3, 18, 21)).astype(np.float32))
+    rc = main(["compile", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "m.so"), "--quantize", "int8",
+               "--calibration", str(tmp_path / "calib.npz"), "--keep-float", "first,last",
+               "--dump-ir", str(tmp_path / "dump")])  # fmt: skip
+    assert rc == 0
+    final = sorted((tmp_path / "dump").glob("*plan-memory.mlir"))[-1].read_text()
+    assert final.count('"vec.qgemm"') == 3 and final.count('"vec.gemm"') == 2
+    x = rng.standard_normal((1, 3, 18, 21)).astype(np.float32)
+    ref = _float_reference(model, x)
+    out = inferon.load(tmp_path / "m.so")(x)
+    assert np.abs(out - ref).max() / np.abs(ref).max() < 0.1
+
+
+def test_quantize_errors(tmp_path):
+    model = _float_cnn(np.random.default_rng(2))
+    with pytest.raises(InferonError, match="needs calibration data"):
+        inferon.compile(model, tmp_path / "a.so", quantize="int8")
+    with pytest.raises(InferonError, match="only int8"):
+        inferon.compile(model, tmp_path / "a.so", quantize="int4", calibration={"x": np.zeros((1, 1, 3, 18, 21))})
+    with pytest.raises(InferonError, match="does not exist"):
+        inferon.compile(model, tmp_path / "a.so", quantize="int8", calibration=tmp_path / "missing.npz")
+    with pytest.raises(InferonError, match="no array for input"):
+        inferon.compile(model, tmp_path / "a.so", quantize="int8", calibration={"a": np.zeros(2), "b": np.zeros(2)})
+    calib = {"x": np.random.default_rng(0).standard_normal((2, 1, 3, 18, 21)).astype(np.float32)}
+    with pytest.raises(InferonError, match="keep-float 9: the model has 5 quantizable layers"):
+        inferon.compile(model, tmp_path / "a.so", quantize="int8", calibration=calib, keep_float=["9"])
+    with pytest.raises(InferonError, match="unknown calibration method"):
+        inferon.compile(model, tmp_path / "a.so", quantize="int8", calibration=calib, calibration_method="mse")

@@ -1,0 +1,170 @@
+"""Calibration for `inferon compile --quantize int8`: run the float model on sample inputs and turn
+the values each tensor takes into a quantization range.
+
+The float model is compiled by Inferon itself (a *probe*: the graph with the tensors to calibrate
+added as outputs, lowered by the float pipeline and cached like any model), run on every sample, and
+each tensor's values summarised. Ranges: `minmax` (the extremes seen), `percentile` (the 0.01 /
+99.99 percentiles: a few outliers do not stretch the scale) and `entropy` (the clipping threshold
+whose 8-bit histogram is closest, in KL divergence, to the float one; TensorRT's method).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr
+from xdsl.ir import SSAValue
+
+from inferon.errors import InferonError
+
+METHODS = ("minmax", "percentile", "entropy")
+MAX_SAMPLES_PER_TENSOR = 1 << 20  # values kept per tensor for percentile / entropy
+
+
+def load_calibration(data: str | Path | Mapping[str, np.ndarray] | Iterable[Mapping[str, np.ndarray]],
+                     input_names: list[str]) -> list[dict[str, np.ndarray]]:  # fmt: skip
+    """Calibration samples as feed dicts, from an .npz file (arrays named like the model inputs,
+    the first axis indexing the samples; a single-input model may use any one array name), a dict
+    of such arrays, or an iterable of feed dicts (a Python data reader)."""
+    if isinstance(data, (str, Path)):
+        path = Path(data)
+        if not path.is_file():
+            raise InferonError(f"calibration data '{path}' does not exist")
+        try:
+            with np.load(path) as npz:
+                data = {k: npz[k] for k in npz.files}
+        except Exception as exc:
+            raise InferonError(f"calibration data '{path}' is not a readable .npz file: {exc}") from exc
+    if isinstance(data, Mapping):
+        arrays = dict(data)
+        if len(input_names) == 1 and len(arrays) == 1 and input_names[0] not in arrays:
+            arrays = {input_names[0]: next(iter(arrays.values()))}
+        missing = [n for n in input_names if n not in arrays]
+        if missing:
+            raise InferonError(f"calibration data has no array for input(s) {missing}; it has {sorted(arrays)}")
+        counts = {len(arrays[n]) for n in input_names}
+        if len(counts) != 1:
+            raise InferonError(f"calibration arrays hold different numbers of samples: {sorted(counts)}")
+        samples = [{n: np.asarray(arrays[n][i]) for n in input_names} for i in range(counts.pop())]
+    else:
+        samples = [dict(feed) for feed in data]
+    if not samples:
+        raise InferonError("calibration data holds no samples")
+    return samples
+
+
+@dataclass
+class TensorStats:
+    """Running summary of one tensor's values over the calibration samples."""
+
+    lo: float = float("inf")
+    hi: float = float("-inf")
+    values: list[np.ndarray] = field(default_factory=list)
+    kept: int = 0
+
+    def add(self, x: np.ndarray, rng: np.random.Generator, keep_values: bool) -> None:
+        flat = np.asarray(x, np.float32).ravel()
+        self.lo, self.hi = min(self.lo, float(flat.min())), max(self.hi, float(flat.max()))
+        if keep_values and self.kept < MAX_SAMPLES_PER_TENSOR:
+            take = min(flat.size, MAX_SAMPLES_PER_TENSOR // 4, MAX_SAMPLES_PER_TENSOR - self.kept)
+            self.values.append(flat if take == flat.size else rng.choice(flat, take, replace=False))
+            self.kept += take
+
+    def range(self, method: str) -> tuple[float, float]:
+        if method == "minmax" or not self.values:
+            return self.lo, self.hi
+        values = np.concatenate(self.values)
+        if method == "percentile":
+            lo = float(np.percentile(values, 0.01)) if self.lo < 0 else 0.0
+            return min(lo, 0.0), float(np.percentile(values, 99.99))
+        t = entropy_threshold(np.abs(values), bins_out=128 if self.lo < 0 else 255)
+        return (-t if self.lo < 0 else 0.0), t
+
+
+def entropy_threshold(values: np.ndarray, bins: int = 2048, bins_out: int = 128) -> float:
+    """The clipping threshold of |values| minimising KL(P || Q), P the clipped float histogram and
+    Q its `bins_out`-level quantization (TensorRT's entropy calibration). Exact zeros (ReLU
+    outputs) are left out: zero is always representable, and their spike would dominate P."""
+    values = values[values != 0]
+    top = float(values.max()) if values.size else 0.0
+    if top <= 0:
+        return 1e-8
+    hist, edges = np.histogram(values, bins=bins, range=(0.0, top))
+    hist = hist.astype(np.float64)
+    best, best_kl = bins, np.inf
+    for i in range(bins_out, bins + 1, 16):
+        p = hist[:i].copy()
+        p[-1] += hist[i:].sum()  # P: the clipped distribution (outliers in the last bin)
+        q = np.zeros(i)  # Q: the unclipped bins quantized to bins_out levels, expanded back
+        for idx in np.array_split(np.arange(i), bins_out):
+            nonzero = hist[idx] > 0
+            if nonzero.any():
+                q[idx[nonzero]] = hist[idx].sum() / nonzero.sum()
+        mask = p > 0
+        ps, qs = p / p.sum(), q / max(q.sum(), 1e-12)
+        kl = np.sum(ps[mask] * np.log(ps[mask] / np.maximum(qs[mask], 1e-12)))
+        if kl < best_kl:
+            best, best_kl = i, kl
+    return float(edges[best])
+
+
+def collect_stats(
+    module: ModuleOp, weights: object, values: list[SSAValue], samples: list[dict[str, np.ndarray]],
+    *, method: str, verbose: bool = False,
+) -> tuple[list[TensorStats], list[list[np.ndarray]]]:  # fmt: skip
+    """Compile the float graph `module` with `values` as extra outputs, run every sample; return
+    each value's statistics and the model's own outputs per sample (for the deviation report)."""
+    import inferon
+    from inferon.backend.emitter import emit_cpp
+    from inferon.backend.toolchain import build_shared_library
+    from inferon.ir.context import make_context
+    from inferon.passes import get_pass
+    from inferon.pipeline import DEFAULT_PASSES, Pipeline
+
+    if method not in METHODS:
+        raise InferonError(f"unknown calibration method '{method}'; choose one of {', '.join(METHODS)}")
+    mapping: dict[SSAValue, SSAValue] = {}
+    probe = module.clone(value_mapper=mapping)
+    fn = next(op for op in probe.ops if isinstance(op, func.FuncOp))
+    ret = fn.body.block.last_op
+    assert isinstance(ret, func.ReturnOp)
+    n_out = len(ret.operands)
+    extra = [mapping[v] for v in values]
+    new_ret = func.ReturnOp(*ret.operands, *extra)
+    fn.body.block.insert_op_before(new_ret, ret)
+    fn.body.block.erase_op(ret)
+    names = list(fn.res_attrs.data) if fn.res_attrs else []
+    names += [DictionaryAttr({"inferon.name": StringAttr(f"__calib_{i}")}) for i in range(len(extra))]
+    fn.res_attrs = ArrayAttr(names)
+    fn.function_type = func.FunctionType.from_lists(fn.function_type.inputs.data, [v.type for v in new_ret.operands])
+
+    ctx = make_context(weights)  # type: ignore[arg-type]
+    start = next(i for i, (_, name) in enumerate(DEFAULT_PASSES) if name == "fuse-epilogue")
+    passes = [(stage, get_pass(name)(**({"mode": "off"} if name == "sparsify" else {})))
+              for stage, name in DEFAULT_PASSES[start:]]  # fmt: skip
+    Pipeline(passes).run(ctx, probe)  # type: ignore[arg-type]
+    emitted = emit_cpp(probe, ctx.weights, source="calibration")
+    with tempfile.TemporaryDirectory() as tmp:
+        so = build_shared_library(emitted.source, emitted.weights, Path(tmp) / "probe.so")
+        model = inferon.load(so)
+        stats = [TensorStats() for _ in values]
+        outputs: list[list[np.ndarray]] = []
+        rng = np.random.default_rng(0)
+        for i, feed in enumerate(samples):
+            named = model.run({k: np.ascontiguousarray(v, np.float32) for k, v in feed.items()})
+            result = [named[n] for n in model.output_names]
+            outputs.append([np.array(r) for r in result[:n_out]])
+            for s, r in zip(stats, result[n_out:], strict=True):
+                s.add(r, rng, keep_values=method != "minmax")
+            if verbose:
+                print(f"\rinferon: calibration sample {i + 1}/{len(samples)}", end="", file=sys.stderr)
+        if verbose:
+            print(file=sys.stderr)
+        model.close()
+    return stats, outputs

@@ -1,0 +1,276 @@
+"""quantize: post-training static INT8 quantization of a float graph (`--quantize int8`).
+
+Preconditions: graph level after fold-batchnorm / fold-constants (weights final, BatchNorm folded),
+before fuse-epilogue; an `InferonContext`. The pass calibrates first (`inferon.calibration`: the
+float graph is compiled with the tensors to calibrate as extra outputs and run on the samples).
+Produces, for every Conv / MatMul (Gemm) with a constant weight, except the layers kept in float:
+- `graph.qconv2d` / `graph.qmatmul`: weights per-channel symmetric int8 (scale max|w| / 127 per
+  output channel), activations per-tensor asymmetric uint8 (the calibrated range, widened to
+  include 0), bias int32 in units of sx * sw[c]; a following ReLU / Clip is fused (its output is
+  the range calibrated);
+- `graph.qadd` for an Add of two quantized tensors (residual connections), ReLU fused;
+- `graph.quantize` where a float tensor enters a quantized layer and `graph.dequantize` where a
+  quantized result feeds a float op: activations stay uint8 from one quantized layer to the next.
+`Quantization.layers` lists the layers in order (the indices `keep_float` refers to);
+`Quantization.float_outputs` keeps the float model's outputs on the samples for the report.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Block, Operation, SSAValue
+from xdsl.passes import ModulePass
+
+from inferon.calibration import TensorStats, collect_stats
+from inferon.errors import PassError
+from inferon.ir.attrs import NO_EPILOGUE, EpilogueAttr, QuantType
+from inferon.ir.dialects import graph
+from inferon.ir.dialects.graph import i32_signed, shape_of
+from inferon.ir.weights import WeightStore
+from inferon.passes.graph.fold_constants import weights_context
+from inferon.passes.graph.fold_qdq import _activation
+
+
+@dataclass
+class Quantization:
+    """What `--quantize int8` was asked for, and what it found (filled in by the pass)."""
+
+    samples: list[dict[str, np.ndarray]]
+    method: str = "minmax"
+    keep_float: tuple[str, ...] = ()  # layer indices ("0", "-1") or "first" / "last"
+    verbose: bool = False
+    layers: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    float_outputs: list[list[np.ndarray]] = field(default_factory=list)
+
+
+@dataclass
+class _Layer:
+    op: Operation  # conv2d / matmul
+    bias: SSAValue | None  # matmul: the 1-D weight of a following Add
+    epilogue: EpilogueAttr
+    out: SSAValue  # the value the layer's uint8 output stands for (after bias / activation)
+    last: Operation  # the last float op the layer replaces
+
+
+def _single_user(value: SSAValue) -> Operation | None:
+    return value.get_user_of_unique_use() if value.has_one_use() else None
+
+
+def _float_weight(value: SSAValue) -> graph.WeightOp | None:
+    owner = value.owner
+    return owner if isinstance(owner, graph.WeightOp) and graph.is_float(owner.result) else None
+
+
+def _layers(block: Block) -> list[_Layer]:
+    found = []
+    for op in block.ops:
+        if isinstance(op, graph.Conv2dOp):
+            if _float_weight(op.weight) is None or op.residual is not None or op.epilogue != NO_EPILOGUE:
+                continue
+            if op.bias is not None and _float_weight(op.bias) is None:
+                continue
+            bias, last = op.bias, op
+        elif isinstance(op, graph.MatMulOp):
+            if _float_weight(op.rhs) is None or len(shape_of(op.rhs)) != 2 or op.bias is not None or op.residual is not None:
+                continue
+            bias, last = None, op
+            user = _single_user(op.output)
+            if isinstance(user, graph.AddOp):
+                other = user.rhs if user.lhs is op.output else user.lhs
+                w = _float_weight(other)
+                if w is not None and shape_of(other) == (shape_of(op.rhs)[1],):
+                    bias, last = other, user
+        else:
+            continue
+        epilogue = NO_EPILOGUE
+        user = _single_user(last.results[0])
+        if user is not None and _activation(user) is not None:
+            epilogue, last = _activation(user), user  # type: ignore[assignment]
+        found.append(_Layer(op, bias, epilogue, last.results[0], last))
+    return found
+
+
+def _kept(spec: tuple[str, ...], count: int) -> set[int]:
+    kept = set()
+    for item in spec:
+        token = item.strip().lower()
+        if token == "first":
+            kept.add(0)
+        elif token == "last":
+            kept.add(count - 1)
+        else:
+            try:
+                index = int(token)
+            except ValueError:
+                raise PassError(f"--keep-float '{item}': expected a layer index (0, 1, -1...), first or last") from None
+            if not -count <= index < count:
+                raise PassError(f"--keep-float {index}: the model has {count} quantizable layers (0..{count - 1})")
+            kept.add(index % count)
+    return kept
+
+
+def activation_type(lo: float, hi: float) -> QuantType:
+    """Per-tensor asymmetric uint8 covering [lo, hi] and 0."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    if not np.isfinite(lo) or not np.isfinite(hi):
+        raise PassError(f"calibration saw a non-finite value range [{lo}, {hi}]")
+    scale = max((hi - lo) / 255.0, 1e-8)
+    zp = int(np.clip(np.rint(-lo / np.float32(scale)), 0, 255))
+    return QuantType.make(np.uint8, [scale], [zp])
+
+
+class _Rewriter:
+    def __init__(self, block: Block, store: WeightStore, types: dict[SSAValue, QuantType]) -> None:
+        self.block, self.store, self.types = block, store, types
+        self.quantized: dict[SSAValue, SSAValue] = {}
+
+    def weight(self, values: np.ndarray, element: object, hint: str, before: Operation) -> SSAValue:
+        op = graph.WeightOp(self.store.add(values, hint, keep_dtype=True), values.shape, element)  # type: ignore[arg-type]
+        self.block.insert_op_before(op, before)
+        return op.result
+
+    def as_quantized(self, x: SSAValue, before: Operation) -> SSAValue:
+        """The uint8 version of float tensor x: the source of a dequantize, or a new quantize."""
+        if x in self.quantized:
+            return self.quantized[x]
+        if isinstance(x.owner, graph.DequantizeOp) and graph.quant_of(x.owner.input) is not None:
+            return x.owner.input
+        q = graph.QuantizeOp(x, self.types[x])
+        if isinstance(x.owner, Operation):
+            self.block.insert_op_after(q, x.owner)
+        else:
+            self.block.insert_op_before(q, before)
+        self.quantized[x] = q.output
+        return q.output
+
+    def replace(self, old: SSAValue, new_op: Operation, after: Operation) -> None:
+        """Put `new_op` after `after`; float users of `old` read its dequantized result."""
+        self.block.insert_op_after(new_op, after)
+        dq = graph.DequantizeOp(new_op.results[0])
+        self.block.insert_op_after(dq, new_op)
+        old.replace_all_uses_with(dq.output)
+
+    def layer(self, layer: _Layer) -> None:
+        op, qy = layer.op, self.types[layer.out]
+        xq = self.as_quantized(op.operands[0], op)
+        qx = graph.quant_of(xq)
+        assert qx is not None
+        w = self.store[op.operands[1].owner.handle.data]  # type: ignore[union-attr]
+        axis = 0 if isinstance(op, graph.Conv2dOp) else 1
+        channels = w.shape[axis]
+        reduce_axes = tuple(a for a in range(w.ndim) if a != axis)
+        scales = (np.abs(w).max(axis=reduce_axes) / 127.0).astype(np.float32)
+        scales = np.where(scales > 0, scales, np.float32(1.0))
+        shape = [1] * w.ndim
+        shape[axis] = channels
+        wq = np.clip(np.rint(w / scales.reshape(shape)), -127, 127).astype(np.int8)
+        wtype = QuantType.make(np.int8, scales.tolist(), [0], axis)
+        operands = [xq, self.weight(wq, wtype, "q_w", op)]
+        if layer.bias is not None:
+            b = self.store[layer.bias.owner.handle.data].astype(np.float64)  # type: ignore[union-attr]
+            unit = np.float32(qx.scale) * scales.astype(np.float64)
+            bq = np.rint(b / unit)
+            if np.any(np.abs(bq) >= 2**31):
+                raise PassError(f"{op.name}: the quantized bias overflows int32")
+            operands.append(self.weight(bq.astype(np.int32), i32_signed(), "q_b", op))
+        if isinstance(op, graph.Conv2dOp):
+            props = {k: op.properties[k] for k in ("strides", "pads", "dilations", "group")}
+            props["epilogue"] = layer.epilogue
+            new = graph.QConv2dOp.create(operands=operands, properties=props, result_types=[graph.tensor_type(shape_of(layer.out), qy)])
+        else:
+            new = graph.QMatMulOp.create(operands=operands, properties={"epilogue": layer.epilogue},
+                                         result_types=[graph.tensor_type(shape_of(layer.out), qy)])  # fmt: skip
+        self.replace(layer.out, new, layer.last)
+
+    def add(self, op: graph.AddOp, out: SSAValue, last: Operation, epilogue: EpilogueAttr) -> None:
+        a, b = (self.as_quantized(v, op) for v in (op.lhs, op.rhs))
+        new = graph.QAddOp.create(operands=[a, b], properties={"epilogue": epilogue},
+                                  result_types=[graph.tensor_type(shape_of(out), self.types[out])])  # fmt: skip
+        self.replace(out, new, last)
+
+
+def _is_dequantized(value: SSAValue) -> bool:
+    return isinstance(value.owner, graph.DequantizeOp)
+
+
+@dataclass(frozen=True)
+class QuantizePass(ModulePass):
+    """Calibrate, then quantize conv / matmul layers (and residual adds) to INT8."""
+
+    name = "quantize"
+    quantization: Quantization | None = None
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if self.quantization is None:
+            raise PassError("quantize: needs calibration data (inferon compile --quantize int8 --calibration DATA)")
+        q = self.quantization
+        store = weights_context(ctx, self.name)
+        fn = next((o for o in op.ops if isinstance(o, func.FuncOp)), None)
+        if fn is None:
+            raise PassError("quantize: module has no @main")
+        block = fn.body.block
+        layers = _layers(block)
+        if not layers:
+            raise PassError("quantize: the model has no Conv / MatMul / Gemm layer with constant weights to quantize")
+        kept = _kept(q.keep_float, len(layers))
+        q.layers = [f"{i}: {lay.op.name} {list(shape_of(lay.op.operands[1]))}" for i, lay in enumerate(layers)]
+        q.kept = [q.layers[i] for i in sorted(kept)]
+        chosen = [lay for i, lay in enumerate(layers) if i not in kept]
+        adds = self._adds(block, chosen)
+        values = list(dict.fromkeys(
+            [v for lay in chosen for v in (lay.op.operands[0], lay.out)] + [v for _, v, _, _ in adds]
+        ))  # fmt: skip
+        stats, q.float_outputs = collect_stats(op, store, values, q.samples, method=q.method, verbose=q.verbose)
+        types = {v: activation_type(*s.range(q.method)) for v, s in zip(values, stats, strict=True)}
+        _warn_empty(values, stats, q.verbose)
+        rewriter = _Rewriter(block, store, types)
+        pending = {lay.op: lay for lay in chosen}
+        add_at = {add: (out, last, epi) for add, out, last, epi in adds}
+        for o in list(block.ops):
+            if o in pending:
+                rewriter.layer(pending[o])
+            elif o in add_at and all(_is_dequantized(v) for v in (o.lhs, o.rhs)):  # type: ignore[attr-defined]
+                out, last, epi = add_at[o]
+                rewriter.add(o, out, last, epi)  # type: ignore[arg-type]
+        _erase_dead(block)
+
+    @staticmethod
+    def _adds(block: Block, chosen: list[_Layer]) -> list[tuple[graph.AddOp, SSAValue, Operation, EpilogueAttr]]:
+        """Adds of two same-shaped layer outputs (or of earlier such adds): residual connections."""
+        produced = {lay.out for lay in chosen}
+        found = []
+        for o in block.ops:
+            if not isinstance(o, graph.AddOp) or not all(v in produced for v in (o.lhs, o.rhs)):
+                continue
+            if not shape_of(o.lhs) == shape_of(o.rhs) == shape_of(o.output):
+                continue
+            out, last, epi = o.output, o, NO_EPILOGUE
+            user = _single_user(o.output)
+            if user is not None and _activation(user) is not None:
+                out, last, epi = user.results[0], user, _activation(user)  # type: ignore[assignment]
+            produced.add(out)
+            found.append((o, out, last, epi))
+        return found
+
+
+def _warn_empty(values: list[SSAValue], stats: list[TensorStats], verbose: bool) -> None:
+    flat = [s for s in stats if s.hi - s.lo == 0]
+    if flat and verbose:
+        print(f"inferon: {len(flat)} calibrated tensor(s) were constant on every sample", file=sys.stderr)
+
+
+def _erase_dead(block: Block) -> None:
+    changed = True
+    while changed:
+        changed = False
+        for o in reversed(list(block.ops)):
+            if o.dialect_name() == "graph" and o.results and all(not r.uses for r in o.results):
+                block.erase_op(o)
+                changed = True
