@@ -10,6 +10,7 @@ Produces:
   bias is rounded to that grid).
 - `graph.qadd` for quantize(act(dequantize(a) + dequantize(b))) (residual additions), same shapes.
 - `quantize(dequantize(x))` with the same parameters on both sides folds to `x`.
+- Depthwise convolutions stay float (no INT8 depthwise kernel yet).
 - Every remaining `dequantize` of a weight becomes a float weight: such layers run in float, between
   the explicit quantize / dequantize of the model (the "boundary").
 """
@@ -32,6 +33,12 @@ from inferon.ir.weights import WeightStore
 from inferon.passes.graph.fold_constants import weights_context
 
 
+def is_depthwise(op: graph.Conv2dOp) -> bool:
+    """group == input channels > 1 (the quantized GEMM would run one 1-row GEMM per channel)."""
+    group = op.group.value.data
+    return group > 1 and group == shape_of(op.input)[1]
+
+
 def _single_use(value: SSAValue) -> bool:
     return value.has_one_use()
 
@@ -41,7 +48,7 @@ def _producer(value: SSAValue, cls: type[Operation]) -> Operation | None:
     return owner if isinstance(owner, cls) else None
 
 
-def _activation(op: Operation) -> EpilogueAttr | None:
+def activation_epilogue(op: Operation) -> EpilogueAttr | None:
     """The epilogue equivalent of a graph.relu / graph.clip op, else None."""
     if isinstance(op, graph.ReluOp):
         return EpilogueAttr.make(ActivationKind.RELU)
@@ -131,8 +138,8 @@ class _Folder:
         value = q.input
         epilogue = NO_EPILOGUE
         act = value.owner
-        if isinstance(act, Operation) and _activation(act) is not None and _single_use(value):
-            epilogue = _activation(act)
+        if isinstance(act, Operation) and activation_epilogue(act) is not None and _single_use(value):
+            epilogue = activation_epilogue(act)
             value = act.operands[0]
         if not _single_use(value):
             return False
@@ -171,6 +178,8 @@ class _Folder:
         return True
 
     def conv(self, op: graph.Conv2dOp, q: graph.QuantizeOp, epilogue: EpilogueAttr) -> Operation:
+        if is_depthwise(op):
+            raise LookupError  # no INT8 depthwise kernel yet: the float one, between quantize / dequantize
         x = _activation_input(op.input)
         qx = quant_of(x)
         assert qx is not None

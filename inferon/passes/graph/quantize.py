@@ -3,7 +3,8 @@
 Preconditions: graph level after fold-batchnorm / fold-constants (weights final, BatchNorm folded),
 before fuse-epilogue; an `InferonContext`. The pass calibrates first (`inferon.calibration`: the
 float graph is compiled with the tensors to calibrate as extra outputs and run on the samples).
-Produces, for every Conv / MatMul (Gemm) with a constant weight, except the layers kept in float:
+Produces, for every Conv / MatMul (Gemm) with a constant weight, except depthwise convolutions (no
+INT8 depthwise kernel yet) and the layers kept in float:
 - `graph.qconv2d` / `graph.qmatmul`: weights per-channel symmetric int8 (scale max|w| / 127 per
   output channel), activations per-tensor asymmetric uint8 (the calibrated range, widened to
   include 0), bias int32 in units of sx * sw[c]; a following ReLU / Clip is fused (its output is
@@ -34,7 +35,7 @@ from inferon.ir.dialects import graph
 from inferon.ir.dialects.graph import i32_signed, shape_of
 from inferon.ir.weights import WeightStore
 from inferon.passes.graph.fold_constants import weights_context
-from inferon.passes.graph.fold_qdq import _activation
+from inferon.passes.graph.fold_qdq import activation_epilogue, is_depthwise
 
 
 @dataclass
@@ -74,6 +75,8 @@ def _layers(block: Block) -> list[_Layer]:
         if isinstance(op, graph.Conv2dOp):
             if _float_weight(op.weight) is None or op.residual is not None or op.epilogue != NO_EPILOGUE:
                 continue
+            if is_depthwise(op):  # no INT8 depthwise kernel yet: stays float
+                continue
             if op.bias is not None and _float_weight(op.bias) is None:
                 continue
             bias, last = op.bias, op
@@ -91,8 +94,8 @@ def _layers(block: Block) -> list[_Layer]:
             continue
         epilogue = NO_EPILOGUE
         user = _single_user(last.results[0])
-        if user is not None and _activation(user) is not None:
-            epilogue, last = _activation(user), user  # type: ignore[assignment]
+        if user is not None and activation_epilogue(user) is not None:
+            epilogue, last = activation_epilogue(user), user  # type: ignore[assignment]
         found.append(_Layer(op, bias, epilogue, last.results[0], last))
     return found
 
@@ -253,8 +256,8 @@ class QuantizePass(ModulePass):
                 continue
             out, last, epi = o.output, o, NO_EPILOGUE
             user = _single_user(o.output)
-            if user is not None and _activation(user) is not None:
-                out, last, epi = user.results[0], user, _activation(user)  # type: ignore[assignment]
+            if user is not None and activation_epilogue(user) is not None:
+                out, last, epi = user.results[0], user, activation_epilogue(user)  # type: ignore[assignment]
             produced.add(out)
             found.append((o, out, last, epi))
         return found
