@@ -193,3 +193,13 @@ SHIM void k_dequantize(const void* x, float* y, int64_t n, float scale, int zp, 
   else if (kind == 1) inferon::dequantize_linear(static_cast<const int8_t*>(x), y, n, scale, zp, threads);
   else inferon::dequantize_linear(static_cast<const uint8_t*>(x), y, n, scale, zp, threads);
 }
+
+SHIM void k_qmax_pool2d(const void* x, void* y, int64_t NC, int64_t H, int64_t W, int64_t Ho, int64_t Wo,
+                        const int* g /* kh kw sh sw pt pl pb pr dh dw */, int is_signed, int threads) {
+  if (is_signed)
+    inferon::qmax_pool2d(static_cast<const int8_t*>(x), static_cast<int8_t*>(y), NC, H, W, Ho, Wo, g[0], g[1], g[2],
+                         g[3], g[4], g[5], g[6], g[7], g[8], g[9], threads);
+  else
+    inferon::qmax_pool2d(static_cast<const uint8_t*>(x), static_cast<uint8_t*>(y), NC, H, W, Ho, Wo, g[0], g[1], g[2],
+                         g[3], g[4], g[5], g[6], g[7], g[8], g[9], threads);
+}

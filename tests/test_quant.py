@@ -59,7 +59,8 @@ def shim(tmp_path_factory):
     lib.k_qgemm.argtypes = [I64, I64, I64, P, P, I64, INT, INT, P, INT, P, P, P, I64, I64, INT, INT, INT, INT, INT]
     lib.k_quantize.argtypes = [P, P, I64, F, INT, INT, INT]
     lib.k_dequantize.argtypes = [P, P, I64, F, INT, INT, INT]
-    for name in ("k_qgemm", "k_quantize", "k_dequantize"):
+    lib.k_qmax_pool2d.argtypes = [P, P, I64, I64, I64, I64, I64, P, INT, INT]
+    for name in ("k_qgemm", "k_quantize", "k_dequantize", "k_qmax_pool2d"):
         getattr(lib, name).restype = None
     lib.k_set_isa.argtypes = [INT]
     return lib
@@ -243,6 +244,31 @@ def test_quantize_dequantize_kernels(shim, isa, signed, x, scale, zp):
     np.testing.assert_array_equal(again, q)
 
 
+@pytest.mark.parametrize("isa", [0, 1])
+@given(
+    h=st.integers(1, 40), w=st.integers(1, 70), k=st.integers(1, 4), s=st.integers(1, 3), pad=st.integers(0, 1),
+    d=st.integers(1, 2), signed=st.booleans(), seed=st.integers(0, 1000),
+)  # fmt: skip
+@SETTINGS
+def test_qmax_pool2d_matches_numpy(shim, isa, h, w, k, s, pad, d, signed, seed):
+    from inferon.ir.interpreter import pool2d
+
+    pad = min(pad, k - 1) if d == 1 else 0  # no window entirely in the padding
+    ho = (h + 2 * pad - (k - 1) * d - 1) // s + 1
+    wo = (w + 2 * pad - (k - 1) * d - 1) // s + 1
+    if ho < 1 or wo < 1:
+        return
+    rng = np.random.default_rng(seed)
+    dtype = np.int8 if signed else np.uint8
+    x = rng.integers(np.iinfo(dtype).min, np.iinfo(dtype).max + 1, (2, 3, h, w)).astype(dtype)
+    ref = pool2d(x.astype(np.float64), (k, k), (s, s), (pad, pad, pad, pad), (d, d), (ho, wo), True, False)
+    y = np.zeros((2, 3, ho, wo), dtype)
+    geo = np.array([k, k, s, s, pad, pad, pad, pad, d, d], np.int32)
+    shim.k_set_isa(isa)
+    shim.k_qmax_pool2d(x.ctypes.data, y.ctypes.data, 6, h, w, ho, wo, geo.ctypes.data, int(signed), 1)
+    np.testing.assert_array_equal(y, ref.astype(dtype))
+
+
 # ------------------------------------------------------------------------------ models
 def _float_cnn(rng: np.random.Generator) -> onnx.ModelProto:
     """Convs (padded, strided, grouped, 1x1), ReLU, a residual Add, pooling and a Gemm head."""
@@ -296,6 +322,7 @@ def test_onnxruntime_quantized_cnn_matches_onnxruntime(tmp_path, options):
     q = quantize_onnxruntime(_float_cnn(rng), _calibration(rng), **options)
     module_ops = _compiled_op_names(q, tmp_path)
     assert "vec.qgemm" in module_ops
+    assert "qmax_pool2d" in (tmp_path / "dump" / "model.cpp").read_text()  # MaxPool on the uint8 data
     cm = inferon.load(inferon.compile(q, tmp_path / "m.so"))
     for _ in range(3):
         x = rng.standard_normal((1, 3, 18, 21)).astype(np.float32)

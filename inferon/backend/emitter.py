@@ -302,6 +302,15 @@ class CppEmitter:
     @emit.register
     def _(self, op: loop.Pool2dOp) -> None:
         g = ", ".join(str(v) for v in ints(op.geometry))
+        if ctype(op.input.type) != "float":
+            if not op.is_max.value.data:
+                raise InferonError("C++ emitter: average pooling of a quantized tensor has no kernel")
+            nc, h, w, ho, wo, *rest = ints(op.geometry)
+            self.line(
+                f"inferon::qmax_pool2d({self.buf(op.input)}, {self.buf(op.output)}, {nc}, {h}, {w}, {ho}, {wo}, "
+                f"{', '.join(str(v) for v in rest)}, nt);"
+            )
+            return
         self.line(
             f"inferon::pool2d({self.buf(op.input)}, {self.buf(op.output)}, {g}, "
             f"{int(op.is_max.value.data)}, {int(op.count_include_pad.value.data)}, nt);"
@@ -309,6 +318,14 @@ class CppEmitter:
 
     @emit.register
     def _(self, op: loop.GlobalPoolOp) -> None:
+        if ctype(op.input.type) != "float":
+            if not op.is_max.value.data:
+                raise InferonError("C++ emitter: global average pooling of a quantized tensor has no kernel")
+            self.line(
+                f"inferon::qglobal_max_pool({self.buf(op.input)}, {self.buf(op.output)}, {op.planes.value.data}, "
+                f"{op.plane_size.value.data}, nt);"
+            )
+            return
         self.line(
             f"inferon::global_pool({self.buf(op.input)}, {self.buf(op.output)}, {op.planes.value.data}, "
             f"{op.plane_size.value.data}, {int(op.is_max.value.data)}, nt);"

@@ -155,3 +155,93 @@ inline void dequantize_linear(const Q* x, float* y, int64_t n, float scale, int3
 }
 
 }  // namespace inferon
+
+namespace inferon {
+
+namespace quant_detail {
+
+// 16 (stride 2: every other byte of 32) or 32 (stride 1) outputs of one tap row into acc.
+template <class Q>
+INFERON_AVX2_INLINE __m256i vmax(__m256i a, __m256i b) {
+  return std::is_signed<Q>::value ? _mm256_max_epi8(a, b) : _mm256_max_epu8(a, b);
+}
+
+template <class Q>
+INFERON_AVX2 void max_pool_plane_avx2(const Q* p, int64_t Wp, Q* y, int64_t Ho, int64_t Wo, int kh, int kw, int sh,
+                                      int sw, int dh, int dw) {
+  const __m256i even = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1,
+                                        0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1);
+  const int step = sw == 1 ? 32 : 16;
+  for (int64_t ho = 0; ho < Ho; ho++) {
+    Q* out = y + ho * Wo;
+    int64_t wo = 0;
+    for (; wo + step <= Wo; wo += step) {
+      __m256i acc = _mm256_set1_epi8(static_cast<char>(std::numeric_limits<Q>::min()));
+      for (int i = 0; i < kh; i++)
+        for (int j = 0; j < kw; j++) {
+          const Q* r = p + (ho * sh + static_cast<int64_t>(i) * dh) * Wp + j * dw + wo * sw;
+          __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r));
+          if (sw == 2) v = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(v, even), 0x08);
+          acc = vmax<Q>(acc, v);
+        }
+      if (sw == 1) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + wo), acc);
+      else _mm_storeu_si128(reinterpret_cast<__m128i*>(out + wo), _mm256_castsi256_si128(acc));
+    }
+    for (; wo < Wo; wo++) {
+      Q m = std::numeric_limits<Q>::min();
+      for (int i = 0; i < kh; i++)
+        for (int j = 0; j < kw; j++)
+          m = std::max(m, p[(ho * sh + static_cast<int64_t>(i) * dh) * Wp + j * dw + wo * sw]);
+      out[wo] = m;
+    }
+  }
+}
+
+}  // namespace quant_detail
+
+// MaxPool on quantized NC planes (the max commutes with the monotonic dequantization): each plane
+// is copied into a border of the type's minimum (the identity of max), then every output row is
+// a running vector max over the kh x kw tap rows (32 outputs per step at stride 1, 16 at stride 2).
+template <class Q>
+inline void qmax_pool2d(const Q* x, Q* y, int64_t NC, int64_t H, int64_t W, int64_t Ho, int64_t Wo, int kh, int kw,
+                        int sh, int sw, int pt, int pl, int pb, int pr, int dh, int dw, int num_threads = 1) {
+  (void)pb;
+  (void)pr;
+  const int64_t Hp = std::max<int64_t>(H + pt, (Ho - 1) * sh + static_cast<int64_t>(kh - 1) * dh + 1);
+  const int64_t Wp = std::max<int64_t>(W + pl, (Wo - 1) * sw + static_cast<int64_t>(kw - 1) * dw + 1) + 64;
+  const bool avx2 = use_avx2() && (sw == 1 || sw == 2);
+  const int T = threads_for(num_threads, static_cast<double>(NC) * Ho * Wo * kh * kw, 65536.0);
+#pragma omp parallel num_threads(T) if (T > 1)
+  {
+    std::vector<Q> plane(static_cast<size_t>(Hp * Wp));
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < NC; c++) {
+      std::fill(plane.begin(), plane.end(), std::numeric_limits<Q>::min());
+      for (int64_t r = 0; r < H; r++)
+        std::memcpy(plane.data() + (pt + r) * Wp + pl, x + (c * H + r) * W, static_cast<size_t>(W) * sizeof(Q));
+      Q* out = y + c * Ho * Wo;
+      if (avx2) {
+        quant_detail::max_pool_plane_avx2(plane.data(), Wp, out, Ho, Wo, kh, kw, sh, sw, dh, dw);
+        continue;
+      }
+      for (int64_t ho = 0; ho < Ho; ho++)
+        for (int64_t wo = 0; wo < Wo; wo++) {
+          Q m = std::numeric_limits<Q>::min();
+          for (int i = 0; i < kh; i++)
+            for (int j = 0; j < kw; j++)
+              m = std::max(m, plane[static_cast<size_t>((ho * sh + static_cast<int64_t>(i) * dh) * Wp + j * dw + wo * sw)]);
+          out[ho * Wo + wo] = m;
+        }
+    }
+  }
+}
+
+// GlobalMaxPool on quantized NC planes.
+template <class Q>
+inline void qglobal_max_pool(const Q* x, Q* y, int64_t NC, int64_t HW, int num_threads = 1) {
+  const int T = threads_for(num_threads, static_cast<double>(NC) * HW, 65536.0);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t c = 0; c < NC; c++) y[c] = *std::max_element(x + c * HW, x + (c + 1) * HW);
+}
+
+}  // namespace inferon

@@ -9,6 +9,9 @@ Produces:
   and act a ReLU or Clip (or nothing). The bias becomes int32 in units of sx * sw[c] (a float
   bias is rounded to that grid).
 - `graph.qadd` for quantize(act(dequantize(a) + dequantize(b))) (residual additions), same shapes.
+- MaxPool / GlobalMaxPool / Concat / Reshape between a dequantize and a quantize of the same
+  parameters run on the integers (the graph op on `!graph.quant` tensors); Concat inputs quantized
+  differently are requantized (dequantize + quantize) to the output's parameters first.
 - `quantize(dequantize(x))` with the same parameters on both sides folds to `x`.
 - Depthwise convolutions stay float (no INT8 depthwise kernel yet).
 - Every remaining `dequantize` of a weight becomes a float weight: such layers run in float, between
@@ -31,6 +34,10 @@ from inferon.ir.dialects.graph import i32_signed, ints, quant_of, shape_of
 from inferon.ir.interpreter import evaluate
 from inferon.ir.weights import WeightStore
 from inferon.passes.graph.fold_constants import weights_context
+
+
+# ops that only select or move values: on quantized tensors they run on the integers directly
+PASSTHROUGH_OPS = (graph.MaxPoolOp, graph.GlobalMaxPoolOp, graph.ConcatOp, graph.ReshapeOp)
 
 
 def is_depthwise(op: graph.Conv2dOp) -> bool:
@@ -135,6 +142,8 @@ class _Folder:
 
     def fold(self, q: graph.QuantizeOp) -> bool:
         """Try to fold the chain ending in `q`; True when it did."""
+        if self.passthrough(q):
+            return True
         value = q.input
         epilogue = NO_EPILOGUE
         act = value.owner
@@ -160,6 +169,32 @@ class _Folder:
                 return False
         except LookupError:
             return False
+        q.parent_block().insert_op_before(new, q)  # type: ignore[union-attr]
+        q.results[0].replace_all_uses_with(new.results[0])
+        return True
+
+    def passthrough(self, q: graph.QuantizeOp) -> bool:
+        """quantize(op(dequantize(x), ...)) for a data-movement op whose inputs and output share one
+        quantization: the op runs on the integers (MaxPool / GlobalMaxPool / Concat / Reshape)."""
+        op = q.input.owner
+        if not isinstance(op, PASSTHROUGH_OPS) or not _single_use(q.input):
+            return False
+        sources = []
+        target = q.output.type.element_type  # type: ignore[attr-defined]
+        for v in op.operands:
+            dq = _producer(v, graph.DequantizeOp)
+            if dq is None:
+                return False
+            if dq.operands[0].type.element_type == target:  # type: ignore[attr-defined]
+                sources.append(dq.operands[0])
+            elif isinstance(op, graph.ConcatOp):  # requantize this input to the output's parameters
+                requant = graph.QuantizeOp(v, target)
+                q.parent_block().insert_op_before(requant, q)  # type: ignore[union-attr]
+                sources.append(requant.output)
+            else:
+                return False
+        props = dict(op.properties)
+        new = type(op).create(operands=sources, properties=props, result_types=[q.output.type])
         q.parent_block().insert_op_before(new, q)  # type: ignore[union-attr]
         q.results[0].replace_all_uses_with(new.results[0])
         return True
