@@ -35,7 +35,6 @@ from inferon.ir.interpreter import evaluate
 from inferon.ir.weights import WeightStore
 from inferon.passes.graph.fold_constants import weights_context
 
-
 # ops that only select or move values: on quantized tensors they run on the integers directly
 PASSTHROUGH_OPS = (graph.MaxPoolOp, graph.GlobalMaxPoolOp, graph.ConcatOp, graph.ReshapeOp)
 
