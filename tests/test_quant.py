@@ -485,9 +485,12 @@ def test_quantize_errors(tmp_path):
         inferon.compile(model, tmp_path / "a.so", quantize="int8", calibration=calib, calibration_method="mse")
 
 
-def test_mobilenet_block_with_depthwise_conv(tmp_path):
-    """Depthwise convs (no INT8 kernel yet) run in float between quantize / dequantize; the
-    pointwise convs around them are INT8; both forms match ONNX Runtime (QDQ) or the float model."""
+@pytest.mark.parametrize("isa", ["avx2", "scalar"])
+@pytest.mark.parametrize("stride,dilation", [(1, 1), (2, 1), (1, 2)])
+def test_mobilenet_block_with_depthwise_conv(tmp_path, monkeypatch, isa, stride, dilation):
+    """Depthwise convs run on the direct INT8 kernel (bit-exact with ONNX Runtime's QLinearConv);
+    the ONNX Runtime-quantized block matches ORT, Inferon's own quantization the float model."""
+    monkeypatch.setenv("INFERON_ISA", isa)
     rng = np.random.default_rng(3)
     init = {
         "w1": rng.standard_normal((16, 3, 3, 3)) * 0.3, "dw": rng.standard_normal((16, 1, 3, 3)) * 0.3,
@@ -497,17 +500,19 @@ def test_mobilenet_block_with_depthwise_conv(tmp_path):
     nodes = [
         helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1], strides=[2, 2]),
         helper.make_node("Clip", ["c1", "lo", "hi"], ["r1"]),
-        helper.make_node("Conv", ["r1", "dw"], ["c2"], pads=[1, 1, 1, 1], group=16),
+        helper.make_node("Conv", ["r1", "dw"], ["c2"], pads=[dilation] * 4, group=16, strides=[stride] * 2,
+                         dilations=[dilation] * 2),
         helper.make_node("Relu", ["c2"], ["r2"]),
         helper.make_node("Conv", ["r2", "pw", "b"], ["y"]),
     ]
     model = make_model(nodes, {"x": (1, 3, 18, 21)}, ["y"], init, opset=13)
     calib = _calibration(rng)
     q = quantize_onnxruntime(model, calib)
-    cm = inferon.load(inferon.compile(q, tmp_path / "qdq.so"))
+    cm = inferon.load(inferon.compile(q, tmp_path / "qdq.so", dump_ir=tmp_path / "dump"))
+    assert "qdepthwise_conv2d" in (tmp_path / "dump" / "model.cpp").read_text()
     x = rng.standard_normal((1, 3, 18, 21)).astype(np.float32)
     ref = run_onnxruntime(q, {"x": x})[0]
-    assert _within_one_step(cm(x), ref, _output_step(q)) >= 0.999
+    np.testing.assert_array_equal(cm(x), ref)
     own = inferon.load(inferon.compile(model, tmp_path / "own.so", quantize="int8",
                                        calibration={"x": np.stack([c["x"] for c in calib])}))  # fmt: skip
     ref = run_onnxruntime(model, {"x": x})[0]

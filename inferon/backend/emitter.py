@@ -255,6 +255,22 @@ class CppEmitter:
         self.line("}")
 
     @emit.register
+    def _(self, op: loop.QDepthwiseConv2dOp) -> None:
+        n, c, h, w = op.input.type.get_shape()  # type: ignore[attr-defined]
+        m, _, kh, kw = op.weight.type.get_shape()  # type: ignore[attr-defined]
+        ho, wo = op.output.type.get_shape()[2:]  # type: ignore[attr-defined]
+        (sh, sw), (pt, pl, _, _), (dh, dw) = ints(op.strides), ints(op.pads), ints(op.dilations)
+        zy, lo, hi = ints(op.requant)
+        self.line("{")
+        self.line(
+            f"  const inferon::QDepthwise g{{{n}, {c}, {h}, {w}, {m}, {ho}, {wo}, {kh}, {kw}, {sh}, {sw}, {pt}, {pl}, "
+            f"{dh}, {dw}, {self.buf(op.weight)}, {self.buf(op.comp)}, {self.buf(op.mult)}, {zy}, {lo}, {hi}, "
+            f"{op.pad.value.data}}};"
+        )
+        self.line(f"  inferon::qdepthwise_conv2d(g, {self.buf(op.input)}, {self.buf(op.output)}, nt);")
+        self.line("}")
+
+    @emit.register
     def _(self, op: loop.QAddOp) -> None:
         sa, za, sb, zb, sy, zy, lo, hi = (float(v) for v in op.quant.get_values())
         self.line(

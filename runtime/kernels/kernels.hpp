@@ -15,6 +15,7 @@
 //   sparse.hpp       spmm (CSR / 2:4 sparse weights x dense activations; GEMV at N == 1)
 //   quant.hpp        quantize_linear, dequantize_linear
 //   qgemm.hpp        qgemm (uint8 activations x int8 weights, requantized; VNNI / AVX2 / scalar)
+//   qdepthwise.hpp   qdepthwise_conv2d (direct quantized depthwise convolution)
 //   elementwise.hpp  binary, unary, copy, copy_rows, channel_affine
 //   layout.hpp       transpose
 //   norm.hpp         softmax, lrn
@@ -28,6 +29,7 @@
 #include "layout.hpp"
 #include "norm.hpp"
 #include "pool.hpp"
+#include "qdepthwise.hpp"
 #include "qgemm.hpp"
 #include "quant.hpp"
 #include "sparse.hpp"

@@ -444,6 +444,37 @@ class QAddOp(IRDLOperation):
             raise VerifyException("loop.qadd: quant has 8 entries (a, b, y scale / zero point, lo, hi)")
 
 
+@irdl_op_definition
+class QDepthwiseConv2dOp(IRDLOperation):
+    """Quantized direct depthwise convolution (QLinearConv with group == C_in) on NCHW.
+
+    input [N, C, H, W] (ui8 / si8), weight [M, 1, kh, kw] si8 (M a multiple of C: output channel m
+    reads input channel m // (M // C)), comp [M] si32 (bias - zx * sum of the channel's weights) and
+    mult [M] f32 as in loop.qgemm, output [N, M, Ho, Wo]; requant = [zy, lo, hi]; `pad` is the
+    stored input zero point (what the padding reads). pads are [top, left, bottom, right]."""
+
+    name = "loop.qdepthwise_conv2d"
+    input = operand_def(MemRefType)
+    weight = operand_def(MemRefType)
+    comp = operand_def(MemRefType)
+    mult = operand_def(MemRefType)
+    output = operand_def(MemRefType)
+    strides = prop_def(DenseArrayBase)
+    pads = prop_def(DenseArrayBase)
+    dilations = prop_def(DenseArrayBase)
+    requant = prop_def(DenseArrayBase)
+    pad = prop_def(I64Attr)
+
+    def verify_(self) -> None:
+        x = tuple(self.input.type.get_shape())  # type: ignore[attr-defined]
+        w = tuple(self.weight.type.get_shape())  # type: ignore[attr-defined]
+        y = tuple(self.output.type.get_shape())  # type: ignore[attr-defined]
+        if len(x) != 4 or len(w) != 4 or len(y) != 4 or w[1] != 1 or w[0] % x[1] or y[:2] != (x[0], w[0]):
+            raise VerifyException(f"loop.qdepthwise_conv2d shapes do not match: input {x}, weight {w}, output {y}")
+        if len(self.requant.get_values()) != 3:
+            raise VerifyException("loop.qdepthwise_conv2d: requant is [output zero point, lo, hi]")
+
+
 class QGemmBase(IRDLOperation):
     """Fields shared by `loop.qgemm` and `vec.qgemm` (see loop.qgemm)."""
 
@@ -496,7 +527,7 @@ class QGemmOp(QGemmBase):
 
 COMPUTE_OPS = (
     Conv2dOp, DepthwiseConv2dOp, Im2ColOp, MatMulOp, Pool2dOp, GlobalPoolOp, BinaryOp, UnaryOp, CopyOp,
-    TransposeOp, SoftmaxOp, LRNOp, SpMMOp, QuantizeOp, DequantizeOp, QGemmOp, QAddOp,
+    TransposeOp, SoftmaxOp, LRNOp, SpMMOp, QuantizeOp, DequantizeOp, QGemmOp, QAddOp, QDepthwiseConv2dOp,
 )  # fmt: skip
 
 Loop = Dialect("loop", [WeightOp, AllocOp, SliceOp, *COMPUTE_OPS], [TilesAttr])

@@ -315,13 +315,14 @@ def _qadd(lw: Lowering, op: Operation, out: SSAValue) -> None:
 
 
 def _qgemm_constants(
-    lw: Lowering, op: Operation, w: np.ndarray, bias: np.ndarray | None, channels: int
+    lw: Lowering, op: Operation, w: np.ndarray, bias: np.ndarray | None, channels: int, flip_signed: bool = True
 ) -> tuple[SSAValue, SSAValue, list[int], int]:
-    """comp / mult weights, requant [zy, lo, hi] and the padding byte (the stored input zero point)."""
+    """comp / mult weights, requant [zy, lo, hi] and the padding byte (the stored input zero point).
+    With flip_signed, int8 activations are read flipped to uint8 (x + 128: the GEMM's packing)."""
     qx, qw, qy = quant_of(op.operands[0]), quant_of(op.operands[1]), quant_of(op.results[0])
     assert qx is not None and qw is not None and qy is not None
     signed = qx.dtype == np.int8
-    zx = qx.zero_point + (128 if signed else 0)  # the kernel reads int8 activations flipped to uint8
+    zx = qx.zero_point + (128 if signed and flip_signed else 0)
     comp = quant.compensation(w, zx, bias)
     mult = quant.multipliers(qx.scale, qw.scale_array(), qy.scale, channels)
     lo, hi = quant.clamp_range(op.properties["epilogue"], qy.scale, qy.zero_point, qy.dtype)  # type: ignore[arg-type]
@@ -346,6 +347,15 @@ def _qconv(lw: Lowering, op: Operation, out: SSAValue) -> None:
     assert isinstance(w_owner, graph.WeightOp)
     w = lw.weights[w_owner.handle.data].reshape(m, k)
     bias = lw.weights[b_owner.handle.data] if isinstance(b_owner, graph.WeightOp) else None
+    if g > 1 and g == c:  # depthwise: a direct kernel, not one GEMM row per channel
+        comp, mult, requant, pad = _qgemm_constants(lw, op, w, bias, m, flip_signed=False)
+        props: dict[str, Attribute] = {
+            k: op.properties[k] for k in ("strides", "pads", "dilations")
+        }  # fmt: skip
+        props |= {"requant": i64_array(requant), "pad": i64_attr(pad)}
+        operands = [lw.buffer(op.input), lw.buffer(op.weight), comp, mult, out]
+        lw.emit(loop.QDepthwiseConv2dOp.create(operands=operands, properties=props))
+        return
     comp, mult, requant, pad = _qgemm_constants(lw, op, w, bias, m)
     (sh, sw), (pt, pl, pb, pr), (dh, dw) = ints(op.strides), ints(op.pads), ints(op.dilations)
     direct = (kh, kw, sh, sw, pt, pl, pb, pr) == (1, 1, 1, 1, 0, 0, 0, 0)

@@ -13,7 +13,6 @@ Produces:
   parameters run on the integers (the graph op on `!graph.quant` tensors); Concat inputs quantized
   differently are requantized (dequantize + quantize) to the output's parameters first.
 - `quantize(dequantize(x))` with the same parameters on both sides folds to `x`.
-- Depthwise convolutions stay float (no INT8 depthwise kernel yet).
 - Every remaining `dequantize` of a weight becomes a float weight: such layers run in float, between
   the explicit quantize / dequantize of the model (the "boundary").
 """
@@ -37,12 +36,6 @@ from inferon.passes.graph.fold_constants import weights_context
 
 # ops that only select or move values: on quantized tensors they run on the integers directly
 PASSTHROUGH_OPS = (graph.MaxPoolOp, graph.GlobalMaxPoolOp, graph.ConcatOp, graph.ReshapeOp)
-
-
-def is_depthwise(op: graph.Conv2dOp) -> bool:
-    """group == input channels > 1 (the quantized GEMM would run one 1-row GEMM per channel)."""
-    group = op.group.value.data
-    return group > 1 and group == shape_of(op.input)[1]
 
 
 def _single_use(value: SSAValue) -> bool:
@@ -212,8 +205,6 @@ class _Folder:
         return True
 
     def conv(self, op: graph.Conv2dOp, q: graph.QuantizeOp, epilogue: EpilogueAttr) -> Operation:
-        if is_depthwise(op):
-            raise LookupError  # no INT8 depthwise kernel yet: the float one, between quantize / dequantize
         x = _activation_input(op.input)
         qx = quant_of(x)
         assert qx is not None

@@ -3,8 +3,7 @@
 Preconditions: graph level after fold-batchnorm / fold-constants (weights final, BatchNorm folded),
 before fuse-epilogue; an `InferonContext`. The pass calibrates first (`inferon.calibration`: the
 float graph is compiled with the tensors to calibrate as extra outputs and run on the samples).
-Produces, for every Conv / MatMul (Gemm) with a constant weight, except depthwise convolutions (no
-INT8 depthwise kernel yet) and the layers kept in float:
+Produces, for every Conv / MatMul (Gemm) with a constant weight, except the layers kept in float:
 - `graph.qconv2d` / `graph.qmatmul`: weights per-channel symmetric int8 (scale max|w| / 127 per
   output channel), activations per-tensor asymmetric uint8 (the calibrated range, widened to
   include 0), bias int32 in units of sx * sw[c]; a following ReLU / Clip is fused (its output is
@@ -35,7 +34,7 @@ from inferon.ir.dialects import graph
 from inferon.ir.dialects.graph import i32_signed, shape_of
 from inferon.ir.weights import WeightStore
 from inferon.passes.graph.fold_constants import weights_context
-from inferon.passes.graph.fold_qdq import activation_epilogue, is_depthwise
+from inferon.passes.graph.fold_qdq import activation_epilogue
 
 
 @dataclass
@@ -74,8 +73,6 @@ def _layers(block: Block) -> list[_Layer]:
     for op in block.ops:
         if isinstance(op, graph.Conv2dOp):
             if _float_weight(op.weight) is None or op.residual is not None or op.epilogue != NO_EPILOGUE:
-                continue
-            if is_depthwise(op):  # no INT8 depthwise kernel yet: stays float
                 continue
             if op.bias is not None and _float_weight(op.bias) is None:
                 continue
