@@ -269,6 +269,23 @@ def test_qmax_pool2d_matches_numpy(shim, isa, h, w, k, s, pad, d, signed, seed):
     np.testing.assert_array_equal(y, ref.astype(dtype))
 
 
+@pytest.mark.parametrize("isa", [0, 1])
+def test_quantize_kernel_exact_next_to_half_steps(shim, isa):
+    """Values within a few ulp of (k + 1/2) * scale, where x * (1 / scale) and x / scale round
+    differently: the kernel must round like the division (ONNX)."""
+    rng = np.random.default_rng(0)
+    scales = rng.random(64).astype(np.float32) * 0.1 + 1e-3
+    for scale in scales:
+        k = rng.integers(-200, 200, 4096).astype(np.float32)
+        x = ((k + np.float32(0.5)) * scale).astype(np.float32)
+        x = np.nextafter(x, np.where(rng.random(x.size) < 0.5, -np.inf, np.inf).astype(np.float32)).astype(np.float32)
+        x = np.concatenate([x, ((k + np.float32(0.5)) * scale).astype(np.float32)])
+        q = np.zeros(x.size, np.int8)
+        shim.k_set_isa(isa)
+        shim.k_quantize(x.ctypes.data, q.ctypes.data, x.size, float(scale), 3, 1, 1)
+        np.testing.assert_array_equal(q, quant.quantize(x, float(scale), 3, np.int8))
+
+
 # ------------------------------------------------------------------------------ models
 def _float_cnn(rng: np.random.Generator) -> onnx.ModelProto:
     """Convs (padded, strided, grouped, 1x1), ReLU, a residual Add, pooling and a Gemm head."""

@@ -41,7 +41,7 @@ INFERON_AVX2 void quantize_avx2(const float* x, Q* y, int64_t n, float scale, in
   const __m256i z = _mm256_set1_epi32(zp);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    __m256 v = _mm256_div_ps(_mm256_loadu_ps(x + i), s);
+    __m256 v = _mm256_div_ps(_mm256_loadu_ps(x + i), s);  // a true division, as ONNX specifies
     v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
     store8(y + i, _mm256_add_epi32(_mm256_cvtps_epi32(v), z));
   }
@@ -174,8 +174,7 @@ INFERON_AVX2 void max_pool_plane_avx2(const Q* p, int64_t Wp, Q* y, int64_t Ho, 
   const int step = sw == 1 ? 32 : 16;
   for (int64_t ho = 0; ho < Ho; ho++) {
     Q* out = y + ho * Wo;
-    int64_t wo = 0;
-    for (; wo + step <= Wo; wo += step) {
+    for (int64_t wo = 0; wo < Wo; wo += step) {  // the plane has slack: a partial last step is fine
       __m256i acc = _mm256_set1_epi8(static_cast<char>(std::numeric_limits<Q>::min()));
       for (int i = 0; i < kh; i++)
         for (int j = 0; j < kw; j++) {
@@ -184,15 +183,14 @@ INFERON_AVX2 void max_pool_plane_avx2(const Q* p, int64_t Wp, Q* y, int64_t Ho, 
           if (sw == 2) v = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(v, even), 0x08);
           acc = vmax<Q>(acc, v);
         }
-      if (sw == 1) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + wo), acc);
-      else _mm_storeu_si128(reinterpret_cast<__m128i*>(out + wo), _mm256_castsi256_si128(acc));
-    }
-    for (; wo < Wo; wo++) {
-      Q m = std::numeric_limits<Q>::min();
-      for (int i = 0; i < kh; i++)
-        for (int j = 0; j < kw; j++)
-          m = std::max(m, p[(ho * sh + static_cast<int64_t>(i) * dh) * Wp + j * dw + wo * sw]);
-      out[wo] = m;
+      if (wo + step <= Wo) {
+        if (sw == 1) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + wo), acc);
+        else _mm_storeu_si128(reinterpret_cast<__m128i*>(out + wo), _mm256_castsi256_si128(acc));
+      } else {
+        alignas(32) Q t[32];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(t), acc);
+        std::memcpy(out + wo, t, static_cast<size_t>(Wo - wo) * sizeof(Q));
+      }
     }
   }
 }
@@ -208,7 +206,7 @@ inline void qmax_pool2d(const Q* x, Q* y, int64_t NC, int64_t H, int64_t W, int6
   (void)pb;
   (void)pr;
   const int64_t Hp = std::max<int64_t>(H + pt, (Ho - 1) * sh + static_cast<int64_t>(kh - 1) * dh + 1);
-  const int64_t Wp = std::max<int64_t>(W + pl, (Wo - 1) * sw + static_cast<int64_t>(kw - 1) * dw + 1) + 64;
+  const int64_t Wp = std::max<int64_t>(W + pl, (Wo + 31) / 32 * 32 * sw + static_cast<int64_t>(kw - 1) * dw + 1) + 64;
   const bool avx2 = use_avx2() && (sw == 1 || sw == 2);
   const int T = threads_for(num_threads, static_cast<double>(NC) * Ho * Wo * kh * kw, 65536.0);
 #pragma omp parallel num_threads(T) if (T > 1)
