@@ -106,6 +106,15 @@ INFERON_AVX2 void qadd_avx2(const QA* a, float sa, int32_t za, const QB* b, floa
   qadd_scalar(a + i, sa, za, b + i, sb, zb, y + i, sy, zy, lo, hi, n - i);
 }
 
+// fn(start, length) over [0, n) in 64-aligned chunks, one per thread (element-wise kernels).
+template <class Fn>
+inline void parallel_chunks(int64_t n, int num_threads, Fn fn) {
+  const int T = threads_for(num_threads, static_cast<double>(n), 65536.0);
+  const int64_t chunk = ((n + T - 1) / T + 63) & ~int64_t(63);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t s = 0; s < n; s += chunk) fn(s, std::min(chunk, n - s));
+}
+
 }  // namespace quant_detail
 
 // y = quantize(clamp(dequantize(a) + dequantize(b), lo, hi)) element-wise, every step in float32.
@@ -113,45 +122,33 @@ template <class QA, class QB, class QY>
 inline void qadd(const QA* a, float sa, int32_t za, const QB* b, float sb, int32_t zb, QY* y, float sy, int32_t zy,
                  float lo, float hi, int64_t n, int num_threads = 1) {
   const bool avx2 = use_avx2();
-  const int T = threads_for(num_threads, static_cast<double>(n), 65536.0);
-  const int64_t chunk = ((n + T - 1) / T + 63) & ~int64_t(63);
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
-  for (int64_t s = 0; s < n; s += chunk) {
-    const int64_t len = std::min(chunk, n - s);
+  quant_detail::parallel_chunks(n, num_threads, [&](int64_t s, int64_t len) {
     if (avx2) quant_detail::qadd_avx2(a + s, sa, za, b + s, sb, zb, y + s, sy, zy, lo, hi, len);
     else quant_detail::qadd_scalar(a + s, sa, za, b + s, sb, zb, y + s, sy, zy, lo, hi, len);
-  }
+  });
 }
 
 // y[i] = saturate(round_half_even(x[i] / scale) + zp) for Q = uint8_t or int8_t.
 template <class Q>
 inline void quantize_linear(const float* x, Q* y, int64_t n, float scale, int32_t zp, int num_threads = 1) {
   const bool avx2 = use_avx2();
-  const int T = threads_for(num_threads, static_cast<double>(n), 65536.0);
-  const int64_t chunk = ((n + T - 1) / T + 63) & ~int64_t(63);
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
-  for (int64_t s = 0; s < n; s += chunk) {
-    const int64_t len = std::min(chunk, n - s);
+  quant_detail::parallel_chunks(n, num_threads, [&](int64_t s, int64_t len) {
     if (avx2) quant_detail::quantize_avx2(x + s, y + s, len, scale, zp);
     else quant_detail::quantize_scalar(x + s, y + s, len, scale, zp);
-  }
+  });
 }
 
 // y[i] = (x[i] - zp) * scale for Q = uint8_t, int8_t or int32_t.
 template <class Q>
 inline void dequantize_linear(const Q* x, float* y, int64_t n, float scale, int32_t zp, int num_threads = 1) {
   const bool avx2 = use_avx2();
-  const int T = threads_for(num_threads, static_cast<double>(n), 65536.0);
-  const int64_t chunk = ((n + T - 1) / T + 63) & ~int64_t(63);
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
-  for (int64_t s = 0; s < n; s += chunk) {
-    const int64_t len = std::min(chunk, n - s);
+  quant_detail::parallel_chunks(n, num_threads, [&](int64_t s, int64_t len) {
     if (avx2) {
       quant_detail::dequantize_avx2(x + s, y + s, len, scale, zp);
     } else {
       for (int64_t i = s; i < s + len; i++) y[i] = static_cast<float>(static_cast<int32_t>(x[i]) - zp) * scale;
     }
-  }
+  });
 }
 
 }  // namespace inferon

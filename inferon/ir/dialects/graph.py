@@ -108,6 +108,14 @@ class WeightOp(IRDLOperation):
         super().__init__(properties={"handle": StringAttr(handle)}, result_types=[tensor_type(shape, element)])
 
 
+def verify_conv_shapes(name: str, x: tuple[int, ...], w: tuple[int, ...], y: tuple[int, ...], g: int) -> None:
+    """Rank and channel checks shared by graph.conv2d and graph.qconv2d."""
+    if len(x) != 4 or len(w) != 4 or len(y) != 4:
+        raise VerifyException(f"{name} expects rank-4 input, weight and output")
+    if x[1] != w[1] * g or w[0] % g != 0 or y[1] != w[0]:
+        raise VerifyException(f"{name} channel mismatch: input {x}, weight {w}, group {g}")
+
+
 class FusableOp(IRDLOperation):
     """Base of ops that carry a fused epilogue: optional bias, residual and activation.
 
@@ -190,11 +198,7 @@ class Conv2dOp(FusableOp):
 
     def verify_(self) -> None:
         x, w, y = shape_of(self.input), shape_of(self.weight), shape_of(self.output)
-        if len(x) != 4 or len(w) != 4 or len(y) != 4:
-            raise VerifyException("graph.conv2d expects rank-4 input, weight and output")
-        g = self.group.value.data
-        if x[1] != w[1] * g or w[0] % g != 0 or y[1] != w[0]:
-            raise VerifyException(f"graph.conv2d channel mismatch: input {x}, weight {w}, group {g}")
+        verify_conv_shapes(self.name, x, w, y, self.group.value.data)
         if len(ints(self.pads)) != 4:
             raise VerifyException("graph.conv2d pads must be [top, left, bottom, right]")
         if self.bias is not None and shape_of(self.bias) != (w[0],):
@@ -694,11 +698,7 @@ class QConv2dOp(IRDLOperation):
 
     def verify_(self) -> None:
         x, w, y = shape_of(self.input), shape_of(self.weight), shape_of(self.output)
-        if len(x) != 4 or len(w) != 4 or len(y) != 4:
-            raise VerifyException("graph.qconv2d expects rank-4 input, weight and output")
-        g = self.group.value.data
-        if x[1] != w[1] * g or w[0] % g != 0 or y[1] != w[0]:
-            raise VerifyException(f"graph.qconv2d channel mismatch: input {x}, weight {w}, group {g}")
+        verify_conv_shapes(self.name, x, w, y, self.group.value.data)
         verify_quantized_product(self, self.input, self.weight, self.output, 0)
         verify_int_bias(self, self.bias, w[0])
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.ir import Operation, SSAValue
+from xdsl.ir import Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 
 from inferon.ir.attrs import NO_EPILOGUE, ActivationKind, EpilogueAttr, QuantType
@@ -234,11 +234,15 @@ class _Folder:
         return graph.QMatMulOp.create(operands=operands, properties=props, result_types=[q.output.type])
 
 
-def _erase_dead(block_ops: list[Operation]) -> None:
-    for op in reversed(block_ops):
-        if op.parent is not None and op.results and all(not r.uses for r in op.results) and op.dialect_name() == "graph":
-            op.detach()
-            op.erase()
+def erase_dead_ops(block: Block) -> None:
+    """Erase graph ops whose results are unused (repeatedly: a chain dies from its end)."""
+    changed = True
+    while changed:
+        changed = False
+        for o in reversed(list(block.ops)):
+            if o.dialect_name() == "graph" and o.results and all(not r.uses for r in o.results):
+                block.erase_op(o)
+                changed = True
 
 
 @dataclass(frozen=True)
@@ -258,7 +262,7 @@ class FoldQdqPass(ModulePass):
                     q.output.replace_all_uses_with(dq.operands[0])
                 else:
                     folder.fold(q)
-            _erase_dead(list(block.ops))
+            erase_dead_ops(block)
             for dq in [o for o in block.ops if isinstance(o, graph.DequantizeOp)]:
                 w = _producer(dq.operands[0], graph.WeightOp)
                 if w is None:
@@ -267,5 +271,5 @@ class FoldQdqPass(ModulePass):
                 new = graph.WeightOp(store.add(value, f"{w.handle.data}_f32"), value.shape)
                 block.insert_op_before(new, dq)
                 dq.output.replace_all_uses_with(new.result)
-            _erase_dead(list(block.ops))
+            erase_dead_ops(block)
 

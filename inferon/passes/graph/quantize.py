@@ -34,7 +34,7 @@ from inferon.ir.dialects import graph
 from inferon.ir.dialects.graph import i32_signed, shape_of
 from inferon.ir.weights import WeightStore
 from inferon.passes.graph.fold_constants import weights_context
-from inferon.passes.graph.fold_qdq import activation_epilogue
+from inferon.passes.graph.fold_qdq import activation_epilogue, erase_dead_ops
 
 
 @dataclass
@@ -239,7 +239,7 @@ class QuantizePass(ModulePass):
             elif o in add_at and all(_is_dequantized(v) for v in (o.lhs, o.rhs)):  # type: ignore[attr-defined]
                 out, last, epi = add_at[o]
                 rewriter.add(o, out, last, epi)  # type: ignore[arg-type]
-        _erase_dead(block)
+        erase_dead_ops(block)
 
     @staticmethod
     def _adds(block: Block, chosen: list[_Layer]) -> list[tuple[graph.AddOp, SSAValue, Operation, EpilogueAttr]]:
@@ -264,13 +264,3 @@ def _warn_empty(values: list[SSAValue], stats: list[TensorStats], verbose: bool)
     flat = [s for s in stats if s.hi - s.lo == 0]
     if flat and verbose:
         print(f"inferon: {len(flat)} calibrated tensor(s) were constant on every sample", file=sys.stderr)
-
-
-def _erase_dead(block: Block) -> None:
-    changed = True
-    while changed:
-        changed = False
-        for o in reversed(list(block.ops)):
-            if o.dialect_name() == "graph" and o.results and all(not r.uses for r in o.results):
-                block.erase_op(o)
-                changed = True

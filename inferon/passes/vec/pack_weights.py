@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, StringAttr, UnitAttr
+from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
@@ -95,16 +96,20 @@ def _pack_all_qgemms(module: ModuleOp, store: WeightStore) -> None:
             raise PassError("pack-weights: the A operand of vec.qgemm must be a weight")
         data, strides = _pack_qgemm(gemm, store[owner.handle.data])
         handle = store.add(data, f"{owner.handle.data}.qpacked{gemm.mr.value.data}", keep_dtype=True)
-        element = owner.result.type.element_type  # type: ignore[attr-defined]
-        new_weight = loop.WeightOp.create(
-            properties={"handle": StringAttr(handle)}, result_types=[memref((data.size,), element)]
-        )
-        Rewriter.insert_op(new_weight, InsertPoint.before(owner))
-        gemm.operands[0] = new_weight.result
-        gemm.properties["a_strides"] = i64_array(strides)
-        gemm.properties["a_packed"] = UnitAttr()
-        if not owner.result.uses:
-            Rewriter.erase_op(owner)
+        _use_packed(gemm, owner, handle, data.size, strides)
+
+
+def _use_packed(gemm: Operation, owner: loop.WeightOp, handle: str, size: int, strides: list[int]) -> None:
+    """Make the packed weight `handle` the A operand of `gemm` (marked a_packed); drop the unpacked
+    weight when nothing else reads it."""
+    element = owner.result.type.element_type  # type: ignore[attr-defined]
+    new_weight = loop.WeightOp.create(properties={"handle": StringAttr(handle)}, result_types=[memref((size,), element)])
+    Rewriter.insert_op(new_weight, InsertPoint.before(owner))
+    gemm.operands[0] = new_weight.result
+    gemm.properties["a_strides"] = i64_array(strides)
+    gemm.properties["a_packed"] = UnitAttr()
+    if not owner.result.uses:
+        Rewriter.erase_op(owner)
 
 
 @dataclass(frozen=True)
@@ -128,12 +133,4 @@ class PackWeightsPass(ModulePass):
                 continue
             data, strides = packed
             handle = store.add(data, f"{owner.handle.data}.packed{mr}x{gemm.tiles.values()[1]}")
-            new_weight = loop.WeightOp.create(
-                properties={"handle": StringAttr(handle)}, result_types=[memref((data.size,))]
-            )
-            Rewriter.insert_op(new_weight, InsertPoint.before(owner))
-            gemm.operands[0] = new_weight.result
-            gemm.properties["a_strides"] = i64_array(strides)
-            gemm.properties["a_packed"] = UnitAttr()
-            if not owner.result.uses:
-                Rewriter.erase_op(owner)
+            _use_packed(gemm, owner, handle, data.size, strides)
