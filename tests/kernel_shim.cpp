@@ -203,3 +203,10 @@ SHIM void k_qmax_pool2d(const void* x, void* y, int64_t NC, int64_t H, int64_t W
     inferon::qmax_pool2d(static_cast<const uint8_t*>(x), static_cast<uint8_t*>(y), NC, H, W, Ho, Wo, g[0], g[1], g[2],
                          g[3], g[4], g[5], g[6], g[7], g[8], g[9], threads);
 }
+
+SHIM void k_qavg_pool2d(const uint8_t* x, uint8_t* y, int64_t NC, int64_t H, int64_t W, int64_t Ho, int64_t Wo,
+                        const int* g /* kh kw sh sw pt pl pb pr dh dw */, int include_pad, float sx, int zx, float sy,
+                        int zy, int threads) {
+  inferon::qavg_pool2d(x, y, NC, H, W, Ho, Wo, g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], include_pad,
+                       sx, zx, sy, zy, threads);
+}

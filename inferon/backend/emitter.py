@@ -319,12 +319,17 @@ class CppEmitter:
     def _(self, op: loop.Pool2dOp) -> None:
         g = ", ".join(str(v) for v in ints(op.geometry))
         if ctype(op.input.type) != "float":
-            if not op.is_max.value.data:
-                raise InferonError("C++ emitter: average pooling of a quantized tensor has no kernel")
             nc, h, w, ho, wo, *rest = ints(op.geometry)
+            args = f"{self.buf(op.input)}, {self.buf(op.output)}, {nc}, {h}, {w}, {ho}, {wo}, {', '.join(str(v) for v in rest)}"
+            if op.is_max.value.data:
+                self.line(f"inferon::qmax_pool2d({args}, nt);")
+                return
+            if op.quant is None:
+                raise InferonError("C++ emitter: average pooling of a quantized tensor needs its quant property")
+            sx, zx, sy, zy = (float(v) for v in op.quant.get_values())
             self.line(
-                f"inferon::qmax_pool2d({self.buf(op.input)}, {self.buf(op.output)}, {nc}, {h}, {w}, {ho}, {wo}, "
-                f"{', '.join(str(v) for v in rest)}, nt);"
+                f"inferon::qavg_pool2d({args}, {int(op.count_include_pad.value.data)}, {_float(sx)}, {int(zx)}, "
+                f"{_float(sy)}, {int(zy)}, nt);"
             )
             return
         self.line(
@@ -335,12 +340,14 @@ class CppEmitter:
     @emit.register
     def _(self, op: loop.GlobalPoolOp) -> None:
         if ctype(op.input.type) != "float":
-            if not op.is_max.value.data:
-                raise InferonError("C++ emitter: global average pooling of a quantized tensor has no kernel")
-            self.line(
-                f"inferon::qglobal_max_pool({self.buf(op.input)}, {self.buf(op.output)}, {op.planes.value.data}, "
-                f"{op.plane_size.value.data}, nt);"
-            )
+            args = f"{self.buf(op.input)}, {self.buf(op.output)}, {op.planes.value.data}, {op.plane_size.value.data}"
+            if op.is_max.value.data:
+                self.line(f"inferon::qglobal_max_pool({args}, nt);")
+                return
+            if op.quant is None:
+                raise InferonError("C++ emitter: global average pooling of a quantized tensor needs its quant property")
+            sx, zx, sy, zy = (float(v) for v in op.quant.get_values())
+            self.line(f"inferon::qglobal_avg_pool({args}, {_float(sx)}, {int(zx)}, {_float(sy)}, {int(zy)}, nt);")
             return
         self.line(
             f"inferon::global_pool({self.buf(op.input)}, {self.buf(op.output)}, {op.planes.value.data}, "

@@ -211,20 +211,31 @@ def pool2d(x: np.ndarray, kernel: Sequence[int], strides: Sequence[int], pads: S
     return y
 
 
+def _on_real_values(op: Operation, x: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """fn on x; on quantized tensors (average pools) fn runs on the dequantized values and the
+    result is quantized with the output's type."""
+    qx, qy = graph.quant_of(op.operands[0]), graph.quant_of(op.results[0])
+    if qx is None or qy is None:
+        return fn(x)
+    real = quant.dequantize(x, qx.scale_array(), qx.zero_point_array(), -1)
+    return quant.quantize(fn(real).astype(np.float32), qy.scale, qy.zero_point, qy.dtype)
+
+
 @impl(graph.MaxPoolOp, graph.AvgPoolOp)
 def _pool(op: Operation, args: list[np.ndarray]) -> np.ndarray:
     assert isinstance(op, graph.Pool2dOp)
     out = shape_of(op.output)
     include = isinstance(op, graph.AvgPoolOp) and op.count_include_pad.value.data
-    return pool2d(args[0], ints(op.kernel_shape), ints(op.strides), ints(op.pads), ints(op.dilations),
-                  (out[2], out[3]), isinstance(op, graph.MaxPoolOp), bool(include))
+    return _on_real_values(op, args[0], lambda x: pool2d(
+        x, ints(op.kernel_shape), ints(op.strides), ints(op.pads), ints(op.dilations), (out[2], out[3]),
+        isinstance(op, graph.MaxPoolOp), bool(include)))  # fmt: skip
 
 
 @impl(graph.GlobalAvgPoolOp, graph.GlobalMaxPoolOp)
 def _global_pool(op: Operation, args: list[np.ndarray]) -> np.ndarray:
     axes = tuple(range(2, args[0].ndim))
     reduce = np.max if isinstance(op, graph.GlobalMaxPoolOp) else np.mean
-    return reduce(args[0], axis=axes, keepdims=True)
+    return _on_real_values(op, args[0], lambda x: reduce(x, axis=axes, keepdims=True))
 
 
 @impl(graph.ConcatOp)

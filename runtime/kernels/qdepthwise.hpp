@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common.hpp"
+#include "quant.hpp"
 
 namespace inferon {
 
@@ -36,22 +37,6 @@ inline QY requant_scalar(const QDepthwise& g, int64_t m, int32_t acc) {
   return static_cast<QY>(static_cast<int32_t>(std::nearbyint(v)) + g.zy);
 }
 
-template <class QX>
-INFERON_AVX2_INLINE __m256 load8(const QX* p, int sw) {
-  __m128i b;
-  if (sw == 1) {
-    b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
-  } else if (sw == 2) {
-    const __m128i even = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1);
-    b = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), even);
-  } else {
-    alignas(16) QX t[16] = {};
-    for (int e = 0; e < 8; e++) t[e] = p[e * sw];
-    b = _mm_load_si128(reinterpret_cast<const __m128i*>(t));
-  }
-  return _mm256_cvtepi32_ps(std::is_signed<QX>::value ? _mm256_cvtepi8_epi32(b) : _mm256_cvtepu8_epi32(b));
-}
-
 template <class QX, class QY>
 INFERON_AVX2 void plane_avx2(const QDepthwise& g, int64_t m, const QX* p, int64_t Wp, QY* y) {
   const int taps = g.kh * g.kw;
@@ -67,7 +52,7 @@ INFERON_AVX2 void plane_avx2(const QDepthwise& g, int64_t m, const QX* p, int64_
       for (int i = 0; i < g.kh; i++) {
         const QX* row = p + (ho * g.sh + static_cast<int64_t>(i) * g.dh) * Wp + wo * g.sw;
         for (int j = 0; j < g.kw; j++)
-          acc = _mm256_fmadd_ps(load8(row + j * g.dw, g.sw), _mm256_set1_ps(wf[i * g.kw + j]), acc);
+          acc = _mm256_fmadd_ps(quant_detail::load8_f32(row + j * g.dw, g.sw), _mm256_set1_ps(wf[i * g.kw + j]), acc);
       }
       __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_cvtps_epi32(acc), comp)), mult);
       f = _mm256_min_ps(_mm256_max_ps(f, lo), hi);

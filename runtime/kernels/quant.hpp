@@ -157,6 +157,24 @@ namespace inferon {
 
 namespace quant_detail {
 
+template <class QX>
+// 8 stored values at p, p + sw, ..., p + 7 sw as floats (stride 1: one 8-byte load; stride 2: a
+// 16-byte load and a shuffle; else a gather). May read up to 16 bytes from p.
+INFERON_AVX2_INLINE __m256 load8_f32(const QX* p, int sw) {
+  __m128i b;
+  if (sw == 1) {
+    b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  } else if (sw == 2) {
+    const __m128i even = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1);
+    b = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), even);
+  } else {
+    alignas(16) QX t[16] = {};
+    for (int e = 0; e < 8; e++) t[e] = p[e * sw];
+    b = _mm_load_si128(reinterpret_cast<const __m128i*>(t));
+  }
+  return _mm256_cvtepi32_ps(std::is_signed<QX>::value ? _mm256_cvtepi8_epi32(b) : _mm256_cvtepu8_epi32(b));
+}
+
 // 16 (stride 2: every other byte of 32) or 32 (stride 1) outputs of one tap row into acc.
 template <class Q>
 INFERON_AVX2_INLINE __m256i vmax(__m256i a, __m256i b) {
@@ -228,6 +246,156 @@ inline void qmax_pool2d(const Q* x, Q* y, int64_t NC, int64_t H, int64_t W, int6
           out[ho * Wo + wo] = m;
         }
     }
+  }
+}
+
+namespace quant_detail {
+
+// quantize(real) for the pooled means: clamp, round half to even, zero point.
+template <class Q>
+INFERON_AVX2_INLINE void store8_real(Q* y, int n, __m256 real, __m256 sy, int32_t zy) {
+  constexpr float qmin = static_cast<float>(std::numeric_limits<Q>::min());
+  constexpr float qmax = static_cast<float>(std::numeric_limits<Q>::max());
+  __m256 v = _mm256_div_ps(real, sy);
+  v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(qmin - static_cast<float>(zy))), _mm256_set1_ps(qmax - static_cast<float>(zy)));
+  const __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(v), _mm256_set1_epi32(zy));
+  if (n == 8) {
+    store8(y, q);
+  } else {
+    alignas(16) Q t[16];
+    store8(t, q);
+    std::memcpy(y, t, static_cast<size_t>(n) * sizeof(Q));
+  }
+}
+
+template <class Q>
+inline Q quantize_real(float real, float sy, int32_t zy) {
+  constexpr float qmin = static_cast<float>(std::numeric_limits<Q>::min());
+  constexpr float qmax = static_cast<float>(std::numeric_limits<Q>::max());
+  float v = std::min(std::max(real / sy, qmin - static_cast<float>(zy)), qmax - static_cast<float>(zy));
+  return static_cast<Q>(static_cast<int32_t>(std::nearbyint(v)) + zy);
+}
+
+// taps of a dilated window starting at `start` inside [lo, hi)
+inline int taps_inside(int64_t start, int k, int d, int64_t lo, int64_t hi) {
+  int c = 0;
+  for (int i = 0; i < k; i++) c += (start + static_cast<int64_t>(i) * d >= lo && start + static_cast<int64_t>(i) * d < hi);
+  return c;
+}
+
+// 8 outputs from their tap sums: zero points out, scaled, clamped, quantized, stored.
+template <class Q>
+INFERON_AVX2_INLINE void qavg_finish8(Q* out, int64_t Wo, int64_t wo, __m256 sum, __m256 bias, const float* scale,
+                                      __m256 lo, __m256 hi, __m256i zy) {
+  __m256 v = _mm256_mul_ps(_mm256_sub_ps(sum, bias), _mm256_loadu_ps(scale + wo));
+  v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+  const __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(v), zy);
+  if (wo + 8 <= Wo) {
+    store8(out + wo, q);
+  } else {
+    alignas(16) Q t[16];
+    store8(t, q);
+    std::memcpy(out + wo, t, static_cast<size_t>(Wo - wo) * sizeof(Q));
+  }
+}
+
+// 16 averaged outputs of one row (stride 1, <= 128 taps: the sums fit int16), or 8 in float
+// otherwise; the zero points removed, scaled by sx / (count * sy) per output, quantized.
+template <class Q>
+INFERON_AVX2 void qavg_row(const Q* base, int64_t Wp, Q* out, int64_t Wo, int kh, int kw, int sw, int dh, int dw,
+                           float bias, const float* scale, int32_t zy) {
+  constexpr float qmin = static_cast<float>(std::numeric_limits<Q>::min());
+  constexpr float qmax = static_cast<float>(std::numeric_limits<Q>::max());
+  const __m256 lo = _mm256_set1_ps(qmin - static_cast<float>(zy)), hi = _mm256_set1_ps(qmax - static_cast<float>(zy));
+  const __m256 vbias = _mm256_set1_ps(bias);
+  const __m256i vzy = _mm256_set1_epi32(zy);
+#define INFERON_QAVG_FINISH(sum, wo) qavg_finish8(out, Wo, (wo), (sum), vbias, scale, lo, hi, vzy)
+  int64_t wo = 0;
+  if (sw == 1 && kh * kw <= 128) {
+    for (; wo < Wo; wo += 16) {
+      __m256i acc = _mm256_setzero_si256();
+      for (int i = 0; i < kh; i++)
+        for (int j = 0; j < kw; j++) {
+          const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(base + static_cast<int64_t>(i) * dh * Wp + j * dw + wo));
+          acc = _mm256_add_epi16(acc, std::is_signed<Q>::value ? _mm256_cvtepi8_epi16(b) : _mm256_cvtepu8_epi16(b));
+        }
+      INFERON_QAVG_FINISH(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(acc))), wo);
+      if (wo + 8 < Wo) INFERON_QAVG_FINISH(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(acc, 1))), wo + 8);
+    }
+    return;
+  }
+  for (; wo < Wo; wo += 8) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < kh; i++)
+      for (int j = 0; j < kw; j++) acc = _mm256_add_ps(acc, load8_f32(base + static_cast<int64_t>(i) * dh * Wp + j * dw + wo * sw, sw));
+    INFERON_QAVG_FINISH(acc, wo);
+  }
+}
+#undef INFERON_QAVG_FINISH
+
+}  // namespace quant_detail
+
+// AveragePool of quantized NC planes (QLinearAveragePool): the mean of the dequantized window,
+// (sum of (x - zx)) * sx / count, quantized with (sy, zy). The plane is bordered with the zero point
+// (its taps add 0); count follows count_include_pad (the padded area, never past it) as in ONNX.
+template <class Q>
+inline void qavg_pool2d(const Q* x, Q* y, int64_t NC, int64_t H, int64_t W, int64_t Ho, int64_t Wo, int kh, int kw,
+                        int sh, int sw, int pt, int pl, int pb, int pr, int dh, int dw, int include_pad, float sx,
+                        int32_t zx, float sy, int32_t zy, int num_threads = 1) {
+  const int64_t Hp = std::max<int64_t>(H + pt, (Ho - 1) * sh + static_cast<int64_t>(kh - 1) * dh + 1);
+  const int64_t Wp = std::max<int64_t>(W + pl, (Wo + 15) / 16 * 16 * sw + static_cast<int64_t>(kw - 1) * dw + 1) + 32;
+  std::vector<float> rowcnt(static_cast<size_t>(Ho)), colcnt(static_cast<size_t>(Wo + 16), 1.f);
+  for (int64_t ho = 0; ho < Ho; ho++)
+    rowcnt[ho] = static_cast<float>(include_pad ? quant_detail::taps_inside(ho * sh - pt, kh, dh, -pt, H + pb)
+                                                : quant_detail::taps_inside(ho * sh - pt, kh, dh, 0, H));
+  for (int64_t wo = 0; wo < Wo; wo++)
+    colcnt[wo] = static_cast<float>(include_pad ? quant_detail::taps_inside(wo * sw - pl, kw, dw, -pl, W + pr)
+                                                : quant_detail::taps_inside(wo * sw - pl, kw, dw, 0, W));
+  const float bias = static_cast<float>(kh * kw) * static_cast<float>(zx);  // the zx of every tap, pads too
+  const size_t row = colcnt.size();
+  std::vector<float> scales(static_cast<size_t>(Ho) * row);  // sx / (count * sy) per output
+  for (int64_t ho = 0; ho < Ho; ho++)
+    for (size_t k = 0; k < row; k++) scales[ho * row + k] = sx / (rowcnt[ho] * colcnt[k] * sy);
+  const bool avx2 = use_avx2();
+  const int T = threads_for(num_threads, static_cast<double>(NC) * Ho * Wo * kh * kw, 65536.0);
+#pragma omp parallel num_threads(T) if (T > 1)
+  {
+    std::vector<Q> plane(static_cast<size_t>(Hp * Wp));
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < NC; c++) {
+      std::fill(plane.begin(), plane.end(), static_cast<Q>(zx));
+      for (int64_t r = 0; r < H; r++)
+        std::memcpy(plane.data() + (pt + r) * Wp + pl, x + (c * H + r) * W, static_cast<size_t>(W) * sizeof(Q));
+      Q* out = y + c * Ho * Wo;
+      for (int64_t ho = 0; ho < Ho; ho++) {
+        const Q* base = plane.data() + ho * sh * Wp;
+        int64_t wo = 0;
+        if (avx2) {
+          quant_detail::qavg_row(base, Wp, out + ho * Wo, Wo, kh, kw, sw, dh, dw, bias, scales.data() + ho * row, zy);
+          continue;
+        }
+        for (; wo < Wo; wo++) {
+          int32_t sum = 0;
+          for (int i = 0; i < kh; i++)
+            for (int j = 0; j < kw; j++) sum += base[static_cast<int64_t>(i) * dh * Wp + j * dw + wo * sw];
+          const float real = (static_cast<float>(sum) - bias) * sx / (rowcnt[ho] * colcnt[wo]);
+          out[ho * Wo + wo] = quant_detail::quantize_real<Q>(real, sy, zy);
+        }
+      }
+    }
+  }
+}
+
+// GlobalAveragePool of quantized NC planes: (sum of (x - zx)) * sx / HW, quantized with (sy, zy).
+template <class Q>
+inline void qglobal_avg_pool(const Q* x, Q* y, int64_t NC, int64_t HW, float sx, int32_t zx, float sy, int32_t zy,
+                             int num_threads = 1) {
+  const int T = threads_for(num_threads, static_cast<double>(NC) * HW, 65536.0);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t c = 0; c < NC; c++) {
+    int64_t sum = 0;
+    for (int64_t i = 0; i < HW; i++) sum += static_cast<int32_t>(x[c * HW + i]) - zx;
+    y[c] = quant_detail::quantize_real<Q>(static_cast<float>(sum) * sx / static_cast<float>(HW), sy, zy);
   }
 }
 

@@ -466,7 +466,11 @@ UNARY_OPS: tuple[type[UnaryOp], ...] = (
 
 
 class Pool2dOp(IRDLOperation):
-    """Base of 2-D window pooling on NCHW; pads are [top, left, bottom, right]."""
+    """Base of 2-D window pooling on NCHW; pads are [top, left, bottom, right].
+
+    On quantized tensors, max pooling keeps the input's type; average pooling computes on the
+    dequantized values and quantizes the mean with the result's type (QLinearAveragePool).
+    """
 
     input = operand_def(TensorType)
     kernel_shape = prop_def(DenseArrayBase)

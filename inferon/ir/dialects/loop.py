@@ -249,6 +249,7 @@ class Pool2dOp(IRDLOperation):
     geometry = prop_def(DenseArrayBase)
     is_max = prop_def(BoolAttr)
     count_include_pad = prop_def(BoolAttr)
+    quant = opt_prop_def(DenseArrayBase)  # average of quantized planes: [x scale, x zp, y scale, y zp]
 
 
 @irdl_op_definition
@@ -261,6 +262,7 @@ class GlobalPoolOp(IRDLOperation):
     planes = prop_def(I64Attr)
     plane_size = prop_def(I64Attr)
     is_max = prop_def(BoolAttr)
+    quant = opt_prop_def(DenseArrayBase)  # average of quantized planes: [x scale, x zp, y scale, y zp]
 
 
 @irdl_op_definition

@@ -224,8 +224,18 @@ def _pool(lw: Lowering, op: Operation, out: SSAValue) -> None:
         "geometry": i64_array([n * c, h, w, ho, wo, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw]),
         "is_max": BoolAttr.from_bool(isinstance(op, graph.MaxPoolOp)),
         "count_include_pad": BoolAttr.from_bool(bool(include)),
+        **_average_quant(op),
     }
     lw.emit(loop.Pool2dOp.create(operands=[lw.buffer(op.input), out], properties=props))
+
+
+def _average_quant(op: Operation) -> dict[str, Attribute]:
+    """The `quant` property of an average pool over quantized tensors (empty otherwise)."""
+    qx, qy = quant_of(op.operands[0]), quant_of(op.results[0])
+    if qx is None or qy is None or isinstance(op, (graph.MaxPoolOp, graph.GlobalMaxPoolOp)):
+        return {}
+    values = [qx.scale, qx.zero_point, qy.scale, qy.zero_point]
+    return {"quant": DenseArrayBase.from_list(f64, values)}
 
 
 @lowers(graph.GlobalAvgPoolOp, graph.GlobalMaxPoolOp)
@@ -233,7 +243,7 @@ def _global_pool(lw: Lowering, op: Operation, out: SSAValue) -> None:
     shape = shape_of(op.operands[0])
     props = {
         "planes": i64_attr(shape[0] * shape[1]), "plane_size": i64_attr(math.prod(shape[2:])),
-        "is_max": BoolAttr.from_bool(isinstance(op, graph.GlobalMaxPoolOp)),
+        "is_max": BoolAttr.from_bool(isinstance(op, graph.GlobalMaxPoolOp)), **_average_quant(op),
     }  # fmt: skip
     lw.emit(loop.GlobalPoolOp.create(operands=[lw.buffer(op.operands[0]), out], properties=props))
 

@@ -11,7 +11,8 @@ Produces:
 - `graph.qadd` for quantize(act(dequantize(a) + dequantize(b))) (residual additions), same shapes.
 - MaxPool / GlobalMaxPool / Concat / Reshape between a dequantize and a quantize of the same
   parameters run on the integers (the graph op on `!graph.quant` tensors); Concat inputs quantized
-  differently are requantized (dequantize + quantize) to the output's parameters first.
+  differently are requantized (dequantize + quantize) to the output's parameters first; AveragePool /
+  GlobalAveragePool between dequantize and quantize average the integers and requantize.
 - `quantize(dequantize(x))` with the same parameters on both sides folds to `x`.
 - Every remaining `dequantize` of a weight becomes a float weight: such layers run in float, between
   the explicit quantize / dequantize of the model (the "boundary").
@@ -36,6 +37,8 @@ from inferon.passes.graph.fold_constants import weights_context
 
 # ops that only select or move values: on quantized tensors they run on the integers directly
 PASSTHROUGH_OPS = (graph.MaxPoolOp, graph.GlobalMaxPoolOp, graph.ConcatOp, graph.ReshapeOp)
+# average pools on quantized tensors: the mean of the dequantized values, quantized with the output's type
+AVERAGE_POOLS = (graph.AvgPoolOp, graph.GlobalAvgPoolOp)
 
 
 def _single_use(value: SSAValue) -> bool:
@@ -169,6 +172,15 @@ class _Folder:
         """quantize(op(dequantize(x), ...)) for a data-movement op whose inputs and output share one
         quantization: the op runs on the integers (MaxPool / GlobalMaxPool / Concat / Reshape)."""
         op = q.input.owner
+        if isinstance(op, AVERAGE_POOLS) and _single_use(q.input):
+            dq = _producer(op.operands[0], graph.DequantizeOp)
+            qx = quant_of(dq.operands[0]) if dq else None
+            if dq is None or qx is None or not qx.per_tensor:
+                return False
+            new = type(op).create(operands=[dq.operands[0]], properties=dict(op.properties), result_types=[q.output.type])
+            q.parent_block().insert_op_before(new, q)  # type: ignore[union-attr]
+            q.results[0].replace_all_uses_with(new.results[0])
+            return True
         if not isinstance(op, PASSTHROUGH_OPS) or not _single_use(q.input):
             return False
         sources = []
