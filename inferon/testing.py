@@ -138,11 +138,14 @@ def quantize_onnxruntime(
     *,
     per_channel: bool = True,
     activation_type: str = "uint8",
+    weight_type: str = "int8",
     fmt: str = "qdq",
+    extra_options: dict[str, object] | None = None,
 ) -> onnx.ModelProto:
     """`model` statically quantized by ONNX Runtime's own tools (quant_pre_process, then
     quantize_static with min/max calibration on `calibration`): QDQ (or QOperator, `fmt`) with
-    int8 weights (per channel) and uint8 or int8 activations. Old models (IR < 4, initializers
+    int8 (or uint8) weights, per channel or not, and uint8 or int8 activations; `extra_options` go
+    to quantize_static (e.g. {"WeightSymmetric": True}). Old models (IR < 4, initializers
     listed as inputs) are upgraded to IR 8 / opset 13 first."""
     import tempfile
 
@@ -175,6 +178,7 @@ def quantize_onnxruntime(
             quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
             per_channel=per_channel,
             activation_type=QuantType.QUInt8 if activation_type == "uint8" else QuantType.QInt8,
-            weight_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8 if weight_type == "int8" else QuantType.QUInt8,
+            extra_options=extra_options or {},
         )  # fmt: skip
         return onnx.load(dst)

@@ -5,7 +5,8 @@ Preconditions: graph level straight from the importer (QDQ and QOperator models 
 Produces:
 - `graph.qconv2d` for quantize(act(conv2d(dequantize(x), dequantize(w), bias))) and `graph.qmatmul`
   for quantize(act(matmul(dequantize(x), w) + bias)) (w possibly transposed, as Gemm's transB
-  imports), when x is per-tensor 8-bit, w a symmetric si8 weight (per tensor or per output channel)
+  imports), when x is per-tensor 8-bit, w a symmetric si8 weight (or uint8 with zero point 128, per
+  tensor or per output channel)
   and act a ReLU or Clip (or nothing). The bias becomes int32 in units of sx * sw[c] (a float
   bias is rounded to that grid).
 - `graph.qadd` for quantize(act(dequantize(a) + dequantize(b))) (residual additions), same shapes.
@@ -75,7 +76,9 @@ class _Weight:
 
 
 def _quantized_weight(store: WeightStore, value: SSAValue, channel_axis: int) -> _Weight:
-    """A symmetric si8 weight behind dequantize (and an optional 2-D transpose), or LookupError."""
+    """A symmetric si8 weight behind dequantize (and an optional 2-D transpose), or LookupError.
+
+    uint8 weights with zero point 128 (older QOperator models) are the same thing shifted: w - 128."""
     perm = None
     t = _producer(value, graph.TransposeOp)
     if t is not None:
@@ -86,9 +89,13 @@ def _quantized_weight(store: WeightStore, value: SSAValue, channel_axis: int) ->
     dq = _producer(value, graph.DequantizeOp)
     w = _producer(dq.operands[0], graph.WeightOp) if dq else None
     q = quant_of(w.result) if w else None
-    if w is None or q is None or q.dtype != np.int8 or np.any(q.zero_point_array() != 0):
+    if w is None or q is None:
         raise LookupError
     values = store[w.handle.data]
+    if q.dtype == np.uint8 and np.all(q.zero_point_array() == 128):
+        values = (values.astype(np.int16) - 128).astype(np.int8)
+    elif q.dtype != np.int8 or np.any(q.zero_point_array() != 0):
+        raise LookupError
     axis = q.axis.value.data
     if perm is not None:
         values = np.ascontiguousarray(values.T)
