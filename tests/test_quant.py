@@ -569,3 +569,61 @@ def test_mobilenet_block_with_depthwise_conv(tmp_path, monkeypatch, isa, stride,
                                        calibration={"x": np.stack([c["x"] for c in calib])}))  # fmt: skip
     ref = run_onnxruntime(model, {"x": x})[0]
     assert np.abs(own(x) - ref).mean() / np.abs(ref).mean() < 0.05
+
+
+@pytest.mark.parametrize("opset", [13, 18])
+def test_pytorch_style_fake_quant_export_with_reducemean(tmp_path, opset):
+    """What torch.onnx.export makes of fake-quantized modules: QuantizeLinear -> DequantizeLinear on
+    float weight initializers (folded to int8 at import), per-channel weights, a depthwise conv, and
+    `x.mean(dim=(2, 3))` as ReduceMean (keepdims 0) before a float Gemm."""
+    rng = np.random.default_rng(5)
+    w1 = (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32)
+    dw = (rng.standard_normal((8, 1, 3, 3)) * 0.3).astype(np.float32)
+    fc = (rng.standard_normal((4, 8)) * 0.3).astype(np.float32)
+    s1, s2 = np.abs(w1).max(axis=(1, 2, 3)) / 127, np.abs(dw).max(axis=(1, 2, 3)) / 127
+    inits = {
+        "w1": w1, "dw": dw, "fc": fc, "fcb": np.zeros(4, np.float32), "s1": s1.astype(np.float32),
+        "s2": s2.astype(np.float32), "zw": np.zeros(8, np.int8), "sa": np.float32(0.03), "za": np.uint8(128),
+        "sb": np.float32(0.02), "zb": np.uint8(0),
+    }  # fmt: skip
+    axes = {"axes": [2, 3]} if opset < 18 else {}
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "sa", "za"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "sa", "za"], ["xd"]),
+        helper.make_node("QuantizeLinear", ["w1", "s1", "zw"], ["w1q"], axis=0),
+        helper.make_node("DequantizeLinear", ["w1q", "s1", "zw"], ["w1d"], axis=0),
+        helper.make_node("Conv", ["xd", "w1d"], ["c1"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("QuantizeLinear", ["r1", "sb", "zb"], ["r1q"]),
+        helper.make_node("DequantizeLinear", ["r1q", "sb", "zb"], ["r1d"]),
+        helper.make_node("QuantizeLinear", ["dw", "s2", "zw"], ["dwq"], axis=0),
+        helper.make_node("DequantizeLinear", ["dwq", "s2", "zw"], ["dwd"], axis=0),
+        helper.make_node("Conv", ["r1d", "dwd"], ["c2"], pads=[1, 1, 1, 1], group=8),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("QuantizeLinear", ["r2", "sb", "zb"], ["r2q"]),
+        helper.make_node("DequantizeLinear", ["r2q", "sb", "zb"], ["r2d"]),
+        helper.make_node("ReduceMean", ["r2d", *(["axes"] if opset >= 18 else [])], ["m"], keepdims=0, **axes),
+        helper.make_node("Gemm", ["m", "fc", "fcb"], ["y"], transB=1),
+    ]
+    if opset >= 18:
+        inits["axes"] = np.array([2, 3], np.int64)
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    cm = inferon.load(inferon.compile(model, tmp_path / "m.so", dump_ir=tmp_path / "dump"))
+    cpp = (tmp_path / "dump" / "model.cpp").read_text()
+    assert "inferon::qgemm" in cpp and "inferon::qdepthwise_conv2d" in cpp
+    x = rng.standard_normal((1, 3, 16, 16)).astype(np.float32)
+    np.testing.assert_allclose(cm(x), run_onnxruntime(model, {"x": x})[0], rtol=1e-5, atol=1e-6)
+
+
+def test_reducemean_over_other_axes_is_a_clear_error(tmp_path):
+    node = helper.make_node("ReduceMean", ["x"], ["y"], axes=[1], name="rm_channels")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    with pytest.raises(InferonError, match=r"rm_channels.*ReduceMean over axes \[1\]"):
+        inferon.compile(model, tmp_path / "m.so")
