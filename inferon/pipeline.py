@@ -1,6 +1,6 @@
 """The compilation pipeline: named passes in order, grouped by the IR level they work on.
 
-    graph:  remove-identities → fold-qdq → fold-batchnorm → decompose-batchnorm → fold-constants → fuse-epilogue
+    graph:  remove-identities → fold-pad → fold-qdq → fold-batchnorm → decompose-batchnorm → fold-constants → fuse-epilogue
             → [prune, opt-in] → sparsify
     loop:   convert-graph-to-loop → elide-copies → convert-sparse-to-spmm → conv-to-depthwise
             → conv-to-im2col → select-tiles
@@ -31,6 +31,7 @@ from inferon.passes import get_pass, user_passes
 
 DEFAULT_PASSES: tuple[tuple[str, str], ...] = (
     ("graph", "remove-identities"),
+    ("graph", "fold-pad"),
     ("graph", "fold-qdq"),
     ("graph", "fold-batchnorm"),
     ("graph", "decompose-batchnorm"),

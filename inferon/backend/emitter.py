@@ -271,6 +271,11 @@ class CppEmitter:
         self.line("}")
 
     @emit.register
+    def _(self, op: loop.PadOp) -> None:
+        g = ", ".join(str(v) for v in ints(op.geometry))
+        self.line(f"inferon::pad2d({self.buf(op.input)}, {self.buf(op.output)}, {g}, {_f(op.value)}, nt);")
+
+    @emit.register
     def _(self, op: loop.QAddOp) -> None:
         sa, za, sb, zb, sy, zy, lo, hi = (float(v) for v in op.quant.get_values())
         self.line(

@@ -238,6 +238,13 @@ def _global_pool(op: Operation, args: list[np.ndarray]) -> np.ndarray:
     return _on_real_values(op, args[0], lambda x: reduce(x, axis=axes, keepdims=True))
 
 
+@impl(graph.PadOp)
+def _pad(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    assert isinstance(op, graph.PadOp)
+    t, left, b, r = ints(op.pads)
+    return np.pad(args[0], ((0, 0), (0, 0), (t, b), (left, r)), constant_values=op.value.value.data)
+
+
 @impl(graph.ConcatOp)
 def _concat(op: Operation, args: list[np.ndarray]) -> np.ndarray:
     assert isinstance(op, graph.ConcatOp)

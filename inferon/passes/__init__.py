@@ -19,6 +19,7 @@ from inferon.errors import InferonError
 
 _BUILTIN: dict[str, str] = {
     "remove-identities": "inferon.passes.graph.remove_identities:RemoveIdentitiesPass",
+    "fold-pad": "inferon.passes.graph.fold_pad:FoldPadPass",
     "fold-qdq": "inferon.passes.graph.fold_qdq:FoldQdqPass",
     "fold-batchnorm": "inferon.passes.graph.fold_batchnorm:FoldBatchNormPass",
     "decompose-batchnorm": "inferon.passes.graph.decompose_batchnorm:DecomposeBatchNormPass",

@@ -142,4 +142,26 @@ inline void transpose(int rank, const int64_t* in_shape, const int64_t* perm, co
   }
 }
 
+// y[p] = x[p] with a constant border: NC planes of H x W into (H + pt + pb) x (W + pl + pr).
+inline void pad2d(const float* x, float* y, int64_t NC, int64_t H, int64_t W, int64_t pt, int64_t pl, int64_t pb,
+                  int64_t pr, float value, int num_threads = 1) {
+  const int64_t Ho = H + pt + pb, Wo = W + pl + pr;
+  const int T = threads_for(num_threads, static_cast<double>(NC) * Ho * Wo, 65536.0);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t c = 0; c < NC; c++) {
+    float* out = y + c * Ho * Wo;
+    for (int64_t r = 0; r < Ho; r++) {
+      float* row = out + r * Wo;
+      const int64_t src = r - pt;
+      if (src < 0 || src >= H) {
+        std::fill(row, row + Wo, value);
+        continue;
+      }
+      std::fill(row, row + pl, value);
+      std::memcpy(row + pl, x + (c * H + src) * W, static_cast<size_t>(W) * sizeof(float));
+      std::fill(row + pl + W, row + Wo, value);
+    }
+  }
+}
+
 }  // namespace inferon

@@ -292,6 +292,42 @@ def convert_reduce_spatial(ctx: ImportContext, node: NodeProto) -> list[Value]:
     return [y if keep else reshape(ctx, y, shape[:2])]
 
 
+@converter("Pad", since=2)
+def convert_pad(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    """Constant-mode Pad of the spatial axes of an NCHW tensor (what "same" padding exports to;
+    the pads usually come from a Shape subgraph that folds at import)."""
+    import numpy as np
+
+    x = ctx.value(node.input[0])
+    shape = shape_of(x)
+    mode = ctx.attr("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode != "constant":
+        raise ctx.unsupported(f"Pad mode '{mode}' (only constant)")
+    if ctx.opset >= 11:
+        pads = ctx.require_const(node.input[1], "pads").astype(np.int64).tolist()
+        value = float(ctx.require_const(node.input[2], "constant_value").ravel()[0]) if ctx.input(2) else 0.0
+        if ctx.input(3):
+            axes = [a % len(shape) for a in ctx.require_const(node.input[3], "axes").astype(np.int64).tolist()]
+            full = [0] * (2 * len(shape))
+            for i, a in enumerate(axes):
+                full[a], full[a + len(shape)] = pads[i], pads[i + len(axes)]
+            pads = full
+    else:
+        pads, value = list(ctx.attr("pads")), float(ctx.attr("value", 0.0))
+    rank = len(shape)
+    if len(pads) != 2 * rank:
+        raise ctx.error(f"pads {pads} do not match the rank-{rank} input")
+    begin, end = pads[:rank], pads[rank:]
+    if rank != 4 or any(begin[:2]) or any(end[:2]) or min(pads) < 0:
+        raise ctx.unsupported(f"Pad {pads} of a rank-{rank} tensor (only non-negative pads of the two spatial axes of NCHW)")
+    if not any(pads):
+        return [x]
+    out = (shape[0], shape[1], shape[2] + begin[2] + end[2], shape[3] + begin[3] + end[3])
+    props = {"pads": i64_array([begin[2], begin[3], end[2], end[3]]), "value": FloatAttr(value, 32)}
+    return [ctx.emit(graph.PadOp.create(operands=[x], properties=props, result_types=[tensor_type(out)])).results[0]]
+
+
 @converter("LRN")
 def convert_lrn(ctx: ImportContext, node: NodeProto) -> list[Value]:
     x = ctx.value(node.input[0])

@@ -587,6 +587,26 @@ class LRNOp(IRDLOperation):
 
 
 @irdl_op_definition
+class PadOp(IRDLOperation):
+    """ONNX Pad, constant mode, on the spatial axes of an NCHW tensor: pads = [top, left, bottom,
+    right] (non-negative), `value` in the border. `fold-pad` merges a zero Pad into the Conv reading it."""
+
+    name = "graph.pad"
+    input = operand_def(TensorType)
+    pads = prop_def(DenseArrayBase)
+    value = prop_def(F32Attr)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+
+    def verify_(self) -> None:
+        x, y, p = shape_of(self.input), shape_of(self.output), ints(self.pads)
+        if len(x) != 4 or len(p) != 4 or min(p) < 0:
+            raise VerifyException("graph.pad pads the two spatial axes of a rank-4 tensor by non-negative amounts")
+        if y != (x[0], x[1], x[2] + p[0] + p[2], x[3] + p[1] + p[3]):
+            raise VerifyException(f"graph.pad output {y} does not match input {x} and pads {p}")
+
+
+@irdl_op_definition
 class IdentityOp(IRDLOperation):
     """ONNX Identity, and Dropout in inference mode; removed by `remove-identities`."""
 
@@ -763,7 +783,7 @@ Graph = Dialect(
         WeightOp, Conv2dOp, MatMulOp, BatchNormOp,
         *BINARY_OPS, *UNARY_OPS,
         MaxPoolOp, AvgPoolOp, GlobalAvgPoolOp, GlobalMaxPoolOp,
-        ConcatOp, ReshapeOp, TransposeOp, SoftmaxOp, LRNOp, IdentityOp,
+        ConcatOp, ReshapeOp, TransposeOp, SoftmaxOp, LRNOp, IdentityOp, PadOp,
         QuantizeOp, DequantizeOp, QConv2dOp, QMatMulOp, QAddOp,
     ],
     [ActivationKindAttr, EpilogueAttr, ElementwiseKindAttr, SparseFormatAttr, SparseAttr, QuantType],

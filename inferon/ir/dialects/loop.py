@@ -404,6 +404,18 @@ class SpMMOp(SpMMBase):
 
 
 @irdl_op_definition
+class PadOp(IRDLOperation):
+    """Constant border around NC planes: y [NC, H + pt + pb, W + pl + pr]; geometry = [NC, H, W, pt,
+    pl, pb, pr]."""
+
+    name = "loop.pad"
+    input = operand_def(MemRefType)
+    output = operand_def(MemRefType)
+    geometry = prop_def(DenseArrayBase)
+    value = prop_def(F32Attr)
+
+
+@irdl_op_definition
 class QuantizeOp(IRDLOperation):
     """y = saturate(round_half_even(x / scale) + zero_point) over `size` elements (f32 -> ui8/si8)."""
 
@@ -529,7 +541,7 @@ class QGemmOp(QGemmBase):
 
 COMPUTE_OPS = (
     Conv2dOp, DepthwiseConv2dOp, Im2ColOp, MatMulOp, Pool2dOp, GlobalPoolOp, BinaryOp, UnaryOp, CopyOp,
-    TransposeOp, SoftmaxOp, LRNOp, SpMMOp, QuantizeOp, DequantizeOp, QGemmOp, QAddOp, QDepthwiseConv2dOp,
+    TransposeOp, SoftmaxOp, LRNOp, SpMMOp, QuantizeOp, DequantizeOp, QGemmOp, QAddOp, QDepthwiseConv2dOp, PadOp,
 )  # fmt: skip
 
 Loop = Dialect("loop", [WeightOp, AllocOp, SliceOp, *COMPUTE_OPS], [TilesAttr])

@@ -296,6 +296,14 @@ def _lrn(lw: Lowering, op: Operation, out: SSAValue) -> None:
     lw.emit(loop.LRNOp.create(operands=[lw.buffer(op.input), out], properties=props))
 
 
+@lowers(graph.PadOp)
+def _pad(lw: Lowering, op: Operation, out: SSAValue) -> None:
+    assert isinstance(op, graph.PadOp)
+    n, c, h, w = shape_of(op.input)
+    props = {"geometry": i64_array([n * c, h, w, *ints(op.pads)]), "value": op.value}
+    lw.emit(loop.PadOp.create(operands=[lw.buffer(op.input), out], properties=props))
+
+
 @lowers(graph.QuantizeOp, graph.DequantizeOp)
 def _quantize(lw: Lowering, op: Operation, out: SSAValue) -> None:
     is_q = isinstance(op, graph.QuantizeOp)

@@ -168,13 +168,18 @@ class _Rewriter:
         reduce_axes = tuple(a for a in range(w.ndim) if a != axis)
         scales = (np.abs(w).max(axis=reduce_axes) / 127.0).astype(np.float32)
         scales = np.where(scales > 0, scales, np.float32(1.0))
+        b = None
+        if layer.bias is not None:
+            b = self.store[layer.bias.owner.handle.data].astype(np.float64)  # type: ignore[union-attr]
+            # a large bias over tiny weights (folded BatchNorm) must still fit int32 in units of
+            # sx * sw: widen that channel's weight scale where needed (ONNX Runtime does the same)
+            scales = np.maximum(scales, (np.abs(b) / (np.float64(qx.scale) * 2.0**30)).astype(np.float32))
         shape = [1] * w.ndim
         shape[axis] = channels
         wq = np.clip(np.rint(w / scales.reshape(shape)), -127, 127).astype(np.int8)
         wtype = QuantType.make(np.int8, scales.tolist(), [0], axis)
         operands = [xq, self.weight(wq, wtype, "q_w", op)]
-        if layer.bias is not None:
-            b = self.store[layer.bias.owner.handle.data].astype(np.float64)  # type: ignore[union-attr]
+        if b is not None:
             unit = np.float32(qx.scale) * scales.astype(np.float64)
             bq = np.rint(b / unit)
             if np.any(np.abs(bq) >= 2**31):

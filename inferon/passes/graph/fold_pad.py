@@ -1,0 +1,40 @@
+"""fold-pad: a zero-valued Pad feeding convolutions becomes part of their own padding.
+
+Preconditions: graph level. Produces: each `graph.conv2d` reading a `graph.pad` with value 0 reads
+the Pad's input instead, with the Pad's amounts added to its pads ("same" padding exported as an
+explicit Pad, e.g. EfficientNet's static padding); the Pad disappears when nothing else reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass
+
+from inferon.ir.dialects import graph
+from inferon.ir.dialects.graph import i64_array, ints
+
+
+@dataclass(frozen=True)
+class FoldPadPass(ModulePass):
+    """Merge zero Pads into the convolutions that read them."""
+
+    name = "fold-pad"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        for pad in [o for o in op.walk() if isinstance(o, graph.PadOp)]:
+            if pad.value.value.data != 0.0:
+                continue
+            t, left, b, r = ints(pad.pads)
+            for use in list(pad.output.uses):
+                conv = use.operation
+                if not isinstance(conv, graph.Conv2dOp) or use.index != 0:
+                    continue
+                ct, cl, cb, cr = ints(conv.pads)
+                conv.properties["pads"] = i64_array([ct + t, cl + left, cb + b, cr + r])
+                conv.operands[0] = pad.input
+            if not pad.output.uses:
+                pad.detach()
+                pad.erase()
