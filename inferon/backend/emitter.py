@@ -93,6 +93,14 @@ def _f(attr: FloatAttr) -> str:  # type: ignore[type-arg]
     return _float(float(attr.value.data))
 
 
+def _pool_quant(op: loop.Pool2dOp | loop.GlobalPoolOp) -> str:
+    """`sx, zx, sy, zy` of an average pool over quantized planes."""
+    if op.quant is None:
+        raise InferonError(f"C++ emitter: {op.name} averaging a quantized tensor needs its quant property")
+    sx, zx, sy, zy = (float(v) for v in op.quant.get_values())
+    return f"{_float(sx)}, {int(zx)}, {_float(sy)}, {int(zy)}"
+
+
 def ctype(memref: Attribute) -> str:
     """The C++ element type of a memref (the arena and the weight blob are float arrays)."""
     element = memref.element_type  # type: ignore[attr-defined]
@@ -324,18 +332,12 @@ class CppEmitter:
     def _(self, op: loop.Pool2dOp) -> None:
         g = ", ".join(str(v) for v in ints(op.geometry))
         if ctype(op.input.type) != "float":
-            nc, h, w, ho, wo, *rest = ints(op.geometry)
-            args = f"{self.buf(op.input)}, {self.buf(op.output)}, {nc}, {h}, {w}, {ho}, {wo}, {', '.join(str(v) for v in rest)}"
+            args = f"{self.buf(op.input)}, {self.buf(op.output)}, {g}"
             if op.is_max.value.data:
                 self.line(f"inferon::qmax_pool2d({args}, nt);")
-                return
-            if op.quant is None:
-                raise InferonError("C++ emitter: average pooling of a quantized tensor needs its quant property")
-            sx, zx, sy, zy = (float(v) for v in op.quant.get_values())
-            self.line(
-                f"inferon::qavg_pool2d({args}, {int(op.count_include_pad.value.data)}, {_float(sx)}, {int(zx)}, "
-                f"{_float(sy)}, {int(zy)}, nt);"
-            )
+            else:
+                include = int(op.count_include_pad.value.data)
+                self.line(f"inferon::qavg_pool2d({args}, {include}, {_pool_quant(op)}, nt);")
             return
         self.line(
             f"inferon::pool2d({self.buf(op.input)}, {self.buf(op.output)}, {g}, "
@@ -348,11 +350,8 @@ class CppEmitter:
             args = f"{self.buf(op.input)}, {self.buf(op.output)}, {op.planes.value.data}, {op.plane_size.value.data}"
             if op.is_max.value.data:
                 self.line(f"inferon::qglobal_max_pool({args}, nt);")
-                return
-            if op.quant is None:
-                raise InferonError("C++ emitter: global average pooling of a quantized tensor needs its quant property")
-            sx, zx, sy, zy = (float(v) for v in op.quant.get_values())
-            self.line(f"inferon::qglobal_avg_pool({args}, {_float(sx)}, {int(zx)}, {_float(sy)}, {int(zy)}, nt);")
+            else:
+                self.line(f"inferon::qglobal_avg_pool({args}, {_pool_quant(op)}, nt);")
             return
         self.line(
             f"inferon::global_pool({self.buf(op.input)}, {self.buf(op.output)}, {op.planes.value.data}, "
