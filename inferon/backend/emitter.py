@@ -291,17 +291,12 @@ class CppEmitter:
             f"{self.buf(op.output)}, {_float(sy)}, {int(zy)}, {_float(lo)}, {_float(hi)}, {op.size.value.data}, nt);"
         )
 
-    @emit.register
-    def _(self, op: loop.QuantizeOp) -> None:
+    @emit.register(loop.QuantizeOp)
+    @emit.register(loop.DequantizeOp)
+    def _(self, op: loop.QuantCastBase) -> None:
+        kernel = "quantize_linear" if isinstance(op, loop.QuantizeOp) else "dequantize_linear"
         self.line(
-            f"inferon::quantize_linear({self.buf(op.input)}, {self.buf(op.output)}, {op.size.value.data}, "
-            f"{_f(op.scale)}, {op.zero_point.value.data}, nt);"
-        )
-
-    @emit.register
-    def _(self, op: loop.DequantizeOp) -> None:
-        self.line(
-            f"inferon::dequantize_linear({self.buf(op.input)}, {self.buf(op.output)}, {op.size.value.data}, "
+            f"inferon::{kernel}({self.buf(op.input)}, {self.buf(op.output)}, {op.size.value.data}, "
             f"{_f(op.scale)}, {op.zero_point.value.data}, nt);"
         )
 

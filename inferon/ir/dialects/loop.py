@@ -415,28 +415,28 @@ class PadOp(IRDLOperation):
     value = prop_def(F32Attr)
 
 
+class QuantCastBase(IRDLOperation):
+    """Fields shared by `loop.quantize` and `loop.dequantize`: per-tensor scale and zero point."""
+
+    input = operand_def(MemRefType)
+    output = operand_def(MemRefType)
+    scale = prop_def(F32Attr)
+    zero_point = prop_def(I64Attr)
+    size = prop_def(I64Attr)
+
+
 @irdl_op_definition
-class QuantizeOp(IRDLOperation):
+class QuantizeOp(QuantCastBase):
     """y = saturate(round_half_even(x / scale) + zero_point) over `size` elements (f32 -> ui8/si8)."""
 
     name = "loop.quantize"
-    input = operand_def(MemRefType)
-    output = operand_def(MemRefType)
-    scale = prop_def(F32Attr)
-    zero_point = prop_def(I64Attr)
-    size = prop_def(I64Attr)
 
 
 @irdl_op_definition
-class DequantizeOp(IRDLOperation):
+class DequantizeOp(QuantCastBase):
     """y = (x - zero_point) * scale over `size` elements (ui8/si8/si32 -> f32)."""
 
     name = "loop.dequantize"
-    input = operand_def(MemRefType)
-    output = operand_def(MemRefType)
-    scale = prop_def(F32Attr)
-    zero_point = prop_def(I64Attr)
-    size = prop_def(I64Attr)
 
 
 @irdl_op_definition

@@ -349,10 +349,6 @@ def _qgemm_constants(
     return comp_w, mult_w, [qy.zero_point, lo, hi], qx.zero_point & 0xFF
 
 
-def _qgemm(operands: list[SSAValue], props: dict[str, Attribute]) -> loop.QGemmOp:
-    return loop.QGemmOp.create(operands=operands, properties=props)
-
-
 @lowers(graph.QConv2dOp)
 def _qconv(lw: Lowering, op: Operation, out: SSAValue) -> None:
     assert isinstance(op, graph.QConv2dOp) and lw.weights is not None
@@ -386,7 +382,7 @@ def _qconv(lw: Lowering, op: Operation, out: SSAValue) -> None:
     }  # fmt: skip
     if not direct:
         props["b_im2col"] = i64_array((cg, h, wd, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo))
-    lw.emit(_qgemm([lw.buffer(op.weight), lw.buffer(op.input), comp, mult, out], props))
+    lw.emit(loop.QGemmOp.create(operands=[lw.buffer(op.weight), lw.buffer(op.input), comp, mult, out], properties=props))
 
 
 @lowers(graph.QMatMulOp)
@@ -407,7 +403,7 @@ def _qmatmul(lw: Lowering, op: Operation, out: SSAValue) -> None:
         "row_strides": i64_array((0, 0)), "ldb": i64_attr(k), "c_leading": i64_array((1, n_out)),
         "requant": i64_array(requant), "pad": i64_attr(pad), "b_trans": UnitAttr(),
     }  # fmt: skip
-    lw.emit(_qgemm([a, lw.buffer(op.lhs), comp, mult, out], props))
+    lw.emit(loop.QGemmOp.create(operands=[a, lw.buffer(op.lhs), comp, mult, out], properties=props))
 
 
 def lower_function(fn: func.FuncOp, weights: WeightStore | None = None) -> func.FuncOp:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.ir import Block, Operation, SSAValue
+from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 
 from inferon.ir.attrs import NO_EPILOGUE, ActivationKind, EpilogueAttr, QuantType
@@ -137,10 +137,7 @@ class _Folder:
 
     def weight(self, values: np.ndarray, quant: QuantType | None, hint: str, before: Operation) -> SSAValue:
         """A new weight (int8 with `quant`, else a plain si32 bias) placed before `before`."""
-        handle = self.store.add(values, hint, keep_dtype=True)
-        op = graph.WeightOp(handle, values.shape, quant or i32_signed())
-        before.parent_block().insert_op_before(op, before)  # type: ignore[union-attr]
-        return op.result
+        return insert_weight(self.store, values, quant or i32_signed(), hint, before)
 
     def fold(self, q: graph.QuantizeOp) -> bool:
         """Try to fold the chain ending in `q`; True when it did."""
@@ -251,6 +248,13 @@ class _Folder:
             operands.append(self.weight(b, None, "qmatmul_b", q))
         props = {"epilogue": epilogue}
         return graph.QMatMulOp.create(operands=operands, properties=props, result_types=[q.output.type])
+
+
+def insert_weight(store: WeightStore, values: np.ndarray, element: Attribute, hint: str, before: Operation) -> SSAValue:
+    """`values` (kept in their dtype) as a new graph.weight of element type `element`, before `before`."""
+    op = graph.WeightOp(store.add(values, hint, keep_dtype=True), values.shape, element)
+    before.parent_block().insert_op_before(op, before)  # type: ignore[union-attr]
+    return op.result
 
 
 def erase_dead_ops(block: Block) -> None:

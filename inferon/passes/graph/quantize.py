@@ -34,7 +34,7 @@ from inferon.ir.dialects import graph
 from inferon.ir.dialects.graph import i32_signed, shape_of
 from inferon.ir.weights import WeightStore
 from inferon.passes.graph.fold_constants import weights_context
-from inferon.passes.graph.fold_qdq import activation_epilogue, erase_dead_ops
+from inferon.passes.graph.fold_qdq import activation_epilogue, erase_dead_ops, insert_weight
 
 
 @dataclass
@@ -131,11 +131,6 @@ class _Rewriter:
         self.block, self.store, self.types = block, store, types
         self.quantized: dict[SSAValue, SSAValue] = {}
 
-    def weight(self, values: np.ndarray, element: object, hint: str, before: Operation) -> SSAValue:
-        op = graph.WeightOp(self.store.add(values, hint, keep_dtype=True), values.shape, element)  # type: ignore[arg-type]
-        self.block.insert_op_before(op, before)
-        return op.result
-
     def as_quantized(self, x: SSAValue, before: Operation) -> SSAValue:
         """The uint8 version of float tensor x: the source of a dequantize, or a new quantize."""
         if x in self.quantized:
@@ -178,13 +173,13 @@ class _Rewriter:
         shape[axis] = channels
         wq = np.clip(np.rint(w / scales.reshape(shape)), -127, 127).astype(np.int8)
         wtype = QuantType.make(np.int8, scales.tolist(), [0], axis)
-        operands = [xq, self.weight(wq, wtype, "q_w", op)]
+        operands = [xq, insert_weight(self.store, wq, wtype, "q_w", op)]
         if b is not None:
             unit = np.float32(qx.scale) * scales.astype(np.float64)
             bq = np.rint(b / unit)
             if np.any(np.abs(bq) >= 2**31):
                 raise PassError(f"{op.name}: the quantized bias overflows int32")
-            operands.append(self.weight(bq.astype(np.int32), i32_signed(), "q_b", op))
+            operands.append(insert_weight(self.store, bq.astype(np.int32), i32_signed(), "q_b", op))
         if isinstance(op, graph.Conv2dOp):
             props = {k: op.properties[k] for k in ("strides", "pads", "dilations", "group")}
             props["epilogue"] = layer.epilogue
@@ -234,7 +229,7 @@ class QuantizePass(ModulePass):
         ))  # fmt: skip
         stats, q.float_outputs = collect_stats(op, store, values, q.samples, method=q.method, verbose=q.verbose)
         types = {v: activation_type(*s.range(q.method)) for v, s in zip(values, stats, strict=True)}
-        _warn_empty(values, stats, q.verbose)
+        _warn_empty(stats, q.verbose)
         rewriter = _Rewriter(block, store, types)
         pending = {lay.op: lay for lay in chosen}
         add_at = {add: (out, last, epi) for add, out, last, epi in adds}
@@ -265,7 +260,7 @@ class QuantizePass(ModulePass):
         return found
 
 
-def _warn_empty(values: list[SSAValue], stats: list[TensorStats], verbose: bool) -> None:
+def _warn_empty(stats: list[TensorStats], verbose: bool) -> None:
     flat = [s for s in stats if s.hi - s.lo == 0]
     if flat and verbose:
         print(f"inferon: {len(flat)} calibrated tensor(s) were constant on every sample", file=sys.stderr)
