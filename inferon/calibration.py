@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,10 +28,13 @@ MAX_SAMPLES_PER_TENSOR = 1 << 20  # values kept per tensor for percentile / entr
 
 
 def load_calibration(data: str | Path | Mapping[str, np.ndarray] | Iterable[Mapping[str, np.ndarray]],
-                     input_names: list[str]) -> list[dict[str, np.ndarray]]:  # fmt: skip
-    """Calibration samples as feed dicts, from an .npz file (arrays named like the model inputs,
-    the first axis indexing the samples; a single-input model may use any one array name), a dict
-    of such arrays, or an iterable of feed dicts (a Python data reader)."""
+                     inputs: Mapping[str, Sequence[int | None]]) -> list[dict[str, np.ndarray]]:  # fmt: skip
+    """Calibration samples as float32 feed dicts, from an .npz file (arrays named like the model
+    inputs, the first axis indexing the samples; a single-input model may use any one array name), a
+    dict of such arrays, or an iterable of feed dicts (a Python data reader). `inputs` maps each model
+    input to its shape (None for a dimension not known yet); a sample lacking a leading batch axis of
+    1 gets it, any other shape mismatch is an error."""
+    input_names = list(inputs)
     if isinstance(data, (str, Path)):
         path = Path(data)
         if not path.is_file():
@@ -56,7 +59,23 @@ def load_calibration(data: str | Path | Mapping[str, np.ndarray] | Iterable[Mapp
         samples = [dict(feed) for feed in data]
     if not samples:
         raise InferonError("calibration data holds no samples")
-    return samples
+    return [{k: _as_input(v, inputs.get(k), k, i) for k, v in feed.items()} for i, feed in enumerate(samples)]
+
+
+def _as_input(value: np.ndarray, shape: Sequence[int | None] | None, name: str, index: int) -> np.ndarray:
+    """One calibration sample of input `name` of the input's shape (float32 unless it holds integers,
+    for a uint8 / int8 input)."""
+    x = np.asarray(value)
+    x = np.ascontiguousarray(x, None if x.dtype.kind in "iu" else np.float32)
+    if shape is None:
+        return x
+    if x.ndim == len(shape) - 1 and shape[0] == 1:
+        x = x[None]  # a stack of single images for a batch-1 model
+    if x.ndim != len(shape) or any(d is not None and d != s for d, s in zip(shape, x.shape, strict=True)):
+        want = "x".join("?" if d is None else str(d) for d in shape)
+        raise InferonError(f"calibration sample {index} of input '{name}' has shape {list(x.shape)}, "
+                           f"the model takes {want}")  # fmt: skip
+    return x
 
 
 @dataclass
@@ -157,7 +176,7 @@ def collect_stats(
         outputs: list[list[np.ndarray]] = []
         rng = np.random.default_rng(0)
         for i, feed in enumerate(samples):
-            named = model.run({k: np.ascontiguousarray(v, np.float32) for k, v in feed.items()})
+            named = model.run(dict(feed))
             result = [named[n] for n in model.output_names]
             outputs.append([np.array(r) for r in result[:n_out]])
             for s, r in zip(stats, result[n_out:], strict=True):

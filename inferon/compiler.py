@@ -98,9 +98,11 @@ def compile(  # noqa: A001 - the public name users expect
             raise InferonError("--quantize int8 needs calibration data (--calibration DATA.npz)")
         proto = load_proto(model)
         inits = {i.name for i in proto.graph.initializer}
-        names = [i.name for i in proto.graph.input if i.name not in inits]
+        shapes = {i.name: [d.dim_value if d.HasField("dim_value") else None for d in i.type.tensor_type.shape.dim]
+                  for i in proto.graph.input if i.name not in inits}  # fmt: skip
+        shapes.update({k: list(v) for k, v in (input_shapes or {}).items()})
         quantization = Quantization(
-            load_calibration(calibration, names), method=calibration_method, keep_float=tuple(keep_float),
+            load_calibration(calibration, shapes), method=calibration_method, keep_float=tuple(keep_float),
             verbose=verbose,
         )
         model = proto
@@ -128,7 +130,7 @@ def quantization_report(library: Path, quantization: Quantization) -> str:
     if quantization.kept:
         lines.append(f"  kept in float: {', '.join(quantization.kept)}")
     with inferon.load(library) as m:
-        results = [m.run({k: np.ascontiguousarray(v, np.float32) for k, v in feed.items()}) for feed in quantization.samples]
+        results = [m.run(feed) for feed in quantization.samples]
         names = m.output_names
     for j, name in enumerate(names):
         ref = np.stack([f[j] for f in quantization.float_outputs])

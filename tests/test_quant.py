@@ -538,21 +538,21 @@ def test_quantize_errors(tmp_path):
 
 
 @pytest.mark.parametrize("isa", ["avx2", "scalar"])
-@pytest.mark.parametrize("stride,dilation", [(1, 1), (2, 1), (1, 2)])
-def test_mobilenet_block_with_depthwise_conv(tmp_path, monkeypatch, isa, stride, dilation):
+@pytest.mark.parametrize("stride,dilation,k", [(1, 1, 3), (2, 1, 3), (1, 2, 3), (2, 1, 5)])
+def test_mobilenet_block_with_depthwise_conv(tmp_path, monkeypatch, isa, stride, dilation, k):
     """Depthwise convs run on the direct INT8 kernel (bit-exact with ONNX Runtime's QLinearConv);
     the ONNX Runtime-quantized block matches ORT, Inferon's own quantization the float model."""
     monkeypatch.setenv("INFERON_ISA", isa)
     rng = np.random.default_rng(3)
     init = {
-        "w1": rng.standard_normal((16, 3, 3, 3)) * 0.3, "dw": rng.standard_normal((16, 1, 3, 3)) * 0.3,
+        "w1": rng.standard_normal((16, 3, 3, 3)) * 0.3, "dw": rng.standard_normal((16, 1, k, k)) * 0.3,
         "pw": rng.standard_normal((24, 16, 1, 1)) * 0.3, "b": rng.random(24) * 0.1,
         "lo": np.array(0.0), "hi": np.array(6.0),
     }  # fmt: skip
     nodes = [
         helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1], strides=[2, 2]),
         helper.make_node("Clip", ["c1", "lo", "hi"], ["r1"]),
-        helper.make_node("Conv", ["r1", "dw"], ["c2"], pads=[dilation] * 4, group=16, strides=[stride] * 2,
+        helper.make_node("Conv", ["r1", "dw"], ["c2"], pads=[dilation * (k // 2)] * 4, group=16, strides=[stride] * 2,
                          dilations=[dilation] * 2),
         helper.make_node("Relu", ["c2"], ["r2"]),
         helper.make_node("Conv", ["r2", "pw", "b"], ["y"]),
@@ -627,3 +627,113 @@ def test_reducemean_over_other_axes_is_a_clear_error(tmp_path):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     with pytest.raises(InferonError, match=r"rm_channels.*ReduceMean over axes \[1\]"):
         inferon.compile(model, tmp_path / "m.so")
+
+
+# ------------------------------------------------------------ integer inputs / outputs, *Integer ops
+def _int_model(nodes: list, inputs: dict, outputs: dict, inits: dict, opset: int = 13) -> onnx.ModelProto:
+    """A model with typed inputs / outputs: name -> (TensorProto type, shape)."""
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info(n, t, s) for n, (t, s) in inputs.items()],
+        [helper.make_tensor_value_info(n, t, s) for n, (t, s) in outputs.items()],
+        [numpy_helper.from_array(np.asarray(v), n) for n, v in inits.items()],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def test_uint8_input_and_output_matmul_integer(tmp_path):
+    """A uint8 graph input read by Cast and by a DequantizeLinear with its own parameters, a
+    QuantizeLinear result as a uint8 graph output, MatMulInteger with zero points: bit-exact with ORT."""
+    rng = np.random.default_rng(0)
+    inits = {
+        "W": rng.integers(-128, 128, (20, 48)).astype(np.int8), "wzp": np.int8(3), "s": np.float32(0.05),
+        "zp": np.uint8(120), "s2": np.float32(0.02), "sw": np.float32(0.003), "shp": np.array([4, 20]),
+    }  # fmt: skip
+    nodes = [
+        helper.make_node("Cast", ["img"], ["f"], to=TensorProto.FLOAT),
+        helper.make_node("Reshape", ["f", "shp"], ["f2"]),
+        helper.make_node("QuantizeLinear", ["f2", "s", "zp"], ["q"]),
+        helper.make_node("MatMulInteger", ["q", "W", "zp", "wzp"], ["acc"]),
+        helper.make_node("Cast", ["acc"], ["accf"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["accf", "sw"], ["y"]),
+        helper.make_node("DequantizeLinear", ["img", "s2", "zp"], ["d"]),
+        helper.make_node("Relu", ["d"], ["r"]),
+        helper.make_node("QuantizeLinear", ["r", "s2", "zp"], ["qout"]),
+    ]
+    model = _int_model(nodes, {"img": (TensorProto.UINT8, [1, 4, 4, 5])},
+                       {"y": (TensorProto.FLOAT, [4, 48]), "qout": (TensorProto.UINT8, [1, 4, 4, 5])}, inits)  # fmt: skip
+    cm = inferon.load(inferon.compile(model, tmp_path / "m.so"))
+    assert [i.dtype for i in cm.inputs] == [np.uint8] and [o.dtype for o in cm.outputs] == [np.float32, np.uint8]
+    for seed in range(3):
+        x = np.random.default_rng(seed).integers(0, 256, (1, 4, 4, 5)).astype(np.uint8)
+        got, ref = cm.run({"img": x}), run_onnxruntime(model, {"img": x})
+        np.testing.assert_array_equal(got["y"], ref[0])
+        np.testing.assert_array_equal(got["qout"], ref[1])
+    with pytest.raises(inferon.RuntimeCallError, match="expected dtype uint8, got float32"):
+        cm.run({"img": x.astype(np.float32)})
+
+
+@pytest.mark.parametrize("signed,per_channel", [(False, False), (True, False), (False, True)])
+def test_conv_integer(tmp_path, signed, per_channel):
+    """ConvInteger (padded: the padding is the input zero point) on a QuantizeLinear result, Cast and
+    scaled back: equal to ORT; with per-channel weight zero points (which ORT rejects) equal to
+    ONNX's reference implementation."""
+    rng = np.random.default_rng(1)
+    xt = np.int8 if signed else np.uint8
+    inits = {
+        "w": rng.integers(-100, 100, (6, 3, 3, 3)).astype(np.int8), "wzp": rng.integers(-3, 4, 6 if per_channel else ()).astype(np.int8),
+        "s": np.float32(0.04), "zp": xt(-5 if signed else 131), "scale": np.float32(0.01),
+    }  # fmt: skip
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["q"]),
+        helper.make_node("ConvInteger", ["q", "w", "zp", "wzp"], ["acc"], pads=[1, 1, 1, 1], strides=[2, 1]),
+        helper.make_node("Cast", ["acc"], ["accf"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["accf", "scale"], ["y"]),
+    ]
+    model = _int_model(nodes, {"x": (TensorProto.FLOAT, [1, 3, 9, 10])}, {"y": (TensorProto.FLOAT, [1, 6, 5, 10])},
+                       inits)  # fmt: skip
+    cm = inferon.load(inferon.compile(model, tmp_path / "m.so"))
+    x = rng.standard_normal((1, 3, 9, 10)).astype(np.float32) * 3
+    ref = ReferenceEvaluator(model).run(None, {"x": x})[0] if per_channel else run_onnxruntime(model, {"x": x})[0]
+    np.testing.assert_array_equal(cm(x), ref)
+
+
+def test_integer_op_errors(tmp_path):
+    inits = {"W": np.ones((4, 3), np.int8), "zp": np.uint8(1)}
+    out_int32 = _int_model([helper.make_node("MatMulInteger", ["a", "W", "zp"], ["y"])],
+                           {"a": (TensorProto.UINT8, [2, 4])}, {"y": (TensorProto.INT32, [2, 3])}, inits)  # fmt: skip
+    with pytest.raises(inferon.UnsupportedError, match="graph output 'y' is INT32"):
+        inferon.compile(out_int32, tmp_path / "a.so")
+    runtime_zp = _int_model([helper.make_node("MatMulInteger", ["a", "W", "azp"], ["y"]),
+                             helper.make_node("Cast", ["y"], ["f"], to=TensorProto.FLOAT)],
+                            {"a": (TensorProto.UINT8, [2, 4]), "azp": (TensorProto.UINT8, [])},
+                            {"f": (TensorProto.FLOAT, [2, 3])}, {"W": inits["W"]})  # fmt: skip
+    with pytest.raises(inferon.UnsupportedError, match="MatMulInteger.*zero point.*must be a compile-time constant"):
+        inferon.compile(runtime_zp, tmp_path / "b.so")
+    to_int = _int_model([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.INT32)],
+                        {"x": (TensorProto.FLOAT, [2])}, {"y": (TensorProto.INT32, [2])}, {})  # fmt: skip
+    with pytest.raises(inferon.UnsupportedError, match="Cast of a run-time float32 tensor to INT32"):
+        inferon.compile(to_int, tmp_path / "c.so")
+
+
+def test_quantize_model_with_uint8_image_input(tmp_path):
+    """--quantize on a model taking uint8 images (Cast, scaling, convs): calibrated on uint8 data."""
+    rng = np.random.default_rng(4)
+    inits = {"w1": rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3, "k": np.float32(1 / 255),
+             "w2": rng.standard_normal((4, 8, 1, 1)).astype(np.float32) * 0.3}  # fmt: skip
+    nodes = [
+        helper.make_node("Cast", ["img"], ["f"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["f", "k"], ["x"]),
+        helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["y"]),
+    ]
+    model = _int_model(nodes, {"img": (TensorProto.UINT8, [1, 3, 10, 12])}, {"y": (TensorProto.FLOAT, [1, 4, 10, 12])},
+                       inits)  # fmt: skip
+    calib = rng.integers(0, 256, (6, 3, 10, 12)).astype(np.uint8)  # no batch axis: added
+    cm = inferon.load(inferon.compile(model, tmp_path / "q.so", quantize="int8", calibration={"img": calib}))
+    x = rng.integers(0, 256, (1, 3, 10, 12)).astype(np.uint8)
+    ref = run_onnxruntime(model, {"img": x})[0]
+    assert np.abs(cm(x) - ref).max() / np.abs(ref).max() < 0.05

@@ -35,6 +35,7 @@ class TensorDecl:
     name: str
     symbol: str
     shape: tuple[int, ...]
+    dtype: str = "INFERON_FLOAT32"  # the runtime's inferon_dtype of a model input / output
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,10 @@ def ctype(memref: Attribute) -> str:
         signed = element.signedness.data != Signedness.UNSIGNED
         return f"{'' if signed else 'u'}int{element.width.data}_t"
     return "float"
+
+
+# C++ element type -> the runtime's inferon_dtype of a model input / output
+DTYPES = {"float": "INFERON_FLOAT32", "uint8_t": "INFERON_UINT8", "int8_t": "INFERON_INT8", "int32_t": "INFERON_INT32"}
 
 
 def _typed(expr: str, memref: Attribute, const: bool = False) -> str:
@@ -437,8 +442,10 @@ def emit_cpp(
     decls = []
     for i, arg in enumerate(block.args):
         is_input = i < num_inputs
-        emitter.names[arg] = f"in[{i}]" if is_input else f"out[{i - num_inputs}]"
-        decls.append(TensorDecl(names[i] if i < len(names) else f"t{i}", f"kT{i}", tuple(arg.type.get_shape())))
+        emitter.names[arg] = (_typed(f"(in[{i}])", arg.type, const=True) if is_input
+                              else _typed(f"(out[{i - num_inputs}])", arg.type))  # fmt: skip
+        decls.append(TensorDecl(names[i] if i < len(names) else f"t{i}", f"kT{i}", tuple(arg.type.get_shape()),
+                                DTYPES[ctype(arg.type)]))  # fmt: skip
     ops: list[EmittedOp] = []
     for op in block.ops:
         start = len(emitter.body)

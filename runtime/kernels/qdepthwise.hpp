@@ -2,11 +2,16 @@
 //
 // y[n][m] = requantize(sum_taps w[m][tap] * xpad[n][m / mult][...] + comp[m]) with comp = bias -
 // zx * sum(w[m]) (compile time) and the padding reading the zero point. With AVX2 the input minus
-// its zero point goes through the float depthwise kernel (depthwise.hpp) with the integer weights:
+// its zero point goes through the float depthwise kernels (depthwise.hpp) with the integer weights:
 // every product and partial sum is an integer below 2^24 (|x - zx| <= 255, |w| <= 128, up to 512
-// taps), hence exact in float32 whatever the order; the integer bias is added after
-// converting back, so the result is bit-exact with the integer reference and uses the same
-// requantization as qgemm.hpp. The scalar path works on a bordered plane of the stored zero point.
+// taps), hence exact in float32 whatever the order; the integer bias is added after converting
+// back, so the result is bit-exact with the integer reference and uses the same requantization as
+// qgemm.hpp. For the CNN geometries (3x3 / 5x5, stride 1 / 2) this runs plane by plane: the
+// stored plane is converted straight into the zero-bordered float scratch of depthwise.hpp's
+// padded kernel (zero-centred, so the border is the zero point), the kernel accumulates one float
+// plane, which is requantized at once: all in cache, no whole-tensor float copies. Other
+// geometries convert the whole tensor and use the general float kernel. The scalar path works on
+// a bordered plane of the stored zero point.
 #pragma once
 
 #include <limits>
@@ -73,30 +78,69 @@ inline void plane_scalar(const QDepthwise& g, int64_t m, const QX* p, int64_t Wp
 
 }  // namespace qdw_detail
 
-// With AVX2: the stored input minus its zero point, as floats, through the float depthwise kernel
-// (integer weights; every product and partial sum is an integer below 2^24, so exact whatever the
-// order), then requantized with the integer bias: bit-exact with the integer definition.
+// Copy the read rows of a stored plane, minus its zero point, into the zero-bordered float scratch
+// P of depthwise.hpp's padded kernel (the same origin and row stride as its copy_padded).
+template <class QX>
+INFERON_AVX2 void copy_padded_centred(const dw_detail::Geo& g, const dw_detail::Padded& pg, const QX* x, int32_t zx,
+                                      float* P) {
+  const int64_t cols = pg.cols, c8 = cols / 8 * 8, rows = pg.rows, W = g.W, Wp = pg.Wp;
+  const __m256 z = _mm256_set1_ps(static_cast<float>(zx));
+  float* dst = P + g.pt * Wp + g.pl;
+  for (int64_t h = 0; h < rows; h++, x += W, dst += Wp) {
+    for (int64_t c = 0; c < c8; c += 8) _mm256_storeu_ps(dst + c, _mm256_sub_ps(quant_detail::load8_f32(x + c, 1), z));
+    for (int64_t c = c8; c < cols; c++) dst[c] = static_cast<float>(static_cast<int32_t>(x[c]) - zx);
+  }
+}
+
+// The AVX2 path (see the header): integer weights as floats, the bias for the zero-centred input.
 template <class QX, class QY>
 inline void qdepthwise_via_float(const QDepthwise& g, const QX* x, QY* y, int num_threads) {
-  thread_local Scratch xs, as, ws;
-  const int64_t in = g.N * g.C * g.H * g.W, out = g.N * g.M * g.Ho * g.Wo, taps = static_cast<int64_t>(g.kh) * g.kw;
-  float* xf = xs.get(static_cast<size_t>(in));
-  float* acc = as.get(static_cast<size_t>(out));
-  float* wf = ws.get(static_cast<size_t>(g.M * taps));
+  thread_local Scratch ws, xs, as;  // (the padded path's plane scratch is depthwise.hpp's)
+  const int64_t taps = static_cast<int64_t>(g.kh) * g.kw, in_plane = g.H * g.W, plane = g.Ho * g.Wo;
+  const int64_t mult_ch = g.M / g.C, planes = g.N * g.M;
   const int32_t zx = static_cast<int32_t>(static_cast<QX>(g.pad));
-  dequantize_linear(x, xf, in, 1.0f, zx, num_threads);
-  for (int64_t i = 0; i < g.M * taps; i++) wf[i] = static_cast<float>(g.w[i]);
-  depthwise_conv2d(xf, wf, nullptr, nullptr, acc, g.N, g.C, g.H, g.W, g.M, g.Ho, g.Wo, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl,
-                   g.dh, g.dw, ACT_NONE, 0.f, 0.f, num_threads);
-  const int64_t plane = g.Ho * g.Wo;
-  const int T = threads_for(num_threads, static_cast<double>(out), 65536.0);
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
-  for (int64_t nm = 0; nm < g.N * g.M; nm++) {
-    const int64_t m = nm % g.M;
-    int32_t wsum = 0;  // comp = bias - zx * sum(w): the bias for the zero-centred input
-    for (int64_t t = 0; t < taps; t++) wsum += g.w[m * taps + t];
-    qdw_detail::requant_plane_avx2(g, m, acc + nm * plane, g.comp[m] + zx * wsum, y + nm * plane, plane);
+  float* wf = ws.get(static_cast<size_t>(g.M * taps));
+  std::vector<int32_t> bias(static_cast<size_t>(g.M));  // comp + zx * sum(w) per channel
+  for (int64_t m = 0; m < g.M; m++) {
+    int32_t wsum = 0;
+    for (int64_t t = 0; t < taps; t++) {
+      wf[m * taps + t] = static_cast<float>(g.w[m * taps + t]);
+      wsum += g.w[m * taps + t];
+    }
+    bias[m] = g.comp[m] + zx * wsum;
   }
+  const dw_detail::Geo geo{g.H, g.W, g.Ho, g.Wo, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, g.dh, g.dw, ACT_NONE, 0.f, 0.f};
+  const int T = threads_for(num_threads, static_cast<double>(planes * plane * taps) * 2, 65536.0);
+  if (const dw_detail::PaddedFn fn = dw_detail::pick_padded(geo)) {
+    const dw_detail::Padded pg = dw_detail::padded_geometry(geo, g.kh, g.sw);
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+      const size_t size = static_cast<size_t>(pg.Hp * pg.Wp) + 8;
+      float* P = dw_detail::padded_scratch().get(size);
+      std::memset(P, 0, size * sizeof(float));  // the border: the zero point, zero-centred
+      thread_local Scratch acc_scratch;
+      float* acc = acc_scratch.get(static_cast<size_t>(plane));
+      int64_t filled = -1;  // the input plane now in P
+#pragma omp for schedule(static)
+      for (int64_t p = 0; p < planes; p++) {
+        const int64_t m = p % g.M, src = p / g.M * g.C + m / mult_ch;
+        if (src != filled) copy_padded_centred(geo, pg, x + src * in_plane, zx, P);
+        filled = src;
+        fn(geo, pg, P, wf + m * taps, 0.f, nullptr, acc);
+        qdw_detail::requant_plane_avx2(g, m, acc, bias[m], y + p * plane, plane);
+      }
+    }
+    return;
+  }
+  const int64_t in = g.N * g.C * in_plane;
+  float* xf = xs.get(static_cast<size_t>(in));
+  float* acc = as.get(static_cast<size_t>(planes * plane));
+  dequantize_linear(x, xf, in, 1.0f, zx, num_threads);
+  depthwise_conv2d(xf, wf, nullptr, nullptr, acc, g.N, g.C, g.H, g.W, g.M, g.Ho, g.Wo, g.kh, g.kw, g.sh, g.sw, g.pt,
+                   g.pl, g.dh, g.dw, ACT_NONE, 0.f, 0.f, num_threads);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t p = 0; p < planes; p++)
+    qdw_detail::requant_plane_avx2(g, p % g.M, acc + p * plane, bias[p % g.M], y + p * plane, plane);
 }
 
 template <class QX, class QY>

@@ -30,6 +30,12 @@ from inferon.ir.weights import WeightStore
 Value = SSAValue | np.ndarray
 MIN_OPSET = 7
 FLOAT = onnx.TensorProto.FLOAT
+# graph input dtypes -> element type (None: f32); integer inputs hold their stored integers
+INPUT_TYPES = {
+    FLOAT: None,
+    onnx.TensorProto.UINT8: QuantType.make(np.uint8, [1.0], [0]),
+    onnx.TensorProto.INT8: QuantType.make(np.int8, [1.0], [0]),
+}
 # ops imported even when all their inputs are constants: DequantizeLinear of a weight keeps the
 # integers (and their scales) for fold-qdq instead of becoming a float constant
 NO_FOLD = frozenset({"DequantizeLinear"})
@@ -38,6 +44,7 @@ NO_FOLD = frozenset({"DequantizeLinear"})
 QUANT_AWARE = frozenset({
     "DequantizeLinear", "QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul", "QLinearGlobalAveragePool",
     "QLinearAveragePool", "QLinearLeakyRelu", "QLinearSigmoid", "QLinearConcat", "QGemm",
+    "MatMulInteger", "ConvInteger", "Cast",
 })  # fmt: skip
 
 
@@ -156,9 +163,9 @@ def _input_shape(
     ttype = vi.type.tensor_type
     if not vi.type.HasField("tensor_type"):
         raise UnsupportedError(f"input '{vi.name}' is not a tensor")
-    if ttype.elem_type != FLOAT:
+    if ttype.elem_type not in INPUT_TYPES:
         dtype = onnx.TensorProto.DataType.Name(ttype.elem_type)
-        raise UnsupportedError(f"input '{vi.name}' has dtype {dtype}; only FLOAT inputs are supported")
+        raise UnsupportedError(f"input '{vi.name}' has dtype {dtype}; only FLOAT, UINT8 and INT8 inputs are supported")
     if vi.name in given:
         shape = tuple(int(d) for d in given[vi.name])
         if ttype.HasField("shape"):
@@ -251,7 +258,10 @@ def import_model(
             f"{[vi.name for vi in runtime_inputs]}"
         )
     shapes = [_input_shape(vi, given) for vi in runtime_inputs]
-    block = Block(arg_types=[tensor_type(s) for s in shapes])
+    # uint8 / int8 inputs: their stored integers (scale 1, zero point 0); the DequantizeLinear,
+    # QLinear* or Cast reading them relabels them with their own parameters
+    block = Block(arg_types=[tensor_type(s, INPUT_TYPES[vi.type.tensor_type.elem_type])
+                             for s, vi in zip(shapes, runtime_inputs, strict=True)])  # fmt: skip
     ctx = ImportContext(opset=opset, weights=store, block=block)
     ctx.env.update(initializers)
     for vi, arg in zip(runtime_inputs, block.args):
@@ -304,9 +314,12 @@ def import_model(
                 f"graph output '{vo.name}' is a {value.dtype} constant; only float32 outputs are supported"
             )
         ssa = ctx.value(vo.name)
-        if quant_of(ssa) is not None:
+        q = quant_of(ssa)
+        declared = vo.type.tensor_type.elem_type if vo.type.HasField("tensor_type") else 0
+        if (q is not None and q.dtype.itemsize != 1) or (q is None and declared not in (0, FLOAT)):
+            dtype = onnx.TensorProto.DataType.Name(declared) if declared else str(q.dtype if q else "?")
             raise UnsupportedError(
-                f"graph output '{vo.name}' is a quantized (integer) tensor; only float32 outputs are supported"
+                f"graph output '{vo.name}' is {dtype}; only float32, uint8 and int8 outputs are supported"
             )
         returns.append(ssa)
         out_types.append(ssa.type)
@@ -317,7 +330,7 @@ def import_model(
 
     fn = func.FuncOp(
         "main",
-        ([tensor_type(s) for s in shapes], out_types),
+        ([a.type for a in block.args], out_types),
         Region(block),
         arg_attrs=names_attr([vi.name for vi in runtime_inputs]),
         res_attrs=names_attr([vo.name for vo in graph.output]),

@@ -1,5 +1,6 @@
-"""Converters for quantized ONNX: QuantizeLinear / DequantizeLinear (QDQ form) and the QOperator ops
-QLinearConv / QLinearMatMul.
+"""Converters for quantized ONNX: QuantizeLinear / DequantizeLinear (QDQ form), the QOperator ops
+QLinearConv / QLinearMatMul (and ONNX Runtime's com.microsoft QLinear* ops), MatMulInteger /
+ConvInteger and Cast of integer tensors.
 
 Everything is imported as QDQ: `graph.quantize` / `graph.dequantize` around float ops, quantized
 weights as `graph.weight`s of a `!graph.quant` type followed by `graph.dequantize`. QLinearConv and
@@ -19,7 +20,7 @@ from inferon.frontend.onnx.importer import ImportContext, Value
 from inferon.frontend.onnx.registry import MICROSOFT, converter, lookup
 from inferon.ir.attrs import QuantType
 from inferon.ir.dialects import graph
-from inferon.ir.dialects.graph import quant_of, shape_of
+from inferon.ir.dialects.graph import quant_of, shape_of, tensor_type
 
 STORAGE = (np.uint8, np.int8, np.int32)
 
@@ -93,13 +94,21 @@ def convert_dequantize(ctx: ImportContext, node: NodeProto) -> list[Value]:
     if qx is None:
         raise ctx.error("DequantizeLinear input is not a quantized tensor (expected uint8/int8/int32)")
     q = quant_type(ctx, node, rank, qx.dtype.type, "DequantizeLinear")
-    if q != qx:
-        raise ctx.unsupported(
-            f"DequantizeLinear with scale/zero point {q.scale_array()[:4].tolist()}/{q.zero_point_array()[:4].tolist()} "
-            f"different from those its input was quantized with ({qx.scale_array()[:4].tolist()}/"
-            f"{qx.zero_point_array()[:4].tolist()})"
-        )
-    return [ctx.emit(graph.DequantizeOp(x)).results[0]]
+    return [ctx.emit(graph.DequantizeOp(relabel(ctx, x, q, "DequantizeLinear"))).results[0]]
+
+
+def relabel(ctx: ImportContext, x: SSAValue, q: QuantType, what: str) -> SSAValue:
+    """`x` (a quantized run-time tensor) read with the parameters `q`: the same stored integers under
+    another scale / zero point (a DequantizeLinear whose parameters differ from the QuantizeLinear's,
+    an integer graph input, MatMulInteger's zero points) -- a `graph.reshape` to the relabelled type."""
+    qx = quant_of(x)
+    if qx == q:
+        return x
+    if qx is None or qx.dtype != q.dtype:
+        raise ctx.error(f"{what}: the input holds {qx.dtype if qx else 'float32'} values, the node reads {q.dtype}")
+    if not q.per_tensor and shape_of(x)[q.axis.value.data] != len(q.scale_array()):
+        raise ctx.error(f"{what}: {len(q.scale_array())} scales for {shape_of(x)[q.axis.value.data]} channels")
+    return ctx.emit(graph.ReshapeOp.create(operands=[x], result_types=[tensor_type(shape_of(x), q)])).results[0]
 
 
 def _dequantized(ctx: ImportContext, names: tuple[str, str, str], what: str, channels_axis: int) -> SSAValue:
@@ -118,10 +127,7 @@ def _dequantized(ctx: ImportContext, names: tuple[str, str, str], what: str, cha
         if const.dtype != dtype:
             raise ctx.error(f"{what}: zero point type {dtype} differs from the tensor type {const.dtype}")
         return ctx.emit(graph.DequantizeOp(ctx.qweight(const, q, value))).results[0]
-    x = ctx.value(value)
-    if quant_of(x) != q:
-        raise ctx.unsupported(f"{what}: scale/zero point differ from those the input was quantized with")
-    return ctx.emit(graph.DequantizeOp(x)).results[0]
+    return ctx.emit(graph.DequantizeOp(relabel(ctx, ctx.value(value), q, what))).results[0]
 
 
 def _requantized(ctx: ImportContext, y: SSAValue, scale: str, zp: str, what: str) -> SSAValue:
@@ -278,3 +284,70 @@ def convert_on_dequantized(ctx: ImportContext, node: NodeProto) -> list[Value]:
         assert isinstance(y, SSAValue)
         results.append(ctx.emit(graph.QuantizeOp(y, qx)).results[0])
     return results
+
+
+# ----------------------------------------------------------------- integer ops (exact in float32)
+# MatMulInteger / ConvInteger: the integer product of (a - a_zero_point) and (b - b_zero_point),
+# imported as the float op on those exact integer values (dequantized with scale 1). The int32
+# result is a float32 tensor of the same integers -- exact while every partial sum stays below
+# 2^24 (e.g. K <= 258 for uint8 x uint8), else rounded like the Cast to float that follows them in
+# practice. Cast to float of a uint8 / int8 tensor reads its stored integers.
+
+
+def _integers(ctx: ImportContext, name: str, zp_name: str, channels_axis: int, what: str) -> SSAValue:
+    """The float32 tensor of (integer input `name` - its zero point `zp_name`) (a scalar, or one
+    per channel along `channels_axis` for a constant input)."""
+    const = ctx.const(name)
+    zp = ctx.require_const(zp_name, f"{what} zero point") if zp_name else None
+    if const is not None:
+        dtype = const.dtype
+    elif (qx := quant_of(ctx.value(name))) is not None:
+        dtype = qx.dtype
+    else:
+        raise ctx.error(f"{what} must be a uint8 / int8 tensor, got float32")
+    if dtype not in (np.dtype(np.uint8), np.dtype(np.int8)):
+        raise ctx.unsupported(f"{what} of type {dtype} (only uint8 and int8)")
+    zps = np.zeros(1, dtype) if zp is None else zp.ravel()
+    if zps.dtype != dtype:
+        raise ctx.error(f"{what}: zero point type {zps.dtype} differs from the tensor type {dtype}")
+    rank = len(ctx.shape(name))
+    axis = -1
+    if zps.size > 1:
+        axis = channels_axis % rank
+        if const is None or ctx.shape(name)[axis] != zps.size:
+            raise ctx.unsupported(f"{what}: {zps.size} zero points (per-channel zero points only for a constant "
+                                  f"with {zps.size} channels along axis {axis})")  # fmt: skip
+    q = QuantType.make(dtype, [1.0] * zps.size, zps.astype(np.int64).tolist(), axis)
+    if const is not None:
+        return ctx.emit(graph.DequantizeOp(ctx.qweight(const, q, name))).results[0]
+    return ctx.emit(graph.DequantizeOp(relabel(ctx, ctx.value(name), q, what))).results[0]
+
+
+@converter("MatMulInteger", since=10)
+def convert_matmul_integer(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    a = _integers(ctx, node.input[0], ctx.input(2), -2, "MatMulInteger A")
+    b = _integers(ctx, node.input[1], ctx.input(3), -1, "MatMulInteger B")
+    return _run_expanded(ctx, node, "MatMul", {"a": a, "b": b})
+
+
+@converter("ConvInteger", since=10)
+def convert_conv_integer(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    x = _integers(ctx, node.input[0], ctx.input(2), 1, "ConvInteger x")
+    w = _integers(ctx, node.input[1], ctx.input(3), 0, "ConvInteger w")
+    return _run_expanded(ctx, node, "Conv", {"x": x, "w": w})
+
+
+@converter("Cast", since=6)
+def convert_cast(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    to = int(ctx.attr("to", 0))
+    x = ctx.value(node.input[0])
+    q = quant_of(x)
+    if to == onnx.TensorProto.FLOAT:
+        if q is None:
+            return [x]  # float -> float (or an integer-valued float: MatMulInteger's result)
+        return [ctx.emit(graph.DequantizeOp(relabel(ctx, x, QuantType.make(q.dtype, [1.0], [0]), "Cast"))).results[0]]
+    target = onnx.TensorProto.DataType.Name(to) if to in onnx.TensorProto.DataType.values() else str(to)
+    if q is not None and to == {np.dtype(np.uint8): onnx.TensorProto.UINT8, np.dtype(np.int8): onnx.TensorProto.INT8}.get(q.dtype):
+        return [x]
+    raise ctx.unsupported(f"Cast of a run-time {q.dtype if q else 'float32'} tensor to {target} (only to FLOAT, "
+                          "or of a uint8 / int8 tensor to its own type)")  # fmt: skip

@@ -535,7 +535,9 @@ class ConcatOp(IRDLOperation):
 
 @irdl_op_definition
 class ReshapeOp(IRDLOperation):
-    """Reinterpret the row-major data under the result's static shape (Reshape, Flatten, Squeeze...)."""
+    """Reinterpret the row-major data under the result's static shape (Reshape, Flatten, Squeeze...);
+    on a quantized tensor the result may also relabel the stored integers with another scale / zero
+    point of the same storage type (a DequantizeLinear or MatMulInteger reading them its own way)."""
 
     name = "graph.reshape"
     input = operand_def(TensorType)
@@ -547,6 +549,9 @@ class ReshapeOp(IRDLOperation):
 
         if prod(shape_of(self.input)) != prod(shape_of(self.output)):
             raise VerifyException("graph.reshape must keep the number of elements")
+        qi, qo = quant_of(self.input), quant_of(self.output)
+        if (qi is None) != (qo is None) or (qi is not None and qo is not None and qi.dtype != qo.dtype):
+            raise VerifyException("graph.reshape must keep the element type (a quantized tensor: its storage type)")
 
 
 @irdl_op_definition
