@@ -132,6 +132,38 @@ def prune_onnx(model: onnx.ModelProto, spec: str) -> onnx.ModelProto:
     return out
 
 
+def _modernized(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy ONNX Runtime's quantizer takes: old models (IR < 7, opset < 13, initializers listed as
+    inputs) upgraded to IR 8 / opset 13, initializers dropped from the inputs."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 13)
+    if m.ir_version < 7 or opset < 13:
+        m.ir_version = max(m.ir_version, 8)
+        m = onnx.version_converter.convert_version(m, 13)
+    inits = {i.name for i in m.graph.initializer}
+    inputs = [i for i in m.graph.input if i.name not in inits]  # constants, not overridable inputs
+    del m.graph.input[:]
+    m.graph.input.extend(inputs)
+    return m
+
+
+def quantize_onnxruntime_dynamic(model: onnx.ModelProto, weight_type: str = "int8",
+                                 per_channel: bool = False) -> onnx.ModelProto:  # fmt: skip
+    """`model` quantized by ONNX Runtime's `quantize_dynamic` (DynamicQuantizeLinear, then
+    ConvInteger / MatMulInteger on int8 or uint8 weights)."""
+    import tempfile
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = str(Path(tmp) / "f32.onnx"), str(Path(tmp) / "dyn.onnx")
+        onnx.save(_modernized(model), src)
+        quantize_dynamic(src, dst, per_channel=per_channel,
+                         weight_type=QuantType.QInt8 if weight_type == "int8" else QuantType.QUInt8)  # fmt: skip
+        return onnx.load(dst)
+
+
 def quantize_onnxruntime(
     model: onnx.ModelProto,
     calibration: list[dict[str, np.ndarray]],
@@ -159,19 +191,9 @@ def quantize_onnxruntime(
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.items, None)
 
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 13)
-    if m.ir_version < 7 or opset < 13:
-        m.ir_version = max(m.ir_version, 8)
-        m = onnx.version_converter.convert_version(m, 13)
-    inits = {i.name for i in m.graph.initializer}
-    inputs = [i for i in m.graph.input if i.name not in inits]  # constants, not overridable inputs
-    del m.graph.input[:]
-    m.graph.input.extend(inputs)
     with tempfile.TemporaryDirectory() as tmp:
         src, pre, dst = (str(Path(tmp) / n) for n in ("f32.onnx", "pre.onnx", "int8.onnx"))
-        onnx.save(m, src)
+        onnx.save(_modernized(model), src)
         quant_pre_process(src, pre, skip_symbolic_shape=True)
         quantize_static(
             pre, dst, Reader(),

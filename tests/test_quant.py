@@ -737,3 +737,45 @@ def test_quantize_model_with_uint8_image_input(tmp_path):
     x = rng.integers(0, 256, (1, 3, 10, 12)).astype(np.uint8)
     ref = run_onnxruntime(model, {"img": x})[0]
     assert np.abs(cm(x) - ref).max() / np.abs(ref).max() < 0.05
+
+
+@pytest.mark.parametrize("weight_type", ["int8", "uint8"])
+def test_onnxruntime_dynamic_quantization(tmp_path, weight_type):
+    """ONNX Runtime's quantize_dynamic (DynamicQuantizeLinear -> ConvInteger / MatMulInteger -> Cast
+    -> Mul by the run-time scale) on a small CNN: equal to ORT."""
+    from inferon.testing import quantize_onnxruntime_dynamic
+
+    rng = np.random.default_rng(5)
+    init = {"w1": rng.standard_normal((8, 3, 3, 3)) * 0.3, "b1": rng.standard_normal(8) * 0.1,
+            "W": rng.standard_normal((8 * 6 * 6, 10)) * 0.1, "B": rng.standard_normal(10)}  # fmt: skip
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("Flatten", ["r"], ["f"]),
+        helper.make_node("MatMul", ["f", "W"], ["m"]),
+        helper.make_node("Add", ["m", "B"], ["y"]),
+    ]
+    q = quantize_onnxruntime_dynamic(make_model(nodes, {"x": (1, 3, 12, 12)}, ["y"], init, opset=13), weight_type)
+    assert {"DynamicQuantizeLinear", "ConvInteger", "MatMulInteger"} <= {n.op_type for n in q.graph.node}
+    cm = inferon.load(inferon.compile(q, tmp_path / "d.so"))
+    for scale in (1.0, 1e-3, 40.0):
+        x = (rng.standard_normal((1, 3, 12, 12)) * scale).astype(np.float32)
+        np.testing.assert_allclose(cm(x), run_onnxruntime(q, {"x": x})[0], rtol=1e-5, atol=1e-6 * scale)
+
+
+@pytest.mark.parametrize("case", ["mixed", "positive", "negative", "zeros"])
+def test_dynamic_quantize_linear_semantics(tmp_path, case):
+    """DynamicQuantizeLinear's scale and its DequantizeLinear round trip against ORT and ONNX's
+    reference, on ranges that pin the zero point to 0 or 255, and on all zeros (where the spec's
+    scale is 0: ORT uses 1, as Inferon does, ONNX's reference 1/255)."""
+    x = np.random.default_rng(6).standard_normal((3, 50)).astype(np.float32) * 4
+    x = {"mixed": x, "positive": np.abs(x), "negative": -np.abs(x), "zeros": np.zeros_like(x)}[case]
+    nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "s", "zp"]),
+             helper.make_node("DequantizeLinear", ["y", "s", "zp"], ["d"])]  # fmt: skip
+    model = _int_model(nodes, {"x": (TensorProto.FLOAT, [3, 50])},
+                       {"d": (TensorProto.FLOAT, [3, 50]), "s": (TensorProto.FLOAT, [])}, {}, opset=19)  # fmt: skip
+    got = inferon.load(inferon.compile(model, tmp_path / "m.so")).run({"x": x})
+    ort = run_onnxruntime(model, {"x": x})
+    np.testing.assert_array_equal(got["s"], ort[1])
+    for ref in (ort, ReferenceEvaluator(model).run(None, {"x": x})):
+        np.testing.assert_array_equal(got["d"], ref[0])

@@ -306,6 +306,13 @@ class CppEmitter:
         )
 
     @emit.register
+    def _(self, op: loop.DynamicQuantizeOp) -> None:
+        self.line(
+            f"inferon::dynamic_quantize({self.buf(op.input)}, {self.buf(op.values)}, {self.buf(op.scale)}, "
+            f"{self.buf(op.zero_point)}, {op.size.value.data}, nt);"
+        )
+
+    @emit.register
     def _(self, op: loop.Im2ColOp) -> None:
         n, c, h, w, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo = ints(op.geometry)
         img, col = c * h * w, c * kh * kw * ho * wo

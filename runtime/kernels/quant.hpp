@@ -151,6 +151,34 @@ inline void dequantize_linear(const Q* x, float* y, int64_t n, float scale, int3
   });
 }
 
+// ONNX DynamicQuantizeLinear (uint8) with ONNX Runtime's formulas, the result as the stored
+// integers minus the zero point, in float: scale = (max(0, max x) - min(0, min x)) / 255 (1 if
+// that is 0), zp = round_half_even(clamp(0 - min / scale, 0, 255)), v[i] = saturate(
+// round_half_even(x[i] / scale) + zp) - zp. scale and zero_point are one float each.
+inline void dynamic_quantize(const float* x, float* v, float* scale, float* zero_point, int64_t n,
+                             int num_threads = 1) {
+  float lo = 0.f, hi = 0.f;
+#pragma omp simd reduction(min : lo) reduction(max : hi)
+  for (int64_t i = 0; i < n; i++) {
+    lo = std::min(lo, x[i]);
+    hi = std::max(hi, x[i]);
+  }
+  const float s = hi == lo ? 1.f : (hi - lo) / 255.f;
+  const int32_t zp = static_cast<int32_t>(std::nearbyint(std::max(0.f, std::min(255.f, 0.f - lo / s))));
+  *scale = s;
+  *zero_point = static_cast<float>(zp);
+  const bool avx2 = use_avx2();
+  quant_detail::parallel_chunks(n, num_threads, [&](int64_t start, int64_t len) {
+    uint8_t q[1024];
+    for (int64_t c = start; c < start + len; c += 1024) {
+      const int64_t m = std::min<int64_t>(1024, start + len - c);
+      if (avx2) quant_detail::quantize_avx2(x + c, q, m, s, zp);
+      else quant_detail::quantize_scalar(x + c, q, m, s, zp);
+      for (int64_t i = 0; i < m; i++) v[c + i] = static_cast<float>(static_cast<int32_t>(q[i]) - zp);
+    }
+  });
+}
+
 }  // namespace inferon
 
 namespace inferon {

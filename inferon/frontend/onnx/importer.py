@@ -47,6 +47,8 @@ QUANT_AWARE = frozenset({
     "MatMulInteger", "ConvInteger", "Cast",
 })  # fmt: skip
 
+DYNAMIC_AWARE = frozenset({"MatMulInteger", "ConvInteger", "DequantizeLinear"})
+
 
 @dataclass
 class ImportContext:
@@ -57,6 +59,9 @@ class ImportContext:
     block: Block
     env: dict[str, Value] = field(default_factory=dict)
     node: onnx.NodeProto | None = None
+    # DynamicQuantizeLinear's integer results (float tensors of integers with a run-time zero point):
+    # only the integer ops and DequantizeLinear may read them
+    dynamic: set[SSAValue] = field(default_factory=set)
 
     # -- errors -------------------------------------------------------------------------------
     def error(self, message: str, cls: type[ModelImportError] = ModelImportError) -> ModelImportError:
@@ -280,6 +285,12 @@ def import_model(
         for g in node.attribute:
             if g.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
                 raise ctx.unsupported("control flow (subgraph attributes) is not supported")
+        dynamic = [n for n in node.input if n and not isinstance(ctx.env[n], np.ndarray) and ctx.env[n] in ctx.dynamic]
+        if dynamic and node.op_type not in DYNAMIC_AWARE:
+            raise ctx.unsupported(
+                f"input '{dynamic[0]}' is a DynamicQuantizeLinear integer result; only MatMulInteger, ConvInteger "
+                "and DequantizeLinear may read it"
+            )
         quantized = [n for n in node.input if n and not isinstance(ctx.env[n], np.ndarray) and quant_of(ctx.env[n])]
         if quantized and node.op_type not in QUANT_AWARE:
             if node.op_type in ops_quant.PASSTHROUGH and node.domain in ("", "ai.onnx"):
@@ -316,10 +327,15 @@ def import_model(
         ssa = ctx.value(vo.name)
         q = quant_of(ssa)
         declared = vo.type.tensor_type.elem_type if vo.type.HasField("tensor_type") else 0
+        if ssa in ctx.dynamic:
+            raise UnsupportedError(f"graph output '{vo.name}' is a DynamicQuantizeLinear integer result (a run-time "
+                                   "zero point); only float32 tensors and statically quantized uint8 / int8 tensors "
+                                   "can be graph outputs")  # fmt: skip
         if (q is not None and q.dtype.itemsize != 1) or (q is None and declared not in (0, FLOAT)):
             dtype = onnx.TensorProto.DataType.Name(declared) if declared else str(q.dtype if q else "?")
             raise UnsupportedError(
-                f"graph output '{vo.name}' is {dtype}; only float32, uint8 and int8 outputs are supported"
+                f"graph output '{vo.name}' is {dtype} (integer results like MatMulInteger's are computed as float32 "
+                "until a Cast); only float32, uint8 and int8 outputs are supported"
             )
         returns.append(ssa)
         out_types.append(ssa.type)

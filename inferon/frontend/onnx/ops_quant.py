@@ -90,6 +90,11 @@ def convert_dequantize(ctx: ImportContext, node: NodeProto) -> list[Value]:
         w = ctx.qweight(const, q, node.input[0])
         return [ctx.emit(graph.DequantizeOp(w)).results[0]]
     x = ctx.value(node.input[0])
+    if x in ctx.dynamic:  # (y - y_zero_point) * y_scale of DynamicQuantizeLinear's results
+        owner = _dynamic_owner(ctx, x, ctx.input(2), "DequantizeLinear")
+        if ctx.value(node.input[1]) is not owner.scale:
+            raise ctx.unsupported("DequantizeLinear of a DynamicQuantizeLinear result with another scale")
+        return _run_expanded(ctx, node, "Mul", {"a": x, "b": owner.scale}, drop=("axis", "block_size"))
     qx = quant_of(x)
     if qx is None:
         raise ctx.error("DequantizeLinear input is not a quantized tensor (expected uint8/int8/int32)")
@@ -294,9 +299,30 @@ def convert_on_dequantized(ctx: ImportContext, node: NodeProto) -> list[Value]:
 # practice. Cast to float of a uint8 / int8 tensor reads its stored integers.
 
 
+def _dynamic_owner(ctx: ImportContext, y: SSAValue, zp_name: str, what: str) -> graph.DynamicQuantizeOp:
+    """The DynamicQuantizeLinear whose integers `y` are, checking `zp_name` is its zero point."""
+    owner = y.owner
+    assert isinstance(owner, graph.DynamicQuantizeOp)
+    if not zp_name or ctx.value(zp_name) is not owner.zero_point:
+        raise ctx.unsupported(f"{what} of a DynamicQuantizeLinear result must use its zero point output")
+    return owner
+
+
+@converter("DynamicQuantizeLinear", since=11)
+def convert_dynamic_quantize(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    op = ctx.emit(graph.DynamicQuantizeOp(ctx.value(node.input[0])))
+    assert isinstance(op, graph.DynamicQuantizeOp)
+    ctx.dynamic.update((op.values, op.zero_point))
+    return [op.values, op.scale, op.zero_point]
+
+
 def _integers(ctx: ImportContext, name: str, zp_name: str, channels_axis: int, what: str) -> SSAValue:
     """The float32 tensor of (integer input `name` - its zero point `zp_name`) (a scalar, or one
     per channel along `channels_axis` for a constant input)."""
+    if ctx.has(name) and not isinstance(ctx.env[name], np.ndarray) and ctx.env[name] in ctx.dynamic:
+        y = ctx.value(name)
+        _dynamic_owner(ctx, y, zp_name, what)
+        return y  # already the integers minus the zero point
     const = ctx.const(name)
     zp = ctx.require_const(zp_name, f"{what} zero point") if zp_name else None
     if const is not None:

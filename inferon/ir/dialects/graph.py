@@ -646,6 +646,30 @@ class QuantizeOp(IRDLOperation):
 
 
 @irdl_op_definition
+class DynamicQuantizeOp(IRDLOperation):
+    """ONNX DynamicQuantizeLinear (uint8): scale and zero point computed from the input's range at
+    run time. Results: `values`, the stored integers minus the zero point as exact f32 integers
+    (what MatMulInteger / ConvInteger multiply), and the scale and zero point as f32 scalars."""
+
+    name = "graph.dynamic_quantize"
+    input = operand_def(TensorType)
+    values = result_def(TensorType)
+    scale = result_def(TensorType)
+    zero_point = result_def(TensorType)
+    traits = traits_def(Pure())
+
+    def __init__(self, input: SSAValue | Operation) -> None:
+        x = SSAValue.get(input)
+        super().__init__(operands=[x], result_types=[tensor_type(shape_of(x)), tensor_type(()), tensor_type(())])
+
+    def verify_(self) -> None:
+        if not all(is_float(v) for v in (self.input, self.values, self.scale, self.zero_point)):
+            raise VerifyException("graph.dynamic_quantize maps an f32 tensor to f32 values, scale and zero point")
+        if shape_of(self.values) != shape_of(self.input) or shape_of(self.scale) or shape_of(self.zero_point):
+            raise VerifyException("graph.dynamic_quantize keeps the shape; scale and zero point are scalars")
+
+
+@irdl_op_definition
 class DequantizeOp(IRDLOperation):
     """ONNX DequantizeLinear: y = (x - zero_point) * scale, per tensor or per channel along the
     type's axis."""
@@ -789,7 +813,7 @@ Graph = Dialect(
         *BINARY_OPS, *UNARY_OPS,
         MaxPoolOp, AvgPoolOp, GlobalAvgPoolOp, GlobalMaxPoolOp,
         ConcatOp, ReshapeOp, TransposeOp, SoftmaxOp, LRNOp, IdentityOp, PadOp,
-        QuantizeOp, DequantizeOp, QConv2dOp, QMatMulOp, QAddOp,
+        QuantizeOp, DequantizeOp, DynamicQuantizeOp, QConv2dOp, QMatMulOp, QAddOp,
     ],
     [ActivationKindAttr, EpilogueAttr, ElementwiseKindAttr, SparseFormatAttr, SparseAttr, QuantType],
 )  # fmt: skip

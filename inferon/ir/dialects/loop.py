@@ -440,6 +440,19 @@ class DequantizeOp(QuantCastBase):
 
 
 @irdl_op_definition
+class DynamicQuantizeOp(IRDLOperation):
+    """ONNX DynamicQuantizeLinear over `size` elements: scale and zero point (one f32 each) from the
+    input's range, `values` = the stored uint8 integers minus the zero point, as f32."""
+
+    name = "loop.dynamic_quantize"
+    input = operand_def(MemRefType)
+    values = operand_def(MemRefType)
+    scale = operand_def(MemRefType)
+    zero_point = operand_def(MemRefType)
+    size = prop_def(I64Attr)
+
+
+@irdl_op_definition
 class QAddOp(IRDLOperation):
     """y = quantize(clamp(dequantize(a) + dequantize(b), lo, hi)) over `size` elements, in float32.
 
@@ -541,7 +554,7 @@ class QGemmOp(QGemmBase):
 
 COMPUTE_OPS = (
     Conv2dOp, DepthwiseConv2dOp, Im2ColOp, MatMulOp, Pool2dOp, GlobalPoolOp, BinaryOp, UnaryOp, CopyOp,
-    TransposeOp, SoftmaxOp, LRNOp, SpMMOp, QuantizeOp, DequantizeOp, QGemmOp, QAddOp, QDepthwiseConv2dOp, PadOp,
+    TransposeOp, SoftmaxOp, LRNOp, SpMMOp, QuantizeOp, DequantizeOp, DynamicQuantizeOp, QGemmOp, QAddOp, QDepthwiseConv2dOp, PadOp,
 )  # fmt: skip
 
 Loop = Dialect("loop", [WeightOp, AllocOp, SliceOp, *COMPUTE_OPS], [TilesAttr])

@@ -319,6 +319,14 @@ def _quantize(lw: Lowering, op: Operation, out: SSAValue) -> None:
     lw.emit(cls.create(operands=[lw.buffer(op.operands[0]), out], properties=props))
 
 
+@lowers(graph.DynamicQuantizeOp)
+def _dynamic_quantize(lw: Lowering, op: Operation, out: SSAValue) -> None:
+    assert isinstance(op, graph.DynamicQuantizeOp)
+    operands = [lw.buffer(op.input), out, lw.buffer(op.scale), lw.buffer(op.zero_point)]
+    props = {"size": i64_attr(math.prod(shape_of(op.input)))}
+    lw.emit(loop.DynamicQuantizeOp.create(operands=operands, properties=props))
+
+
 @lowers(graph.QAddOp)
 def _qadd(lw: Lowering, op: Operation, out: SSAValue) -> None:
     assert isinstance(op, graph.QAddOp)
@@ -433,12 +441,12 @@ def lower_function(fn: func.FuncOp, weights: WeightStore | None = None) -> func.
         rule = RULES.get(type(op))
         if rule is None:
             raise PassError(f"convert-graph-to-loop: no lowering for {op.name}")
-        result = op.results[0]
-        out = destination.get(result)
-        if out is None:
-            out = lw.emit(loop.AllocOp.create(result_types=[buffer_type(result)])).results[0]
-        lw.buffers[result] = out
-        rule(lw, op, out)
+        for result in op.results:  # (a rule finds the buffers of further results in lw.buffers)
+            out = destination.get(result)
+            if out is None:
+                out = lw.emit(loop.AllocOp.create(result_types=[buffer_type(result)])).results[0]
+            lw.buffers[result] = out
+        rule(lw, op, lw.buffers[op.results[0]])
 
     for value, arg in zip(ret.operands, out_args):
         if destination.get(value) is not arg:
