@@ -435,8 +435,10 @@ def test_quantized_import_errors_name_the_node(tmp_path):
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], [s, z1, z2],
     )  # fmt: skip
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    with pytest.raises(InferonError, match="dq_mismatch.*DequantizeLinear.*different"):
-        inferon.compile(model, tmp_path / "m.so")
+    # a DequantizeLinear with other parameters than the QuantizeLinear reads the same integers its way
+    x = np.array([-1.0, 0.26, 3.3, 40.0], np.float32)
+    out = inferon.load(inferon.compile(model, tmp_path / "m0.so"))(x)
+    np.testing.assert_array_equal(out, run_onnxruntime(model, {"x": x})[0])
     nodes = [
         helper.make_node("QuantizeLinear", ["x", "s", "z1"], ["q"], name="quant_x"),
         helper.make_node("Relu", ["q"], ["y"], name="relu_on_ints"),
@@ -779,3 +781,88 @@ def test_dynamic_quantize_linear_semantics(tmp_path, case):
     np.testing.assert_array_equal(got["s"], ort[1])
     for ref in (ort, ReferenceEvaluator(model).run(None, {"x": x})):
         np.testing.assert_array_equal(got["d"], ref[0])
+
+
+@pytest.mark.parametrize("isa", ["avx512", "avx2", "scalar"])
+@pytest.mark.parametrize("activation_type", ["uint8", "int8"])
+def test_residual_add_fused_into_qgemm(tmp_path, monkeypatch, isa, activation_type):
+    """fuse-residual-qadd (opt-in): the quantized residual Adds after a conv (ResNet block) and after a
+    Gemm (transposed output layout) run in the GEMM epilogue, equal to ORT within one output step and
+    to the unfused pipeline (loop.qadd) bit for bit, with each kernel (VNNI, AVX2, scalar)."""
+    from inferon.passes import unregister_pass
+    from inferon.passes.loop.fuse_residual_qadd import FuseResidualQAddPass
+
+    monkeypatch.setenv("INFERON_ISA", isa)
+    rng = np.random.default_rng(7)
+    init = {
+        "w1": rng.standard_normal((16, 16, 3, 3)) * 0.1, "w2": rng.standard_normal((16, 16, 1, 1)) * 0.3,
+        "g1": rng.standard_normal((16, 37)) * 0.2, "g2": rng.standard_normal((16, 37)) * 0.2,
+    }  # fmt: skip
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"]),
+        helper.make_node("Add", ["c2", "x"], ["s"]),
+        helper.make_node("Relu", ["s"], ["r2"]),
+        helper.make_node("GlobalAveragePool", ["r2"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["f"]),
+        helper.make_node("MatMul", ["f", "g1"], ["m1"]),
+        helper.make_node("MatMul", ["f", "g2"], ["m2"]),
+        helper.make_node("Relu", ["m1"], ["q1"]),  # (keeps ORT's pre-processing from making a Gemm of MatMul + Add)
+        helper.make_node("Relu", ["m2"], ["q2"]),
+        helper.make_node("Add", ["q1", "q2"], ["y"]),
+    ]
+    model = make_model(nodes, {"x": (1, 16, 9, 11)}, ["y", "r2"], init, opset=13)
+    calib = [{"x": rng.standard_normal((1, 16, 9, 11)).astype(np.float32)} for _ in range(4)]
+    q = quantize_onnxruntime(model, calib, activation_type=activation_type,
+                             extra_options={"ActivationSymmetric": activation_type == "int8"})  # fmt: skip
+    unfused = inferon.compile(q, tmp_path / "unfused.so", dump_ir=tmp_path / "dump2")
+    final = sorted((tmp_path / "dump2").glob("*plan-memory.mlir"))[-1].read_text()
+    assert final.count('"loop.qadd"') == 2 and "residual_add" not in final  # (opt-in pass)
+    inferon.register_pass(FuseResidualQAddPass, after="elide-copies")
+    try:
+        fused = inferon.compile(q, tmp_path / "fused.so", dump_ir=tmp_path / "dump")
+    finally:
+        unregister_pass("fuse-residual-qadd")
+    final = sorted((tmp_path / "dump").glob("*plan-memory.mlir"))[-1].read_text()
+    # (int8: ORT keeps the MatMuls' Relus as separate Q/DQ steps, so only the conv's Add fuses)
+    fusions = 2 if activation_type == "uint8" else 1
+    assert final.count("residual_add") == fusions and final.count('"loop.qadd"') == 2 - fusions
+    a, b = inferon.load(fused), inferon.load(unfused)
+    for seed in range(3):
+        x = np.random.default_rng(seed).standard_normal((1, 16, 9, 11)).astype(np.float32)
+        got, plain, refs = a(x), b(x), run_onnxruntime(q, {"x": x})
+        for g, p, r in zip(got, plain, refs, strict=True):
+            np.testing.assert_array_equal(g, p)
+            assert _within_one_step(g, r, float(np.abs(r).max()) / 100) >= 0.999
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+@pytest.mark.parametrize("relu", [False, True])
+def test_quantized_add_bit_exact_with_onnxruntime(tmp_path, dtype, relu):
+    """A QDQ Add (+ Relu) becomes graph.qadd, computed in ONNX Runtime's QLinearAdd arithmetic
+    (float scale ratios and FMAs): bit-exact with ORT over random scales and zero points."""
+    rng = np.random.default_rng(8 + relu)
+    lo, hi = (0, 255) if dtype == np.uint8 else (-128, 127)
+    for trial in range(3):
+        sa, sb, sy = (np.float32(rng.uniform(0.005, 0.2)) for _ in range(3))
+        za, zb, zy = (dtype(rng.integers(lo // 2 + 60, hi // 2 + 60)) for _ in range(3))
+        if relu:
+            zy = dtype(lo)  # as ORT's quantizer writes a ReLU output
+        init = {"sa": sa, "za": za, "sb": sb, "zb": zb, "sy": sy, "zy": zy}
+        nodes = [
+            helper.make_node("QuantizeLinear", ["a", "sa", "za"], ["qa"]),
+            helper.make_node("DequantizeLinear", ["qa", "sa", "za"], ["da"]),
+            helper.make_node("QuantizeLinear", ["b", "sb", "zb"], ["qb"]),
+            helper.make_node("DequantizeLinear", ["qb", "sb", "zb"], ["db"]),
+            helper.make_node("Add", ["da", "db"], ["s"]),
+            *([helper.make_node("Relu", ["s"], ["r"])] if relu else []),
+            helper.make_node("QuantizeLinear", ["r" if relu else "s", "sy", "zy"], ["qy"]),
+            helper.make_node("DequantizeLinear", ["qy", "sy", "zy"], ["y"]),
+        ]
+        model = _int_model(nodes, {"a": (TensorProto.FLOAT, [2, 300]), "b": (TensorProto.FLOAT, [2, 300])},
+                           {"y": (TensorProto.FLOAT, [2, 300])}, init)  # fmt: skip
+        cm = inferon.load(inferon.compile(model, tmp_path / f"m{trial}.so", dump_ir=tmp_path / f"d{trial}"))
+        assert '"loop.qadd"' in sorted((tmp_path / f"d{trial}").glob("*plan-memory.mlir"))[-1].read_text()
+        a, b = (rng.standard_normal((2, 300)).astype(np.float32) * 4 for _ in range(2))
+        np.testing.assert_array_equal(cm.run({"a": a, "b": b})["y"], run_onnxruntime(model, {"a": a, "b": b})[0])

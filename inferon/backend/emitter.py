@@ -13,12 +13,22 @@ from functools import singledispatchmethod
 from pathlib import Path
 
 import jinja2
+import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import DictionaryAttr, FloatAttr, IntegerType, ModuleOp, Signedness, StringAttr
+from xdsl.dialects.builtin import (
+    DenseArrayBase,
+    DictionaryAttr,
+    FloatAttr,
+    IntegerType,
+    ModuleOp,
+    Signedness,
+    StringAttr,
+)
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 
 from inferon.backend.kernel_table import ACTIVATIONS, BINARY_KERNELS, SPARSE_FORMATS, UNARY_KERNELS
 from inferon.errors import InferonError
+from inferon.ir import quant
 from inferon.ir.attrs import EpilogueAttr, SparseFormat
 from inferon.ir.dialects import loop, vec
 from inferon.ir.dialects.graph import ints
@@ -92,6 +102,13 @@ def _float(value: float) -> str:
 
 def _f(attr: FloatAttr) -> str:  # type: ignore[type-arg]
     return _float(float(attr.value.data))
+
+
+def _qadd_constants(values: DenseArrayBase, output: Attribute) -> tuple[float, float, float, float, float]:
+    """(ra, rb, fixed, lo_q, hi_q) of a quantized Add given [sa, za, sb, zb, sy, zy, lo, hi]."""
+    sa, za, sb, zb, sy, zy, lo, hi = (float(v) for v in values.get_values())
+    dtype = {"uint8_t": np.uint8, "int8_t": np.int8}[ctype(output)]
+    return quant.qadd_constants((sa, int(za)), (sb, int(zb)), (sy, int(zy)), dtype, lo, hi)
 
 
 def _pool_quant(op: loop.Pool2dOp | loop.GlobalPoolOp) -> str:
@@ -251,6 +268,14 @@ class CppEmitter:
         self.line(f"  g.zy = {zy}; g.lo = {lo}; g.hi = {hi}; g.pad = {op.pad.value.data};")
         self.line(f"  g.b_trans = {str(op.b_trans is not None).lower()}; g.b_signed = {str(b_signed).lower()}; "
                   f"g.c_signed = {str(c_signed).lower()};")  # fmt: skip
+        if op.residual is not None and op.residual_add is not None:
+            ra, rb, fixed, lo_q, hi_q = _qadd_constants(op.residual_add, op.c.type)
+            gemm_first = op.residual_lhs is None  # the GEMM value is the Add's first operand
+            r_gemm, r_res = (ra, rb) if gemm_first else (rb, ra)
+            res_signed = str(ctype(op.residual.type).startswith("int")).lower()
+            self.line(f"  static const inferon::QResidual r = {{{_float(r_gemm)}, {_float(r_res)}, {_float(fixed)}, "
+                      f"{_float(lo_q)}, {_float(hi_q)}, {str(gemm_first).lower()}, {res_signed}}};")  # fmt: skip
+            self.line("  g.add = &r;")
         if op.b_im2col is not None:
             fields = [*ints(op.b_im2col), 0]
             self.line(f"  static const inferon::Im2col q = {{{', '.join(str(v) for v in fields)}}};")
@@ -263,6 +288,8 @@ class CppEmitter:
         self.line(f"      g.c = {self.buf(op.c)} + o * {sc[0]} + i * {sc[1]};")
         self.line(f"      g.comp = {self.buf(op.comp)} + o * {sr[0]} + i * {sr[1]};")
         self.line(f"      g.mult = {self.buf(op.mult)} + o * {sr[0]} + i * {sr[1]};")
+        if op.residual is not None:
+            self.line(f"      g.residual = {self.buf(op.residual)} + o * {sc[0]} + i * {sc[1]};")
         self.line("      inferon::qgemm(g, nt);")
         self.line("    }")
         self.line("}")
@@ -290,10 +317,10 @@ class CppEmitter:
 
     @emit.register
     def _(self, op: loop.QAddOp) -> None:
-        sa, za, sb, zb, sy, zy, lo, hi = (float(v) for v in op.quant.get_values())
+        ra, rb, fixed, lo_q, hi_q = _qadd_constants(op.quant, op.output.type)
         self.line(
-            f"inferon::qadd({self.buf(op.lhs)}, {_float(sa)}, {int(za)}, {self.buf(op.rhs)}, {_float(sb)}, {int(zb)}, "
-            f"{self.buf(op.output)}, {_float(sy)}, {int(zy)}, {_float(lo)}, {_float(hi)}, {op.size.value.data}, nt);"
+            f"inferon::qadd({self.buf(op.lhs)}, {self.buf(op.rhs)}, {self.buf(op.output)}, {_float(ra)}, {_float(rb)}, "
+            f"{_float(fixed)}, {_float(lo_q)}, {_float(hi_q)}, {op.size.value.data}, nt);"
         )
 
     @emit.register(loop.QuantizeOp)

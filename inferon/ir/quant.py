@@ -80,14 +80,34 @@ def compensation(w: np.ndarray, x_zero_point: int, bias: np.ndarray | None) -> n
     return comp.astype(np.int32)
 
 
+def qadd_constants(qa: tuple[float, int], qb: tuple[float, int], qy: tuple[float, int], dtype: np.dtype | type,
+                   lo: float = -np.inf, hi: float = np.inf) -> tuple[float, float, float, float, float]:  # fmt: skip
+    """(ra, rb, fixed, lo_q, hi_q) of a quantized Add in ONNX Runtime's arithmetic (its QLinearAdd):
+    ra = sa / sy, rb = sb / sy, fixed = zy - (ra * za + rb * zb), all float32; lo_q / hi_q clamp the
+    unrounded result: the fused activation's real bounds in output units, within the type's range."""
+    f = np.float32
+    ra, rb = f(qa[0]) / f(qy[0]), f(qb[0]) / f(qy[0])
+    fixed = f(qy[1]) - (ra * f(qa[1]) + rb * f(qb[1]))
+    qmin, qmax = qrange(dtype)
+    with np.errstate(over="ignore"):
+        lo_q = max(f(qmin), f(qy[1]) + f(lo) / f(qy[0])) if np.isfinite(lo) else f(qmin)
+        hi_q = min(f(qmax), f(qy[1]) + f(hi) / f(qy[0])) if np.isfinite(hi) else f(qmax)
+    return float(ra), float(rb), float(fixed), float(lo_q), float(hi_q)
+
+
 def qadd(a: np.ndarray, qa: tuple[float, int], b: np.ndarray, qb: tuple[float, int], qy: tuple[float, int],
          dtype: np.dtype | type, lo: float = -np.inf, hi: float = np.inf) -> np.ndarray:  # fmt: skip
-    """quantize(clamp(dequantize(a) + dequantize(b), lo, hi)), each step in float32 like the QDQ chain
-    (lo / hi: the real bounds of a fused ReLU / Clip)."""
-    fa = dequantize(a, np.float32([qa[0]]), np.int64([qa[1]]), -1)
-    fb = dequantize(b, np.float32([qb[0]]), np.int64([qb[1]]), -1)
-    s = np.minimum(np.maximum(fa + fb, np.float32(lo)), np.float32(hi))
-    return quantize(s, qy[0], qy[1], dtype)
+    """Quantized Add (+ a fused ReLU / Clip with real bounds lo / hi) as ONNX Runtime computes
+    QLinearAdd: round_half_even(fma(a, ra, fma(b, rb, fixed))) clamped (see qadd_constants); within
+    one step of quantize(dequantize(a) + dequantize(b)), the QDQ chain it stands for."""
+    ra, rb, fixed, lo_q, hi_q = qadd_constants(qa, qb, qy, dtype, lo, hi)
+
+    def fma(x: np.ndarray, y: float, z: np.ndarray | float) -> np.ndarray:  # one rounding, as in hardware
+        return (np.asarray(x, np.float64) * np.float64(np.float32(y)) + np.asarray(z, np.float64)).astype(np.float32)
+
+    v = fma(a, ra, fma(b, rb, np.float32(fixed)))
+    v = np.minimum(np.maximum(v, np.float32(lo_q)), np.float32(hi_q))
+    return np.rint(v).astype(dtype)
 
 
 def activation_bounds(epilogue: EpilogueAttr) -> tuple[float, float]:

@@ -2,7 +2,8 @@
 
 A user pass is any `xdsl.passes.ModulePass`; register it with `register_pass(MyPass, after="fuse-epilogue")`
 (or as a decorator) and the default pipeline runs it after that pass. `inferon compile --pass-plugin
-file.py` imports such a file before compiling.
+file.py` imports such a file before compiling. Built-in passes in `OPTIONAL` are not in the default
+pipeline and are scheduled the same way (e.g. `register_pass(FuseResidualQAddPass, after="elide-copies")`).
 """
 
 from __future__ import annotations
@@ -32,12 +33,16 @@ _BUILTIN: dict[str, str] = {
     "convert-sparse-to-spmm": "inferon.passes.conversion.sparse_to_spmm:ConvertSparseToSpMMPass",
     "conv-to-depthwise": "inferon.passes.loop.conv_to_depthwise:ConvToDepthwisePass",
     "elide-copies": "inferon.passes.loop.elide_copies:ElideCopiesPass",
+    "fuse-residual-qadd": "inferon.passes.loop.fuse_residual_qadd:FuseResidualQAddPass",
     "conv-to-im2col": "inferon.passes.loop.conv_to_im2col:ConvToIm2ColPass",
     "select-tiles": "inferon.passes.loop.select_tiles:SelectTilesPass",
     "convert-loop-to-vec": "inferon.passes.conversion.loop_to_vec:ConvertLoopToVecPass",
     "pack-weights": "inferon.passes.vec.pack_weights:PackWeightsPass",
     "plan-memory": "inferon.passes.loop.plan_memory:PlanMemoryPass",
 }
+
+# built-in passes outside the default pipeline, which register_pass may schedule like a user pass
+OPTIONAL = frozenset({"fuse-residual-qadd"})
 
 # user passes: name -> (class, the pass it runs after)
 _USER: dict[str, tuple[type[ModulePass], str]] = {}
@@ -54,7 +59,7 @@ def get_pass(name: str) -> type[ModulePass]:
 
 
 def all_pass_names() -> list[str]:
-    return [*_BUILTIN, *_USER]
+    return [*_BUILTIN, *(n for n in _USER if n not in _BUILTIN)]
 
 
 def user_passes() -> dict[str, tuple[type[ModulePass], str]]:
@@ -71,7 +76,7 @@ def register_pass(
             raise InferonError(f"{c!r} is not an xdsl ModulePass subclass")
         if after not in _BUILTIN and after not in _USER:
             raise InferonError(f"register_pass: unknown pass '{after}' to run after")
-        if c.name in _BUILTIN:
+        if c.name in _BUILTIN and c.name not in OPTIONAL:
             raise InferonError(f"pass name '{c.name}' is taken by a built-in pass")
         _USER[c.name] = (c, after)
         return c

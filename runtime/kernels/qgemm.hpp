@@ -14,7 +14,9 @@
 // multiply-adds), AVX2 (6 x 8 tile: B widened to int16 and vpmaddwd, exact: vpmaddubsw would
 // saturate int16 pair sums of 255 * 127 * 2), scalar. The requantization is ONNX Runtime's (float
 // multiplier, cvtps rounding half to even), so results are bit-exact with it and with the numpy
-// reference (inferon.ir.quant).
+// reference (inferon.ir.quant). A fused residual (QResidual: QLinearAdd after the GEMM) adds the
+// requantized value to the residual at C's position with qadd's float steps (quant.hpp), so the
+// fused result is bit-exact with the unfused pair.
 #pragma once
 
 #include <limits>
@@ -29,6 +31,16 @@
 namespace inferon {
 
 constexpr int QMR = 6;  // rows of a packed A panel (all kernels)
+
+// A quantized Add fused after the requantization (quant.hpp's qadd arithmetic): with y the
+// requantized GEMM value and r the residual at the same position, out = round(clamp(fma(first,
+// ra, fma(second, rb, fixed)), lo, hi)) where (first, second) = (y, r) if gemm_first else (r, y),
+// so that the result is bit-exact with the unfused GEMM + qadd.
+struct QResidual {
+  float r_gemm, r_res, fixed, lo, hi;
+  bool gemm_first;
+  bool res_signed;
+};
 
 struct QGemm {
   int64_t M = 0, N = 0, K = 0;
@@ -45,6 +57,8 @@ struct QGemm {
   int64_t ldc = 0, ldc_col = 1;
   bool c_signed = false;
   int32_t zy = 0, lo = 0, hi = 255;  // output zero point and clamp (activation + saturation)
+  const QResidual* add = nullptr;    // fused residual add (then zy, lo, hi are the GEMM value's)
+  const void* residual = nullptr;    // laid out like C
 };
 
 inline bool use_vnni() {
@@ -212,12 +226,58 @@ inline void pack_panel_trans(const BView& v, int64_t K, int64_t n0, int64_t nr, 
 
 // ----------------------------------------------------------------------------------- epilogue
 
+// The residual add on one requantized value q (zero point included) at offset `at` of C.
+inline int32_t add_residual_scalar(const QGemm& g, int64_t at, int32_t q) {
+  const QResidual& r = *g.add;
+  const float y = static_cast<float>(q);
+  const float res = static_cast<float>(r.res_signed ? static_cast<const int8_t*>(g.residual)[at]
+                                                    : static_cast<const uint8_t*>(g.residual)[at]);
+  const float v = r.gemm_first ? std::fma(y, r.r_gemm, std::fma(res, r.r_res, r.fixed))
+                               : std::fma(res, r.r_res, std::fma(y, r.r_gemm, r.fixed));
+  return static_cast<int32_t>(std::nearbyint(std::min(std::max(v, r.lo), r.hi)));
+}
+
 template <class Q>
 inline void store_scalar(const QGemm& g, int64_t m, int64_t n, int32_t acc) {
   float v = static_cast<float>(acc + g.comp[m]) * g.mult[m];
   v = std::min(std::max(v, static_cast<float>(g.lo - g.zy)), static_cast<float>(g.hi - g.zy));
-  const int32_t q = static_cast<int32_t>(std::nearbyint(v)) + g.zy;
-  static_cast<Q*>(g.c)[m * g.ldc + n * g.ldc_col] = static_cast<Q>(q);
+  int32_t q = static_cast<int32_t>(std::nearbyint(v)) + g.zy;
+  const int64_t at = m * g.ldc + n * g.ldc_col;
+  if (g.add) q = add_residual_scalar(g, at, q);
+  static_cast<Q*>(g.c)[at] = static_cast<Q>(q);
+}
+
+// The residual add's constants, broadcast once per row.
+struct Residual8 {
+  __m256 r_gemm, r_res, fixed, lo, hi;
+};
+
+INFERON_AVX2_INLINE Residual8 residual8(const QGemm& g) {
+  const QResidual& r = *g.add;
+  return {_mm256_set1_ps(r.r_gemm), _mm256_set1_ps(r.r_res), _mm256_set1_ps(r.fixed), _mm256_set1_ps(r.lo),
+          _mm256_set1_ps(r.hi)};
+}
+
+// The residual add on 8 requantized values q of row m, columns n.. (`cols` valid), like qadd_avx2.
+INFERON_AVX2_INLINE __m256i add_residual8(const QGemm& g, const Residual8& k, int64_t m, int64_t n, int cols,
+                                          __m256i q) {
+  const int64_t at = m * g.ldc + n * g.ldc_col;
+  const bool res_signed = g.add->res_signed;
+  __m256i rv;
+  if (g.ldc_col == 1 && cols == 8) {
+    const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(static_cast<const uint8_t*>(g.residual) + at));
+    rv = res_signed ? _mm256_cvtepi8_epi32(b) : _mm256_cvtepu8_epi32(b);
+  } else {
+    alignas(32) int32_t t[8] = {};
+    for (int j = 0; j < cols; j++)
+      t[j] = res_signed ? static_cast<const int8_t*>(g.residual)[at + j * g.ldc_col]
+                        : static_cast<const uint8_t*>(g.residual)[at + j * g.ldc_col];
+    rv = _mm256_load_si256(reinterpret_cast<const __m256i*>(t));
+  }
+  const __m256 y = _mm256_cvtepi32_ps(q), res = _mm256_cvtepi32_ps(rv);
+  const __m256 v = g.add->gemm_first ? _mm256_fmadd_ps(y, k.r_gemm, _mm256_fmadd_ps(res, k.r_res, k.fixed))
+                                     : _mm256_fmadd_ps(res, k.r_res, _mm256_fmadd_ps(y, k.r_gemm, k.fixed));
+  return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, k.lo), k.hi));
 }
 
 // Requantize 8 accumulators of row m (columns n..n+7, `cols` of them valid) and store them.
@@ -229,6 +289,7 @@ INFERON_AVX2_INLINE void store8(const QGemm& g, int64_t m, int64_t n, int cols, 
   v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(static_cast<float>(g.lo - g.zy))),
                     _mm256_set1_ps(static_cast<float>(g.hi - g.zy)));
   __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(v), _mm256_set1_epi32(g.zy));
+  if (g.add) q = add_residual8(g, residual8(g), m, n, cols, q);
   Q* out = static_cast<Q*>(g.c) + m * g.ldc + n * g.ldc_col;
   if (g.ldc_col == 1) {
     __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
@@ -255,10 +316,13 @@ INFERON_AVX2_INLINE void store32(const QGemm& g, int64_t m, int64_t n, const __m
   const __m256 mult = _mm256_set1_ps(g.mult[m]);
   const __m256 lo = _mm256_set1_ps(static_cast<float>(g.lo - g.zy)), hi = _mm256_set1_ps(static_cast<float>(g.hi - g.zy));
   __m256i q[4];
+  Residual8 k{};
+  if (g.add) k = residual8(g);
   for (int v = 0; v < 4; v++) {
     __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[v]), mult);
     f = _mm256_min_ps(_mm256_max_ps(f, lo), hi);
     q[v] = _mm256_add_epi32(_mm256_cvtps_epi32(f), zy);
+    if (g.add) q[v] = add_residual8(g, k, m, n + 8 * v, 8, q[v]);
   }
   // packs work per 128-bit lane: [v0 0-3, v1 0-3 | v0 4-7, v1 4-7] -> bytes, then undo the interleave
   const __m256i w01 = _mm256_packs_epi32(q[0], q[1]), w23 = _mm256_packs_epi32(q[2], q[3]);
@@ -275,6 +339,9 @@ template <class Q, int NV>
 INFERON_VNNI void tile_vnni(const QGemm& g, const int8_t* a, const uint8_t* b, int64_t K4, int64_t m0,
                             int64_t n0) {
   const int64_t rows = std::min<int64_t>(QMR, g.M - m0);
+  if (g.add && g.ldc_col == 1)  // the residual rows of this tile arrive while the products run
+    for (int64_t r = 0; r < rows; r++)
+      _mm_prefetch(static_cast<const char*>(g.residual) + (m0 + r) * g.ldc + n0, _MM_HINT_T0);
   __m256i acc[QMR][NV];
 #pragma GCC unroll 6
   for (int r = 0; r < QMR; r++) {

@@ -66,44 +66,37 @@ INFERON_AVX2 void dequantize_avx2(const Q* x, float* y, int64_t n, float scale, 
   for (; i < n; i++) y[i] = static_cast<float>(static_cast<int32_t>(x[i]) - zp) * scale;
 }
 
+// 8 stored 8-bit values as floats.
 template <class Q>
-INFERON_AVX2_INLINE __m256 load8_dequant(const Q* x, __m256i z, __m256 s) {
+INFERON_AVX2_INLINE __m256 load8_float(const Q* x) {
   __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x));
-  __m256i v = std::is_signed<Q>::value ? _mm256_cvtepi8_epi32(b) : _mm256_cvtepu8_epi32(b);
-  return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(v, z)), s);
+  return _mm256_cvtepi32_ps(std::is_signed<Q>::value ? _mm256_cvtepi8_epi32(b) : _mm256_cvtepu8_epi32(b));
 }
 
+// y = round_half_even(clamp(fma(a, ra, fma(b, rb, fixed)), lo_q, hi_q)): ONNX Runtime's QLinearAdd
+// arithmetic (ra = sa / sy, rb = sb / sy, fixed = zy - ra * za - rb * zb; inferon.ir.quant.qadd_constants),
+// lo_q / hi_q the fused activation's bounds and the type's range in output units.
 template <class QA, class QB, class QY>
-inline void qadd_scalar(const QA* a, float sa, int32_t za, const QB* b, float sb, int32_t zb, QY* y, float sy,
-                        int32_t zy, float lo, float hi, int64_t n) {
-  constexpr float qmin = static_cast<float>(std::numeric_limits<QY>::min());
-  constexpr float qmax = static_cast<float>(std::numeric_limits<QY>::max());
+inline void qadd_scalar(const QA* a, const QB* b, QY* y, float ra, float rb, float fixed, float lo_q, float hi_q,
+                        int64_t n) {
   for (int64_t i = 0; i < n; i++) {
-    float v = static_cast<float>(static_cast<int32_t>(a[i]) - za) * sa + static_cast<float>(static_cast<int32_t>(b[i]) - zb) * sb;
-    v = std::min(std::max(v, lo), hi) / sy;
-    v = std::min(std::max(v, qmin - static_cast<float>(zy)), qmax - static_cast<float>(zy));
-    y[i] = static_cast<QY>(static_cast<int32_t>(std::nearbyint(v)) + zy);
+    float v = std::fma(static_cast<float>(a[i]), ra, std::fma(static_cast<float>(b[i]), rb, fixed));
+    y[i] = static_cast<QY>(std::nearbyint(std::min(std::max(v, lo_q), hi_q)));
   }
 }
 
 template <class QA, class QB, class QY>
-INFERON_AVX2 void qadd_avx2(const QA* a, float sa, int32_t za, const QB* b, float sb, int32_t zb, QY* y, float sy,
-                            int32_t zy, float lo, float hi, int64_t n) {
-  constexpr float qmin = static_cast<float>(std::numeric_limits<QY>::min());
-  constexpr float qmax = static_cast<float>(std::numeric_limits<QY>::max());
-  const __m256 vsa = _mm256_set1_ps(sa), vsb = _mm256_set1_ps(sb), vsy = _mm256_set1_ps(sy);
-  const __m256i vza = _mm256_set1_epi32(za), vzb = _mm256_set1_epi32(zb), vzy = _mm256_set1_epi32(zy);
-  const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
-  const __m256 qlo = _mm256_set1_ps(qmin - static_cast<float>(zy)), qhi = _mm256_set1_ps(qmax - static_cast<float>(zy));
+INFERON_AVX2 void qadd_avx2(const QA* a, const QB* b, QY* y, float ra, float rb, float fixed, float lo_q, float hi_q,
+                            int64_t n) {
+  const __m256 vra = _mm256_set1_ps(ra), vrb = _mm256_set1_ps(rb), vfixed = _mm256_set1_ps(fixed);
+  const __m256 vlo = _mm256_set1_ps(lo_q), vhi = _mm256_set1_ps(hi_q);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    // the float steps of dequantize, add, clamp, quantize, in that order (bit-exact with them)
-    __m256 v = _mm256_add_ps(load8_dequant(a + i, vza, vsa), load8_dequant(b + i, vzb, vsb));
-    v = _mm256_div_ps(_mm256_min_ps(_mm256_max_ps(v, vlo), vhi), vsy);
-    v = _mm256_min_ps(_mm256_max_ps(v, qlo), qhi);
-    store8(y + i, _mm256_add_epi32(_mm256_cvtps_epi32(v), vzy));
+    __m256 v = _mm256_fmadd_ps(load8_float(a + i), vra, _mm256_fmadd_ps(load8_float(b + i), vrb, vfixed));
+    v = _mm256_min_ps(_mm256_max_ps(v, vlo), vhi);
+    store8(y + i, _mm256_cvtps_epi32(v));
   }
-  qadd_scalar(a + i, sa, za, b + i, sb, zb, y + i, sy, zy, lo, hi, n - i);
+  qadd_scalar(a + i, b + i, y + i, ra, rb, fixed, lo_q, hi_q, n - i);
 }
 
 // fn(start, length) over [0, n) in 64-aligned chunks, one per thread (element-wise kernels).
@@ -117,14 +110,14 @@ inline void parallel_chunks(int64_t n, int num_threads, Fn fn) {
 
 }  // namespace quant_detail
 
-// y = quantize(clamp(dequantize(a) + dequantize(b), lo, hi)) element-wise, every step in float32.
+// Quantized Add element-wise (see qadd_scalar; the constants from inferon.ir.quant.qadd_constants).
 template <class QA, class QB, class QY>
-inline void qadd(const QA* a, float sa, int32_t za, const QB* b, float sb, int32_t zb, QY* y, float sy, int32_t zy,
-                 float lo, float hi, int64_t n, int num_threads = 1) {
+inline void qadd(const QA* a, const QB* b, QY* y, float ra, float rb, float fixed, float lo_q, float hi_q, int64_t n,
+                 int num_threads = 1) {
   const bool avx2 = use_avx2();
   quant_detail::parallel_chunks(n, num_threads, [&](int64_t s, int64_t len) {
-    if (avx2) quant_detail::qadd_avx2(a + s, sa, za, b + s, sb, zb, y + s, sy, zy, lo, hi, len);
-    else quant_detail::qadd_scalar(a + s, sa, za, b + s, sb, zb, y + s, sy, zy, lo, hi, len);
+    if (avx2) quant_detail::qadd_avx2(a + s, b + s, y + s, ra, rb, fixed, lo_q, hi_q, len);
+    else quant_detail::qadd_scalar(a + s, b + s, y + s, ra, rb, fixed, lo_q, hi_q, len);
   });
 }
 

@@ -509,6 +509,7 @@ class QGemmBase(IRDLOperation):
     b = operand_def(MemRefType)
     comp = operand_def(MemRefType)
     mult = operand_def(MemRefType)
+    residual = opt_operand_def(MemRefType)
     c = operand_def(MemRefType)
     dims = prop_def(DenseArrayBase)
     batch = prop_def(DenseArrayBase)
@@ -522,8 +523,15 @@ class QGemmBase(IRDLOperation):
     pad = prop_def(I64Attr)
     b_trans = opt_prop_def(UnitAttr)
     b_im2col = opt_prop_def(DenseArrayBase)
+    residual_add = opt_prop_def(DenseArrayBase)
+    residual_lhs = opt_prop_def(UnitAttr)
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
 
     def verify_(self) -> None:
+        if (self.residual is None) != (self.residual_add is None):
+            raise VerifyException(f"{self.name}: a residual operand comes with its residual_add parameters")
+        if self.residual_add is not None and len(self.residual_add.get_values()) != 8:
+            raise VerifyException(f"{self.name}: residual_add is loop.qadd's quant (8 values)")
         if len(self.dims.get_values()) != 3 or len(self.batch.get_values()) != 2:
             raise VerifyException(f"{self.name}: dims is [M, N, K], batch [outer, inner]")
         for field in (self.a_strides, self.b_strides, self.c_strides, self.row_strides, self.c_leading):
@@ -547,6 +555,10 @@ class QGemmOp(QGemmBase):
     row stride ldb, or (b_trans) [N, K] with row stride ldb, or (b_im2col) an image read as its
     im2col matrix with `pad` (the input zero point) in the padding. C[m, n] is at m * c_leading[0]
     + n * c_leading[1]. Signedness of B and C follows their element types (ui8 / si8).
+
+    With a `residual` (laid out like C; from fuse-residual-qadd) the requantized value y is added to
+    it before the store exactly like `loop.qadd` (C = qadd(y, residual), or qadd(residual, y) when
+    `residual_lhs`), residual_add being that qadd's quant.
     """
 
     name = "loop.qgemm"

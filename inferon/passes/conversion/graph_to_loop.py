@@ -357,6 +357,10 @@ def _qgemm_constants(
     return comp_w, mult_w, [qy.zero_point, lo, hi], qx.zero_point & 0xFF
 
 
+# a, b, comp, mult, (no) residual, c
+QGEMM_SEGMENTS = graph.DenseArrayBase.from_list(graph.i32, [1, 1, 1, 1, 0, 1])
+
+
 @lowers(graph.QConv2dOp)
 def _qconv(lw: Lowering, op: Operation, out: SSAValue) -> None:
     assert isinstance(op, graph.QConv2dOp) and lw.weights is not None
@@ -390,6 +394,7 @@ def _qconv(lw: Lowering, op: Operation, out: SSAValue) -> None:
     }  # fmt: skip
     if not direct:
         props["b_im2col"] = i64_array((cg, h, wd, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo))
+    props["operandSegmentSizes"] = QGEMM_SEGMENTS
     lw.emit(loop.QGemmOp.create(operands=[lw.buffer(op.weight), lw.buffer(op.input), comp, mult, out], properties=props))
 
 
@@ -411,6 +416,7 @@ def _qmatmul(lw: Lowering, op: Operation, out: SSAValue) -> None:
         "row_strides": i64_array((0, 0)), "ldb": i64_attr(k), "c_leading": i64_array((1, n_out)),
         "requant": i64_array(requant), "pad": i64_attr(pad), "b_trans": UnitAttr(),
     }  # fmt: skip
+    props["operandSegmentSizes"] = QGEMM_SEGMENTS
     lw.emit(loop.QGemmOp.create(operands=[a, lw.buffer(op.lhs), comp, mult, out], properties=props))
 
 

@@ -33,7 +33,7 @@ def _written_only_by_copies(value: SSAValue) -> bool:
     )
 
 
-def _hoist(value: SSAValue, anchor: Operation, block: Block) -> None:
+def hoist(value: SSAValue, anchor: Operation, block: Block) -> None:
     """Move the op defining `value` (and the slice chain under it) before `anchor` if it is later."""
     owner = value.owner
     if isinstance(owner, Block):  # a function argument
@@ -43,7 +43,7 @@ def _hoist(value: SSAValue, anchor: Operation, block: Block) -> None:
         owner.detach()
         Rewriter.insert_op(owner, InsertPoint.before(anchor))
     if isinstance(owner, loop.SliceOp):
-        _hoist(owner.base, owner, block)
+        hoist(owner.base, owner, block)
 
 
 def _elide(copy: loop.CopyOp, block: Block, num_inputs: int) -> bool:
@@ -58,7 +58,7 @@ def _elide(copy: loop.CopyOp, block: Block, num_inputs: int) -> bool:
     if not _written_only_by_copies(dst):
         return False
     alloc = src.owner
-    _hoist(dst, alloc, block)
+    hoist(dst, alloc, block)
     view = loop.SliceOp.create(
         operands=[dst], properties={"offset": IntegerAttr(copy.offset.value.data, i64)}, result_types=[src.type]
     )
