@@ -159,8 +159,10 @@ def _run(args: argparse.Namespace) -> int:
             raise InferonError(f"model has {len(model.input_names)} input(s) {model.input_names}, got {len(inputs)} file(s)")
     else:
         rng = np.random.default_rng(0)
-        feeds = {t.name: rng.standard_normal(t.shape).astype(t.dtype) for t in model.inputs}
-        print("no --input given: using random normal inputs")
+        feeds = {t.name: (rng.integers(np.iinfo(t.dtype).min, np.iinfo(t.dtype).max + 1, t.shape, dtype=t.dtype)
+                          if t.dtype.kind in "iu" else rng.standard_normal(t.shape).astype(t.dtype))
+                 for t in model.inputs}  # fmt: skip
+        print("no --input given: using random inputs (normal for float, uniform over the range for integers)")
     times = []
     outputs: dict[str, np.ndarray] = {}
     for _ in range(max(1, args.repeat)):

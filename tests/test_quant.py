@@ -866,3 +866,24 @@ def test_quantized_add_bit_exact_with_onnxruntime(tmp_path, dtype, relu):
         assert '"loop.qadd"' in sorted((tmp_path / f"d{trial}").glob("*plan-memory.mlir"))[-1].read_text()
         a, b = (rng.standard_normal((2, 300)).astype(np.float32) * 4 for _ in range(2))
         np.testing.assert_array_equal(cm.run({"a": a, "b": b})["y"], run_onnxruntime(model, {"a": a, "b": b})[0])
+
+
+def test_qoperator_model_with_uint8_input_and_output(tmp_path):
+    """QLinearConv reading a uint8 graph input with its own scale / zero point, MaxPool on the
+    integers, a uint8 graph output: runs as INT8 (one qgemm) and is bit-exact with ORT."""
+    rng = np.random.default_rng(9)
+    init = {
+        "sx": np.float32(0.02), "zx": np.uint8(128), "w": rng.integers(-100, 100, (8, 3, 3, 3)).astype(np.int8),
+        "sw": np.float32(0.01), "zw": np.int8(0), "sy": np.float32(0.05), "zy": np.uint8(10),
+        "b": rng.integers(-500, 500, 8).astype(np.int32),
+    }  # fmt: skip
+    nodes = [
+        helper.make_node("QLinearConv", ["x", "sx", "zx", "w", "sw", "zw", "sy", "zy", "b"], ["y"], pads=[1, 1, 1, 1]),
+        helper.make_node("MaxPool", ["y"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+    ]
+    model = _int_model(nodes, {"x": (TensorProto.UINT8, [1, 3, 8, 8])}, {"p": (TensorProto.UINT8, [1, 8, 4, 4])}, init)
+    cm = inferon.load(inferon.compile(model, tmp_path / "m.so", dump_ir=tmp_path / "dump"))
+    assert sorted((tmp_path / "dump").glob("*plan-memory.mlir"))[-1].read_text().count('"vec.qgemm"') == 1
+    for seed in range(2):
+        x = np.random.default_rng(seed).integers(0, 256, (1, 3, 8, 8)).astype(np.uint8)
+        np.testing.assert_array_equal(cm(x), run_onnxruntime(model, {"x": x})[0])
