@@ -104,6 +104,15 @@ def _f(attr: FloatAttr) -> str:  # type: ignore[type-arg]
     return _float(float(attr.value.data))
 
 
+def _depthwise_geometry(op: loop.DepthwiseConv2dOp | loop.QDepthwiseConv2dOp) -> str:
+    """`N, C, H, W, M, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw` of a (quantized) depthwise conv."""
+    n, c, h, w = op.input.type.get_shape()  # type: ignore[attr-defined]
+    m, _, kh, kw = op.weight.type.get_shape()  # type: ignore[attr-defined]
+    ho, wo = op.output.type.get_shape()[2:]  # type: ignore[attr-defined]
+    (sh, sw), (pt, pl, _, _), (dh, dw) = ints(op.strides), ints(op.pads), ints(op.dilations)
+    return ", ".join(str(v) for v in (n, c, h, w, m, ho, wo, kh, kw, sh, sw, pt, pl, dh, dw))
+
+
 def _qadd_constants(values: DenseArrayBase, output: Attribute) -> tuple[float, float, float, float, float]:
     """(ra, rb, fixed, lo_q, hi_q) of a quantized Add given [sa, za, sb, zb, sy, zy, lo, hi]."""
     sa, za, sb, zb, sy, zy, lo, hi = (float(v) for v in values.get_values())
@@ -296,16 +305,11 @@ class CppEmitter:
 
     @emit.register
     def _(self, op: loop.QDepthwiseConv2dOp) -> None:
-        n, c, h, w = op.input.type.get_shape()  # type: ignore[attr-defined]
-        m, _, kh, kw = op.weight.type.get_shape()  # type: ignore[attr-defined]
-        ho, wo = op.output.type.get_shape()[2:]  # type: ignore[attr-defined]
-        (sh, sw), (pt, pl, _, _), (dh, dw) = ints(op.strides), ints(op.pads), ints(op.dilations)
         zy, lo, hi = ints(op.requant)
         self.line("{")
         self.line(
-            f"  const inferon::QDepthwise g{{{n}, {c}, {h}, {w}, {m}, {ho}, {wo}, {kh}, {kw}, {sh}, {sw}, {pt}, {pl}, "
-            f"{dh}, {dw}, {self.buf(op.weight)}, {self.buf(op.comp)}, {self.buf(op.mult)}, {zy}, {lo}, {hi}, "
-            f"{op.pad.value.data}}};"
+            f"  const inferon::QDepthwise g{{{_depthwise_geometry(op)}, {self.buf(op.weight)}, {self.buf(op.comp)}, "
+            f"{self.buf(op.mult)}, {zy}, {lo}, {hi}, {op.pad.value.data}}};"
         )
         self.line(f"  inferon::qdepthwise_conv2d(g, {self.buf(op.input)}, {self.buf(op.output)}, nt);")
         self.line("}")
@@ -351,15 +355,11 @@ class CppEmitter:
 
     @emit.register
     def _(self, op: loop.DepthwiseConv2dOp) -> None:
-        n, c, h, w = op.input.type.get_shape()  # type: ignore[attr-defined]
-        m, _, kh, kw = op.weight.type.get_shape()  # type: ignore[attr-defined]
-        ho, wo = op.output.type.get_shape()[2:]  # type: ignore[attr-defined]
-        (sh, sw), (pt, pl, _, _), (dh, dw) = ints(op.strides), ints(op.pads), ints(op.dilations)
         epi: EpilogueAttr = op.epilogue
         self.line(
             f"inferon::depthwise_conv2d({self.buf(op.input)}, {self.buf(op.weight)}, {self.buf(op.bias)}, "
-            f"{self.buf(op.residual)}, {self.buf(op.output)}, {n}, {c}, {h}, {w}, {m}, {ho}, {wo}, {kh}, {kw}, "
-            f"{sh}, {sw}, {pt}, {pl}, {dh}, {dw}, {ACTIVATIONS[epi.activation]}, {_f(epi.alpha)}, {_f(epi.beta)}, nt);"
+            f"{self.buf(op.residual)}, {self.buf(op.output)}, {_depthwise_geometry(op)}, "
+            f"{ACTIVATIONS[epi.activation]}, {_f(epi.alpha)}, {_f(epi.beta)}, nt);"
         )
 
     @emit.register

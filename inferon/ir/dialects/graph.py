@@ -782,8 +782,9 @@ class QMatMulOp(IRDLOperation):
 
 @irdl_op_definition
 class QAddOp(IRDLOperation):
-    """Quantized element-wise Add with a fused ReLU / Clip, computed like its QDQ form:
-    y = quantize(act(dequantize(lhs) + dequantize(rhs))) in float32, all per-tensor 8-bit, same shape."""
+    """Quantized element-wise Add with a fused ReLU / Clip, standing for quantize(act(dequantize(lhs) +
+    dequantize(rhs))) (all per-tensor 8-bit, same shape), computed in ONNX Runtime's QLinearAdd
+    arithmetic (`inferon.ir.quant.qadd`, within one step of that chain)."""
 
     name = "graph.qadd"
     lhs = operand_def(TensorType)

@@ -454,7 +454,8 @@ class DynamicQuantizeOp(IRDLOperation):
 
 @irdl_op_definition
 class QAddOp(IRDLOperation):
-    """y = quantize(clamp(dequantize(a) + dequantize(b), lo, hi)) over `size` elements, in float32.
+    """Quantized Add (+ ReLU / Clip) over `size` elements in ONNX Runtime's QLinearAdd arithmetic
+    (`inferon.ir.quant.qadd`: float scale ratios and FMAs, within one step of the QDQ chain).
 
     quant = [a_scale, a_zero_point, b_scale, b_zero_point, y_scale, y_zero_point, lo, hi] (lo / hi:
     the real bounds of a fused ReLU / Clip, infinite when none)."""
