@@ -887,3 +887,30 @@ def test_qoperator_model_with_uint8_input_and_output(tmp_path):
     for seed in range(2):
         x = np.random.default_rng(seed).integers(0, 256, (1, 3, 8, 8)).astype(np.uint8)
         np.testing.assert_array_equal(cm(x), run_onnxruntime(model, {"x": x})[0])
+
+
+@pytest.mark.parametrize("opset", [11, 13])
+def test_qoperator_softmax(tmp_path, opset):
+    """ONNX Runtime's QOperator form ends classifiers with com.microsoft QLinearSoftmax (its `opset`
+    attribute picks the Softmax semantics): imported like the other QLinear* ops, within one output
+    step of ORT."""
+    rng = np.random.default_rng(10)
+    init = {"w": rng.standard_normal((8, 3, 3, 3)) * 0.3, "g": rng.standard_normal((8, 10)) * 0.5}
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["f"]),
+        helper.make_node("MatMul", ["f", "g"], ["m"]),
+        helper.make_node("Softmax", ["m"], ["y"], axis=1),
+    ]
+    model = make_model(nodes, {"x": (1, 3, 10, 10)}, ["y"], init, opset=opset)
+    q = quantize_onnxruntime(model, [{"x": rng.standard_normal((1, 3, 10, 10)).astype(np.float32)} for _ in range(4)],
+                             fmt="qoperator")  # fmt: skip
+    softmax = [n for n in q.graph.node if n.op_type == "QLinearSoftmax"]
+    assert softmax and softmax[0].domain == "com.microsoft"
+    cm = inferon.load(inferon.compile(q, tmp_path / "m.so"))
+    for seed in range(3):
+        x = np.random.default_rng(seed).standard_normal((1, 3, 10, 10)).astype(np.float32)
+        out, ref = cm(x), run_onnxruntime(q, {"x": x})[0]
+        assert _within_one_step(out, ref, 1 / 256) == 1.0, np.abs(out - ref).max()

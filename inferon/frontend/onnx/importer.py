@@ -43,7 +43,7 @@ NO_FOLD = frozenset({"DequantizeLinear"})
 # ops_quant.convert_on_dequantized); any other op on one is an error
 QUANT_AWARE = frozenset({
     "DequantizeLinear", "QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul", "QLinearGlobalAveragePool",
-    "QLinearAveragePool", "QLinearLeakyRelu", "QLinearSigmoid", "QLinearConcat", "QGemm",
+    "QLinearAveragePool", "QLinearLeakyRelu", "QLinearSigmoid", "QLinearSoftmax", "QLinearConcat", "QGemm",
     "MatMulInteger", "ConvInteger", "Cast",
 })  # fmt: skip
 

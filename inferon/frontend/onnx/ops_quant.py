@@ -156,10 +156,10 @@ def _bias(ctx: ImportContext, name: str, x_scale: str, w_scale: str, channels: i
 
 def _run_expanded(
     ctx: ImportContext, node: NodeProto, op_type: str, inputs: dict[str, SSAValue | str | None],
-    drop: tuple[str, ...] = (),
+    drop: tuple[str, ...] = (), opset: int | None = None,
 ) -> list[Value]:
-    """Run the default-domain converter of `op_type` on SSA values (or existing value names), with
-    `node`'s attributes (but those in `drop`); None inputs are absent."""
+    """Run the default-domain converter of `op_type` (of `opset`, default the model's) on SSA values
+    (or existing value names), with `node`'s attributes (but those in `drop`); None inputs are absent."""
     names, temporary = [], []
     for key, value in inputs.items():
         if value is None or isinstance(value, str):
@@ -171,12 +171,12 @@ def _run_expanded(
         temporary.append(name)
     clone = onnx.helper.make_node(op_type, names, [f"{node.name}::y{i}" for i in range(len(node.output))], name=node.name)
     clone.attribute.extend(a for a in node.attribute if a.name not in drop)
-    saved = ctx.node
-    ctx.node = clone
+    saved, saved_opset = ctx.node, ctx.opset
+    ctx.node, ctx.opset = clone, opset or ctx.opset
     try:
         return lookup(clone, ctx.opset)(ctx, clone)
     finally:
-        ctx.node = saved
+        ctx.node, ctx.opset = saved, saved_opset
         for name in temporary:
             del ctx.env[name]
 
@@ -222,14 +222,18 @@ def convert_qlinear_binary(ctx: ImportContext, node: NodeProto) -> list[Value]:
     return [_requantized(ctx, y, node.input[6], ctx.input(7), f"{node.op_type} C")]
 
 
-@converter("QLinearGlobalAveragePool", "QLinearAveragePool", "QLinearLeakyRelu", "QLinearSigmoid", domain=MICROSOFT)
+@converter("QLinearGlobalAveragePool", "QLinearAveragePool", "QLinearLeakyRelu", "QLinearSigmoid", "QLinearSoftmax",
+           domain=MICROSOFT)
 def convert_qlinear_unary(ctx: ImportContext, node: NodeProto) -> list[Value]:
     if len(node.input) < 4:
         raise ctx.error(f"{node.op_type} needs X, X_scale, X_zero_point, Y_scale[, Y_zero_point]")
     if ctx.attr("channels_last", 0):
         raise ctx.unsupported(f"{node.op_type} with channels_last=1")
     x = _dequantized(ctx, (node.input[0], node.input[1], node.input[2]), f"{node.op_type} X", 1)
-    y = _run_expanded(ctx, node, node.op_type[len("QLinear"):], {"x": x}, drop=("channels_last",))[0]
+    # QLinearSoftmax's `opset` attribute: the Softmax semantics it follows (before 13: 2-D coercion)
+    opset = int(ctx.attr("opset", 0)) or None
+    y = _run_expanded(ctx, node, node.op_type[len("QLinear"):], {"x": x}, drop=("channels_last", "opset"),
+                      opset=opset)[0]
     assert isinstance(y, SSAValue)
     return [_requantized(ctx, y, node.input[3], ctx.input(4), f"{node.op_type} Y")]
 
