@@ -299,8 +299,9 @@ def convert_on_dequantized(ctx: ImportContext, node: NodeProto) -> list[Value]:
 # MatMulInteger / ConvInteger: the integer product of (a - a_zero_point) and (b - b_zero_point),
 # imported as the float op on those exact integer values (dequantized with scale 1). The int32
 # result is a float32 tensor of the same integers -- exact while every partial sum stays below
-# 2^24 (e.g. K <= 258 for uint8 x uint8), else rounded like the Cast to float that follows them in
-# practice. Cast to float of a uint8 / int8 tensor reads its stored integers.
+# 2^24 (e.g. K <= 258 for uint8 x uint8); beyond that the float accumulation rounds (relative
+# 1e-7-ish), where ONNX Runtime rounds once, in the Cast to float that follows in practice. Cast to
+# float of a uint8 / int8 tensor reads its stored integers.
 
 
 def _dynamic_owner(ctx: ImportContext, y: SSAValue, zp_name: str, what: str) -> graph.DynamicQuantizeOp:
