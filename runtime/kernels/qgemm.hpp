@@ -339,9 +339,6 @@ template <class Q, int NV>
 INFERON_VNNI void tile_vnni(const QGemm& g, const int8_t* a, const uint8_t* b, int64_t K4, int64_t m0,
                             int64_t n0) {
   const int64_t rows = std::min<int64_t>(QMR, g.M - m0);
-  if (g.add && g.ldc_col == 1)  // the residual rows of this tile arrive while the products run
-    for (int64_t r = 0; r < rows; r++)
-      _mm_prefetch(static_cast<const char*>(g.residual) + (m0 + r) * g.ldc + n0, _MM_HINT_T0);
   __m256i acc[QMR][NV];
 #pragma GCC unroll 6
   for (int r = 0; r < QMR; r++) {
