@@ -69,12 +69,12 @@ def _as_input(value: np.ndarray, shape: Sequence[int | None] | None, name: str, 
     x = np.ascontiguousarray(x, None if x.dtype.kind in "iu" else np.float32)
     if shape is None:
         return x
+    given = list(x.shape)
     if x.ndim == len(shape) - 1 and shape[0] == 1:
         x = x[None]  # a stack of single images for a batch-1 model
     if x.ndim != len(shape) or any(d is not None and d != s for d, s in zip(shape, x.shape, strict=True)):
         want = "x".join("?" if d is None else str(d) for d in shape)
-        raise InferonError(f"calibration sample {index} of input '{name}' has shape {list(x.shape)}, "
-                           f"the model takes {want}")  # fmt: skip
+        raise InferonError(f"calibration sample {index} of input '{name}' has shape {given}, the model takes {want}")
     return x
 
 

@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "model. Not needed for models that are already quantized (QDQ / QOperator ONNX)")
     c.add_argument("--calibration", type=Path, metavar="DATA.npz",
                    help="calibration inputs for --quantize: an .npz with one array per model input, samples "
-                        "along the first axis (e.g. 16-100 representative inputs)")
+                        "along the first axis (e.g. 16-100 representative inputs; for a batch-1 input the batch axis "
+                        "may be left out)")
     c.add_argument("--calibration-method", choices=["minmax", "percentile", "entropy"], default="minmax",
                    help="activation ranges from the calibration run: minmax (extremes seen), percentile "
                         "(0.01-99.99 %%) or entropy (KL-optimal clipping). Default: minmax")

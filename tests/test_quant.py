@@ -537,6 +537,8 @@ def test_quantize_errors(tmp_path):
         inferon.compile(model, tmp_path / "a.so", quantize="int8", calibration=calib, keep_float=["9"])
     with pytest.raises(InferonError, match="unknown calibration method"):
         inferon.compile(model, tmp_path / "a.so", quantize="int8", calibration=calib, calibration_method="mse")
+    with pytest.raises(InferonError, match=r"calibration sample 0 of input 'x' has shape \[3, 18, 20\], the model takes 1x3x18x21"):
+        inferon.compile(model, tmp_path / "a.so", quantize="int8", calibration={"x": np.zeros((2, 3, 18, 20))})
 
 
 @pytest.mark.parametrize("isa", ["avx2", "scalar"])
