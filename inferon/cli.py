@@ -234,12 +234,25 @@ _FOLDABLE = {"Constant", "ConstantOfShape", "Shape", "Gather", "Slice", "Cast", 
 
 
 def _passes(args: argparse.Namespace) -> int:
+    from inferon.passes import get_pass
     from inferon.pipeline import Pipeline
 
     for index, (stage, p) in enumerate(Pipeline.default().passes, start=1):
         doc = (type(p).__doc__ or "").strip().splitlines()[0]
         print(f"{index:2d}. [{stage:5}] {p.name:<22} {doc}")
+    print("opt-in:")
+    for name, how in OPT_IN_PASSES.items():
+        doc = (get_pass(name).__doc__ or "").strip().splitlines()[0]
+        print(f"    {name:<30} {doc} ({how})")
     return 0
+
+
+# passes outside the default pipeline and how to switch them on
+OPT_IN_PASSES = {
+    "quantize": "--quantize int8 --calibration DATA.npz",
+    "prune": "--prune SPEC",
+    "fuse-residual-qadd": 'Python: register_pass(FuseResidualQAddPass, after="elide-copies")',
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -131,3 +131,17 @@ def test_two_threads_restore_the_callers_cpu_affinity(model_file: Path, tmp_path
     for _ in range(3):
         np.testing.assert_allclose(model(x), run_onnxruntime(onnx.load(str(model_file)), {"x": x})[0], rtol=1e-4, atol=1e-5)
     assert os.sched_getaffinity(0) == before  # the run pins the caller only while it runs
+
+
+def test_passes_lists_the_pipeline_and_the_opt_in_passes(capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    from inferon.pipeline import DEFAULT_PASSES
+
+    assert main(["passes"]) == 0
+    out = capsys.readouterr().out
+    listed = re.findall(r"^\s*\d+\. \[\w+\s*\] (\S+)", out, flags=re.M)
+    assert listed == [name for _, name in DEFAULT_PASSES]
+    opt_in = out.split("opt-in:")[1]
+    for name, how in (("quantize", "--quantize int8"), ("prune", "--prune"), ("fuse-residual-qadd", "register_pass")):
+        assert name in opt_in and how in opt_in
