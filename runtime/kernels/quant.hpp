@@ -66,11 +66,22 @@ INFERON_AVX2 void dequantize_avx2(const Q* x, float* y, int64_t n, float scale, 
   for (; i < n; i++) y[i] = static_cast<float>(static_cast<int32_t>(x[i]) - zp) * scale;
 }
 
-// 8 stored 8-bit values as floats.
-template <class Q>
-INFERON_AVX2_INLINE __m256 load8_float(const Q* x) {
-  __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x));
-  return _mm256_cvtepi32_ps(std::is_signed<Q>::value ? _mm256_cvtepi8_epi32(b) : _mm256_cvtepu8_epi32(b));
+template <class QX>
+// 8 stored values at p, p + sw, ..., p + 7 sw as floats (stride 1: one 8-byte load; stride 2: a
+// 16-byte load and a shuffle; else a gather). May read up to 16 bytes from p.
+INFERON_AVX2_INLINE __m256 load8_f32(const QX* p, int sw) {
+  __m128i b;
+  if (sw == 1) {
+    b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  } else if (sw == 2) {
+    const __m128i even = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1);
+    b = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), even);
+  } else {
+    alignas(16) QX t[16] = {};
+    for (int e = 0; e < 8; e++) t[e] = p[e * sw];
+    b = _mm_load_si128(reinterpret_cast<const __m128i*>(t));
+  }
+  return _mm256_cvtepi32_ps(std::is_signed<QX>::value ? _mm256_cvtepi8_epi32(b) : _mm256_cvtepu8_epi32(b));
 }
 
 // y = round_half_even(clamp(fma(a, ra, fma(b, rb, fixed)), lo_q, hi_q)): ONNX Runtime's QLinearAdd
@@ -92,7 +103,7 @@ INFERON_AVX2 void qadd_avx2(const QA* a, const QB* b, QY* y, float ra, float rb,
   const __m256 vlo = _mm256_set1_ps(lo_q), vhi = _mm256_set1_ps(hi_q);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    __m256 v = _mm256_fmadd_ps(load8_float(a + i), vra, _mm256_fmadd_ps(load8_float(b + i), vrb, vfixed));
+    __m256 v = _mm256_fmadd_ps(load8_f32(a + i, 1), vra, _mm256_fmadd_ps(load8_f32(b + i, 1), vrb, vfixed));
     v = _mm256_min_ps(_mm256_max_ps(v, vlo), vhi);
     store8(y + i, _mm256_cvtps_epi32(v));
   }
@@ -177,24 +188,6 @@ inline void dynamic_quantize(const float* x, float* v, float* scale, float* zero
 namespace inferon {
 
 namespace quant_detail {
-
-template <class QX>
-// 8 stored values at p, p + sw, ..., p + 7 sw as floats (stride 1: one 8-byte load; stride 2: a
-// 16-byte load and a shuffle; else a gather). May read up to 16 bytes from p.
-INFERON_AVX2_INLINE __m256 load8_f32(const QX* p, int sw) {
-  __m128i b;
-  if (sw == 1) {
-    b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
-  } else if (sw == 2) {
-    const __m128i even = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1);
-    b = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), even);
-  } else {
-    alignas(16) QX t[16] = {};
-    for (int e = 0; e < 8; e++) t[e] = p[e * sw];
-    b = _mm_load_si128(reinterpret_cast<const __m128i*>(t));
-  }
-  return _mm256_cvtepi32_ps(std::is_signed<QX>::value ? _mm256_cvtepi8_epi32(b) : _mm256_cvtepu8_epi32(b));
-}
 
 // 16 (stride 2: every other byte of 32) or 32 (stride 1) outputs of one tap row into acc.
 template <class Q>
