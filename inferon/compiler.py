@@ -33,6 +33,7 @@ def lower(
     prune: str | None = None,
     sparse: str = "auto",
     quantization: Quantization | None = None,
+    winograd: str = "auto",
 ) -> tuple[ModuleOp, EmittedModel]:
     """Import and run the pipeline; return the lowest-level module and the emitted C++."""
     log = (lambda msg: print(msg, file=sys.stderr)) if verbose else (lambda msg: None)
@@ -44,7 +45,7 @@ def lower(
     pipeline = Pipeline.default(
         prune=prune,
         quantization=quantization,
-        pass_options={"sparsify": {"mode": sparse}},
+        pass_options={"sparsify": {"mode": sparse}, "conv-to-winograd": {"tile": winograd}},
         dump_dir=Path(dump_ir) if dump_ir else None,
         print_ir_after=frozenset(print_ir_after),
         verbose=verbose,
@@ -74,6 +75,7 @@ def compile(  # noqa: A001 - the public name users expect
     calibration: str | Path | Mapping[str, np.ndarray] | Iterable[Mapping[str, np.ndarray]] | None = None,
     calibration_method: str = "minmax",
     keep_float: Sequence[str] = (),
+    winograd: str = "auto",
 ) -> Path:
     """Compile an ONNX model (path, bytes or ModelProto) into the shared library `output`.
 
@@ -108,7 +110,7 @@ def compile(  # noqa: A001 - the public name users expect
         model = proto
     _, emitted = lower(
         model, input_shapes=input_shapes, dump_ir=dump_ir, print_ir_after=print_ir_after, verbose=verbose,
-        target=target, prune=prune, sparse=sparse, quantization=quantization,
+        target=target, prune=prune, sparse=sparse, quantization=quantization, winograd=winograd,
     )
     start = time.perf_counter()
     out = build_shared_library(emitted.source, emitted.weights, Path(output), verbose=verbose)

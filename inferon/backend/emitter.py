@@ -33,6 +33,7 @@ from inferon.ir.attrs import EpilogueAttr, SparseFormat
 from inferon.ir.dialects import loop, vec
 from inferon.ir.dialects.graph import ints
 from inferon.ir.weights import WeightStore
+from inferon.ir.winograd import tile_grid
 
 TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -351,6 +352,32 @@ class CppEmitter:
         self.line(
             f"for (int64_t i = 0; i < {n}; ++i) inferon::im2col({self.buf(op.input)} + i * {img}, {args}, "
             f"{self.buf(op.output)} + i * {col}, nt);"
+        )
+
+    @emit.register
+    def _(self, op: loop.WinogradInputOp) -> None:
+        n, c, h, w = op.input.type.get_shape()  # type: ignore[attr-defined]
+        _, a2, stride = op.output.type.get_shape()  # type: ignore[attr-defined]
+        m = op.tile.value.data
+        th, tw = tile_grid(*ints(op.out_size), m)
+        pt, pl = ints(op.pads)
+        self.line(
+            f"for (int64_t i = 0; i < {n}; ++i) inferon::winograd_input({m}, {self.buf(op.input)} + i * {c * h * w}, "
+            f"{c}, {h}, {w}, {pt}, {pl}, {th}, {tw}, {self.buf(op.output)} + i * {a2 * stride}, {stride}, nt);"
+        )
+
+    @emit.register
+    def _(self, op: loop.WinogradOutputOp) -> None:
+        n, mo, ho, wo = op.output.type.get_shape()  # type: ignore[attr-defined]
+        _, a2, stride = op.input.type.get_shape()  # type: ignore[attr-defined]
+        m = op.tile.value.data
+        th, tw = tile_grid(ho, wo, m)
+        epi: EpilogueAttr = op.epilogue
+        residual = "nullptr" if op.residual is None else f"{self.buf(op.residual)} + i * {mo * ho * wo}"
+        self.line(
+            f"for (int64_t i = 0; i < {n}; ++i) inferon::winograd_output({m}, {self.buf(op.input)} + i * {a2 * stride}, "
+            f"{mo}, {th}, {tw}, {stride}, {self.buf(op.output)} + i * {mo * ho * wo}, {self.buf(op.bias)}, {residual}, "
+            f"{ho}, {wo}, {ACTIVATIONS[epi.activation]}, {_f(epi.alpha)}, {_f(epi.beta)}, nt);"
         )
 
     @emit.register

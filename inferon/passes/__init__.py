@@ -34,6 +34,7 @@ _BUILTIN: dict[str, str] = {
     "conv-to-depthwise": "inferon.passes.loop.conv_to_depthwise:ConvToDepthwisePass",
     "elide-copies": "inferon.passes.loop.elide_copies:ElideCopiesPass",
     "fuse-residual-qadd": "inferon.passes.loop.fuse_residual_qadd:FuseResidualQAddPass",
+    "conv-to-winograd": "inferon.passes.loop.conv_to_winograd:ConvToWinogradPass",
     "conv-to-im2col": "inferon.passes.loop.conv_to_im2col:ConvToIm2ColPass",
     "select-tiles": "inferon.passes.loop.select_tiles:SelectTilesPass",
     "convert-loop-to-vec": "inferon.passes.conversion.loop_to_vec:ConvertLoopToVecPass",

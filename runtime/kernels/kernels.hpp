@@ -10,6 +10,7 @@
 //   common.hpp       ISA state, Act, AVX2 math (exp/sigmoid/tanh), scratch
 //   gemm.hpp         gemm (Epilogue, GemmTiles)
 //   conv.hpp         im2col
+//   winograd.hpp     winograd_input, winograd_output (F(2x2) / F(4x4) 3x3 convolution transforms)
 //   depthwise.hpp    depthwise_conv2d (direct, group == C_in)
 //   pool.hpp         pool2d, global_pool
 //   sparse.hpp       spmm (CSR / 2:4 sparse weights x dense activations; GEMV at N == 1)
@@ -33,3 +34,4 @@
 #include "qgemm.hpp"
 #include "quant.hpp"
 #include "sparse.hpp"
+#include "winograd.hpp"

@@ -38,6 +38,8 @@ from xdsl.utils.exceptions import VerifyException
 
 from inferon.ir.attrs import NO_EPILOGUE, ElementwiseKindAttr, EpilogueAttr, SparseAttr, SparseFormat
 from inferon.ir.dialects.graph import F32Attr
+from inferon.ir.winograd import TILES as WINOGRAD_TILES
+from inferon.ir.winograd import point_stride
 
 I64Attr = IntegerAttr[IntegerType]
 
@@ -176,6 +178,73 @@ class Im2ColOp(IRDLOperation):
     def verify_(self) -> None:
         if len(self.geometry.get_values()) != 14:
             raise VerifyException("loop.im2col geometry has 14 entries")
+
+
+def _verify_winograd(name: str, tile: int, image: tuple[int, ...], points: tuple[int, ...], size: tuple[int, int]) -> None:
+    """Shared shape check of the Winograd transforms: image [N, C, *] <-> points [N, alpha^2, S]."""
+    if tile not in WINOGRAD_TILES:
+        raise VerifyException(f"{name}: tile {tile} not implemented (choose one of {WINOGRAD_TILES})")
+    alpha = tile + 2
+    stride = point_stride(image[1], -(-size[0] // tile) * -(-size[1] // tile))
+    expected = (image[0], alpha * alpha, stride)
+    if len(image) != 4 or points != expected:
+        raise VerifyException(f"{name}: transformed buffer {list(points)} does not match image {list(image)} "
+                              f"with tile {tile} (expected {list(expected)})")  # fmt: skip
+
+
+@irdl_op_definition
+class WinogradInputOp(IRDLOperation):
+    """Input transform of a Winograd F(m x m, 3 x 3) convolution (m = `tile`, alpha = m + 2).
+
+    input [N, C, H, W] -> output [N, alpha^2, S]: output[n][a * alpha + b][c * Tp + ty * TW + tx] =
+    (B^T d B)[a][b] of the alpha x alpha input tile d whose top-left corner is input row ty * m - pads[0],
+    column tx * m - pads[1] (zero outside the image); TH x TW tiles cover the convolution's output of
+    `out_size` = [Ho, Wo]. Each of the alpha^2 matrices is [C, Tp] with rows padded to
+    Tp = `padded_tiles(TH * TW)` (the kernel stores whole vectors), S = `point_stride(C, TH * TW)`
+    floats apart (see inferon/ir/winograd.py). The alpha^2 GEMMs with the transformed weights follow as a `loop.matmul`.
+    """
+
+    name = "loop.winograd_input"
+    input = operand_def(MemRefType)
+    output = operand_def(MemRefType)
+    tile = prop_def(I64Attr)
+    pads = prop_def(DenseArrayBase)  # [top, left]
+    out_size = prop_def(DenseArrayBase)  # [Ho, Wo]
+
+    def verify_(self) -> None:
+        ho, wo = self.out_size.get_values()
+        image = tuple(self.input.type.get_shape())  # type: ignore[attr-defined]
+        _verify_winograd(self.name, self.tile.value.data, image, tuple(self.output.type.get_shape()), (ho, wo))  # type: ignore[attr-defined]
+        if len(self.pads.get_values()) != 2 or min(self.pads.get_values()) < 0:
+            raise VerifyException(f"{self.name}: pads are [top, left], non-negative")
+
+
+@irdl_op_definition
+class WinogradOutputOp(IRDLOperation):
+    """Output transform of a Winograd F(m x m, 3 x 3) convolution, with the conv's epilogue.
+
+    input [N, alpha^2, S] (the GEMM products: alpha^2 matrices [M, Tp] laid out as the output of
+    `loop.winograd_input`, S = `point_stride(M, TH * TW)`) -> output [N, M, Ho, Wo]: each m x m tile is
+    A^T Z A, cropped at the output's edge; then + bias[m], + residual (the output's layout), and the
+    epilogue's activation.
+    """
+
+    name = "loop.winograd_output"
+    input = operand_def(MemRefType)
+    bias = opt_operand_def(MemRefType)
+    residual = opt_operand_def(MemRefType)
+    output = operand_def(MemRefType)
+    tile = prop_def(I64Attr)
+    epilogue = prop_def(EpilogueAttr, default_value=NO_EPILOGUE)
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+
+    def verify_(self) -> None:
+        y = tuple(self.output.type.get_shape())  # type: ignore[attr-defined]
+        _verify_winograd(self.name, self.tile.value.data, y, tuple(self.input.type.get_shape()), y[2:4])  # type: ignore[attr-defined]
+        if self.bias is not None and tuple(self.bias.type.get_shape()) != (y[1],):  # type: ignore[attr-defined]
+            raise VerifyException(f"{self.name}: bias must have one value per output channel")
+        if self.residual is not None and tuple(self.residual.type.get_shape()) != y:  # type: ignore[attr-defined]
+            raise VerifyException(f"{self.name}: residual must have the output's shape")
 
 
 IM2COL_VIEW_LEN = 13  # [C, H, W, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo]
@@ -566,7 +635,7 @@ class QGemmOp(QGemmBase):
 
 
 COMPUTE_OPS = (
-    Conv2dOp, DepthwiseConv2dOp, Im2ColOp, MatMulOp, Pool2dOp, GlobalPoolOp, BinaryOp, UnaryOp, CopyOp,
+    Conv2dOp, DepthwiseConv2dOp, Im2ColOp, WinogradInputOp, WinogradOutputOp, MatMulOp, Pool2dOp, GlobalPoolOp, BinaryOp, UnaryOp, CopyOp,
     TransposeOp, SoftmaxOp, LRNOp, SpMMOp, QuantizeOp, DequantizeOp, DynamicQuantizeOp, QGemmOp, QAddOp, QDepthwiseConv2dOp, PadOp,
 )  # fmt: skip
 
