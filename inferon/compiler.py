@@ -45,7 +45,7 @@ def lower(
     pipeline = Pipeline.default(
         prune=prune,
         quantization=quantization,
-        pass_options={"sparsify": {"mode": sparse}, "conv-to-winograd": {"tile": winograd}},
+        pass_options={"sparsify": {"mode": sparse, "winograd": winograd}, "conv-to-winograd": {"tile": winograd}},
         dump_dir=Path(dump_ir) if dump_ir else None,
         print_ir_after=frozenset(print_ir_after),
         verbose=verbose,

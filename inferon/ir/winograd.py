@@ -62,9 +62,10 @@ def transform_weights(weight: np.ndarray, m: int) -> np.ndarray:
     if m not in TILES:
         raise ValueError(f"Winograd tile {m} not implemented; choose one of {TILES}")
     g = G[m]
-    u = np.einsum("ak,mckl,bl->abmc", g, weight.astype(np.float64), g)
+    rows = np.tensordot(weight.astype(np.float64), g, axes=([2], [1]))  # [M, C, l, a]: G applied to kernel rows
+    u = np.tensordot(rows, g, axes=([2], [1]))  # [M, C, a, b]
     a = alpha(m)
-    return np.ascontiguousarray(u.reshape(a * a, *weight.shape[:2]), dtype=np.float32)
+    return np.ascontiguousarray(u.transpose(2, 3, 0, 1).reshape(a * a, *weight.shape[:2]), dtype=np.float32)
 
 
 def reference_conv(x: np.ndarray, weight: np.ndarray, pads: tuple[int, int, int, int], m: int) -> np.ndarray:

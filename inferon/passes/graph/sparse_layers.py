@@ -18,7 +18,7 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import BlockArgument, Operation
 
 from inferon.ir.dialects import graph
-from inferon.ir.dialects.graph import shape_of
+from inferon.ir.dialects.graph import ints, shape_of
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,8 @@ class SparseLayer:
     is_fc: bool
     reads_model_input: bool  # the layer's input is a model input (e.g. the stem conv)
     groups: int = 1
+    winograd: bool = False  # a float 3x3 stride-1 single-group conv (conv-to-winograd may take it dense)
+    out_size: tuple[int, int] = (1, 1)  # conv output Ho, Wo
 
     def matrix(self, w: np.ndarray) -> np.ndarray:
         """The weight as A [M, K] (a view where possible)."""
@@ -50,8 +52,9 @@ def sparse_layers(module: ModuleOp) -> Iterator[SparseLayer]:
             if op.group.value.data == c and c > 1:  # depthwise: direct kernel, tiny K
                 continue
             out = shape_of(op.output)
+            winograd = (kh, kw) == (3, 3) and op.group.value.data == 1 and ints(op.strides) == (1, 1) and ints(op.dilations) == (1, 1)
             yield SparseLayer(op, op.weight.owner, m, cg * kh * kw, n_img * math.prod(out[2:]), False,
-                              isinstance(op.input, BlockArgument), op.group.value.data)  # fmt: skip
+                              isinstance(op.input, BlockArgument), op.group.value.data, winograd, (out[2], out[3]))  # fmt: skip
         elif isinstance(op, graph.MatMulOp) and isinstance(op.rhs.owner, graph.WeightOp):
             w_shape = shape_of(op.rhs)
             if len(w_shape) != 2:

@@ -5,13 +5,15 @@ layer's time with the cost model below, calibrated on this CPU by `benchmarks/ca
 (figures in `sparse_cost.json`): dense GEMM at `dense_gflops`; CSR at `csr_gflops` useful FLOP/s
 (2 * nnz * N) plus `tile_ns` per row and 32-column tile; 2:4 (only if every aligned group of four
 along K holds at most two nonzeros) at `nm24_gflops` on half the dense FLOPs; fully-connected
-layers at batch 1 stream their weights (`gemv_*_gbps`). A sparse format is chosen only if it is
-predicted at most `margin` x the dense time, so layers at moderate sparsity (e.g. 30 %) stay dense.
+layers at batch 1 stream their weights (`gemv_*_gbps`); a dense 3x3 conv that `conv-to-winograd` will
+compute with Winograd is predicted `WINOGRAD_SPEEDUP` times faster than its GEMM. A sparse format is
+chosen only if it is predicted at most `margin` x the dense time, so layers at moderate sparsity
+(e.g. 30 %) stay dense.
 
 Preconditions: graph level, after fuse-epilogue (and `prune` if any). Produces: `sparse =
 #graph.sparse<format, density, index_bits>` on every layer weight (dense ones too, so IR dumps show
 each layer's density). `mode`: auto (the cost model), off (all dense), csr or 2:4 (that format
-wherever it applies and the layer has any zero).
+wherever it applies and the layer has any zero). `winograd`: the setting `conv-to-winograd` runs with.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from inferon.ir.attrs import SparseAttr, SparseFormat
 from inferon.ir.sparse import is_nm24
 from inferon.passes.graph.fold_constants import weights_context
 from inferon.passes.graph.sparse_layers import SparseLayer, sparse_layers
+from inferon.passes.loop.conv_to_winograd import WINOGRAD_SPEEDUP, winograd_tile
 
 COST_FILE = Path(__file__).with_name("sparse_cost.json")
 MODES = ("auto", "off", "csr", "2:4")
@@ -69,7 +72,18 @@ class SparseCostModel:
         return 1.0 * m * k * n / (self.nm24_gflops * 1e9) + tiles
 
 
-def choose_format(layer: SparseLayer, a: np.ndarray, mode: str, model: SparseCostModel) -> SparseAttr:
+def dense_speedup(layer: SparseLayer, winograd: str) -> float:
+    """How much faster than its GEMM the dense layer runs: Winograd's measured gain where it applies."""
+    if not layer.winograd or winograd == "off":
+        return 1.0
+    c = layer.k // 9
+    tile = winograd_tile(layer.m, c, *layer.out_size) if winograd == "auto" else int(winograd)
+    return WINOGRAD_SPEEDUP.get(tile, 1.0) if tile is not None else 1.0
+
+
+def choose_format(
+    layer: SparseLayer, a: np.ndarray, mode: str, model: SparseCostModel, winograd: str = "auto"
+) -> SparseAttr:
     """The storage of one layer's weight matrix `a` [M, K]."""
     nnz = int(np.count_nonzero(a))
     density = nnz / max(a.size, 1)
@@ -88,6 +102,7 @@ def choose_format(layer: SparseLayer, a: np.ndarray, mode: str, model: SparseCos
         return attr[SparseFormat.NM24 if nm24 else SparseFormat.DENSE]
     candidates = [SparseFormat.CSR] + ([SparseFormat.NM24] if nm24 else [])
     cost = {f: model.seconds(f, layer.m, layer.k, layer.n, nnz) for f in [SparseFormat.DENSE, *candidates]}
+    cost[SparseFormat.DENSE] /= dense_speedup(layer, winograd)
     best = min(candidates, key=lambda f: cost[f])
     return attr[best] if cost[best] <= model.margin * cost[SparseFormat.DENSE] else attr[SparseFormat.DENSE]
 
@@ -98,6 +113,7 @@ class SparsifyPass(ModulePass):
 
     name = "sparsify"
     mode: str = "auto"
+    winograd: str = "auto"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if self.mode not in MODES:
@@ -106,7 +122,7 @@ class SparsifyPass(ModulePass):
         model = SparseCostModel.load()
         for layer in sparse_layers(op):
             a = layer.matrix(store[layer.weight.handle.data])
-            attr = choose_format(layer, a, self.mode, model)
+            attr = choose_format(layer, a, self.mode, model, self.winograd)
             previous = layer.weight.sparse
             if previous is not None and previous.is_sparse and not attr.is_sparse:
                 continue  # a weight shared by layers: keep the sparse choice made for another one

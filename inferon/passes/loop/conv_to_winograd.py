@@ -37,16 +37,19 @@ from inferon.ir.winograd import alpha, padded_tiles, point_stride, tile_grid, tr
 from inferon.passes.conversion.graph_to_loop import i64_attr, matmul_op, memref
 from inferon.passes.graph.fold_constants import weights_context
 
-# When Winograd pays, measured on this CPU (Zen 4, single convolutions and whole models, interleaved
-# A/B runs against im2col + GEMM): the alpha^2 GEMMs need enough tiles (columns) and channels to run
-# near the packed kernel's speed; F(4x4) needs larger planes than F(2x2) for the same tile count.
+# When Winograd pays, measured on this CPU (Zen 4; benchmarks/bench_winograd.py: single 3x3 convs,
+# interleaved runs against im2col + GEMM, 1 thread): F(4x4) was the fastest wherever its grid has at
+# least 4 x 4 tiles (1.2-2.8x faster than im2col from 16 to 512 channels and 13x13 to 112x112
+# outputs; F(2x2) 1.0-2.2x); on 7x7 outputs F(4x4) (2 x 2 tiles) lost (0.78x) and F(2x2) won (1.45-1.8x).
 CHOICES = ("auto", "off", "2", "4")
 MIN_CHANNELS = 16  # input and output channels
-MIN_TILES = 48  # GEMM columns (tiles per image)
+# the median gain over im2col + GEMM in that table, by tile (the sparsify pass's cost model uses it)
+WINOGRAD_SPEEDUP = {4: 1.9, 2: 1.5}
+MIN_TILES = 16  # tiles per image (GEMM columns)
 
 
 def winograd_tile(m: int, c: int, ho: int, wo: int) -> int | None:
-    """The Winograd output tile (2 or 4) for a 3x3 conv with m outputs, c inputs and an Ho x Wo
+    """The Winograd output tile (4 or 2) for a 3x3 conv with m outputs, c inputs and an Ho x Wo
     output, or None when im2col + GEMM is expected to be faster."""
     if min(m, c) < MIN_CHANNELS:
         return None
@@ -118,9 +121,9 @@ class ConvToWinograd(RewritePattern):
                 ),
             },
         )  # fmt: skip
-        rewriter.replace_matched_op([u_op, v, transform_in, z, gemms, transform_out], [])
+        rewriter.replace(op, [u_op, v, transform_in, z, gemms, transform_out], [])
         if not weight.result.uses:
-            rewriter.erase_op(weight)
+            rewriter.erase(weight)
 
 
 @dataclass(frozen=True)
