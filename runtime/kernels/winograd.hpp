@@ -89,39 +89,38 @@ struct ScalarLanes {
   static WINO_INLINE V act(V v, int act, float alpha, float beta) { return apply_act(v, act, alpha, beta); }
 };
 
-// sum_k T[I][k] * x[k * XS] over the compile-time table T: zeros skipped, +-1 as add / sub.
-template <class L, const auto& T, int I, int K, int N, int XS, bool FIRST = true>
+// sum_k T[I][k] * x[k] over the compile-time table T: zeros skipped, +-1 as add / sub.
+template <class L, const auto& T, int I, int K, int N, bool FIRST = true>
 WINO_INLINE typename L::V lin(const typename L::V* x, typename L::V acc) {
   if constexpr (K == N) {
     return FIRST ? L::zero() : acc;
   } else {
     constexpr float c = T[I][K];
     if constexpr (c == 0.f) {
-      return lin<L, T, I, K + 1, N, XS, FIRST>(x, acc);
+      return lin<L, T, I, K + 1, N, FIRST>(x, acc);
+    } else if constexpr (FIRST) {
+      return lin<L, T, I, K + 1, N, false>(x, c == 1.f ? x[K] : c == -1.f ? L::neg(x[K]) : L::fma(L::set(c), x[K], L::zero()));
     } else {
-      typename L::V v;
-      if constexpr (FIRST) v = c == 1.f ? x[K * XS] : c == -1.f ? L::neg(x[K * XS]) : L::fma(L::set(c), x[K * XS], L::zero());
-      else v = c == 1.f ? L::add(acc, x[K * XS]) : c == -1.f ? L::sub(acc, x[K * XS]) : L::fma(L::set(c), x[K * XS], acc);
-      return lin<L, T, I, K + 1, N, XS, false>(x, v);
+      return lin<L, T, I, K + 1, N, false>(x, c == 1.f ? L::add(acc, x[K]) : c == -1.f ? L::sub(acc, x[K]) : L::fma(L::set(c), x[K], acc));
     }
   }
 }
 
-// y[i * YS] = sum_k T[i][k] x[k * XS] for every row i of the R x N table T.
-template <class L, const auto& T, int R, int N, int XS, int YS, int... I>
-WINO_INLINE void apply_rows(const typename L::V* x, typename L::V* y,
-                                                      std::integer_sequence<int, I...>) {
-  ((y[I * YS] = lin<L, T, I, 0, N, XS>(x, L::zero())), ...);
+// y[i] = sum_k T[i][k] x[k] for every row i of the R x N table T.
+template <class L, const auto& T, int N, int... I>
+WINO_INLINE void apply_rows(const typename L::V* x, typename L::V* y, std::integer_sequence<int, I...>) {
+  ((y[I] = lin<L, T, I, 0, N>(x, L::zero())), ...);
 }
 
-template <class L, const auto& T, int R, int N, int XS, int YS>
+template <class L, const auto& T, int R, int N>
 WINO_INLINE void apply(const typename L::V* x, typename L::V* y) {
-  apply_rows<L, T, R, N, XS, YS>(x, y, std::make_integer_sequence<int, R>{});
+  apply_rows<L, T, N>(x, y, std::make_integer_sequence<int, R>{});
 }
 
-inline Scratch& tls(int which) {
-  thread_local Scratch s[2];
-  return s[which];
+// Per-thread scratch of the transforms (phase rows; output rows).
+inline Scratch& tls() {
+  thread_local Scratch s;
+  return s;
 }
 
 // Lane index vector type of VectorLanes (for __builtin_shuffle masks).
@@ -184,7 +183,7 @@ WINO_INLINE void input_channel(const float* x, int64_t H, int64_t W, int64_t pt,
   using V = typename L::V;
   const int64_t J = (TW + 1 + 7) / 8 * 8 + 8;  // tiles per phase row (TW + the next one, whole vectors, slack)
   const int64_t Wr = J * M, Hp = TH * M + 2;   // bordered plane: Hp rows of Wr columns
-  float* buf = tls(0).get(static_cast<size_t>(Hp * Wr * 2 + A * M * J));
+  float* buf = tls().get(static_cast<size_t>(Hp * Wr * 2 + A * M * J));
   float* xp = buf;
   float* ph = buf + Hp * Wr;
   float* q = ph + Hp * Wr;  // q[a][r][j] = sum_k BT[a][k] ph[ty * M + k][r][j]
@@ -211,7 +210,7 @@ WINO_INLINE void input_channel(const float* x, int64_t H, int64_t W, int64_t pt,
       for (int r = 0; r < M; r++) {
         V in[A], out[A];
         for (int k = 0; k < A; k++) in[k] = L::load(pt0 + (k * M + r) * J + j);
-        apply<L, F::BT, A, A, 1, 1>(in, out);
+        apply<L, F::BT, A, A>(in, out);
         for (int a = 0; a < A; a++) L::store(q + (a * M + r) * J + j, out[a]);
       }
     float* vt = v + ty * TW;
@@ -219,7 +218,7 @@ WINO_INLINE void input_channel(const float* x, int64_t H, int64_t W, int64_t pt,
       for (int a = 0; a < A; a++) {
         V in[A], out[A];
         for (int l = 0; l < A; l++) in[l] = L::load(q + (a * M + l % M) * J + j + l / M);
-        apply<L, F::BT, A, A, 1, 1>(in, out);
+        apply<L, F::BT, A, A>(in, out);
         for (int b = 0; b < A; b++) L::store(vt + (a * A + b) * ps + j, out[b]);
       }
   }
@@ -234,7 +233,7 @@ WINO_INLINE void output_channel(const float* z, int64_t ps, int64_t TH, int64_t 
   constexpr int A = F::A;
   using V = typename L::V;
   const int64_t Wr = ((TW + 7) / 8 * 8) * M;
-  float* rows = tls(0).get(static_cast<size_t>(M * Wr));  // rows[i][xx]: output row ty * M + i
+  float* rows = tls().get(static_cast<size_t>(M * Wr));  // rows[i][xx]: output row ty * M + i
   for (int64_t ty = 0; ty < TH; ty++) {
     const float* zt = z + ty * TW;
     for (int64_t t = 0; t < TW; t += L::W) {
@@ -242,13 +241,13 @@ WINO_INLINE void output_channel(const float* z, int64_t ps, int64_t TH, int64_t 
       for (int a = 0; a < A; a++) {
         V in[A];
         for (int b = 0; b < A; b++) in[b] = L::load(zt + (a * A + b) * ps + t);
-        apply<L, F::AT, M, A, 1, 1>(in, s[a]);
+        apply<L, F::AT, M, A>(in, s[a]);
       }
       V o[M][M];  // o[i][j]: output (ty * M + i, (t + lane) * M + j)
       for (int j = 0; j < M; j++) {
         V col[A], out[M];
         for (int a = 0; a < A; a++) col[a] = s[a][j];
-        apply<L, F::AT, M, A, 1, 1>(col, out);
+        apply<L, F::AT, M, A>(col, out);
         for (int i = 0; i < M; i++) o[i][j] = out[i];
       }
       for (int i = 0; i < M; i++) join_phases<M, L>(o[i], rows + i * Wr + t * M);
