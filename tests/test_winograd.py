@@ -85,6 +85,8 @@ CASES = [
     Case(16, 16, 3, 37, act="Clip"),  # one tile row
     Case(24, 16, 29, 5, pads=(0, 0, 0, 0), act="LeakyRelu"),  # no padding, narrow
     Case(48, 64, 28, 28, act="Relu", residual=True),  # a ResNet-like layer
+    Case(16, 16, 6, 7, pads=(2, 2, 2, 2)),  # padding wider than the kernel's reach: output larger than input
+    Case(16, 20, 1, 20, residual=True),  # a single input row
 ]
 
 
