@@ -114,8 +114,8 @@ SHIM void k_lrn(const float* x, float* y, int64_t N, int64_t C, int64_t HW, int 
 }
 
 SHIM void k_channel_affine(const float* x, float* y, int64_t N, int64_t C, int64_t HW, const float* scale,
-                           const float* shift, int threads) {
-  inferon::channel_affine(x, y, N, C, HW, scale, shift, threads);
+                           const float* shift, const float* residual, int act, int threads) {
+  inferon::channel_affine(x, y, N, C, HW, scale, shift, residual, act, 0.f, 6.f, threads);
 }
 
 // Sparse weights x dense B (sparse.hpp). format 0 = CSR (index_bytes 2|4, row_ptr), 1 = 2:4 (index =

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
 from onnx import helper
 
+import inferon
 from inferon.frontend.onnx.importer import import_model
 from inferon.ir import interpreter
 from inferon.ir.context import make_context
@@ -64,8 +68,34 @@ def test_decompose_batchnorm_then_fold_constants() -> None:
     )  # fmt: skip
     _, after = _check_equivalent(model, ["fold-batchnorm", "decompose-batchnorm", "fold-constants"])
     assert "graph.batch_norm" not in after
-    assert after.count("graph.mul") == 1 and after.count("graph.add") == 1  # x * s + shift, folded
-    assert "graph.sqrt" not in after
+    assert after.count("graph.channel_affine") == 1  # x * s + shift
+    assert after.count("graph.weight") == 2 and "graph.sqrt" not in after  # s and shift folded
+
+
+def test_batchnorm_relu_fuses_into_one_channel_affine(tmp_path: Path) -> None:
+    """An unfolded BatchNorm (after a ReLU) + ReLU + residual Add become one graph.channel_affine."""
+    c = 4
+    rng = np.random.default_rng(2)
+    init = {k: rng.random(c) + 0.5 for k in ("s", "b", "m", "v")}
+    model = make_model(
+        [helper.make_node("Relu", ["x"], ["r"]),
+         helper.make_node("BatchNormalization", ["r", "s", "b", "m", "v"], ["n"]),
+         helper.make_node("Add", ["n", "x"], ["a"]),
+         helper.make_node("Relu", ["a"], ["y"])],
+        {"x": (2, c, 5, 3)}, ["y"], init,
+    )  # fmt: skip
+    _, after = _check_equivalent(model, ["fold-batchnorm", "decompose-batchnorm", "fold-constants", "fuse-epilogue"])
+    assert after.count("graph.channel_affine") == 1 and after.count("graph.relu") == 1 and "graph.add" not in after
+    from inferon.testing import run_onnxruntime
+
+    x = np.random.default_rng(3).standard_normal((2, c, 5, 3)).astype(np.float32)
+    for isa in ("avx2", "scalar"):
+        os.environ["INFERON_ISA"] = isa
+        try:
+            got = inferon.load(inferon.compile(model, tmp_path / "m.so"), threads=2)(x)
+        finally:
+            del os.environ["INFERON_ISA"]
+        np.testing.assert_allclose(got, run_onnxruntime(model, {"x": x})[0], rtol=1e-5, atol=1e-6)
 
 
 def test_fuse_epilogue(small_cnn: onnx.ModelProto) -> None:

@@ -64,7 +64,7 @@ def shim(tmp_path_factory):
         "k_transpose": [INT, P, P, P, P, INT],
         "k_softmax": [P, P, I64, I64, I64, INT, INT],
         "k_lrn": [P, P, I64, I64, I64, INT, F, F, F, INT],
-        "k_channel_affine": [P, P, I64, I64, I64, P, P, INT],
+        "k_channel_affine": [P, P, I64, I64, I64, P, P, P, INT, INT],
     }
     for name, args in sigs.items():
         getattr(lib, name).argtypes = args
@@ -527,8 +527,11 @@ def test_copy_rows_and_channel_affine(shim):
         x = randn(rng, 2, 5, 37)
         scale, shift = randn(rng, 5), randn(rng, 5)
         y = np.empty_like(x)
-        shim.k_channel_affine(ptr(x), ptr(y), 2, 5, 37, ptr(scale), ptr(shift), 2)
+        shim.k_channel_affine(ptr(x), ptr(y), 2, 5, 37, ptr(scale), ptr(shift), None, 0, 2)
         assert_close(y, x * scale[:, None] + shift[:, None])
+        r = randn(rng, 2, 5, 37)
+        shim.k_channel_affine(ptr(x), ptr(y), 2, 5, 37, ptr(scale), ptr(shift), ptr(r), 3, 2)  # + residual, Clip [0, 6]
+        assert_close(y, np.clip(x * scale[:, None] + shift[:, None] + r, 0, 6))
 
 
 # ------------------------------------------------------------------------------- layout / norm

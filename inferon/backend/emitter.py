@@ -355,6 +355,16 @@ class CppEmitter:
         )
 
     @emit.register
+    def _(self, op: loop.ChannelAffineOp) -> None:
+        shape = op.input.type.get_shape()  # type: ignore[attr-defined]
+        epi: EpilogueAttr = op.epilogue
+        self.line(
+            f"inferon::channel_affine({self.buf(op.input)}, {self.buf(op.output)}, {shape[0]}, {shape[1]}, "
+            f"{math.prod(shape[2:])}, {self.buf(op.scale)}, {self.buf(op.bias)}, {self.buf(op.residual)}, "
+            f"{ACTIVATIONS[epi.activation]}, {_f(epi.alpha)}, {_f(epi.beta)}, nt);"
+        )
+
+    @emit.register
     def _(self, op: loop.WinogradInputOp) -> None:
         n, c, h, w = op.input.type.get_shape()  # type: ignore[attr-defined]
         _, a2, stride = op.output.type.get_shape()  # type: ignore[attr-defined]

@@ -104,6 +104,13 @@ def _conv(op: Operation, args: list[np.ndarray]) -> np.ndarray:
     return _fused(op, y, (1, -1, 1, 1), args)
 
 
+@impl(graph.ChannelAffineOp)
+def _channel_affine(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    assert isinstance(op, graph.ChannelAffineOp)
+    shape = (1, -1) + (1,) * (args[0].ndim - 2)
+    return _fused(op, args[0].astype(np.float64) * args[1].reshape(shape), shape, args)
+
+
 @impl(graph.MatMulOp)
 def _matmul(op: Operation, args: list[np.ndarray]) -> np.ndarray:
     assert isinstance(op, graph.MatMulOp)

@@ -239,11 +239,18 @@ inline void unary_op(int64_t n, const float* x, float* y, float alpha, float bet
   }
 }
 
-INFERON_AVX2 inline void affine_row_avx2(int64_t n, const float* x, float* y, float s, float t) {
+// y = act(x * s + t + r) over one row of n (r: the residual's row or null; y may equal x or r).
+INFERON_AVX2 inline void affine_row_avx2(int64_t n, const float* x, float* y, float s, float t, const float* r,
+                                         int act, float alpha, float beta) {
   const __m256 vs = _mm256_set1_ps(s), vt = _mm256_set1_ps(t);
+  const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(_mm256_loadu_ps(x + i), vs, vt));
-  for (; i < n; i++) y[i] = x[i] * s + t;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), vs, vt);
+    if (r) v = _mm256_add_ps(v, _mm256_loadu_ps(r + i));
+    _mm256_storeu_ps(y + i, act256(v, act, va, vb));
+  }
+  for (; i < n; i++) y[i] = apply_act(x[i] * s + t + (r ? r[i] : 0.f), act, alpha, beta);
 }
 
 }  // namespace ew_detail
@@ -304,21 +311,24 @@ inline void copy_rows(const T* x, T* y, int64_t rows, int64_t row_len, int64_t y
     std::memcpy(y + r * y_stride, x + r * row_len, static_cast<size_t>(row_len) * sizeof(T));
 }
 
-// y[n][c][hw] = x[n][c][hw]*scale[c] + shift[c]  (unfused BatchNormalization); y may equal x
-inline void channel_affine(const float* x, float* y, int64_t N, int64_t C, int64_t HW,
-                           const float* scale, const float* shift, int num_threads = 1) {
+// y[n][c][hw] = act(x[n][c][hw] * scale[c] + shift[c] + residual[n][c][hw]): an unfolded
+// BatchNormalization with its fused epilogue (shift, residual may be null; y may equal x or residual).
+inline void channel_affine(const float* x, float* y, int64_t N, int64_t C, int64_t HW, const float* scale,
+                           const float* shift, const float* residual = nullptr, int act = ACT_NONE,
+                           float alpha = 0.f, float beta = 0.f, int num_threads = 1) {
   const bool avx2 = use_avx2();
   const int T = threads_for(num_threads, static_cast<double>(N) * C * HW, 65536.0);
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
   for (int64_t nc = 0; nc < N * C; nc++) {
     const int64_t c = nc % C;
     const float* xp = x + nc * HW;
+    const float* rp = residual ? residual + nc * HW : nullptr;
     float* yp = y + nc * HW;
+    const float s = scale[c], t = shift ? shift[c] : 0.f;
     if (avx2) {
-      ew_detail::affine_row_avx2(HW, xp, yp, scale[c], shift[c]);
+      ew_detail::affine_row_avx2(HW, xp, yp, s, t, rp, act, alpha, beta);
     } else {
-      const float s = scale[c], t = shift[c];
-      for (int64_t i = 0; i < HW; i++) yp[i] = xp[i] * s + t;
+      for (int64_t i = 0; i < HW; i++) yp[i] = apply_act(xp[i] * s + t + (rp ? rp[i] : 0.f), act, alpha, beta);
     }
   }
 }

@@ -208,6 +208,40 @@ class Conv2dOp(FusableOp):
 
 
 @irdl_op_definition
+class ChannelAffineOp(FusableOp):
+    """Per-channel affine map of an [N, C, ...] tensor: y = act(x * scale[c] + bias[c] + residual).
+
+    What a BatchNormalization that did not fold into a Conv becomes (`decompose-batchnorm`); the
+    epilogue fuses like a convolution's (`fuse-epilogue`), so BatchNorm + ReLU is one pass.
+    """
+
+    name = "graph.channel_affine"
+    input = operand_def(TensorType)
+    scale = operand_def(TensorType)
+    bias = opt_operand_def(TensorType)
+    residual = opt_operand_def(TensorType)
+    epilogue = prop_def(EpilogueAttr, default_value=NO_EPILOGUE)
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+
+    def __init__(self, input: SSAValue | Operation, scale: SSAValue | Operation, bias: SSAValue | Operation | None,
+                 shape: tuple[int, ...]) -> None:  # fmt: skip
+        super().__init__(operands=[input, scale, [bias] if bias else [], []], properties={"epilogue": NO_EPILOGUE},
+                         result_types=[tensor_type(shape)])  # fmt: skip
+
+    def verify_(self) -> None:
+        x, y = shape_of(self.input), shape_of(self.output)
+        if len(x) < 2 or x != y:
+            raise VerifyException(f"graph.channel_affine: input {list(x)} and output {list(y)} must be equal, rank >= 2")
+        for name, v in (("scale", self.scale), ("bias", self.bias)):
+            if v is not None and shape_of(v) != (x[1],):
+                raise VerifyException(f"graph.channel_affine {name} must have one value per channel ({x[1]})")
+        if self.residual is not None and shape_of(self.residual) != y:
+            raise VerifyException("graph.channel_affine residual must have the output's shape")
+
+
+@irdl_op_definition
 class MatMulOp(FusableOp):
     """numpy-style batched matmul (ONNX MatMul, and Gemm after import).
 
@@ -810,7 +844,7 @@ def prop_attr(op: Operation, name: str) -> Attribute:
 Graph = Dialect(
     "graph",
     [
-        WeightOp, Conv2dOp, MatMulOp, BatchNormOp,
+        WeightOp, Conv2dOp, MatMulOp, ChannelAffineOp, BatchNormOp,
         *BINARY_OPS, *UNARY_OPS,
         MaxPoolOp, AvgPoolOp, GlobalAvgPoolOp, GlobalMaxPoolOp,
         ConcatOp, ReshapeOp, TransposeOp, SoftmaxOp, LRNOp, IdentityOp, PadOp,

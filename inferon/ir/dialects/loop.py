@@ -164,6 +164,31 @@ class DepthwiseConv2dOp(IRDLOperation):
 
 
 @irdl_op_definition
+class ChannelAffineOp(IRDLOperation):
+    """y[n][c][i] = act(x[n][c][i] * scale[c] + bias[c] + residual[n][c][i]) over [N, C, ...] buffers
+    (a `graph.channel_affine`: an unfolded BatchNormalization with its fused epilogue)."""
+
+    name = "loop.channel_affine"
+    input = operand_def(MemRefType)
+    scale = operand_def(MemRefType)
+    bias = opt_operand_def(MemRefType)
+    residual = opt_operand_def(MemRefType)
+    output = operand_def(MemRefType)
+    epilogue = prop_def(EpilogueAttr, default_value=NO_EPILOGUE)
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+
+    def verify_(self) -> None:
+        x = tuple(self.input.type.get_shape())  # type: ignore[attr-defined]
+        if len(x) < 2 or tuple(self.output.type.get_shape()) != x:  # type: ignore[attr-defined]
+            raise VerifyException(f"{self.name}: input and output must have one shape of rank >= 2")
+        for v in (self.scale, self.bias):
+            if v is not None and tuple(v.type.get_shape()) != (x[1],):  # type: ignore[attr-defined]
+                raise VerifyException(f"{self.name}: scale and bias must have one value per channel")
+        if self.residual is not None and tuple(self.residual.type.get_shape()) != x:  # type: ignore[attr-defined]
+            raise VerifyException(f"{self.name}: residual must have the output's shape")
+
+
+@irdl_op_definition
 class Im2ColOp(IRDLOperation):
     """col[n][(c*kh+i)*kw+j][ho*Wo+wo] = x[n][c][ho*sh-pt+i*dh][wo*sw-pl+j*dw] (0 in the padding).
 
@@ -635,7 +660,7 @@ class QGemmOp(QGemmBase):
 
 
 COMPUTE_OPS = (
-    Conv2dOp, DepthwiseConv2dOp, Im2ColOp, WinogradInputOp, WinogradOutputOp, MatMulOp, Pool2dOp, GlobalPoolOp, BinaryOp, UnaryOp, CopyOp,
+    Conv2dOp, DepthwiseConv2dOp, ChannelAffineOp, Im2ColOp, WinogradInputOp, WinogradOutputOp, MatMulOp, Pool2dOp, GlobalPoolOp, BinaryOp, UnaryOp, CopyOp,
     TransposeOp, SoftmaxOp, LRNOp, SpMMOp, QuantizeOp, DequantizeOp, DynamicQuantizeOp, QGemmOp, QAddOp, QDepthwiseConv2dOp, PadOp,
 )  # fmt: skip
 

@@ -141,6 +141,16 @@ def _conv(lw: Lowering, op: Operation, out: SSAValue) -> None:
     lw.emit(loop.Conv2dOp.create(operands=[*operands, out], properties=props))
 
 
+@lowers(graph.ChannelAffineOp)
+def _channel_affine(lw: Lowering, op: Operation, out: SSAValue) -> None:
+    assert isinstance(op, graph.ChannelAffineOp)
+    bias, residual, epilogue = op.fused_parts()
+    operands = [lw.buffer(op.input), lw.buffer(op.scale)] + [lw.buffer(v) for v in (bias, residual) if v is not None]
+    props = {"epilogue": epilogue, "operandSegmentSizes": graph.DenseArrayBase.from_list(
+        graph.i32, [1, 1, int(bias is not None), int(residual is not None), 1])}  # fmt: skip
+    lw.emit(loop.ChannelAffineOp.create(operands=[*operands, out], properties=props))
+
+
 def matmul_op(
     operands: list[SSAValue], *, has_bias: bool, has_residual: bool, dims: tuple[int, int, int],
     leading: tuple[int, int, int], batch: list[int], strides: list[list[int]], bias_axis: int,

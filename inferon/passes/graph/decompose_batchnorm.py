@@ -1,8 +1,9 @@
-"""decompose-batchnorm: rewrite a BatchNormalization that did not fold into element-wise ops.
+"""decompose-batchnorm: rewrite a BatchNormalization that did not fold into a per-channel affine map.
 
-`y = x * s + (bias - mean * s)` with `s = scale / sqrt(var + eps)`, the parameters reshaped to
-`[C, 1, ...]`. Preconditions: graph level, after fold-batchnorm. Produces: no `graph.batch_norm`;
-fold-constants then turns s and the shift into weights when the parameters are constants.
+`y = x * s + (bias - mean * s)` with `s = scale / sqrt(var + eps)`: a `graph.channel_affine` (scale s,
+bias the shift), into which `fuse-epilogue` later fuses a following activation or residual Add.
+Preconditions: graph level, after fold-batchnorm. Produces: no `graph.batch_norm`; fold-constants then
+turns s and the shift into weights when the parameters are constants.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from xdsl.pattern_rewriter import (
 )
 
 from inferon.ir.dialects import graph
-from inferon.ir.dialects.graph import shape_of, tensor_type
+from inferon.ir.dialects.graph import shape_of
 from inferon.ir.weights import WeightStore
 from inferon.passes.graph.fold_constants import weights_context
 
@@ -45,17 +46,13 @@ class DecomposeBatchNorm(RewritePattern):
         std = add(graph.SqrtOp(add(graph.AddOp(op.var, eps, (c,)))))
         s = add(graph.DivOp(op.scale, std, (c,)))
         shift = add(graph.SubOp(op.bias, add(graph.MulOp(op.mean, s, (c,))), (c,)))
-        bshape = (c,) + (1,) * (len(x_shape) - 2)
-        s_b = add(graph.ReshapeOp.create(operands=[s], result_types=[tensor_type(bshape)]))
-        shift_b = add(graph.ReshapeOp.create(operands=[shift], result_types=[tensor_type(bshape)]))
-        scaled = add(graph.MulOp(op.input, s_b, x_shape))
-        add(graph.AddOp(scaled, shift_b, x_shape))
+        add(graph.ChannelAffineOp(op.input, s, shift, x_shape))
         rewriter.replace(op, new)
 
 
 @dataclass(frozen=True)
 class DecomposeBatchNormPass(ModulePass):
-    """Lower every remaining graph.batch_norm to mul/add with per-channel parameters."""
+    """Lower every remaining graph.batch_norm to graph.channel_affine."""
 
     name = "decompose-batchnorm"
 

@@ -1,4 +1,4 @@
-"""fuse-epilogue: fuse bias Add, residual Add and activations into Conv / MatMul.
+"""fuse-epilogue: fuse bias Add, residual Add and activations into Conv / MatMul / channel affine.
 
 Preconditions: graph level, after fold-batchnorm. Produces `graph.conv2d` / `graph.matmul` whose
 `bias`, `residual` and `#graph.epilogue` compute, in this order, `act(op(x) + bias + residual)`.
@@ -11,6 +11,11 @@ consumer's position):
 | add(y, weight[N] / [1,N])        | matmul: no residual/act   | bias += weight              |
 | add(y, z) with z of y's shape    | no residual, no act       | residual = z                |
 | relu / leaky_relu / clip / sigm. | no act                    | epilogue = activation       |
+| mul(y, weight[C,1,1])            | channel affine: no residual, no act | scale, bias *= weight |
+| mul(x, weight[C,1,1]), any x     | (none)                    | channel affine(x, weight)   |
+
+The last rule makes a per-channel scale (e.g. the Scale layer of Caffe exports, Mul then Add after
+a BatchNorm) a `graph.channel_affine`, so that the Add and activation after it fuse into one pass.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import ModuleOp, f32
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
@@ -44,9 +49,9 @@ ACTIVATIONS: dict[type[Operation], ActivationKind] = {
 
 
 def fusable_producer(value: SSAValue) -> graph.FusableOp | None:
-    """The Conv/MatMul producing `value` if it can take more epilogue (its only use)."""
+    """The Conv/MatMul/channel affine producing `value` if it can take more epilogue (its only use)."""
     owner = value.owner
-    if isinstance(owner, (graph.Conv2dOp, graph.MatMulOp)) and value.has_one_use():
+    if isinstance(owner, (graph.Conv2dOp, graph.MatMulOp, graph.ChannelAffineOp)) and value.has_one_use():
         return owner
     return None
 
@@ -55,7 +60,7 @@ def per_channel_vector(op: graph.FusableOp, other: SSAValue) -> int | None:
     """Length of the bias vector `other` amounts to for `op`, or None if it is not one."""
     out = shape_of(op.results[0])
     shape = shape_of(other)
-    if isinstance(op, graph.Conv2dOp):
+    if isinstance(op, (graph.Conv2dOp, graph.ChannelAffineOp)):
         if shape in ((out[1], 1, 1), (1, out[1], 1, 1)):
             return out[1]
     elif shape in ((out[-1],), (1, out[-1])) or (len(shape) == len(out) and shape[:-1] == (1,) * (len(out) - 1) and shape[-1] == out[-1]):
@@ -88,6 +93,39 @@ class FuseBiasAdd(RewritePattern):
             fused = producer.rebuilt(bias=new_bias.result, residual=None, epilogue=NO_EPILOGUE)
             rewriter.replace(op, [new_bias, fused])
             rewriter.erase(producer)
+            return
+
+
+class FuseChannelMul(RewritePattern):
+    def __init__(self, weights: WeightStore) -> None:
+        self.weights = weights
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.MulOp, rewriter: PatternRewriter) -> None:
+        out = shape_of(op.output)
+        for x, other in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
+            w = other.owner
+            if len(out) != 4 or shape_of(x) != out or not isinstance(w, graph.WeightOp) or x.type != op.output.type or x.type.element_type != f32:  # type: ignore[attr-defined]
+                continue
+            if shape_of(other) not in ((out[1], 1, 1), (1, out[1], 1, 1)):
+                continue
+            vec = self.weights[w.handle.data].reshape(out[1])
+            producer = x.owner if x.has_one_use() else None
+            if isinstance(producer, graph.ChannelAffineOp):
+                bias, residual, epilogue = producer.fused_parts()
+                parts = [producer.scale.owner, bias.owner if bias is not None else None]
+                if residual is None and epilogue == NO_EPILOGUE and all(isinstance(p, graph.WeightOp) for p in parts if p is not None):
+                    scale = graph.WeightOp(self.weights.add(self.weights[parts[0].handle.data] * vec, "affine_scale"), (out[1],))  # type: ignore[union-attr]
+                    new = [scale]
+                    if bias is not None:
+                        new.append(graph.WeightOp(self.weights.add(self.weights[parts[1].handle.data] * vec, "affine_bias"), (out[1],)))  # type: ignore[union-attr]
+                    fused = producer.rebuilt(main=(producer.input, scale.result), bias=new[-1].result if bias is not None else None,
+                                             residual=None, epilogue=NO_EPILOGUE)  # fmt: skip
+                    rewriter.replace(op, [*new, fused])
+                    rewriter.erase(producer)
+                    return
+            scale = graph.WeightOp(self.weights.add(vec, "affine_scale"), (out[1],))
+            rewriter.replace(op, [scale, graph.ChannelAffineOp(x, scale.result, None, out)])
             return
 
 
@@ -128,11 +166,11 @@ class FuseActivation(RewritePattern):
 
 @dataclass(frozen=True)
 class FuseEpiloguePass(ModulePass):
-    """Fuse bias, residual Add and ReLU/LeakyReLU/Clip/Sigmoid into Conv and MatMul."""
+    """Fuse bias, residual Add and ReLU/LeakyReLU/Clip/Sigmoid into Conv, MatMul and channel affine."""
 
     name = "fuse-epilogue"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         weights = weights_context(ctx, self.name)
-        patterns = GreedyRewritePatternApplier([FuseBiasAdd(weights), FuseResidualAdd(), FuseActivation()])
+        patterns = GreedyRewritePatternApplier([FuseBiasAdd(weights), FuseChannelMul(weights), FuseResidualAdd(), FuseActivation()])
         PatternRewriteWalker(patterns).rewrite_module(op)
