@@ -61,11 +61,10 @@ def transform_weights(weight: np.ndarray, m: int) -> np.ndarray:
     """U[p, M, C] = (G g G^T)[p] for weight [M, C, 3, 3] (p = a * alpha + b), float32."""
     if m not in TILES:
         raise ValueError(f"Winograd tile {m} not implemented; choose one of {TILES}")
-    g = G[m]
-    rows = np.tensordot(weight.astype(np.float64), g, axes=([2], [1]))  # [M, C, l, a]: G applied to kernel rows
-    u = np.tensordot(rows, g, axes=([2], [1]))  # [M, C, a, b]
-    a = alpha(m)
-    return np.ascontiguousarray(u.transpose(2, 3, 0, 1).reshape(a * a, *weight.shape[:2]), dtype=np.float32)
+    m_out, c_in = weight.shape[:2]
+    kron = np.kron(G[m], G[m])  # [(a, b), (k, l)] = G[a, k] * G[b, l]: one product per kernel
+    u = kron @ weight.reshape(m_out * c_in, 9).T.astype(np.float64)  # [alpha^2, M * C]
+    return u.astype(np.float32).reshape(alpha(m) ** 2, m_out, c_in)
 
 
 def reference_conv(x: np.ndarray, weight: np.ndarray, pads: tuple[int, int, int, int], m: int) -> np.ndarray:
