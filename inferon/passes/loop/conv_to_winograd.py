@@ -16,7 +16,7 @@ about 10x that of direct convolution in float32, still ~1e-6 relative on real mo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, StringAttr, f32
@@ -78,7 +78,6 @@ def eligible(op: loop.Conv2dOp) -> bool:
 class ConvToWinograd(RewritePattern):
     store: WeightStore
     force: int | None = None  # tile for every eligible conv (tests); None: winograd_tile decides
-    transformed: dict[tuple[str, int], str] = field(default_factory=dict)  # (weight, tile) -> transformed weight
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: loop.Conv2dOp, rewriter: PatternRewriter) -> None:
@@ -96,11 +95,8 @@ class ConvToWinograd(RewritePattern):
         th, tw = tile_grid(ho, wo, tile)
         t, tp = th * tw, padded_tiles(th * tw)
         sv, sz = point_stride(c, t), point_stride(m, t)
-        key = (weight.handle.data, tile)  # a weight shared by convs is transformed once
-        if key not in self.transformed:
-            u = transform_weights(self.store[weight.handle.data].reshape(m, c, 3, 3), tile)
-            self.transformed[key] = self.store.add(u, f"{weight.handle.data}.winograd{tile}")
-        handle = self.transformed[key]
+        u = transform_weights(self.store[weight.handle.data].reshape(m, c, 3, 3), tile)
+        handle = self.store.add(u, f"{weight.handle.data}.winograd{tile}")
         u_op = loop.WeightOp.create(properties={"handle": StringAttr(handle)}, result_types=[memref((a2, m, c))])
         v = loop.AllocOp.create(result_types=[memref((n, a2, sv))])
         z = loop.AllocOp.create(result_types=[memref((n, a2, sz))])
@@ -115,7 +111,7 @@ class ConvToWinograd(RewritePattern):
             strides=[[0, m * c], [a2 * sv, sv], [a2 * sz, sz]],
             bias_axis=0, bias_strides=[0, 0], epilogue=NO_EPILOGUE,
         )  # fmt: skip
-        extra = [e for e in (op.bias, op.residual) if e is not None]
+        extra = [v for v in (op.bias, op.residual) if v is not None]
         transform_out = loop.WinogradOutputOp.create(
             operands=[z.results[0], *extra, op.output],
             properties={
