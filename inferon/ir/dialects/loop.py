@@ -20,7 +20,7 @@ from xdsl.dialects.builtin import (
     StringAttr,
     UnitAttr,
 )
-from xdsl.ir import Dialect
+from xdsl.ir import Dialect, SSAValue
 from xdsl.irdl import (
     AttrSizedOperandSegments,
     IRDLOperation,
@@ -101,6 +101,16 @@ class SliceOp(IRDLOperation):
             raise VerifyException(f"loop.slice [{off}, {off + size}) is outside its base of {base} elements")
 
 
+def verify_channel_operands(name: str, out: tuple[int, ...], residual: SSAValue | None, **per_channel: SSAValue | None) -> None:
+    """Shared check of fused epilogue operands: each `per_channel` buffer (bias, scale) has one value
+    per channel out[1]; the residual has the output's shape."""
+    for what, v in per_channel.items():
+        if v is not None and tuple(v.type.get_shape()) != (out[1],):  # type: ignore[attr-defined]
+            raise VerifyException(f"{name}: {what} must have one value per output channel ({out[1]})")
+    if residual is not None and tuple(residual.type.get_shape()) != out:  # type: ignore[attr-defined]
+        raise VerifyException(f"{name}: residual must have the output's shape {list(out)}")
+
+
 @irdl_op_definition
 class Conv2dOp(IRDLOperation):
     """NCHW convolution on buffers, before `conv-to-im2col` chooses how to compute it."""
@@ -157,10 +167,7 @@ class DepthwiseConv2dOp(IRDLOperation):
             extent = x[2 + axis] + pads[axis] + pads[2 + axis] - (w[2 + axis] - 1) * dilations[axis] - 1
             if extent < 0 or y[2 + axis] != extent // strides[axis] + 1:
                 raise VerifyException(f"loop.depthwise_conv2d output {y} does not match the geometry of input {x}")
-        if self.bias is not None and tuple(self.bias.type.get_shape()) != (w[0],):  # type: ignore[attr-defined]
-            raise VerifyException("loop.depthwise_conv2d bias must have one value per output channel")
-        if self.residual is not None and tuple(self.residual.type.get_shape()) != y:  # type: ignore[attr-defined]
-            raise VerifyException("loop.depthwise_conv2d residual must have the output's shape")
+        verify_channel_operands(self.name, y, self.residual, bias=self.bias)
 
 
 @irdl_op_definition
@@ -181,11 +188,7 @@ class ChannelAffineOp(IRDLOperation):
         x = tuple(self.input.type.get_shape())  # type: ignore[attr-defined]
         if len(x) < 2 or tuple(self.output.type.get_shape()) != x:  # type: ignore[attr-defined]
             raise VerifyException(f"{self.name}: input and output must have one shape of rank >= 2")
-        for v in (self.scale, self.bias):
-            if v is not None and tuple(v.type.get_shape()) != (x[1],):  # type: ignore[attr-defined]
-                raise VerifyException(f"{self.name}: scale and bias must have one value per channel")
-        if self.residual is not None and tuple(self.residual.type.get_shape()) != x:  # type: ignore[attr-defined]
-            raise VerifyException(f"{self.name}: residual must have the output's shape")
+        verify_channel_operands(self.name, x, self.residual, scale=self.scale, bias=self.bias)
 
 
 @irdl_op_definition
@@ -266,10 +269,7 @@ class WinogradOutputOp(IRDLOperation):
     def verify_(self) -> None:
         y = tuple(self.output.type.get_shape())  # type: ignore[attr-defined]
         _verify_winograd(self.name, self.tile.value.data, y, tuple(self.input.type.get_shape()), y[2:4])  # type: ignore[attr-defined]
-        if self.bias is not None and tuple(self.bias.type.get_shape()) != (y[1],):  # type: ignore[attr-defined]
-            raise VerifyException(f"{self.name}: bias must have one value per output channel")
-        if self.residual is not None and tuple(self.residual.type.get_shape()) != y:  # type: ignore[attr-defined]
-            raise VerifyException(f"{self.name}: residual must have the output's shape")
+        verify_channel_operands(self.name, y, self.residual, bias=self.bias)
 
 
 IM2COL_VIEW_LEN = 13  # [C, H, W, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo]
