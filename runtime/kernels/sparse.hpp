@@ -8,12 +8,14 @@
 // frame_plane(Hp, Wp), with scale 1; 2:4 weights keep their group positions and take a per-column
 // offset table `koff`).
 //
-// AVX2 register tile: one output row x `nv` ymm vectors (nv*8 columns, 32 by default); per nonzero
-// one broadcast of the weight and nv FMAs with B loaded straight from memory; 2-3 accumulator sets
-// (nonzeros dealt round-robin) keep >= 8 FMA chains in flight. Loop order: column chunks of about
-// half the L2 of B, rows, tiles of the chunk. CSR weights of implicit convs may come in channel
-// blocks (`kblocks`): then tiles, blocks, rows, with partial sums in C, so that one block's frame
-// rows stay in L1. Threads split the rows by nonzero count (blocked: by rows). N == 1 (fully-
+// Register tile: one output row x `nr` columns (64 by default: 4 zmm with AVX-512F, 8 ymm with
+// AVX2; one template, `Zmm` / `Ymm` lanes); per nonzero one broadcast of the weight and nr/W FMAs
+// with B loaded straight from memory; accumulator sets (nonzeros dealt round-robin) keep >= 8 FMA
+// chains in flight. Loop order: column tiles, then column blocks of A (CSR `kblocks`, chosen by the
+// compiler; 2:4: 32 groups), then rows, with partial sums in C between blocks: the B rows of one
+// block and tile (~32 KB) stay in L1 while every row of A reads them. B rows that are not a whole
+// number of cache lines apart (N = 49, 196, ...) are first copied to an aligned scratch with a
+// padded stride. Threads split the rows by nonzero count (blocked: by rows). N == 1 (fully-
 // connected layers at batch 1) is a sparse GEMV instead: 8 nonzeros at a time with a gather of x,
 // bound by the weight stream. Measured limits and what did not help: benchmarks/README.md.
 #pragma once
@@ -44,8 +46,12 @@ struct SparseA {
 
 namespace sparse_detail {
 
-// Floats of B one column chunk may span (K rows x chunk columns): half of a 1 MB L2.
-constexpr int64_t kSparseChunkFloats = 128 * 1024;
+// Row stride of an aligned copy of B: N rounded up to a cache line, plus one line when that is a
+// multiple of 1 KB (power-of-two strides map every row to the same few L1 sets).
+inline int64_t padded_stride(int64_t n) {
+  const int64_t p = (n + 15) / 16 * 16;
+  return p % 256 == 0 ? p + 16 : p;
+}
 
 // ------------------------------------------------------------------------------ scalar reference
 inline int64_t nm24_offset(const SparseA& a, int64_t k) { return a.koff ? a.koff[k] : k * a.scale; }
@@ -87,100 +93,127 @@ inline void rows_scalar(const SparseA& a, const Idx* ix, int64_t m0, int64_t m1,
   }
 }
 
-// ------------------------------------------------------------------------------------ AVX2 tiles
-// Eight floats; the last vector of a masked tile (MASK and last) loads only the lanes in `mask`.
-template <bool MASK>
-INFERON_AVX2_INLINE __m256 load8(const float* p, bool last, __m256i mask) {
-  if (MASK && last) return _mm256_maskload_ps(p, mask);
-  return _mm256_loadu_ps(p);
-}
+// ----------------------------------------------------------------------- vector tiles (AVX2, AVX-512)
+// The tile kernels are written once against a lane type L (one vector register of L::W floats):
+// Ymm (AVX2, 8 floats) and Zmm (AVX-512F, 16 floats). The entry points (rows_vec) carry the target
+// attribute and `flatten`, so everything below is inlined into code compiled for that ISA.
+#define INFERON_AVX512 __attribute__((target("avx2,fma,avx512f")))
+#define INFERON_LANES(isa) __attribute__((target(isa))) static inline
 
-// Accumulator sets for NV vectors per row: enough independent FMA chains (>= 8, FMA latency 4 x
-// 2 per cycle) within 16 ymm registers.
-template <int NV>
-constexpr int acc_sets() { return NV <= 2 ? 4 : NV <= 4 ? 3 : NV <= 6 ? 2 : 1; }
+struct Ymm {
+  using V = __m256;
+  using Mask = __m256i;
+  static constexpr int W = 8;
+  static constexpr int kRegs = 16;
+  INFERON_LANES("avx2,fma") V zero() { return _mm256_setzero_ps(); }
+  INFERON_LANES("avx2,fma") V set1(float x) { return _mm256_set1_ps(x); }
+  INFERON_LANES("avx2,fma") V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  INFERON_LANES("avx2,fma") V add(V a, V b) { return _mm256_add_ps(a, b); }
+  INFERON_LANES("avx2,fma") V load(const float* p) { return _mm256_loadu_ps(p); }
+  INFERON_LANES("avx2,fma") V load(const float* p, Mask m) { return _mm256_maskload_ps(p, m); }
+  INFERON_LANES("avx2,fma") void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  INFERON_LANES("avx2,fma") void store(float* p, V v, Mask m) { _mm256_maskstore_ps(p, m, v); }
+  INFERON_LANES("avx2,fma") Mask first(int64_t n) { return mask_first(n); }
+  INFERON_LANES("avx2,fma") V act(V v, int a, float alpha, float beta) {
+    return act256(v, a, _mm256_set1_ps(alpha), _mm256_set1_ps(beta));
+  }
+};
 
-// acc[0..NV) = sum_j v[j] * B[ix[j]*scale + 0 .. NV*8) (the last vector masked when MASK).
-template <int NV, bool MASK, typename Idx>
-INFERON_AVX2_INLINE void csr_tile(const float* v, const Idx* ix, int64_t nnz, const float* Bn, int64_t scale,
-                                  __m256i mask, __m256* acc) {
-  constexpr int S = acc_sets<NV>();
-  __m256 a[S][NV];
-  for (int s = 0; s < S; s++)
-    for (int t = 0; t < NV; t++) a[s][t] = _mm256_setzero_ps();
-  int64_t j = 0;
-  for (; j + S <= nnz; j += S) {
-    for (int s = 0; s < S; s++) {
-      const __m256 w = _mm256_broadcast_ss(v + j + s);
-      const float* b = Bn + static_cast<int64_t>(ix[j + s]) * scale;
-      for (int t = 0; t < NV; t++)
-        a[s][t] = _mm256_fmadd_ps(w, load8<MASK>(b + 8 * t, NV - 1 == t, mask), a[s][t]);
+struct Zmm {
+  using V = __m512;
+  using Mask = __mmask16;
+  static constexpr int W = 16;
+  static constexpr int kRegs = 32;
+  INFERON_LANES("avx2,fma,avx512f") V zero() { return _mm512_setzero_ps(); }
+  INFERON_LANES("avx2,fma,avx512f") V set1(float x) { return _mm512_set1_ps(x); }
+  INFERON_LANES("avx2,fma,avx512f") V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  INFERON_LANES("avx2,fma,avx512f") V add(V a, V b) { return _mm512_add_ps(a, b); }
+  INFERON_LANES("avx2,fma,avx512f") V load(const float* p) { return _mm512_loadu_ps(p); }
+  INFERON_LANES("avx2,fma,avx512f") V load(const float* p, Mask m) { return _mm512_maskz_loadu_ps(m, p); }
+  INFERON_LANES("avx2,fma,avx512f") void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  INFERON_LANES("avx2,fma,avx512f") void store(float* p, V v, Mask m) { _mm512_mask_storeu_ps(p, m, v); }
+  INFERON_LANES("avx2,fma,avx512f") Mask first(int64_t n) { return static_cast<Mask>((1u << n) - 1u); }
+  INFERON_LANES("avx2,fma,avx512f") V act(V v, int a, float alpha, float beta) {
+    const V z = _mm512_setzero_ps();
+    switch (a) {
+      case ACT_RELU: return _mm512_max_ps(v, z);
+      case ACT_LEAKY_RELU: return _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, z, _CMP_LT_OQ), v, _mm512_set1_ps(alpha));
+      case ACT_CLIP: return _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(alpha)), _mm512_set1_ps(beta));
+      case ACT_NONE: return v;
+      default: {  // sigmoid: two AVX2 halves
+        const __m512d d = _mm512_castps_pd(v);
+        const __m256 lo = _mm256_castpd_ps(_mm512_castpd512_pd256(d));
+        const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(d, 1));
+        const __m256d l2 = _mm256_castps_pd(act256(lo, a, _mm256_set1_ps(alpha), _mm256_set1_ps(beta)));
+        const __m256d h2 = _mm256_castps_pd(act256(hi, a, _mm256_set1_ps(alpha), _mm256_set1_ps(beta)));
+        return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(l2), h2, 1));
+      }
     }
   }
+};
+
+// Independent accumulator sets for NV vectors per row: >= 8 FMA chains in flight (FMA latency 4,
+// two per cycle) within half the register file.
+template <class L, int NV>
+constexpr int acc_sets() {
+  return NV * 4 <= L::kRegs / 2 ? 4 : NV * 3 <= L::kRegs / 2 ? 3 : NV * 2 <= L::kRegs / 2 ? 2 : 1;
+}
+
+// One vector of B (the last vector of a masked tile loads only the lanes of `mk`).
+template <class L, int NV, bool MASK>
+inline typename L::V load_b(const float* p, int t, typename L::Mask mk) {
+  return MASK && t == NV - 1 ? L::load(p, mk) : L::load(p);
+}
+
+// acc[t] = sum_j v[j] * B[ix[j] * scale + W*t ...] for t < NV: one CSR row over one column tile;
+// nonzeros dealt round-robin to the accumulator sets.
+template <class L, int NV, bool MASK, typename Idx>
+inline void csr_sum(const float* v, const Idx* ix, int64_t nnz, const float* Bn, int64_t scale,
+                    typename L::Mask mk, typename L::V* acc) {
+  constexpr int S = acc_sets<L, NV>();
+  typename L::V a[S][NV];
+  for (int s = 0; s < S; s++)
+    for (int t = 0; t < NV; t++) a[s][t] = L::zero();
+  int64_t j = 0;
+  for (; j + S <= nnz; j += S)
+    for (int s = 0; s < S; s++) {
+      const typename L::V w = L::set1(v[j + s]);
+      const float* b = Bn + static_cast<int64_t>(ix[j + s]) * scale;
+      for (int t = 0; t < NV; t++) a[s][t] = L::fma(w, load_b<L, NV, MASK>(b + L::W * t, t, mk), a[s][t]);
+    }
   for (; j < nnz; j++) {
-    const __m256 w = _mm256_broadcast_ss(v + j);
+    const typename L::V w = L::set1(v[j]);
     const float* b = Bn + static_cast<int64_t>(ix[j]) * scale;
-    for (int t = 0; t < NV; t++) a[0][t] = _mm256_fmadd_ps(w, load8<MASK>(b + 8 * t, NV - 1 == t, mask), a[0][t]);
+    for (int t = 0; t < NV; t++) a[0][t] = L::fma(w, load_b<L, NV, MASK>(b + L::W * t, t, mk), a[0][t]);
   }
   for (int t = 0; t < NV; t++) {
-    __m256 x = a[0][t];
-    for (int s = 1; s < S; s++) x = _mm256_add_ps(x, a[s][t]);
+    typename L::V x = a[0][t];
+    for (int s = 1; s < S; s++) x = L::add(x, a[s][t]);
     acc[t] = x;
   }
 }
 
-// One 2:4 group: two nonzeros at positions nib & 3 and nib >> 2 of columns 4g .. 4g+3.
-template <int NV, bool MASK, int S>
-INFERON_AVX2_INLINE void nm24_group(const SparseA& A, const float* v, int64_t g, int nib, const float* Bn,
-                                    __m256i mask, __m256 (*a)[NV]) {
-  const __m256 w0 = _mm256_broadcast_ss(v + 2 * g), w1 = _mm256_broadcast_ss(v + 2 * g + 1);
-  const int64_t k0 = 4 * g + (nib & 3), k1 = 4 * g + (nib >> 2);
-  const float* b0 = Bn + (A.koff ? A.koff[k0] : k0 * A.scale);
-  const float* b1 = Bn + (A.koff ? A.koff[k1] : k1 * A.scale);
-  for (int t = 0; t < NV; t++) {
-    a[0][t] = _mm256_fmadd_ps(w0, load8<MASK>(b0 + 8 * t, t == NV - 1, mask), a[0][t]);
-    a[S - 1][t] = _mm256_fmadd_ps(w1, load8<MASK>(b1 + 8 * t, t == NV - 1, mask), a[S - 1][t]);
-  }
-}
-
-// The same for one 2:4 row: `groups` groups of four columns, two values each.
-template <int NV, bool MASK>
-INFERON_AVX2_INLINE void nm24_tile(const SparseA& A, const float* v, const uint8_t* meta, int64_t groups,
-                                   const float* Bn, __m256i mask, __m256* acc) {
-  constexpr int S = NV <= 6 ? 2 : 1;
-  __m256 a[2][NV];
+// The same for groups [g0, g1) of one 2:4 row (two values per group of four columns; the 4-bit
+// metadata of group g holds the positions of its first (bits 0-1) and second value).
+template <class L, int NV, bool MASK>
+inline void nm24_sum(const SparseA& A, const float* v, const uint8_t* meta, int64_t g0, int64_t g1,
+                     const float* Bn, typename L::Mask mk, typename L::V* acc) {
+  constexpr int S = acc_sets<L, NV>() >= 2 ? 2 : 1;
+  typename L::V a[2][NV];
   for (int s = 0; s < 2; s++)
-    for (int t = 0; t < NV; t++) a[s][t] = _mm256_setzero_ps();
-  int64_t g = 0;
-  for (; g + 2 <= groups; g += 2) {
-    const int byte = meta[g / 2];
-    nm24_group<NV, MASK, S>(A, v, g, byte & 15, Bn, mask, a);
-    nm24_group<NV, MASK, S>(A, v, g + 1, byte >> 4, Bn, mask, a);
+    for (int t = 0; t < NV; t++) a[s][t] = L::zero();
+  for (int64_t g = g0; g < g1; g++) {
+    const int nib = (meta[g / 2] >> (4 * (g & 1))) & 15;
+    const typename L::V w0 = L::set1(v[2 * g]), w1 = L::set1(v[2 * g + 1]);
+    const int64_t k0 = 4 * g + (nib & 3), k1 = 4 * g + (nib >> 2);
+    const float* b0 = Bn + (A.koff ? A.koff[k0] : k0 * A.scale);
+    const float* b1 = Bn + (A.koff ? A.koff[k1] : k1 * A.scale);
+    for (int t = 0; t < NV; t++) {
+      a[0][t] = L::fma(w0, load_b<L, NV, MASK>(b0 + L::W * t, t, mk), a[0][t]);
+      a[S - 1][t] = L::fma(w1, load_b<L, NV, MASK>(b1 + L::W * t, t, mk), a[S - 1][t]);
+    }
   }
-  if (g < groups) nm24_group<NV, MASK, S>(A, v, g, meta[g / 2] & 15, Bn, mask, a);
-  for (int t = 0; t < NV; t++) acc[t] = S == 2 ? _mm256_add_ps(a[0][t], a[1][t]) : a[0][t];
-}
-
-struct EpiVec {
-  __m256 alpha, beta;
-  int act;
-};
-
-// c[0 .. NV*8) = act(acc + bias + residual) (the last vector masked when MASK).
-template <int NV, bool MASK>
-INFERON_AVX2_INLINE void store_tile(const __m256* acc, float* c, const float* bias_n, float bias_m,
-                                    const float* res, const EpiVec& e, __m256i mask) {
-  const __m256 bm = _mm256_set1_ps(bias_m);
-  for (int t = 0; t < NV; t++) {
-    const bool last = MASK && t == NV - 1;
-    const __m256i mk = last ? mask : _mm256_set1_epi32(-1);
-    __m256 x = _mm256_add_ps(acc[t], bm);
-    if (bias_n) x = _mm256_add_ps(x, last ? _mm256_maskload_ps(bias_n + 8 * t, mk) : _mm256_loadu_ps(bias_n + 8 * t));
-    if (res) x = _mm256_add_ps(x, last ? _mm256_maskload_ps(res + 8 * t, mk) : _mm256_loadu_ps(res + 8 * t));
-    x = act256(x, e.act, e.alpha, e.beta);
-    if (last) _mm256_maskstore_ps(c + 8 * t, mk, x);
-    else _mm256_storeu_ps(c + 8 * t, x);
-  }
+  for (int t = 0; t < NV; t++) acc[t] = S == 2 ? L::add(a[0][t], a[1][t]) : a[0][t];
 }
 
 // What every tile of one call shares.
@@ -193,119 +226,93 @@ struct TileArgs {
   int64_t ldc;
   const Epilogue& ep;
   const float* residual;
-  EpiVec e;
 };
 
-// Output row m, columns [n0, n0 + NV*8) (the last vector holds the lanes of `mask` when MASK).
-template <int NV, bool MASK, typename Idx>
-INFERON_AVX2_INLINE void tile(const TileArgs<Idx>& t, int64_t m, int64_t n0, __m256i mask) {
+// 2:4 groups per K block: the B rows of one block and a 64-column tile fill about the 32 KB L1.
+constexpr int64_t kNm24BlockGroups = 32;
+
+// Rows [m0, m1), columns [n0, n0 + NV*W) (the last vector holds the lanes of `mk` when MASK): block
+// by block over all rows, so that one block's B rows stay in L1 while every row reads them; C
+// holds the partial sums between blocks, the last block applies the epilogue.
+template <class L, int NV, bool MASK, typename Idx>
+inline void column_tile(const TileArgs<Idx>& t, int64_t m0, int64_t m1, int64_t n0, typename L::Mask mk) {
   const SparseA& a = t.a;
-  __m256 acc[NV];
-  if (a.format == SPARSE_CSR) {
-    const int32_t j0 = a.row_ptr[m];
-    csr_tile<NV, MASK, Idx>(a.values + j0, t.ix + j0, a.row_ptr[m + 1] - j0, t.B + n0, a.scale, mask, acc);
-  } else {
-    const int64_t groups = a.K / 4, bytes = (groups + 1) / 2;
-    nm24_tile<NV, MASK>(a, a.values + m * (a.K / 2), static_cast<const uint8_t*>(a.index) + m * bytes, groups,
-                        t.B + n0, mask, acc);
-  }
+  const bool csr = a.format == SPARSE_CSR;
+  const int64_t groups = a.K / 4, bytes = (groups + 1) / 2;
+  const int64_t blocks = csr ? a.kblocks : (groups + kNm24BlockGroups - 1) / kNm24BlockGroups;
   const Epilogue& ep = t.ep;
-  const float bias_m = ep.bias && ep.bias_axis == 0 ? ep.bias[m] : 0.f;
-  const float* bias_n = ep.bias && ep.bias_axis == 1 ? ep.bias + n0 : nullptr;
-  store_tile<NV, MASK>(acc, t.C + m * t.ldc + n0, bias_n, bias_m,
-                       t.residual ? t.residual + m * t.ldc + n0 : nullptr, t.e, mask);
-}
-
-// Column-blocked CSR, output row m, columns [n0, n0 + NV*8), block `blk`: C holds the sum of the
-// previous blocks; the last block applies the epilogue.
-template <int NV, bool MASK, typename Idx>
-INFERON_AVX2_INLINE void block_tile(const TileArgs<Idx>& t, int64_t m, int64_t n0, __m256i mask, int64_t blk) {
-  const SparseA& a = t.a;
-  const int32_t* rp = a.row_ptr + blk * (a.M + 1);
-  __m256 acc[NV];
-  csr_tile<NV, MASK, Idx>(a.values + rp[m], t.ix + rp[m], rp[m + 1] - rp[m], t.B + n0, a.scale, mask, acc);
-  float* c = t.C + m * t.ldc + n0;
-  if (blk > 0)
-    for (int v = 0; v < NV; v++) acc[v] = _mm256_add_ps(acc[v], load8<MASK>(c + 8 * v, v == NV - 1, mask));
-  if (blk == a.kblocks - 1) {
-    const Epilogue& ep = t.ep;
-    const float bias_m = ep.bias && ep.bias_axis == 0 ? ep.bias[m] : 0.f;
-    const float* bias_n = ep.bias && ep.bias_axis == 1 ? ep.bias + n0 : nullptr;
-    store_tile<NV, MASK>(acc, c, bias_n, bias_m, t.residual ? t.residual + m * t.ldc + n0 : nullptr, t.e, mask);
-  } else {
-    for (int v = 0; v < NV; v++) {
-      if (MASK && v == NV - 1) _mm256_maskstore_ps(c + 8 * v, mask, acc[v]);
-      else _mm256_storeu_ps(c + 8 * v, acc[v]);
-    }
-  }
-}
-
-template <typename Idx>
-INFERON_AVX2_INLINE void block_tail(const TileArgs<Idx>& t, int64_t m, int64_t n0, int64_t rest, int64_t blk) {
-  const __m256i mask = mask_first(rest - (rest - 1) / 8 * 8);
-  switch ((rest + 7) / 8) {
-    case 1: block_tile<1, true, Idx>(t, m, n0, mask, blk); break;
-    case 2: block_tile<2, true, Idx>(t, m, n0, mask, blk); break;
-    case 3: block_tile<3, true, Idx>(t, m, n0, mask, blk); break;
-    default: block_tile<4, true, Idx>(t, m, n0, mask, blk); break;
-  }
-}
-
-// Column-blocked CSR (32-column tiles): for each tile, block by block over all rows, so that the B
-// rows of one block and tile (a few channels of a zero-bordered image) stay in L1.
-template <typename Idx>
-INFERON_AVX2 void rows_blocked(const TileArgs<Idx>& t, int64_t m0, int64_t m1, int64_t N) {
-  const __m256i ones = _mm256_set1_epi32(-1);
-  for (int64_t n0 = 0; n0 < N; n0 += 32)
-    for (int64_t blk = 0; blk < t.a.kblocks; blk++)
-      for (int64_t m = m0; m < m1; m++) {
-        if (n0 + 32 <= N) block_tile<4, false, Idx>(t, m, n0, ones, blk);
-        else block_tail<Idx>(t, m, n0, N - n0, blk);
-      }
-}
-
-// The last, partial column tile [n0, N) of row m: 1..8 vectors, the last one masked.
-template <typename Idx>
-INFERON_AVX2_INLINE void tail_tile(const TileArgs<Idx>& t, int64_t m, int64_t n0, int64_t rest) {
-  const __m256i mask = mask_first(rest - (rest - 1) / 8 * 8);
-  switch ((rest + 7) / 8) {
-    case 1: tile<1, true, Idx>(t, m, n0, mask); break;
-    case 2: tile<2, true, Idx>(t, m, n0, mask); break;
-    case 3: tile<3, true, Idx>(t, m, n0, mask); break;
-    case 4: tile<4, true, Idx>(t, m, n0, mask); break;
-    case 5: tile<5, true, Idx>(t, m, n0, mask); break;
-    case 6: tile<6, true, Idx>(t, m, n0, mask); break;
-    case 7: tile<7, true, Idx>(t, m, n0, mask); break;
-    default: tile<8, true, Idx>(t, m, n0, mask); break;
-  }
-}
-
-// Rows [m0, m1). Loop order: column chunks of about L2 / 2 of B (K x chunk floats), then rows, then
-// the NV*8-column tiles of the chunk: a row's tiles repeat the same nonzero loop (predictable
-// branches, its weights stay in L1) while the chunk of B stays in L2 for all rows.
-template <int NV, typename Idx>
-INFERON_AVX2 void rows_nv(const TileArgs<Idx>& t, int64_t m0, int64_t m1, int64_t N) {
-  constexpr int64_t step = NV * 8;
-  const int64_t full = N / step * step;
-  const int64_t chunk = std::max<int64_t>(step, kSparseChunkFloats / std::max<int64_t>(t.a.K, 1) / step * step);
-  const __m256i ones = _mm256_set1_epi32(-1);
-  for (int64_t c0 = 0; c0 < N; c0 += chunk) {
-    const int64_t c1 = std::min(N, c0 + chunk), f1 = std::min(c1, full);
+  for (int64_t blk = 0; blk < blocks; blk++) {
+    const bool last_block = blk == blocks - 1;
     for (int64_t m = m0; m < m1; m++) {
-      for (int64_t n0 = c0; n0 < f1; n0 += step) tile<NV, false, Idx>(t, m, n0, ones);
-      if (c1 > full) tail_tile<Idx>(t, m, full, N - full);
+      typename L::V acc[NV];
+      if (csr) {
+        const int32_t* rp = a.row_ptr + blk * (a.M + 1);
+        csr_sum<L, NV, MASK, Idx>(a.values + rp[m], t.ix + rp[m], rp[m + 1] - rp[m], t.B + n0, a.scale, mk, acc);
+      } else {
+        const int64_t g0 = blk * kNm24BlockGroups, g1 = std::min(groups, g0 + kNm24BlockGroups);
+        nm24_sum<L, NV, MASK>(a, a.values + m * (a.K / 2), static_cast<const uint8_t*>(a.index) + m * bytes, g0, g1,
+                              t.B + n0, mk, acc);
+      }
+      float* c = t.C + m * t.ldc + n0;
+      const float* res = t.residual && last_block ? t.residual + m * t.ldc + n0 : nullptr;
+      const float* bias_n = ep.bias && ep.bias_axis == 1 && last_block ? ep.bias + n0 : nullptr;
+      const typename L::V bias_m = L::set1(ep.bias && ep.bias_axis == 0 && last_block ? ep.bias[m] : 0.f);
+      for (int v = 0; v < NV; v++) {
+        const bool lastv = MASK && v == NV - 1;
+        typename L::V x = acc[v];
+        if (blk > 0) x = L::add(x, load_b<L, NV, MASK>(c + L::W * v, v, mk));
+        if (last_block) {
+          x = L::add(x, bias_m);
+          if (bias_n) x = L::add(x, load_b<L, NV, MASK>(bias_n + L::W * v, v, mk));
+          if (res) x = L::add(x, load_b<L, NV, MASK>(res + L::W * v, v, mk));
+          x = L::act(x, ep.act, ep.alpha, ep.beta);
+        }
+        if (lastv) L::store(c + L::W * v, x, mk);
+        else L::store(c + L::W * v, x);
+      }
     }
   }
 }
 
+// The last, partial column tile: `nvec` (1 .. NV) vectors, the last one masked.
+template <class L, int NV, typename Idx>
+inline void tail_tile(const TileArgs<Idx>& t, int64_t m0, int64_t m1, int64_t n0, int64_t nvec, typename L::Mask mk) {
+  if constexpr (NV == 1) {
+    column_tile<L, 1, true, Idx>(t, m0, m1, n0, mk);
+  } else {
+    if (nvec == NV) column_tile<L, NV, true, Idx>(t, m0, m1, n0, mk);
+    else tail_tile<L, NV - 1, Idx>(t, m0, m1, n0, nvec, mk);
+  }
+}
+
+// Rows [m0, m1) of C, column tile after column tile (NV vectors each).
+template <class L, int NV, typename Idx>
+inline void rows_tiles(const TileArgs<Idx>& t, int64_t m0, int64_t m1, int64_t N) {
+  constexpr int64_t step = NV * L::W;
+  int64_t n0 = 0;
+  for (; n0 + step <= N; n0 += step) column_tile<L, NV, false, Idx>(t, m0, m1, n0, L::first(L::W));
+  const int64_t rest = N - n0;
+  if (rest > 0) tail_tile<L, NV, Idx>(t, m0, m1, n0, (rest + L::W - 1) / L::W, L::first(rest - (rest - 1) / L::W * L::W));
+}
+
+// Entry points: `nr` columns per tile (32, 48 or 64).
+template <class L, typename Idx>
+inline void rows_lanes(const TileArgs<Idx>& t, int64_t m0, int64_t m1, int64_t N, int nr) {
+  if (nr >= 64) rows_tiles<L, 64 / L::W, Idx>(t, m0, m1, N);
+  else if (nr >= 48) rows_tiles<L, 48 / L::W, Idx>(t, m0, m1, N);
+  else rows_tiles<L, 32 / L::W, Idx>(t, m0, m1, N);
+}
+
 template <typename Idx>
-INFERON_AVX2 void rows_avx2(const SparseA& a, const Idx* ix, int64_t m0, int64_t m1, const float* B, int64_t N,
-                            float* C, int64_t ldc, const Epilogue& ep, const float* residual, int nr) {
-  const TileArgs<Idx> t{a, ix, B, C, ldc, ep, residual, {_mm256_set1_ps(ep.alpha), _mm256_set1_ps(ep.beta), ep.act}};
-  if (a.format == SPARSE_CSR && a.kblocks > 1) rows_blocked<Idx>(t, m0, m1, N);
-  else if (nr >= 64) rows_nv<8, Idx>(t, m0, m1, N);
-  else if (nr >= 48) rows_nv<6, Idx>(t, m0, m1, N);
-  else rows_nv<4, Idx>(t, m0, m1, N);
+__attribute__((target("avx2,fma"), flatten)) void rows_avx2(const TileArgs<Idx>& t, int64_t m0, int64_t m1,
+                                                             int64_t N, int nr) {
+  rows_lanes<Ymm, Idx>(t, m0, m1, N, nr);
+}
+
+template <typename Idx>
+__attribute__((target("avx2,fma,avx512f"), flatten)) void rows_avx512(const TileArgs<Idx>& t, int64_t m0, int64_t m1,
+                                                                       int64_t N, int nr) {
+  rows_lanes<Zmm, Idx>(t, m0, m1, N, nr);
 }
 
 // Eight column indices, widened to int32 and scaled.
@@ -357,11 +364,12 @@ inline void split_rows(const SparseA& a, int T, int t, int64_t& m0, int64_t& m1)
 inline void rows(const SparseA& a, int64_t m0, int64_t m1, const float* B, int64_t N, float* C, int64_t ldc,
                  const Epilogue& ep, const float* residual, int nr) {
   if (m0 >= m1) return;
-  const bool avx2 = use_avx2();
   auto run = [&](const auto* ix) {
     using Idx = std::remove_const_t<std::remove_pointer_t<decltype(ix)>>;
-    if (avx2 && N == 1 && a.format == SPARSE_CSR && a.kblocks == 1) gemv_avx2<Idx>(a, ix, m0, m1, B, C, ldc, ep, residual);
-    else if (avx2) rows_avx2<Idx>(a, ix, m0, m1, B, N, C, ldc, ep, residual, nr);
+    const TileArgs<Idx> t{a, ix, B, C, ldc, ep, residual};
+    if (use_avx2() && N == 1 && a.format == SPARSE_CSR && a.kblocks == 1) gemv_avx2<Idx>(a, ix, m0, m1, B, C, ldc, ep, residual);
+    else if (isa() >= INFERON_ISA_AVX512) rows_avx512<Idx>(t, m0, m1, N, nr);
+    else if (use_avx2()) rows_avx2<Idx>(t, m0, m1, N, nr);
     else rows_scalar<Idx>(a, ix, m0, m1, B, N, C, ldc, ep, residual);
   };
   if (a.format == SPARSE_CSR && a.index_bytes == 2) run(static_cast<const uint16_t*>(a.index));
@@ -383,10 +391,7 @@ inline void spmm_item(const SparseA& a, const float* B, int64_t N, float* C, int
 // Floats between the channel planes of the zero-bordered frame: Hp*Wp rounded up to a cache line,
 // plus one line when that is a multiple of 1 KB (power-of-two strides map every channel's rows to
 // the same few L1 sets). convert-sparse-to-spmm computes the column offsets with the same rule.
-inline int64_t frame_plane(int64_t Hp, int64_t Wp) {
-  const int64_t p = (Hp * Wp + 15) / 16 * 16;
-  return p % 256 == 0 ? p + 16 : p;
-}
+inline int64_t frame_plane(int64_t Hp, int64_t Wp) { return padded_stride(Hp * Wp); }
 
 // Stride-1 conv read in place: the image is copied into a zero-bordered frame [C, Hp, Wp], the
 // product is computed on the Ho x Wp "wide" grid, then the Wo valid columns of every output row are
@@ -429,13 +434,28 @@ inline void spmm_implicit(const SparseA& a, const Im2col& q, const float* image,
 inline void spmm(const SparseA& a, int64_t batch, const float* B, int64_t sB, int64_t N, float* C, int64_t ldc,
                  int64_t sC, const Epilogue& ep, int nr, int num_threads, const Im2col* implicit = nullptr) {
   if (a.M <= 0 || N <= 0) return;
-  const double work = a.format == SPARSE_CSR ? static_cast<double>(a.row_ptr[a.kblocks * (a.M + 1) - 1]) * N
-                                             : static_cast<double>(a.M) * (a.K / 2) * N;
-  const int T = threads_for(num_threads, work, 32768.0);
+  const double nnz = a.format == SPARSE_CSR ? static_cast<double>(a.row_ptr[a.kblocks * (a.M + 1) - 1])
+                                            : static_cast<double>(a.M) * (a.K / 2);
+  const int T = threads_for(num_threads, nnz * N, 32768.0);
+  // B rows not a whole number of cache lines apart (1x1 convs on 14x14 or 7x7 images, im2col
+  // buffers): split-line vector loads cost more than copying B to an aligned scratch with a padded
+  // stride, when each B row feeds >= 8 nonzeros.
+  const bool realign = !implicit && N >= 16 && a.scale % 16 != 0 && a.koff == nullptr && use_avx2() && nnz >= 8.0 * a.K;
+  const int64_t ld = realign ? sparse_detail::padded_stride(N) : a.scale;
+  thread_local Scratch aligned_s;
+  float* copy = realign ? aligned_s.get(static_cast<size_t>(a.K * ld)) : nullptr;
+  SparseA ac = a;
+  ac.scale = ld;
   for (int64_t b = 0; b < batch; b++) {
     const float* residual = ep.residual ? ep.residual + b * sC : nullptr;
-    if (implicit) sparse_detail::spmm_implicit(a, *implicit, B + b * sB, C + b * sC, ep, residual, T, nr);
-    else sparse_detail::spmm_item(a, B + b * sB, N, C + b * sC, ldc, ep, residual, T, nr);
+    const float* Bb = B + b * sB;
+    if (realign) {
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+      for (int64_t k = 0; k < a.K; k++) std::memcpy(copy + k * ld, Bb + k * a.scale, static_cast<size_t>(N) * sizeof(float));
+      Bb = copy;
+    }
+    if (implicit) sparse_detail::spmm_implicit(a, *implicit, Bb, C + b * sC, ep, residual, T, nr);
+    else sparse_detail::spmm_item(ac, Bb, N, C + b * sC, ldc, ep, residual, T, nr);
   }
 }
 

@@ -462,8 +462,8 @@ class SpMMBase(IRDLOperation):
 
     def verify_(self) -> None:
         fmt = self.format.kind
-        if self.kblocks is not None and self.kblocks.value.data > 1 and (fmt != SparseFormat.CSR or self.b_implicit is None):
-            raise VerifyException(f"{self.name}: kblocks > 1 is for CSR weights of implicit convs only")
+        if self.kblocks is not None and self.kblocks.value.data > 1 and fmt != SparseFormat.CSR:
+            raise VerifyException(f"{self.name}: kblocks > 1 is for CSR weights only")
         if not self.format.is_sparse:
             raise VerifyException(f"{self.name} needs a sparse format, got {fmt}")
         if (self.row_ptr is not None) != (fmt == SparseFormat.CSR):
@@ -490,8 +490,8 @@ class SpMMOp(SpMMBase):
     already encodes how B is read (input image of a 1x1 conv, im2col buffer, or, with `b_implicit`
     = [C, H, W, kh, kw, 1, 1, pt, pl, 1, 1, Ho, Wo], offsets in the zero-bordered image of a
     stride-1 conv). C_b[m, n] is at c + b*c_strides[1] + m*c_strides[0] + n; bias is per row m;
-    the residual shares C's layout. `kblocks` > 1 (CSR, implicit convs): the columns come in that many
-    channel blocks, each with its own row pointers (`row_ptr` holds kblocks x (M + 1)).
+    the residual shares C's layout. `kblocks` > 1 (CSR): the columns come in that many
+    blocks, each with its own row pointers (`row_ptr` holds kblocks x (M + 1)).
     """
 
     name = "loop.spmm"

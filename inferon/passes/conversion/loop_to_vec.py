@@ -23,15 +23,14 @@ from xdsl.pattern_rewriter import (
 
 from inferon.errors import PassError
 from inferon.ir.dialects import loop, vec
-
-SPMM_NR = 32  # sparse column tile: 4 ymm vectors x 3 accumulator sets (measured best of 32/48/64)
+from inferon.passes.conversion.sparse_to_spmm import SPMM_TILE
 
 
 class SpMMToVec(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: loop.SpMMOp, rewriter: PatternRewriter) -> None:
         props = dict(op.properties)
-        props["nr"] = IntegerAttr(SPMM_NR, i64)
+        props["nr"] = IntegerAttr(SPMM_TILE, i64)
         rewriter.replace(op, [vec.SpMMOp.create(operands=list(op.operands), properties=props)])
 
 

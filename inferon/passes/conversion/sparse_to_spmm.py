@@ -51,8 +51,8 @@ from inferon.passes.conversion.graph_to_loop import memref
 from inferon.passes.graph.fold_constants import weights_context
 from inferon.passes.loop.conv_to_im2col import memref_shape
 
-L1_BUDGET_BYTES = 24 * 1024  # of the 32 KB L1D, for the B rows of one channel block and column tile
-SPMM_TILE = 32  # columns per tile of the blocked kernel
+L1_BUDGET_BYTES = 32 * 1024  # the L1D, for the B rows of one column block and column tile (measured best)
+SPMM_TILE = 64  # columns per register tile of the sparse kernel (4 zmm / 8 ymm vectors)
 
 ELEMENT_TYPES = {
     np.dtype(np.float32): f32,
@@ -93,6 +93,17 @@ def encode(
         koff = np.zeros(nm.k, dtype=np.int32)  # padded columns read row 0 with a zero weight
         koff[: a.shape[1]] = cols
     return Encoded([nm.values.ravel(), nm.meta.ravel(), None, koff], nm.k)
+
+
+def _row_blocks(k: int) -> np.ndarray | None:
+    """CSR column blocks of B rows read whole (1x1 convs, im2col): about L1_BUDGET_BYTES of B rows
+    per column tile, so that every row of A reads a block from L1 (the kernel sums block by block).
+    Up to 256 rows are left whole: their partial sums in C would cost more (measured)."""
+    rows = L1_BUDGET_BYTES // (4 * SPMM_TILE)
+    if k <= 2 * rows:
+        return None
+    blocks = -(-k // rows)
+    return np.arange(k) // -(-k // blocks)
 
 
 class Lowering:
@@ -148,13 +159,13 @@ class Lowering:
         hw = ho * wo
         common = {"m": m, "n": hw, "batch": n, "c_strides": (hw, m * hw)}
         if kh == kw == sh == sw == 1 and pt == pl == pb == pr == 0:
-            enc = encode(fmt, full, None, False)
+            enc = encode(fmt, full, None, False, _row_blocks(c))
             self.spmm(op, attr, enc, weight.handle.data, op.input, scale=h * w, b_stride=c * h * w,
                       implicit=None, **common)  # fmt: skip
         elif (sh, sw, dh, dw) == (1, 1, 1, 1):
             wp = wo + kw - 1
             columns = implicit_columns(c, kh, kw, ho, wo)
-            # channel blocks whose frame rows for one 32-column tile fit in L1 (see sparse.hpp)
+            # channel blocks whose frame rows for one column tile fit in L1 (see sparse.hpp)
             per_channel = 4 * ((kh - 1) * wp + kw - 1 + SPMM_TILE)
             group = max(1, L1_BUDGET_BYTES // per_channel)
             enc = encode(fmt, full, columns, True, chan // group if c > group else None)
@@ -166,7 +177,7 @@ class Lowering:
             geometry = [n, c, h, w, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo]
             im2col = loop.Im2ColOp.create(operands=[op.input, col.result], properties={"geometry": i64_array(geometry)})
             Rewriter.insert_op([col, im2col], InsertPoint.before(op))
-            enc = encode(fmt, full, None, False)
+            enc = encode(fmt, full, None, False, _row_blocks(c * kh * kw))
             self.spmm(op, attr, enc, weight.handle.data, col.result, scale=hw, b_stride=c * kh * kw * hw,
                       implicit=None, **common)  # fmt: skip
 
