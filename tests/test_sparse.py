@@ -235,28 +235,31 @@ def test_sparse_gemv_matches_numpy(shim, m, k, density, isa, seed) -> None:
     np.testing.assert_allclose(got, reference(a, x, bias, act=1), rtol=1e-4, atol=1e-4 * np.sqrt(k))
 
 
-def conv_ref(x: np.ndarray, w: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
-    """Stride-1 NCHW conv of one image (numpy)."""
+def conv_ref(x: np.ndarray, w: np.ndarray, pads: tuple[int, int, int, int], strides: tuple[int, int] = (1, 1)) -> np.ndarray:
+    """NCHW conv of one image (numpy)."""
     c, h, wd = x.shape
     m, _, kh, kw = w.shape
+    sh, sw = strides
     xp = np.pad(x, ((0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
-    ho, wo = xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
-    cols = np.stack([xp[:, i : i + ho, j : j + wo] for i in range(kh) for j in range(kw)], axis=1)
+    ho, wo = (xp.shape[1] - kh) // sh + 1, (xp.shape[2] - kw) // sw + 1
+    cols = np.stack([xp[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw]
+                     for i in range(kh) for j in range(kw)], axis=1)  # fmt: skip
     return np.einsum("mk,kp->mp", w.reshape(m, -1), cols.reshape(c * kh * kw, ho * wo)).reshape(m, ho, wo)
 
 
 @KERNEL_SETTINGS
 @given(
     c=st.integers(1, 6), m=st.integers(1, 20), h=st.integers(1, 12), w=st.integers(1, 12),
-    kh=st.integers(1, 3), kw=st.integers(1, 3), pad=st.integers(0, 2), fmt=st.sampled_from(["csr", "2:4"]),
-    isa=st.sampled_from(ISAS), threads=st.sampled_from([1, 2]), channel_block=st.integers(1, 6),
-    seed=st.integers(0, 2**16),
+    kh=st.integers(1, 3), kw=st.integers(1, 3), pad=st.integers(0, 2), sh=st.integers(1, 3), sw=st.integers(1, 2),
+    fmt=st.sampled_from(["csr", "2:4"]), isa=st.sampled_from(ISAS), threads=st.sampled_from([1, 2]),
+    channel_block=st.integers(1, 6), with_residual=st.booleans(), seed=st.integers(0, 2**16),
 )  # fmt: skip
-def test_implicit_conv_matches_numpy(shim, c, m, h, w, kh, kw, pad, fmt, isa, threads, channel_block, seed) -> None:
-    """Stride-1 convs read in place from a zero-bordered image (column indices = frame offsets), CSR
-    also in channel blocks."""
-    ho, wo = h + 2 * pad - kh + 1, w + 2 * pad - kw + 1
-    if ho < 1 or wo < 1:
+def test_implicit_conv_matches_numpy(shim, c, m, h, w, kh, kw, pad, sh, sw, fmt, isa, threads, channel_block,
+                                     with_residual, seed) -> None:  # fmt: skip
+    """Convs read in place from a zero-bordered, stride-phase split copy of the image (column
+    indices = frame offsets), CSR also in channel blocks."""
+    ho, wo = (h + 2 * pad - kh) // sh + 1, (w + 2 * pad - kw) // sw + 1
+    if h + 2 * pad < kh or w + 2 * pad < kw:
         return
     rng = np.random.default_rng(seed)
     filt = rng.standard_normal((m, c, kh, kw)).astype(np.float32)
@@ -264,10 +267,10 @@ def test_implicit_conv_matches_numpy(shim, c, m, h, w, kh, kw, pad, fmt, isa, th
     a = prune_nm24(a) if fmt == "2:4" else prune_unstructured(a, 0.6)
     x = rng.standard_normal((c, h, w)).astype(np.float32)
     bias = rng.standard_normal(m).astype(np.float32)
-    residual = rng.standard_normal((m, ho * wo)).astype(np.float32)
-    columns = implicit_columns(c, kh, kw, ho, wo)
+    residual = rng.standard_normal((m, ho * wo)).astype(np.float32) if with_residual else None
+    columns = implicit_columns(c, kh, kw, ho, wo, sh, sw)
     ch = np.arange(c * kh * kw) // (kh * kw)
-    geom = np.array([c, h, w, kh, kw, 1, 1, pad, pad, 1, 1, ho, wo], dtype=np.int64)
+    geom = np.array([c, h, w, kh, kw, sh, sw, pad, pad, 1, 1, ho, wo], dtype=np.int64)
     out = np.full((m, ho * wo), np.nan, dtype=np.float32)
     shim.k_set_isa(isa)
     kblocks = 1
@@ -280,9 +283,10 @@ def test_implicit_conv_matches_numpy(shim, c, m, h, w, kh, kw, pad, fmt, isa, th
         koff = np.zeros(e.k, dtype=np.int32)
         koff[: a.shape[1]] = columns
         args = (1, 1, m, e.k, ptr(e.values), ptr(e.meta), None, 1, ptr(koff))
-    shim.k_spmm(*args, 1, ptr(x), 0, ho * wo, ptr(out), ho * wo, 0, ptr(bias), 0, ptr(residual), 1, 0.0, 0.0, 32,
+    shim.k_spmm(*args, 1, ptr(x), 0, ho * wo, ptr(out), ho * wo, 0, ptr(bias), 0, ptr(residual), 1, 0.0, 0.0, 64,
                 threads, ptr(geom), kblocks)  # fmt: skip
-    want = np.maximum(conv_ref(x, a.reshape(filt.shape), (pad, pad, pad, pad)).reshape(m, -1) + bias[:, None] + residual, 0)
+    conv = conv_ref(x, a.reshape(filt.shape), (pad, pad, pad, pad), (sh, sw)).reshape(m, -1)
+    want = np.maximum(conv + bias[:, None] + (residual if with_residual else 0), 0)
     np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4 * np.sqrt(c * kh * kw))
 
 

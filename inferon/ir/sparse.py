@@ -39,19 +39,28 @@ class NM24Matrix:
     k: int  # K4, the padded column count
 
 
-def frame_plane(hp: int, wp: int) -> int:
-    """Floats between channel planes of the zero-bordered image that stride-1 sparse convs read
-    (must match `frame_plane` in runtime/kernels/sparse.hpp): Hp*Wp rounded up to a cache line, plus
-    one line when that is a multiple of 1 KB (power-of-two strides thrash L1 sets)."""
-    p = -(-hp * wp // 16) * 16
+def frame_plane(hq: int, wq: int) -> int:
+    """Floats between the planes of the zero-bordered frame that sparse convs read in place (must
+    match `padded_stride` in runtime/kernels/sparse.hpp): hq*wq rounded up to a cache line, plus one
+    line when that is a multiple of 1 KB (power-of-two strides thrash L1 sets)."""
+    p = -(-hq * wq // 16) * 16
     return p + 16 if p % 256 == 0 else p
 
 
-def implicit_columns(c: int, kh: int, kw: int, ho: int, wo: int) -> np.ndarray:
-    """B offset of every im2col column (c, i, j) in the zero-bordered frame of a stride-1 conv."""
-    hp, wp = ho + kh - 1, wo + kw - 1
+def frame_shape(kh: int, kw: int, ho: int, wo: int, sh: int = 1, sw: int = 1) -> tuple[int, int, int, int]:
+    """(phase rows, phase columns, Hq, Wq) of the frame of a conv with dilation 1 (runtime: `Frame`
+    in sparse.hpp): per input channel one plane per used stride phase, each Hq x Wq; the product
+    runs on the ho x Wq "wide" grid."""
+    return min(sh, kh), min(sw, kw), ho + (kh - 1) // sh, wo + (kw - 1) // sw
+
+
+def implicit_columns(c: int, kh: int, kw: int, ho: int, wo: int, sh: int = 1, sw: int = 1) -> np.ndarray:
+    """Frame offset of every im2col column (c, i, j) of a conv with dilation 1: tap (i, j) reads
+    plane (c, i % sh, j % sw) at row i // sh, column j // sw (plus the output position)."""
+    ph, pw, hq, wq = frame_shape(kh, kw, ho, wo, sh, sw)
     chan, ti, tj = np.unravel_index(np.arange(c * kh * kw), (c, kh, kw))
-    return (chan * frame_plane(hp, wp) + ti * wp + tj).astype(np.int64)
+    plane = (chan * ph + ti % sh) * pw + tj % sw
+    return (plane * frame_plane(hq, wq) + (ti // sh) * wq + tj // sw).astype(np.int64)
 
 
 def index_dtype(max_index: int) -> np.dtype:

@@ -3,10 +3,10 @@
 //
 // B is addressed through the weight's column indices: row k of B starts at B + k * scale, so one
 // kernel serves 1x1 convs (B = the input image, scale = H*W), im2col buffers (scale = Ho*Wo) and
-// stride-1 KxK convs read in place from a zero-bordered image ("implicit": the compiler stores, as
-// the CSR column index of filter tap (c, i, j), its offset c*P + i*Wp + j in that frame, P =
-// frame_plane(Hp, Wp), with scale 1; 2:4 weights keep their group positions and take a per-column
-// offset table `koff`).
+// convs read in place from a zero-bordered, stride-phase-split copy of the image ("implicit", any
+// stride, dilation 1, see Frame: the compiler stores, as the CSR column index of filter tap
+// (c, i, j), its offset in that frame, with scale 1; 2:4 weights keep their group positions and
+// take a per-column offset table `koff`).
 //
 // Register tile: one output row x `nr` columns (64 by default: 4 zmm with AVX-512F, 8 ymm with
 // AVX2; one template, `Zmm` / `Ymm` lanes); per nonzero one broadcast of the weight and nr/W FMAs
@@ -114,6 +114,7 @@ struct Ymm {
   INFERON_LANES("avx2,fma") void store(float* p, V v) { _mm256_storeu_ps(p, v); }
   INFERON_LANES("avx2,fma") void store(float* p, V v, Mask m) { _mm256_maskstore_ps(p, m, v); }
   INFERON_LANES("avx2,fma") Mask first(int64_t n) { return mask_first(n); }
+  INFERON_LANES("avx2,fma") V relu(V v) { return _mm256_max_ps(v, _mm256_setzero_ps()); }
   INFERON_LANES("avx2,fma") V act(V v, int a, float alpha, float beta) {
     return act256(v, a, _mm256_set1_ps(alpha), _mm256_set1_ps(beta));
   }
@@ -133,6 +134,7 @@ struct Zmm {
   INFERON_LANES("avx2,fma,avx512f") void store(float* p, V v) { _mm512_storeu_ps(p, v); }
   INFERON_LANES("avx2,fma,avx512f") void store(float* p, V v, Mask m) { _mm512_mask_storeu_ps(p, m, v); }
   INFERON_LANES("avx2,fma,avx512f") Mask first(int64_t n) { return static_cast<Mask>((1u << n) - 1u); }
+  INFERON_LANES("avx2,fma,avx512f") V relu(V v) { return _mm512_max_ps(v, _mm512_setzero_ps()); }
   INFERON_LANES("avx2,fma,avx512f") V act(V v, int a, float alpha, float beta) {
     const V z = _mm512_setzero_ps();
     switch (a) {
@@ -152,11 +154,11 @@ struct Zmm {
   }
 };
 
-// Independent accumulator sets for NV vectors per row: >= 8 FMA chains in flight (FMA latency 4,
-// two per cycle) within half the register file.
+// Independent accumulator sets for NV vectors per row: 8 FMA chains in flight (FMA latency 4, two
+// per cycle); more sets only cost short rows their zeroing and reduction (measured).
 template <class L, int NV>
 constexpr int acc_sets() {
-  return NV * 4 <= L::kRegs / 2 ? 4 : NV * 3 <= L::kRegs / 2 ? 3 : NV * 2 <= L::kRegs / 2 ? 2 : 1;
+  return NV >= 8 ? 1 : NV >= 4 ? 2 : 4;
 }
 
 // One vector of B (the last vector of a masked tile loads only the lanes of `mk`).
@@ -236,39 +238,52 @@ constexpr int64_t kNm24BlockGroups = 32;
 // holds the partial sums between blocks, the last block applies the epilogue.
 template <class L, int NV, bool MASK, typename Idx>
 inline void column_tile(const TileArgs<Idx>& t, int64_t m0, int64_t m1, int64_t n0, typename L::Mask mk) {
+  using V = typename L::V;
   const SparseA& a = t.a;
+  // locals: stores to C (float) could otherwise alias the epilogue's floats and force reloads
   const bool csr = a.format == SPARSE_CSR;
-  const int64_t groups = a.K / 4, bytes = (groups + 1) / 2;
+  const float* values = a.values;
+  const Idx* ix = t.ix;
+  const int32_t* row_ptr = a.row_ptr;
+  const uint8_t* meta = static_cast<const uint8_t*>(a.index);
+  const int64_t M = a.M, K = a.K, scale = a.scale, ldc = t.ldc, groups = K / 4, bytes = (groups + 1) / 2;
   const int64_t blocks = csr ? a.kblocks : (groups + kNm24BlockGroups - 1) / kNm24BlockGroups;
+  const float* Bn = t.B + n0;
+  float* const C = t.C + n0;
   const Epilogue& ep = t.ep;
+  const float* bias_m = ep.bias && ep.bias_axis == 0 ? ep.bias : nullptr;
+  const float* bias_n = ep.bias && ep.bias_axis == 1 ? ep.bias + n0 : nullptr;
+  const float* residual = t.residual ? t.residual + n0 : nullptr;
+  const int act = ep.act;
+  const float alpha = ep.alpha, beta = ep.beta;
   for (int64_t blk = 0; blk < blocks; blk++) {
     const bool last_block = blk == blocks - 1;
+    const int32_t* rp = csr ? row_ptr + blk * (M + 1) : nullptr;
+    const int64_t g0 = blk * kNm24BlockGroups, g1 = std::min(groups, g0 + kNm24BlockGroups);
     for (int64_t m = m0; m < m1; m++) {
-      typename L::V acc[NV];
-      if (csr) {
-        const int32_t* rp = a.row_ptr + blk * (a.M + 1);
-        csr_sum<L, NV, MASK, Idx>(a.values + rp[m], t.ix + rp[m], rp[m + 1] - rp[m], t.B + n0, a.scale, mk, acc);
-      } else {
-        const int64_t g0 = blk * kNm24BlockGroups, g1 = std::min(groups, g0 + kNm24BlockGroups);
-        nm24_sum<L, NV, MASK>(a, a.values + m * (a.K / 2), static_cast<const uint8_t*>(a.index) + m * bytes, g0, g1,
-                              t.B + n0, mk, acc);
-      }
-      float* c = t.C + m * t.ldc + n0;
-      const float* res = t.residual && last_block ? t.residual + m * t.ldc + n0 : nullptr;
-      const float* bias_n = ep.bias && ep.bias_axis == 1 && last_block ? ep.bias + n0 : nullptr;
-      const typename L::V bias_m = L::set1(ep.bias && ep.bias_axis == 0 && last_block ? ep.bias[m] : 0.f);
-      for (int v = 0; v < NV; v++) {
-        const bool lastv = MASK && v == NV - 1;
-        typename L::V x = acc[v];
-        if (blk > 0) x = L::add(x, load_b<L, NV, MASK>(c + L::W * v, v, mk));
-        if (last_block) {
-          x = L::add(x, bias_m);
-          if (bias_n) x = L::add(x, load_b<L, NV, MASK>(bias_n + L::W * v, v, mk));
-          if (res) x = L::add(x, load_b<L, NV, MASK>(res + L::W * v, v, mk));
-          x = L::act(x, ep.act, ep.alpha, ep.beta);
+      V x[NV];
+      if (csr) csr_sum<L, NV, MASK, Idx>(values + rp[m], ix + rp[m], rp[m + 1] - rp[m], Bn, scale, mk, x);
+      else nm24_sum<L, NV, MASK>(a, values + m * (K / 2), meta + m * bytes, g0, g1, Bn, mk, x);
+      float* c = C + m * ldc;
+      if (blk > 0)
+        for (int v = 0; v < NV; v++) x[v] = L::add(x[v], load_b<L, NV, MASK>(c + L::W * v, v, mk));
+      if (last_block) {
+        if (bias_m) {
+          const V b = L::set1(bias_m[m]);
+          for (int v = 0; v < NV; v++) x[v] = L::add(x[v], b);
         }
-        if (lastv) L::store(c + L::W * v, x, mk);
-        else L::store(c + L::W * v, x);
+        if (bias_n)
+          for (int v = 0; v < NV; v++) x[v] = L::add(x[v], load_b<L, NV, MASK>(bias_n + L::W * v, v, mk));
+        if (residual)
+          for (int v = 0; v < NV; v++) x[v] = L::add(x[v], load_b<L, NV, MASK>(residual + m * ldc + L::W * v, v, mk));
+        if (act == ACT_RELU)
+          for (int v = 0; v < NV; v++) x[v] = L::relu(x[v]);
+        else if (act != ACT_NONE)
+          for (int v = 0; v < NV; v++) x[v] = L::act(x[v], act, alpha, beta);
+      }
+      for (int v = 0; v < NV; v++) {
+        if (MASK && v == NV - 1) L::store(c + L::W * v, x[v], mk);
+        else L::store(c + L::W * v, x[v]);
       }
     }
   }
@@ -388,48 +403,83 @@ inline void spmm_item(const SparseA& a, const float* B, int64_t N, float* C, int
   }
 }
 
-// Floats between the channel planes of the zero-bordered frame: Hp*Wp rounded up to a cache line,
-// plus one line when that is a multiple of 1 KB (power-of-two strides map every channel's rows to
-// the same few L1 sets). convert-sparse-to-spmm computes the column offsets with the same rule.
-inline int64_t frame_plane(int64_t Hp, int64_t Wp) { return padded_stride(Hp * Wp); }
+// The zero-bordered "frame" a KxK conv (dilation 1, any stride) is read from in place: per input
+// channel, one plane per used stride phase (ph, pw) < (min(sh, kh), min(sw, kw)) holding
+// padded_input[y*sh + ph][x*sw + pw] for y < Hq, x < Wq. Tap (c, i, j) of output (ho, wo) is then
+// element (ho + i/sh, wo + j/sw) of plane (c, i%sh, j%sw): the product runs on the Ho x Wq "wide"
+// grid with one column offset per tap. inferon/ir/sparse.py (implicit_columns) computes the same
+// offsets; planes lie frame_plane(Hq, Wq) floats apart.
+struct Frame {
+  int64_t ph, pw, Hq, Wq, plane;
+  explicit Frame(const Im2col& q)
+      : ph(std::min(q.sh, q.kh)), pw(std::min(q.sw, q.kw)), Hq(q.Ho + (q.kh - 1) / q.sh),
+        Wq(q.Wo + (q.kw - 1) / q.sw), plane(padded_stride(Hq * Wq)) {}
+  int64_t floats(int64_t C) const { return C * ph * pw * plane; }
+};
 
-// Stride-1 conv read in place: the image is copied into a zero-bordered frame [C, Hp, Wp], the
-// product is computed on the Ho x Wp "wide" grid, then the Wo valid columns of every output row are
-// copied to C with the epilogue.
+inline int64_t frame_plane(int64_t Hq, int64_t Wq) { return padded_stride(Hq * Wq); }
+
+// Plane (c, a, b) of the frame of `image` (one batch item).
+inline void frame_fill(const Im2col& q, const Frame& f, const float* image, int64_t c, int64_t a, int64_t b, float* p) {
+  std::memset(p, 0, static_cast<size_t>(f.plane) * sizeof(float));  // borders and the padding after the plane
+  // valid x: 0 <= x*sw + b - pl < W
+  const int64_t off = b - q.pl;
+  const int64_t xlo = off >= 0 ? 0 : (-off + q.sw - 1) / q.sw;
+  const int64_t xhi = std::min<int64_t>(f.Wq, q.W - off <= 0 ? 0 : (q.W - off + q.sw - 1) / q.sw);
+  for (int64_t y = 0; y < f.Hq; y++) {
+    const int64_t h = y * q.sh + a - q.pt;
+    if (h < 0 || h >= q.H || xlo >= xhi) continue;
+    const float* src = image + (c * q.H + h) * q.W + off;
+    float* dst = p + y * f.Wq;
+    if (q.sw == 1) std::memcpy(dst + xlo, src + xlo, static_cast<size_t>(xhi - xlo) * sizeof(float));
+    else
+      for (int64_t x = xlo; x < xhi; x++) dst[x] = src[x * q.sw];
+  }
+}
+
+// A conv read in place (see Frame): the image is copied into its frame, the product is computed on
+// the Ho x Wq wide grid (with bias and activation unless there is a residual), then the Wo valid
+// columns of every output row are copied to C (adding the residual before the activation). When
+// Wq == Wo the product is written to C directly.
 inline void spmm_implicit(const SparseA& a, const Im2col& q, const float* image, float* C, const Epilogue& ep,
                           const float* residual, int T, int nr) {
-  const int64_t Hp = q.Ho + q.kh - 1, Wp = q.Wo + q.kw - 1, plane = frame_plane(Hp, Wp), wide = q.Ho * Wp;
+  const Frame f(q);
+  const int64_t wide = q.Ho * f.Wq, planes = q.C * f.ph * f.pw;
   thread_local Scratch frame_s, wide_s;
-  float* xp = frame_s.get(static_cast<size_t>(q.C * plane + 64));
-  float* cw = wide_s.get(static_cast<size_t>(a.M * wide));
+  float* xp = frame_s.get(static_cast<size_t>(f.floats(q.C) + 64));
+  float* cw = f.Wq == q.Wo ? nullptr : wide_s.get(static_cast<size_t>(a.M * wide));
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
-  for (int64_t c = 0; c < q.C; c++) {
-    float* p = xp + c * plane;
-    std::memset(p, 0, static_cast<size_t>(plane) * sizeof(float));  // borders and the padding after the plane
-    for (int64_t h = 0; h < q.H && h + q.pt < Hp; h++)
-      std::memcpy(p + (h + q.pt) * Wp + q.pl, image + (c * q.H + h) * q.W,
-                  static_cast<size_t>(std::min<int64_t>(q.W, Wp - q.pl)) * sizeof(float));
+  for (int64_t i = 0; i < planes; i++)
+    frame_fill(q, f, image, i / (f.ph * f.pw), i / f.pw % f.ph, i % f.pw, xp + i * f.plane);
+  std::memset(xp + f.floats(q.C), 0, 64 * sizeof(float));
+  const int64_t Ho = q.Ho, Wo = q.Wo, Wq = f.Wq, HW = Ho * Wo;
+  if (Wq == Wo) {  // the wide grid is the output (1x1 convs with stride)
+    spmm_item(a, xp, wide, C, HW, ep, residual, T, nr);
+    return;
   }
-  std::memset(xp + q.C * plane, 0, 64 * sizeof(float));
-  spmm_item(a, xp, wide, cw, wide, Epilogue{}, nullptr, T, nr);
-  const int64_t Ho = q.Ho, Wo = q.Wo, HW = Ho * Wo;
+  // bias and activation apply on the wide grid; a residual (laid out as C) is added in the copy
+  const bool fused = residual == nullptr;
+  spmm_item(a, xp, wide, cw, wide, fused ? ep : Epilogue{}, nullptr, T, nr);
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
   for (int64_t r = 0; r < a.M * Ho; r++) {
     const int64_t m = r / Ho, ho = r % Ho;
-    const float* src = cw + m * wide + ho * Wp;
+    const float* src = cw + m * wide + ho * Wq;
     float* dst = C + m * HW + ho * Wo;
-    const float* res = residual ? residual + m * HW + ho * Wo : nullptr;
+    if (fused) {
+      std::memcpy(dst, src, static_cast<size_t>(Wo) * sizeof(float));
+      continue;
+    }
+    const float* res = residual + m * HW + ho * Wo;
     const float bias = ep.bias ? ep.bias[m] : 0.f;
-    for (int64_t t = 0; t < Wo; t++)
-      dst[t] = apply_act(src[t] + bias + (res ? res[t] : 0.f), ep.act, ep.alpha, ep.beta);
+    for (int64_t t = 0; t < Wo; t++) dst[t] = apply_act(src[t] + bias + res[t], ep.act, ep.alpha, ep.beta);
   }
 }
 
 }  // namespace sparse_detail
 
 // for b in [0, batch): C_b = ep(A * B_b), C_b[m, n] at C + b*sC + m*ldc + n, row k of B_b at
-// B + b*sB + (column index k) * scale. With `implicit` (a stride-1 conv), B_b is the image and
-// the column indices are offsets in its zero-bordered frame (see spmm_implicit). `nr` is the
+// B + b*sB + (column index k) * scale. With `implicit` (a conv with dilation 1), B_b is the image
+// and the column indices are offsets in its zero-bordered frame (see Frame). `nr` is the
 // column tile (32 or 64 floats). Bias is per row (bias_axis 0) or per column (1).
 inline void spmm(const SparseA& a, int64_t batch, const float* B, int64_t sB, int64_t N, float* C, int64_t ldc,
                  int64_t sC, const Epilogue& ep, int nr, int num_threads, const Im2col* implicit = nullptr) {

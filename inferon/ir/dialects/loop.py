@@ -475,8 +475,8 @@ class SpMMBase(IRDLOperation):
         verify_im2col_view(self.b_implicit)
         if self.b_implicit is not None:
             view = self.b_implicit.get_values()
-            if (view[5], view[6], view[9], view[10]) != (1, 1, 1, 1):
-                raise VerifyException(f"{self.name}: b_implicit needs stride 1 and dilation 1")
+            if (view[9], view[10]) != (1, 1):
+                raise VerifyException(f"{self.name}: b_implicit needs dilation 1")
 
 
 @irdl_op_definition
@@ -488,8 +488,8 @@ class SpMMOp(SpMMBase):
     `index` = 2-bit positions, two groups per byte, optional `koff` column offsets); see
     `inferon.ir.sparse`. Row k of B_b starts at b + b*b_stride + index(k)*b_scale, so the index
     already encodes how B is read (input image of a 1x1 conv, im2col buffer, or, with `b_implicit`
-    = [C, H, W, kh, kw, 1, 1, pt, pl, 1, 1, Ho, Wo], offsets in the zero-bordered image of a
-    stride-1 conv). C_b[m, n] is at c + b*c_strides[1] + m*c_strides[0] + n; bias is per row m;
+    = [C, H, W, kh, kw, sh, sw, pt, pl, 1, 1, Ho, Wo], offsets in the zero-bordered, stride-phase
+    split image of a conv with dilation 1). C_b[m, n] is at c + b*c_strides[1] + m*c_strides[0] + n; bias is per row m;
     the residual shares C's layout. `kblocks` > 1 (CSR): the columns come in that many
     blocks, each with its own row pointers (`row_ptr` holds kblocks x (M + 1)).
     """

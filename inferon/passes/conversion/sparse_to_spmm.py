@@ -6,13 +6,15 @@ Preconditions: loop level, before conv-to-im2col; weights marked sparse by `spar
 pointers or 2:4 metadata; integer memrefs) and the op becomes a `loop.spmm`. How B is read is
 baked into the column indices:
 
-- 1x1, stride-1, unpadded convs: B is the input image (index = channel, scale H*W);
-- other stride-1, dilation-1 convs: B is read in place from a zero-bordered copy of the image
-  (`b_implicit`; CSR index of tap (c, i, j) = c*P + i*Wp + j with P = `frame_plane(Hp, Wp)`, 2:4
-  through a `koff` table). CSR
-  columns come in channel blocks (`kblocks`) whose frame rows for one 32-column tile fit in 24 KB of
-  L1: the kernel sums block by block (ResNet-50's 3x3 convs at 90 %: 16 % faster in sum);
-- any other conv: an im2col buffer (`loop.im2col`) is B (index = im2col row, scale Ho*Wo);
+- 1x1, stride-1, unpadded convs: B is the input image (index = channel, scale H*W), in column
+  blocks of A of about 32 KB of B rows per 64-column tile when K > 256;
+- other convs with dilation 1 (any stride): B is read in place from a zero-bordered copy of the
+  image split into stride phases (`b_implicit`; `inferon.ir.sparse.implicit_columns`: the CSR index
+  of tap (c, i, j) is its offset in that frame, 2:4 goes through a `koff` table; no im2col buffer).
+  CSR columns come in channel blocks (`kblocks`) whose frame rows for one column tile fit in L1:
+  the kernel sums block by block;
+- dilated convs: an im2col buffer (`loop.im2col`) is B (index = im2col row, scale Ho*Wo), in
+  column blocks as for 1x1 convs;
 - fully-connected layers (x [rows, K] times W [K, N]): A = W^T, each row of x is a B column
   (N = 1: the kernel's sparse GEMV).
 
@@ -45,7 +47,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from inferon.ir.attrs import SparseAttr, SparseFormat
 from inferon.ir.dialects import loop
 from inferon.ir.dialects.graph import i64_array, ints
-from inferon.ir.sparse import csr_encode, implicit_columns, nm24_encode
+from inferon.ir.sparse import csr_encode, frame_shape, implicit_columns, nm24_encode
 from inferon.ir.weights import WeightStore
 from inferon.passes.conversion.graph_to_loop import memref
 from inferon.passes.graph.fold_constants import weights_context
@@ -162,14 +164,14 @@ class Lowering:
             enc = encode(fmt, full, None, False, _row_blocks(c))
             self.spmm(op, attr, enc, weight.handle.data, op.input, scale=h * w, b_stride=c * h * w,
                       implicit=None, **common)  # fmt: skip
-        elif (sh, sw, dh, dw) == (1, 1, 1, 1):
-            wp = wo + kw - 1
-            columns = implicit_columns(c, kh, kw, ho, wo)
+        elif (dh, dw) == (1, 1):
+            ph, pw, _, wq = frame_shape(kh, kw, ho, wo, sh, sw)
+            columns = implicit_columns(c, kh, kw, ho, wo, sh, sw)
             # channel blocks whose frame rows for one column tile fit in L1 (see sparse.hpp)
-            per_channel = 4 * ((kh - 1) * wp + kw - 1 + SPMM_TILE)
+            per_channel = 4 * ph * pw * (((kh - 1) // sh) * wq + (kw - 1) // sw + SPMM_TILE)
             group = max(1, L1_BUDGET_BYTES // per_channel)
             enc = encode(fmt, full, columns, True, chan // group if c > group else None)
-            view = [c, h, w, kh, kw, 1, 1, pt, pl, 1, 1, ho, wo]
+            view = [c, h, w, kh, kw, sh, sw, pt, pl, 1, 1, ho, wo]
             self.spmm(op, attr, enc, weight.handle.data, op.input, scale=1, b_stride=c * h * w,
                       implicit=view, **common)  # fmt: skip
         else:
