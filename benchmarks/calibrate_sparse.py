@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from inferon.backend.toolchain import build_shared_library  # noqa: E402
-from inferon.ir.sparse import csr_encode, nm24_encode, prune_nm24, prune_unstructured  # noqa: E402
+from inferon.ir.sparse import SPMM_TILE, csr_encode, nm24_encode, prune_nm24, prune_unstructured  # noqa: E402
+from inferon.passes.conversion.sparse_to_spmm import column_blocks  # noqa: E402
 from inferon.passes.graph.sparsify import COST_FILE  # noqa: E402
 from inferon.passes.vec.pack_weights import pack_a  # noqa: E402
 
@@ -40,7 +41,7 @@ SHAPES = [  # ResNet-50 (M, K, N)
 ]  # fmt: skip
 SPARSITIES = (0.5, 0.7, 0.9, 0.95)
 GEMV = [(1000, 2048), (4096, 9216), (4096, 4096)]  # fully-connected layers (N_out, K)
-NR = 32
+NR = SPMM_TILE
 
 
 def aligned(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
@@ -61,7 +62,7 @@ def build() -> ctypes.CDLL:
                            INT, INT, P, I64]  # fmt: skip
     lib.k_gemm_ex.argtypes = [I64] * 4 + [P, I64, I64] * 3 + [P, I64, INT, P, INT, F, F, P, INT]
     lib.k_set_isa.argtypes = [INT]
-    lib.k_set_isa(1)
+    lib.k_set_isa(2 if " avx512f" in Path("/proc/cpuinfo").read_text() else 1)  # what model.so picks here
     return lib
 
 
@@ -94,14 +95,16 @@ def dense_call(lib: ctypes.CDLL, a: np.ndarray, b: np.ndarray, c: np.ndarray) ->
 def sparse_call(lib: ctypes.CDLL, a: np.ndarray, b: np.ndarray, c: np.ndarray, fmt: str) -> Callable[[], object]:
     m, k = a.shape
     n = b.shape[1]
+    kblocks = 1
     if fmt == "csr":
-        e = csr_encode(a)
+        e = csr_encode(a, blocks=column_blocks(k) if n > 1 else None)  # as convert-sparse-to-spmm stores them
+        kblocks = e.kblocks
         head = (0, e.indices.dtype.itemsize, m, k, e.values.ctypes.data, e.indices.ctypes.data, e.row_ptr.ctypes.data,
                 n, None)  # fmt: skip
     else:
         e = nm24_encode(a)
         head = (1, 1, m, e.k, e.values.ctypes.data, e.meta.ctypes.data, None, n, None)
-    args = (*head, 1, b.ctypes.data, 0, n, c.ctypes.data, n, 0, None, 0, None, 0, 0.0, 0.0, NR, 1, None, 1)
+    args = (*head, 1, b.ctypes.data, 0, n, c.ctypes.data, n, 0, None, 0, None, 0, 0.0, 0.0, NR, 1, None, kblocks)
 
     def call() -> object:
         return lib.k_spmm(*args)

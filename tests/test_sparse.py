@@ -224,14 +224,14 @@ def test_nm24_kernel_matches_numpy(shim, m, k, n, isa, nr, relu, seed) -> None:
 
 @KERNEL_SETTINGS
 @given(m=st.integers(1, 70), k=st.integers(1, 300), density=st.sampled_from([0.02, 0.1, 0.5]),
-       isa=st.sampled_from(ISAS), seed=st.integers(0, 2**16))  # fmt: skip
-def test_sparse_gemv_matches_numpy(shim, m, k, density, isa, seed) -> None:
-    """N == 1 (fully-connected at batch 1): the gather path."""
+       isa=st.sampled_from(ISAS), kblock=st.sampled_from([0, 64]), seed=st.integers(0, 2**16))  # fmt: skip
+def test_sparse_gemv_matches_numpy(shim, m, k, density, isa, kblock, seed) -> None:
+    """N == 1 (fully-connected at batch 1): the gather path, also over column blocks."""
     rng = np.random.default_rng(seed)
     a = sparse_matrix(rng, m, k, density, "")
     x = rng.standard_normal((k, 1)).astype(np.float32)
     bias = rng.standard_normal(m).astype(np.float32)
-    got = run_spmm(shim, a, x, fmt="csr", isa=isa, bias=bias, act=1)
+    got = run_spmm(shim, a, x, fmt="csr", isa=isa, bias=bias, act=1, kblock=kblock)
     np.testing.assert_allclose(got, reference(a, x, bias, act=1), rtol=1e-4, atol=1e-4 * np.sqrt(k))
 
 

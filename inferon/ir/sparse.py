@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+SPMM_TILE = 64  # columns per register tile of the sparse kernel (4 zmm / 8 ymm vectors)
+
 
 @dataclass(frozen=True)
 class CSRMatrix:

@@ -339,21 +339,26 @@ INFERON_AVX2_INLINE __m256i gather_index(const Idx* p, int64_t scale, __m256i vs
   return scale == 1 ? i : _mm256_mullo_epi32(i, vscale);
 }
 
-// Sparse GEMV (N == 1): c[m * ldc] = ep(sum_j v[j] * x[ix[j] * scale]), 8 nonzeros per gather.
+// Sparse GEMV (N == 1): c[m * ldc] = ep(sum_j v[j] * x[ix[j] * scale]), 8 nonzeros per gather
+// (column blocks, if any, one after the other).
 template <typename Idx>
 INFERON_AVX2 void gemv_avx2(const SparseA& a, const Idx* ix, int64_t m0, int64_t m1, const float* x, float* C,
                             int64_t ldc, const Epilogue& ep, const float* residual) {
   const __m256i vscale = _mm256_set1_epi32(static_cast<int>(a.scale));
   for (int64_t m = m0; m < m1; m++) {
-    const int32_t j0 = a.row_ptr[m], j1 = a.row_ptr[m + 1];
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-    int64_t j = j0;
-    for (; j + 16 <= j1; j += 16) {
-      s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a.values + j), _mm256_i32gather_ps(x, gather_index(ix + j, a.scale, vscale), 4), s0);
-      s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a.values + j + 8), _mm256_i32gather_ps(x, gather_index(ix + j + 8, a.scale, vscale), 4), s1);
+    float s = 0.f;
+    for (int64_t blk = 0; blk < a.kblocks; blk++) {
+      const int32_t* rp = a.row_ptr + blk * (a.M + 1);
+      int64_t j = rp[m];
+      const int64_t j1 = rp[m + 1];
+      for (; j + 16 <= j1; j += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a.values + j), _mm256_i32gather_ps(x, gather_index(ix + j, a.scale, vscale), 4), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a.values + j + 8), _mm256_i32gather_ps(x, gather_index(ix + j + 8, a.scale, vscale), 4), s1);
+      }
+      for (; j < j1; j++) s += a.values[j] * x[static_cast<int64_t>(ix[j]) * a.scale];
     }
-    float s = hsum256(_mm256_add_ps(s0, s1));
-    for (; j < j1; j++) s += a.values[j] * x[static_cast<int64_t>(ix[j]) * a.scale];
+    s += hsum256(_mm256_add_ps(s0, s1));
     if (ep.bias) s += ep.bias[ep.bias_axis == 0 ? m : 0];
     if (residual) s += residual[m * ldc];
     C[m * ldc] = apply_act(s, ep.act, ep.alpha, ep.beta);
@@ -382,7 +387,7 @@ inline void rows(const SparseA& a, int64_t m0, int64_t m1, const float* B, int64
   auto run = [&](const auto* ix) {
     using Idx = std::remove_const_t<std::remove_pointer_t<decltype(ix)>>;
     const TileArgs<Idx> t{a, ix, B, C, ldc, ep, residual};
-    if (use_avx2() && N == 1 && a.format == SPARSE_CSR && a.kblocks == 1) gemv_avx2<Idx>(a, ix, m0, m1, B, C, ldc, ep, residual);
+    if (use_avx2() && N == 1 && a.format == SPARSE_CSR) gemv_avx2<Idx>(a, ix, m0, m1, B, C, ldc, ep, residual);
     else if (isa() >= INFERON_ISA_AVX512) rows_avx512<Idx>(t, m0, m1, N, nr);
     else if (use_avx2()) rows_avx2<Idx>(t, m0, m1, N, nr);
     else rows_scalar<Idx>(a, ix, m0, m1, B, N, C, ldc, ep, residual);

@@ -23,7 +23,7 @@ from xdsl.pattern_rewriter import (
 
 from inferon.errors import PassError
 from inferon.ir.dialects import loop, vec
-from inferon.passes.conversion.sparse_to_spmm import SPMM_TILE
+from inferon.ir.sparse import SPMM_TILE
 
 
 class SpMMToVec(RewritePattern):

@@ -47,14 +47,13 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from inferon.ir.attrs import SparseAttr, SparseFormat
 from inferon.ir.dialects import loop
 from inferon.ir.dialects.graph import i64_array, ints
-from inferon.ir.sparse import csr_encode, frame_shape, implicit_columns, nm24_encode
+from inferon.ir.sparse import SPMM_TILE, csr_encode, frame_shape, implicit_columns, nm24_encode
 from inferon.ir.weights import WeightStore
 from inferon.passes.conversion.graph_to_loop import memref
 from inferon.passes.graph.fold_constants import weights_context
 from inferon.passes.loop.conv_to_im2col import memref_shape
 
 L1_BUDGET_BYTES = 32 * 1024  # the L1D, for the B rows of one column block and column tile (measured best)
-SPMM_TILE = 64  # columns per register tile of the sparse kernel (4 zmm / 8 ymm vectors)
 
 ELEMENT_TYPES = {
     np.dtype(np.float32): f32,
@@ -97,7 +96,7 @@ def encode(
     return Encoded([nm.values.ravel(), nm.meta.ravel(), None, koff], nm.k)
 
 
-def _row_blocks(k: int) -> np.ndarray | None:
+def column_blocks(k: int) -> np.ndarray | None:
     """CSR column blocks of B rows read whole (1x1 convs, im2col): about L1_BUDGET_BYTES of B rows
     per column tile, so that every row of A reads a block from L1 (the kernel sums block by block).
     Up to 256 rows are left whole: their partial sums in C would cost more (measured)."""
@@ -161,7 +160,7 @@ class Lowering:
         hw = ho * wo
         common = {"m": m, "n": hw, "batch": n, "c_strides": (hw, m * hw)}
         if kh == kw == sh == sw == 1 and pt == pl == pb == pr == 0:
-            enc = encode(fmt, full, None, False, _row_blocks(c))
+            enc = encode(fmt, full, None, False, column_blocks(c))
             self.spmm(op, attr, enc, weight.handle.data, op.input, scale=h * w, b_stride=c * h * w,
                       implicit=None, **common)  # fmt: skip
         elif (dh, dw) == (1, 1):
@@ -179,7 +178,7 @@ class Lowering:
             geometry = [n, c, h, w, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo]
             im2col = loop.Im2ColOp.create(operands=[op.input, col.result], properties={"geometry": i64_array(geometry)})
             Rewriter.insert_op([col, im2col], InsertPoint.before(op))
-            enc = encode(fmt, full, None, False, _row_blocks(c * kh * kw))
+            enc = encode(fmt, full, None, False, column_blocks(c * kh * kw))
             self.spmm(op, attr, enc, weight.handle.data, col.result, scale=hw, b_stride=c * kh * kw * hw,
                       implicit=None, **common)  # fmt: skip
 

@@ -3,7 +3,7 @@
 Finds the zeros already in the weights (models pruned elsewhere, or by `prune`) and predicts each
 layer's time with the cost model below, calibrated on this CPU by `benchmarks/calibrate_sparse.py`
 (figures in `sparse_cost.json`): dense GEMM at `dense_gflops`; CSR at `csr_gflops` useful FLOP/s
-(2 * nnz * N) plus `tile_ns` per row and 32-column tile; 2:4 (only if every aligned group of four
+(2 * nnz * N) plus `tile_ns` per row and column tile; 2:4 (only if every aligned group of four
 along K holds at most two nonzeros) at `nm24_gflops` on half the dense FLOPs; fully-connected
 layers at batch 1 stream their weights (`gemv_*_gbps`); a dense 3x3 conv that `conv-to-winograd` will
 compute with Winograd is predicted `WINOGRAD_SPEEDUP` times faster than its GEMM. A sparse format is
@@ -31,7 +31,7 @@ from xdsl.passes import ModulePass
 
 from inferon.errors import PassError
 from inferon.ir.attrs import SparseAttr, SparseFormat
-from inferon.ir.sparse import is_nm24
+from inferon.ir.sparse import SPMM_TILE, is_nm24
 from inferon.passes.graph.fold_constants import weights_context
 from inferon.passes.graph.sparse_layers import SparseLayer, sparse_layers
 from inferon.passes.loop.conv_to_winograd import WINOGRAD_SPEEDUP, winograd_tile
@@ -64,7 +64,7 @@ class SparseCostModel:
                 return n * m * k * 4 / (self.gemv_dense_gbps * 1e9)
             per_row = nnz * (4 + index_bytes) if fmt == SparseFormat.CSR else m * k * 2.25
             return n * per_row / (self.gemv_sparse_gbps * 1e9)
-        tiles = m * math.ceil(n / 32) * self.tile_ns * 1e-9
+        tiles = m * math.ceil(n / SPMM_TILE) * self.tile_ns * 1e-9
         if fmt == SparseFormat.DENSE:
             return 2.0 * m * k * n / (self.dense_gflops * 1e9)
         if fmt == SparseFormat.CSR:
