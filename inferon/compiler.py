@@ -11,14 +11,15 @@ import numpy as np
 import onnx
 from xdsl.dialects.builtin import ModuleOp
 
+from inferon import compile_cache
 from inferon.backend.emitter import EmittedModel, emit_cpp
-from inferon.backend.toolchain import build_shared_library
+from inferon.backend.toolchain import build_cached
 from inferon.calibration import load_calibration
 from inferon.errors import InferonError
 from inferon.frontend.onnx.importer import import_model, load_proto
 from inferon.ir.context import make_context
 from inferon.passes.graph.quantize import Quantization
-from inferon.pipeline import Pipeline
+from inferon.pipeline import Pipeline, user_passes
 from inferon.version import __version__
 
 
@@ -92,6 +93,22 @@ def compile(  # noqa: A001 - the public name users expect
     "first" / "last"). A report of the deviation from the float model on the calibration data is
     printed. Models that are already quantized (QDQ or QOperator ONNX) need none of this.
     """
+    start = time.perf_counter()
+    key = None
+    if compile_cache.cacheable(dump_ir=dump_ir, print_ir_after=tuple(print_ir_after), user_passes=user_passes(),
+                               prune=prune, quantize=quantize):  # fmt: skip
+        data = compile_cache.model_bytes(model)
+        if data is not None:
+            options = {
+                "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()}, "target": target,
+                "sparse": sparse, "winograd": winograd,
+            }  # fmt: skip
+            key = compile_cache.compile_key(data, options)
+            if compile_cache.lookup(key, Path(output)):
+                if verbose:
+                    print(f"inferon: compile cache hit (same model, options and compiler) in "
+                          f"{time.perf_counter() - start:.2f} s", file=sys.stderr)  # fmt: skip
+                return Path(output)
     quantization = None
     if quantize is not None:
         if quantize.lower() != "int8":
@@ -113,7 +130,9 @@ def compile(  # noqa: A001 - the public name users expect
         target=target, prune=prune, sparse=sparse, quantization=quantization, winograd=winograd,
     )
     start = time.perf_counter()
-    out = build_shared_library(emitted.source, emitted.weights, Path(output), verbose=verbose)
+    out, entry = build_cached(emitted.source, emitted.weights, Path(output), verbose=verbose)
+    if key is not None:
+        compile_cache.store(key, entry, out)
     if verbose:
         print(f"inferon: built {out} in {time.perf_counter() - start:.2f} s "
               f"(weights {len(emitted.weights) / 1e6:.1f} MB, arena {emitted.arena_bytes / 1e6:.1f} MB)",

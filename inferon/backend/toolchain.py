@@ -71,7 +71,8 @@ def _tool_version(tool: str) -> str:
     return proc.stdout
 
 
-def _runtime_digest(root: Path) -> str:
+def tree_digest(root: Path) -> str:
+    """Hash of every file under `root` (paths and contents), __pycache__ excluded."""
     h = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         if "__pycache__" in path.parts:
@@ -82,20 +83,22 @@ def _runtime_digest(root: Path) -> str:
     return h.hexdigest()
 
 
+def toolchain_digest() -> str:
+    """The build recipe, the compilers and their versions."""
+    cfg = load_config()
+    parts = [_RECIPE_VERSION, cfg.cxx, _tool_version(cfg.cxx), cfg.cc, _tool_version(cfg.cc)]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
 def cache_key(cpp_source: str, weights: bytes, extra_flags: Sequence[str] = ()) -> str:
     """The content hash naming a build in the cache."""
-    cfg = load_config()
     h = hashlib.sha256()
     parts = [
-        _RECIPE_VERSION,
         hashlib.sha256(cpp_source.encode()).hexdigest(),
         hashlib.sha256(weights).hexdigest(),
         "\x1f".join(extra_flags),
-        cfg.cxx,
-        _tool_version(cfg.cxx),
-        cfg.cc,
-        _tool_version(cfg.cc),
-        _runtime_digest(runtime_dir()),
+        toolchain_digest(),
+        tree_digest(runtime_dir()),
     ]
     for part in parts:
         h.update(part.encode())
@@ -103,7 +106,7 @@ def cache_key(cpp_source: str, weights: bytes, extra_flags: Sequence[str] = ()) 
     return h.hexdigest()
 
 
-def _install(src: Path, output: Path) -> None:
+def install(src: Path, output: Path) -> None:
     """Copy src to output via a temporary file + rename (never rewrite a mapped .so in place)."""
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
@@ -202,6 +205,18 @@ def build_shared_library(
     weights, flags, compiler versions, runtime files); a hit just copies the cached library.
     Raises :class:`BuildError` with the failing command and the compiler's stderr.
     """
+    return build_cached(cpp_source, weights, output, extra_flags=extra_flags, verbose=verbose)[0]
+
+
+def build_cached(
+    cpp_source: str,
+    weights: bytes,
+    output: Path,
+    *,
+    extra_flags: Sequence[str] = (),
+    verbose: bool = False,
+) -> tuple[Path, Path | None]:
+    """`build_shared_library`, also returning the build's cache entry (None if it could not be stored)."""
     output = Path(output)
     extra_flags = tuple(extra_flags)
     cfg = load_config()
@@ -211,8 +226,8 @@ def build_shared_library(
     if cached.is_file():
         if verbose:
             print(f"inferon: cache hit {cached}", file=sys.stderr)
-        _install(cached, output)
-        return output
+        install(cached, output)
+        return output, cached
 
     with tempfile.TemporaryDirectory(prefix="inferon-build-") as tmp:
         build = Path(tmp)
@@ -220,13 +235,14 @@ def build_shared_library(
         (build / "weights.bin").write_bytes(weights)
         (build / "weights.S").write_text(_weights_asm((build / "weights.bin").resolve()))
         built = _compile(build, rt, extra_flags, verbose)
+        entry: Path | None = cached
         try:  # store in the cache; a read-only cache only costs the next build
             cached.parent.mkdir(parents=True, exist_ok=True)
-            _install(built, cached)
+            install(built, cached)
             src = cached
         except OSError as exc:
             if verbose:
                 print(f"inferon: cannot write the build cache: {exc}", file=sys.stderr)
-            src = built
-        _install(src, output)
-    return output
+            src, entry = built, None
+        install(src, output)
+    return output, entry

@@ -1,0 +1,88 @@
+"""The compile cache (inferon/compile_cache.py): hits skip lowering, every input that decides the
+output is in the key, and the bypasses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import inferon
+from inferon import compile_cache
+from inferon.testing import run_onnxruntime
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private cache, so that hits and misses are this test's own."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("INFERON_CACHE_DIR", str(path))
+    return path
+
+
+def _entries(cache: Path) -> list[Path]:
+    return sorted((cache / "compiled").rglob("*.so"))
+
+
+def test_second_compile_hits_and_runs(small_cnn: onnx.ModelProto, cache_dir: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    first = inferon.compile(small_cnn, tmp_path / "a.so")
+    assert len(_entries(cache_dir)) == 1
+    second = inferon.compile(small_cnn, tmp_path / "b.so", verbose=True)
+    err = capsys.readouterr().err
+    assert "compile cache hit" in err and "passes in" not in err  # the pipeline did not run
+    assert first.read_bytes() == second.read_bytes()
+    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    (want,) = run_onnxruntime(small_cnn, {"x": x})
+    with inferon.load(second) as m:
+        np.testing.assert_allclose(m(x), want, rtol=1e-4, atol=1e-5)
+
+
+def test_key_covers_model_and_options(small_cnn: onnx.ModelProto) -> None:
+    data = compile_cache.model_bytes(small_cnn)
+    assert data is not None
+    base = {"input_shapes": {}, "target": "native", "sparse": "auto", "winograd": "auto"}
+    key = compile_cache.compile_key(data, base)
+    assert compile_cache.compile_key(data, dict(base)) == key
+    for name, value in [("target", "avx2"), ("sparse", "off"), ("winograd", "off"), ("input_shapes", {"x": [2]})]:
+        assert compile_cache.compile_key(data, {**base, name: value}) != key, name
+    other = onnx.ModelProto()
+    other.CopyFrom(small_cnn)
+    other.graph.initializer[0].float_data.append(0.0)  # any byte of the model
+    assert compile_cache.compile_key(other.SerializeToString(), base) != key
+
+
+def test_a_changed_option_compiles_again(small_cnn: onnx.ModelProto, cache_dir: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    inferon.compile(small_cnn, tmp_path / "a.so")
+    inferon.compile(small_cnn, tmp_path / "b.so", target="scalar", verbose=True)
+    assert "compile cache hit" not in capsys.readouterr().err
+    assert len(_entries(cache_dir)) == 2
+
+
+def test_bypasses(small_cnn: onnx.ModelProto, cache_dir: Path, tmp_path: Path) -> None:
+    """IR dumps, pruning and models with external weight files always run the pipeline."""
+    inferon.compile(small_cnn, tmp_path / "a.so", dump_ir=tmp_path / "ir")
+    inferon.compile(small_cnn, tmp_path / "b.so", print_ir_after=["fuse-epilogue"])
+    inferon.compile(small_cnn, tmp_path / "c.so", prune="unstructured:0.5")
+    assert _entries(cache_dir) == []
+    external = tmp_path / "ext" / "model.onnx"
+    external.parent.mkdir()
+    onnx.save(small_cnn, str(external), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="weights.bin", size_threshold=0)  # fmt: skip
+    assert compile_cache.model_bytes(external) is None
+    inferon.compile(external, tmp_path / "d.so")
+    assert _entries(cache_dir) == []
+
+
+def test_overwriting_the_output_leaves_the_cache_intact(small_cnn: onnx.ModelProto, cache_dir: Path,
+                                                        tmp_path: Path) -> None:  # fmt: skip
+    out = inferon.compile(small_cnn, tmp_path / "a.so")
+    (entry,) = _entries(cache_dir)
+    good = entry.read_bytes()
+    out.write_bytes(b"junk")  # a user writing onto the library in place
+    assert entry.read_bytes() == good
+    again = inferon.compile(small_cnn, tmp_path / "a.so")
+    assert again.read_bytes() == good
