@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compile", help="compile an ONNX model into a shared library",
                        description="Import the ONNX model, run the pass pipeline (see `inferon passes`), "
-                       "print C++ and build model.so with the system g++. Builds are cached by content hash.")
+                       "print C++ and build model.so with the system g++. Compiles are cached ($INFERON_CACHE_DIR, default "
+                       "~/.cache/inferon): the same model with the same options and compiler is a copy.")
     c.add_argument("model", type=Path, help="the .onnx file")
     c.add_argument("-o", "--output", type=Path, help="output library (default: MODEL.so next to the model)")
     c.add_argument("--input-shape", action="append", type=_shape_arg, default=[], metavar="NAME=D1,D2,...",
@@ -66,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--target", choices=["native", "avx2", "avx512", "scalar"], default="native",
                    help="highest instruction set the kernels may use (default native: the best the CPU "
                    "running the model has; at the AVX-512 level INT8 layers use AVX512-VNNI where the CPU has it, "
-                   "float layers the AVX2 kernels, which are as fast on Zen 4); a scalar fallback is always included")
+                   "sparse float layers AVX-512F, dense float layers the AVX2 GEMM, which is as fast on Zen 4); a "
+                   "scalar fallback is always included")
     c.add_argument("--sparse", choices=["auto", "off", "csr", "2:4"], default="auto",
                    help="weight storage per conv/FC layer: auto (default) finds the zeros already in the "
                    "weights and picks dense, CSR or 2:4 by a cost model calibrated on this CPU (layers "

@@ -35,13 +35,16 @@ def _package_digest() -> str:
 
 def model_bytes(model: onnx.ModelProto | str | Path | bytes) -> bytes | None:
     """The serialized model, or None when its weights may live in external files (a TensorProto
-    external_data entry holds the key "location")."""
+    external_data entry holds the key "location") or the file cannot be read."""
     if isinstance(model, onnx.ModelProto):
         data = model.SerializeToString()
     elif isinstance(model, bytes):
         data = model
     else:
-        data = Path(model).read_bytes()
+        try:
+            data = Path(model).read_bytes()
+        except OSError:
+            return None  # the importer reports a missing or unreadable file clearly
     return None if b"location" in data else data
 
 

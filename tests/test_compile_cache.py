@@ -14,10 +14,18 @@ from inferon import compile_cache
 from inferon.testing import run_onnxruntime
 
 
+@pytest.fixture(scope="module")
+def shared_builds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("builds")
+
+
 @pytest.fixture
-def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private cache, so that hits and misses are this test's own."""
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_builds: Path) -> Path:
+    """A private compile cache, so that hits and misses are this test's own (the g++ build cache
+    below it is shared by the tests of this module)."""
     path = tmp_path / "cache"
+    path.mkdir()
+    (path / "builds").symlink_to(shared_builds, target_is_directory=True)
     monkeypatch.setenv("INFERON_CACHE_DIR", str(path))
     return path
 
