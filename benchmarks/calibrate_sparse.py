@@ -31,6 +31,7 @@ from inferon.backend.toolchain import build_shared_library  # noqa: E402
 from inferon.ir.sparse import SPMM_TILE, csr_encode, nm24_encode, prune_nm24, prune_unstructured  # noqa: E402
 from inferon.passes.conversion.sparse_to_spmm import column_blocks  # noqa: E402
 from inferon.passes.graph.sparsify import COST_FILE  # noqa: E402
+from inferon.passes.loop.select_tiles import choose_tiles  # noqa: E402
 from inferon.passes.vec.pack_weights import pack_a  # noqa: E402
 
 P, I64, INT, F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
@@ -89,6 +90,22 @@ def dense_call(lib: ctypes.CDLL, a: np.ndarray, b: np.ndarray, c: np.ndarray) ->
         return lib.k_gemm_ex(*args)
 
     call.keep = (packed, tiles)  # type: ignore[attr-defined]
+    return call
+
+
+def dense_fc_call(lib: ctypes.CDLL, w: np.ndarray, x: np.ndarray, y: np.ndarray) -> Callable[[], object]:
+    """A fully-connected layer at batch 1 the way the compiler lowers it: x [1, K] times the weight
+    W^T [K, N_out] (the GEMM's streaming path for M <= 4), not packed."""
+    n_out, k = w.shape
+    wt = np.ascontiguousarray(w.T)
+    tiles = np.array([6, 16, *choose_tiles(1, n_out, k), 0], dtype=np.int64)
+    args = (1, 1, n_out, k, x.ctypes.data, k, 0, wt.ctypes.data, n_out, 0, y.ctypes.data, n_out, 0, None, 0, 0, None,
+            0, 0.0, 0.0, tiles.ctypes.data, 1)  # fmt: skip
+
+    def call() -> object:
+        return lib.k_gemm_ex(*args)
+
+    call.keep = (wt, tiles)  # type: ignore[attr-defined]
     return call
 
 
@@ -152,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         w = rng.standard_normal((n_out, k)).astype(np.float32)
         x = aligned((k, 1), rng)
         y = aligned((n_out, 1), rng)
-        t_dense = median_time(dense_call(lib, w, x, y), args.runs)
+        t_dense = median_time(dense_fc_call(lib, w, x, y), args.runs)
         gemv_dense.append(n_out * k * 4 / t_dense / 1e9)
         a = prune_unstructured(w, 0.9)
         t_sparse = median_time(sparse_call(lib, a, x, y, "csr"), args.runs)
