@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from inferon.backend.toolchain import build_shared_library  # noqa: E402
 from inferon.ir.sparse import SPMM_TILE, csr_encode, nm24_encode, prune_nm24, prune_unstructured  # noqa: E402
 from inferon.passes.conversion.sparse_to_spmm import column_blocks  # noqa: E402
-from inferon.passes.graph.sparsify import COST_FILE  # noqa: E402
+from inferon.passes.graph.sparsify import COST_FILE, sparse_lanes  # noqa: E402
 from inferon.passes.loop.select_tiles import choose_tiles  # noqa: E402
 from inferon.passes.vec.pack_weights import pack_a  # noqa: E402
 
@@ -151,10 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         for s in SPARSITIES:
             a = prune_unstructured(w, s)
             t = median_time(sparse_call(lib, a, b, c, "csr"), args.runs)
-            csr_rows.append((2.0 * np.count_nonzero(a) * n, tiles, t))
+            csr_rows.append((2.0 * np.count_nonzero(a) * sparse_lanes(n), tiles, t))
             cells.append(f"{t_dense / t:8.2f}x")
         t = median_time(sparse_call(lib, prune_nm24(w), b, c, "nm24"), args.runs)
-        nm_rows.append((1.0 * m * k * n, tiles, t))
+        nm_rows.append((1.0 * m * k * sparse_lanes(n), tiles, t))
         print(f"{f'{m}x{k}x{n}':>18} {dense_rates[-1]:10.1f} " + " ".join(cells) + f" {t_dense / t:8.2f}x", flush=True)
 
     flops, tiles, secs = (np.array(v, dtype=np.float64) for v in zip(*csr_rows))

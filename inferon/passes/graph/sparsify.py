@@ -2,8 +2,8 @@
 
 Finds the zeros already in the weights (models pruned elsewhere, or by `prune`) and predicts each
 layer's time with the cost model below, calibrated on this CPU by `benchmarks/calibrate_sparse.py`
-(figures in `sparse_cost.json`): dense GEMM at `dense_gflops`; CSR at `csr_gflops` useful FLOP/s
-(2 * nnz * N) plus `tile_ns` per row and column tile; 2:4 (only if every aligned group of four
+(figures in `sparse_cost.json`): dense GEMM at `dense_gflops`; CSR at `csr_gflops` FLOP/s over the
+lanes computed (2 * nnz * N rounded up to 16 columns) plus `tile_ns` per row and column tile; 2:4 (only if every aligned group of four
 along K holds at most two nonzeros) at `nm24_gflops` on half the dense FLOPs; fully-connected
 layers at batch 1 stream their weights (`gemv_*_gbps`); a dense 3x3 conv that `conv-to-winograd` will
 compute with Winograd is predicted `WINOGRAD_SPEEDUP` times faster than its GEMM. A sparse format is
@@ -67,9 +67,15 @@ class SparseCostModel:
         tiles = m * math.ceil(n / SPMM_TILE) * self.tile_ns * 1e-9
         if fmt == SparseFormat.DENSE:
             return 2.0 * m * k * n / (self.dense_gflops * 1e9)
+        lanes = sparse_lanes(n)  # the sparse kernel computes whole 16-float vectors (49 columns: 64)
         if fmt == SparseFormat.CSR:
-            return 2.0 * nnz * n / (self.csr_gflops * 1e9) + tiles
-        return 1.0 * m * k * n / (self.nm24_gflops * 1e9) + tiles
+            return 2.0 * nnz * lanes / (self.csr_gflops * 1e9) + tiles
+        return 1.0 * m * k * lanes / (self.nm24_gflops * 1e9) + tiles
+
+
+def sparse_lanes(n: int) -> int:
+    """Columns the sparse kernel computes for n output columns: whole 16-float (zmm) vectors."""
+    return -(-n // 16) * 16
 
 
 def dense_speedup(layer: SparseLayer, winograd: str) -> float:
