@@ -71,8 +71,9 @@ class GemmOp(IRDLOperation):
 
 @irdl_op_definition
 class SpMMOp(SpMMBase):
-    """`loop.spmm` with its column tile fixed: `nr` floats (32, 48 or 64: 4, 6 or 8 ymm vectors) of
-    one output row per register tile; the backend calls the runtime's sparse kernel (sparse.hpp)."""
+    """`loop.spmm` with its column tile fixed: `nr` floats (32, 48 or 64: 2-4 zmm with AVX-512F, 4-8
+    ymm with AVX2) of one output row per register tile; the backend calls the runtime's sparse
+    kernel (sparse.hpp)."""
 
     name = "vec.spmm"
     nr = prop_def(I64Attr)
