@@ -95,16 +95,15 @@ inline void rows_scalar(const SparseA& a, const Idx* ix, int64_t m0, int64_t m1,
 
 // ----------------------------------------------------------------------- vector tiles (AVX2, AVX-512)
 // The tile kernels are written once against a lane type L (one vector register of L::W floats):
-// Ymm (AVX2, 8 floats) and Zmm (AVX-512F, 16 floats). The entry points (rows_vec) carry the target
-// attribute and `flatten`, so everything below is inlined into code compiled for that ISA.
-#define INFERON_AVX512 __attribute__((target("avx2,fma,avx512f")))
+// Ymm (AVX2, 8 floats) and Zmm (AVX-512F, 16 floats). The entry points (rows_avx2, rows_avx512)
+// carry the target attribute and `flatten`, so everything below is inlined into code compiled for
+// that ISA.
 #define INFERON_LANES(isa) __attribute__((target(isa))) static inline
 
 struct Ymm {
   using V = __m256;
   using Mask = __m256i;
   static constexpr int W = 8;
-  static constexpr int kRegs = 16;
   INFERON_LANES("avx2,fma") V zero() { return _mm256_setzero_ps(); }
   INFERON_LANES("avx2,fma") V set1(float x) { return _mm256_set1_ps(x); }
   INFERON_LANES("avx2,fma") V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
@@ -124,7 +123,6 @@ struct Zmm {
   using V = __m512;
   using Mask = __mmask16;
   static constexpr int W = 16;
-  static constexpr int kRegs = 32;
   INFERON_LANES("avx2,fma,avx512f") V zero() { return _mm512_setzero_ps(); }
   INFERON_LANES("avx2,fma,avx512f") V set1(float x) { return _mm512_set1_ps(x); }
   INFERON_LANES("avx2,fma,avx512f") V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
@@ -156,7 +154,7 @@ struct Zmm {
 
 // Independent accumulator sets for NV vectors per row: 8 FMA chains in flight (FMA latency 4, two
 // per cycle); more sets only cost short rows their zeroing and reduction (measured).
-template <class L, int NV>
+template <int NV>
 constexpr int acc_sets() {
   return NV >= 8 ? 1 : NV >= 4 ? 2 : 4;
 }
@@ -172,7 +170,7 @@ inline typename L::V load_b(const float* p, int t, typename L::Mask mk) {
 template <class L, int NV, bool MASK, typename Idx>
 inline void csr_sum(const float* v, const Idx* ix, int64_t nnz, const float* Bn, int64_t scale,
                     typename L::Mask mk, typename L::V* acc) {
-  constexpr int S = acc_sets<L, NV>();
+  constexpr int S = acc_sets<NV>();
   typename L::V a[S][NV];
   for (int s = 0; s < S; s++)
     for (int t = 0; t < NV; t++) a[s][t] = L::zero();
@@ -200,7 +198,7 @@ inline void csr_sum(const float* v, const Idx* ix, int64_t nnz, const float* Bn,
 template <class L, int NV, bool MASK>
 inline void nm24_sum(const SparseA& A, const float* v, const uint8_t* meta, int64_t g0, int64_t g1,
                      const float* Bn, typename L::Mask mk, typename L::V* acc) {
-  constexpr int S = acc_sets<L, NV>() >= 2 ? 2 : 1;
+  constexpr int S = acc_sets<NV>() >= 2 ? 2 : 1;
   typename L::V a[2][NV];
   for (int s = 0; s < 2; s++)
     for (int t = 0; t < NV; t++) a[s][t] = L::zero();
@@ -413,7 +411,7 @@ inline void spmm_item(const SparseA& a, const float* B, int64_t N, float* C, int
 // padded_input[y*sh + ph][x*sw + pw] for y < Hq, x < Wq. Tap (c, i, j) of output (ho, wo) is then
 // element (ho + i/sh, wo + j/sw) of plane (c, i%sh, j%sw): the product runs on the Ho x Wq "wide"
 // grid with one column offset per tap. inferon/ir/sparse.py (implicit_columns) computes the same
-// offsets; planes lie frame_plane(Hq, Wq) floats apart.
+// offsets; planes lie padded_stride(Hq * Wq) floats apart.
 struct Frame {
   int64_t ph, pw, Hq, Wq, plane;
   explicit Frame(const Im2col& q)
@@ -421,8 +419,6 @@ struct Frame {
         Wq(q.Wo + (q.kw - 1) / q.sw), plane(padded_stride(Hq * Wq)) {}
   int64_t floats(int64_t C) const { return C * ph * pw * plane; }
 };
-
-inline int64_t frame_plane(int64_t Hq, int64_t Wq) { return padded_stride(Hq * Wq); }
 
 // Plane (c, a, b) of the frame of `image` (one batch item).
 inline void frame_fill(const Im2col& q, const Frame& f, const float* image, int64_t c, int64_t a, int64_t b, float* p) {

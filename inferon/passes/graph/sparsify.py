@@ -3,8 +3,9 @@
 Finds the zeros already in the weights (models pruned elsewhere, or by `prune`) and predicts each
 layer's time with the cost model below, calibrated on this CPU by `benchmarks/calibrate_sparse.py`
 (figures in `sparse_cost.json`): dense GEMM at `dense_gflops`; CSR at `csr_gflops` FLOP/s over the
-lanes computed (2 * nnz * N rounded up to 16 columns) plus `tile_ns` per row and column tile; 2:4 (only if every aligned group of four
-along K holds at most two nonzeros) at `nm24_gflops` on half the dense FLOPs; fully-connected
+lanes computed (2 * nnz * N rounded up to 16 columns) plus `tile_ns` per row and column tile; 2:4
+(only if every aligned group of four along K holds at most two nonzeros) at `nm24_gflops` on half
+the dense FLOPs over the same lanes; fully-connected
 layers at batch 1 stream their weights (`gemv_*_gbps`); a dense 3x3 conv that `conv-to-winograd` will
 compute with Winograd is predicted `WINOGRAD_SPEEDUP` times faster than its GEMM. A sparse format is
 chosen only if it is predicted at most `margin` x the dense time, so layers at moderate sparsity
