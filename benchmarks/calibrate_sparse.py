@@ -2,10 +2,11 @@
 
 Times, on this CPU and one thread, the runtime's kernels on the GEMM shapes of ResNet-50's convs
 (M output channels x K = C*kh*kw x N output pixels): the packed dense GEMM, the CSR kernel at
-50/70/90/95 % sparsity and the 2:4 kernel, plus fully-connected GEMVs (N = 1). It prints a table of
-effective GFLOP/s and speedups over dense, derives the cost model's figures (median FLOP rates over
-the lanes the kernel computes) and writes them to inferon/passes/graph/sparse_cost.json
-(`--dry-run` only prints them).
+50/70/90/95 % sparsity and the 2:4 kernel, plus fully-connected GEMVs (N = 1); then the quantized
+GEMM (u8 x s8, the instruction set model.so picks here) dense and with block1x4 int8 weights at the
+same sparsities. It prints tables of effective rates and speedups over dense, derives the cost
+model's figures (median rates over the lanes the kernels compute) and writes them to
+inferon/passes/graph/sparse_cost.json (`--dry-run` only prints them).
 
     python benchmarks/calibrate_sparse.py [--runs 15] [--dry-run]
 """
@@ -28,11 +29,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from inferon.backend.toolchain import build_shared_library  # noqa: E402
-from inferon.ir.sparse import SPMM_TILE, csr_encode, nm24_encode, prune_nm24, prune_unstructured  # noqa: E402
+from inferon.ir import quant  # noqa: E402
+from inferon.ir.sparse import (  # noqa: E402
+    SPMM_TILE,
+    block4_chunks,
+    block4_encode,
+    csr_encode,
+    nm24_encode,
+    prune_nm24,
+    prune_unstructured,
+)
 from inferon.passes.conversion.sparse_to_spmm import column_blocks  # noqa: E402
-from inferon.passes.graph.sparsify import COST_FILE, sparse_lanes  # noqa: E402
+from inferon.passes.graph.sparsify import COST_FILE, qsparse_lanes, sparse_lanes  # noqa: E402
 from inferon.passes.loop.select_tiles import choose_tiles  # noqa: E402
-from inferon.passes.vec.pack_weights import pack_a  # noqa: E402
+from inferon.passes.vec.pack_weights import pack_a, pack_a_int8  # noqa: E402
 
 P, I64, INT, F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
 SHAPES = [  # ResNet-50 (M, K, N)
@@ -62,6 +72,9 @@ def build() -> ctypes.CDLL:
     lib.k_spmm.argtypes = [INT, INT, I64, I64, P, P, P, I64, P, I64, P, I64, I64, P, I64, I64, P, INT, P, INT, F, F,
                            INT, INT, P, I64]  # fmt: skip
     lib.k_gemm_ex.argtypes = [I64] * 4 + [P, I64, I64] * 3 + [P, I64, INT, P, INT, F, F, P, INT]
+    lib.k_qgemm.argtypes = [I64, I64, I64, P, P, I64, INT, INT, P, INT, P, P, P, I64, I64, INT, INT, INT, INT, INT]
+    lib.k_qgemm_sparse.argtypes = [I64, I64, I64, P, P, INT, P, I64, P, I64, INT, INT, P, INT, P, P, P, I64, I64, INT,
+                                   INT, INT, INT, INT]  # fmt: skip
     lib.k_set_isa.argtypes = [INT]
     lib.k_set_isa(2 if " avx512f" in Path("/proc/cpuinfo").read_text() else 1)  # what model.so picks here
     return lib
@@ -130,6 +143,56 @@ def sparse_call(lib: ctypes.CDLL, a: np.ndarray, b: np.ndarray, c: np.ndarray, f
     return call
 
 
+def qgemm_call(lib: ctypes.CDLL, a: np.ndarray, b: np.ndarray, c: np.ndarray, sparse: bool) -> Callable[[], object]:
+    """The quantized GEMM on uint8 B [K, N] as the compiler emits it: A packed (dense) or block1x4."""
+    m, k = a.shape
+    n = b.shape[1]
+    comp = quant.compensation(a, 128, None)
+    mult = np.full(m, 1e-3, np.float32)
+    tail = (b.ctypes.data, n, 0, 0, None, 128, comp.ctypes.data, mult.ctypes.data, c.ctypes.data, n, 1, 0, 128, 0,
+            255, 1)  # fmt: skip
+    if sparse:
+        e = block4_encode(a, block4_chunks(k))  # as convert-sparse-to-spmm stores it
+        args = (m, n, k, e.values.ctypes.data, e.indices.ctypes.data, int(e.index_bits == 32), e.row_ptr.ctypes.data,
+                e.kchunks, *tail)  # fmt: skip
+        keep: object = e
+
+        def call() -> object:
+            return lib.k_qgemm_sparse(*args)
+    else:
+        packed = pack_a_int8(a, 6)
+        args = (m, n, k, packed.ctypes.data, *tail)
+        keep = packed
+
+        def call() -> object:
+            return lib.k_qgemm(*args)
+
+    call.keep = (keep, comp, mult)  # type: ignore[attr-defined]
+    return call
+
+
+def calibrate_int8(lib: ctypes.CDLL, rng: np.random.Generator, runs: int) -> dict[str, float]:
+    """Dense quantized GEMM vs block1x4 int8 weights on the same shapes: rates over the lanes computed."""
+    print(f"\nINT8 (u8 x s8){'':>4} {'dense GOP/s':>11} " + " ".join(f"{f'b1x4 {int(100 * s)}%':>10}" for s in SPARSITIES)
+          + "   (speedup over dense)")  # fmt: skip
+    dense_rates, sparse_rates = [], []
+    for m, k, n in SHAPES:
+        w = np.clip(np.rint(rng.standard_normal((m, k)) * 40), -127, 127).astype(np.int8)
+        b = rng.integers(0, 256, (k, n), dtype=np.uint8)
+        c = np.zeros((m, n), np.uint8)
+        t_dense = median_time(qgemm_call(lib, w, b, c, False), runs)
+        dense_rates.append(2.0 * m * k * n / t_dense / 1e9)
+        cells = []
+        for s in SPARSITIES:
+            a = np.where(prune_unstructured(w.astype(np.float32), s) != 0, w, 0).astype(np.int8)
+            t = median_time(qgemm_call(lib, a, b, c, True), runs)
+            blocks = int(block4_encode(a).row_ptr[-1])
+            sparse_rates.append(2.0 * 4 * blocks * qsparse_lanes(n) / t / 1e9)
+            cells.append(f"{t_dense / t:9.2f}x")
+        print(f"{f'{m}x{k}x{n}':>18} {dense_rates[-1]:11.1f} " + " ".join(cells), flush=True)
+    return {"int8_dense_gops": float(np.median(dense_rates)), "int8_block4_gops": float(np.median(sparse_rates))}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=15, help="timed runs per kernel (median)")
@@ -186,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         "tile_ns": round(tile_s * 1e9, 2),
         "gemv_dense_gbps": round(float(np.median(gemv_dense)), 1),
         "gemv_sparse_gbps": round(float(np.median(gemv_sparse)), 1),
+        **{key: round(v, 1) for key, v in calibrate_int8(lib, rng, args.runs).items()},
         "margin": 0.85,
     }
     print(json.dumps(figures, indent=2))

@@ -1,7 +1,7 @@
 """The compilation pipeline: named passes in order, grouped by the IR level they work on.
 
-    graph:  remove-identities → fold-pad → fold-qdq → fold-batchnorm → decompose-batchnorm → fold-constants → fuse-epilogue
-            → [prune, opt-in] → sparsify
+    graph:  remove-identities → fold-pad → fold-qdq → fold-batchnorm → decompose-batchnorm → fold-constants
+            → [prune, opt-in, with --quantize] → [quantize, opt-in] → fuse-epilogue → [prune, opt-in] → sparsify
     loop:   convert-graph-to-loop → elide-copies → convert-sparse-to-spmm → conv-to-depthwise
             → conv-to-winograd → conv-to-im2col → select-tiles
     vec:    convert-loop-to-vec → pack-weights → plan-memory
@@ -75,7 +75,8 @@ class Pipeline:
     ) -> Pipeline:  # fmt: skip
         """The default pipeline, with registered user passes inserted after their anchor.
 
-        `prune` (e.g. "unstructured:0.9", "2:4") inserts the opt-in `prune` pass before `sparsify`;
+        `prune` (e.g. "unstructured:0.9", "2:4") inserts the opt-in `prune` pass before `sparsify`
+        (before `quantize` when that runs too, so that sparse int8 weights come from pruned floats);
         `quantization` (a `passes.graph.quantize.Quantization`) inserts `quantize` before `fuse-epilogue`;
         `pass_options` maps a pass name to its constructor arguments (e.g. {"sparsify": {"mode": "off"}}).
         """
@@ -83,10 +84,12 @@ class Pipeline:
         users = user_passes()
         options = pass_options or {}
         for stage, name in DEFAULT_PASSES:
+            # prune before quantize when both run: the int8 weights are then quantized from the pruned ones
+            prune_here = "fuse-epilogue" if quantization is not None else "sparsify"
+            if name == prune_here and prune:
+                entries.append((stage, get_pass("prune")(spec=prune)))  # type: ignore[call-arg]
             if name == "fuse-epilogue" and quantization is not None:
                 entries.append((stage, get_pass("quantize")(quantization=quantization)))  # type: ignore[call-arg]
-            if name == "sparsify" and prune:
-                entries.append((stage, get_pass("prune")(spec=prune)))  # type: ignore[call-arg]
             entries.append((stage, get_pass(name)(**options.get(name, {}))))
             pending = [name]
             while pending:

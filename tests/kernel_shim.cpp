@@ -147,16 +147,19 @@ SHIM void k_spmm(int format, int index_bytes, int64_t M, int64_t K, const float*
   inferon::spmm(a, batch, B, sB, N, C, ldc, sC, ep, nr, threads, geom ? &q : nullptr);
 }
 
-// Quantized GEMM: A packed (pack_weights.pack_a_int8(A, 6)); geometry = the 13 b_im2col entries
-// or null (then B is [K, N] with row stride ldb, or [N, K] with b_trans).
-SHIM void k_qgemm(int64_t M, int64_t N, int64_t K, const int8_t* a, const uint8_t* b, int64_t ldb, int b_trans,
-                  int b_signed, const int64_t* geometry, int pad, const int32_t* comp, const float* mult, void* c,
-                  int64_t ldc, int64_t ldc_col, int c_signed, int zy, int lo, int hi, int threads) {
+// Quantized GEMM: A packed (pack_weights.pack_a_int8(A, 6)), or (row_ptr set) block-sparse A
+// (inferon.ir.sparse.block4_encode: a = values, index uint16 / int32 with index32, kchunks); geometry = the 13
+// b_im2col entries or null (then B is [K, N] with row stride ldb, or [N, K] with b_trans).
+static void qgemm_call(int64_t M, int64_t N, int64_t K, const int8_t* a, const void* index, const int32_t* row_ptr,
+                       int index32, int64_t kchunks, const uint8_t* b, int64_t ldb, int b_trans, int b_signed, const int64_t* geometry,
+                       int pad, const int32_t* comp, const float* mult, void* c, int64_t ldc, int64_t ldc_col,
+                       int c_signed, int zy, int lo, int hi, int threads) {
   inferon::QGemm g;
   g.M = M;
   g.N = N;
   g.K = K;
   g.a = a;
+  g.sparse = {index, row_ptr, index32 != 0, kchunks};
   g.b = b;
   g.ldb = ldb;
   g.b_trans = b_trans != 0;
@@ -180,6 +183,21 @@ SHIM void k_qgemm(int64_t M, int64_t N, int64_t K, const int8_t* a, const uint8_
   g.lo = lo;
   g.hi = hi;
   inferon::qgemm(g, threads);
+}
+
+SHIM void k_qgemm(int64_t M, int64_t N, int64_t K, const int8_t* a, const uint8_t* b, int64_t ldb, int b_trans,
+                  int b_signed, const int64_t* geometry, int pad, const int32_t* comp, const float* mult, void* c,
+                  int64_t ldc, int64_t ldc_col, int c_signed, int zy, int lo, int hi, int threads) {
+  qgemm_call(M, N, K, a, nullptr, nullptr, 0, 1, b, ldb, b_trans, b_signed, geometry, pad, comp, mult, c, ldc, ldc_col,
+             c_signed, zy, lo, hi, threads);
+}
+
+SHIM void k_qgemm_sparse(int64_t M, int64_t N, int64_t K, const int8_t* values, const void* index, int index32,
+                         const int32_t* row_ptr, int64_t kchunks, const uint8_t* b, int64_t ldb, int b_trans, int b_signed,
+                         const int64_t* geometry, int pad, const int32_t* comp, const float* mult, void* c,
+                         int64_t ldc, int64_t ldc_col, int c_signed, int zy, int lo, int hi, int threads) {
+  qgemm_call(M, N, K, values, index, row_ptr, index32, kchunks, b, ldb, b_trans, b_signed, geometry, pad, comp, mult, c, ldc,
+             ldc_col, c_signed, zy, lo, hi, threads);
 }
 
 // kind: 0 uint8, 1 int8 (quantize); 0 uint8, 1 int8, 2 int32 (dequantize).

@@ -74,7 +74,8 @@ def op_label(op: Operation) -> str:
         m, n, k = ints(op.dims)
         outer, inner = ints(op.batch)
         batch = f" x{outer * inner}" if outer * inner > 1 else ""
-        return f"{op.name} {ctype(op.b.type)[:-2]}x{ctype(op.a.type)[:-2]} {m}x{n}x{k}{batch}"
+        sparse = " block1x4" if op.a_index is not None else ""
+        return f"{op.name}{sparse} {ctype(op.b.type)[:-2]}x{ctype(op.a.type)[:-2]} {m}x{n}x{k}{batch}"
     if isinstance(op, vec.GemmOp):
         m, n, k = ints(op.dims)
         outer, inner = ints(op.batch)
@@ -263,7 +264,7 @@ class CppEmitter:
 
     @emit.register
     def _(self, op: vec.QGemmOp) -> None:
-        if op.a_packed is None:
+        if op.a_packed is None and op.a_index is None:
             raise InferonError("C++ emitter: vec.qgemm without packed weights (run pack-weights first)")
         m, n, k = ints(op.dims)
         outer, inner = ints(op.batch)
@@ -290,6 +291,10 @@ class CppEmitter:
             fields = [*ints(op.b_im2col), 0]
             self.line(f"  static const inferon::Im2col q = {{{', '.join(str(v) for v in fields)}}};")
             self.line("  g.im2col = &q;")
+        if op.a_index is not None and op.a_row_ptr is not None:
+            wide = str(ctype(op.a_index.type).startswith("int32")).lower()
+            kchunks = op.a_row_ptr.type.get_shape()[0] // (m + 1)  # type: ignore[attr-defined]
+            self.line(f"  g.sparse = {{{self.buf(op.a_index)}, {self.buf(op.a_row_ptr)}, {wide}, {kchunks}}};")
         b = f"reinterpret_cast<const uint8_t*>({self.buf(op.b)})"
         self.line(f"  for (int64_t o = 0; o < {outer}; ++o)")
         self.line(f"    for (int64_t i = 0; i < {inner}; ++i) {{")

@@ -110,6 +110,7 @@ class SparseFormat(StrEnum):
     DENSE = "dense"
     CSR = "csr"
     NM24 = "nm2_4"
+    BLOCK4 = "block1x4"  # int8 weights: CSR of 1x4 blocks along K (the 4-byte groups vpdpbusd multiplies)
 
 
 @irdl_attr_definition
@@ -124,7 +125,8 @@ class SparseAttr(ParametrizedAttribute):
     """How a conv/matmul weight is stored: format, density (nonzeros / size) and index width in bits.
 
     Set on `graph.weight` (and carried to `loop.weight`) by `sparsify`. index_bits is the CSR
-    column index width (16 or 32), 2 for 2:4 (two-bit positions) and 0 for dense.
+    column index width (16 or 32), 2 for 2:4 (two-bit positions), the block index width (16 or
+    32) for block1x4 and 0 for dense.
     """
 
     name = "graph.sparse"

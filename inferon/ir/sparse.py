@@ -11,6 +11,10 @@ compiler stores filter-tap offsets in a zero-bordered image for stride-1 convolu
 - 2:4: every aligned group of four columns holds at most two nonzeros. `values` [M, K4/2] (two per
   group, zero-padded; K4 = K rounded up to 4) and `meta` [M, ceil(K4/8)] uint8: two groups per byte,
   each 4 bits = the positions (0-3) of its two values, first in bits 0-1.
+- block1x4 (int8 weights, `runtime/kernels/qgemm.hpp`): CSR over the aligned groups of four
+  columns that hold any nonzero: `values` int8 [blocks, 4] (the group's four weights, zeros
+  included: one vpdpbusd operand), `indices` (group numbers, uint16 / int32), `row_ptr` (int32,
+  M + 1; with k-group chunks, kchunks x (M + 1), the blocks stored chunk by chunk).
 """
 
 from __future__ import annotations
@@ -139,6 +143,74 @@ def nm24_encode(a: np.ndarray) -> NM24Matrix:
         nib = np.concatenate([nib, np.zeros((m, 1), dtype=np.uint8)], axis=1)
     meta = (nib[:, 0::2] | (nib[:, 1::2] << 4)).astype(np.uint8)
     return NM24Matrix(values.astype(np.float32), meta, ng * 4)
+
+
+@dataclass(frozen=True)
+class Block4Matrix:
+    values: np.ndarray  # int8 [blocks * 4]
+    indices: np.ndarray  # group number of each block
+    row_ptr: np.ndarray  # int32 [kchunks * (M + 1)]: per chunk, absolute offsets
+    k: int  # columns (before padding to a multiple of four)
+    kchunks: int = 1
+
+    @property
+    def index_bits(self) -> int:
+        return 8 * self.indices.dtype.itemsize
+
+
+BLOCK4_CHUNK_GROUPS = 64  # k-groups per chunk: 4 VNNI panels of 32 columns x 64 groups = 32 KB of B (L1)
+
+
+def block4_chunks(k: int) -> int:
+    """Chunks of k-groups a block1x4 weight with K columns is stored in: about BLOCK4_CHUNK_GROUPS
+    groups each (the kernel keeps one chunk's B rows in L1 while every row of A reads them); short
+    rows (up to 1.5 chunks) stay whole."""
+    groups = -(-k // 4)
+    return 1 if 2 * groups <= 3 * BLOCK4_CHUNK_GROUPS else -(-groups // BLOCK4_CHUNK_GROUPS)
+
+
+def block4_groups(a: np.ndarray) -> np.ndarray:
+    """[M, G] mask of the aligned groups of four columns of `a` [M, K] that hold a nonzero."""
+    m, k = a.shape
+    padded = np.zeros((m, -(-k // 4) * 4), dtype=bool)
+    padded[:, :k] = a != 0
+    return padded.reshape(m, -1, 4).any(axis=2)
+
+
+def block4_encode(a: np.ndarray, kchunks: int = 1) -> Block4Matrix:
+    """block1x4 encoding of an int8 matrix `a` [M, K], its k-groups split into `kchunks` equal
+    chunks stored one after the other (chunk-major: rows of chunk 0, then of chunk 1, ...)."""
+    m, k = a.shape
+    padded = np.zeros((m, -(-k // 4) * 4), dtype=np.int8)
+    padded[:, :k] = a
+    groups4 = padded.reshape(m, -1, 4)
+    used = block4_groups(a)
+    per = -(-used.shape[1] // kchunks)
+    values, indices, row_ptr, offset = [], [], [], 0
+    for c in range(kchunks):
+        sub = np.zeros_like(used)
+        sub[:, c * per : (c + 1) * per] = used[:, c * per : (c + 1) * per]
+        rows, groups = np.nonzero(sub)
+        ptr = np.zeros(m + 1, dtype=np.int64)
+        np.cumsum(sub.sum(axis=1), out=ptr[1:])
+        row_ptr.append(ptr + offset)
+        offset += int(ptr[-1])
+        values.append(groups4[rows, groups].ravel())
+        indices.append(groups)
+    groups_all = np.concatenate(indices)
+    dtype = index_dtype(int(groups_all.max()) if groups_all.size else 0)
+    return Block4Matrix(np.ascontiguousarray(np.concatenate(values), dtype=np.int8), groups_all.astype(dtype),
+                        np.concatenate(row_ptr).astype(np.int32), k, kchunks)  # fmt: skip
+
+
+def block4_decode(e: Block4Matrix) -> np.ndarray:
+    m = e.row_ptr.size // e.kchunks - 1
+    out = np.zeros((m, -(-e.k // 4), 4), dtype=np.int8)
+    for c in range(e.kchunks):
+        rp = e.row_ptr[c * (m + 1) : (c + 1) * (m + 1)]
+        rows = np.repeat(np.arange(m), np.diff(rp))
+        out[rows, e.indices[rp[0] : rp[-1]].astype(np.int64)] = e.values[4 * rp[0] : 4 * rp[-1]].reshape(-1, 4)
+    return out.reshape(m, -1)[:, : e.k]
 
 
 def nm24_decode(e: NM24Matrix) -> np.ndarray:

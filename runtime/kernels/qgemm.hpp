@@ -42,9 +42,20 @@ struct QResidual {
   bool res_signed;
 };
 
+// A block-sparse A (block1x4, inferon.ir.sparse): the k-groups are split into kchunks chunks stored
+// one after the other; in chunk c, row m's blocks are [row_ptr[c (M + 1) + m], row_ptr[c (M + 1) + m + 1]);
+// block j holds the four int8 weights a[4 j .. 4 j + 3] of the k-group index[j] (uint16 or int32).
+struct QSparse {
+  const void* index = nullptr;
+  const int32_t* row_ptr = nullptr;
+  bool index32 = false;
+  int64_t kchunks = 1;
+};
+
 struct QGemm {
   int64_t M = 0, N = 0, K = 0;
-  const int8_t* a = nullptr;         // packed panels (see above)
+  const int8_t* a = nullptr;         // packed panels (see above), or the block values (sparse)
+  QSparse sparse;                    // row_ptr set: A is block-sparse
   const uint8_t* b = nullptr;        // B [K, N] (ldb), B^T [N, K] (b_trans), or an image (im2col)
   int64_t ldb = 0;
   bool b_trans = false;
@@ -70,7 +81,7 @@ inline bool use_vnni() {
 namespace qgemm_detail {
 
 inline Scratch& tls(int which) {
-  thread_local Scratch s[3];  // 0: packed B, 1: im2col rows, 2: bordered image
+  thread_local Scratch s[5];  // 0: packed B, 1: im2col rows, 2: bordered image, 3-4: sparse cursors / sums
   return s[which];
 }
 
@@ -169,33 +180,45 @@ inline void pack_panel_scalar(const BView& v, int64_t K, int64_t n0, int64_t nr,
       }
 }
 
-// Full 32-column panels of a row-major B with AVX2: four rows of 32 bytes interleaved per k-group.
-INFERON_AVX2 void pack_panel32_avx2(const BView& v, int64_t K, int64_t n0, uint8_t flip, uint8_t* dst) {
+// A panel of up to 32 columns [n0, n0 + nr) of a row-major B with AVX2, `width` (a multiple of 8,
+// >= nr) columns wide: four rows of 32 bytes interleaved per k-group (a partial panel's rows go
+// through a zero-padded copy; columns past nr are zero).
+INFERON_AVX2 void pack_panel32_avx2(const BView& v, int64_t K, int64_t n0, int64_t nr, int width, uint8_t flip,
+                                    uint8_t* dst) {
   const int64_t K4 = K / 4;
   const __m256i f = _mm256_set1_epi8(static_cast<char>(flip));
+  const __m256i keep = _mm256_cmpgt_epi8(_mm256_set1_epi8(static_cast<char>(nr)),
+                                         _mm256_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+                                                          17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31));
+  alignas(32) uint8_t tmp[4][32] = {};
   for (int64_t k4 = 0; k4 < K4; k4++) {
     const uint8_t* r = v.p + 4 * k4 * v.ld + n0;
-    __m256i a = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r)), f);
-    __m256i b = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r + v.ld)), f);
-    __m256i c = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r + 2 * v.ld)), f);
-    __m256i d = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r + 3 * v.ld)), f);
+    const uint8_t* rows[4] = {r, r + v.ld, r + 2 * v.ld, r + 3 * v.ld};
+    if (nr < 32)
+      for (int t = 0; t < 4; t++) {
+        std::memcpy(tmp[t], rows[t], static_cast<size_t>(nr));
+        rows[t] = tmp[t];
+      }
+    __m256i a = _mm256_and_si256(_mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[0])), f), keep);
+    __m256i b = _mm256_and_si256(_mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[1])), f), keep);
+    __m256i c = _mm256_and_si256(_mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[2])), f), keep);
+    __m256i d = _mm256_and_si256(_mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[3])), f), keep);
     __m256i ab_lo = _mm256_unpacklo_epi8(a, b), ab_hi = _mm256_unpackhi_epi8(a, b);
     __m256i cd_lo = _mm256_unpacklo_epi8(c, d), cd_hi = _mm256_unpackhi_epi8(c, d);
     __m256i q0 = _mm256_unpacklo_epi16(ab_lo, cd_lo);  // cols 0-3 | 16-19
     __m256i q1 = _mm256_unpackhi_epi16(ab_lo, cd_lo);  // cols 4-7 | 20-23
     __m256i q2 = _mm256_unpacklo_epi16(ab_hi, cd_hi);  // cols 8-11 | 24-27
     __m256i q3 = _mm256_unpackhi_epi16(ab_hi, cd_hi);  // cols 12-15 | 28-31
-    __m256i* o = reinterpret_cast<__m256i*>(dst + k4 * 128);
-    _mm256_storeu_si256(o + 0, _mm256_permute2x128_si256(q0, q1, 0x20));
-    _mm256_storeu_si256(o + 1, _mm256_permute2x128_si256(q2, q3, 0x20));
-    _mm256_storeu_si256(o + 2, _mm256_permute2x128_si256(q0, q1, 0x31));
-    _mm256_storeu_si256(o + 3, _mm256_permute2x128_si256(q2, q3, 0x31));
+    __m256i* o = reinterpret_cast<__m256i*>(dst + k4 * width * 4);
+    const __m256i out[4] = {_mm256_permute2x128_si256(q0, q1, 0x20), _mm256_permute2x128_si256(q2, q3, 0x20),
+                            _mm256_permute2x128_si256(q0, q1, 0x31), _mm256_permute2x128_si256(q2, q3, 0x31)};
+    for (int t = 0; t < width / 8; t++) _mm256_storeu_si256(o + t, out[t]);
   }
   if (K4 * 4 < K) {  // the last, partial k-group
-    for (int j = 0; j < 32; j++)
+    for (int j = 0; j < width; j++)
       for (int t = 0; t < 4; t++) {
         const int64_t k = 4 * K4 + t;
-        dst[(K4 * 32 + j) * 4 + t] = k < K ? static_cast<uint8_t>(v.at(k, n0 + j) ^ flip) : 0;
+        dst[(K4 * width + j) * 4 + t] = k < K && j < nr ? static_cast<uint8_t>(v.at(k, n0 + j) ^ flip) : 0;
       }
   }
 }
@@ -427,6 +450,193 @@ inline void tile_scalar(const QGemm& g, const int8_t* a, const uint8_t* b, int64
     }
 }
 
+// ------------------------------------------------------------------------- block-sparse A
+// Rows [r0, r1) of C against NP consecutive B panels starting at column n0 (panels full width,
+// `panel_bytes` apart): per row, every block broadcasts its 4 weights against the panels' k-group
+// (VNNI: a 32-column panel row is two zmm, one vpdpbusd each; AVX2: widened, vpmaddwd).
+// Weights stored in several k-group chunks (their panel rows fit L1) are summed chunk by chunk: the
+// int32 sums stay in `part` (NP * 32 per row) between chunks; the last chunk requantizes and stores.
+struct SparseChunk {
+  bool first, last;
+  const int32_t* rp;  // this chunk's row pointers
+  int32_t* part;      // [r1 - r0][NP * 32] (unused when first && last)
+};
+
+template <class Q, class IT, int NP>
+INFERON_VNNI void sparse_rows_zmm(const QGemm& g, const uint8_t* b, size_t panel_bytes, int64_t n0, int64_t r0,
+                                  int64_t r1, const SparseChunk& ch) {
+  const IT* index = static_cast<const IT*>(g.sparse.index);
+  for (int64_t m = r0; m < r1; m++) {
+    __m512i acc[NP][2];
+    __m512i* part = reinterpret_cast<__m512i*>(ch.part + (m - r0) * NP * 32);
+    const __m512i c = _mm512_set1_epi32(g.comp[m]);
+#pragma GCC unroll 4
+    for (int p = 0; p < NP; p++)
+#pragma GCC unroll 2
+      for (int v = 0; v < 2; v++) acc[p][v] = ch.first ? c : _mm512_loadu_si512(part + 2 * p + v);
+    const int32_t end = ch.rp[m + 1];
+    for (int32_t j = ch.rp[m]; j < end; j++) {
+      int32_t w4;
+      std::memcpy(&w4, g.a + 4 * static_cast<int64_t>(j), 4);
+      const __m512i wv = _mm512_set1_epi32(w4);
+      const uint8_t* bk = b + static_cast<int64_t>(index[j]) * 128;
+#pragma GCC unroll 4
+      for (int p = 0; p < NP; p++)
+#pragma GCC unroll 2
+        for (int v = 0; v < 2; v++)
+          acc[p][v] = _mm512_dpbusd_epi32(acc[p][v], _mm512_load_si512(bk + p * panel_bytes + 64 * v), wv);
+    }
+    if (!ch.last) {
+#pragma GCC unroll 4
+      for (int p = 0; p < NP; p++)
+#pragma GCC unroll 2
+        for (int v = 0; v < 2; v++) _mm512_storeu_si512(part + 2 * p + v, acc[p][v]);
+      continue;
+    }
+    __m256i out[NP][4];
+#pragma GCC unroll 4
+    for (int p = 0; p < NP; p++)
+#pragma GCC unroll 2
+      for (int v = 0; v < 2; v++) {
+        out[p][2 * v] = _mm512_castsi512_si256(acc[p][v]);
+        out[p][2 * v + 1] = _mm512_extracti64x4_epi64(acc[p][v], 1);
+      }
+    for (int p = 0; p < NP; p++) {
+      const int64_t n = n0 + 32 * p;
+      if (n + 32 <= g.N && g.ldc_col == 1) {
+        store32<Q>(g, m, n, out[p]);
+        continue;
+      }
+      for (int v = 0; v < 4 && n + 8 * v < g.N; v++)
+        store8<Q, false>(g, m, n + 8 * v, static_cast<int>(std::min<int64_t>(8, g.N - n - 8 * v)), out[p][v]);
+    }
+  }
+}
+
+template <class Q, class IT, int NP>
+INFERON_AVX2 void sparse_rows_avx2(const QGemm& g, const uint8_t* b, size_t panel_bytes, int64_t n0, int64_t r0,
+                                   int64_t r1, const SparseChunk& ch) {
+  const IT* index = static_cast<const IT*>(g.sparse.index);
+  for (int64_t m = r0; m < r1; m++) {
+    __m256i lo[NP], hi[NP];  // as tile_avx2: columns 0-3 / 4-7 of each 8-column panel
+    __m256i* part = reinterpret_cast<__m256i*>(ch.part + (m - r0) * NP * 32);
+#pragma GCC unroll 4
+    for (int p = 0; p < NP; p++) {
+      lo[p] = ch.first ? _mm256_setzero_si256() : _mm256_loadu_si256(part + 2 * p);
+      hi[p] = ch.first ? _mm256_setzero_si256() : _mm256_loadu_si256(part + 2 * p + 1);
+    }
+    const int32_t end = ch.rp[m + 1];
+    for (int32_t j = ch.rp[m]; j < end; j++) {
+      int32_t w4;
+      std::memcpy(&w4, g.a + 4 * static_cast<int64_t>(j), 4);
+      const __m256i wv = _mm256_broadcastq_epi64(_mm_cvtepi8_epi16(_mm_cvtsi32_si128(w4)));
+      const uint8_t* bk = b + static_cast<int64_t>(index[j]) * 32;
+#pragma GCC unroll 4
+      for (int p = 0; p < NP; p++) {
+        const uint8_t* q = bk + p * panel_bytes;
+        const __m256i b0 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)));
+        const __m256i b1 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16)));
+        lo[p] = _mm256_add_epi32(lo[p], _mm256_madd_epi16(b0, wv));
+        hi[p] = _mm256_add_epi32(hi[p], _mm256_madd_epi16(b1, wv));
+      }
+    }
+    if (!ch.last) {
+      for (int p = 0; p < NP; p++) {
+        _mm256_storeu_si256(part + 2 * p, lo[p]);
+        _mm256_storeu_si256(part + 2 * p + 1, hi[p]);
+      }
+      continue;
+    }
+    for (int p = 0; p < NP; p++) {
+      const int64_t n = n0 + 8 * p;
+      if (n >= g.N) break;
+      const __m256i s = _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo[p], hi[p]), 0xD8);
+      store8<Q>(g, m, n, static_cast<int>(std::min<int64_t>(8, g.N - n)), s);
+    }
+  }
+}
+
+template <class Q, class IT>
+inline void sparse_rows_scalar(const QGemm& g, const uint8_t* b, int NR, int64_t n0, int64_t r0, int64_t r1) {
+  const IT* index = static_cast<const IT*>(g.sparse.index);
+  const int64_t cols = std::min<int64_t>(NR, g.N - n0);
+  for (int64_t m = r0; m < r1; m++)
+    for (int64_t col = 0; col < cols; col++) {
+      int32_t acc = 0;
+      for (int64_t c = 0; c < g.sparse.kchunks; c++) {
+        const int32_t* rp = g.sparse.row_ptr + c * (g.M + 1);
+        for (int32_t j = rp[m]; j < rp[m + 1]; j++) {
+          const uint8_t* bk = b + (static_cast<int64_t>(index[j]) * NR + col) * 4;
+          for (int t = 0; t < 4; t++) acc += static_cast<int32_t>(g.a[4 * static_cast<int64_t>(j) + t]) * bk[t];
+        }
+      }
+      store_scalar<Q>(g, m, n0 + col, acc);
+    }
+}
+
+#ifndef INFERON_QSPARSE_PANELS
+#define INFERON_QSPARSE_PANELS 4
+#endif
+
+// Column tiles of NP panels (VNNI 4 x 32 columns in zmm, AVX2 4 x 8: 8 accumulators per row) x row
+// ranges of equal block counts; threads take whole tiles when there are enough of them, else row
+// ranges. Within a task, the weight's k-group chunks one after the other.
+template <class Q, class IT>
+void run_sparse(const QGemm& g, const uint8_t* packed, size_t panel_bytes, int64_t panels, int level, int T) {
+  const int per = level == 2 ? INFERON_QSPARSE_PANELS : level == 1 ? 4 : 1;
+  const int NR = level == 2 ? 32 : 8;
+  const int64_t kchunks = std::max<int64_t>(1, g.sparse.kchunks);
+  const int64_t tiles = (panels + per - 1) / per;
+  const int64_t chunks = tiles >= 2 * T ? 1 : T;
+  // blocks before row m over all k-chunks, for splitting rows by work
+  int32_t* before = reinterpret_cast<int32_t*>(tls(3).get(static_cast<size_t>(g.M + 1)));
+  for (int64_t m = 0; m <= g.M; m++) {
+    int64_t sum = 0;
+    for (int64_t c = 0; c < kchunks; c++) sum += g.sparse.row_ptr[c * (g.M + 1) + m] - g.sparse.row_ptr[c * (g.M + 1)];
+    before[m] = static_cast<int32_t>(sum);
+  }
+  const int64_t blocks = before[g.M];
+  auto row_at = [&](int64_t c) {  // first row of chunk c: equal shares of the blocks (rows when none)
+    if (c <= 0) return int64_t{0};
+    if (c >= chunks) return g.M;
+    if (blocks == 0) return g.M * c / chunks;
+    return static_cast<int64_t>(std::lower_bound(before, before + g.M + 1, blocks * c / chunks) - before);
+  };
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t t = 0; t < tiles * chunks; t++) {
+    const int64_t tile = t / chunks, c = t % chunks;
+    const int64_t r0 = row_at(c), r1 = row_at(c + 1);
+    const int64_t p0 = tile * per, np = std::min<int64_t>(per, panels - p0);
+    const uint8_t* b = packed + static_cast<size_t>(p0) * panel_bytes;
+    const int64_t n0 = p0 * NR;
+    if (r0 >= r1) continue;
+    if (level == 0) {
+      sparse_rows_scalar<Q, IT>(g, b, NR, n0, r0, r1);
+      continue;
+    }
+    int32_t* part = kchunks > 1 ? reinterpret_cast<int32_t*>(tls(4).get(static_cast<size_t>((r1 - r0) * per * 32)))
+                                : nullptr;
+    for (int64_t k = 0; k < kchunks; k++) {
+      const SparseChunk ch{k == 0, k + 1 == kchunks, g.sparse.row_ptr + k * (g.M + 1), part};
+      if (level == 2) {
+        switch (np) {
+          case 1: sparse_rows_zmm<Q, IT, 1>(g, b, panel_bytes, n0, r0, r1, ch); break;
+          case 2: sparse_rows_zmm<Q, IT, 2>(g, b, panel_bytes, n0, r0, r1, ch); break;
+          case 3: sparse_rows_zmm<Q, IT, 3>(g, b, panel_bytes, n0, r0, r1, ch); break;
+          default: sparse_rows_zmm<Q, IT, 4>(g, b, panel_bytes, n0, r0, r1, ch); break;
+        }
+      } else {
+        switch (np) {
+          case 1: sparse_rows_avx2<Q, IT, 1>(g, b, panel_bytes, n0, r0, r1, ch); break;
+          case 2: sparse_rows_avx2<Q, IT, 2>(g, b, panel_bytes, n0, r0, r1, ch); break;
+          case 3: sparse_rows_avx2<Q, IT, 3>(g, b, panel_bytes, n0, r0, r1, ch); break;
+          default: sparse_rows_avx2<Q, IT, 4>(g, b, panel_bytes, n0, r0, r1, ch); break;
+        }
+      }
+    }
+  }
+}
+
 template <class Q>
 void run(const QGemm& g, int nt) {
   const int level = use_vnni() ? 2 : use_avx2() ? 1 : 0;
@@ -435,7 +645,9 @@ void run(const QGemm& g, int nt) {
   const int64_t panels = (g.N + NR - 1) / NR, mpanels = (g.M + QMR - 1) / QMR;
   const size_t panel_bytes = static_cast<size_t>(K4) * NR * 4;
   // the last panel is only as wide as needed, in whole vectors of 8 columns (VNNI)
-  const int last_nr = level == 2 ? static_cast<int>(((g.N - (panels - 1) * NR) + 7) / 8 * 8) : NR;
+  // (full width for a block-sparse A, whose kernels address every panel alike)
+  const bool sparse = g.sparse.row_ptr != nullptr;
+  const int last_nr = level == 2 && !sparse ? static_cast<int>(((g.N - (panels - 1) * NR) + 7) / 8 * 8) : NR;
   const double work = static_cast<double>(g.M) * g.N * g.K;
   const int T = threads_for(nt, work, 1 << 20);
 
@@ -447,6 +659,7 @@ void run(const QGemm& g, int nt) {
     im2col_u8(q, g.b, g.pad, col, nt);
     view = BView{col, HoWo, false};
   }
+  // (Scratch::get is 64-byte aligned; panel_bytes is a multiple of 128 with VNNI: aligned panel loads)
   uint8_t* packed = reinterpret_cast<uint8_t*>(tls(0).get(panel_bytes * static_cast<size_t>(panels) / 4 + 16));
   const uint8_t flip = g.b_signed ? 0x80 : 0;
   const bool simd_pack = level >= 1 && !view.trans && NR == 32;
@@ -456,8 +669,14 @@ void run(const QGemm& g, int nt) {
     const int width = p == panels - 1 ? last_nr : NR;
     uint8_t* dst = packed + static_cast<size_t>(p) * panel_bytes;
     if (view.trans) pack_panel_trans(view, g.K, n0, nr, width, flip, dst);
-    else if (simd_pack && nr == NR) pack_panel32_avx2(view, g.K, n0, flip, dst);
+    else if (simd_pack) pack_panel32_avx2(view, g.K, n0, nr, width, flip, dst);
     else pack_panel_scalar(view, g.K, n0, nr, width, flip, dst);
+  }
+
+  if (sparse) {
+    if (g.sparse.index32) run_sparse<Q, int32_t>(g, packed, panel_bytes, panels, level, T);
+    else run_sparse<Q, uint16_t>(g, packed, panel_bytes, panels, level, T);
+    return;
   }
 
   // Tile order: the smaller operand stays in cache while the other streams past it once. With a

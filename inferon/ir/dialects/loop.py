@@ -601,6 +601,8 @@ class QGemmBase(IRDLOperation):
     """Fields shared by `loop.qgemm` and `vec.qgemm` (see loop.qgemm)."""
 
     a = operand_def(MemRefType)
+    a_index = opt_operand_def(MemRefType)  # block1x4 sparse A: block group numbers
+    a_row_ptr = opt_operand_def(MemRefType)  # block1x4 sparse A: row pointers
     b = operand_def(MemRefType)
     comp = operand_def(MemRefType)
     mult = operand_def(MemRefType)
@@ -637,12 +639,26 @@ class QGemmBase(IRDLOperation):
         verify_im2col_view(self.b_im2col)
         if self.b_trans is not None and self.b_im2col is not None:
             raise VerifyException(f"{self.name}: b_trans and b_im2col exclude each other")
+        if (self.a_index is None) != (self.a_row_ptr is None):
+            raise VerifyException(f"{self.name}: a block-sparse A has both a_index and a_row_ptr")
+        if self.a_row_ptr is not None:
+            m = self.dims.get_values()[0]
+            rows = self.a_row_ptr.type.get_shape()  # type: ignore[attr-defined]
+            if len(rows) != 1 or rows[0] % (m + 1):
+                raise VerifyException(f"{self.name}: a_row_ptr has k-chunks x (M + 1 = {m + 1}) entries, got {rows}")
+            if self.batch.get_values()[1] != 1 or self.a_strides.get_values()[0] != 0:
+                raise VerifyException(f"{self.name}: a block-sparse A is one matrix (no groups, a_strides[0] 0)")
+            if self.residual is not None:
+                raise VerifyException(f"{self.name}: a block-sparse A takes no fused residual")
 
 
 @irdl_op_definition
 class QGemmOp(QGemmBase):
     """Quantized GEMM: C = requantize(A x B), A int8 weights, B 8-bit activations.
 
+    A is either dense int8 [M, K] rows or (with `a_index` and `a_row_ptr`, from
+    convert-sparse-to-spmm) the block1x4 encoding of a `#graph.sparse<block1x4>` weight
+    (`inferon.ir.sparse.block4_encode`: int8 values of the 4-column groups holding a nonzero).
     For (o, i) in batch: C[o,i][m, n] = clamp(round(float(sum_k A[m, k] B[k, n] + comp[m]) *
     mult[m]) + zy, lo, hi) with requant = [zy, lo, hi], dims = [M, N, K]. X[o,i] = X + o *
     X_strides[0] + i * X_strides[1] for A (rows of K), B, C; comp and mult (one per row, from the

@@ -89,7 +89,8 @@ class QGemmOp(QGemmBase):
     """`loop.qgemm` with A in the packed panels of `mr` rows (`a_packed`, from pack-weights: per
     panel [ceil(K/4)][mr][4] int8, the 4-byte groups vpdpbusd multiplies). The column tile follows
     the instruction set chosen when the model is loaded (32 columns with AVX512-VNNI, 8 with AVX2 or
-    scalar code): the runtime packs B for it (qgemm.hpp)."""
+    scalar code): the runtime packs B for it (qgemm.hpp). A block-sparse A (`a_index`, see
+    loop.qgemm) is not packed: the kernel reads its blocks against the same B panels."""
 
     name = "vec.qgemm"
     mr = prop_def(I64Attr)
@@ -97,6 +98,8 @@ class QGemmOp(QGemmBase):
 
     def verify_(self) -> None:
         super().verify_()
+        if self.a_index is not None and self.a_packed is not None:
+            raise VerifyException("vec.qgemm: a block-sparse A is not packed")
         if self.mr.value.data != QGEMM_MR:
             raise VerifyException(f"vec.qgemm: the runtime's quantized kernels use mr = {QGEMM_MR}")
 

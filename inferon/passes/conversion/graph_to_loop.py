@@ -367,8 +367,8 @@ def _qgemm_constants(
     return comp_w, mult_w, [qy.zero_point, lo, hi], qx.zero_point & 0xFF
 
 
-# a, b, comp, mult, (no) residual, c
-QGEMM_SEGMENTS = graph.DenseArrayBase.from_list(graph.i32, [1, 1, 1, 1, 0, 1])
+# a, (no) a_index, (no) a_row_ptr, b, comp, mult, (no) residual, c
+QGEMM_SEGMENTS = graph.DenseArrayBase.from_list(graph.i32, [1, 0, 0, 1, 1, 1, 0, 1])
 
 
 @lowers(graph.QConv2dOp)

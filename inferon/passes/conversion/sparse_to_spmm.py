@@ -20,6 +20,11 @@ baked into the column indices:
 
 Grouped convs become one block-diagonal sparse matrix (CSR only). Produces `loop.spmm`; the dense
 weight disappears when nothing else reads it.
+
+Quantized layers: a `loop.qgemm` (single group) whose int8 weight is `block1x4` keeps its op and
+its B (image, im2col view or plain rows); its A becomes the block encoding (`a`: int8 values,
+`a_index`, `a_row_ptr`; `inferon.ir.sparse.block4_encode`), in `block4_chunks(K)` k-group chunks
+of about 32 KB of B panel rows each.
 """
 
 from __future__ import annotations
@@ -47,7 +52,15 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from inferon.ir.attrs import SparseAttr, SparseFormat
 from inferon.ir.dialects import loop
 from inferon.ir.dialects.graph import i64_array, ints
-from inferon.ir.sparse import SPMM_TILE, csr_encode, frame_shape, implicit_columns, nm24_encode
+from inferon.ir.sparse import (
+    SPMM_TILE,
+    block4_chunks,
+    block4_encode,
+    csr_encode,
+    frame_shape,
+    implicit_columns,
+    nm24_encode,
+)
 from inferon.ir.weights import WeightStore
 from inferon.passes.conversion.graph_to_loop import memref
 from inferon.passes.graph.fold_constants import weights_context
@@ -60,6 +73,7 @@ ELEMENT_TYPES = {
     np.dtype(np.int32): i32,
     np.dtype(np.uint16): IntegerType(16, Signedness.UNSIGNED),
     np.dtype(np.uint8): IntegerType(8, Signedness.UNSIGNED),
+    np.dtype(np.int8): IntegerType(8, Signedness.SIGNED),
 }
 
 
@@ -122,6 +136,21 @@ class Lowering:
             Rewriter.insert_op(w, InsertPoint.before(before))
             out.append(w.result)
         return out
+
+    def qgemm(self, op: loop.QGemmOp, weight: loop.WeightOp) -> bool:
+        """A single-group loop.qgemm with a block1x4 weight: A becomes its block encoding."""
+        m, _, k = ints(op.dims)
+        if ints(op.batch)[1] != 1 or ints(op.a_strides)[0] or op.residual is not None or op.a_index is not None:
+            return False
+        enc = block4_encode(self.store[weight.handle.data].reshape(m, k), block4_chunks(k))
+        values, index, row_ptr = self.weights(
+            Encoded([enc.values, enc.indices, enc.row_ptr, None], k), weight.handle.data, op
+        )
+        props = dict(op.properties)
+        props["operandSegmentSizes"] = DenseArrayBase.from_list(i32, [1, 1, 1, 1, 1, 1, 0, 1])
+        new = loop.QGemmOp.create(operands=[values, index, row_ptr, op.b, op.comp, op.mult, op.c], properties=props)
+        Rewriter.replace_op(op, new)
+        return True
 
     def spmm(self, op: Operation, attr: SparseAttr, enc: Encoded, handle: str, b: SSAValue, *, m: int,
              n: int, scale: int, batch: int, b_stride: int, c_strides: tuple[int, int],
@@ -204,13 +233,18 @@ class ConvertSparseToSpMMPass(ModulePass):
         for target in list(op.walk()):
             if isinstance(target, loop.Conv2dOp):
                 found = _sparse_weight(target.weight)
-                if found is None:
+                if found is None or found[1].kind == SparseFormat.BLOCK4:  # (int8 weights only)
                     continue
                 weight, attr = found
                 lowering.conv(target, weight, attr)
+            elif isinstance(target, loop.QGemmOp):
+                found = _sparse_weight(target.a)
+                if found is None or found[1].kind != SparseFormat.BLOCK4 or not lowering.qgemm(target, found[0]):
+                    continue
+                weight = found[0]
             elif isinstance(target, loop.MatMulOp):
                 found = _sparse_weight(target.b)
-                if found is None or not lowering.fc(target, *found):
+                if found is None or found[1].kind == SparseFormat.BLOCK4 or not lowering.fc(target, *found):
                     continue
                 weight = found[0]
             else:

@@ -2,7 +2,7 @@
 
 Shared by `prune` and `sparsify`. A layer is a `graph.conv2d` that is not depthwise, or a
 `graph.matmul` whose right operand is a 2-D weight (fully-connected), with its weight as a
-`graph.weight`. Its matrix A [M, K] is what `inferon.ir.sparse` encodes: the conv filter
+`graph.weight`; with `quantized`, also a single-group `graph.qconv2d` (int8 weight). Its matrix A [M, K] is what `inferon.ir.sparse` encodes: the conv filter
 [C_out, C_in/group * kh * kw], or W^T [N_out, K] of a fully-connected layer; `n` is the dense
 dimension the kernel vectorises over (output pixels of a conv; rows of x for a matmul).
 """
@@ -33,6 +33,7 @@ class SparseLayer:
     groups: int = 1
     winograd: bool = False  # a float 3x3 stride-1 single-group conv (conv-to-winograd may take it dense)
     out_size: tuple[int, int] = (1, 1)  # conv output Ho, Wo
+    quantized: bool = False  # an int8 weight (graph.qconv2d)
 
     def matrix(self, w: np.ndarray) -> np.ndarray:
         """The weight as A [M, K] (a view where possible)."""
@@ -43,9 +44,18 @@ class SparseLayer:
         return np.ascontiguousarray(a.T) if self.is_fc else a.reshape(shape_of(self.weight.result))
 
 
-def sparse_layers(module: ModuleOp) -> Iterator[SparseLayer]:
-    """Every conv/FC layer with a constant weight, in program order."""
+def sparse_layers(module: ModuleOp, quantized: bool = False) -> Iterator[SparseLayer]:
+    """Every conv/FC layer with a constant weight, in program order (with `quantized`, also the
+    single-group quantized convs)."""
     for op in module.walk():
+        if quantized and isinstance(op, graph.QConv2dOp) and isinstance(op.weight.owner, graph.WeightOp):
+            if op.group.value.data != 1:
+                continue
+            m, c, kh, kw = shape_of(op.weight)
+            out = shape_of(op.output)
+            yield SparseLayer(op, op.weight.owner, m, c * kh * kw, out[0] * math.prod(out[2:]), False,
+                              isinstance(op.input, BlockArgument), out_size=(out[2], out[3]), quantized=True)  # fmt: skip
+            continue
         if isinstance(op, graph.Conv2dOp) and isinstance(op.weight.owner, graph.WeightOp):
             m, cg, kh, kw = shape_of(op.weight)
             n_img, c = shape_of(op.input)[:2]

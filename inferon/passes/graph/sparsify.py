@@ -7,14 +7,16 @@ lanes computed (2 * nnz * N rounded up to 16 columns) plus `tile_ns` per row and
 (only if every aligned group of four along K holds at most two nonzeros) at `nm24_gflops` on half
 the dense FLOPs over the same lanes; fully-connected
 layers at batch 1 stream their weights (`gemv_*_gbps`); a dense 3x3 conv that `conv-to-winograd` will
-compute with Winograd is predicted `WINOGRAD_SPEEDUP` times faster than its GEMM. A sparse format is
-chosen only if it is predicted at most `margin` x the dense time, so layers at moderate sparsity
-(e.g. 30 %) stay dense.
+compute with Winograd is predicted `WINOGRAD_SPEEDUP` times faster than its GEMM. Quantized convs
+(int8 weights, single group) choose between the dense quantized GEMM (`int8_dense_gops`) and
+block1x4 (`int8_block4_gops` over 2 * 4 * blocks * N rounded up to 32 columns, the blocks being the
+aligned groups of four along K that hold a nonzero). A sparse format is chosen only if it is
+predicted at most `margin` x the dense time, so layers at moderate sparsity (e.g. 30 %) stay dense.
 
 Preconditions: graph level, after fuse-epilogue (and `prune` if any). Produces: `sparse =
 #graph.sparse<format, density, index_bits>` on every layer weight (dense ones too, so IR dumps show
 each layer's density). `mode`: auto (the cost model), off (all dense), csr or 2:4 (that format
-wherever it applies and the layer has any zero). `winograd`: the setting `conv-to-winograd` runs with.
+wherever it applies and the layer has any zero; csr means block1x4 for int8 weights). `winograd`: the setting `conv-to-winograd` runs with.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from xdsl.passes import ModulePass
 
 from inferon.errors import PassError
 from inferon.ir.attrs import SparseAttr, SparseFormat
-from inferon.ir.sparse import SPMM_TILE, is_nm24
+from inferon.ir.sparse import SPMM_TILE, block4_groups, is_nm24
 from inferon.passes.graph.fold_constants import weights_context
 from inferon.passes.graph.sparse_layers import SparseLayer, sparse_layers
 from inferon.passes.loop.conv_to_winograd import WINOGRAD_SPEEDUP, winograd_tile
@@ -50,6 +52,8 @@ class SparseCostModel:
     gemv_dense_gbps: float
     gemv_sparse_gbps: float
     margin: float
+    int8_dense_gops: float = 1.0
+    int8_block4_gops: float = 1.0
 
     @staticmethod
     @cache
@@ -73,6 +77,17 @@ class SparseCostModel:
             return 2.0 * nnz * lanes / (self.csr_gflops * 1e9) + tiles
         return 1.0 * m * k * lanes / (self.nm24_gflops * 1e9) + tiles
 
+    def int8_seconds(self, fmt: SparseFormat, m: int, k: int, n: int, blocks: int) -> float:
+        """Predicted time of one quantized layer: int8 A [m, k] (`blocks` nonzero 1x4 groups) x B [k, n]."""
+        if fmt == SparseFormat.DENSE:
+            return 2.0 * m * k * n / (self.int8_dense_gops * 1e9)
+        return 2.0 * 4 * blocks * qsparse_lanes(n) / (self.int8_block4_gops * 1e9)
+
+
+def qsparse_lanes(n: int) -> int:
+    """Columns the block-sparse quantized kernel computes for n output columns: 32-column panels."""
+    return -(-n // 32) * 32
+
 
 def sparse_lanes(n: int) -> int:
     """Columns the sparse kernel computes for n output columns: whole 16-float (zmm) vectors."""
@@ -92,6 +107,8 @@ def choose_format(
     layer: SparseLayer, a: np.ndarray, mode: str, model: SparseCostModel, winograd: str = "auto"
 ) -> SparseAttr:
     """The storage of one layer's weight matrix `a` [M, K]."""
+    if layer.quantized:
+        return choose_int8_format(layer, a, mode, model)
     nnz = int(np.count_nonzero(a))
     density = nnz / max(a.size, 1)
     bits = 16 if layer.k < 1 << 16 else 32
@@ -114,6 +131,21 @@ def choose_format(
     return attr[best] if cost[best] <= model.margin * cost[SparseFormat.DENSE] else attr[SparseFormat.DENSE]
 
 
+def choose_int8_format(layer: SparseLayer, a: np.ndarray, mode: str, model: SparseCostModel) -> SparseAttr:
+    """The storage of a quantized layer's int8 matrix `a` [M, K]: dense or block1x4."""
+    nnz = int(np.count_nonzero(a))
+    density = nnz / max(a.size, 1)
+    dense = SparseAttr.make(SparseFormat.DENSE, density)
+    block = SparseAttr.make(SparseFormat.BLOCK4, density, 16 if -(-layer.k // 4) < 1 << 16 else 32)
+    if mode in ("off", "2:4") or nnz == a.size:
+        return dense
+    if mode == "csr":
+        return block
+    blocks = int(block4_groups(a).sum())
+    cost = model.int8_seconds(SparseFormat.BLOCK4, layer.m, layer.k, layer.n, blocks)
+    return block if cost <= model.margin * model.int8_seconds(SparseFormat.DENSE, layer.m, layer.k, layer.n, 0) else dense
+
+
 @dataclass(frozen=True)
 class SparsifyPass(ModulePass):
     """Mark each conv/FC weight with its storage format (#graph.sparse) from its zeros and a cost model."""
@@ -127,7 +159,7 @@ class SparsifyPass(ModulePass):
             raise PassError(f"sparsify: unknown mode '{self.mode}'; choose one of {', '.join(MODES)}")
         store = weights_context(ctx, self.name)
         model = SparseCostModel.load()
-        for layer in sparse_layers(op):
+        for layer in sparse_layers(op, quantized=True):
             a = layer.matrix(store[layer.weight.handle.data])
             attr = choose_format(layer, a, self.mode, model, self.winograd)
             previous = layer.weight.sparse

@@ -52,7 +52,7 @@ def fuse(qadd: loop.QAddOp, block: Block) -> bool:
     for gemm_side, other, z_gemm, residual_lhs in ((qadd.lhs, qadd.rhs, values[1], False),
                                                   (qadd.rhs, qadd.lhs, values[3], True)):  # fmt: skip
         gemm = _sole_writer(gemm_side, qadd)
-        if gemm is None or gemm.requant.get_values()[0] != int(z_gemm) or other is gemm_side:
+        if gemm is None or gemm.a_index is not None or gemm.requant.get_values()[0] != int(z_gemm) or other is gemm_side:
             continue
         if _touched_between((other, qadd.output), gemm, qadd, block):
             continue
@@ -62,7 +62,7 @@ def fuse(qadd: loop.QAddOp, block: Block) -> bool:
         props["residual_add"] = qadd.quant
         if residual_lhs:
             props["residual_lhs"] = UnitAttr()
-        props["operandSegmentSizes"] = DenseArrayBase.from_list(i32, [1, 1, 1, 1, 1, 1])
+        props["operandSegmentSizes"] = DenseArrayBase.from_list(i32, [1, 0, 0, 1, 1, 1, 1, 1])
         fused = loop.QGemmOp.create(
             operands=[gemm.a, gemm.b, gemm.comp, gemm.mult, other, qadd.output], properties=props
         )

@@ -89,7 +89,7 @@ def _pack_qgemm(op: vec.QGemmOp, weights: np.ndarray) -> tuple[np.ndarray, list[
 
 def _pack_all_qgemms(module: ModuleOp, store: WeightStore) -> None:
     for gemm in list(module.walk()):
-        if not isinstance(gemm, vec.QGemmOp) or gemm.a_packed is not None:
+        if not isinstance(gemm, vec.QGemmOp) or gemm.a_packed is not None or gemm.a_index is not None:
             continue
         owner = gemm.a.owner
         if not isinstance(owner, loop.WeightOp):

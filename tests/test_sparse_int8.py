@@ -1,0 +1,246 @@
+"""Sparse INT8: block1x4 int8 weights (inferon.ir.sparse) in the quantized GEMM, the sparsify choice
+for quantized layers, and pruned models quantized by ONNX Runtime / by Inferon against ONNX Runtime.
+
+The kernels are checked bit-exactly against `inferon.ir.quant` (the same requantization as the
+dense quantized GEMM); whole models against ONNX Runtime running the same quantized file.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from inferon.ir import quant
+from inferon.ir.sparse import block4_chunks, block4_decode, block4_encode
+from tests.test_quant import ISAS, SETTINGS, shim  # noqa: F401  (the kernel shim fixture)
+
+P, I64, INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+
+
+def run_sparse_qgemm(lib, a, b, comp, mult, zy, lo, hi, *, isa, b_signed=False, c_signed=False, b_trans=False,
+                     geometry=None, pad=0, n=None, threads=1, index32=False, kchunks=None):  # fmt: skip
+    lib.k_qgemm_sparse.argtypes = [I64, I64, I64, P, P, INT, P, I64, P, I64, INT, INT, P, INT, P, P, P, I64, I64, INT,
+                                   INT, INT, INT, INT]  # fmt: skip
+    lib.k_qgemm_sparse.restype = None
+    m, k = a.shape
+    n = n if n is not None else (b.shape[0] if b_trans else b.shape[1])
+    enc = block4_encode(a, block4_chunks(a.shape[1]) if kchunks is None else kchunks)
+    np.testing.assert_array_equal(block4_decode(enc), a)
+    index = enc.indices.astype(np.int32) if index32 else enc.indices
+    c = np.zeros((m, n), np.int8 if c_signed else np.uint8)
+    geo = np.asarray(geometry, np.int64) if geometry is not None else None
+    ldb = k if b_trans else (n if geometry is None else 0)
+    lib.k_set_isa(isa)
+    lib.k_qgemm_sparse(
+        m, n, k, enc.values.ctypes.data, index.ctypes.data, int(index.dtype == np.int32), enc.row_ptr.ctypes.data,
+        enc.kchunks, b.ctypes.data, ldb, int(b_trans), int(b_signed), None if geo is None else geo.ctypes.data, pad,
+        comp.ctypes.data, mult.ctypes.data, c.ctypes.data, n, 1, int(c_signed), zy, lo, hi, threads,
+    )  # fmt: skip
+    return c
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@given(
+    m=st.integers(1, 20), n=st.integers(1, 140), k=st.integers(1, 60), seed=st.integers(0, 10_000),
+    density=st.sampled_from([0.0, 0.05, 0.3, 1.0]), b_signed=st.booleans(), c_signed=st.booleans(),
+    b_trans=st.booleans(), extreme=st.booleans(), threads=st.sampled_from([1, 2]), index32=st.booleans(),
+    kchunks=st.sampled_from([1, 2, 5]),
+)  # fmt: skip
+@SETTINGS
+def test_sparse_qgemm_matches_reference(shim, isa, m, n, k, seed, density, b_signed, c_signed, b_trans,  # noqa: F811
+                                        extreme, threads, index32, kchunks):  # fmt: skip
+    """Bit-exact with inferon.ir.quant: random densities with empty rows, a fully dense row and a
+    single nonzero, shapes off the tile sizes (1-5 column tiles, partial panels), signed / unsigned
+    activations and outputs, transposed B, extreme 255 x -128 values, 16 / 32-bit block indices,
+    weights stored in 1-5 k-group chunks (int32 sums kept between them)."""
+    rng = np.random.default_rng(seed)
+    if extreme:
+        a = rng.choice(np.int8([-128, 127]), (m, k))
+        b = rng.choice(np.int8([-128, 127]) if b_signed else np.uint8([0, 255]), (k, n))
+    else:
+        a = rng.integers(-128, 128, (m, k)).astype(np.int8)
+        b = rng.integers(-128, 128, (k, n)).astype(np.int8) if b_signed else rng.integers(0, 256, (k, n)).astype(np.uint8)
+    a[rng.random((m, k)) >= density] = 0
+    a[rng.integers(m)] = rng.integers(-128, 128, k)  # a fully dense row (may be all nonzero)
+    if m > 2:
+        a[rng.integers(m)] = 0  # an empty row
+        row = rng.integers(m)
+        a[row] = 0
+        a[row, rng.integers(k)] = 77  # a single nonzero
+    zx = int(rng.integers(-128, 128)) if b_signed else int(rng.integers(0, 256))
+    zy = int(rng.integers(-128, 128)) if c_signed else int(rng.integers(0, 256))
+    bias = rng.integers(-5000, 5000, m).astype(np.int32)
+    mult = (rng.random(m) * 0.02 + 1e-4).astype(np.float32)
+    lo, hi = quant.qrange(np.int8 if c_signed else np.uint8)
+    if rng.random() < 0.5:
+        lo = max(lo, zy)
+    comp = quant.compensation(a, zx + (128 if b_signed else 0), bias)
+    acc = a.astype(np.int64) @ (b.astype(np.int64) - zx) + bias[:, None]
+    expected = quant.requantize(acc, mult[:, None], zy, lo, hi, np.int8 if c_signed else np.uint8)
+    src = np.ascontiguousarray(b.T) if b_trans else np.ascontiguousarray(b)
+    got = run_sparse_qgemm(shim, a, src.view(np.uint8), comp, mult, zy, lo, hi, isa=isa, b_signed=b_signed,
+                           c_signed=c_signed, b_trans=b_trans, n=n, threads=threads, index32=index32,
+                           kchunks=kchunks)  # fmt: skip
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize(
+    "geometry",
+    [
+        (3, 9, 11, 3, 3, 1, 1, 1, 1, 1, 1),  # C, H, W, kh, kw, sh, sw, pt, pl, dh, dw
+        (16, 14, 14, 3, 3, 2, 2, 1, 1, 1, 1),
+        (8, 9, 9, 3, 3, 1, 1, 2, 2, 2, 2),
+        (8, 6, 6, 1, 1, 2, 2, 0, 0, 1, 1),
+    ],
+)
+def test_sparse_qgemm_im2col(shim, isa, geometry):  # noqa: F811
+    """Convolutions through im2col: padding reads the zero point, as in the dense kernel."""
+    c, h, w, kh, kw, sh, sw, pt, pl, dh, dw = geometry
+    ho = (h + 2 * pt - (kh - 1) * dh - 1) // sh + 1
+    wo = (w + 2 * pl - (kw - 1) * dw - 1) // sw + 1
+    rng = np.random.default_rng(2)
+    m, k = 37, c * kh * kw
+    x = rng.integers(0, 256, (c, h, w)).astype(np.uint8)
+    a = rng.integers(-128, 128, (m, k)).astype(np.int8)
+    a[rng.random((m, k)) < 0.85] = 0
+    zx, zy = 117, 3
+    xp = np.pad(x.astype(np.int64) - zx, ((0, 0), (pt, pt), (pl, pl)))
+    cols = np.stack([
+        xp[:, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw]
+        for i in range(kh) for j in range(kw)
+    ], axis=1).reshape(k, ho * wo)  # fmt: skip
+    mult = np.full(m, 0.01, np.float32)
+    expected = quant.requantize(a.astype(np.int64) @ cols, mult[:, None], zy, 0, 255, np.uint8)
+    comp = quant.compensation(a, zx, None)
+    geo = (c, h, w, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo)
+    for threads in (1, 2):
+        got = run_sparse_qgemm(shim, a, x, comp, mult, zy, 0, 255, isa=isa, geometry=geo, pad=zx, n=ho * wo,
+                               threads=threads)  # fmt: skip
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("density", [0.1, 0.6])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_sparse_qgemm_long_rows_in_chunks(shim, isa, density, threads):  # noqa: F811
+    """K = 2310 is stored in block4_chunks(K) = 10 k-group chunks (int32 sums kept between them),
+    rows of very different lengths, N across one and a half column tiles."""
+    rng = np.random.default_rng(int(100 * density) + threads)
+    m, k, n = 11, 2310, 97
+    a = rng.integers(-128, 128, (m, k)).astype(np.int8)
+    a[rng.random((m, k)) >= density] = 0
+    a[0, :] = 0
+    a[1, : k // 2] = 0
+    a[2, k // 2 :] = 0
+    a[3, -1] = -128
+    b = rng.integers(0, 256, (k, n)).astype(np.uint8)
+    zx, zy = 131, 9
+    bias = rng.integers(-5000, 5000, m).astype(np.int32)
+    mult = np.full(m, 2e-4, np.float32)
+    comp = quant.compensation(a, zx, bias)
+    expected = quant.requantize(a.astype(np.int64) @ (b.astype(np.int64) - zx) + bias[:, None], mult[:, None], zy, 0,
+                                255, np.uint8)  # fmt: skip
+    got = run_sparse_qgemm(shim, a, b, comp, mult, zy, 0, 255, isa=isa, threads=threads)
+    np.testing.assert_array_equal(got, expected)
+
+
+# ------------------------------------------------------------------------------ whole models
+def _pruned(model, sparsity: float, skip: tuple[str, ...] = ("w1",)):
+    """`model` with every conv / FC weight but `skip` magnitude-pruned to `sparsity` (per tensor)."""
+    import onnx
+    from onnx import numpy_helper
+
+    from inferon.ir.sparse import prune_unstructured
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for init in out.graph.initializer:
+        arr = numpy_helper.to_array(init)
+        if arr.ndim in (2, 4) and init.name not in skip:
+            init.CopyFrom(numpy_helper.from_array(prune_unstructured(arr.astype(np.float32), sparsity), init.name))
+    return out
+
+
+SPARSE_SEGMENTS = "operandSegmentSizes = array<i32: 1, 1, 1,"  # a, a_index, a_row_ptr: a block1x4 A
+
+
+def _qgemm_lines(dump) -> list[str]:
+    last = sorted(dump.glob("*plan-memory.mlir"))[-1].read_text()
+    return [line for line in last.splitlines() if "vec.qgemm" in line]
+
+
+@pytest.mark.parametrize("activation_type", ["uint8", "int8"])
+def test_pruned_onnxruntime_quantized_cnn_runs_block_sparse(tmp_path, activation_type):
+    """A pruned CNN quantized by ONNX Runtime (QDQ, per channel): sparsify finds the zeros in the
+    int8 weights, the single-group convs run block1x4, and the logits equal both the dense INT8
+    build and ONNX Runtime's INT8 execution of the same file (within one output step)."""
+    import inferon
+    from inferon.testing import quantize_onnxruntime, run_onnxruntime
+    from tests.test_quant import _calibration, _float_cnn, _output_step, _within_one_step
+
+    rng = np.random.default_rng(3)
+    q = quantize_onnxruntime(_pruned(_float_cnn(rng), 0.85), _calibration(rng), activation_type=activation_type)
+    dump = tmp_path / "dump"
+    sparse = inferon.load(inferon.compile(q, tmp_path / "s.so", sparse="csr", dump_ir=dump))
+    lines = _qgemm_lines(dump)
+    # forced (sparse="csr"): every single-group conv with a zero (the stem has a few after rounding)
+    assert sum(SPARSE_SEGMENTS in line for line in lines) == 3, lines
+    assert next(dump.glob("*_sparsify.mlir")).read_text().count("format block1x4") == 3
+    dense = inferon.load(inferon.compile(q, tmp_path / "d.so", sparse="off"))
+    step = _output_step(q)
+    for _ in range(3):
+        x = rng.standard_normal((1, 3, 18, 21)).astype(np.float32)
+        out = sparse(x)
+        np.testing.assert_array_equal(out, dense(x))
+        ref = run_onnxruntime(q, {"x": x})[0]
+        assert _within_one_step(out, ref, step) >= 0.999
+
+
+def test_prune_then_quantize(tmp_path, capsys):
+    """`prune` + `quantize` together: the float weights are pruned, then quantized (zeros stay zero)
+    and the layers at 90 % run block1x4; the INT8 output stays close to ONNX Runtime's float
+    execution of the same pruned model."""
+    import onnx
+
+    import inferon
+    from inferon.testing import run_onnxruntime
+    from tests.conftest import make_model
+
+    rng = np.random.default_rng(5)
+
+    def w(*shape):  # noqa: ANN202
+        return rng.standard_normal(shape) * np.sqrt(2.0 / np.prod(shape[1:]))
+
+    from onnx import helper
+
+    init = {"w1": w(32, 3, 3, 3), "w2": w(256, 32, 3, 3), "w3": w(256, 256, 1, 1), "w4": w(64, 256, 3, 3)}
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("Conv", ["r2", "w3"], ["c3"]),
+        helper.make_node("Relu", ["c3"], ["r3"]),
+        helper.make_node("Conv", ["r3", "w4"], ["y"], pads=[1, 1, 1, 1]),
+    ]
+    model = make_model(nodes, {"x": (1, 3, 28, 28)}, ["y"], init, opset=13)
+    calib = {"x": rng.standard_normal((8, 3, 28, 28)).astype(np.float32)}
+    dump = tmp_path / "dump"
+    cm = inferon.load(inferon.compile(model, tmp_path / "m.so", prune="unstructured:0.9", quantize="int8",
+                                      calibration=calib, dump_ir=dump))  # fmt: skip
+    assert "pruned unstructured:0.9" in capsys.readouterr().err
+    names = [p.name for p in sorted(dump.glob("*.mlir"))]
+    assert names.index(next(n for n in names if n.endswith("_prune.mlir"))) < names.index(
+        next(n for n in names if n.endswith("_quantize.mlir")))  # fmt: skip
+    assert sum(SPARSE_SEGMENTS in line for line in _qgemm_lines(dump)) == 3, "the three pruned convs run block1x4"
+    pruned = _pruned(model, 0.9)
+    assert isinstance(pruned, onnx.ModelProto)
+    x = rng.standard_normal((1, 3, 28, 28)).astype(np.float32)
+    ref = run_onnxruntime(pruned, {"x": x})[0]
+    out = cm(x)
+    assert np.abs(out - ref).max() <= 0.05 * np.abs(ref).max()
