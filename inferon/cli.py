@@ -71,9 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "scalar fallback is always included")
     c.add_argument("--sparse", choices=["auto", "off", "csr", "2:4"], default="auto",
                    help="weight storage per conv/FC layer: auto (default) finds the zeros already in the "
-                   "weights and picks dense, CSR or 2:4 by a cost model calibrated on this CPU (layers "
-                   "where sparse would be slower stay dense); off: all dense; csr / 2:4: force that format "
-                   "wherever it applies")
+                   "weights and picks dense, CSR or 2:4 (int8 weights of quantized convs: dense or "
+                   "block1x4) by a cost model calibrated on this CPU (layers where sparse would be slower "
+                   "stay dense); off: all dense; csr / 2:4: force that format wherever it applies (csr: "
+                   "block1x4 for int8 weights)")
     c.add_argument("--winograd", choices=["auto", "off", "2", "4"], default="auto",
                    help="float 3x3 stride-1 convolutions: auto (default) uses Winograd F(4x4,3x3) or "
                    "F(2x2,3x3) (2.25-4x fewer multiplications, slightly larger rounding error) where "
@@ -81,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--prune", metavar="SPEC",
                    help="experiments only: magnitude-prune every conv/FC weight except the stem first, "
                    "per layer: unstructured:S (e.g. unstructured:0.9 zeroes 90%% of each layer) or 2:4; "
-                   "prints the output deviation this causes on a random input")
+                   "prints the output deviation this causes on a random input; with --quantize the float "
+                   "weights are pruned before they are quantized (sparse INT8)")
     c.add_argument("--quantize", choices=["int8"], default=None,
                    help="quantize a float model to INT8 (post-training, static): per-channel int8 weights, "
                         "per-tensor uint8 activations from --calibration; prints the deviation from the float "
