@@ -244,3 +244,40 @@ def test_prune_then_quantize(tmp_path, capsys):
     ref = run_onnxruntime(pruned, {"x": x})[0]
     out = cm(x)
     assert np.abs(out - ref).max() <= 0.05 * np.abs(ref).max()
+
+
+def test_prune_an_already_quantized_model(tmp_path, capsys):
+    """`--prune` on a model quantized by ONNX Runtime prunes its int8 weights (all single-group convs
+    but the stem) by magnitude; the result equals ONNX Runtime running the same QDQ file with those
+    int8 initializers pruned the same way (per layer, |w| order), within one output step."""
+    import onnx
+    from onnx import numpy_helper
+
+    import inferon
+    from inferon.ir.sparse import prune_unstructured
+    from inferon.testing import quantize_onnxruntime, run_onnxruntime
+    from tests.test_quant import _calibration, _float_cnn, _output_step, _within_one_step
+
+    rng = np.random.default_rng(11)
+    q = quantize_onnxruntime(_float_cnn(rng), _calibration(rng))
+    dump = tmp_path / "dump"
+    cm = inferon.load(inferon.compile(q, tmp_path / "m.so", prune="unstructured:0.8", sparse="csr", dump_ir=dump))
+    assert "pruned unstructured:0.8" in capsys.readouterr().err
+    assert sum(SPARSE_SEGMENTS in line for line in _qgemm_lines(dump)) == 2  # 1x1 stride 2 and the 3x3
+    # the same pruning applied to the QDQ file: the int8 weights of the two single-group, non-stem convs
+    pruned = onnx.ModelProto()
+    pruned.CopyFrom(q)
+    inits = {i.name: i for i in pruned.graph.initializer}
+    producers = {n.output[0]: n for n in pruned.graph.node}
+    convs = [n for n in pruned.graph.node if n.op_type == "Conv"]
+    for conv in convs[1:]:
+        if any(a.name == "group" and a.i > 1 for a in conv.attribute):
+            continue
+        init = inits[producers[conv.input[1]].input[0]]  # DequantizeLinear(int8 weight)
+        w = numpy_helper.to_array(init)
+        a = prune_unstructured(w.reshape(w.shape[0], -1), 0.8).reshape(w.shape)
+        init.CopyFrom(numpy_helper.from_array(a.astype(np.int8), init.name))
+    step = _output_step(q)
+    for _ in range(3):
+        x = rng.standard_normal((1, 3, 18, 21)).astype(np.float32)
+        assert _within_one_step(cm(x), run_onnxruntime(pruned, {"x": x})[0], step) >= 0.999

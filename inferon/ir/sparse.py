@@ -226,7 +226,7 @@ def nm24_decode(e: NM24Matrix) -> np.ndarray:
 
 def prune_unstructured(a: np.ndarray, sparsity: float) -> np.ndarray:
     """Zero the `sparsity` fraction of smallest-magnitude entries of `a` (per tensor)."""
-    flat = np.abs(a).ravel()
+    flat = np.abs(a.astype(np.float32)).ravel()  # (int8: |-128| does not wrap)
     drop = int(round(sparsity * flat.size))
     if drop <= 0:
         return a.copy()
@@ -241,4 +241,4 @@ def prune_nm24(a: np.ndarray) -> np.ndarray:
     g = _groups(a)
     drop = np.argsort(np.abs(g), axis=2, kind="stable")[:, :, :2]
     np.put_along_axis(g, drop, 0.0, axis=2)
-    return g.reshape(m, -1)[:, :k].copy()
+    return g.reshape(m, -1)[:, :k].astype(a.dtype)

@@ -1,7 +1,8 @@
 """prune: magnitude pruning of conv/FC weights, for experiments (opt-in, never in the default run).
 
 `inferon compile --prune unstructured:0.9` zeroes the 90 % smallest-magnitude entries of every
-layer's weight (per layer); `--prune 2:4` keeps the two largest of every aligned group of four
+layer's weight (per layer; the int8 weights of an already quantized model too, where a zero is an
+exact zero: their zero point is 0); `--prune 2:4` keeps the two largest of every aligned group of four
 along K (the order the 2:4 kernel reads). Layers reading a model input (the stem conv) and
 depthwise convs are left dense. With `report`, the pass runs the numpy reference interpreter
 before and after pruning on one seeded random input and prints the output deviation it caused.
@@ -79,13 +80,12 @@ class PrunePass(ModulePass):
         inputs = _random_inputs(_main(op)) if self.report else []
         before = interpreter.run(op, store, inputs) if self.report else []
         pruned = kept = 0
-        for layer in sparse_layers(op):
+        for layer in sparse_layers(op, quantized=True):
             if layer.reads_model_input:
                 continue
             w = store[layer.weight.handle.data]
-            a = layer.matrix(w)
-            a = prune_matrix(a, self.spec)
-            handle = store.add(layer.from_matrix(a), f"{layer.weight.handle.data}.pruned")
+            a = prune_matrix(layer.matrix(w), self.spec).astype(w.dtype)  # int8 weights stay int8
+            handle = store.add(layer.from_matrix(a), f"{layer.weight.handle.data}.pruned", keep_dtype=True)
             layer.weight.properties["handle"] = StringAttr(handle)
             pruned += w.size
             kept += int(np.count_nonzero(a))

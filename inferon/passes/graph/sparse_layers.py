@@ -29,7 +29,7 @@ class SparseLayer:
     k: int
     n: int
     is_fc: bool
-    reads_model_input: bool  # the layer's input is a model input (e.g. the stem conv)
+    reads_model_input: bool  # the layer's input is a model input, or its quantization (e.g. the stem conv)
     groups: int = 1
     winograd: bool = False  # a float 3x3 stride-1 single-group conv (conv-to-winograd may take it dense)
     out_size: tuple[int, int] = (1, 1)  # conv output Ho, Wo
@@ -53,8 +53,9 @@ def sparse_layers(module: ModuleOp, quantized: bool = False) -> Iterator[SparseL
                 continue
             m, c, kh, kw = shape_of(op.weight)
             out = shape_of(op.output)
+            x = op.input.owner.input if isinstance(op.input.owner, graph.QuantizeOp) else op.input
             yield SparseLayer(op, op.weight.owner, m, c * kh * kw, out[0] * math.prod(out[2:]), False,
-                              isinstance(op.input, BlockArgument), out_size=(out[2], out[3]), quantized=True)  # fmt: skip
+                              isinstance(x, BlockArgument), out_size=(out[2], out[3]), quantized=True)  # fmt: skip
             continue
         if isinstance(op, graph.Conv2dOp) and isinstance(op.weight.owner, graph.WeightOp):
             m, cg, kh, kw = shape_of(op.weight)
