@@ -839,11 +839,14 @@ def test_residual_add_fused_into_qgemm(tmp_path, monkeypatch, isa, activation_ty
             assert _within_one_step(g, r, float(np.abs(r).max()) / 100) >= 0.999
 
 
+@pytest.mark.parametrize("isa", ["avx512", "avx2"])
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8])
 @pytest.mark.parametrize("relu", [False, True])
-def test_quantized_add_bit_exact_with_onnxruntime(tmp_path, dtype, relu):
+def test_quantized_add_bit_exact_with_onnxruntime(tmp_path, monkeypatch, isa, dtype, relu):
     """A QDQ Add (+ Relu) becomes graph.qadd, computed in ONNX Runtime's QLinearAdd arithmetic
-    (float scale ratios and FMAs): bit-exact with ORT over random scales and zero points."""
+    (float scale ratios and FMAs): bit-exact with ORT over random scales and zero points, with the
+    16-lane (AVX-512) and 8-lane (AVX2) kernels (600 values: vector loops and their tails)."""
+    monkeypatch.setenv("INFERON_ISA", isa)
     rng = np.random.default_rng(8 + relu)
     lo, hi = (0, 255) if dtype == np.uint8 else (-128, 127)
     for trial in range(3):

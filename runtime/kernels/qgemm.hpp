@@ -354,6 +354,24 @@ INFERON_AVX2_INLINE void store32(const QGemm& g, int64_t m, int64_t n, const __m
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(static_cast<Q*>(g.c) + m * g.ldc + n), ordered);
 }
 
+// store32 with 16 lanes per instruction (AVX-512): two zmm of row m (comp included), columns n..n+31
+// all valid, C contiguous, no fused residual. The clamped values lie in the output type's range, so
+// narrowing them to bytes by truncation (vpmovdb) is exact: bit-exact with store32.
+INFERON_VNNI inline __m128i requant16(__m512i acc, __m512 mult, __m512 lo, __m512 hi, __m512i zy) {
+  const __m512 f = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), mult), lo), hi);
+  return _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(f), zy));
+}
+
+template <class Q>
+INFERON_VNNI inline void store32_zmm(const QGemm& g, int64_t m, int64_t n, __m512i a0, __m512i a1) {
+  const __m512 mult = _mm512_set1_ps(g.mult[m]);
+  const __m512 lo = _mm512_set1_ps(static_cast<float>(g.lo - g.zy)), hi = _mm512_set1_ps(static_cast<float>(g.hi - g.zy));
+  const __m512i zy = _mm512_set1_epi32(g.zy);
+  Q* out = static_cast<Q*>(g.c) + m * g.ldc + n;
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), requant16(a0, mult, lo, hi, zy));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16), requant16(a1, mult, lo, hi, zy));
+}
+
 // ----------------------------------------------------------------------------------- kernels
 
 // VNNI: 6 rows x (8 * NV) columns; a: [K4][6][4], b: [K4][8 * NV][4]. The accumulators start at
@@ -493,19 +511,21 @@ INFERON_VNNI void sparse_rows_zmm(const QGemm& g, const uint8_t* b, size_t panel
         for (int v = 0; v < 2; v++) _mm512_storeu_si512(part + 2 * p + v, acc[p][v]);
       continue;
     }
-    __m256i out[NP][4];
+    __m512i full[NP][2];
 #pragma GCC unroll 4
     for (int p = 0; p < NP; p++)
 #pragma GCC unroll 2
-      for (int v = 0; v < 2; v++) {
-        out[p][2 * v] = _mm512_castsi512_si256(acc[p][v]);
-        out[p][2 * v + 1] = _mm512_extracti64x4_epi64(acc[p][v], 1);
-      }
+      for (int v = 0; v < 2; v++) full[p][v] = acc[p][v];
+    __m256i out[NP][4];
     for (int p = 0; p < NP; p++) {
       const int64_t n = n0 + 32 * p;
-      if (n + 32 <= g.N && g.ldc_col == 1) {
-        store32<Q>(g, m, n, out[p]);
+      if (n + 32 <= g.N && g.ldc_col == 1) {  // (a block-sparse A has no fused residual)
+        store32_zmm<Q>(g, m, n, full[p][0], full[p][1]);
         continue;
+      }
+      for (int v = 0; v < 2; v++) {
+        out[p][2 * v] = _mm512_castsi512_si256(full[p][v]);
+        out[p][2 * v + 1] = _mm512_extracti64x4_epi64(full[p][v], 1);
       }
       for (int v = 0; v < 4 && n + 8 * v < g.N; v++)
         store8<Q, false>(g, m, n + 8 * v, static_cast<int>(std::min<int64_t>(8, g.N - n - 8 * v)), out[p][v]);
