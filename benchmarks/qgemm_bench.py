@@ -151,7 +151,7 @@ def bench_shape(lib, isa: int, threads: int, runs: int, m: int, n: int, k: int, 
     comp = quant.compensation(a, zx, rng.integers(-1000, 1000, m).astype(np.int32))
     mult = np.full(m, 1.0 / (k * 40.0), np.float32)
     c = np.zeros((m, n), np.uint8)
-    geo_arr = np.asarray(geo, np.int64) if geo is not None else None
+    geo_arr = np.asarray([*geo, 0], np.int64) if geo is not None else None  # (+ implicit flag: off)
 
     def call() -> None:
         lib.k_qgemm(m, n, k, packed.ctypes.data, b.ctypes.data, 0 if geo is not None else n, 0, 0,

@@ -149,7 +149,7 @@ SHIM void k_spmm(int format, int index_bytes, int64_t M, int64_t K, const float*
 
 // Quantized GEMM: A packed (pack_weights.pack_a_int8(A, 6)), or (row_ptr set) block-sparse A
 // (inferon.ir.sparse.block4_encode: a = values, index uint16 / int32 with index32, kchunks); geometry = the 13
-// b_im2col entries or null (then B is [K, N] with row stride ldb, or [N, K] with b_trans).
+// b_im2col entries + the implicit flag (then K is in inferon.ir.quant.implicit_weight_order) or null (then B is [K, N] with row stride ldb, or [N, K] with b_trans).
 static void qgemm_call(int64_t M, int64_t N, int64_t K, const int8_t* a, const void* index, const int32_t* row_ptr,
                        int index32, int64_t kchunks, const uint8_t* b, int64_t ldb, int b_trans, int b_signed, const int64_t* geometry,
                        int pad, const int32_t* comp, const float* mult, void* c, int64_t ldc, int64_t ldc_col,
@@ -169,7 +169,7 @@ static void qgemm_call(int64_t M, int64_t N, int64_t K, const int8_t* a, const v
     q = inferon::Im2col{geometry[0], geometry[1], geometry[2], static_cast<int>(geometry[3]),
                         static_cast<int>(geometry[4]), static_cast<int>(geometry[5]), static_cast<int>(geometry[6]),
                         static_cast<int>(geometry[7]), static_cast<int>(geometry[8]), static_cast<int>(geometry[9]),
-                        static_cast<int>(geometry[10]), geometry[11], geometry[12]};
+                        static_cast<int>(geometry[10]), geometry[11], geometry[12], static_cast<int>(geometry[13])};
     g.im2col = &q;
   }
   g.pad = static_cast<uint8_t>(pad);

@@ -142,7 +142,7 @@ def run_qgemm(lib, a, b, comp, mult, zy, lo, hi, *, isa, b_signed=False, c_signe
     n = n if n is not None else (b.shape[0] if b_trans else b.shape[1])
     packed = pack_a_int8(a, 6)
     c = np.zeros((m, n), np.int8 if c_signed else np.uint8)
-    geo = np.asarray(geometry, np.int64) if geometry is not None else None
+    geo = np.asarray([*geometry, *([0] if len(geometry) == 13 else [])], np.int64) if geometry is not None else None
     ldb = k if b_trans else (n if geometry is None else 0)
     lib.k_set_isa(isa)
     lib.k_qgemm(

@@ -32,7 +32,7 @@ def run_sparse_qgemm(lib, a, b, comp, mult, zy, lo, hi, *, isa, b_signed=False, 
     np.testing.assert_array_equal(block4_decode(enc), a)
     index = enc.indices.astype(np.int32) if index32 else enc.indices
     c = np.zeros((m, n), np.int8 if c_signed else np.uint8)
-    geo = np.asarray(geometry, np.int64) if geometry is not None else None
+    geo = np.asarray([*geometry, *([0] if len(geometry) == 13 else [])], np.int64) if geometry is not None else None
     ldb = k if b_trans else (n if geometry is None else 0)
     lib.k_set_isa(isa)
     lib.k_qgemm_sparse(
@@ -281,3 +281,54 @@ def test_prune_an_already_quantized_model(tmp_path, capsys):
     for _ in range(3):
         x = rng.standard_normal((1, 3, 18, 21)).astype(np.float32)
         assert _within_one_step(cm(x), run_onnxruntime(pruned, {"x": x})[0], step) >= 0.999
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize(
+    "geometry",
+    [
+        (3, 9, 11, 3, 3, 1, 1, 1, 1, 1, 1),  # C, H, W, kh, kw, sh, sw, pt, pl, dh, dw
+        (16, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1),
+        (10, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1),
+        (8, 12, 9, 5, 3, 1, 1, 2, 0, 1, 1),
+        (6, 6, 40, 2, 2, 1, 1, 0, 1, 1, 1),
+    ],
+)
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("signed", [False, True])
+def test_implicit_quantized_conv(shim, isa, geometry, sparse, signed):  # noqa: F811
+    """Stride-1 convolutions with the weights in implicit order (inferon.ir.quant.implicit_weight_order:
+    channel groups of 4, taps, channel in group; C not a multiple of 4 padded): read in place from the
+    interleaved bordered frame with VNNI (wide grid, border columns dropped), through im2col rows in the
+    same order otherwise; dense and block1x4 weights, uint8 / int8 activations, 1 and 2 threads."""
+    c, h, w, kh, kw, sh, sw, pt, pl, dh, dw = geometry
+    ho = (h + 2 * pt - (kh - 1) * dh - 1) // sh + 1
+    wo = (w + 2 * pl - (kw - 1) * dw - 1) // sw + 1
+    rng = np.random.default_rng(c * h + kh)
+    m = 13
+    filt = rng.integers(-128, 128, (m, c, kh, kw)).astype(np.int8)
+    if sparse:
+        filt[rng.random(filt.shape) < 0.8] = 0
+    x = rng.integers(-128, 128, (c, h, w)).astype(np.int8) if signed else rng.integers(0, 256, (c, h, w)).astype(np.uint8)
+    zx, zy = (-7 if signed else 117), 3
+    xp = np.pad(x.astype(np.int64) - zx, ((0, 0), (pt, pt), (pl, pl)))
+    cols = np.stack([
+        xp[:, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw]
+        for i in range(kh) for j in range(kw)
+    ], axis=1).reshape(c * kh * kw, ho * wo)  # fmt: skip
+    a = filt.reshape(m, -1)
+    mult = np.full(m, 0.004, np.float32)
+    expected = quant.requantize(a.astype(np.int64) @ cols, mult[:, None], zy, 0, 255, np.uint8)
+    a_impl = quant.implicit_weight_order(filt)
+    comp = quant.compensation(a_impl, zx + (128 if signed else 0), None)
+    geo = (c, h, w, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, 1)
+    for threads in (1, 2):
+        if sparse:
+            got = run_sparse_qgemm(shim, a_impl, x.view(np.uint8), comp, mult, zy, 0, 255, isa=isa, geometry=geo,
+                                   pad=zx & 0xFF, n=ho * wo, threads=threads, b_signed=signed)  # fmt: skip
+        else:
+            from tests.test_quant import run_qgemm
+
+            got = run_qgemm(shim, a_impl, x.view(np.uint8), comp, mult, zy, 0, 255, isa=isa, geometry=geo,
+                            pad=zx & 0xFF, n=ho * wo, threads=threads, b_signed=signed)  # fmt: skip
+        np.testing.assert_array_equal(got, expected)

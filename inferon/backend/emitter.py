@@ -288,7 +288,7 @@ class CppEmitter:
                       f"{_float(lo_q)}, {_float(hi_q)}, {str(gemm_first).lower()}, {res_signed}}};")  # fmt: skip
             self.line("  g.add = &r;")
         if op.b_im2col is not None:
-            fields = [*ints(op.b_im2col), 0]
+            fields = [*ints(op.b_im2col), int(op.b_implicit is not None)]
             self.line(f"  static const inferon::Im2col q = {{{', '.join(str(v) for v in fields)}}};")
             self.line("  g.im2col = &q;")
         if op.a_index is not None and op.a_row_ptr is not None:

@@ -120,3 +120,14 @@ def activation_bounds(epilogue: EpilogueAttr) -> tuple[float, float]:
     if kind != ActivationKind.NONE:
         raise ValueError(f"activation {kind} cannot be fused into a quantized op")
     return float("-inf"), float("inf")
+
+
+def implicit_weight_order(w: np.ndarray) -> np.ndarray:
+    """Conv weights [M, C, kh, kw] as the GEMM A [M, ceil(C/4) * kh * kw * 4] of an implicit quantized
+    convolution (qgemm.hpp, run_implicit): K runs over (channel group of 4, tap i, tap j, channel in
+    group); channels past C get zero weights."""
+    m, c, kh, kw = w.shape
+    c4 = -(-c // 4)
+    padded = np.zeros((m, c4 * 4, kh, kw), dtype=w.dtype)
+    padded[:, :c] = w
+    return np.ascontiguousarray(padded.reshape(m, c4, 4, kh, kw).transpose(0, 1, 3, 4, 2).reshape(m, -1))

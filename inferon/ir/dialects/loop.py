@@ -620,6 +620,7 @@ class QGemmBase(IRDLOperation):
     pad = prop_def(I64Attr)
     b_trans = opt_prop_def(UnitAttr)
     b_im2col = opt_prop_def(DenseArrayBase)
+    b_implicit = opt_prop_def(UnitAttr)  # stride-1 conv read in place; K in implicit_weight_order
     residual_add = opt_prop_def(DenseArrayBase)
     residual_lhs = opt_prop_def(UnitAttr)
     irdl_options = (AttrSizedOperandSegments(as_property=True),)
@@ -636,7 +637,11 @@ class QGemmBase(IRDLOperation):
                 raise VerifyException(f"{self.name}: strides and c_leading have two entries")
         if len(self.requant.get_values()) != 3:
             raise VerifyException(f"{self.name}: requant is [output zero point, lo, hi]")
-        verify_im2col_view(self.b_im2col)
+        verify_im2col_view(self.b_im2col, self.b_implicit is not None)
+        if self.b_implicit is not None and self.b_im2col is not None:
+            c, kh, kw = (self.b_im2col.get_values()[i] for i in (0, 3, 4))
+            if self.dims.get_values()[2] != -(-c // 4) * 4 * kh * kw:
+                raise VerifyException(f"{self.name}: an implicit conv has K = ceil(C/4)*4*kh*kw (implicit_weight_order)")
         if self.b_trans is not None and self.b_im2col is not None:
             raise VerifyException(f"{self.name}: b_trans and b_im2col exclude each other")
         if (self.a_index is None) != (self.a_row_ptr is None):
@@ -670,6 +675,10 @@ class QGemmOp(QGemmBase):
     With a `residual` (laid out like C; from fuse-residual-qadd) the requantized value y is added to
     it before the store exactly like `loop.qadd` (C = qadd(y, residual), or qadd(residual, y) when
     `residual_lhs`), residual_add being that qadd's quant.
+
+    `b_implicit` (stride-1 convs): K runs over (channel group of 4, tap, channel in group), A in
+    `inferon.ir.quant.implicit_weight_order`; with AVX512-VNNI the kernel reads B in place from an
+    interleaved bordered copy of the image (no im2col, no packing; qgemm.hpp `run_implicit`).
     """
 
     name = "loop.qgemm"

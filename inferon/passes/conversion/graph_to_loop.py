@@ -395,6 +395,15 @@ def _qconv(lw: Lowering, op: Operation, out: SSAValue) -> None:
     comp, mult, requant, pad = _qgemm_constants(lw, op, w, bias, m)
     (sh, sw), (pt, pl, pb, pr), (dh, dw) = ints(op.strides), ints(op.pads), ints(op.dilations)
     direct = (kh, kw, sh, sw, pt, pl, pb, pr) == (1, 1, 1, 1, 0, 0, 0, 0)
+    # stride-1 KxK convs: implicit (the kernel reads the image in place, weights in implicit order)
+    implicit = not direct and g == 1 and (sh, sw, dh, dw) == (1, 1, 1, 1)
+    a = lw.buffer(op.weight)
+    if implicit:
+        a = lw.constant(quant.implicit_weight_order(w.reshape(m, cg, kh, kw)), f"{w_owner.handle.data}.implicit",
+                        a.type.element_type)  # type: ignore[attr-defined]  # fmt: skip
+        if w_owner.sparse is not None:
+            a.owner.properties["sparse"] = w_owner.sparse  # type: ignore[union-attr]
+        k = a.type.get_shape()[1]  # type: ignore[attr-defined]
     props: dict[str, Attribute] = {
         "dims": i64_array((mg, ho * wo, k)), "batch": i64_array((n, g)),
         "a_strides": i64_array((0, mg * k)), "b_strides": i64_array((c * h * wd, cg * h * wd)),
@@ -404,8 +413,10 @@ def _qconv(lw: Lowering, op: Operation, out: SSAValue) -> None:
     }  # fmt: skip
     if not direct:
         props["b_im2col"] = i64_array((cg, h, wd, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo))
+    if implicit:
+        props["b_implicit"] = UnitAttr()
     props["operandSegmentSizes"] = QGEMM_SEGMENTS
-    lw.emit(loop.QGemmOp.create(operands=[lw.buffer(op.weight), lw.buffer(op.input), comp, mult, out], properties=props))
+    lw.emit(loop.QGemmOp.create(operands=[a, lw.buffer(op.input), comp, mult, out], properties=props))
 
 
 @lowers(graph.QMatMulOp)
@@ -469,6 +480,8 @@ def lower_function(fn: func.FuncOp, weights: WeightStore | None = None) -> func.
             size = math.prod(shape_of(value))
             lw.emit(copy_op(lw.buffer(value), arg, 1, size, size, 0))
     block.add_op(func.ReturnOp())
+    for unused in [o for o in block.ops if isinstance(o, loop.WeightOp) and not o.result.uses]:
+        block.erase_op(unused)  # weights a rule replaced (transposed / reordered copies)
 
     arg_attrs = list(fn.arg_attrs.data) if fn.arg_attrs else []
     res_attrs = list(fn.res_attrs.data) if fn.res_attrs else []
