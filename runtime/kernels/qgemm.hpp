@@ -420,7 +420,13 @@ INFERON_VNNI void tile_vnni(const QGemm& g, const int8_t* a, const uint8_t* b, i
 #pragma GCC unroll 4
     for (int v = 0; v < NV; v++) out[r][v] = acc[r][v];
   if (NV == 4 && n0 + 32 <= g.N && g.ldc_col == 1) {
-    for (int r = 0; r < rows; r++) store32<Q>(g, m0 + r, n0, out[r]);
+    if (g.add) {
+      for (int r = 0; r < rows; r++) store32<Q>(g, m0 + r, n0, out[r]);
+    } else {
+      for (int r = 0; r < rows; r++)
+        store32_zmm<Q>(g, m0 + r, n0, _mm512_inserti64x4(_mm512_castsi256_si512(out[r][0]), out[r][1], 1),
+                       _mm512_inserti64x4(_mm512_castsi256_si512(out[r][2]), out[r][3], 1));
+    }
     return;
   }
   for (int r = 0; r < rows; r++)
