@@ -332,3 +332,43 @@ def test_implicit_quantized_conv(shim, isa, geometry, sparse, signed):  # noqa: 
             got = run_qgemm(shim, a_impl, x.view(np.uint8), comp, mult, zy, 0, 255, isa=isa, geometry=geo,
                             pad=zx & 0xFF, n=ho * wo, threads=threads, b_signed=signed)  # fmt: skip
         np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("sparse", ["off", "csr"])
+def test_quantized_convs_batch_two(tmp_path, sparse):
+    """Batch 2 through implicit (stride-1 3x3 / 5x5), strided and 1x1 quantized convs, dense and
+    block1x4, against ONNX Runtime on the same QDQ file (within one output step)."""
+    from onnx import helper
+
+    import inferon
+    from inferon.testing import quantize_onnxruntime, run_onnxruntime
+    from tests.conftest import make_model
+    from tests.test_quant import _output_step, _within_one_step
+
+    rng = np.random.default_rng(21)
+
+    def w(*shape):  # noqa: ANN202
+        return rng.standard_normal(shape) * np.sqrt(2.0 / np.prod(shape[1:]))
+
+    init = {"w1": w(8, 5, 5, 5), "w2": w(12, 8, 3, 3), "w3": w(16, 12, 1, 1), "w4": w(6, 16, 3, 3)}
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[2, 2, 2, 2]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("Conv", ["r2", "w3"], ["c3"]),
+        helper.make_node("Relu", ["c3"], ["r3"]),
+        helper.make_node("Conv", ["r3", "w4"], ["y"], pads=[1, 1, 1, 1]),
+    ]
+    model = _pruned(make_model(nodes, {"x": (2, 5, 17, 23)}, ["y"], init, opset=13), 0.8, skip=())
+    calib = [{"x": rng.standard_normal((2, 5, 17, 23)).astype(np.float32)} for _ in range(3)]
+    q = quantize_onnxruntime(model, calib)
+    dump = tmp_path / "dump"
+    cm = inferon.load(inferon.compile(q, tmp_path / "m.so", sparse=sparse, dump_ir=dump))
+    lines = _qgemm_lines(dump)
+    assert sum("b_implicit" in line for line in lines) == 2  # the stride-1 5x5 and 3x3 convs
+    assert sum(SPARSE_SEGMENTS in line for line in lines) == (4 if sparse == "csr" else 0)
+    step = _output_step(q)
+    for _ in range(2):
+        x = rng.standard_normal((2, 5, 17, 23)).astype(np.float32)
+        assert _within_one_step(cm(x), run_onnxruntime(q, {"x": x})[0], step) >= 0.999
