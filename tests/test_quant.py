@@ -187,6 +187,28 @@ def test_qgemm_matches_reference(shim, isa, m, n, k, seed, b_signed, c_signed, b
 
 
 @pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("m, k", [(1, 1), (7, 9), (13, 70), (1000, 2048), (37, 1027)])
+@pytest.mark.parametrize("b_signed, b_trans", [(False, False), (False, True), (True, True)])
+def test_qgemm_single_column(shim, isa, m, k, b_signed, b_trans):
+    """N = 1 (fully-connected layers at batch 1: a GEMV with VNNI): bit-exact with the reference for
+    panel remainders, K not a multiple of 4 or 8, signed / unsigned and transposed B, 1-2 threads."""
+    rng = np.random.default_rng(m + k)
+    a = rng.integers(-128, 128, (m, k)).astype(np.int8)
+    b = rng.integers(-128, 128, (k, 1)).astype(np.int8) if b_signed else rng.integers(0, 256, (k, 1)).astype(np.uint8)
+    zx = -5 if b_signed else 131
+    bias = rng.integers(-5000, 5000, m).astype(np.int32)
+    mult = (rng.random(m) * 0.002 + 1e-4).astype(np.float32)
+    comp = quant.compensation(a, zx + (128 if b_signed else 0), bias)
+    expected = quant.requantize(a.astype(np.int64) @ (b.astype(np.int64) - zx) + bias[:, None], mult[:, None], 7,
+                                0, 255, np.uint8)  # fmt: skip
+    src = np.ascontiguousarray(b.T) if b_trans else np.ascontiguousarray(b)
+    for threads in (1, 2):
+        got = run_qgemm(shim, a, src.view(np.uint8), comp, mult, 7, 0, 255, isa=isa, b_signed=b_signed,
+                        b_trans=b_trans, n=1, threads=threads)  # fmt: skip
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize(
     "geometry",
     [
