@@ -15,7 +15,8 @@
 //   pool.hpp         pool2d, global_pool
 //   sparse.hpp       spmm (CSR / 2:4 sparse weights x dense activations; GEMV at N == 1)
 //   quant.hpp        quantize_linear, dequantize_linear
-//   qgemm.hpp        qgemm (uint8 activations x int8 weights, requantized; VNNI / AVX2 / scalar)
+//   qgemm.hpp        qgemm (uint8 activations x int8 weights, requantized; VNNI / AVX2 / scalar;
+//                    qgemm_base.hpp: parameters, B packing, epilogue; qsparse.hpp: block1x4 A)
 //   qdepthwise.hpp   qdepthwise_conv2d (direct quantized depthwise convolution)
 //   elementwise.hpp  binary, unary, copy, copy_rows, channel_affine
 //   layout.hpp       transpose

@@ -1,0 +1,369 @@
+// Inferon kernels: the quantized GEMM's parameters (QGemm), B packing into [K4][NR][4] panels and the
+// requantizing epilogue, shared by the dense kernels (qgemm.hpp) and the block-sparse ones
+// (qsparse.hpp). See qgemm.hpp for the layouts and the arithmetic.
+#pragma once
+
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "common.hpp"
+#include "im2col.hpp"
+
+#define INFERON_VNNI __attribute__((target("avx2,fma,avx512f,avx512vl,avx512bw,avx512vnni")))
+
+namespace inferon {
+
+constexpr int QMR = 6;  // rows of a packed A panel (all kernels)
+
+// A quantized Add fused after the requantization (quant.hpp's qadd arithmetic): with y the
+// requantized GEMM value and r the residual at the same position, out = round(clamp(fma(first,
+// ra, fma(second, rb, fixed)), lo, hi)) where (first, second) = (y, r) if gemm_first else (r, y),
+// so that the result is bit-exact with the unfused GEMM + qadd.
+struct QResidual {
+  float r_gemm, r_res, fixed, lo, hi;
+  bool gemm_first;
+  bool res_signed;
+};
+
+// A block-sparse A (block1x4, inferon.ir.sparse): the k-groups are split into kchunks chunks stored
+// one after the other; in chunk c, row m's blocks are [row_ptr[c (M + 1) + m], row_ptr[c (M + 1) + m + 1]);
+// block j holds the four int8 weights a[4 j .. 4 j + 3] of the k-group index[j] (uint16 or int32).
+struct QSparse {
+  const void* index = nullptr;
+  const int32_t* row_ptr = nullptr;
+  bool index32 = false;
+  int64_t kchunks = 1;
+};
+
+struct QGemm {
+  int64_t M = 0, N = 0, K = 0;
+  const int8_t* a = nullptr;         // packed panels (see above), or the block values (sparse)
+  QSparse sparse;                    // row_ptr set: A is block-sparse
+  const uint8_t* b = nullptr;        // B [K, N] (ldb), B^T [N, K] (b_trans), or an image (im2col)
+  int64_t ldb = 0;
+  bool b_trans = false;
+  bool b_signed = false;             // B holds int8 values
+  const Im2col* im2col = nullptr;    // B is the im2col matrix of the image at b
+  uint8_t pad = 0;                   // stored value of the padding (the input zero point)
+  const int32_t* comp = nullptr;     // [M]
+  const float* mult = nullptr;       // [M]
+  void* c = nullptr;                 // C[m, n] at c + m * ldc + n * ldc_col
+  int64_t ldc = 0, ldc_col = 1;
+  bool c_signed = false;
+  int32_t zy = 0, lo = 0, hi = 255;  // output zero point and clamp (activation + saturation)
+  const QResidual* add = nullptr;    // fused residual add (then zy, lo, hi are the GEMM value's)
+  const void* residual = nullptr;    // laid out like C
+};
+
+inline bool use_vnni() {
+  static const bool ok = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") &&
+                         __builtin_cpu_supports("avx512bw");
+  return ok && isa() >= INFERON_ISA_AVX512;
+}
+
+namespace qgemm_detail {
+
+inline Scratch& tls(int which) {
+  thread_local Scratch s[5];  // 0: packed B, 1: im2col rows, 2: bordered image, 3-4: sparse cursors / sums
+  return s[which];
+}
+
+// ----------------------------------------------------------------------------------- packing B
+
+// The source matrix of B as uint8 rows [K][N] (row stride ldb) or its transpose: a view.
+struct BView {
+  const uint8_t* p;
+  int64_t ld;
+  bool trans;
+  uint8_t at(int64_t k, int64_t n) const { return trans ? p[n * ld + k] : p[k * ld + n]; }
+};
+
+// Copy n bytes with possibly overlapping word moves (rows of an output plane are short).
+inline void copy_bytes(uint8_t* d, const uint8_t* s, int64_t n) {
+  if (n >= 16) {
+    int64_t t = 0;
+    for (; t + 16 <= n; t += 16) std::memcpy(d + t, s + t, 16);
+    if (t < n) std::memcpy(d + n - 16, s + n - 16, 16);
+  } else if (n >= 8) {
+    uint64_t a, b;
+    std::memcpy(&a, s, 8);
+    std::memcpy(&b, s + n - 8, 8);
+    std::memcpy(d, &a, 8);
+    std::memcpy(d + n - 8, &b, 8);
+  } else {
+    for (int64_t t = 0; t < n; t++) d[t] = s[t];
+  }
+}
+
+// d[t] = s[2 t] for t < n; reads up to 32 bytes past s + 2 n (the padded plane has that slack).
+INFERON_AVX2 void copy_stride2_avx2(uint8_t* d, const uint8_t* s, int64_t n) {
+  const __m256i even = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1,
+                                        0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1);
+  int64_t t = 0;
+  for (; t + 16 <= n; t += 16) {
+    __m256i v = _mm256_shuffle_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + 2 * t)), even);
+    v = _mm256_permute4x64_epi64(v, 0x08);  // quads 0 and 2: the 16 even bytes
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(d + t), _mm256_castsi256_si128(v));
+  }
+  for (; t < n; t++) d[t] = s[2 * t];
+}
+
+// im2col of one uint8 image into rows [K][N], the zero point in the padding: the image is first
+// copied into a bordered plane (pad value around it, slack after it), so that every row of the
+// im2col matrix is Ho plain (or stride-2) copies of Wo bytes, with no border tests.
+inline void im2col_u8(const Im2col& q, const uint8_t* x, uint8_t pad, uint8_t* col, int nt) {
+  const int64_t taps = static_cast<int64_t>(q.kh) * q.kw, HoWo = q.Ho * q.Wo;
+  const int64_t Hp = std::max<int64_t>(q.H + q.pt, (q.Ho - 1) * q.sh + static_cast<int64_t>(q.kh - 1) * q.dh + 1);
+  const int64_t Wp = std::max<int64_t>(q.W + q.pl, (q.Wo - 1) * q.sw + static_cast<int64_t>(q.kw - 1) * q.dw + 1);
+  const int64_t plane = Hp * Wp, slack = 64;
+  uint8_t* padded = reinterpret_cast<uint8_t*>(tls(2).get(static_cast<size_t>(q.C * plane + slack) / 4 + 16));
+  const bool avx2 = use_avx2();
+  const int T = threads_for(nt, static_cast<double>(q.C * taps) * HoWo, 65536.0);
+#pragma omp parallel num_threads(T) if (T > 1)
+  {
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < q.C; c++) {
+      uint8_t* p = padded + c * plane;
+      const uint8_t* src = x + c * q.H * q.W;
+      std::memset(p, pad, static_cast<size_t>(q.pt * Wp));
+      for (int64_t y = 0; y < q.H && q.pt + y < Hp; y++) {
+        uint8_t* row = p + (q.pt + y) * Wp;
+        std::memset(row, pad, static_cast<size_t>(q.pl));
+        std::memcpy(row + q.pl, src + y * q.W, static_cast<size_t>(std::min(q.W, Wp - q.pl)));
+        if (q.pl + q.W < Wp) std::memset(row + q.pl + q.W, pad, static_cast<size_t>(Wp - q.pl - q.W));
+      }
+      for (int64_t y = q.pt + q.H; y < Hp; y++) std::memset(p + y * Wp, pad, static_cast<size_t>(Wp));
+    }
+#pragma omp single
+    std::memset(padded + q.C * plane, pad, static_cast<size_t>(slack));
+    // rows in (channel, tap) order, or for an implicit view (channel group of 4, tap, channel in group)
+    // with channels past C (zero weights) reading the padding
+    const int64_t rows = q.implicit ? (q.C + 3) / 4 * 4 * taps : q.C * taps;
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+      int64_t c = r / taps, i = (r % taps) / q.kw, j = r % q.kw;
+      if (q.implicit) {
+        const int64_t k4 = r / 4;
+        c = std::min<int64_t>(q.C - 1, 4 * (k4 / taps) + r % 4);
+        i = (k4 / q.kw) % q.kh;
+        j = k4 % q.kw;
+      }
+      const uint8_t* base = padded + c * plane + i * q.dh * Wp + j * q.dw;
+      uint8_t* d = col + r * HoWo;
+      for (int64_t ho = 0; ho < q.Ho; ho++, d += q.Wo) {
+        const uint8_t* s = base + ho * q.sh * Wp;
+        if (q.sw == 1) copy_bytes(d, s, q.Wo);
+        else if (q.sw == 2 && avx2) copy_stride2_avx2(d, s, q.Wo);
+        else for (int64_t t = 0; t < q.Wo; t++) d[t] = s[t * q.sw];
+      }
+    }
+  }
+}
+
+// One panel of columns [n0, n0 + nr) (nr <= NR) into [K4][NR][4], scalar.
+inline void pack_panel_scalar(const BView& v, int64_t K, int64_t n0, int64_t nr, int NR, uint8_t flip,
+                              uint8_t* dst) {
+  const int64_t K4 = (K + 3) / 4;
+  for (int64_t k4 = 0; k4 < K4; k4++)
+    for (int j = 0; j < NR; j++)
+      for (int t = 0; t < 4; t++) {
+        const int64_t k = 4 * k4 + t;
+        dst[(k4 * NR + j) * 4 + t] = (k < K && j < nr) ? static_cast<uint8_t>(v.at(k, n0 + j) ^ flip) : 0;
+      }
+}
+
+// A panel of up to 32 columns [n0, n0 + nr) of a row-major B with AVX2, `width` (a multiple of 8,
+// >= nr) columns wide: four rows of 32 bytes interleaved per k-group (a partial panel's rows go
+// through a zero-padded copy; columns past nr are zero).
+INFERON_AVX2 void pack_panel32_avx2(const BView& v, int64_t K, int64_t n0, int64_t nr, int width, uint8_t flip,
+                                    uint8_t* dst) {
+  const int64_t K4 = K / 4;
+  const __m256i f = _mm256_set1_epi8(static_cast<char>(flip));
+  const __m256i keep = _mm256_cmpgt_epi8(_mm256_set1_epi8(static_cast<char>(nr)),
+                                         _mm256_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+                                                          17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31));
+  alignas(32) uint8_t tmp[4][32] = {};
+  for (int64_t k4 = 0; k4 < K4; k4++) {
+    const uint8_t* r = v.p + 4 * k4 * v.ld + n0;
+    const uint8_t* rows[4] = {r, r + v.ld, r + 2 * v.ld, r + 3 * v.ld};
+    if (nr < 32)
+      for (int t = 0; t < 4; t++) {
+        std::memcpy(tmp[t], rows[t], static_cast<size_t>(nr));
+        rows[t] = tmp[t];
+      }
+    __m256i a = _mm256_and_si256(_mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[0])), f), keep);
+    __m256i b = _mm256_and_si256(_mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[1])), f), keep);
+    __m256i c = _mm256_and_si256(_mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[2])), f), keep);
+    __m256i d = _mm256_and_si256(_mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[3])), f), keep);
+    __m256i ab_lo = _mm256_unpacklo_epi8(a, b), ab_hi = _mm256_unpackhi_epi8(a, b);
+    __m256i cd_lo = _mm256_unpacklo_epi8(c, d), cd_hi = _mm256_unpackhi_epi8(c, d);
+    __m256i q0 = _mm256_unpacklo_epi16(ab_lo, cd_lo);  // cols 0-3 | 16-19
+    __m256i q1 = _mm256_unpackhi_epi16(ab_lo, cd_lo);  // cols 4-7 | 20-23
+    __m256i q2 = _mm256_unpacklo_epi16(ab_hi, cd_hi);  // cols 8-11 | 24-27
+    __m256i q3 = _mm256_unpackhi_epi16(ab_hi, cd_hi);  // cols 12-15 | 28-31
+    __m256i* o = reinterpret_cast<__m256i*>(dst + k4 * width * 4);
+    const __m256i out[4] = {_mm256_permute2x128_si256(q0, q1, 0x20), _mm256_permute2x128_si256(q2, q3, 0x20),
+                            _mm256_permute2x128_si256(q0, q1, 0x31), _mm256_permute2x128_si256(q2, q3, 0x31)};
+    for (int t = 0; t < width / 8; t++) _mm256_storeu_si256(o + t, out[t]);
+  }
+  if (K4 * 4 < K) {  // the last, partial k-group
+    for (int j = 0; j < width; j++)
+      for (int t = 0; t < 4; t++) {
+        const int64_t k = 4 * K4 + t;
+        dst[(K4 * width + j) * 4 + t] = k < K && j < nr ? static_cast<uint8_t>(v.at(k, n0 + j) ^ flip) : 0;
+      }
+  }
+}
+
+// Transposed B (each column a contiguous row of K bytes): 4-byte copies.
+inline void pack_panel_trans(const BView& v, int64_t K, int64_t n0, int64_t nr, int NR, uint8_t flip,
+                             uint8_t* dst) {
+  const int64_t K4 = (K + 3) / 4, full = K / 4;
+  const uint32_t f4 = 0x01010101u * flip;
+  for (int j = 0; j < NR; j++) {
+    if (j >= nr) {
+      for (int64_t k4 = 0; k4 < K4; k4++) std::memset(dst + (k4 * NR + j) * 4, 0, 4);
+      continue;
+    }
+    const uint8_t* col = v.p + (n0 + j) * v.ld;
+    for (int64_t k4 = 0; k4 < full; k4++) {
+      uint32_t w;
+      std::memcpy(&w, col + 4 * k4, 4);
+      w ^= f4;
+      std::memcpy(dst + (k4 * NR + j) * 4, &w, 4);
+    }
+    for (int t = 0; t < 4 && full < K4; t++) {
+      const int64_t k = 4 * full + t;
+      dst[(full * NR + j) * 4 + t] = k < K ? static_cast<uint8_t>(col[k] ^ flip) : 0;
+    }
+  }
+}
+
+// ----------------------------------------------------------------------------------- epilogue
+
+// The residual add on one requantized value q (zero point included) at offset `at` of C.
+inline int32_t add_residual_scalar(const QGemm& g, int64_t at, int32_t q) {
+  const QResidual& r = *g.add;
+  const float y = static_cast<float>(q);
+  const float res = static_cast<float>(r.res_signed ? static_cast<const int8_t*>(g.residual)[at]
+                                                    : static_cast<const uint8_t*>(g.residual)[at]);
+  const float v = r.gemm_first ? std::fma(y, r.r_gemm, std::fma(res, r.r_res, r.fixed))
+                               : std::fma(res, r.r_res, std::fma(y, r.r_gemm, r.fixed));
+  return static_cast<int32_t>(std::nearbyint(std::min(std::max(v, r.lo), r.hi)));
+}
+
+template <class Q>
+inline void store_scalar(const QGemm& g, int64_t m, int64_t n, int32_t acc) {
+  float v = static_cast<float>(acc + g.comp[m]) * g.mult[m];
+  v = std::min(std::max(v, static_cast<float>(g.lo - g.zy)), static_cast<float>(g.hi - g.zy));
+  int32_t q = static_cast<int32_t>(std::nearbyint(v)) + g.zy;
+  const int64_t at = m * g.ldc + n * g.ldc_col;
+  if (g.add) q = add_residual_scalar(g, at, q);
+  static_cast<Q*>(g.c)[at] = static_cast<Q>(q);
+}
+
+// The residual add's constants, broadcast once per row.
+struct Residual8 {
+  __m256 r_gemm, r_res, fixed, lo, hi;
+};
+
+INFERON_AVX2_INLINE Residual8 residual8(const QGemm& g) {
+  const QResidual& r = *g.add;
+  return {_mm256_set1_ps(r.r_gemm), _mm256_set1_ps(r.r_res), _mm256_set1_ps(r.fixed), _mm256_set1_ps(r.lo),
+          _mm256_set1_ps(r.hi)};
+}
+
+// The residual add on 8 requantized values q of row m, columns n.. (`cols` valid), like qadd_avx2.
+INFERON_AVX2_INLINE __m256i add_residual8(const QGemm& g, const Residual8& k, int64_t m, int64_t n, int cols,
+                                          __m256i q) {
+  const int64_t at = m * g.ldc + n * g.ldc_col;
+  const bool res_signed = g.add->res_signed;
+  __m256i rv;
+  if (g.ldc_col == 1 && cols == 8) {
+    const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(static_cast<const uint8_t*>(g.residual) + at));
+    rv = res_signed ? _mm256_cvtepi8_epi32(b) : _mm256_cvtepu8_epi32(b);
+  } else {
+    alignas(32) int32_t t[8] = {};
+    for (int j = 0; j < cols; j++)
+      t[j] = res_signed ? static_cast<const int8_t*>(g.residual)[at + j * g.ldc_col]
+                        : static_cast<const uint8_t*>(g.residual)[at + j * g.ldc_col];
+    rv = _mm256_load_si256(reinterpret_cast<const __m256i*>(t));
+  }
+  const __m256 y = _mm256_cvtepi32_ps(q), res = _mm256_cvtepi32_ps(rv);
+  const __m256 v = g.add->gemm_first ? _mm256_fmadd_ps(y, k.r_gemm, _mm256_fmadd_ps(res, k.r_res, k.fixed))
+                                     : _mm256_fmadd_ps(res, k.r_res, _mm256_fmadd_ps(y, k.r_gemm, k.fixed));
+  return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, k.lo), k.hi));
+}
+
+// Requantize 8 accumulators of row m (columns n..n+7, `cols` of them valid) and store them.
+template <class Q, bool WITH_COMP = true>
+INFERON_AVX2_INLINE void store8(const QGemm& g, int64_t m, int64_t n, int cols, __m256i acc) {
+  if (WITH_COMP) acc = _mm256_add_epi32(acc, _mm256_set1_epi32(g.comp[m]));
+  __m256 v = _mm256_cvtepi32_ps(acc);
+  v = _mm256_mul_ps(v, _mm256_set1_ps(g.mult[m]));
+  v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(static_cast<float>(g.lo - g.zy))),
+                    _mm256_set1_ps(static_cast<float>(g.hi - g.zy)));
+  __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(v), _mm256_set1_epi32(g.zy));
+  if (g.add) q = add_residual8(g, residual8(g), m, n, cols, q);
+  Q* out = static_cast<Q*>(g.c) + m * g.ldc + n * g.ldc_col;
+  if (g.ldc_col == 1) {
+    __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+    __m128i b = std::is_signed<Q>::value ? _mm_packs_epi16(w, w) : _mm_packus_epi16(w, w);
+    if (cols == 8) {
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(out), b);
+    } else {
+      alignas(16) uint8_t tmp[16];
+      _mm_store_si128(reinterpret_cast<__m128i*>(tmp), b);
+      std::memcpy(out, tmp, static_cast<size_t>(cols));
+    }
+  } else {
+    alignas(32) int32_t tmp[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), q);
+    for (int j = 0; j < cols; j++) out[j * g.ldc_col] = static_cast<Q>(tmp[j]);
+  }
+}
+
+// Requantize 32 accumulators of row m (comp included; 4 vectors, all columns valid, C contiguous)
+// with one store.
+template <class Q>
+INFERON_AVX2_INLINE void store32(const QGemm& g, int64_t m, int64_t n, const __m256i* acc) {
+  const __m256i zy = _mm256_set1_epi32(g.zy);
+  const __m256 mult = _mm256_set1_ps(g.mult[m]);
+  const __m256 lo = _mm256_set1_ps(static_cast<float>(g.lo - g.zy)), hi = _mm256_set1_ps(static_cast<float>(g.hi - g.zy));
+  __m256i q[4];
+  Residual8 k{};
+  if (g.add) k = residual8(g);
+  for (int v = 0; v < 4; v++) {
+    __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[v]), mult);
+    f = _mm256_min_ps(_mm256_max_ps(f, lo), hi);
+    q[v] = _mm256_add_epi32(_mm256_cvtps_epi32(f), zy);
+    if (g.add) q[v] = add_residual8(g, k, m, n + 8 * v, 8, q[v]);
+  }
+  // packs work per 128-bit lane: [v0 0-3, v1 0-3 | v0 4-7, v1 4-7] -> bytes, then undo the interleave
+  const __m256i w01 = _mm256_packs_epi32(q[0], q[1]), w23 = _mm256_packs_epi32(q[2], q[3]);
+  const __m256i b = std::is_signed<Q>::value ? _mm256_packs_epi16(w01, w23) : _mm256_packus_epi16(w01, w23);
+  const __m256i ordered = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(static_cast<Q*>(g.c) + m * g.ldc + n), ordered);
+}
+
+// store32 with 16 lanes per instruction (AVX-512): two zmm of row m (comp included), columns n..n+31
+// all valid, C contiguous, no fused residual. The clamped values lie in the output type's range, so
+// narrowing them to bytes by truncation (vpmovdb) is exact: bit-exact with store32.
+INFERON_VNNI inline __m128i requant16(__m512i acc, __m512 mult, __m512 lo, __m512 hi, __m512i zy) {
+  const __m512 f = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), mult), lo), hi);
+  return _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(f), zy));
+}
+
+template <class Q>
+INFERON_VNNI inline void store32_zmm(const QGemm& g, int64_t m, int64_t n, __m512i a0, __m512i a1) {
+  const __m512 mult = _mm512_set1_ps(g.mult[m]);
+  const __m512 lo = _mm512_set1_ps(static_cast<float>(g.lo - g.zy)), hi = _mm512_set1_ps(static_cast<float>(g.hi - g.zy));
+  const __m512i zy = _mm512_set1_epi32(g.zy);
+  Q* out = static_cast<Q*>(g.c) + m * g.ldc + n;
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), requant16(a0, mult, lo, hi, zy));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16), requant16(a1, mult, lo, hi, zy));
+}
+
+}  // namespace qgemm_detail
+}  // namespace inferon

@@ -1,0 +1,200 @@
+// Inferon kernels: the quantized GEMM with a block-sparse A (block1x4 int8 weights, inferon.ir.sparse):
+// rows of blocks against the packed B panels of qgemm.hpp, requantized like the dense kernels.
+#pragma once
+
+#include "qgemm_base.hpp"
+
+namespace inferon {
+namespace qgemm_detail {
+
+// ------------------------------------------------------------------------- block-sparse A
+// Rows [r0, r1) of C against NP consecutive B panels starting at column n0 (panels full width,
+// `panel_bytes` apart): per row, every block broadcasts its 4 weights against the panels' k-group
+// (VNNI: a 32-column panel row is two zmm, one vpdpbusd each; AVX2: widened, vpmaddwd).
+// Weights stored in several k-group chunks (their panel rows fit L1) are summed chunk by chunk: the
+// int32 sums stay in `part` (NP * 32 per row) between chunks; the last chunk requantizes and stores.
+struct SparseChunk {
+  bool first, last;
+  const int32_t* rp;  // this chunk's row pointers
+  int32_t* part;      // [r1 - r0][NP * 32] (unused when first && last)
+};
+
+template <class Q, class IT, int NP>
+INFERON_VNNI void sparse_rows_zmm(const QGemm& g, const uint8_t* b, size_t panel_bytes, int64_t n0, int64_t r0,
+                                  int64_t r1, const SparseChunk& ch) {
+  const IT* index = static_cast<const IT*>(g.sparse.index);
+  for (int64_t m = r0; m < r1; m++) {
+    __m512i acc[NP][2];
+    __m512i* part = reinterpret_cast<__m512i*>(ch.part + (m - r0) * NP * 32);
+    const __m512i c = _mm512_set1_epi32(g.comp[m]);
+#pragma GCC unroll 4
+    for (int p = 0; p < NP; p++)
+#pragma GCC unroll 2
+      for (int v = 0; v < 2; v++) acc[p][v] = ch.first ? c : _mm512_loadu_si512(part + 2 * p + v);
+    const int32_t end = ch.rp[m + 1];
+    for (int32_t j = ch.rp[m]; j < end; j++) {
+      int32_t w4;
+      std::memcpy(&w4, g.a + 4 * static_cast<int64_t>(j), 4);
+      const __m512i wv = _mm512_set1_epi32(w4);
+      const uint8_t* bk = b + static_cast<int64_t>(index[j]) * 128;
+#pragma GCC unroll 4
+      for (int p = 0; p < NP; p++)
+#pragma GCC unroll 2
+        for (int v = 0; v < 2; v++)
+          acc[p][v] = _mm512_dpbusd_epi32(acc[p][v], _mm512_load_si512(bk + p * panel_bytes + 64 * v), wv);
+    }
+    if (!ch.last) {
+#pragma GCC unroll 4
+      for (int p = 0; p < NP; p++)
+#pragma GCC unroll 2
+        for (int v = 0; v < 2; v++) _mm512_storeu_si512(part + 2 * p + v, acc[p][v]);
+      continue;
+    }
+    __m512i full[NP][2];
+#pragma GCC unroll 4
+    for (int p = 0; p < NP; p++)
+#pragma GCC unroll 2
+      for (int v = 0; v < 2; v++) full[p][v] = acc[p][v];
+    __m256i out[NP][4];
+    for (int p = 0; p < NP; p++) {
+      const int64_t n = n0 + 32 * p;
+      if (n + 32 <= g.N && g.ldc_col == 1) {  // (a block-sparse A has no fused residual)
+        store32_zmm<Q>(g, m, n, full[p][0], full[p][1]);
+        continue;
+      }
+      for (int v = 0; v < 2; v++) {
+        out[p][2 * v] = _mm512_castsi512_si256(full[p][v]);
+        out[p][2 * v + 1] = _mm512_extracti64x4_epi64(full[p][v], 1);
+      }
+      for (int v = 0; v < 4 && n + 8 * v < g.N; v++)
+        store8<Q, false>(g, m, n + 8 * v, static_cast<int>(std::min<int64_t>(8, g.N - n - 8 * v)), out[p][v]);
+    }
+  }
+}
+
+template <class Q, class IT, int NP>
+INFERON_AVX2 void sparse_rows_avx2(const QGemm& g, const uint8_t* b, size_t panel_bytes, int64_t n0, int64_t r0,
+                                   int64_t r1, const SparseChunk& ch) {
+  const IT* index = static_cast<const IT*>(g.sparse.index);
+  for (int64_t m = r0; m < r1; m++) {
+    __m256i lo[NP], hi[NP];  // as tile_avx2: columns 0-3 / 4-7 of each 8-column panel
+    __m256i* part = reinterpret_cast<__m256i*>(ch.part + (m - r0) * NP * 32);
+#pragma GCC unroll 4
+    for (int p = 0; p < NP; p++) {
+      lo[p] = ch.first ? _mm256_setzero_si256() : _mm256_loadu_si256(part + 2 * p);
+      hi[p] = ch.first ? _mm256_setzero_si256() : _mm256_loadu_si256(part + 2 * p + 1);
+    }
+    const int32_t end = ch.rp[m + 1];
+    for (int32_t j = ch.rp[m]; j < end; j++) {
+      int32_t w4;
+      std::memcpy(&w4, g.a + 4 * static_cast<int64_t>(j), 4);
+      const __m256i wv = _mm256_broadcastq_epi64(_mm_cvtepi8_epi16(_mm_cvtsi32_si128(w4)));
+      const uint8_t* bk = b + static_cast<int64_t>(index[j]) * 32;
+#pragma GCC unroll 4
+      for (int p = 0; p < NP; p++) {
+        const uint8_t* q = bk + p * panel_bytes;
+        const __m256i b0 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)));
+        const __m256i b1 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16)));
+        lo[p] = _mm256_add_epi32(lo[p], _mm256_madd_epi16(b0, wv));
+        hi[p] = _mm256_add_epi32(hi[p], _mm256_madd_epi16(b1, wv));
+      }
+    }
+    if (!ch.last) {
+      for (int p = 0; p < NP; p++) {
+        _mm256_storeu_si256(part + 2 * p, lo[p]);
+        _mm256_storeu_si256(part + 2 * p + 1, hi[p]);
+      }
+      continue;
+    }
+    for (int p = 0; p < NP; p++) {
+      const int64_t n = n0 + 8 * p;
+      if (n >= g.N) break;
+      const __m256i s = _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo[p], hi[p]), 0xD8);
+      store8<Q>(g, m, n, static_cast<int>(std::min<int64_t>(8, g.N - n)), s);
+    }
+  }
+}
+
+template <class Q, class IT>
+inline void sparse_rows_scalar(const QGemm& g, const uint8_t* b, int NR, int64_t n0, int64_t r0, int64_t r1) {
+  const IT* index = static_cast<const IT*>(g.sparse.index);
+  const int64_t cols = std::min<int64_t>(NR, g.N - n0);
+  for (int64_t m = r0; m < r1; m++)
+    for (int64_t col = 0; col < cols; col++) {
+      int32_t acc = 0;
+      for (int64_t c = 0; c < g.sparse.kchunks; c++) {
+        const int32_t* rp = g.sparse.row_ptr + c * (g.M + 1);
+        for (int32_t j = rp[m]; j < rp[m + 1]; j++) {
+          const uint8_t* bk = b + (static_cast<int64_t>(index[j]) * NR + col) * 4;
+          for (int t = 0; t < 4; t++) acc += static_cast<int32_t>(g.a[4 * static_cast<int64_t>(j) + t]) * bk[t];
+        }
+      }
+      store_scalar<Q>(g, m, n0 + col, acc);
+    }
+}
+
+#ifndef INFERON_QSPARSE_PANELS
+#define INFERON_QSPARSE_PANELS 4
+#endif
+
+// Column tiles of NP panels (VNNI 4 x 32 columns in zmm, AVX2 4 x 8: 8 accumulators per row) x row
+// ranges of equal block counts; threads take whole tiles when there are enough of them, else row
+// ranges. Within a task, the weight's k-group chunks one after the other.
+template <class Q, class IT>
+void run_sparse(const QGemm& g, const uint8_t* packed, size_t panel_bytes, int64_t panels, int level, int T) {
+  const int per = level == 2 ? INFERON_QSPARSE_PANELS : level == 1 ? 4 : 1;
+  const int NR = level == 2 ? 32 : 8;
+  const int64_t kchunks = std::max<int64_t>(1, g.sparse.kchunks);
+  const int64_t tiles = (panels + per - 1) / per;
+  const int64_t chunks = tiles >= 2 * T ? 1 : T;
+  // blocks before row m over all k-chunks, for splitting rows by work
+  int32_t* before = reinterpret_cast<int32_t*>(tls(3).get(static_cast<size_t>(g.M + 1)));
+  for (int64_t m = 0; m <= g.M; m++) {
+    int64_t sum = 0;
+    for (int64_t c = 0; c < kchunks; c++) sum += g.sparse.row_ptr[c * (g.M + 1) + m] - g.sparse.row_ptr[c * (g.M + 1)];
+    before[m] = static_cast<int32_t>(sum);
+  }
+  const int64_t blocks = before[g.M];
+  auto row_at = [&](int64_t c) {  // first row of chunk c: equal shares of the blocks (rows when none)
+    if (c <= 0) return int64_t{0};
+    if (c >= chunks) return g.M;
+    if (blocks == 0) return g.M * c / chunks;
+    return static_cast<int64_t>(std::lower_bound(before, before + g.M + 1, blocks * c / chunks) - before);
+  };
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t t = 0; t < tiles * chunks; t++) {
+    const int64_t tile = t / chunks, c = t % chunks;
+    const int64_t r0 = row_at(c), r1 = row_at(c + 1);
+    const int64_t p0 = tile * per, np = std::min<int64_t>(per, panels - p0);
+    const uint8_t* b = packed + static_cast<size_t>(p0) * panel_bytes;
+    const int64_t n0 = p0 * NR;
+    if (r0 >= r1) continue;
+    if (level == 0) {
+      sparse_rows_scalar<Q, IT>(g, b, NR, n0, r0, r1);
+      continue;
+    }
+    int32_t* part = kchunks > 1 ? reinterpret_cast<int32_t*>(tls(4).get(static_cast<size_t>((r1 - r0) * per * 32)))
+                                : nullptr;
+    for (int64_t k = 0; k < kchunks; k++) {
+      const SparseChunk ch{k == 0, k + 1 == kchunks, g.sparse.row_ptr + k * (g.M + 1), part};
+      if (level == 2) {
+        switch (np) {
+          case 1: sparse_rows_zmm<Q, IT, 1>(g, b, panel_bytes, n0, r0, r1, ch); break;
+          case 2: sparse_rows_zmm<Q, IT, 2>(g, b, panel_bytes, n0, r0, r1, ch); break;
+          case 3: sparse_rows_zmm<Q, IT, 3>(g, b, panel_bytes, n0, r0, r1, ch); break;
+          default: sparse_rows_zmm<Q, IT, 4>(g, b, panel_bytes, n0, r0, r1, ch); break;
+        }
+      } else {
+        switch (np) {
+          case 1: sparse_rows_avx2<Q, IT, 1>(g, b, panel_bytes, n0, r0, r1, ch); break;
+          case 2: sparse_rows_avx2<Q, IT, 2>(g, b, panel_bytes, n0, r0, r1, ch); break;
+          case 3: sparse_rows_avx2<Q, IT, 3>(g, b, panel_bytes, n0, r0, r1, ch); break;
+          default: sparse_rows_avx2<Q, IT, 4>(g, b, panel_bytes, n0, r0, r1, ch); break;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace qgemm_detail
+}  // namespace inferon
