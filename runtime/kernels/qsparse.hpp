@@ -196,38 +196,5 @@ void run_sparse(const QGemm& g, const uint8_t* packed, size_t panel_bytes, int64
   }
 }
 
-// N == 1 with VNNI (a fully-connected layer at batch 1): per row, 16 blocks at a time, their
-// activation groups gathered from the flipped, zero-padded x (4 bytes per k-group) and multiplied
-// against the blocks' weights by one vpdpbusd; bound by the weight stream (6 bytes per block).
-template <class Q, class IT>
-INFERON_VNNI void sparse_gemv_vnni(const QGemm& g, int T) {
-  const int64_t K4 = (g.K + 3) / 4, kchunks = std::max<int64_t>(1, g.sparse.kchunks);
-  const BView v{g.b, g.ldb, g.b_trans};
-  const uint8_t flip = g.b_signed ? 0x80 : 0;
-  uint8_t* xg = reinterpret_cast<uint8_t*>(tls(1).get(static_cast<size_t>(K4) + 16));
-  for (int64_t k = 0; k < 4 * K4; k++) xg[k] = k < g.K ? static_cast<uint8_t>(v.at(k, 0) ^ flip) : 0;
-  const IT* index = static_cast<const IT*>(g.sparse.index);
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
-  for (int64_t m = 0; m < g.M; m++) {
-    __m512i acc = _mm512_setzero_si512();
-    for (int64_t c = 0; c < kchunks; c++) {
-      const int32_t* rp = g.sparse.row_ptr + c * (g.M + 1);
-      for (int32_t j = rp[m]; j < rp[m + 1]; j += 16) {
-        const int n = std::min<int32_t>(16, rp[m + 1] - j);
-        const __mmask16 keep = static_cast<__mmask16>((1u << n) - 1);
-        __m512i idx;
-        if constexpr (sizeof(IT) == 2)
-          idx = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(keep, index + j));
-        else
-          idx = _mm512_maskz_loadu_epi32(keep, index + j);
-        const __m512i x = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), keep, idx, xg, 4);
-        const __m512i w = _mm512_maskz_loadu_epi32(keep, g.a + 4 * static_cast<int64_t>(j));
-        acc = _mm512_dpbusd_epi32(acc, x, w);
-      }
-    }
-    store_scalar<Q>(g, m, 0, _mm512_reduce_add_epi32(acc));
-  }
-}
-
 }  // namespace qgemm_detail
 }  // namespace inferon
