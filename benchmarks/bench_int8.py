@@ -113,9 +113,8 @@ def bench(name: str, args: argparse.Namespace, workdir: Path) -> list[dict[str, 
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default="resnet50,squeezenet,inception_v2")
+def add_timing_arguments(ap: argparse.ArgumentParser, out: Path) -> None:
+    """The options shared by the INT8 benchmarks: threads, runs, calibration, output prefix."""
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
@@ -123,7 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--gap-ms", type=float, default=50.0,
                     help="pause before each multi-threaded run (ms): ORT workers spin ~20-50 ms after a run")
-    ap.add_argument("--out", type=Path, default=RESULTS / "int8", help="output prefix (.json, .csv)")
+    ap.add_argument("--out", type=Path, default=out, help="output prefix (.json, .csv)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="resnet50,squeezenet,inception_v2")
+    add_timing_arguments(ap, RESULTS / "int8")
     args = ap.parse_args(argv)
     args.threads = [int(t) for t in parse_list(args.threads)]
     rows: list[dict[str, Any]] = []
@@ -136,15 +141,20 @@ def main(argv: list[str] | None = None) -> int:
         summary[f"{t}thr"] = {k: round(geomean([r[k] for r in sel]), 3)
                               for k in ("qdq_vs_ort_int8", "own_vs_ort_int8", "qdq_vs_ort_fp32", "own_vs_ort_fp32")}  # fmt: skip
         log(f"geomean {t} thr: " + ", ".join(f"{k} {v:.2f}x" for k, v in summary[f'{t}thr'].items()))
+    write_results(args, rows, summary)
+    return 0
+
+
+def write_results(args: argparse.Namespace, rows: list[dict[str, Any]], summary: dict[str, Any] | None = None) -> None:
+    """`args.out`.json (environment, arguments, summary, rows) and .csv (one line per row)."""
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(
-        {"environment": environment(), "args": {k: str(v) for k, v in vars(args).items()}, "summary": summary,
-         "results": rows}, indent=1))  # fmt: skip
+    doc = {"environment": environment(), "args": {k: str(v) for k, v in vars(args).items()},
+           **({"summary": summary} if summary is not None else {}), "results": rows}  # fmt: skip
+    args.out.with_suffix(".json").write_text(json.dumps(doc, indent=1))
     with args.out.with_suffix(".csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows({k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in rows)
-    return 0
 
 
 if __name__ == "__main__":

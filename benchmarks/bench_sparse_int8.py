@@ -23,8 +23,6 @@ Inferon sparse INT8 build is faster. Results: benchmarks/results/sparse_int8.jso
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -36,8 +34,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from bench_int8 import float_model, logits_step  # noqa: E402
-from bench_models import environment, latency, log, ort_session, parse_list  # noqa: E402
+from bench_int8 import add_timing_arguments, float_model, logits_step, write_results  # noqa: E402
+from bench_models import latency, log, ort_session, parse_list  # noqa: E402
 from bench_sparse import timed_rotating  # noqa: E402
 
 import inferon  # noqa: E402
@@ -108,14 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="resnet50")
     ap.add_argument("--levels", default="unstructured:0.9", help="comma-separated --prune specs")
-    ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--runs", type=int, default=20)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--calib", type=int, default=8, help="calibration samples (random normal inputs)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--gap-ms", type=float, default=50.0,
-                    help="pause before each multi-threaded run (ms): ORT workers spin ~20-50 ms after a run")
-    ap.add_argument("--out", type=Path, default=RESULTS / "sparse_int8", help="output prefix (.json, .csv)")
+    add_timing_arguments(ap, RESULTS / "sparse_int8")
     args = ap.parse_args(argv)
     args.threads = [int(t) for t in parse_list(args.threads)]
     rows: list[dict[str, Any]] = []
@@ -123,14 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in parse_list(args.models):
             for level in parse_list(args.levels):
                 rows += bench(name, level, args, Path(tmp))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(
-        {"environment": environment(), "args": {k: str(v) for k, v in vars(args).items()}, "results": rows},
-        indent=1))  # fmt: skip
-    with args.out.with_suffix(".csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows({k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in rows)
+    write_results(args, rows)
     return 0
 
 

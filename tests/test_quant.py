@@ -153,6 +153,30 @@ def run_qgemm(lib, a, b, comp, mult, zy, lo, hi, *, isa, b_signed=False, c_signe
     return c
 
 
+def qgemm_reference(a, b, zx, zy, bias, mult, lo, hi, *, b_signed=False, c_signed=False):  # noqa: ANN001, ANN201
+    """(comp, expected C) of a quantized GEMM by the numpy reference: A int8 [M, K], B the stored
+    activations [K, N] with zero point zx (int8 B is read flipped: comp takes zx + 128)."""
+    comp = quant.compensation(a, zx + (128 if b_signed else 0), bias)
+    acc = a.astype(np.int64) @ (b.astype(np.int64) - zx)
+    if bias is not None:
+        acc = acc + bias[:, None]
+    return comp, quant.requantize(acc, mult[:, None], zy, lo, hi, np.int8 if c_signed else np.uint8)
+
+
+def im2col_reference(x, zx, geometry):  # noqa: ANN001, ANN201
+    """(im2col matrix of x - zx [C*kh*kw, Ho*Wo] with zero padding, Ho, Wo) for geometry
+    (C, H, W, kh, kw, sh, sw, pt, pl, dh, dw) with symmetric pads."""
+    c, h, w, kh, kw, sh, sw, pt, pl, dh, dw = geometry
+    ho = (h + 2 * pt - (kh - 1) * dh - 1) // sh + 1
+    wo = (w + 2 * pl - (kw - 1) * dw - 1) // sw + 1
+    xp = np.pad(x.astype(np.int64) - zx, ((0, 0), (pt, pt), (pl, pl)))
+    cols = np.stack([
+        xp[:, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw]
+        for i in range(kh) for j in range(kw)
+    ], axis=1).reshape(c * kh * kw, ho * wo)  # fmt: skip
+    return cols, ho, wo
+
+
 @pytest.mark.parametrize("isa", ISAS)
 @given(
     m=st.integers(1, 20), n=st.integers(1, 70), k=st.integers(1, 40), seed=st.integers(0, 10_000),
@@ -177,9 +201,7 @@ def test_qgemm_matches_reference(shim, isa, m, n, k, seed, b_signed, c_signed, b
     lo, hi = quant.qrange(np.int8 if c_signed else np.uint8)
     if rng.random() < 0.5:  # a fused ReLU / Clip narrows the range
         lo = max(lo, zy)
-    comp = quant.compensation(a, zx + (128 if b_signed else 0), bias)
-    acc = a.astype(np.int64) @ (b.astype(np.int64) - zx) + bias[:, None]
-    expected = quant.requantize(acc, mult[:, None], zy, lo, hi, np.int8 if c_signed else np.uint8)
+    comp, expected = qgemm_reference(a, b, zx, zy, bias, mult, lo, hi, b_signed=b_signed, c_signed=c_signed)
     src = np.ascontiguousarray(b.T) if b_trans else np.ascontiguousarray(b)
     got = run_qgemm(shim, a, src.view(np.uint8), comp, mult, zy, lo, hi, isa=isa, b_signed=b_signed,
                     c_signed=c_signed, b_trans=b_trans, n=n, threads=threads)  # fmt: skip
@@ -198,9 +220,7 @@ def test_qgemm_single_column(shim, isa, m, k, b_signed, b_trans):
     zx = -5 if b_signed else 131
     bias = rng.integers(-5000, 5000, m).astype(np.int32)
     mult = (rng.random(m) * 0.002 + 1e-4).astype(np.float32)
-    comp = quant.compensation(a, zx + (128 if b_signed else 0), bias)
-    expected = quant.requantize(a.astype(np.int64) @ (b.astype(np.int64) - zx) + bias[:, None], mult[:, None], 7,
-                                0, 255, np.uint8)  # fmt: skip
+    comp, expected = qgemm_reference(a, b, zx, 7, bias, mult, 0, 255, b_signed=b_signed)
     src = np.ascontiguousarray(b.T) if b_trans else np.ascontiguousarray(b)
     for threads in (1, 2):
         got = run_qgemm(shim, a, src.view(np.uint8), comp, mult, 7, 0, 255, isa=isa, b_signed=b_signed,
@@ -220,23 +240,17 @@ def test_qgemm_single_column(shim, isa, m, k, b_signed, b_trans):
     ],
 )
 def test_qgemm_im2col_pads_with_the_zero_point(shim, isa, geometry):
-    c, h, w, kh, kw, sh, sw, pt, pl, dh, dw = geometry
-    ho = (h + 2 * pt - (kh - 1) * dh - 1) // sh + 1
-    wo = (w + 2 * pl - (kw - 1) * dw - 1) // sw + 1
+    c, h, w, kh, kw = geometry[:5]
     rng = np.random.default_rng(1)
     m, k = 13, c * kh * kw
-    x = rng.integers(0, 256, (c, h, wd := w)).astype(np.uint8)
+    x = rng.integers(0, 256, (c, h, w)).astype(np.uint8)
     a = rng.integers(-128, 128, (m, k)).astype(np.int8)
     zx, zy = 117, 3
-    xp = np.pad(x.astype(np.int64) - zx, ((0, 0), (pt, pt), (pl, pl)))
-    cols = np.stack([
-        xp[:, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw]
-        for i in range(kh) for j in range(kw)
-    ], axis=1).reshape(k, ho * wo)  # fmt: skip
+    cols, ho, wo = im2col_reference(x, zx, geometry)
     mult = np.full(m, 0.01, np.float32)
     expected = quant.requantize(a.astype(np.int64) @ cols, mult[:, None], zy, 0, 255, np.uint8)
     comp = quant.compensation(a, zx, None)
-    geo = (c, h, wd, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo)
+    geo = (*geometry, ho, wo)
     got = run_qgemm(shim, a, x, comp, mult, zy, 0, 255, isa=isa, geometry=geo, pad=zx, n=ho * wo)
     np.testing.assert_array_equal(got, expected)
 

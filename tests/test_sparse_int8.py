@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from inferon.ir import quant
 from inferon.ir.sparse import block4_chunks, block4_decode, block4_encode
-from tests.test_quant import ISAS, SETTINGS, shim  # noqa: F401  (the kernel shim fixture)
+from tests.test_quant import ISAS, SETTINGS, im2col_reference, qgemm_reference, shim  # noqa: F401  (shim: the fixture)
 
 P, I64, INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 
@@ -78,9 +78,7 @@ def test_sparse_qgemm_matches_reference(shim, isa, m, n, k, seed, density, b_sig
     lo, hi = quant.qrange(np.int8 if c_signed else np.uint8)
     if rng.random() < 0.5:
         lo = max(lo, zy)
-    comp = quant.compensation(a, zx + (128 if b_signed else 0), bias)
-    acc = a.astype(np.int64) @ (b.astype(np.int64) - zx) + bias[:, None]
-    expected = quant.requantize(acc, mult[:, None], zy, lo, hi, np.int8 if c_signed else np.uint8)
+    comp, expected = qgemm_reference(a, b, zx, zy, bias, mult, lo, hi, b_signed=b_signed, c_signed=c_signed)
     src = np.ascontiguousarray(b.T) if b_trans else np.ascontiguousarray(b)
     got = run_sparse_qgemm(shim, a, src.view(np.uint8), comp, mult, zy, lo, hi, isa=isa, b_signed=b_signed,
                            c_signed=c_signed, b_trans=b_trans, n=n, threads=threads, index32=index32,
@@ -100,24 +98,18 @@ def test_sparse_qgemm_matches_reference(shim, isa, m, n, k, seed, density, b_sig
 )
 def test_sparse_qgemm_im2col(shim, isa, geometry):  # noqa: F811
     """Convolutions through im2col: padding reads the zero point, as in the dense kernel."""
-    c, h, w, kh, kw, sh, sw, pt, pl, dh, dw = geometry
-    ho = (h + 2 * pt - (kh - 1) * dh - 1) // sh + 1
-    wo = (w + 2 * pl - (kw - 1) * dw - 1) // sw + 1
+    c, h, w, kh, kw = geometry[:5]
     rng = np.random.default_rng(2)
     m, k = 37, c * kh * kw
     x = rng.integers(0, 256, (c, h, w)).astype(np.uint8)
     a = rng.integers(-128, 128, (m, k)).astype(np.int8)
     a[rng.random((m, k)) < 0.85] = 0
     zx, zy = 117, 3
-    xp = np.pad(x.astype(np.int64) - zx, ((0, 0), (pt, pt), (pl, pl)))
-    cols = np.stack([
-        xp[:, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw]
-        for i in range(kh) for j in range(kw)
-    ], axis=1).reshape(k, ho * wo)  # fmt: skip
+    cols, ho, wo = im2col_reference(x, zx, geometry)
     mult = np.full(m, 0.01, np.float32)
     expected = quant.requantize(a.astype(np.int64) @ cols, mult[:, None], zy, 0, 255, np.uint8)
     comp = quant.compensation(a, zx, None)
-    geo = (c, h, w, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo)
+    geo = (*geometry, ho, wo)
     for threads in (1, 2):
         got = run_sparse_qgemm(shim, a, x, comp, mult, zy, 0, 255, isa=isa, geometry=geo, pad=zx, n=ho * wo,
                                threads=threads)  # fmt: skip
@@ -142,9 +134,7 @@ def test_sparse_qgemm_long_rows_in_chunks(shim, isa, density, threads):  # noqa:
     zx, zy = 131, 9
     bias = rng.integers(-5000, 5000, m).astype(np.int32)
     mult = np.full(m, 2e-4, np.float32)
-    comp = quant.compensation(a, zx, bias)
-    expected = quant.requantize(a.astype(np.int64) @ (b.astype(np.int64) - zx) + bias[:, None], mult[:, None], zy, 0,
-                                255, np.uint8)  # fmt: skip
+    comp, expected = qgemm_reference(a, b, zx, zy, bias, mult, 0, 255)
     got = run_sparse_qgemm(shim, a, b, comp, mult, zy, 0, 255, isa=isa, threads=threads)
     np.testing.assert_array_equal(got, expected)
 
@@ -164,6 +154,11 @@ def _pruned(model, sparsity: float, skip: tuple[str, ...] = ("w1",)):
         if arr.ndim in (2, 4) and init.name not in skip:
             init.CopyFrom(numpy_helper.from_array(prune_unstructured(arr.astype(np.float32), sparsity), init.name))
     return out
+
+
+def he_weight(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """A conv weight with He-scaled normal values."""
+    return rng.standard_normal(shape) * np.sqrt(2.0 / np.prod(shape[1:]))
 
 
 SPARSE_SEGMENTS = "operandSegmentSizes = array<i32: 1, 1, 1,"  # a, a_index, a_row_ptr: a block1x4 A
@@ -206,19 +201,15 @@ def test_prune_then_quantize(tmp_path, capsys):
     and the layers at 90 % run block1x4; the INT8 output stays close to ONNX Runtime's float
     execution of the same pruned model."""
     import onnx
+    from onnx import helper
 
     import inferon
     from inferon.testing import run_onnxruntime
     from tests.conftest import make_model
 
     rng = np.random.default_rng(5)
-
-    def w(*shape):  # noqa: ANN202
-        return rng.standard_normal(shape) * np.sqrt(2.0 / np.prod(shape[1:]))
-
-    from onnx import helper
-
-    init = {"w1": w(32, 3, 3, 3), "w2": w(256, 32, 3, 3), "w3": w(256, 256, 1, 1), "w4": w(64, 256, 3, 3)}
+    init = {name: he_weight(rng, shape) for name, shape in
+            {"w1": (32, 3, 3, 3), "w2": (256, 32, 3, 3), "w3": (256, 256, 1, 1), "w4": (64, 256, 3, 3)}.items()}  # fmt: skip
     nodes = [
         helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["c1"], ["r1"]),
@@ -301,9 +292,7 @@ def test_implicit_quantized_conv(shim, isa, geometry, sparse, signed):  # noqa: 
     channel groups of 4, taps, channel in group; C not a multiple of 4 padded): read in place from the
     interleaved bordered frame with VNNI (wide grid, border columns dropped), through im2col rows in the
     same order otherwise; dense and block1x4 weights, uint8 / int8 activations, 1 and 2 threads."""
-    c, h, w, kh, kw, sh, sw, pt, pl, dh, dw = geometry
-    ho = (h + 2 * pt - (kh - 1) * dh - 1) // sh + 1
-    wo = (w + 2 * pl - (kw - 1) * dw - 1) // sw + 1
+    c, h, w, kh, kw = geometry[:5]
     rng = np.random.default_rng(c * h + kh)
     m = 13
     filt = rng.integers(-128, 128, (m, c, kh, kw)).astype(np.int8)
@@ -311,17 +300,13 @@ def test_implicit_quantized_conv(shim, isa, geometry, sparse, signed):  # noqa: 
         filt[rng.random(filt.shape) < 0.8] = 0
     x = rng.integers(-128, 128, (c, h, w)).astype(np.int8) if signed else rng.integers(0, 256, (c, h, w)).astype(np.uint8)
     zx, zy = (-7 if signed else 117), 3
-    xp = np.pad(x.astype(np.int64) - zx, ((0, 0), (pt, pt), (pl, pl)))
-    cols = np.stack([
-        xp[:, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw]
-        for i in range(kh) for j in range(kw)
-    ], axis=1).reshape(c * kh * kw, ho * wo)  # fmt: skip
+    cols, ho, wo = im2col_reference(x, zx, geometry)
     a = filt.reshape(m, -1)
     mult = np.full(m, 0.004, np.float32)
     expected = quant.requantize(a.astype(np.int64) @ cols, mult[:, None], zy, 0, 255, np.uint8)
     a_impl = quant.implicit_weight_order(filt)
     comp = quant.compensation(a_impl, zx + (128 if signed else 0), None)
-    geo = (c, h, w, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, 1)
+    geo = (*geometry, ho, wo, 1)
     for threads in (1, 2):
         if sparse:
             got = run_sparse_qgemm(shim, a_impl, x.view(np.uint8), comp, mult, zy, 0, 255, isa=isa, geometry=geo,
@@ -346,11 +331,8 @@ def test_quantized_convs_batch_two(tmp_path, sparse):
     from tests.test_quant import _output_step, _within_one_step
 
     rng = np.random.default_rng(21)
-
-    def w(*shape):  # noqa: ANN202
-        return rng.standard_normal(shape) * np.sqrt(2.0 / np.prod(shape[1:]))
-
-    init = {"w1": w(8, 5, 5, 5), "w2": w(12, 8, 3, 3), "w3": w(16, 12, 1, 1), "w4": w(6, 16, 3, 3)}
+    init = {name: he_weight(rng, shape) for name, shape in
+            {"w1": (8, 5, 5, 5), "w2": (12, 8, 3, 3), "w3": (16, 12, 1, 1), "w4": (6, 16, 3, 3)}.items()}  # fmt: skip
     nodes = [
         helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[2, 2, 2, 2]),
         helper.make_node("Relu", ["c1"], ["r1"]),
