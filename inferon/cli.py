@@ -71,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "scalar fallback is always included")
     c.add_argument("--sparse", choices=["auto", "off", "csr", "2:4"], default="auto",
                    help="weight storage per conv/FC layer: auto (default) finds the zeros already in the "
-                   "weights and picks dense, CSR or 2:4 (int8 weights of quantized convs: dense or "
-                   "block1x4) by a cost model calibrated on this CPU (layers where sparse would be slower "
+                   "weights and picks dense, CSR or 2:4 (int8 weights of quantized convs / FC layers: dense "
+                   "or block1x4) by a cost model calibrated on this CPU (layers where sparse would be slower "
                    "stay dense); off: all dense; csr / 2:4: force that format wherever it applies (csr: "
                    "block1x4 for int8 weights)")
     c.add_argument("--winograd", choices=["auto", "off", "2", "4"], default="auto",

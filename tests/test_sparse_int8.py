@@ -184,8 +184,9 @@ def test_pruned_onnxruntime_quantized_cnn_runs_block_sparse(tmp_path, activation
     sparse = inferon.load(inferon.compile(q, tmp_path / "s.so", sparse="csr", dump_ir=dump))
     lines = _qgemm_lines(dump)
     # forced (sparse="csr"): every single-group conv with a zero (the stem has a few after rounding)
-    assert sum(SPARSE_SEGMENTS in line for line in lines) == 3, lines
-    assert next(dump.glob("*_sparsify.mlir")).read_text().count("format block1x4") == 3
+    # and the fully-connected layer (a sparse GEMV at batch 1)
+    assert sum(SPARSE_SEGMENTS in line for line in lines) == 4, lines
+    assert next(dump.glob("*_sparsify.mlir")).read_text().count("format block1x4") == 4
     dense = inferon.load(inferon.compile(q, tmp_path / "d.so", sparse="off"))
     step = _output_step(q)
     for _ in range(3):
@@ -239,8 +240,9 @@ def test_prune_then_quantize(tmp_path, capsys):
 
 def test_prune_an_already_quantized_model(tmp_path, capsys):
     """`--prune` on a model quantized by ONNX Runtime prunes its int8 weights (all single-group convs
-    but the stem) by magnitude; the result equals ONNX Runtime running the same QDQ file with those
-    int8 initializers pruned the same way (per layer, |w| order), within one output step."""
+    but the stem, and the fully-connected layer) by magnitude; the result equals ONNX Runtime running
+    the same QDQ file with those int8 initializers pruned the same way (per layer, |w| order), within
+    one output step."""
     import onnx
     from onnx import numpy_helper
 
@@ -254,7 +256,7 @@ def test_prune_an_already_quantized_model(tmp_path, capsys):
     dump = tmp_path / "dump"
     cm = inferon.load(inferon.compile(q, tmp_path / "m.so", prune="unstructured:0.8", sparse="csr", dump_ir=dump))
     assert "pruned unstructured:0.8" in capsys.readouterr().err
-    assert sum(SPARSE_SEGMENTS in line for line in _qgemm_lines(dump)) == 2  # 1x1 stride 2 and the 3x3
+    assert sum(SPARSE_SEGMENTS in line for line in _qgemm_lines(dump)) == 3  # 1x1 stride 2, the 3x3, the FC
     # the same pruning applied to the QDQ file: the int8 weights of the two single-group, non-stem convs
     pruned = onnx.ModelProto()
     pruned.CopyFrom(q)
@@ -268,6 +270,10 @@ def test_prune_an_already_quantized_model(tmp_path, capsys):
         w = numpy_helper.to_array(init)
         a = prune_unstructured(w.reshape(w.shape[0], -1), 0.8).reshape(w.shape)
         init.CopyFrom(numpy_helper.from_array(a.astype(np.int8), init.name))
+    gemm = next(n for n in pruned.graph.node if n.op_type == "Gemm")  # transB: W [N_out, K], as pruned
+    init = inits[producers[gemm.input[1]].input[0]]
+    init.CopyFrom(numpy_helper.from_array(prune_unstructured(numpy_helper.to_array(init), 0.8).astype(np.int8),
+                                          init.name))  # fmt: skip
     step = _output_step(q)
     for _ in range(3):
         x = rng.standard_normal((1, 3, 18, 21)).astype(np.float32)
@@ -354,3 +360,26 @@ def test_quantized_convs_batch_two(tmp_path, sparse):
     for _ in range(2):
         x = rng.standard_normal((2, 5, 17, 23)).astype(np.float32)
         assert _within_one_step(cm(x), run_onnxruntime(q, {"x": x})[0], step) >= 0.999
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("m, k, density", [(1, 5, 1.0), (7, 70, 0.3), (37, 2310, 0.1), (100, 1027, 0.0)])
+@pytest.mark.parametrize("b_trans, index32", [(True, False), (False, True)])
+def test_sparse_qgemm_single_column(shim, isa, m, k, density, b_trans, index32):  # noqa: F811
+    """N = 1 (a GEMV with VNNI: 16 blocks per gather): bit-exact with the reference for row lengths
+    off 16 (empty rows too), several k-chunks, both index widths, 1-2 threads."""
+    rng = np.random.default_rng(m * k)
+    a = rng.integers(-128, 128, (m, k)).astype(np.int8)
+    a[rng.random((m, k)) >= density] = 0
+    a[0, : min(k, 17)] = 5
+    b = rng.integers(0, 256, (k, 1)).astype(np.uint8)
+    bias = rng.integers(-5000, 5000, m).astype(np.int32)
+    mult = np.full(m, 3e-4, np.float32)
+    comp = quant.compensation(a, 99, bias)
+    expected = quant.requantize(a.astype(np.int64) @ (b.astype(np.int64) - 99) + bias[:, None], mult[:, None], 1,
+                                0, 255, np.uint8)  # fmt: skip
+    src = np.ascontiguousarray(b.T) if b_trans else b
+    for threads in (1, 2):
+        got = run_sparse_qgemm(shim, a, src, comp, mult, 1, 0, 255, isa=isa, b_trans=b_trans, n=1, threads=threads,
+                               index32=index32)  # fmt: skip
+        np.testing.assert_array_equal(got, expected)

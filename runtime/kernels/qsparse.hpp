@@ -196,5 +196,45 @@ void run_sparse(const QGemm& g, const uint8_t* packed, size_t panel_bytes, int64
   }
 }
 
+// N == 1 with VNNI (a fully-connected layer at batch 1): per row, 8 blocks at a time, their
+// activation groups (4 bytes of the flipped, zero-padded x each) loaded by index into one ymm and
+// multiplied against the 8 blocks' weights by one vpdpbusd; bound by the weight stream (6 bytes per
+// block against 4 per group of a dense row).
+template <class Q, class IT>
+INFERON_VNNI void sparse_gemv_vnni(const QGemm& g, int T) {
+  const int64_t K4 = (g.K + 3) / 4, kchunks = std::max<int64_t>(1, g.sparse.kchunks);
+  const BView v{g.b, g.ldb, g.b_trans};
+  const uint8_t flip = g.b_signed ? 0x80 : 0;
+  int32_t* xg = reinterpret_cast<int32_t*>(tls(1).get(static_cast<size_t>(K4) + 16));
+  uint8_t* xb = reinterpret_cast<uint8_t*>(xg);
+  for (int64_t k = 0; k < 4 * K4; k++) xb[k] = k < g.K ? static_cast<uint8_t>(v.at(k, 0) ^ flip) : 0;
+  const IT* index = static_cast<const IT*>(g.sparse.index);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t m = 0; m < g.M; m++) {
+    __m256i acc = _mm256_setzero_si256();
+    int32_t tail = 0;
+    for (int64_t c = 0; c < kchunks; c++) {
+      const int32_t* rp = g.sparse.row_ptr + c * (g.M + 1);
+      int32_t j = rp[m];
+      for (; j + 8 <= rp[m + 1]; j += 8) {
+        const IT* ix = index + j;
+        const __m256i x = _mm256_setr_epi32(xg[ix[0]], xg[ix[1]], xg[ix[2]], xg[ix[3]], xg[ix[4]], xg[ix[5]],
+                                            xg[ix[6]], xg[ix[7]]);
+        const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g.a + 4 * static_cast<int64_t>(j)));
+        acc = _mm256_dpbusd_epi32(acc, x, w);
+      }
+      for (; j < rp[m + 1]; j++) {
+        const uint8_t* xq = xb + 4 * static_cast<int64_t>(index[j]);
+        const int8_t* wq = g.a + 4 * static_cast<int64_t>(j);
+        for (int t = 0; t < 4; t++) tail += static_cast<int32_t>(xq[t]) * wq[t];
+      }
+    }
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    store_scalar<Q>(g, m, 0, _mm_cvtsi128_si32(s) + tail);
+  }
+}
+
 }  // namespace qgemm_detail
 }  // namespace inferon

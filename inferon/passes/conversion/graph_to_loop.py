@@ -431,6 +431,8 @@ def _qmatmul(lw: Lowering, op: Operation, out: SSAValue) -> None:
     bias = lw.weights[b_owner.handle.data] if isinstance(b_owner, graph.WeightOp) else None
     comp, mult, requant, pad = _qgemm_constants(lw, op, wt, bias, n_out)
     a = lw.constant(wt, f"{w_owner.handle.data}.T", lw.buffer(op.rhs).type.element_type)  # type: ignore[attr-defined]
+    if w_owner.sparse is not None:  # (sparsify's choice for W is the choice for W^T)
+        a.owner.properties["sparse"] = w_owner.sparse  # type: ignore[union-attr]
     props: dict[str, Attribute] = {
         "dims": i64_array((n_out, rows, k)), "batch": i64_array((1, 1)),
         "a_strides": i64_array((0, 0)), "b_strides": i64_array((0, 0)), "c_strides": i64_array((0, 0)),

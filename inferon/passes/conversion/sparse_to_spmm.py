@@ -139,10 +139,11 @@ class Lowering:
 
     def qgemm(self, op: loop.QGemmOp, weight: loop.WeightOp) -> bool:
         """A single-group loop.qgemm with a block1x4 weight: A becomes its block encoding."""
-        m, _, k = ints(op.dims)
+        m, n, k = ints(op.dims)
         if ints(op.batch)[1] != 1 or ints(op.a_strides)[0] or op.residual is not None or op.a_index is not None:
             return False
-        enc = block4_encode(self.store[weight.handle.data].reshape(m, k), block4_chunks(k))
+        # (chunks keep B panel rows in L1 across rows; a GEMV reuses nothing and streams its rows whole)
+        enc = block4_encode(self.store[weight.handle.data].reshape(m, k), block4_chunks(k) if n > 1 else 1)
         values, index, row_ptr = self.weights(
             Encoded([enc.values, enc.indices, enc.row_ptr, None], k), weight.handle.data, op
         )

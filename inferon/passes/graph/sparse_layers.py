@@ -2,7 +2,7 @@
 
 Shared by `prune` and `sparsify`. A layer is a `graph.conv2d` that is not depthwise, or a
 `graph.matmul` whose right operand is a 2-D weight (fully-connected), with its weight as a
-`graph.weight`; with `quantized`, also a single-group `graph.qconv2d` (int8 weight). Its matrix A [M, K] is what `inferon.ir.sparse` encodes: the conv filter
+`graph.weight`; with `quantized`, also a single-group `graph.qconv2d` or a `graph.qmatmul` (int8 weight). Its matrix A [M, K] is what `inferon.ir.sparse` encodes: the conv filter
 [C_out, C_in/group * kh * kw], or W^T [N_out, K] of a fully-connected layer; `n` is the dense
 dimension the kernel vectorises over (output pixels of a conv; rows of x for a matmul).
 """
@@ -46,7 +46,7 @@ class SparseLayer:
 
 def sparse_layers(module: ModuleOp, quantized: bool = False) -> Iterator[SparseLayer]:
     """Every conv/FC layer with a constant weight, in program order (with `quantized`, also the
-    single-group quantized convs)."""
+    single-group quantized convs and the quantized fully-connected layers)."""
     for op in module.walk():
         if quantized and isinstance(op, graph.QConv2dOp) and isinstance(op.weight.owner, graph.WeightOp):
             if op.group.value.data != 1:
@@ -56,6 +56,12 @@ def sparse_layers(module: ModuleOp, quantized: bool = False) -> Iterator[SparseL
             x = op.input.owner.input if isinstance(op.input.owner, graph.QuantizeOp) else op.input
             yield SparseLayer(op, op.weight.owner, m, c * kh * kw, out[0] * math.prod(out[2:]), False,
                               isinstance(x, BlockArgument), out_size=(out[2], out[3]), quantized=True)  # fmt: skip
+            continue
+        if quantized and isinstance(op, graph.QMatMulOp) and isinstance(op.rhs.owner, graph.WeightOp):
+            k, n_out = shape_of(op.rhs)
+            x = op.lhs.owner.input if isinstance(op.lhs.owner, graph.QuantizeOp) else op.lhs
+            yield SparseLayer(op, op.rhs.owner, n_out, k, math.prod(shape_of(op.lhs)[:-1]), True,
+                              isinstance(x, BlockArgument), quantized=True)  # fmt: skip
             continue
         if isinstance(op, graph.Conv2dOp) and isinstance(op.weight.owner, graph.WeightOp):
             m, cg, kh, kw = shape_of(op.weight)

@@ -8,9 +8,10 @@ lanes computed (2 * nnz * N rounded up to 16 columns) plus `tile_ns` per row and
 the dense FLOPs over the same lanes; fully-connected
 layers at batch 1 stream their weights (`gemv_*_gbps`); a dense 3x3 conv that `conv-to-winograd` will
 compute with Winograd is predicted `WINOGRAD_SPEEDUP` times faster than its GEMM. Quantized convs
-(int8 weights, single group) choose between the dense quantized GEMM (`int8_dense_gops`) and
-block1x4 (`int8_block4_gops` over 2 * 4 * blocks * N rounded up to 32 columns, the blocks being the
-aligned groups of four along K that hold a nonzero). A sparse format is chosen only if it is
+(int8 weights, single group) and quantized FC layers choose between the dense quantized GEMM
+(`int8_dense_gops`) and block1x4 (`int8_block4_gops` over 2 * 4 * blocks * N rounded up to 32
+columns, the blocks being the aligned groups of four along K that hold a nonzero; at N = 1 the
+bytes streamed: one per weight against 6 per block). A sparse format is chosen only if it is
 predicted at most `margin` x the dense time, so layers at moderate sparsity (e.g. 30 %) stay dense.
 
 Preconditions: graph level, after fuse-epilogue (and `prune` if any). Produces: `sparse =
@@ -79,6 +80,8 @@ class SparseCostModel:
 
     def int8_seconds(self, fmt: SparseFormat, m: int, k: int, n: int, blocks: int) -> float:
         """Predicted time of one quantized layer: int8 A [m, k] (`blocks` nonzero 1x4 groups) x B [k, n]."""
+        if n == 1:  # a GEMV streams the weights: 1 byte per weight, or 4 + 2 (index) per block
+            return (m * k if fmt == SparseFormat.DENSE else 6 * blocks) / (self.gemv_dense_gbps * 1e9)
         if fmt == SparseFormat.DENSE:
             return 2.0 * m * k * n / (self.int8_dense_gops * 1e9)
         return 2.0 * 4 * blocks * qsparse_lanes(n) / (self.int8_block4_gops * 1e9)
