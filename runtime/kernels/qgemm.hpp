@@ -86,29 +86,29 @@ INFERON_VNNI void tile_vnni(const QGemm& g, const int8_t* a, const uint8_t* b, i
     }
 }
 
-// AVX2 without VNNI: 6 rows x 8 columns; B widened to int16, vpmaddwd (exact).
+// AVX2 without VNNI: 6 rows x 8 columns of a 32-column panel (b: [K4][width][4] uint8, the
+// tile's columns at b + 4 * c0 of each k-group). vpmaddubsw would saturate int16 pair sums (255 *
+// 127 * 2), so both operands are widened to int16 and vpmaddwd multiplies them exactly: the tile's A
+// panel comes widened ([K4][6][4] int16, see widen_a), so a row's k-group is one 64-bit broadcast,
+// and B is widened by one vpmovzxbw per 4 columns and k-group.
 template <class Q>
-INFERON_AVX2 void tile_avx2(const QGemm& g, const int8_t* a, const uint8_t* b, int64_t K4, int64_t m0,
-                            int64_t n0) {
+INFERON_AVX2 void tile_avx2(const QGemm& g, const int16_t* aw, const uint8_t* b, int64_t stride, int64_t K4,
+                            int64_t m0, int64_t n0) {
   __m256i lo[QMR], hi[QMR];  // columns 0-3 / 4-7, two partial sums per column
+#pragma GCC unroll 6
   for (int r = 0; r < QMR; r++) lo[r] = hi[r] = _mm256_setzero_si256();
   for (int64_t k4 = 0; k4 < K4; k4++) {
-    const uint8_t* bk = b + k4 * 32;
+    const uint8_t* bk = b + k4 * stride;
     const __m256i b0 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bk)));
     const __m256i b1 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bk + 16)));
-    const int8_t* ak = a + k4 * (4 * QMR);
-    const __m256i a03 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ak)));
-    const __m256i a45 = _mm256_cvtepi8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(ak + 16)));
-    __m256i av[QMR];
-    av[0] = _mm256_permute4x64_epi64(a03, 0x00);
-    av[1] = _mm256_permute4x64_epi64(a03, 0x55);
-    av[2] = _mm256_permute4x64_epi64(a03, 0xAA);
-    av[3] = _mm256_permute4x64_epi64(a03, 0xFF);
-    av[4] = _mm256_permute4x64_epi64(a45, 0x00);
-    av[5] = _mm256_permute4x64_epi64(a45, 0x55);
+    const int16_t* ak = aw + k4 * (4 * QMR);
+#pragma GCC unroll 6
     for (int r = 0; r < QMR; r++) {
-      lo[r] = _mm256_add_epi32(lo[r], _mm256_madd_epi16(b0, av[r]));
-      hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(b1, av[r]));
+      int64_t a4;
+      std::memcpy(&a4, ak + 4 * r, 8);
+      const __m256i av = _mm256_set1_epi64x(a4);
+      lo[r] = _mm256_add_epi32(lo[r], _mm256_madd_epi16(b0, av));
+      hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(b1, av));
     }
   }
   const int64_t rows = std::min<int64_t>(QMR, g.M - m0);
@@ -118,6 +118,16 @@ INFERON_AVX2 void tile_avx2(const QGemm& g, const int8_t* a, const uint8_t* b, i
     const __m256i s = _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo[r], hi[r]), 0xD8);
     store8<Q>(g, m0 + r, n0, cols, s);
   }
+}
+
+// One packed A panel [K4][6][4] int8 widened to int16 (the AVX2 kernel's operand).
+INFERON_AVX2 void widen_a(const int8_t* a, int64_t K4, int16_t* aw) {
+  const int64_t n = K4 * 4 * QMR;  // a multiple of 8
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(aw + i),
+                        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i))));
+  for (; i < n; i++) aw[i] = a[i];
 }
 
 template <class Q>
@@ -269,14 +279,15 @@ void run(const QGemm& g, int nt) {
     const Im2col& q = *g.im2col;
     return run_implicit<Q>(g, level, threads_for(nt, static_cast<double>(g.M) * q.Ho * (q.Wo + q.kw - 1) * g.K, 1 << 20));
   }
-  const int NR = level == 2 ? 32 : 8;
+  const bool sparse = g.sparse.row_ptr != nullptr;
+  // 32-column panels for the SIMD kernels (block-sparse AVX2 rows read 8-column ones)
+  const int NR = level == 2 || (level == 1 && !sparse) ? 32 : 8;
   const int64_t K4 = (g.K + 3) / 4;
   const int64_t panels = (g.N + NR - 1) / NR, mpanels = (g.M + QMR - 1) / QMR;
   const size_t panel_bytes = static_cast<size_t>(K4) * NR * 4;
   // the last panel is only as wide as needed, in whole vectors of 8 columns (VNNI)
   // (full width for a block-sparse A, whose kernels address every panel alike)
-  const bool sparse = g.sparse.row_ptr != nullptr;
-  const int last_nr = level == 2 && !sparse ? static_cast<int>(((g.N - (panels - 1) * NR) + 7) / 8 * 8) : NR;
+  const int last_nr = level >= 1 && !sparse ? static_cast<int>(((g.N - (panels - 1) * NR) + 7) / 8 * 8) : NR;
   const double work = static_cast<double>(g.M) * g.N * g.K;
   const int T = threads_for(nt, work, 1 << 20);
 
@@ -314,9 +325,7 @@ void run(const QGemm& g, int nt) {
   const int64_t chunk = std::max<int64_t>(1, static_cast<int64_t>((256 * 1024) / panel_bytes));
   const bool a_outer = g.M * g.K > g.N * g.K || panels <= chunk;
   const int64_t tiles = mpanels * panels;
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
-  for (int64_t t = 0; t < tiles; t++) {
-    int64_t mp, p;
+  const auto tile_at = [&](int64_t t, int64_t& mp, int64_t& p) {
     if (a_outer) {
       mp = t / panels;
       p = t % panels;
@@ -326,6 +335,31 @@ void run(const QGemm& g, int nt) {
       mp = rem / width;
       p = c * chunk + rem % width;
     }
+  };
+  if (level == 1) {
+    // each thread a contiguous range of tiles, widening an A panel when its row panel changes
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+      const int64_t nth = omp_get_num_threads(), tid = omp_get_thread_num();
+      int16_t* aw = reinterpret_cast<int16_t*>(tls(3).get(static_cast<size_t>(K4) * 4 * QMR / 2 + 16));
+      int64_t widened = -1;
+      for (int64_t t = tiles * tid / nth; t < tiles * (tid + 1) / nth; t++) {
+        int64_t mp, p;
+        tile_at(t, mp, p);
+        if (mp != widened) widen_a(g.a + mp * K4 * 4 * QMR, K4, aw);
+        widened = mp;
+        const uint8_t* b = packed + static_cast<size_t>(p) * panel_bytes;
+        const int width = p == panels - 1 ? last_nr : NR;
+        for (int c0 = 0; c0 < width; c0 += 8)
+          tile_avx2<Q>(g, aw, b + 4 * c0, 4 * width, K4, mp * QMR, p * NR + c0);
+      }
+    }
+    return;
+  }
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t t = 0; t < tiles; t++) {
+    int64_t mp, p;
+    tile_at(t, mp, p);
     const int8_t* a = g.a + mp * K4 * 4 * QMR;
     const uint8_t* b = packed + static_cast<size_t>(p) * panel_bytes;
     if (level == 2) {
@@ -335,9 +369,9 @@ void run(const QGemm& g, int nt) {
         case 3: tile_vnni<Q, 3>(g, a, b, K4, mp * QMR, p * NR); break;
         default: tile_vnni<Q, 4>(g, a, b, K4, mp * QMR, p * NR); break;
       }
+    } else {
+      tile_scalar<Q>(g, a, b, K4, NR, mp * QMR, p * NR);
     }
-    else if (level == 1) tile_avx2<Q>(g, a, b, K4, mp * QMR, p * NR);
-    else tile_scalar<Q>(g, a, b, K4, NR, mp * QMR, p * NR);
   }
 }
 

@@ -65,7 +65,8 @@ inline bool use_vnni() {
 namespace qgemm_detail {
 
 inline Scratch& tls(int which) {
-  thread_local Scratch s[5];  // 0: packed B, 1: im2col rows, 2: bordered image, 3-4: sparse cursors / sums
+  thread_local Scratch s[5];  // 0: packed B, 1: im2col rows, 2: bordered image, 3-4: sparse cursors /
+                              // sums, 3: the widened A panel of the dense AVX2 kernel
   return s[which];
 }
 
