@@ -153,8 +153,9 @@ SHIM void k_spmm(int format, int index_bytes, int64_t M, int64_t K, const float*
 static void qgemm_call(int64_t M, int64_t N, int64_t K, const int8_t* a, const void* index, const int32_t* row_ptr,
                        int index32, int64_t kchunks, const uint8_t* b, int64_t ldb, int b_trans, int b_signed, const int64_t* geometry,
                        int pad, const int32_t* comp, const float* mult, void* c, int64_t ldc, int64_t ldc_col,
-                       int c_signed, int zy, int lo, int hi, int threads) {
+                       int c_signed, int zy, int lo, int hi, int threads, bool a_lanes = false) {
   inferon::QGemm g;
+  g.a_lanes = a_lanes;
   g.M = M;
   g.N = N;
   g.K = K;
@@ -190,6 +191,14 @@ SHIM void k_qgemm(int64_t M, int64_t N, int64_t K, const int8_t* a, const uint8_
                   int64_t ldc, int64_t ldc_col, int c_signed, int zy, int lo, int hi, int threads) {
   qgemm_call(M, N, K, a, nullptr, nullptr, 0, 1, b, ldb, b_trans, b_signed, geometry, pad, comp, mult, c, ldc, ldc_col,
              c_signed, zy, lo, hi, threads);
+}
+
+// A packed as vector lanes (pack_a_int8(A, 32)): the few-columns kernels of qlanes.hpp.
+SHIM void k_qgemm_lanes(int64_t M, int64_t N, int64_t K, const int8_t* a, const uint8_t* b, int64_t ldb, int b_trans,
+                        int b_signed, const int64_t* geometry, int pad, const int32_t* comp, const float* mult, void* c,
+                        int64_t ldc, int64_t ldc_col, int c_signed, int zy, int lo, int hi, int threads) {
+  qgemm_call(M, N, K, a, nullptr, nullptr, 0, 1, b, ldb, b_trans, b_signed, geometry, pad, comp, mult, c, ldc, ldc_col,
+             c_signed, zy, lo, hi, threads, true);
 }
 
 SHIM void k_qgemm_sparse(int64_t M, int64_t N, int64_t K, const int8_t* values, const void* index, int index32,

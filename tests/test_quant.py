@@ -57,11 +57,12 @@ def shim(tmp_path_factory):
     )
     lib = ctypes.CDLL(str(so))
     lib.k_qgemm.argtypes = [I64, I64, I64, P, P, I64, INT, INT, P, INT, P, P, P, I64, I64, INT, INT, INT, INT, INT]
+    lib.k_qgemm_lanes.argtypes = lib.k_qgemm.argtypes
     lib.k_quantize.argtypes = [P, P, I64, F, INT, INT, INT]
     lib.k_dequantize.argtypes = [P, P, I64, F, INT, INT, INT]
     lib.k_qmax_pool2d.argtypes = [P, P, I64, I64, I64, I64, I64, P, INT, INT]
     lib.k_qavg_pool2d.argtypes = [P, P, I64, I64, I64, I64, I64, P, INT, F, INT, F, INT, INT]
-    for name in ("k_qgemm", "k_quantize", "k_dequantize", "k_qmax_pool2d", "k_qavg_pool2d"):
+    for name in ("k_qgemm", "k_qgemm_lanes", "k_quantize", "k_dequantize", "k_qmax_pool2d", "k_qavg_pool2d"):
         getattr(lib, name).restype = None
     lib.k_set_isa.argtypes = [INT]
     return lib
@@ -137,15 +138,16 @@ def test_compensation_folds_zero_point_and_bias():
 
 # ------------------------------------------------------------------------------ kernels
 def run_qgemm(lib, a, b, comp, mult, zy, lo, hi, *, isa, b_signed=False, c_signed=False, b_trans=False,
-              geometry=None, pad=0, n=None, threads=1):  # fmt: skip
+              geometry=None, pad=0, n=None, threads=1, lanes=False):  # fmt: skip
+    """C of the runtime's quantized GEMM; `lanes`: A packed as vector lanes (32-row panels, qlanes.hpp)."""
     m, k = a.shape
     n = n if n is not None else (b.shape[0] if b_trans else b.shape[1])
-    packed = pack_a_int8(a, 6)
+    packed = pack_a_int8(a, 32 if lanes else 6)
     c = np.zeros((m, n), np.int8 if c_signed else np.uint8)
     geo = np.asarray([*geometry, *([0] if len(geometry) == 13 else [])], np.int64) if geometry is not None else None
     ldb = k if b_trans else (n if geometry is None else 0)
     lib.k_set_isa(isa)
-    lib.k_qgemm(
+    (lib.k_qgemm_lanes if lanes else lib.k_qgemm)(
         m, n, k, packed.ctypes.data, b.ctypes.data, ldb, int(b_trans), int(b_signed),
         None if geo is None else geo.ctypes.data, pad, comp.ctypes.data, mult.ctypes.data, c.ctypes.data,
         n, 1, int(c_signed), zy, lo, hi, threads,
@@ -179,14 +181,15 @@ def im2col_reference(x, zx, geometry):  # noqa: ANN001, ANN201
 
 @pytest.mark.parametrize("isa", ISAS)
 @given(
-    m=st.integers(1, 20), n=st.integers(1, 70), k=st.integers(1, 40), seed=st.integers(0, 10_000),
+    m=st.integers(1, 40), n=st.integers(1, 70), k=st.integers(1, 40), seed=st.integers(0, 10_000),
     b_signed=st.booleans(), c_signed=st.booleans(), b_trans=st.booleans(), extreme=st.booleans(),
-    threads=st.sampled_from([1, 2]),
+    threads=st.sampled_from([1, 2]), lanes=st.booleans(),
 )  # fmt: skip
 @SETTINGS
-def test_qgemm_matches_reference(shim, isa, m, n, k, seed, b_signed, c_signed, b_trans, extreme, threads):
+def test_qgemm_matches_reference(shim, isa, m, n, k, seed, b_signed, c_signed, b_trans, extreme, threads, lanes):
     """Bit-exact with inferon.ir.quant over shapes off the tile sizes, signed/unsigned activations
-    and outputs, transposed B, and extreme values (255 x -128 products: no int16 saturation)."""
+    and outputs, transposed B, and extreme values (255 x -128 products: no int16 saturation); A in
+    6-row panels or as vector lanes (32-row panels, the few-columns kernels)."""
     rng = np.random.default_rng(seed)
     if extreme:
         a = rng.choice(np.int8([-128, 127]), (m, k))
@@ -204,7 +207,7 @@ def test_qgemm_matches_reference(shim, isa, m, n, k, seed, b_signed, c_signed, b
     comp, expected = qgemm_reference(a, b, zx, zy, bias, mult, lo, hi, b_signed=b_signed, c_signed=c_signed)
     src = np.ascontiguousarray(b.T) if b_trans else np.ascontiguousarray(b)
     got = run_qgemm(shim, a, src.view(np.uint8), comp, mult, zy, lo, hi, isa=isa, b_signed=b_signed,
-                    c_signed=c_signed, b_trans=b_trans, n=n, threads=threads)  # fmt: skip
+                    c_signed=c_signed, b_trans=b_trans, n=n, threads=threads, lanes=lanes)  # fmt: skip
     np.testing.assert_array_equal(got, expected)
 
 
@@ -239,7 +242,8 @@ def test_qgemm_single_column(shim, isa, m, k, b_signed, b_trans):
         (8, 6, 6, 1, 1, 2, 2, 0, 0, 1, 1),
     ],
 )
-def test_qgemm_im2col_pads_with_the_zero_point(shim, isa, geometry):
+@pytest.mark.parametrize("lanes", [False, True])
+def test_qgemm_im2col_pads_with_the_zero_point(shim, isa, geometry, lanes):
     c, h, w, kh, kw = geometry[:5]
     rng = np.random.default_rng(1)
     m, k = 13, c * kh * kw
@@ -251,7 +255,7 @@ def test_qgemm_im2col_pads_with_the_zero_point(shim, isa, geometry):
     expected = quant.requantize(a.astype(np.int64) @ cols, mult[:, None], zy, 0, 255, np.uint8)
     comp = quant.compensation(a, zx, None)
     geo = (*geometry, ho, wo)
-    got = run_qgemm(shim, a, x, comp, mult, zy, 0, 255, isa=isa, geometry=geo, pad=zx, n=ho * wo)
+    got = run_qgemm(shim, a, x, comp, mult, zy, 0, 255, isa=isa, geometry=geo, pad=zx, n=ho * wo, lanes=lanes)
     np.testing.assert_array_equal(got, expected)
 
 

@@ -291,16 +291,18 @@ def test_prune_an_already_quantized_model(tmp_path, capsys):
         (6, 6, 40, 2, 2, 1, 1, 0, 1, 1, 1),
     ],
 )
-@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("weights", ["dense", "block1x4", "lanes"])
 @pytest.mark.parametrize("signed", [False, True])
-def test_implicit_quantized_conv(shim, isa, geometry, sparse, signed):  # noqa: F811
+def test_implicit_quantized_conv(shim, isa, geometry, weights, signed):  # noqa: F811
     """Stride-1 convolutions with the weights in implicit order (inferon.ir.quant.implicit_weight_order:
     channel groups of 4, taps, channel in group; C not a multiple of 4 padded): read in place from the
-    interleaved bordered frame with VNNI (wide grid, border columns dropped), through im2col rows in the
-    same order otherwise; dense and block1x4 weights, uint8 / int8 activations, 1 and 2 threads."""
+    interleaved bordered frame with VNNI (wide grid, border columns dropped; as vector lanes: each
+    output pixel's groups by offset), through im2col rows in the same order otherwise; dense, block1x4
+    and lanes-packed weights, uint8 / int8 activations, 1 and 2 threads."""
+    sparse = weights == "block1x4"
     c, h, w, kh, kw = geometry[:5]
     rng = np.random.default_rng(c * h + kh)
-    m = 13
+    m = 37 if weights == "lanes" else 13
     filt = rng.integers(-128, 128, (m, c, kh, kw)).astype(np.int8)
     if sparse:
         filt[rng.random(filt.shape) < 0.8] = 0
@@ -321,7 +323,7 @@ def test_implicit_quantized_conv(shim, isa, geometry, sparse, signed):  # noqa: 
             from tests.test_quant import run_qgemm
 
             got = run_qgemm(shim, a_impl, x.view(np.uint8), comp, mult, zy, 0, 255, isa=isa, geometry=geo,
-                            pad=zx & 0xFF, n=ho * wo, threads=threads, b_signed=signed)  # fmt: skip
+                            pad=zx & 0xFF, n=ho * wo, threads=threads, b_signed=signed, lanes=weights == "lanes")  # fmt: skip
         np.testing.assert_array_equal(got, expected)
 
 

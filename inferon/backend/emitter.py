@@ -291,6 +291,8 @@ class CppEmitter:
             fields = [*ints(op.b_im2col), int(op.b_implicit is not None)]
             self.line(f"  static const inferon::Im2col q = {{{', '.join(str(v) for v in fields)}}};")
             self.line("  g.im2col = &q;")
+        if op.a_lanes is not None:
+            self.line("  g.a_lanes = true;")
         if op.a_index is not None and op.a_row_ptr is not None:
             wide = str(ctype(op.a_index.type).startswith("int32")).lower()
             kchunks = op.a_row_ptr.type.get_shape()[0] // (m + 1)  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@
 // which is what vpdpbusd (VNNI) multiplies against a broadcast 4-byte group of A.
 //
 // Kernels: AVX512-VNNI (ymm, 32 registers: 6 x 32 tile, 24 accumulators, one vpdpbusd per 32
-// multiply-adds), AVX2 (6 x 8 tile: B widened to int16 and vpmaddwd, exact: vpmaddubsw would
+// multiply-adds), AVX2 (6 x 8 tile: A and B widened to int16, vpmaddwd, exact: vpmaddubsw would
 // saturate int16 pair sums of 255 * 127 * 2), scalar. The requantization is ONNX Runtime's (float
 // multiplier, cvtps rounding half to even), so results are bit-exact with it and with the numpy
 // reference (inferon.ir.quant). A fused residual (QResidual: QLinearAdd after the GEMM) adds the
@@ -19,12 +19,13 @@
 // fused result is bit-exact with the unfused pair.
 //
 // Special paths: stride-1 convolutions read B in place from an interleaved frame (run_implicit),
-// N == 1 is a GEMV (gemv_vnni), a block-sparse A runs the kernels of qsparse.hpp against the same
+// N == 1 is a GEMV (gemv_vnni), an A packed as vector lanes runs qlanes.hpp (few columns), a block-sparse A runs the kernels of qsparse.hpp against the same
 // B panels. Files: qgemm_base.hpp (QGemm, B packing, epilogue), qsparse.hpp, this file (dense
 // kernels and the dispatch, qgemm()).
 #pragma once
 
 #include "qgemm_base.hpp"
+#include "qlanes.hpp"
 #include "qsparse.hpp"
 
 namespace inferon {
@@ -69,13 +70,9 @@ INFERON_VNNI void tile_vnni(const QGemm& g, const int8_t* a, const uint8_t* b, i
 #pragma GCC unroll 4
     for (int v = 0; v < NV; v++) out[r][v] = acc[r][v];
   if (NV == 4 && n0 + 32 <= g.N && g.ldc_col == 1) {
-    if (g.add) {
-      for (int r = 0; r < rows; r++) store32<Q>(g, m0 + r, n0, out[r]);
-    } else {
-      for (int r = 0; r < rows; r++)
-        store32_zmm<Q>(g, m0 + r, n0, _mm512_inserti64x4(_mm512_castsi256_si512(out[r][0]), out[r][1], 1),
-                       _mm512_inserti64x4(_mm512_castsi256_si512(out[r][2]), out[r][3], 1));
-    }
+    for (int r = 0; r < rows; r++)
+      store32_zmm<Q>(g, m0 + r, n0, _mm512_inserti64x4(_mm512_castsi256_si512(out[r][0]), out[r][1], 1),
+                     _mm512_inserti64x4(_mm512_castsi256_si512(out[r][2]), out[r][3], 1));
     return;
   }
   for (int r = 0; r < rows; r++)
@@ -89,7 +86,7 @@ INFERON_VNNI void tile_vnni(const QGemm& g, const int8_t* a, const uint8_t* b, i
 // AVX2 without VNNI: 6 rows x 8 columns of a 32-column panel (b: [K4][width][4] uint8, the
 // tile's columns at b + 4 * c0 of each k-group). vpmaddubsw would saturate int16 pair sums (255 *
 // 127 * 2), so both operands are widened to int16 and vpmaddwd multiplies them exactly: the tile's A
-// panel comes widened ([K4][6][4] int16, see widen_a), so a row's k-group is one 64-bit broadcast,
+// panel comes widened ([K4][6][4] int16, widen_s8), so a row's k-group is one 64-bit broadcast,
 // and B is widened by one vpmovzxbw per 4 columns and k-group.
 template <class Q>
 INFERON_AVX2 void tile_avx2(const QGemm& g, const int16_t* aw, const uint8_t* b, int64_t stride, int64_t K4,
@@ -118,16 +115,6 @@ INFERON_AVX2 void tile_avx2(const QGemm& g, const int16_t* aw, const uint8_t* b,
     const __m256i s = _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo[r], hi[r]), 0xD8);
     store8<Q>(g, m0 + r, n0, cols, s);
   }
-}
-
-// One packed A panel [K4][6][4] int8 widened to int16 (the AVX2 kernel's operand).
-INFERON_AVX2 void widen_a(const int8_t* a, int64_t K4, int16_t* aw) {
-  const int64_t n = K4 * 4 * QMR;  // a multiple of 8
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(aw + i),
-                        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i))));
-  for (; i < n; i++) aw[i] = a[i];
 }
 
 template <class Q>
@@ -176,11 +163,12 @@ INFERON_AVX2 void interleave_row(const uint8_t* const (&src)[4], const uint8_t* 
 // no packing. The product runs on the Ho x Wp "wide" grid into a scratch C; the Wp - Wo border
 // columns of each output row are dropped when it is copied into C. Dense A only; elsewhere (other
 // instruction sets, block-sparse A, fused residual) the im2col rows follow the same K order.
-template <class Q>
-void run_implicit(const QGemm& g, int level, int T) {
+//
+// implicit_frame builds the frame and rowoff[K4] (the offset of each k-group's tap) and returns it.
+inline const uint8_t* implicit_frame(const QGemm& g, int T, int64_t* rowoff) {
   const Im2col& q = *g.im2col;
   const int64_t C4 = (q.C + 3) / 4, Hp = q.Ho + q.kh - 1, Wp = q.Wo + q.kw - 1, plane = Hp * Wp * 4;
-  const int64_t wide = q.Ho * Wp, panels = (wide + 31) / 32, K4 = C4 * q.kh * q.kw;
+  const int64_t K4 = C4 * q.kh * q.kw;
   const int64_t frame_bytes = C4 * plane + 4 * (32 * 4 + Wp * q.kh);  // + slack: the last panel reads past
   uint8_t* xb = reinterpret_cast<uint8_t*>(tls(2).get(static_cast<size_t>(frame_bytes) / 4 + 16));
   const uint8_t flip = g.b_signed ? 0x80 : 0, pad = static_cast<uint8_t>(g.pad ^ flip);
@@ -203,11 +191,20 @@ void run_implicit(const QGemm& g, int level, int T) {
     interleave_row(src, pads, wi, flip, row + q.pl * 4);
   }
   std::memset(xb + C4 * plane, pad, static_cast<size_t>(frame_bytes - C4 * plane));
-  int64_t* rowoff = reinterpret_cast<int64_t*>(tls(1).get(static_cast<size_t>(2 * K4)));
   for (int64_t k4 = 0; k4 < K4; k4++) {
     const int64_t c4 = k4 / (q.kh * q.kw), i = (k4 / q.kw) % q.kh, j = k4 % q.kw;
     rowoff[k4] = c4 * plane + (i * Wp + j) * 4;
   }
+  return xb;
+}
+
+template <class Q>
+void run_implicit(const QGemm& g, int T) {
+  const Im2col& q = *g.im2col;
+  const int64_t Wp = q.Wo + q.kw - 1, wide = q.Ho * Wp, panels = (wide + 31) / 32;
+  const int64_t K4 = (q.C + 3) / 4 * q.kh * q.kw;
+  int64_t* rowoff = reinterpret_cast<int64_t*>(tls(1).get(static_cast<size_t>(2 * K4)));
+  const uint8_t* xb = implicit_frame(g, T, rowoff);
   Q* cw = reinterpret_cast<Q*>(tls(0).get(static_cast<size_t>(g.M * wide) / 4 + 16));
   QGemm w = g;
   w.N = wide;
@@ -226,6 +223,55 @@ void run_implicit(const QGemm& g, int level, int T) {
     const int64_t m = r / q.Ho, ho = r % q.Ho;
     std::memcpy(out + m * g.ldc + ho * q.Wo, cw + m * wide + ho * Wp, static_cast<size_t>(q.Wo) * sizeof(Q));
   }
+}
+
+// A packed as vector lanes (QGemm::a_lanes, few columns; see qlanes.hpp): the B tables, then the tiles.
+template <class Q>
+void run_lanes(const QGemm& g, int level, int nt) {
+  const int64_t K4 = (g.K + 3) / 4;
+  const int T = threads_for(nt, static_cast<double>(g.M) * g.N * g.K, 1 << 20);
+  int64_t* rowoff = reinterpret_cast<int64_t*>(tls(4).get(static_cast<size_t>(2 * (K4 + g.N)) + 16));
+  int64_t* colbase = rowoff + K4;
+  LanesB b{nullptr, rowoff, colbase};
+  if (g.im2col && g.im2col->implicit) {  // read in place from the bordered frame
+    const Im2col& q = *g.im2col;
+    b.base = implicit_frame(g, T, rowoff);
+    const int64_t Wp = q.Wo + q.kw - 1;
+    for (int64_t n = 0; n < g.N; n++) colbase[n] = ((n / q.Wo) * Wp + n % q.Wo) * 4;
+    return run_lanes_tiles<Q>(g, b, level, T);
+  }
+  BView view{g.b, g.ldb, g.b_trans};
+  if (g.im2col) {
+    const Im2col& q = *g.im2col;
+    const int64_t HoWo = q.Ho * q.Wo;
+    uint8_t* col = reinterpret_cast<uint8_t*>(tls(1).get((static_cast<size_t>(g.K * HoWo) + 3) / 4 + 16));
+    im2col_u8(q, g.b, g.pad, col, nt);
+    view = BView{col, HoWo, false};
+  }
+  // B interleaved into [K4][N][4] (k past K: zero, against zero weights)
+  uint8_t* G = reinterpret_cast<uint8_t*>(tls(0).get(static_cast<size_t>(K4 * g.N) + 16));
+  const uint8_t flip = g.b_signed ? 0x80 : 0;
+  alignas(32) static const uint8_t zeros[32] = {};
+  const bool simd = level >= 1 && !view.trans;
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t k4 = 0; k4 < K4; k4++) {
+    uint8_t* dst = G + k4 * 4 * g.N;
+    if (simd) {
+      const uint8_t* src[4];
+      for (int t = 0; t < 4; t++) src[t] = 4 * k4 + t < g.K ? view.p + (4 * k4 + t) * view.ld : nullptr;
+      interleave_row(src, zeros, g.N, flip, dst);
+    } else {
+      for (int64_t n = 0; n < g.N; n++)
+        for (int t = 0; t < 4; t++) {
+          const int64_t k = 4 * k4 + t;
+          dst[4 * n + t] = k < g.K ? static_cast<uint8_t>(view.at(k, n) ^ flip) : 0;
+        }
+    }
+    rowoff[k4] = k4 * 4 * g.N;
+  }
+  for (int64_t n = 0; n < g.N; n++) colbase[n] = 4 * n;
+  b.base = G;
+  run_lanes_tiles<Q>(g, b, level, T);
 }
 
 // N == 1 (a fully-connected layer at batch 1) with VNNI: one vpdpbusd per k-group and 6-row panel
@@ -268,6 +314,7 @@ INFERON_VNNI void gemv_vnni(const QGemm& g, int T) {
 template <class Q>
 void run(const QGemm& g, int nt) {
   const int level = use_vnni() ? 2 : use_avx2() ? 1 : 0;
+  if (g.a_lanes) return run_lanes<Q>(g, level, nt);
   if (g.N == 1 && level == 2 && g.im2col == nullptr && g.add == nullptr) {
     const int T = threads_for(nt, static_cast<double>(g.M) * g.K, 1 << 20);
     if (g.sparse.row_ptr == nullptr) return gemv_vnni<Q>(g, T);
@@ -277,7 +324,7 @@ void run(const QGemm& g, int nt) {
   // (block-sparse A: measured 2-3 % slower in place on ResNet-50 than through packed, aligned panels)
   if (g.im2col && g.im2col->implicit && level == 2 && g.add == nullptr && g.ldc_col == 1 && g.sparse.row_ptr == nullptr) {
     const Im2col& q = *g.im2col;
-    return run_implicit<Q>(g, level, threads_for(nt, static_cast<double>(g.M) * q.Ho * (q.Wo + q.kw - 1) * g.K, 1 << 20));
+    return run_implicit<Q>(g, threads_for(nt, static_cast<double>(g.M) * q.Ho * (q.Wo + q.kw - 1) * g.K, 1 << 20));
   }
   const bool sparse = g.sparse.row_ptr != nullptr;
   // 32-column panels for the SIMD kernels (block-sparse AVX2 rows read 8-column ones)
@@ -346,7 +393,7 @@ void run(const QGemm& g, int nt) {
       for (int64_t t = tiles * tid / nth; t < tiles * (tid + 1) / nth; t++) {
         int64_t mp, p;
         tile_at(t, mp, p);
-        if (mp != widened) widen_a(g.a + mp * K4 * 4 * QMR, K4, aw);
+        if (mp != widened) widen_s8(g.a + mp * K4 * 4 * QMR, K4 * 4 * QMR, aw);
         widened = mp;
         const uint8_t* b = packed + static_cast<size_t>(p) * panel_bytes;
         const int width = p == panels - 1 ? last_nr : NR;

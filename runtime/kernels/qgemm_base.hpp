@@ -54,6 +54,7 @@ struct QGemm {
   int32_t zy = 0, lo = 0, hi = 255;  // output zero point and clamp (activation + saturation)
   const QResidual* add = nullptr;    // fused residual add (then zy, lo, hi are the GEMM value's)
   const void* residual = nullptr;    // laid out like C
+  bool a_lanes = false;              // A in panels of 32 rows as vector lanes (qlanes.hpp)
 };
 
 inline bool use_vnni() {
@@ -65,8 +66,9 @@ inline bool use_vnni() {
 namespace qgemm_detail {
 
 inline Scratch& tls(int which) {
-  thread_local Scratch s[5];  // 0: packed B, 1: im2col rows, 2: bordered image, 3-4: sparse cursors /
-                              // sums, 3: the widened A panel of the dense AVX2 kernel
+  // 0: packed / interleaved B, 1: im2col rows, 2: bordered image, 3-4: sparse cursors / sums,
+  // 3: the widened A panel of the AVX2 kernels, 4: the B offset tables of qlanes.hpp
+  thread_local Scratch s[5];
   return s[which];
 }
 
@@ -241,6 +243,15 @@ inline void pack_panel_trans(const BView& v, int64_t K, int64_t n0, int64_t nr, 
   }
 }
 
+// n int8 values widened to int16 (the AVX2 kernels' weight panels).
+INFERON_AVX2 void widen_s8(const int8_t* a, int64_t n, int16_t* aw) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(aw + i),
+                        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i))));
+  for (; i < n; i++) aw[i] = a[i];
+}
+
 // ----------------------------------------------------------------------------------- epilogue
 
 // The residual add on one requantized value q (zero point included) at offset `at` of C.
@@ -349,11 +360,22 @@ INFERON_AVX2_INLINE void store32(const QGemm& g, int64_t m, int64_t n, const __m
 }
 
 // store32 with 16 lanes per instruction (AVX-512): two zmm of row m (comp included), columns n..n+31
-// all valid, C contiguous, no fused residual. The clamped values lie in the output type's range, so
-// narrowing them to bytes by truncation (vpmovdb) is exact: bit-exact with store32.
-INFERON_VNNI inline __m128i requant16(__m512i acc, __m512 mult, __m512 lo, __m512 hi, __m512i zy) {
+// all valid, C contiguous. The clamped values lie in the output type's range, so narrowing them to
+// bytes by truncation (vpmovdb) is exact: bit-exact with store32. A fused residual takes
+// add_residual8's float steps on 16 lanes.
+INFERON_VNNI inline __m512i requant16(__m512i acc, __m512 mult, __m512 lo, __m512 hi, __m512i zy) {
   const __m512 f = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), mult), lo), hi);
-  return _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(f), zy));
+  return _mm512_add_epi32(_mm512_cvtps_epi32(f), zy);
+}
+
+INFERON_VNNI inline __m512i add_residual16(const QResidual& r, const void* residual, __m512i q) {
+  const __m128i b = _mm_loadu_si128(static_cast<const __m128i*>(residual));
+  const __m512 res = _mm512_cvtepi32_ps(r.res_signed ? _mm512_cvtepi8_epi32(b) : _mm512_cvtepu8_epi32(b));
+  const __m512 y = _mm512_cvtepi32_ps(q);
+  const __m512 ra = _mm512_set1_ps(r.r_gemm), rr = _mm512_set1_ps(r.r_res), fixed = _mm512_set1_ps(r.fixed);
+  const __m512 v = r.gemm_first ? _mm512_fmadd_ps(y, ra, _mm512_fmadd_ps(res, rr, fixed))
+                                : _mm512_fmadd_ps(res, rr, _mm512_fmadd_ps(y, ra, fixed));
+  return _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(r.lo)), _mm512_set1_ps(r.hi)));
 }
 
 template <class Q>
@@ -361,9 +383,16 @@ INFERON_VNNI inline void store32_zmm(const QGemm& g, int64_t m, int64_t n, __m51
   const __m512 mult = _mm512_set1_ps(g.mult[m]);
   const __m512 lo = _mm512_set1_ps(static_cast<float>(g.lo - g.zy)), hi = _mm512_set1_ps(static_cast<float>(g.hi - g.zy));
   const __m512i zy = _mm512_set1_epi32(g.zy);
-  Q* out = static_cast<Q*>(g.c) + m * g.ldc + n;
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), requant16(a0, mult, lo, hi, zy));
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16), requant16(a1, mult, lo, hi, zy));
+  const int64_t at = m * g.ldc + n;
+  Q* out = static_cast<Q*>(g.c) + at;
+  __m512i q0 = requant16(a0, mult, lo, hi, zy), q1 = requant16(a1, mult, lo, hi, zy);
+  if (g.add) {
+    const uint8_t* res = static_cast<const uint8_t*>(g.residual) + at;
+    q0 = add_residual16(*g.add, res, q0);
+    q1 = add_residual16(*g.add, res + 16, q1);
+  }
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtepi32_epi8(q0));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16), _mm512_cvtepi32_epi8(q1));
 }
 
 }  // namespace qgemm_detail

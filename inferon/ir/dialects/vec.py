@@ -29,6 +29,7 @@ I64Attr = IntegerAttr[IntegerType]
 VECTOR_WIDTH_F32 = 8  # floats per ymm register
 PACKED_MR = 6  # rows of the runtime's packed-A panels (the only MR its kernel is built for)
 QGEMM_MR = 6  # rows of the quantized GEMM's packed panels (QMR in qgemm.hpp)
+QGEMM_LANES = 32  # rows of a panel packed as vector lanes (a_lanes; QLANES in qlanes.hpp)
 
 
 @irdl_op_definition
@@ -89,19 +90,26 @@ class QGemmOp(QGemmBase):
     """`loop.qgemm` with A in the packed panels of `mr` rows (`a_packed`, from pack-weights: per
     panel [ceil(K/4)][mr][4] int8, the 4-byte groups vpdpbusd multiplies). The column tile follows
     the instruction set chosen when the model is loaded (32 columns with AVX512-VNNI, 8 with AVX2 or
-    scalar code): the runtime packs B for it (qgemm.hpp). A block-sparse A (`a_index`, see
-    loop.qgemm) is not packed: the kernel reads its blocks against the same B panels."""
+    scalar code): the runtime packs B for it (qgemm.hpp). With `a_lanes` (few columns) the panels
+    hold mr = 32 rows that are the vector lanes: the kernel broadcasts each column's k-group against
+    them, computing exactly N columns (qlanes.hpp). A block-sparse A (`a_index`, see loop.qgemm) is
+    not packed: the kernel reads its blocks against the same B panels."""
 
     name = "vec.qgemm"
     mr = prop_def(I64Attr)
     a_packed = opt_prop_def(UnitAttr)
+    a_lanes = opt_prop_def(UnitAttr)
 
     def verify_(self) -> None:
         super().verify_()
-        if self.a_index is not None and self.a_packed is not None:
+        if self.a_index is not None and (self.a_packed is not None or self.a_lanes is not None):
             raise VerifyException("vec.qgemm: a block-sparse A is not packed")
-        if self.mr.value.data != QGEMM_MR:
-            raise VerifyException(f"vec.qgemm: the runtime's quantized kernels use mr = {QGEMM_MR}")
+        expected = QGEMM_LANES if self.a_lanes is not None else QGEMM_MR
+        if self.mr.value.data != expected:
+            raise VerifyException(
+                f"vec.qgemm: the runtime's quantized kernels use mr = {expected}"
+                + (" with a_lanes" if self.a_lanes is not None else "")
+            )
 
 
 Vec = Dialect("vec", [GemmOp, SpMMOp, QGemmOp], [])

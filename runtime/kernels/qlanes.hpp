@@ -1,0 +1,225 @@
+// Inferon kernels: the quantized GEMM for few columns (QGemm::a_lanes), A's rows as vector lanes.
+//
+// The row-panel kernels (qgemm.hpp) vectorise along N: 32-column panels, the last one rounded up to
+// 8 columns, and stride-1 convolutions on the Ho x (Wo + kw - 1) wide grid. Deep layers at batch 1
+// have few columns (7 x 7 = 49: 56 computed, 63 on the wide grid), so there the compiler packs A in
+// panels of QLANES = 32 rows, [ceil(M / 32)][K4][32][4] int8, and these kernels vectorise along M:
+// two zmm of weights (16 rows x 4 k each) against the broadcast 4-byte k-group of one column, one
+// vpdpbusd per 16 rows and column; N costs exactly N columns.
+//
+// B is read through two offset tables: the k-group k4 of column n is the 4 bytes at base +
+// rowoff[k4] + colbase[n]. For stride-1 convolutions (Im2col::implicit) base is the interleaved,
+// bordered frame of run_implicit (no im2col); otherwise B (or its im2col matrix) is interleaved once
+// into [K4][N][4]. The requantization is store8's, on rows instead of columns (bit-exact with the
+// row-panel kernels). AVX2: weights widened to int16 per panel and vpmaddwd (exact, see tile_avx2);
+// scalar otherwise.
+#pragma once
+
+#include "qgemm_base.hpp"
+
+namespace inferon {
+namespace qgemm_detail {
+
+constexpr int QLANES = 32;
+
+struct LanesB {
+  const uint8_t* base;
+  const int64_t* rowoff;   // [K4]
+  const int64_t* colbase;  // [N]
+};
+
+inline int32_t load_group(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// Requantize the 8 rows m0.. (`rows` valid) of column n from their int32 sums (comp not included)
+// and store them (C column-strided); a fused residual takes the scalar steps.
+template <class Q>
+INFERON_AVX2 void lanes_store8(const QGemm& g, int64_t m0, int rows, int64_t n, __m256i acc) {
+  if (rows <= 0) return;
+  const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(rows), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  const __m256i comp = _mm256_maskload_epi32(g.comp + m0, keep);
+  const __m256 mult = _mm256_castsi256_ps(_mm256_maskload_epi32(reinterpret_cast<const int*>(g.mult + m0), keep));
+  __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(acc, comp)), mult);
+  v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(static_cast<float>(g.lo - g.zy))),
+                    _mm256_set1_ps(static_cast<float>(g.hi - g.zy)));
+  alignas(32) int32_t q[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(q), _mm256_add_epi32(_mm256_cvtps_epi32(v), _mm256_set1_epi32(g.zy)));
+  Q* out = static_cast<Q*>(g.c) + m0 * g.ldc + n * g.ldc_col;
+  for (int r = 0; r < rows; r++) {
+    const int64_t at = (m0 + r) * g.ldc + n * g.ldc_col;
+    out[r * g.ldc] = static_cast<Q>(g.add ? add_residual_scalar(g, at, q[r]) : q[r]);
+  }
+}
+
+// VNNI: 32 rows (two zmm) x NC columns; a: [K4][32][4].
+template <class Q, int NC>
+INFERON_VNNI void lanes_tile_vnni(const QGemm& g, const int8_t* a, const LanesB& b, int64_t K4, int64_t m0,
+                                  int64_t n0) {
+  __m512i acc[2][NC];
+  const uint8_t* col[NC];
+#pragma GCC unroll 8
+  for (int j = 0; j < NC; j++) {
+    acc[0][j] = acc[1][j] = _mm512_setzero_si512();
+    col[j] = b.base + b.colbase[n0 + j];
+  }
+  for (int64_t k4 = 0; k4 < K4; k4++) {
+    const __m512i a0 = _mm512_loadu_si512(a + k4 * 128), a1 = _mm512_loadu_si512(a + k4 * 128 + 64);
+    const int64_t off = b.rowoff[k4];
+#pragma GCC unroll 8
+    for (int j = 0; j < NC; j++) {
+      const __m512i bj = _mm512_set1_epi32(load_group(col[j] + off));
+      acc[0][j] = _mm512_dpbusd_epi32(acc[0][j], bj, a0);
+      acc[1][j] = _mm512_dpbusd_epi32(acc[1][j], bj, a1);
+    }
+  }
+  __m512i out[2][NC];  // (a copy: taking acc's address would keep it in memory)
+#pragma GCC unroll 8
+  for (int j = 0; j < NC; j++) out[0][j] = acc[0][j], out[1][j] = acc[1][j];
+  const int rows = static_cast<int>(std::min<int64_t>(QLANES, g.M - m0));
+  if (g.add || g.ldc_col != 1) {  // fused residual / strided C: row by row
+    for (int j = 0; j < NC; j++)
+      for (int h = 0; h < 4; h++) {
+        const __m512i v = out[h / 2][j];
+        lanes_store8<Q>(g, m0 + 8 * h, rows - 8 * h, n0 + j,
+                        h % 2 ? _mm512_extracti64x4_epi64(v, 1) : _mm512_castsi512_si256(v));
+      }
+    return;
+  }
+  // requantize 16 rows per zmm (store32_zmm's steps), bytes into cols[j] (32 rows of column j), then
+  // transpose the 32 x 8 bytes so that each row's NC columns are one masked store
+  alignas(32) uint8_t cols[8][QLANES] = {};
+  const __m512 lo = _mm512_set1_ps(static_cast<float>(g.lo - g.zy)), hi = _mm512_set1_ps(static_cast<float>(g.hi - g.zy));
+  const __m512i zy = _mm512_set1_epi32(g.zy);
+  for (int h = 0; h < 2; h++) {
+    const int valid = std::max(0, std::min(16, rows - 16 * h));
+    const __mmask16 keep = static_cast<__mmask16>((1u << valid) - 1);
+    const __m512i comp = _mm512_maskz_loadu_epi32(keep, g.comp + m0 + 16 * h);
+    const __m512 mult = _mm512_maskz_loadu_ps(keep, g.mult + m0 + 16 * h);
+    for (int j = 0; j < NC; j++)
+      _mm_store_si128(reinterpret_cast<__m128i*>(cols[j] + 16 * h),
+                      _mm512_cvtepi32_epi8(requant16(_mm512_add_epi32(out[h][j], comp), mult, lo, hi, zy)));
+  }
+  __m256i c[8], t[8], u[8];
+  for (int j = 0; j < 8; j++) c[j] = _mm256_load_si256(reinterpret_cast<const __m256i*>(cols[j]));
+  for (int j = 0; j < 4; j++) {  // bytes of column pairs: rows 0-7 / 16-23 (lo), 8-15 / 24-31 (hi)
+    t[2 * j] = _mm256_unpacklo_epi8(c[2 * j], c[2 * j + 1]);
+    t[2 * j + 1] = _mm256_unpackhi_epi8(c[2 * j], c[2 * j + 1]);
+  }
+  for (int j = 0; j < 2; j++)  // 4 columns per row: u[4 j + s] holds rows 4 s .. 4 s + 3 (and + 16)
+    for (int s = 0; s < 2; s++) {
+      u[4 * j + 2 * s] = _mm256_unpacklo_epi16(t[4 * j + s], t[4 * j + 2 + s]);
+      u[4 * j + 2 * s + 1] = _mm256_unpackhi_epi16(t[4 * j + s], t[4 * j + 2 + s]);
+    }
+  alignas(32) uint64_t row8[QLANES];
+  for (int s = 0; s < 4; s++) {  // 8 columns per row: rows 4 s + {0, 1} / {2, 3}, each also + 16
+    const __m256i w0 = _mm256_unpacklo_epi32(u[s], u[4 + s]), w1 = _mm256_unpackhi_epi32(u[s], u[4 + s]);
+    _mm_store_si128(reinterpret_cast<__m128i*>(row8 + 4 * s), _mm256_castsi256_si128(w0));
+    _mm_store_si128(reinterpret_cast<__m128i*>(row8 + 4 * s + 2), _mm256_castsi256_si128(w1));
+    _mm_store_si128(reinterpret_cast<__m128i*>(row8 + 16 + 4 * s), _mm256_extracti128_si256(w0, 1));
+    _mm_store_si128(reinterpret_cast<__m128i*>(row8 + 16 + 4 * s + 2), _mm256_extracti128_si256(w1, 1));
+  }
+  const __mmask16 cmask = static_cast<__mmask16>((1u << NC) - 1);
+  Q* o = static_cast<Q*>(g.c) + m0 * g.ldc + n0;
+  for (int r = 0; r < rows; r++)
+    _mm_mask_storeu_epi8(o + r * g.ldc, cmask, _mm_loadl_epi64(reinterpret_cast<const __m128i*>(row8 + r)));
+}
+
+// AVX2: 16 rows x NC columns; aw: the 32-row panel widened to int16, [K4][32][4], from row `half` * 16.
+// A row's k-group is one 64-bit lane: vpmaddwd against the widened, broadcast column group gives its
+// two pair sums, added up in the epilogue (hadd), as in tile_avx2.
+template <class Q, int NC>
+INFERON_AVX2 void lanes_tile_avx2(const QGemm& g, const int16_t* aw, const LanesB& b, int64_t K4, int64_t m0,
+                                  int half, int64_t n0) {
+  __m256i acc[4][NC];  // 4 rows each
+  const uint8_t* col[NC];
+#pragma GCC unroll 3
+  for (int j = 0; j < NC; j++) {
+    col[j] = b.base + b.colbase[n0 + j];
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; v++) acc[v][j] = _mm256_setzero_si256();
+  }
+  for (int64_t k4 = 0; k4 < K4; k4++) {
+    const int64_t off = b.rowoff[k4];
+    __m256i bj[NC];
+#pragma GCC unroll 3
+    for (int j = 0; j < NC; j++)
+      bj[j] = _mm256_broadcastq_epi64(_mm_cvtepu8_epi16(_mm_cvtsi32_si128(load_group(col[j] + off))));
+    const int16_t* ak = aw + k4 * (4 * QLANES) + half * 64;
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; v++) {
+      const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ak + 16 * v));
+#pragma GCC unroll 3
+      for (int j = 0; j < NC; j++) acc[v][j] = _mm256_add_epi32(acc[v][j], _mm256_madd_epi16(av, bj[j]));
+    }
+  }
+  const int rows = static_cast<int>(std::min<int64_t>(16, g.M - m0));
+  for (int j = 0; j < NC; j++)
+    for (int h = 0; h < 2; h++)  // rows 8 h ..: [r0 r1 r4 r5 | r2 r3 r6 r7] after hadd -> in order
+      lanes_store8<Q>(g, m0 + 8 * h, rows - 8 * h, n0 + j,
+                      _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[2 * h][j], acc[2 * h + 1][j]), 0xD8));
+}
+
+inline void lanes_tile_scalar(const QGemm& g, const int8_t* a, const LanesB& b, int64_t K4, int64_t m0, int64_t n0,
+                              int nc, bool is_signed) {
+  const int64_t rows = std::min<int64_t>(QLANES, g.M - m0);
+  for (int j = 0; j < nc; j++)
+    for (int64_t r = 0; r < rows; r++) {
+      int32_t acc = 0;
+      for (int64_t k4 = 0; k4 < K4; k4++) {
+        const uint8_t* bg = b.base + b.rowoff[k4] + b.colbase[n0 + j];
+        for (int t = 0; t < 4; t++) acc += static_cast<int32_t>(a[(k4 * QLANES + r) * 4 + t]) * bg[t];
+      }
+      if (is_signed) store_scalar<int8_t>(g, m0 + r, n0 + j, acc);
+      else store_scalar<uint8_t>(g, m0 + r, n0 + j, acc);
+    }
+}
+
+// The product over prepared B tables; threads take contiguous ranges of (row panel, column tile).
+template <class Q>
+void run_lanes_tiles(const QGemm& g, const LanesB& b, int level, int T) {
+  const int64_t K4 = (g.K + 3) / 4, mpanels = (g.M + QLANES - 1) / QLANES;
+  const int NC = level == 2 ? 7 : 3;
+  const int64_t ctiles = (g.N + NC - 1) / NC, tiles = mpanels * ctiles;
+#pragma omp parallel num_threads(T) if (T > 1)
+  {
+    const int64_t nth = omp_get_num_threads(), tid = omp_get_thread_num();
+    int16_t* aw = level == 1 ? reinterpret_cast<int16_t*>(tls(3).get(static_cast<size_t>(K4) * 4 * QLANES / 2 + 16))
+                             : nullptr;
+    int64_t widened = -1;
+    for (int64_t t = tiles * tid / nth; t < tiles * (tid + 1) / nth; t++) {
+      const int64_t mp = t / ctiles, n0 = (t % ctiles) * NC;
+      const int nc = static_cast<int>(std::min<int64_t>(NC, g.N - n0));
+      const int8_t* a = g.a + mp * K4 * 4 * QLANES;
+      const int64_t m0 = mp * QLANES;
+      if (level == 2) {
+        switch (nc) {
+          case 1: lanes_tile_vnni<Q, 1>(g, a, b, K4, m0, n0); break;
+          case 2: lanes_tile_vnni<Q, 2>(g, a, b, K4, m0, n0); break;
+          case 3: lanes_tile_vnni<Q, 3>(g, a, b, K4, m0, n0); break;
+          case 4: lanes_tile_vnni<Q, 4>(g, a, b, K4, m0, n0); break;
+          case 5: lanes_tile_vnni<Q, 5>(g, a, b, K4, m0, n0); break;
+          case 6: lanes_tile_vnni<Q, 6>(g, a, b, K4, m0, n0); break;
+          default: lanes_tile_vnni<Q, 7>(g, a, b, K4, m0, n0); break;
+        }
+      } else if (level == 1) {
+        if (mp != widened) widen_s8(a, K4 * 4 * QLANES, aw);
+        widened = mp;
+        for (int half = 0; half < 2 && m0 + 16 * half < g.M; half++) {
+          switch (nc) {
+            case 1: lanes_tile_avx2<Q, 1>(g, aw, b, K4, m0 + 16 * half, half, n0); break;
+            case 2: lanes_tile_avx2<Q, 2>(g, aw, b, K4, m0 + 16 * half, half, n0); break;
+            default: lanes_tile_avx2<Q, 3>(g, aw, b, K4, m0 + 16 * half, half, n0); break;
+          }
+        }
+      } else {
+        lanes_tile_scalar(g, a, b, K4, m0, n0, nc, std::is_signed<Q>::value);
+      }
+    }
+  }
+}
+
+}  // namespace qgemm_detail
+}  // namespace inferon

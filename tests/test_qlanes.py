@@ -1,0 +1,104 @@
+"""Quantized GEMMs with A's rows as vector lanes (few columns: qlanes.hpp, `vec.qgemm a_lanes`).
+
+The kernels themselves are checked bit-exactly against the numpy reference by test_quant's
+`test_qgemm_matches_reference` / `test_qgemm_im2col_pads_with_the_zero_point` and test_sparse_int8's
+`test_implicit_quantized_conv` (all with `lanes`); here: the compiler's choice and whole models
+against ONNX Runtime with every kernel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from inferon.passes.conversion.loop_to_vec import lanes_pay
+
+
+@pytest.mark.parametrize(
+    "m, n, k, wide, expected",
+    [
+        (512, 49, 4608, 63, True),  # ResNet-50 res5 3x3 (implicit, 7 x 9 wide grid): measured 0.76x
+        (2048, 49, 512, 49, True),  # res5 1x1 (56 columns computed for 49): 0.91x
+        (128, 784, 1152, 840, True),  # res3 3x3 (implicit, 28 x 30): 0.90x
+        (256, 3136, 64, 3136, False),  # res2 1x1, K = 64: 1.37x as lanes
+        (1024, 196, 256, 196, False),  # 196 = 6 x 32 + 4 columns waste little: 1.07x as lanes
+        (48, 3136, 432, 3136, False),  # 48 rows fill 1.5 lane panels
+        (1000, 1, 2048, 1, False),  # N = 1: the GEMV
+    ],
+)
+def test_lanes_pay_follows_the_measured_shapes(m, n, k, wide, expected):
+    assert lanes_pay(m, n, k, wide) is expected
+
+
+def _small_deep_cnn() -> tuple:
+    """A QDQ CNN (ONNX Runtime's quantizer) whose deep layers have few columns: a strided 3x3 from
+    14x14 to 7x7, a stride-1 3x3 at 7x7 (implicit), 1x1 convs at 7x7 with K = 64 and K = 1024 (250
+    rows: a partial lane panel), and a Gemm head."""
+    from inferon.testing import quantize_onnxruntime
+    from tests.conftest import make_model
+
+    rng = np.random.default_rng(5)
+    init = {
+        "w1": rng.standard_normal((64, 16, 3, 3)) * 0.12, "w2": rng.standard_normal((64, 64, 3, 3)) * 0.06,
+        "w3": rng.standard_normal((1024, 64, 1, 1)) * 0.15, "w4": rng.standard_normal((250, 1024, 1, 1)) * 0.04,
+        "g": rng.standard_normal((10, 250)) * 0.2,
+    }  # fmt: skip
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("Conv", ["r2", "w3"], ["c3"]),
+        helper.make_node("Relu", ["c3"], ["r3"]),
+        helper.make_node("Conv", ["r3", "w4"], ["c4"]),
+        helper.make_node("Relu", ["c4"], ["r4"]),
+        helper.make_node("GlobalAveragePool", ["r4"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["f"]),
+        helper.make_node("Gemm", ["f", "g"], ["y"], transB=1),
+    ]
+    shape = (2, 16, 14, 14)
+    model = make_model(nodes, {"x": shape}, ["y"], {k: v.astype(np.float32) for k, v in init.items()}, opset=13)
+    calib = [{"x": rng.random(shape).astype(np.float32)} for _ in range(3)]
+    return quantize_onnxruntime(model, calib), shape
+
+
+@pytest.fixture(scope="module")
+def deep_cnn(tmp_path_factory):
+    import inferon
+
+    q, shape = _small_deep_cnn()
+    tmp = tmp_path_factory.mktemp("lanes")
+    dump = tmp / "dump"
+    lib = inferon.compile(q, tmp / "m.so", dump_ir=dump)
+    last = sorted(dump.glob("*plan-memory.mlir"))[-1].read_text()
+    return q, shape, lib, [line for line in last.splitlines() if "vec.qgemm" in line]
+
+
+def test_few_column_layers_run_as_lanes(deep_cnn):
+    _, _, _, lines = deep_cnn
+    lanes = [line for line in lines if "a_lanes" in line]
+    # the stride-1 3x3 (K = 576, wide grid 63 columns), the 1x1 with K = 1024 and the Gemm (10 rows x
+    # the 2 batch columns, written transposed: C strided); the strided 3x3 (K = 144) and the K = 64
+    # 1x1 stay on row panels (lanes_pay)
+    assert len(lanes) == 3, lines
+    assert all("mr = 32" in line for line in lanes)
+    assert any("b_implicit" in line for line in lanes)  # the stride-1 3x3 reads the frame in place
+
+
+@pytest.mark.parametrize("isa", ["avx512", "avx2", "scalar"])
+def test_lanes_model_matches_onnxruntime(deep_cnn, monkeypatch, isa):
+    """Batch 2 through lanes-packed layers (implicit 3x3, 1x1 with 250 rows) with each kernel: within
+    one output step of ONNX Runtime on the same QDQ file, and equal across kernels."""
+    import inferon
+    from inferon.testing import run_onnxruntime
+    from tests.test_quant import _output_step, _within_one_step
+
+    q, shape, lib, _ = deep_cnn
+    monkeypatch.setenv("INFERON_ISA", isa)
+    step = _output_step(q)
+    rng = np.random.default_rng(11)
+    with inferon.load(lib, threads=2) as cm:
+        for _ in range(2):
+            x = rng.random(shape).astype(np.float32)
+            assert _within_one_step(cm(x), run_onnxruntime(q, {"x": x})[0], step) >= 0.999
