@@ -16,19 +16,21 @@ from inferon.passes.conversion.loop_to_vec import lanes_pay
 
 
 @pytest.mark.parametrize(
-    "m, n, k, wide, expected",
+    "m, n, k, wide, frame, expected",
     [
-        (512, 49, 4608, 63, True),  # ResNet-50 res5 3x3 (implicit, 7 x 9 wide grid): measured 0.76x
-        (2048, 49, 512, 49, True),  # res5 1x1 (56 columns computed for 49): 0.91x
-        (128, 784, 1152, 840, True),  # res3 3x3 (implicit, 28 x 30): 0.90x
-        (256, 3136, 64, 3136, False),  # res2 1x1, K = 64: 1.37x as lanes
-        (1024, 196, 256, 196, False),  # 196 = 6 x 32 + 4 columns waste little: 1.07x as lanes
-        (48, 3136, 432, 3136, False),  # 48 rows fill 1.5 lane panels
-        (1000, 1, 2048, 1, False),  # N = 1: the GEMV
+        (512, 49, 4608, 63, 0, True),  # ResNet-50 res5 3x3 (implicit, 7 x 9 wide grid): measured 0.76x
+        (2048, 49, 512, 49, 0, True),  # res5 1x1 (56 columns computed for 49): 0.91x
+        (128, 784, 1152, 840, 0, True),  # res3 3x3 (implicit, 28 x 30): 0.90x
+        (256, 3136, 64, 3136, 0, False),  # res2 1x1, K = 64: 1.37x as lanes
+        (1024, 196, 256, 196, 0, False),  # 196 = 6 x 32 + 4 columns waste little: 1.07x as lanes
+        (48, 3136, 432, 3136, 0, False),  # 48 rows fill 1.5 lane panels
+        (1000, 1, 2048, 1, 0, False),  # N = 1: the GEMV
+        (128, 784, 1152, 784, 128 * 57 * 57, True),  # res3's strided 3x3: no im2col as lanes
+        (1024, 196, 512, 196, 512 * 27 * 27, False),  # a stride-2 1x1: the frame holds 4x the pixels used
     ],
 )
-def test_lanes_pay_follows_the_measured_shapes(m, n, k, wide, expected):
-    assert lanes_pay(m, n, k, wide) is expected
+def test_lanes_pay_follows_the_measured_shapes(m, n, k, wide, frame, expected):
+    assert lanes_pay(m, n, k, wide, im2col=frame > 0, frame=frame) is expected
 
 
 def _small_deep_cnn() -> tuple:
@@ -78,12 +80,13 @@ def deep_cnn(tmp_path_factory):
 def test_few_column_layers_run_as_lanes(deep_cnn):
     _, _, _, lines = deep_cnn
     lanes = [line for line in lines if "a_lanes" in line]
-    # the stride-1 3x3 (K = 576, wide grid 63 columns), the 1x1 with K = 1024 and the Gemm (10 rows x
-    # the 2 batch columns, written transposed: C strided); the strided 3x3 (K = 144) and the K = 64
-    # 1x1 stay on row panels (lanes_pay)
-    assert len(lanes) == 3, lines
+    # the stride-1 3x3 (K = 576, wide grid 63 columns), the strided 3x3 (no im2col as lanes), the 1x1
+    # with K = 1024 and the Gemm (10 rows x the 2 batch columns, written transposed: C strided); the
+    # K = 64 1x1 stays on row panels (lanes_pay)
+    assert len(lanes) == 4, lines
     assert all("mr = 32" in line for line in lanes)
-    assert any("b_implicit" in line for line in lanes)  # the stride-1 3x3 reads the frame in place
+    # both 3x3 convs read the bordered frame in place, the strided one with K in implicit order too
+    assert sum("b_implicit" in line for line in lanes) == 2
 
 
 @pytest.mark.parametrize("isa", ["avx512", "avx2", "scalar"])

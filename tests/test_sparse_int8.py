@@ -289,16 +289,21 @@ def test_prune_an_already_quantized_model(tmp_path, capsys):
         (10, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1),
         (8, 12, 9, 5, 3, 1, 1, 2, 0, 1, 1),
         (6, 6, 40, 2, 2, 1, 1, 0, 1, 1, 1),
+        (8, 13, 11, 3, 3, 2, 2, 1, 1, 1, 1),  # strided / dilated: implicit order where lanes pay
+        (5, 14, 14, 7, 7, 2, 2, 3, 3, 1, 1),
+        (6, 9, 10, 3, 3, 1, 1, 2, 2, 2, 2),
+        (16, 9, 9, 1, 1, 2, 2, 0, 0, 1, 1),
     ],
 )
 @pytest.mark.parametrize("weights", ["dense", "block1x4", "lanes"])
 @pytest.mark.parametrize("signed", [False, True])
 def test_implicit_quantized_conv(shim, isa, geometry, weights, signed):  # noqa: F811
-    """Stride-1 convolutions with the weights in implicit order (inferon.ir.quant.implicit_weight_order:
+    """Convolutions with the weights in implicit order (inferon.ir.quant.implicit_weight_order:
     channel groups of 4, taps, channel in group; C not a multiple of 4 padded): read in place from the
-    interleaved bordered frame with VNNI (wide grid, border columns dropped; as vector lanes: each
-    output pixel's groups by offset), through im2col rows in the same order otherwise; dense, block1x4
-    and lanes-packed weights, uint8 / int8 activations, 1 and 2 threads."""
+    interleaved bordered frame with VNNI (stride 1: wide grid, border columns dropped; as vector
+    lanes, any stride / dilation: each output pixel's groups by offset), through im2col rows in the
+    same order otherwise; dense, block1x4 and lanes-packed weights, uint8 / int8 activations, 1 and 2
+    threads."""
     sparse = weights == "block1x4"
     c, h, w, kh, kw = geometry[:5]
     rng = np.random.default_rng(c * h + kh)

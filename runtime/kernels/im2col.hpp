@@ -19,7 +19,9 @@ struct Im2col {
   int64_t C, H, W;
   int kh, kw, sh, sw, pt, pl, dh, dw;
   int64_t Ho, Wo;
-  int implicit = 0;  // 1: stride 1, dilation 1, and the GEMM may read B in place (gemm.hpp)
+  // 1: FP32 GEMM: stride 1, dilation 1, B read in place (gemm.hpp); quantized GEMM: K in the implicit
+  // weight order, read in place by the lanes kernels (any stride) and the VNNI row panels (stride 1)
+  int implicit = 0;
 };
 
 // A run of `len` consecutive columns starting at column offset `dst` of a row segment: zeros

@@ -164,10 +164,15 @@ INFERON_AVX2 void interleave_row(const uint8_t* const (&src)[4], const uint8_t* 
 // columns of each output row are dropped when it is copied into C. Dense A only; elsewhere (other
 // instruction sets, block-sparse A, fused residual) the im2col rows follow the same K order.
 //
-// implicit_frame builds the frame and rowoff[K4] (the offset of each k-group's tap) and returns it.
+// implicit_frame builds the frame and rowoff[K4] (the offset of each k-group's tap) and returns it;
+// with strides / dilations (the lanes kernels) the frame spans (Ho - 1) sh + (kh - 1) dh + 1 rows and
+// its columns likewise (frame_width), and tap (i, j) sits at (i dh Wp + j dw) * 4.
+inline int64_t frame_width(const Im2col& q) { return (q.Wo - 1) * q.sw + static_cast<int64_t>(q.kw - 1) * q.dw + 1; }
+
 inline const uint8_t* implicit_frame(const QGemm& g, int T, int64_t* rowoff) {
   const Im2col& q = *g.im2col;
-  const int64_t C4 = (q.C + 3) / 4, Hp = q.Ho + q.kh - 1, Wp = q.Wo + q.kw - 1, plane = Hp * Wp * 4;
+  const int64_t C4 = (q.C + 3) / 4, Hp = (q.Ho - 1) * q.sh + static_cast<int64_t>(q.kh - 1) * q.dh + 1;
+  const int64_t Wp = frame_width(q), plane = Hp * Wp * 4;
   const int64_t K4 = C4 * q.kh * q.kw;
   const int64_t frame_bytes = C4 * plane + 4 * (32 * 4 + Wp * q.kh);  // + slack: the last panel reads past
   uint8_t* xb = reinterpret_cast<uint8_t*>(tls(2).get(static_cast<size_t>(frame_bytes) / 4 + 16));
@@ -193,7 +198,7 @@ inline const uint8_t* implicit_frame(const QGemm& g, int T, int64_t* rowoff) {
   std::memset(xb + C4 * plane, pad, static_cast<size_t>(frame_bytes - C4 * plane));
   for (int64_t k4 = 0; k4 < K4; k4++) {
     const int64_t c4 = k4 / (q.kh * q.kw), i = (k4 / q.kw) % q.kh, j = k4 % q.kw;
-    rowoff[k4] = c4 * plane + (i * Wp + j) * 4;
+    rowoff[k4] = c4 * plane + (i * q.dh * Wp + j * q.dw) * 4;
   }
   return xb;
 }
@@ -236,8 +241,8 @@ void run_lanes(const QGemm& g, int level, int nt) {
   if (g.im2col && g.im2col->implicit) {  // read in place from the bordered frame
     const Im2col& q = *g.im2col;
     b.base = implicit_frame(g, T, rowoff);
-    const int64_t Wp = q.Wo + q.kw - 1;
-    for (int64_t n = 0; n < g.N; n++) colbase[n] = ((n / q.Wo) * Wp + n % q.Wo) * 4;
+    const int64_t Wp = frame_width(q);
+    for (int64_t n = 0; n < g.N; n++) colbase[n] = ((n / q.Wo) * q.sh * Wp + (n % q.Wo) * q.sw) * 4;
     return run_lanes_tiles<Q>(g, b, level, T);
   }
   BView view{g.b, g.ldb, g.b_trans};
@@ -322,7 +327,9 @@ void run(const QGemm& g, int nt) {
     return sparse_gemv_vnni<Q, uint16_t>(g, T);
   }
   // (block-sparse A: measured 2-3 % slower in place on ResNet-50 than through packed, aligned panels)
-  if (g.im2col && g.im2col->implicit && level == 2 && g.add == nullptr && g.ldc_col == 1 && g.sparse.row_ptr == nullptr) {
+  const bool unit_steps = g.im2col && g.im2col->sh == 1 && g.im2col->sw == 1 && g.im2col->dh == 1 && g.im2col->dw == 1;
+  if (g.im2col && g.im2col->implicit && unit_steps && level == 2 && g.add == nullptr && g.ldc_col == 1 &&
+      g.sparse.row_ptr == nullptr) {
     const Im2col& q = *g.im2col;
     return run_implicit<Q>(g, threads_for(nt, static_cast<double>(g.M) * q.Ho * (q.Wo + q.kw - 1) * g.K, 1 << 20));
   }

@@ -620,7 +620,8 @@ class QGemmBase(IRDLOperation):
     pad = prop_def(I64Attr)
     b_trans = opt_prop_def(UnitAttr)
     b_im2col = opt_prop_def(DenseArrayBase)
-    b_implicit = opt_prop_def(UnitAttr)  # stride-1 conv read in place; K in implicit_weight_order
+    # K in implicit_weight_order; read in place (stride 1 by the row panels, any stride as lanes)
+    b_implicit = opt_prop_def(UnitAttr)
     residual_add = opt_prop_def(DenseArrayBase)
     residual_lhs = opt_prop_def(UnitAttr)
     irdl_options = (AttrSizedOperandSegments(as_property=True),)
@@ -637,7 +638,9 @@ class QGemmBase(IRDLOperation):
                 raise VerifyException(f"{self.name}: strides and c_leading have two entries")
         if len(self.requant.get_values()) != 3:
             raise VerifyException(f"{self.name}: requant is [output zero point, lo, hi]")
-        verify_im2col_view(self.b_im2col, self.b_implicit is not None)
+        verify_im2col_view(self.b_im2col)
+        if self.b_implicit is not None and self.b_im2col is None:
+            raise VerifyException(f"{self.name}: b_implicit needs a b_im2col view")
         if self.b_implicit is not None and self.b_im2col is not None:
             c, kh, kw = (self.b_im2col.get_values()[i] for i in (0, 3, 4))
             if self.dims.get_values()[2] != -(-c // 4) * 4 * kh * kw:

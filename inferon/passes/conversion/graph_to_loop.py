@@ -40,6 +40,7 @@ from inferon.ir.context import InferonContext
 from inferon.ir.dialects import graph, loop
 from inferon.ir.dialects.graph import i64_array, ints, quant_of, shape_of
 from inferon.ir.weights import WeightStore
+from inferon.passes.conversion.loop_to_vec import implicit_frame_bytes, lanes_pay
 
 
 def memref(shape: tuple[int, ...], element: Attribute = f32) -> MemRefType:
@@ -395,8 +396,14 @@ def _qconv(lw: Lowering, op: Operation, out: SSAValue) -> None:
     comp, mult, requant, pad = _qgemm_constants(lw, op, w, bias, m)
     (sh, sw), (pt, pl, pb, pr), (dh, dw) = ints(op.strides), ints(op.pads), ints(op.dilations)
     direct = (kh, kw, sh, sw, pt, pl, pb, pr) == (1, 1, 1, 1, 0, 0, 0, 0)
-    # stride-1 KxK convs: implicit (the kernel reads the image in place, weights in implicit order)
-    implicit = not direct and g == 1 and (sh, sw, dh, dw) == (1, 1, 1, 1)
+    # single-group KxK convs: implicit (weights in implicit order, the kernel reads the image in
+    # place): stride 1 always, other strides / dilations where the lanes kernels will run them
+    view = (cg, h, wd, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo)
+    dense = w_owner.sparse is None or not w_owner.sparse.is_sparse
+    implicit = not direct and g == 1 and (
+        (sh, sw, dh, dw) == (1, 1, 1, 1)
+        or (dense and lanes_pay(mg, ho * wo, -(-cg // 4) * 4 * kh * kw, ho * wo, True, implicit_frame_bytes(view)))
+    )
     a = lw.buffer(op.weight)
     if implicit:
         a = lw.constant(quant.implicit_weight_order(w.reshape(m, cg, kh, kw)), f"{w_owner.handle.data}.implicit",
@@ -412,7 +419,7 @@ def _qconv(lw: Lowering, op: Operation, out: SSAValue) -> None:
         "pad": i64_attr(pad),
     }  # fmt: skip
     if not direct:
-        props["b_im2col"] = i64_array((cg, h, wd, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo))
+        props["b_im2col"] = i64_array(view)
     if implicit:
         props["b_implicit"] = UnitAttr()
     props["operandSegmentSizes"] = QGEMM_SEGMENTS

@@ -29,31 +29,46 @@ from inferon.ir.dialects.graph import ints
 from inferon.ir.sparse import SPMM_TILE
 
 
-def lanes_pay(m: int, n: int, k: int, wide: int) -> bool:
+def lanes_pay(m: int, n: int, k: int, wide: int, im2col: bool = False, frame: int = 0) -> bool:
     """Whether a dense quantized GEMM runs faster with A's rows as the vector lanes (qlanes.hpp).
 
-    The row-panel kernels compute ceil(M/6)*6 rows x `wide` columns (N, or Ho x (Wo + kw - 1) for
-    implicit convolutions) rounded to 32-column panels, the last to 8; the lanes kernels compute
-    ceil(M/32)*32 rows x exactly N columns, plus a per-output cost (epilogue transpose, B
-    interleaving) that is ~24/K of the work (fitted on this Zen 4, 1 thread: ResNet-50's 7x7 3x3
-    layers 0.76x, its N = 49 1x1 layers 0.89-0.91x, 14x14 / 28x28 3x3 0.88-0.90x; K = 64-256 1x1
-    layers 1.07-1.37x, so they stay on row panels). Picked with a 3 % margin.
+    Costs in multiply-add units. The row-panel kernels compute ceil(M/6)*6 rows x `wide` columns (N,
+    or Ho x (Wo + kw - 1) for stride-1 implicit convolutions) rounded to 32-column panels, the last
+    to 8, and with `im2col` (strided implicit convolutions) first write and pack the K x N im2col
+    matrix (~60 per element), which the lanes kernels read in place from a bordered image of `frame`
+    bytes instead (~30 per byte). The lanes kernels compute ceil(M/32)*32 rows x exactly N columns,
+    plus a per-output cost (epilogue transpose, B interleaving) of ~24/K of the work. Fitted on this
+    Zen 4, 1 thread, ResNet-50's layers: 7x7 3x3 0.76x, N = 49 1x1 0.89-0.91x, 14x14 / 28x28 3x3
+    0.88-0.90x, the strided 3x3 0.72-0.80x (no im2col), the 7x7 stride-2 stem 0.95x; K = 64-256 1x1
+    layers 1.07-1.37x and stride-2 1x1 layers with N >= 196 1.04-1.13x (their frame is 4x the
+    pixels used), so those stay on row panels. Picked with a 3 % margin.
     """
     if n < 2 or k < 1:
         return False
     rows_cols = wide // 32 * 32 + -(-(wide % 32) // 8) * 8
-    rows = -(-m // vec.QGEMM_MR) * vec.QGEMM_MR * rows_cols
-    lanes = -(-m // vec.QGEMM_LANES) * vec.QGEMM_LANES * n * (1 + 24 / k)
+    rows = -(-m // vec.QGEMM_MR) * vec.QGEMM_MR * rows_cols * k + (60 * k * n if im2col else 0)
+    lanes = -(-m // vec.QGEMM_LANES) * vec.QGEMM_LANES * n * (k + 24) + 30 * frame
     return lanes < 0.97 * rows
 
 
-def _wide_columns(op: loop.QGemmOp) -> int:
-    """The columns the row-panel kernel computes before rounding (implicit convs: the wide grid)."""
-    n = ints(op.dims)[1]
-    if op.b_implicit is None or op.b_im2col is None:
-        return n
-    view = ints(op.b_im2col)  # C, H, W, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo
-    return view[11] * (view[12] + view[4] - 1)
+def implicit_frame_bytes(view: tuple[int, ...]) -> int:
+    """Bytes of the bordered, channel-interleaved image an implicit conv reads (qgemm.hpp's
+    implicit_frame) for an im2col view [C, H, W, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo]."""
+    c, _, _, kh, kw, sh, sw, _, _, dh, dw, ho, wo = view
+    return -(-c // 4) * 4 * ((ho - 1) * sh + (kh - 1) * dh + 1) * ((wo - 1) * sw + (kw - 1) * dw + 1)
+
+
+def _lanes_pay_for(op: loop.QGemmOp) -> bool:
+    """lanes_pay for a loop.qgemm: stride-1 implicit convs compute the wide grid on row panels;
+    strided implicit ones go through im2col there and read the frame in place as lanes (other
+    convolutions take im2col either way)."""
+    m, n, k = ints(op.dims)
+    if op.b_im2col is None or op.b_implicit is None:
+        return lanes_pay(m, n, k, n)
+    view = tuple(ints(op.b_im2col))  # C, H, W, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo
+    if (view[5], view[6], view[9], view[10]) != (1, 1, 1, 1):
+        return lanes_pay(m, n, k, n, im2col=True, frame=implicit_frame_bytes(view))
+    return lanes_pay(m, n, k, view[11] * (view[12] + view[4] - 1))
 
 
 class SpMMToVec(RewritePattern):
@@ -68,8 +83,7 @@ class QGemmToVec(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: loop.QGemmOp, rewriter: PatternRewriter) -> None:
         props = dict(op.properties)
-        m, n, k = ints(op.dims)
-        lanes = op.a_index is None and op.residual is None and lanes_pay(m, n, k, _wide_columns(op))
+        lanes = op.a_index is None and op.residual is None and _lanes_pay_for(op)
         props["mr"] = IntegerAttr(vec.QGEMM_LANES if lanes else vec.QGEMM_MR, i64)
         if lanes:
             props["a_lanes"] = UnitAttr()
