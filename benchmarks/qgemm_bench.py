@@ -12,9 +12,12 @@
    2x-FP32 figure. AVX2 rows report both fractions.
 2. **Per shape** (M x N x K as the compiler emits them for ResNet-50: M = Cout, N = Ho*Wo, K =
    Cin*kh*kw; "im2col" rows read a 3x3 (or 7x7) image through the kernel's own uint8 im2col):
-   A is packed like the compiler's pack-weights pass (`pack_a_int8(A, 6)`), the result is first
-   checked bit-exactly against the numpy reference (`inferon.ir.quant`), then timed: warm-up, then
-   `--runs` samples, median. GOP/s = 2*M*N*K / median; the fraction of the peak of the same ISA.
+   the kernel is the one the compiler picks (`kernel_choice`: 6-row panels or 32-row vector lanes
+   by `lanes_pay`, weights in implicit order for stride-1 convs and for strided ones run as lanes,
+   read in place from the bordered image), A packed as pack-weights does (`pack_a_int8`); the result
+   is first checked bit-exactly against the numpy reference (`inferon.ir.quant`), then timed:
+   warm-up, then `--runs` samples, median. GOP/s = 2*M*N*K / median (the true K, not the padded
+   implicit one); the fraction of the peak of the same ISA.
 
 Numbers on this shared 2-core machine are noisy: compare fractions measured in the same run.
 """
@@ -36,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from inferon.backend.toolchain import build_shared_library  # noqa: E402
 from inferon.ir import quant  # noqa: E402
+from inferon.passes.conversion.loop_to_vec import implicit_frame_bytes, lanes_pay  # noqa: E402
 from inferon.passes.vec.pack_weights import pack_a_int8  # noqa: E402
 
 PEAK_SRC = r"""
@@ -125,6 +129,8 @@ def build(tmp: Path) -> ctypes.CDLL:
     P, I64, INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
     lib.k_qgemm.argtypes = [I64, I64, I64, P, P, I64, INT, INT, P, INT, P, P, P, I64, I64, INT, INT, INT, INT, INT]
     lib.k_qgemm.restype = None
+    lib.k_qgemm_lanes.argtypes = lib.k_qgemm.argtypes
+    lib.k_qgemm_lanes.restype = None
     lib.k_set_isa.argtypes = [INT]
     lib.k_int8_peak.argtypes = [INT, I64, INT]
     lib.k_int8_peak.restype = ctypes.c_double
@@ -156,10 +162,25 @@ def im2col_ref(x: np.ndarray, geo: tuple[int, ...]) -> np.ndarray:
     return np.stack(rows, axis=1).reshape(c * kh * kw, ho * wo)
 
 
-def bench_shape(lib, isa: int, threads: int, runs: int, m: int, n: int, k: int, geo) -> tuple[float, bool]:  # noqa: ANN001
+def kernel_choice(m: int, n: int, k: int, geo: tuple[int, ...] | None) -> tuple[bool, bool]:
+    """(implicit, lanes) as the compiler picks them for this GEMM (convert-graph-to-loop: weights in
+    implicit order for stride-1 convs and for strided ones run as lanes; convert-loop-to-vec: lanes)."""
+    if geo is None:
+        return False, lanes_pay(m, n, k, n)
+    c, _, _, kh, kw, sh, sw, _, _, dh, dw, ho, wo = geo
+    k_implicit = -(-c // 4) * 4 * kh * kw
+    if (sh, sw, dh, dw) == (1, 1, 1, 1):
+        return True, lanes_pay(m, n, k_implicit, ho * (wo + kw - 1))
+    lanes = lanes_pay(m, n, k_implicit, n, im2col=True, frame=implicit_frame_bytes(geo))
+    return lanes, lanes
+
+
+def bench_shape(lib, isa: int, threads: int, runs: int, m: int, n: int, k: int, geo) -> tuple[float, bool, str]:  # noqa: ANN001
     rng = np.random.default_rng(0)
     a = rng.integers(-128, 128, (m, k)).astype(np.int8)
-    packed = pack_a_int8(a, 6)
+    implicit, lanes = kernel_choice(m, n, k, geo)
+    a_run = quant.implicit_weight_order(a.reshape(m, geo[0], geo[3], geo[4])) if implicit else a
+    packed = pack_a_int8(a_run, 32 if lanes else 6)
     zx = 0  # zero padding = zero point 0 keeps the reference simple
     if geo is None:
         b = rng.integers(0, 256, (k, n)).astype(np.uint8)
@@ -170,18 +191,21 @@ def bench_shape(lib, isa: int, threads: int, runs: int, m: int, n: int, k: int, 
     comp = quant.compensation(a, zx, rng.integers(-1000, 1000, m).astype(np.int32))
     mult = np.full(m, 1.0 / (k * 40.0), np.float32)
     c = np.zeros((m, n), np.uint8)
-    geo_arr = np.asarray([*geo, 0], np.int64) if geo is not None else None  # (+ implicit flag: off)
+    geo_arr = np.asarray([*geo, int(implicit)], np.int64) if geo is not None else None  # (+ implicit flag)
+    fn = lib.k_qgemm_lanes if lanes else lib.k_qgemm
+    k_run = a_run.shape[1]
 
     def call() -> None:
-        lib.k_qgemm(m, n, k, packed.ctypes.data, b.ctypes.data, 0 if geo is not None else n, 0, 0,
-                    None if geo_arr is None else geo_arr.ctypes.data, zx, comp.ctypes.data, mult.ctypes.data,
-                    c.ctypes.data, n, 1, 0, 0, 0, 255, threads)  # fmt: skip
+        fn(m, n, k_run, packed.ctypes.data, b.ctypes.data, 0 if geo is not None else n, 0, 0,
+           None if geo_arr is None else geo_arr.ctypes.data, zx, comp.ctypes.data, mult.ctypes.data,
+           c.ctypes.data, n, 1, 0, 0, 0, 255, threads)  # fmt: skip
 
+    kernel = ("lanes" if lanes else "rows") + (" implicit" if implicit else "")
     lib.k_set_isa(isa)
     call()
     ok = bool(np.array_equal(c, reference(a, cols, comp, mult)))
     if not ok:
-        return float("nan"), False
+        return float("nan"), False, kernel
     reps = max(1, int(0.002 / max(1e-9, _once(call))))
     samples = []
     for _ in range(3):
@@ -191,7 +215,7 @@ def bench_shape(lib, isa: int, threads: int, runs: int, m: int, n: int, k: int, 
         for _ in range(reps):
             call()
         samples.append((time.perf_counter() - t0) / reps)
-    return float(np.median(samples)), True
+    return float(np.median(samples)), True, kernel
 
 
 def _once(fn) -> float:  # noqa: ANN001
@@ -218,19 +242,19 @@ def main() -> int:
                 madd = peak(lib, 2, threads) if isa == 1 else float("nan")
                 print(f"\n{isa_name}, {threads} thread(s): measured INT8 peak {pk:.0f} GOP/s"
                       + (f", vpmaddwd peak {madd:.0f} GOP/s" if isa == 1 else ""))
-                print(f"{'shape':<24} {'M x N x K':>18} {'ms':>8} {'GOP/s':>8} {'of peak':>8}"
+                print(f"{'shape':<24} {'M x N x K':>18} {'kernel':>15} {'ms':>8} {'GOP/s':>8} {'of peak':>8}"
                       + (f" {'of madd':>8}" if isa == 1 else ""))
                 for m, n, k, geo, label in SHAPES:
                     if args.shapes and not any(label.startswith(s) for s in args.shapes.split(",")):
                         continue
-                    sec, ok = bench_shape(lib, isa, threads, args.runs, m, n, k, geo)
+                    sec, ok, kernel = bench_shape(lib, isa, threads, args.runs, m, n, k, geo)
                     failed |= not ok
                     gops = 2 * m * n * k / sec / 1e9 if ok else float("nan")
                     frac = gops / pk if ok else float("nan")
-                    print(f"{label:<24} {f'{m}x{n}x{k}':>18} {1e3 * sec:8.3f} {gops:8.1f} {frac:8.0%}"
+                    print(f"{label:<24} {f'{m}x{n}x{k}':>18} {kernel:>15} {1e3 * sec:8.3f} {gops:8.1f} {frac:8.0%}"
                           + (f" {gops / madd:8.0%}" if isa == 1 else "")
                           + ("" if ok else "  FAIL (differs from the reference)"))  # fmt: skip
-                    rows.append({"isa": isa_name, "threads": threads, "label": label, "M": m, "N": n, "K": k,
+                    rows.append({"isa": isa_name, "threads": threads, "label": label, "M": m, "N": n, "K": k, "kernel": kernel,
                                  "ms": 1e3 * sec, "gops": gops, "peak_gops": pk, "fraction": frac,
                                  "madd_peak_gops": madd, "fraction_of_madd": gops / madd, "ok": ok})  # fmt: skip
     if args.json:
