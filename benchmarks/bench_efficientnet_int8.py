@@ -48,7 +48,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from bench_models import environment, latency, log, ort_session, parse_list  # noqa: E402
-from bench_sparse import timed_rotating  # noqa: E402
+from timing import timed  # noqa: E402
 
 import inferon  # noqa: E402
 from inferon.testing import quantize_onnxruntime  # noqa: E402
@@ -190,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--gap-ms", type=float, default=50.0, help="pause before each multi-threaded run (ms)")
+    ap.add_argument("--gap-ms", type=float, default=500.0,
+                    help="idle before each block of multi-threaded runs (ms; benchmarks/timing.py)")
     ap.add_argument("--out", type=Path, default=RESULTS / "efficientnet_int8.json")
     args = ap.parse_args(argv)
     threads = [int(t) for t in parse_list(args.threads)]
@@ -248,9 +249,9 @@ def main(argv: list[str] | None = None) -> int:
                     opened.append(inferon.load(libs[name], threads=t))
                     runners.append(lambda m=opened[-1]: m.run(feeds))
             try:
-                gap = args.gap_ms / 1000.0 if t > 1 else 0.0
-                timed_rotating(runners, args.warmup, gap)
-                ms = {n: latency(v).median for n, v in zip(order, timed_rotating(runners, args.runs, gap), strict=True)}
+                gap = args.gap_ms / 1000.0
+                timed(runners, args.warmup, t, gap)
+                ms = {n: latency(v).median for n, v in zip(order, timed(runners, args.runs, t, gap), strict=True)}
             finally:
                 for m in opened:
                     m.close()

@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from bench_models import environment, geomean, latency, log, ort_session, parse_list  # noqa: E402
-from bench_sparse import timed_rotating  # noqa: E402
+from timing import timed  # noqa: E402
 
 import inferon  # noqa: E402
 from inferon.testing import expose_logits, light_model_path, quantize_onnxruntime, randomize_weights  # noqa: E402
@@ -91,9 +91,9 @@ def bench(name: str, args: argparse.Namespace, workdir: Path) -> list[dict[str, 
                 errs.append(float(np.abs(o - f).mean() / (np.abs(f).mean() or 1.0)))
             runners = [lambda s=ort_f32: s.run(None, feeds), lambda s=ort_i8: s.run(None, feeds),
                        lambda m=qdq: m.run(feeds), lambda m=own: m.run(feeds)]  # fmt: skip
-            gap = args.gap_ms / 1000.0 if threads > 1 else 0.0  # let ORT's spinning workers go idle
-            timed_rotating(runners, args.warmup, gap)
-            f32, i8, iq, io = (latency(v) for v in timed_rotating(runners, args.runs, gap))
+            gap = args.gap_ms / 1000.0  # multi-thread blocks: let the other engines' workers go idle
+            timed(runners, args.warmup, threads, gap)
+            f32, i8, iq, io = (latency(v) for v in timed(runners, args.runs, threads, gap))
         finally:
             qdq.close()
             own.close()
@@ -120,8 +120,9 @@ def add_timing_arguments(ap: argparse.ArgumentParser, out: Path) -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--calib", type=int, default=8, help="calibration samples (random normal inputs)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--gap-ms", type=float, default=50.0,
-                    help="pause before each multi-threaded run (ms): ORT workers spin ~20-50 ms after a run")
+    ap.add_argument("--gap-ms", type=float, default=500.0,
+                    help="idle before each block of multi-threaded runs (ms): the engines' workers spin after a "
+                         "run (benchmarks/timing.py)")
     ap.add_argument("--out", type=Path, default=out, help="output prefix (.json, .csv)")
 
 

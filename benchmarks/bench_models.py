@@ -15,7 +15,9 @@ process. Per model:
    intra_op = threads, inter_op = 1, sequential) and an Inferon context with the same thread
    count; outputs compared (max abs diff / max abs ORT output, worst output); both warmed up;
    then ``runs`` timed iterations interleaved in an ABBA order (ORT, Inferon, Inferon, ORT, ...)
-   so that drift on a noisy machine hits both engines alike.
+   so that drift on a noisy machine hits both engines alike; with several threads in rotating
+   blocks of 5 back-to-back runs after 0.5 s idle (worker threads spin after a run and would slow
+   the other engine: benchmarks/timing.py).
 
 Reported: median and p10/p90 latency per engine, and ratio = ORT median / Inferon median
 (> 1: Inferon is faster), plus the geometric mean of the ratios per thread count.
@@ -45,6 +47,10 @@ import onnx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from timing import GAP_S, timed_blocks  # noqa: E402
 
 import inferon  # noqa: E402
 from inferon.testing import LIGHT_MODELS, expose_logits, light_model_path, randomize_weights  # noqa: E402
@@ -183,20 +189,14 @@ def ort_session(model: onnx.ModelProto, threads: int) -> Any:
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def timed_interleaved(first: Runner, second: Runner, runs: int, gap_s: float = 0.0) -> tuple[list[int], list[int]]:
+def timed_interleaved(first: Runner, second: Runner, runs: int) -> tuple[list[int], list[int]]:
     """`runs` timings of each, in ABBA order (A B, B A, A B, ...); returns (first, second) in ns.
-
-    Each timed call starts after `gap_s` seconds of idle: with several threads, an engine's worker
-    threads keep spinning for a while after a run (ONNX Runtime's pool for tens of milliseconds, OpenMP
-    briefly) and would otherwise steal the cores of the other engine's next run.
-    """
+    One thread; with several, `timing.timed_blocks` (worker threads spin after a run)."""
     a: list[int] = []
     b: list[int] = []
     for i in range(runs):
         order = ((first, a), (second, b)) if i % 2 == 0 else ((second, b), (first, a))
         for fn, sink in order:
-            if gap_s > 0:
-                time.sleep(gap_s)
             start = time.perf_counter_ns()
             fn()
             sink.append(time.perf_counter_ns() - start)
@@ -205,7 +205,7 @@ def timed_interleaved(first: Runner, second: Runner, runs: int, gap_s: float = 0
 
 def bench_one(
     name: str, model: onnx.ModelProto, lib: Path, feeds: Feeds, threads: int, runs: int, warmup: int,
-    gap_ms: float = 0.0,
+    gap_ms: float = 1000 * GAP_S,
 ) -> Result:  # fmt: skip
     """Build both engines at `threads`, check they agree, warm up, time them interleaved."""
     load = os.getloadavg()[0]
@@ -222,9 +222,12 @@ def bench_one(
         def run_inferon() -> object:
             return compiled.run(feeds)
 
-        gap = gap_ms / 1000.0 if threads > 1 else 0.0  # one thread: no worker threads to spin
-        timed_interleaved(run_ort, run_inferon, warmup, gap)
-        ort_ns, inf_ns = timed_interleaved(run_ort, run_inferon, runs, gap)
+        if threads > 1:  # rotating blocks after idle: the engines' workers spin (benchmarks/timing.py)
+            timed_blocks([run_ort, run_inferon], warmup, gap_ms / 1000.0)
+            ort_ns, inf_ns = timed_blocks([run_ort, run_inferon], runs, gap_ms / 1000.0)
+        else:
+            timed_interleaved(run_ort, run_inferon, warmup)
+            ort_ns, inf_ns = timed_interleaved(run_ort, run_inferon, runs)
         isa = compiled.isa
     finally:
         compiled.close()
@@ -378,9 +381,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--gap-ms",
         type=float,
-        default=50.0,
-        help="idle time before each timed run with >1 thread, so that neither engine's spinning "
-        "worker threads slow the other's next run (default 50)",
+        default=1000 * GAP_S,
+        help="idle time before each block of runs with >1 thread, so that neither engine's spinning "
+        "worker threads slow the other's next run (default 500; see benchmarks/timing.py)",
     )
     ap.add_argument("--plot", type=Path, help="write a bar chart of the ratios (needs matplotlib)")
     ap.add_argument(

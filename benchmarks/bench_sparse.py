@@ -25,7 +25,6 @@ import os
 import re
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ from bench_models import (  # noqa: E402
     parse_list,
     prepare_model,
 )
+from timing import timed  # noqa: E402
 
 import inferon  # noqa: E402
 from inferon.testing import LIGHT_MODELS, prune_onnx  # noqa: E402
@@ -70,20 +70,6 @@ class SparseResult:
     speedup_vs_dense: float
     sparse_layers: int
     max_rel_diff: float
-
-
-def timed_rotating(runners: list[Any], runs: int, gap_s: float) -> list[list[int]]:
-    """`runs` timings of each runner, the order rotating every round; ns."""
-    out: list[list[int]] = [[] for _ in runners]
-    for i in range(runs):
-        for j in range(len(runners)):
-            k = (i + j) % len(runners)
-            if gap_s > 0:
-                time.sleep(gap_s)
-            start = time.perf_counter_ns()
-            runners[k]()
-            out[k].append(time.perf_counter_ns() - start)
-    return out
 
 
 LABEL = re.compile(r"vec\.spmm (\w+) (\d+)% (\d+)x(\d+)x(\d+)(?: x(\d+))?")
@@ -133,9 +119,9 @@ def bench(name: str, level: str, args: argparse.Namespace, workdir: Path) -> tup
                 max_rel_diff([m.run(feeds)[o] for o in m.output_names], expected) for m in (sparse, dense)
             )
             runners = [lambda s=session: s.run(None, feeds), lambda m=sparse: m.run(feeds), lambda m=dense: m.run(feeds)]
-            gap = args.gap_ms / 1000.0 if threads > 1 else 0.0
-            timed_rotating(runners, args.warmup, gap)
-            o, s, d = (latency(v) for v in timed_rotating(runners, args.runs, gap))
+            gap = args.gap_ms / 1000.0
+            timed(runners, args.warmup, threads, gap)
+            o, s, d = (latency(v) for v in timed(runners, args.runs, threads, gap))
         finally:
             sparse.close()
             dense.close()
@@ -225,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=30, help="timed runs per engine (default 30)")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--gap-ms", type=float, default=50.0, help="idle before each timed multi-thread run")
+    ap.add_argument("--gap-ms", type=float, default=500.0,
+                    help="idle before each block of multi-thread runs (see benchmarks/timing.py)")
     ap.add_argument("--replot", action="store_true", help="only redraw sparse.png from sparse.json")
     args = ap.parse_args(argv)
     if args.replot:

@@ -36,7 +36,7 @@ sys.path.insert(0, str(HERE))
 
 from bench_int8 import add_timing_arguments, float_model, logits_step, write_results  # noqa: E402
 from bench_models import latency, log, ort_session, parse_list  # noqa: E402
-from bench_sparse import timed_rotating  # noqa: E402
+from timing import timed  # noqa: E402
 
 import inferon  # noqa: E402
 from inferon.testing import prune_onnx, quantize_onnxruntime  # noqa: E402
@@ -79,9 +79,9 @@ def bench(name: str, level: str, args: argparse.Namespace, workdir: Path) -> lis
             within = float(np.mean(np.abs(got.astype(np.float64) - ref) <= step * 1.001))
             runners = [lambda s=ort_f32: s.run(None, feeds), lambda s=ort_i8: s.run(None, feeds),
                        lambda m=i8s: m.run(feeds), lambda m=i8d: m.run(feeds), lambda m=f32s: m.run(feeds)]  # fmt: skip
-            gap = args.gap_ms / 1000.0 if threads > 1 else 0.0
-            timed_rotating(runners, args.warmup, gap)
-            f32, i8, s8, d8, sf = (latency(v) for v in timed_rotating(runners, args.runs, gap))
+            gap = args.gap_ms / 1000.0
+            timed(runners, args.warmup, threads, gap)
+            f32, i8, s8, d8, sf = (latency(v) for v in timed(runners, args.runs, threads, gap))
         finally:
             for m in (i8s, i8d, f32s):
                 m.close()

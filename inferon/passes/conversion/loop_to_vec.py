@@ -41,9 +41,11 @@ def lanes_pay(m: int, n: int, k: int, wide: int, im2col: bool = False, frame: in
     Zen 4, 1 thread, ResNet-50's layers: 7x7 3x3 0.76x, N = 49 1x1 0.89-0.91x, 14x14 / 28x28 3x3
     0.88-0.90x, the strided 3x3 0.72-0.80x (no im2col), the 7x7 stride-2 stem 0.95x; K = 64-256 1x1
     layers 1.07-1.37x and stride-2 1x1 layers with N >= 196 1.04-1.13x (their frame is 4x the
-    pixels used), so those stay on row panels. Picked with a 3 % margin.
+    pixels used), so those stay on row panels. Below K = 128 the per-output costs dominate beyond
+    this model (SqueezeNet's 3x3 stride-2 stem, K = 36: 1.10x as lanes), so no lanes there. Picked
+    with a 3 % margin.
     """
-    if n < 2 or k < 1:
+    if n < 2 or k < 128:
         return False
     rows_cols = wide // 32 * 32 + -(-(wide % 32) // 8) * 8
     rows = -(-m // vec.QGEMM_MR) * vec.QGEMM_MR * rows_cols * k + (60 * k * n if im2col else 0)
