@@ -9,8 +9,9 @@ unfused pair; ONNX Runtime's QLinearAdd arithmetic, see `inferon.ir.quant.qadd`)
 residual or output buffer that an op between the two touches.
 
 Opt-in, not in the default pipeline: on the Zen 4 this was measured on, the epilogue inside the GEMM
-tile costs more than the separate streaming qadd it saves (ONNX Runtime-quantized ResNet-50 at 1
-thread: 28.5 ms fused vs 27.4 ms unfused; 2 threads 15.6 vs 15.0). Enable it with
+tile costs about what the separate streaming qadd does (ONNX Runtime-quantized ResNet-50, 16-lane
+epilogue: 1 thread 25.93 ms fused vs 25.85 ms unfused, 2 threads 1.01-1.02x; with the earlier 8-lane
+epilogue 28.5 vs 27.4 ms). Enable it with
 `inferon.register_pass(FuseResidualQAddPass, after="elide-copies")`.
 """
 
