@@ -230,6 +230,16 @@ void run_implicit(const QGemm& g, int T) {
   }
 }
 
+// B as uint8 rows [K][N]: the operand itself, or its im2col matrix (built in tls(1)).
+inline BView b_view(const QGemm& g, int nt) {
+  if (!g.im2col) return BView{g.b, g.ldb, g.b_trans};
+  const Im2col& q = *g.im2col;
+  const int64_t HoWo = q.Ho * q.Wo;
+  uint8_t* col = reinterpret_cast<uint8_t*>(tls(1).get((static_cast<size_t>(g.K * HoWo) + 3) / 4 + 16));
+  im2col_u8(q, g.b, g.pad, col, nt);
+  return BView{col, HoWo, false};
+}
+
 // A packed as vector lanes (QGemm::a_lanes, few columns; see qlanes.hpp): the B tables, then the tiles.
 template <class Q>
 void run_lanes(const QGemm& g, int level, int nt) {
@@ -245,14 +255,7 @@ void run_lanes(const QGemm& g, int level, int nt) {
     for (int64_t n = 0; n < g.N; n++) colbase[n] = ((n / q.Wo) * q.sh * Wp + (n % q.Wo) * q.sw) * 4;
     return run_lanes_tiles<Q>(g, b, level, T);
   }
-  BView view{g.b, g.ldb, g.b_trans};
-  if (g.im2col) {
-    const Im2col& q = *g.im2col;
-    const int64_t HoWo = q.Ho * q.Wo;
-    uint8_t* col = reinterpret_cast<uint8_t*>(tls(1).get((static_cast<size_t>(g.K * HoWo) + 3) / 4 + 16));
-    im2col_u8(q, g.b, g.pad, col, nt);
-    view = BView{col, HoWo, false};
-  }
+  const BView view = b_view(g, nt);
   // B interleaved into [K4][N][4] (k past K: zero, against zero weights)
   uint8_t* G = reinterpret_cast<uint8_t*>(tls(0).get(static_cast<size_t>(K4 * g.N) + 16));
   const uint8_t flip = g.b_signed ? 0x80 : 0;
@@ -345,14 +348,7 @@ void run(const QGemm& g, int nt) {
   const double work = static_cast<double>(g.M) * g.N * g.K;
   const int T = threads_for(nt, work, 1 << 20);
 
-  BView view{g.b, g.ldb, g.b_trans};
-  if (g.im2col) {
-    const Im2col& q = *g.im2col;
-    const int64_t HoWo = q.Ho * q.Wo;
-    uint8_t* col = reinterpret_cast<uint8_t*>(tls(1).get((static_cast<size_t>(g.K * HoWo) + 3) / 4 + 16));
-    im2col_u8(q, g.b, g.pad, col, nt);
-    view = BView{col, HoWo, false};
-  }
+  const BView view = b_view(g, nt);
   // (Scratch::get is 64-byte aligned; panel_bytes is a multiple of 128 with VNNI: aligned panel loads)
   uint8_t* packed = reinterpret_cast<uint8_t*>(tls(0).get(panel_bytes * static_cast<size_t>(panels) / 4 + 16));
   const uint8_t flip = g.b_signed ? 0x80 : 0;
