@@ -36,7 +36,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -50,13 +50,12 @@ sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from timing import GAP_S, timed_blocks  # noqa: E402
+from timing import GAP_S, timed  # noqa: E402
 
 import inferon  # noqa: E402
 from inferon.testing import LIGHT_MODELS, expose_logits, light_model_path, randomize_weights  # noqa: E402
 
 Feeds = dict[str, np.ndarray]
-Runner = Callable[[], object]
 
 
 # ---------------------------------------------------------------------------- records
@@ -189,20 +188,6 @@ def ort_session(model: onnx.ModelProto, threads: int) -> Any:
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def timed_interleaved(first: Runner, second: Runner, runs: int) -> tuple[list[int], list[int]]:
-    """`runs` timings of each, in ABBA order (A B, B A, A B, ...); returns (first, second) in ns.
-    One thread; with several, `timing.timed_blocks` (worker threads spin after a run)."""
-    a: list[int] = []
-    b: list[int] = []
-    for i in range(runs):
-        order = ((first, a), (second, b)) if i % 2 == 0 else ((second, b), (first, a))
-        for fn, sink in order:
-            start = time.perf_counter_ns()
-            fn()
-            sink.append(time.perf_counter_ns() - start)
-    return a, b
-
-
 def bench_one(
     name: str, model: onnx.ModelProto, lib: Path, feeds: Feeds, threads: int, runs: int, warmup: int,
     gap_ms: float = 1000 * GAP_S,
@@ -222,12 +207,9 @@ def bench_one(
         def run_inferon() -> object:
             return compiled.run(feeds)
 
-        if threads > 1:  # rotating blocks after idle: the engines' workers spin (benchmarks/timing.py)
-            timed_blocks([run_ort, run_inferon], warmup, gap_ms / 1000.0)
-            ort_ns, inf_ns = timed_blocks([run_ort, run_inferon], runs, gap_ms / 1000.0)
-        else:
-            timed_interleaved(run_ort, run_inferon, warmup)
-            ort_ns, inf_ns = timed_interleaved(run_ort, run_inferon, runs)
+        # ABBA at 1 thread, rotating blocks after idle at several (the workers spin: timing.py)
+        timed([run_ort, run_inferon], warmup, threads, gap_ms / 1000.0)
+        ort_ns, inf_ns = timed([run_ort, run_inferon], runs, threads, gap_ms / 1000.0)
         isa = compiled.isa
     finally:
         compiled.close()

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from inferon.backend.toolchain import build_shared_library  # noqa: E402
 from inferon.ir import quant  # noqa: E402
-from inferon.passes.conversion.loop_to_vec import implicit_frame_bytes, lanes_pay  # noqa: E402
+from inferon.passes.conversion.loop_to_vec import lanes_pay, strided_lanes_pay  # noqa: E402
 from inferon.passes.vec.pack_weights import pack_a_int8  # noqa: E402
 
 PEAK_SRC = r"""
@@ -168,10 +168,9 @@ def kernel_choice(m: int, n: int, k: int, geo: tuple[int, ...] | None) -> tuple[
     if geo is None:
         return False, lanes_pay(m, n, k, n)
     c, _, _, kh, kw, sh, sw, _, _, dh, dw, ho, wo = geo
-    k_implicit = -(-c // 4) * 4 * kh * kw
     if (sh, sw, dh, dw) == (1, 1, 1, 1):
-        return True, lanes_pay(m, n, k_implicit, ho * (wo + kw - 1))
-    lanes = lanes_pay(m, n, k_implicit, n, im2col=True, frame=implicit_frame_bytes(geo))
+        return True, lanes_pay(m, n, -(-c // 4) * 4 * kh * kw, ho * (wo + kw - 1))
+    lanes = strided_lanes_pay(m, geo)
     return lanes, lanes
 
 

@@ -21,14 +21,13 @@ BLOCK = 5
 GAP_S = 0.5
 
 
-def timed_rotating(runners: Sequence[Callable[[], object]], runs: int, gap_s: float = 0.0) -> list[list[int]]:
-    """`runs` timings of each runner, one call each per round, the order rotating; ns."""
+def timed_rotating(runners: Sequence[Callable[[], object]], runs: int) -> list[list[int]]:
+    """`runs` timings of each runner, one call each per round, the order rotating (two runners: A B,
+    B A, A B, ...); ns."""
     out: list[list[int]] = [[] for _ in runners]
     for i in range(runs):
         for j in range(len(runners)):
             k = (i + j) % len(runners)
-            if gap_s > 0:
-                time.sleep(gap_s)
             start = time.perf_counter_ns()
             runners[k]()
             out[k].append(time.perf_counter_ns() - start)

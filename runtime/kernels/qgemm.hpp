@@ -19,9 +19,10 @@
 // fused result is bit-exact with the unfused pair.
 //
 // Special paths: stride-1 convolutions read B in place from an interleaved frame (run_implicit),
-// N == 1 is a GEMV (gemv_vnni), an A packed as vector lanes runs qlanes.hpp (few columns), a block-sparse A runs the kernels of qsparse.hpp against the same
-// B panels. Files: qgemm_base.hpp (QGemm, B packing, epilogue), qsparse.hpp, this file (dense
-// kernels and the dispatch, qgemm()).
+// N == 1 is a GEMV (gemv_vnni), an A packed as vector lanes (few columns) runs qlanes.hpp, a
+// block-sparse A runs the kernels of qsparse.hpp against the same B panels. Files: qgemm_base.hpp
+// (QGemm, B packing, epilogue), qlanes.hpp, qsparse.hpp, this file (dense kernels and the dispatch,
+// qgemm()).
 #pragma once
 
 #include "qgemm_base.hpp"

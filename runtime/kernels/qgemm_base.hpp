@@ -336,33 +336,10 @@ INFERON_AVX2_INLINE void store8(const QGemm& g, int64_t m, int64_t n, int cols, 
   }
 }
 
-// Requantize 32 accumulators of row m (comp included; 4 vectors, all columns valid, C contiguous)
-// with one store.
-template <class Q>
-INFERON_AVX2_INLINE void store32(const QGemm& g, int64_t m, int64_t n, const __m256i* acc) {
-  const __m256i zy = _mm256_set1_epi32(g.zy);
-  const __m256 mult = _mm256_set1_ps(g.mult[m]);
-  const __m256 lo = _mm256_set1_ps(static_cast<float>(g.lo - g.zy)), hi = _mm256_set1_ps(static_cast<float>(g.hi - g.zy));
-  __m256i q[4];
-  Residual8 k{};
-  if (g.add) k = residual8(g);
-  for (int v = 0; v < 4; v++) {
-    __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[v]), mult);
-    f = _mm256_min_ps(_mm256_max_ps(f, lo), hi);
-    q[v] = _mm256_add_epi32(_mm256_cvtps_epi32(f), zy);
-    if (g.add) q[v] = add_residual8(g, k, m, n + 8 * v, 8, q[v]);
-  }
-  // packs work per 128-bit lane: [v0 0-3, v1 0-3 | v0 4-7, v1 4-7] -> bytes, then undo the interleave
-  const __m256i w01 = _mm256_packs_epi32(q[0], q[1]), w23 = _mm256_packs_epi32(q[2], q[3]);
-  const __m256i b = std::is_signed<Q>::value ? _mm256_packs_epi16(w01, w23) : _mm256_packus_epi16(w01, w23);
-  const __m256i ordered = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(static_cast<Q*>(g.c) + m * g.ldc + n), ordered);
-}
-
-// store32 with 16 lanes per instruction (AVX-512): two zmm of row m (comp included), columns n..n+31
-// all valid, C contiguous. The clamped values lie in the output type's range, so narrowing them to
-// bytes by truncation (vpmovdb) is exact: bit-exact with store32. A fused residual takes
-// add_residual8's float steps on 16 lanes.
+// Requantize 32 accumulators of row m with 16 lanes per instruction (AVX-512): two zmm (comp
+// included), columns n..n+31 all valid, C contiguous. The clamped values lie in the output type's
+// range, so narrowing them to bytes by truncation (vpmovdb) is exact: bit-exact with store8. A fused
+// residual takes add_residual8's float steps on 16 lanes.
 INFERON_VNNI inline __m512i requant16(__m512i acc, __m512 mult, __m512 lo, __m512 hi, __m512i zy) {
   const __m512 f = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), mult), lo), hi);
   return _mm512_add_epi32(_mm512_cvtps_epi32(f), zy);

@@ -8,9 +8,9 @@
 // vpdpbusd per 16 rows and column; N costs exactly N columns.
 //
 // B is read through two offset tables: the k-group k4 of column n is the 4 bytes at base +
-// rowoff[k4] + colbase[n]. For stride-1 convolutions (Im2col::implicit) base is the interleaved,
-// bordered frame of run_implicit (no im2col); otherwise B (or its im2col matrix) is interleaved once
-// into [K4][N][4]. The requantization is store8's, on rows instead of columns (bit-exact with the
+// rowoff[k4] + colbase[n]. For convolutions with K in implicit order (Im2col::implicit, any stride
+// or dilation) base is the interleaved, bordered frame of qgemm.hpp's implicit_frame (no im2col);
+// otherwise B (or its im2col matrix) is interleaved once into [K4][N][4]. The requantization is store8's, on rows instead of columns (bit-exact with the
 // row-panel kernels). AVX2: weights widened to int16 per panel and vpmaddwd (exact, see tile_avx2);
 // scalar otherwise.
 #pragma once

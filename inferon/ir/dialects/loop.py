@@ -679,9 +679,11 @@ class QGemmOp(QGemmBase):
     it before the store exactly like `loop.qadd` (C = qadd(y, residual), or qadd(residual, y) when
     `residual_lhs`), residual_add being that qadd's quant.
 
-    `b_implicit` (stride-1 convs): K runs over (channel group of 4, tap, channel in group), A in
-    `inferon.ir.quant.implicit_weight_order`; with AVX512-VNNI the kernel reads B in place from an
-    interleaved bordered copy of the image (no im2col, no packing; qgemm.hpp `run_implicit`).
+    `b_implicit`: K runs over (channel group of 4, tap, channel in group), A in
+    `inferon.ir.quant.implicit_weight_order`; the kernel reads B in place from an interleaved
+    bordered copy of the image (no im2col, no packing): for stride-1 convs the VNNI row panels
+    (qgemm.hpp `run_implicit`), for any stride the lanes kernels (qlanes.hpp); elsewhere im2col rows
+    in the same K order.
     """
 
     name = "loop.qgemm"

@@ -40,7 +40,7 @@ from inferon.ir.context import InferonContext
 from inferon.ir.dialects import graph, loop
 from inferon.ir.dialects.graph import i64_array, ints, quant_of, shape_of
 from inferon.ir.weights import WeightStore
-from inferon.passes.conversion.loop_to_vec import implicit_frame_bytes, lanes_pay
+from inferon.passes.conversion.loop_to_vec import strided_lanes_pay
 
 
 def memref(shape: tuple[int, ...], element: Attribute = f32) -> MemRefType:
@@ -402,7 +402,7 @@ def _qconv(lw: Lowering, op: Operation, out: SSAValue) -> None:
     dense = w_owner.sparse is None or not w_owner.sparse.is_sparse
     implicit = not direct and g == 1 and (
         (sh, sw, dh, dw) == (1, 1, 1, 1)
-        or (dense and lanes_pay(mg, ho * wo, -(-cg // 4) * 4 * kh * kw, ho * wo, True, implicit_frame_bytes(view)))
+        or (dense and strided_lanes_pay(mg, view))
     )
     a = lw.buffer(op.weight)
     if implicit:

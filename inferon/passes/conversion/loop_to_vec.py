@@ -60,6 +60,14 @@ def implicit_frame_bytes(view: tuple[int, ...]) -> int:
     return -(-c // 4) * 4 * ((ho - 1) * sh + (kh - 1) * dh + 1) * ((wo - 1) * sw + (kw - 1) * dw + 1)
 
 
+def strided_lanes_pay(m: int, view: tuple[int, ...]) -> bool:
+    """lanes_pay for a strided / dilated conv of `m` output channels (im2col view [C, H, W, kh, kw,
+    sh, sw, pt, pl, dh, dw, Ho, Wo]) with K in implicit order, read in place as lanes, against im2col
+    rows on row panels. convert-graph-to-loop gives such convs the implicit order where this holds."""
+    c, kh, kw, n = view[0], view[3], view[4], view[11] * view[12]
+    return lanes_pay(m, n, -(-c // 4) * 4 * kh * kw, n, im2col=True, frame=implicit_frame_bytes(view))
+
+
 def _lanes_pay_for(op: loop.QGemmOp) -> bool:
     """lanes_pay for a loop.qgemm: stride-1 implicit convs compute the wide grid on row panels;
     strided implicit ones go through im2col there and read the frame in place as lanes (other
@@ -69,7 +77,7 @@ def _lanes_pay_for(op: loop.QGemmOp) -> bool:
         return lanes_pay(m, n, k, n)
     view = tuple(ints(op.b_im2col))  # C, H, W, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo
     if (view[5], view[6], view[9], view[10]) != (1, 1, 1, 1):
-        return lanes_pay(m, n, k, n, im2col=True, frame=implicit_frame_bytes(view))
+        return strided_lanes_pay(m, view)
     return lanes_pay(m, n, k, view[11] * (view[12] + view[4] - 1))
 
 
