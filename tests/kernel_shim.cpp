@@ -209,6 +209,28 @@ SHIM void k_qgemm_sparse(int64_t M, int64_t N, int64_t K, const int8_t* values, 
              ldc_col, c_signed, zy, lo, hi, threads);
 }
 
+// geometry: N C H W M Ho Wo kh kw sh sw pt pl dh dw; requant: zy lo hi pad (stored input zero point).
+SHIM void k_qdepthwise(const void* x, void* y, const int64_t* geo, const int8_t* w, const int32_t* comp,
+                       const float* mult, const int* requant, int x_signed, int y_signed, int threads) {
+  const inferon::QDepthwise g{geo[0], geo[1], geo[2], geo[3], geo[4], geo[5], geo[6],
+                              static_cast<int>(geo[7]), static_cast<int>(geo[8]), static_cast<int>(geo[9]),
+                              static_cast<int>(geo[10]), static_cast<int>(geo[11]), static_cast<int>(geo[12]),
+                              static_cast<int>(geo[13]), static_cast<int>(geo[14]), w, comp, mult,
+                              requant[0], requant[1], requant[2], static_cast<uint8_t>(requant[3])};
+  auto run = [&](auto xt, auto yt) {
+    using X = decltype(xt);
+    using Y = decltype(yt);
+    inferon::qdepthwise_conv2d(g, static_cast<const X*>(x), static_cast<Y*>(y), threads);
+  };
+  if (x_signed) {
+    if (y_signed) run(int8_t{}, int8_t{});
+    else run(int8_t{}, uint8_t{});
+  } else {
+    if (y_signed) run(uint8_t{}, int8_t{});
+    else run(uint8_t{}, uint8_t{});
+  }
+}
+
 // kind: 0 uint8, 1 int8 (quantize); 0 uint8, 1 int8, 2 int32 (dequantize).
 SHIM void k_quantize(const float* x, void* y, int64_t n, float scale, int zp, int kind, int threads) {
   if (kind == 1) inferon::quantize_linear(x, static_cast<int8_t*>(y), n, scale, zp, threads);

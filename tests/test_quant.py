@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
@@ -62,7 +62,9 @@ def shim(tmp_path_factory):
     lib.k_dequantize.argtypes = [P, P, I64, F, INT, INT, INT]
     lib.k_qmax_pool2d.argtypes = [P, P, I64, I64, I64, I64, I64, P, INT, INT]
     lib.k_qavg_pool2d.argtypes = [P, P, I64, I64, I64, I64, I64, P, INT, F, INT, F, INT, INT]
-    for name in ("k_qgemm", "k_qgemm_lanes", "k_quantize", "k_dequantize", "k_qmax_pool2d", "k_qavg_pool2d"):
+    lib.k_qdepthwise.argtypes = [P, P, P, P, P, P, P, INT, INT, INT]
+    for name in ("k_qgemm", "k_qgemm_lanes", "k_quantize", "k_dequantize", "k_qmax_pool2d", "k_qavg_pool2d",
+                 "k_qdepthwise"):
         getattr(lib, name).restype = None
     lib.k_set_isa.argtypes = [INT]
     return lib
@@ -209,6 +211,59 @@ def test_qgemm_matches_reference(shim, isa, m, n, k, seed, b_signed, c_signed, b
     got = run_qgemm(shim, a, src.view(np.uint8), comp, mult, zy, lo, hi, isa=isa, b_signed=b_signed,
                     c_signed=c_signed, b_trans=b_trans, n=n, threads=threads, lanes=lanes)  # fmt: skip
     np.testing.assert_array_equal(got, expected)
+
+
+@given(
+    isa=st.sampled_from(ISAS), n=st.integers(1, 2), c=st.integers(1, 5), mult_ch=st.integers(1, 2),
+    h=st.integers(1, 40), w=st.integers(1, 40), kh=st.sampled_from([1, 2, 3, 5, 7]), kw=st.sampled_from([1, 3, 4, 5, 7, 9]),
+    sh=st.integers(1, 3), sw=st.integers(1, 3), dh=st.integers(1, 3), dw=st.integers(1, 3), pads=st.integers(0, 4),
+    x_signed=st.booleans(), y_signed=st.booleans(), extreme=st.booleans(), threads=st.sampled_from([1, 2]),
+    seed=st.integers(0, 10_000),
+)  # fmt: skip
+@SETTINGS
+def test_qdepthwise_matches_reference(shim, isa, n, c, mult_ch, h, w, kh, kw, sh, sw, dh, dw, pads, x_signed,
+                                      y_signed, extreme, threads, seed):  # fmt: skip
+    """The direct INT8 depthwise kernel (VNNI: vpermb-gathered taps, row-blocked planes; AVX2: exact
+    float; scalar) is bit-exact with the numpy reference over kernel sizes, strides, dilations,
+    asymmetric padding, channel multipliers, narrow planes (several rows per vector), int8 and uint8
+    activations and outputs, and extreme values (255 x -128 products)."""
+    rng = np.random.default_rng(seed)
+    pt, pl = pads % 3, pads // 2
+    pb, pr = (pads + 1) % 3, pads % 2
+    ho, wo = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1, (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    assume(ho >= 1 and wo >= 1)
+    m = c * mult_ch
+    xt, yt = (np.int8 if x_signed else np.uint8), (np.int8 if y_signed else np.uint8)
+    xlo, xhi = quant.qrange(xt)
+    if extreme:
+        x = rng.choice(np.array([xlo, xhi]), (n, c, h, w)).astype(xt)
+        wt = rng.choice(np.int8([-128, 127]), (m, kh * kw))
+    else:
+        x = rng.integers(xlo, xhi + 1, (n, c, h, w)).astype(xt)
+        wt = rng.integers(-128, 128, (m, kh * kw)).astype(np.int8)
+    zx = int(rng.integers(xlo, xhi + 1))
+    zy = int(rng.integers(*quant.qrange(yt)))
+    bias = rng.integers(-5000, 5000, m).astype(np.int32)
+    mult = (rng.random(m) * 0.002 / (kh * kw) + 1e-5).astype(np.float32)
+    lo, hi = quant.qrange(yt)
+    if rng.random() < 0.5:  # a fused ReLU narrows the range
+        lo = max(lo, zy)
+    # reference: (x - zx) zero-padded, correlated with each channel's filter
+    xc = np.pad(x.astype(np.int64) - zx, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    acc = np.zeros((n, m, ho, wo), np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            win = xc[:, :, i * dh : i * dh + (ho - 1) * sh + 1 : sh, j * dw : j * dw + (wo - 1) * sw + 1 : sw]
+            acc += np.repeat(win, mult_ch, axis=1) * wt[:, i * kw + j].astype(np.int64)[None, :, None, None]
+    expected = quant.requantize(acc + bias[None, :, None, None], mult[None, :, None, None], zy, lo, hi, yt)
+    comp = quant.compensation(wt, zx, bias)
+    y = np.zeros((n, m, ho, wo), yt)
+    geo = np.array([n, c, h, w, m, ho, wo, kh, kw, sh, sw, pt, pl, dh, dw], np.int64)
+    requant = np.array([zy, lo, hi, zx & 0xFF], np.int32)
+    shim.k_set_isa(isa)
+    shim.k_qdepthwise(x.ctypes.data, y.ctypes.data, geo.ctypes.data, wt.ctypes.data, comp.ctypes.data,
+                      mult.ctypes.data, requant.ctypes.data, int(x_signed), int(y_signed), threads)  # fmt: skip
+    np.testing.assert_array_equal(y, expected)
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -581,7 +636,7 @@ def test_quantize_errors(tmp_path):
         inferon.compile(model, tmp_path / "a.so", quantize="int8", calibration={"x": np.zeros((2, 3, 18, 20))})
 
 
-@pytest.mark.parametrize("isa", ["avx2", "scalar"])
+@pytest.mark.parametrize("isa", ["avx512", "avx2", "scalar"])
 @pytest.mark.parametrize("stride,dilation,k", [(1, 1, 3), (2, 1, 3), (1, 2, 3), (2, 1, 5)])
 def test_mobilenet_block_with_depthwise_conv(tmp_path, monkeypatch, isa, stride, dilation, k):
     """Depthwise convs run on the direct INT8 kernel (bit-exact with ONNX Runtime's QLinearConv);

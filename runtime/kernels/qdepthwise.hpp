@@ -20,6 +20,7 @@
 
 #include "common.hpp"
 #include "depthwise.hpp"
+#include "qgemm_base.hpp"
 #include "quant.hpp"
 
 namespace inferon {
@@ -143,8 +144,168 @@ inline void qdepthwise_via_float(const QDepthwise& g, const QX* x, QY* y, int nu
     qdw_detail::requant_plane_avx2(g, p % g.M, acc + p * plane, bias[p % g.M], y + p * plane, plane);
 }
 
+// ------------------------------------------------------------------- AVX512-VNNI + VBMI path
+// Integer throughout: the plane is copied (as uint8: int8 inputs + 128, the bias compensating) into
+// a per-thread scratch with a border of the zero point and a padded row of Wp bytes. A block is 16
+// outputs: RB output rows of CB columns (CB = 16, 8 or 4, the fewest lanes that cover a narrow
+// plane's rows). For each kernel row i and group of four taps j = 4 q .. 4 q + 3 (the missing taps
+// weigh 0), one 64-byte load at the block's window and one vpermb gather every lane's four input
+// bytes (lane r * CB + c reads r * sh * Wp + c * sw + t * dw, t < 4), and one vpdpbusd adds the
+// four products to the lane's int32 sum (u8 x s8, exact). Four blocks run side by side (independent
+// accumulator chains); each is requantized like qgemm.hpp (requant16) and stored row by row with
+// masked byte stores. Taken when the whole gather window fits one load (see qdw_vnni_layout).
+
+#define INFERON_VNNI_VBMI __attribute__((target("avx2,fma,bmi2,avx512f,avx512vl,avx512bw,avx512vnni,avx512vbmi")))
+
+inline bool use_vnni_vbmi() {
+  static const bool ok = __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("bmi2");
+  return ok && use_vnni();
+}
+
+struct QdwLayout {
+  int64_t Wp = 0, rows = 0, bytes = 0;  // scratch row stride, rows, allocation
+  int cb = 0, rb = 0, groups = 0;         // lanes per output row, output rows per block, tap groups per kernel row
+};
+
+// The scratch layout and block shape, or rb == 0 when the gather window exceeds one 64-byte load.
+inline QdwLayout qdw_vnni_layout(const QDepthwise& g) {
+  QdwLayout l;
+  l.groups = (g.kw + 3) / 4;
+  l.Wp = std::max<int64_t>(g.pl + g.W, (g.Wo - 1) * g.sw + static_cast<int64_t>(g.kw - 1) * g.dw + 1);
+  for (int cb : {4, 8, 16}) {
+    if (cb < 16 && g.Wo > cb) continue;
+    const int rb = 16 / cb;
+    if ((rb - 1) * g.sh * l.Wp + static_cast<int64_t>(cb - 1) * g.sw + 3 * g.dw > 63) continue;
+    l.cb = cb, l.rb = rb;
+    break;
+  }
+  if (!l.rb) return l;
+  const int64_t ho_blocks = (g.Ho + l.rb - 1) / l.rb * l.rb;  // rows the blocks cover
+  l.rows = std::max<int64_t>(g.pt + g.H, (ho_blocks - 1) * g.sh + static_cast<int64_t>(g.kh - 1) * g.dh + 1) + 1;
+  l.bytes = l.rows * l.Wp + 4 * l.groups * g.dw + 128;  // + the last load's overhang
+  return l;
+}
+
+namespace qdw_detail {
+
+// What every plane shares: the vpermb lane pattern, each tap group's offset in the scratch.
+struct QdwTaps {
+  alignas(64) uint8_t idx[64];
+  std::vector<int64_t> off;     // [kh * groups]
+  struct Block {
+    int64_t in, out;   // offset of the window in the scratch; of lane 0's output in the plane
+    int32_t rows;      // output rows the block holds (<= rb)
+    __mmask16 mask;    // lanes of row 0 that are outputs (row r: mask << r * cb)
+  };
+  std::vector<Block> blocks;  // padded with copies of the last to a multiple of NB
+};
+
+constexpr int QDW_NB = 4;  // blocks computed side by side
+
+inline QdwTaps qdw_taps(const QDepthwise& g, const QdwLayout& l) {
+  QdwTaps t;
+  for (int k = 0; k < 16; k++)
+    for (int b = 0; b < 4; b++)
+      t.idx[4 * k + b] = static_cast<uint8_t>((k / l.cb) * g.sh * l.Wp + (k % l.cb) * g.sw + b * g.dw);
+  const int ntap = g.kh * l.groups;
+  for (int n = 0; n < ntap; n++) t.off.push_back(static_cast<int64_t>(n / l.groups) * g.dh * l.Wp + 4 * (n % l.groups) * g.dw);
+  for (int64_t ho0 = 0; ho0 < g.Ho; ho0 += l.rb)
+    for (int64_t wo0 = 0; wo0 < g.Wo; wo0 += l.cb) {
+      const int64_t cols = std::min<int64_t>(l.cb, g.Wo - wo0);
+      t.blocks.push_back({ho0 * g.sh * l.Wp + wo0 * g.sw, ho0 * g.Wo + wo0,
+                          static_cast<int32_t>(std::min<int64_t>(l.rb, g.Ho - ho0)), static_cast<__mmask16>((1u << cols) - 1)});
+    }
+  while (t.blocks.size() % QDW_NB) t.blocks.push_back({t.blocks.back().in, t.blocks.back().out, 0, 0});
+  return t;
+}
+
+template <class QY>
+INFERON_VNNI_VBMI void plane_vnni(const QDepthwise& g, const QdwLayout& l, const QdwTaps& taps, int64_t m,
+                                  const uint8_t* P, int32_t comp, QY* y) {
+  const int ntap = static_cast<int>(taps.off.size());
+  int32_t w[64];  // tap group (i, q): the four int8 weights w[m][i][4 q .. 4 q + 3] (0 past kw)
+  std::memset(w, 0, sizeof(w));
+  const int8_t* wm = g.w + m * g.kh * g.kw;
+  for (int i = 0; i < g.kh; i++)
+    for (int j = 0; j < g.kw; j++)
+      w[i * l.groups + j / 4] |= static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint8_t>(wm[i * g.kw + j])) << (8 * (j % 4)));
+  const int64_t* toff = taps.off.data();
+  const __m512i idx = _mm512_load_si512(taps.idx), init = _mm512_set1_epi32(comp), zy = _mm512_set1_epi32(g.zy);
+  const __m512 mult = _mm512_set1_ps(g.mult[m]);
+  const __m512 lo = _mm512_set1_ps(static_cast<float>(g.lo - g.zy)), hi = _mm512_set1_ps(static_cast<float>(g.hi - g.zy));
+  constexpr int NB = QDW_NB;
+  for (size_t b0 = 0; b0 < taps.blocks.size(); b0 += NB) {
+    const QdwTaps::Block* blk = taps.blocks.data() + b0;
+    __m512i acc[NB];
+    for (int b = 0; b < NB; b++) acc[b] = init;
+    for (int t = 0; t < ntap; t++) {
+      const __m512i wv = _mm512_set1_epi32(w[t]);
+      const uint8_t* src = P + toff[t];
+      for (int b = 0; b < NB; b++)
+        acc[b] = _mm512_dpbusd_epi32(acc[b], _mm512_permutexvar_epi8(idx, _mm512_loadu_si512(src + blk[b].in)), wv);
+    }
+    for (int b = 0; b < NB; b++) {
+      const __m128i q = _mm512_cvtepi32_epi8(qgemm_detail::requant16(acc[b], mult, lo, hi, zy));
+      if (blk[b].rows == 1 && blk[b].mask == 0xFFFF) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(y + blk[b].out), q);
+        continue;
+      }
+      for (int r = 0; r < blk[b].rows; r++)  // lane r * cb + c -> y[ho0 + r][wo0 + c]
+        _mm_mask_storeu_epi8(y + blk[b].out + r * (g.Wo - l.cb), static_cast<__mmask16>(blk[b].mask << (r * l.cb)), q);
+    }
+  }
+}
+
+// Copy one stored plane into the scratch interior (int8 inputs shifted to uint8): 64-byte pieces,
+// the row's tail masked.
+template <class QX>
+INFERON_VNNI_VBMI void copy_plane_u8(const QDepthwise& g, const QdwLayout& l, const QX* x, uint8_t* P) {
+  const __m512i flip = _mm512_set1_epi8(std::is_same_v<QX, int8_t> ? static_cast<char>(0x80) : 0);
+  const int64_t full = g.W / 64 * 64;
+  const __mmask64 tail = _bzhi_u64(~0ull, static_cast<unsigned>(g.W - full));
+  uint8_t* dst = P + g.pt * l.Wp + g.pl;
+  for (int64_t h = 0; h < g.H; h++, x += g.W, dst += l.Wp) {
+    for (int64_t c = 0; c < full; c += 64)
+      _mm512_storeu_si512(dst + c, _mm512_xor_si512(_mm512_loadu_si512(x + c), flip));
+    if (tail) _mm512_mask_storeu_epi8(dst + full, tail, _mm512_xor_si512(_mm512_maskz_loadu_epi8(tail, x + full), flip));
+  }
+}
+
+}  // namespace qdw_detail
+
+template <class QX, class QY>
+inline void qdepthwise_vnni(const QDepthwise& g, const QdwLayout& l, const QX* x, QY* y, int num_threads) {
+  const int64_t taps = static_cast<int64_t>(g.kh) * g.kw, in_plane = g.H * g.W, plane = g.Ho * g.Wo;
+  const int64_t mult_ch = g.M / g.C, planes = g.N * g.M;
+  constexpr bool shifted = std::is_same_v<QX, int8_t>;  // int8 inputs read as x + 128
+  const uint8_t border = shifted ? static_cast<uint8_t>(g.pad ^ 0x80u) : g.pad;
+  const qdw_detail::QdwTaps tap_table = qdw_detail::qdw_taps(g, l);
+  const int T = threads_for(num_threads, static_cast<double>(planes * plane * taps) / 4, 65536.0);
+#pragma omp parallel num_threads(T) if (T > 1)
+  {
+    thread_local Scratch scratch;
+    uint8_t* P = reinterpret_cast<uint8_t*>(scratch.get(static_cast<size_t>(l.bytes + 3) / 4));
+    std::memset(P, border, static_cast<size_t>(l.bytes));  // the border: copies write the image only
+    int64_t filled = -1;
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < planes; p++) {
+      const int64_t m = p % g.M, src = p / g.M * g.C + m / mult_ch;
+      if (src != filled) qdw_detail::copy_plane_u8(g, l, x + src * in_plane, P);
+      filled = src;
+      int32_t comp = g.comp[m];
+      if (shifted)  // sum w (x + 128) counts 128 sum w too many
+        for (int64_t t = 0; t < taps; t++) comp -= 128 * g.w[m * taps + t];
+      qdw_detail::plane_vnni(g, l, tap_table, m, P, comp, y + p * plane);
+    }
+  }
+}
+
 template <class QX, class QY>
 inline void qdepthwise_conv2d(const QDepthwise& g, const QX* x, QY* y, int num_threads = 1) {
+  if (use_vnni_vbmi() && g.kh * ((g.kw + 3) / 4) <= 64) {
+    const QdwLayout l = qdw_vnni_layout(g);
+    if (l.rb) return qdepthwise_vnni(g, l, x, y, num_threads);
+  }
   // exact in float while taps * 255 * 128 < 2^24
   if (use_avx2() && g.kh * g.kw <= 512) return qdepthwise_via_float(g, x, y, num_threads);
   const int64_t Hp = std::max<int64_t>(g.H + g.pt, (g.Ho - 1) * g.sh + static_cast<int64_t>(g.kh - 1) * g.dh + 1);
