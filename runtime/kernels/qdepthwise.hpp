@@ -1,7 +1,8 @@
 // Inferon kernels: quantized depthwise convolution (QLinearConv with group == C_in), direct.
 //
 // y[n][m] = requantize(sum_taps w[m][tap] * xpad[n][m / mult][...] + comp[m]) with comp = bias -
-// zx * sum(w[m]) (compile time) and the padding reading the zero point. With AVX2 the input minus
+// zx * sum(w[m]) (compile time) and the padding reading the zero point. With AVX512-VNNI and VBMI
+// the products are integer vpdpbusd sums (see "AVX512-VNNI + VBMI path" below). With AVX2 the input minus
 // its zero point goes through the float depthwise kernels (depthwise.hpp) with the integer weights:
 // every product and partial sum is an integer below 2^24 (|x - zx| <= 255, |w| <= 128, up to 512
 // taps), hence exact in float32 whatever the order; the integer bias is added after converting
