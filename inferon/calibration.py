@@ -67,6 +67,9 @@ def _as_input(value: np.ndarray, shape: Sequence[int | None] | None, name: str, 
     for a uint8 / int8 input)."""
     x = np.asarray(value)
     x = np.ascontiguousarray(x, None if x.dtype.kind in "iu" else np.float32)
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        bad = "NaN" if np.isnan(x).any() else "infinite"
+        raise InferonError(f"calibration sample {index} of input '{name}' holds {bad} values")
     if shape is None:
         return x
     given = list(x.shape)
@@ -133,6 +136,12 @@ def entropy_threshold(values: np.ndarray, bins: int = 2048, bins_out: int = 128)
     return float(edges[best])
 
 
+def _producer(value: SSAValue) -> str:
+    """The graph op computing `value`, for messages."""
+    owner = value.owner
+    return f"a {owner.name} op" if hasattr(owner, "name") else "a graph input"
+
+
 def collect_stats(
     module: ModuleOp, weights: object, values: list[SSAValue], samples: list[dict[str, np.ndarray]],
     *, method: str, verbose: bool = False,
@@ -179,7 +188,12 @@ def collect_stats(
             named = model.run(dict(feed))
             result = [named[n] for n in model.output_names]
             outputs.append([np.array(r) for r in result[:n_out]])
-            for s, r in zip(stats, result[n_out:], strict=True):
+            for j, (s, r) in enumerate(zip(stats, result[n_out:], strict=True)):
+                if not np.isfinite(r).all():
+                    raise InferonError(
+                        f"calibration sample {i}: the float model computes NaN or infinite values (in the "
+                        f"output of {_producer(values[j])}); its activations cannot be given an INT8 range"
+                    )
                 s.add(r, rng, keep_values=method != "minmax")
             if verbose:
                 print(f"\rinferon: calibration sample {i + 1}/{len(samples)}", end="", file=sys.stderr)

@@ -94,6 +94,11 @@ def compile(  # noqa: A001 - the public name users expect
     printed. Models that are already quantized (QDQ or QOperator ONNX) need none of this.
     """
     start = time.perf_counter()
+    if quantize is None:
+        unused = [flag for flag, given in (("--calibration", calibration is not None), ("--keep-float", bool(keep_float)),
+                  ("--calibration-method", calibration_method != "minmax")) if given]  # fmt: skip
+        if unused:
+            raise InferonError(f"{', '.join(unused)}: only used with --quantize int8 (Python: quantize='int8')")
     key = None
     if compile_cache.cacheable(dump_ir=dump_ir, print_ir_after=tuple(print_ir_after), user_passes=user_passes(),
                                prune=prune, quantize=quantize):  # fmt: skip

@@ -134,3 +134,53 @@ def test_unknown_domain(tmp_path: Path) -> None:
     model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
     with pytest.raises(UnsupportedError, match="node 'fc', op FusedConv.*domain 'com.microsoft'"):
         inferon.compile(model, tmp_path / "m.so")
+
+
+def test_opset_newer_than_onnx_knows(tmp_path: Path) -> None:
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])], {"x": (2,)}, ["y"], opset=onnx.defs.onnx_opset_version() + 1)
+    with pytest.raises(UnsupportedError, match="newer than the installed onnx package knows"):
+        inferon.compile(model, tmp_path / "m.so")
+
+
+def test_graph_output_listed_twice(tmp_path: Path) -> None:
+    model = make_model([helper.make_node("Relu", ["x"], ["a"])], {"x": (2, 3)}, ["a", "a"])
+    with pytest.raises(UnsupportedError, match="graph output 'a' is listed twice"):
+        inferon.compile(model, tmp_path / "m.so")
+
+
+def test_quantization_options_without_quantize(tmp_path: Path) -> None:
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])], {"x": (2, 3)}, ["y"])
+    with pytest.raises(inferon.InferonError, match="--calibration, --keep-float: only used with --quantize int8"):
+        inferon.compile(model, tmp_path / "m.so", calibration={"x": np.zeros((1, 2, 3))}, keep_float=["0"])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_calibration_data(tmp_path: Path, bad: float) -> None:
+    model = make_model([helper.make_node("Conv", ["x", "w"], ["y"])], {"x": (1, 2, 4, 4)}, ["y"],
+                       {"w": np.ones((3, 2, 1, 1), np.float32)})  # fmt: skip
+    data = np.zeros((3, 1, 2, 4, 4), np.float32)
+    data[1, 0, 1, 2, 2] = bad
+    word = "NaN" if np.isnan(bad) else "infinite"
+    with pytest.raises(inferon.InferonError, match=f"calibration sample 1 of input 'x' holds {word} values"):
+        inferon.compile(model, tmp_path / "m.so", quantize="int8", calibration={"x": data})
+
+
+def test_maxpool_storage_order_without_indices(tmp_path: Path) -> None:
+    """storage_order only orders MaxPool's Indices output: without it the pool runs as usual."""
+    from inferon.testing import run_onnxruntime
+
+    node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2], storage_order=1)
+    model = make_model([node], {"x": (1, 2, 4, 6)}, ["y"])
+    x = np.random.default_rng(0).standard_normal((1, 2, 4, 6)).astype(np.float32)
+    np.testing.assert_array_equal(inferon.load(inferon.compile(model, tmp_path / "m.so"))(x),
+                                  run_onnxruntime(model, {"x": x})[0])  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ['x"1', "x\\n1", "C:\\data\\in", "x\n1", "größe"])
+def test_tensor_names_are_kept_as_given(tmp_path: Path, name: str) -> None:
+    """Input / output names reach the C runtime as C string literals, escaped."""
+    model = make_model([helper.make_node("Relu", [name], [name + "_out"])], {name: (2, 3)}, [name + "_out"])
+    cm = inferon.load(inferon.compile(model, tmp_path / "m.so"))
+    assert cm.input_names == [name] and cm.output_names == [name + "_out"]
+    x = np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)
+    np.testing.assert_array_equal(cm.run({name: x})[name + "_out"], np.maximum(x, 0))

@@ -35,10 +35,23 @@ from inferon.ir.dialects.graph import ints
 from inferon.ir.weights import WeightStore
 from inferon.ir.winograd import tile_grid
 
+
+def c_string(text: str) -> str:
+    """`text` as the body of a C string literal: UTF-8 bytes, printable ASCII kept, the rest escaped."""
+    out = []
+    for byte in str(text).encode():
+        ch = chr(byte)
+        out.append(f"\\{ch}" if ch in '"\\?' else ch if 32 <= byte < 127 else f"\\{byte:03o}")
+    return "".join(out)
+
+
 TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
     trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
 )  # fmt: skip
+TEMPLATES.filters["c_string"] = c_string
+# in // comments: no line break and no trailing backslash (a line splice) may get through
+TEMPLATES.filters["c_comment"] = lambda text: "".join(c if " " <= c < "\x7f" and c != "\\" else "?" for c in str(text))
 
 
 @dataclass(frozen=True)

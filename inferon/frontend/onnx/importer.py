@@ -207,9 +207,50 @@ def _input_shape(
     return tuple(dims)
 
 
+def _attr(node: onnx.NodeProto, name: str, default: Any) -> Any:
+    for a in node.attribute:
+        if a.name == name:
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def _fold_softmax(ctx: ImportContext, node: onnx.NodeProto, x: np.ndarray) -> np.ndarray:
+    """Softmax / LogSoftmax; before opset 13 over the input coerced to 2-D at `axis` (default 1)."""
+    axis = int(_attr(node, "axis", 1 if ctx.opset < 13 else -1))
+    axis = axis + x.ndim if axis < 0 else axis
+    v = x.astype(np.float64)
+    flat = v.reshape(int(np.prod(x.shape[:axis])), -1) if ctx.opset < 13 else v
+    over = 1 if ctx.opset < 13 else axis
+    shifted = flat - flat.max(axis=over, keepdims=True)
+    log_sum = np.log(np.exp(shifted).sum(axis=over, keepdims=True))
+    out = shifted - log_sum if node.op_type == "LogSoftmax" else np.exp(shifted - log_sum)
+    return out.reshape(x.shape).astype(x.dtype)
+
+
+def _fold_lrn(ctx: ImportContext, node: onnx.NodeProto, x: np.ndarray) -> np.ndarray:
+    """LRN across channels: x / (bias + alpha / size * sum of squares over the window) ** beta."""
+    size = int(_attr(node, "size", 1))
+    alpha, beta, bias = (float(_attr(node, k, d)) for k, d in (("alpha", 1e-4), ("beta", 0.75), ("bias", 1.0)))
+    v = x.astype(np.float64)
+    sq = np.zeros_like(v)
+    lo, hi = (size - 1) // 2, (size - 1) - (size - 1) // 2  # floor / ceil of (size - 1) / 2
+    for c in range(x.shape[1]):
+        sq[:, c] = (v[:, max(0, c - lo) : c + hi + 1] ** 2).sum(axis=1)
+    return (v / (bias + alpha / size * sq) ** beta).astype(x.dtype)
+
+
+# Folded with numpy where onnx.reference gets the op wrong (LRN; Softmax / LogSoftmax before opset 13).
+_NUMPY_FOLDS = {"Softmax": _fold_softmax, "LogSoftmax": _fold_softmax, "LRN": _fold_lrn}
+
+
 def _fold(ctx: ImportContext, node: onnx.NodeProto) -> list[Value]:
-    """Evaluate a node whose inputs are all constants with ONNX's reference implementation."""
+    """Evaluate a node whose inputs are all constants (onnx.reference, or numpy for _NUMPY_FOLDS)."""
     from onnx.reference import ReferenceEvaluator
+
+    if node.op_type in _NUMPY_FOLDS and node.domain in ("", "ai.onnx") and len(node.input) == 1:
+        x = ctx.env[node.input[0]]
+        assert isinstance(x, np.ndarray)
+        return [_NUMPY_FOLDS[node.op_type](ctx, node, x)]
 
     names = [f"i{i}" for i in range(len(node.input))]
     clone = onnx.NodeProto()
@@ -245,6 +286,11 @@ def import_model(
     opset = _opset(proto)
     if opset < MIN_OPSET:
         raise UnsupportedError(f"opset {opset} is too old; Inferon supports opset {MIN_OPSET} and later")
+    if opset > onnx.defs.onnx_opset_version():
+        raise UnsupportedError(
+            f"the model imports opset {opset}, newer than the installed onnx package knows "
+            f"({onnx.defs.onnx_opset_version()}); upgrade onnx or export the model at an older opset"
+        )
     given = dict(input_shapes or {})
     store = weights or WeightStore()
 
@@ -316,7 +362,13 @@ def import_model(
 
     returns: list[SSAValue] = []
     out_types = []
-    for vo in graph.output:
+    out_names = [vo.name for vo in graph.output]
+    for i, vo in enumerate(graph.output):
+        if vo.name in out_names[:i]:
+            raise UnsupportedError(
+                f"graph output '{vo.name}' is listed twice (outputs {out_names.index(vo.name)} and {i}); the compiled "
+                "model's outputs are named, so each must be distinct (add an Identity node for the copy)"
+            )
         if vo.name not in ctx.env:
             raise ModelImportError(f"graph output '{vo.name}' is not produced by any node")
         value = ctx.env[vo.name]

@@ -210,8 +210,6 @@ def _pool(ctx: ImportContext, node: NodeProto, is_max: bool) -> list[Value]:
     kernel = list(ctx.attr("kernel_shape", []))
     if len(kernel) != rank:
         raise ctx.error(f"kernel_shape {kernel} must have {rank} entries")
-    if int(ctx.attr("storage_order", 0)):
-        raise ctx.unsupported("storage_order=1 is not supported")
     strides, dilations, pads = _spatial_attrs(ctx, shape[2:], tuple(kernel))
     ceil = bool(ctx.attr("ceil_mode", 0))
     x = _to_2d(ctx, x_in, node.op_type)
