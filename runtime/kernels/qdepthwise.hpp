@@ -183,7 +183,7 @@ inline QdwLayout qdw_vnni_layout(const QDepthwise& g) {
   if (!l.rb) return l;
   const int64_t ho_blocks = (g.Ho + l.rb - 1) / l.rb * l.rb;  // rows the blocks cover
   l.rows = std::max<int64_t>(g.pt + g.H, (ho_blocks - 1) * g.sh + static_cast<int64_t>(g.kh - 1) * g.dh + 1) + 1;
-  l.bytes = l.rows * l.Wp + 4 * l.groups * g.dw + 128;  // + the last load's overhang
+  l.bytes = l.rows * l.Wp + 4 * l.groups * g.dw + 128;  // + the last load's / row copy's overhang
   return l;
 }
 
@@ -257,18 +257,21 @@ INFERON_VNNI_VBMI void plane_vnni(const QDepthwise& g, const QdwLayout& l, const
   }
 }
 
-// Copy one stored plane into the scratch interior (int8 inputs shifted to uint8): 64-byte pieces,
-// the row's tail masked.
+// Copy one stored plane into the scratch interior (int8 inputs shifted to uint8) with whole 64-byte
+// stores only (masked stores do not scale across cores here): a row's last piece is blended with the
+// border byte, so what it writes past the row is border, or interior of later rows (copied after it).
 template <class QX>
-INFERON_VNNI_VBMI void copy_plane_u8(const QDepthwise& g, const QdwLayout& l, const QX* x, uint8_t* P) {
+INFERON_VNNI_VBMI void copy_plane_u8(const QDepthwise& g, const QdwLayout& l, const QX* x, uint8_t border, uint8_t* P) {
   const __m512i flip = _mm512_set1_epi8(std::is_same_v<QX, int8_t> ? static_cast<char>(0x80) : 0);
+  const __m512i fill = _mm512_set1_epi8(static_cast<char>(border));
   const int64_t full = g.W / 64 * 64;
   const __mmask64 tail = _bzhi_u64(~0ull, static_cast<unsigned>(g.W - full));
   uint8_t* dst = P + g.pt * l.Wp + g.pl;
   for (int64_t h = 0; h < g.H; h++, x += g.W, dst += l.Wp) {
     for (int64_t c = 0; c < full; c += 64)
       _mm512_storeu_si512(dst + c, _mm512_xor_si512(_mm512_loadu_si512(x + c), flip));
-    if (tail) _mm512_mask_storeu_epi8(dst + full, tail, _mm512_xor_si512(_mm512_maskz_loadu_epi8(tail, x + full), flip));
+    if (tail)
+      _mm512_storeu_si512(dst + full, _mm512_mask_blend_epi8(tail, fill, _mm512_xor_si512(_mm512_maskz_loadu_epi8(tail, x + full), flip)));
   }
 }
 
@@ -281,7 +284,7 @@ inline void qdepthwise_vnni(const QDepthwise& g, const QdwLayout& l, const QX* x
   constexpr bool shifted = std::is_same_v<QX, int8_t>;  // int8 inputs read as x + 128
   const uint8_t border = shifted ? static_cast<uint8_t>(g.pad ^ 0x80u) : g.pad;
   const qdw_detail::QdwTaps tap_table = qdw_detail::qdw_taps(g, l);
-  const int T = threads_for(num_threads, static_cast<double>(planes * plane * taps) / 4, 65536.0);
+  const int T = threads_for(num_threads, static_cast<double>(planes * plane * taps), 65536.0);
 #pragma omp parallel num_threads(T) if (T > 1)
   {
     thread_local Scratch scratch;
@@ -291,7 +294,7 @@ inline void qdepthwise_vnni(const QDepthwise& g, const QdwLayout& l, const QX* x
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < planes; p++) {
       const int64_t m = p % g.M, src = p / g.M * g.C + m / mult_ch;
-      if (src != filled) qdw_detail::copy_plane_u8(g, l, x + src * in_plane, P);
+      if (src != filled) qdw_detail::copy_plane_u8(g, l, x + src * in_plane, border, P);
       filled = src;
       int32_t comp = g.comp[m];
       if (shifted)  // sum w (x + 128) counts 128 sum w too many
