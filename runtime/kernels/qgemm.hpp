@@ -373,11 +373,18 @@ void run(const QGemm& g, int nt) {
   // Tile order: the smaller operand stays in cache while the other streams past it once. With a
   // larger packed B (big images): (column chunk, row panel, column panel), a chunk of B in L2;
   // with a larger A (deep layers, few columns): (row panel, column panel), all of B in L2.
+  // Several threads, a small A and a larger B (VNNI): column-panel major, so that each thread's
+  // contiguous range of tiles covers the column panels it packed itself (the packing loop splits the
+  // panels alike): B never crosses cores, and A (all row panels) stays in cache.
   const int64_t chunk = std::max<int64_t>(1, static_cast<int64_t>((256 * 1024) / panel_bytes));
   const bool a_outer = g.M * g.K > g.N * g.K || panels <= chunk;
+  const bool p_major = T > 1 && level == 2 && !(g.M * g.K > g.N * g.K) && g.M * g.K <= 256 * 1024;
   const int64_t tiles = mpanels * panels;
   const auto tile_at = [&](int64_t t, int64_t& mp, int64_t& p) {
-    if (a_outer) {
+    if (p_major) {
+      p = t / mpanels;
+      mp = t % mpanels;
+    } else if (a_outer) {
       mp = t / panels;
       p = t % panels;
     } else {
