@@ -341,6 +341,18 @@ class CppEmitter:
         self.line(f"inferon::pad2d({self.buf(op.input)}, {self.buf(op.output)}, {g}, {_f(op.value)}, nt);")
 
     @emit.register
+    def _(self, op: loop.ResizeOp) -> None:
+        p, h, w, ho, wo, ty, tx = ints(op.geometry)
+        tables = ", ".join(self.buf(v) for v in (op.y_index, op.y_weight, op.x_index, op.x_weight))
+        self.line("{")
+        self.line(f"  const inferon::ResizeTables t{{{tables}}};")
+        self.line(
+            f"  inferon::resize({self.buf(op.input)}, {self.buf(op.output)}, {p}, {h}, {w}, {ho}, {wo}, {ty}, {tx}, "
+            f"{op.x_repeat.value.data}, t, nt);"
+        )
+        self.line("}")
+
+    @emit.register
     def _(self, op: loop.QAddOp) -> None:
         ra, rb, fixed, lo_q, hi_q = _qadd_constants(op.quant, op.output.type)
         self.line(

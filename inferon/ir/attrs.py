@@ -147,6 +147,57 @@ class SparseAttr(ParametrizedAttribute):
         return self.kind != SparseFormat.DENSE
 
 
+class ResizeMode(StrEnum):
+    """Interpolation of ONNX Resize / Upsample (`mode`)."""
+
+    NEAREST = "nearest"
+    LINEAR = "linear"
+    CUBIC = "cubic"
+
+
+@irdl_attr_definition
+class ResizeModeAttr(EnumAttribute[ResizeMode], SpacedOpaqueSyntaxAttribute):
+    """A resize interpolation, e.g. `#graph<interp linear>`."""
+
+    name = "graph.interp"
+
+
+class CoordinateMode(StrEnum):
+    """Resize's `coordinate_transformation_mode`: output coordinate -> input coordinate."""
+
+    HALF_PIXEL = "half_pixel"
+    HALF_PIXEL_SYMMETRIC = "half_pixel_symmetric"
+    PYTORCH_HALF_PIXEL = "pytorch_half_pixel"
+    ALIGN_CORNERS = "align_corners"
+    ASYMMETRIC = "asymmetric"
+    TF_HALF_PIXEL_FOR_NN = "tf_half_pixel_for_nn"  # Resize-11 (x + 0.5) / scale; not in later specs
+
+
+@irdl_attr_definition
+class CoordinateModeAttr(EnumAttribute[CoordinateMode], SpacedOpaqueSyntaxAttribute):
+    """A resize coordinate transformation, e.g. `#graph<coord half_pixel>`."""
+
+    name = "graph.coord"
+
+
+class NearestMode(StrEnum):
+    """How nearest resizing rounds a source coordinate (Resize's `nearest_mode`); SIMPLE is the rule
+    of Upsample and Resize-10 (ONNX Runtime): floor when upscaling an axis, ceil when downscaling."""
+
+    ROUND_PREFER_FLOOR = "round_prefer_floor"
+    ROUND_PREFER_CEIL = "round_prefer_ceil"
+    FLOOR = "floor"
+    CEIL = "ceil"
+    SIMPLE = "simple"
+
+
+@irdl_attr_definition
+class NearestModeAttr(EnumAttribute[NearestMode], SpacedOpaqueSyntaxAttribute):
+    """A nearest rounding rule, e.g. `#graph<nearest round_prefer_floor>`."""
+
+    name = "graph.nearest"
+
+
 STORAGE_TYPES: dict[np.dtype, IntegerType] = {
     np.dtype(np.uint8): IntegerType(8, Signedness.UNSIGNED),
     np.dtype(np.int8): IntegerType(8, Signedness.SIGNED),

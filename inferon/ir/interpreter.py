@@ -13,6 +13,7 @@ from inferon.ir import quant
 from inferon.ir.attrs import ActivationKind, ElementwiseKind, EpilogueAttr
 from inferon.ir.dialects import graph
 from inferon.ir.dialects.graph import ints, shape_of
+from inferon.ir.resize import resize_reference
 from inferon.ir.weights import WeightStore
 
 Impl = Callable[[Operation, list[np.ndarray]], np.ndarray]
@@ -250,6 +251,13 @@ def _pad(op: Operation, args: list[np.ndarray]) -> np.ndarray:
     assert isinstance(op, graph.PadOp)
     t, left, b, r = ints(op.pads)
     return np.pad(args[0], ((0, 0), (0, 0), (t, b), (left, r)), constant_values=op.value.value.data)
+
+
+@impl(graph.ResizeOp)
+def _resize(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    assert isinstance(op, graph.ResizeOp)
+    out_hw = shape_of(op.output)[2:]
+    return resize_reference(args[0], op.params(), (out_hw[0], out_hw[1]), op.scale_pair())
 
 
 @impl(graph.ConcatOp)

@@ -21,6 +21,7 @@
 //   elementwise.hpp  binary, unary, copy, copy_rows, channel_affine
 //   layout.hpp       transpose
 //   norm.hpp         softmax, lrn
+//   resize.hpp       resize (Resize / Upsample through compile-time tap tables)
 #pragma once
 
 #include "common.hpp"
@@ -34,5 +35,6 @@
 #include "qdepthwise.hpp"
 #include "qgemm.hpp"
 #include "quant.hpp"
+#include "resize.hpp"
 #include "sparse.hpp"
 #include "winograd.hpp"

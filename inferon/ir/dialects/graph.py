@@ -48,13 +48,17 @@ from inferon.ir.attrs import (
     NO_EPILOGUE,
     ActivationKind,
     ActivationKindAttr,
+    CoordinateModeAttr,
     ElementwiseKind,
     ElementwiseKindAttr,
     EpilogueAttr,
+    NearestModeAttr,
     QuantType,
+    ResizeModeAttr,
     SparseAttr,
     SparseFormatAttr,
 )
+from inferon.ir.resize import ResizeParams
 
 F32Attr = FloatAttr[Float32Type]
 
@@ -646,6 +650,45 @@ class PadOp(IRDLOperation):
 
 
 @irdl_op_definition
+class ResizeOp(IRDLOperation):
+    """ONNX Resize / Upsample of the two spatial axes of an NCHW tensor to the result's H x W.
+
+    `scales` = [sh, sw] (f64) are the factors the coordinate transformation divides by (the given
+    scales, or output / input length for sizes); the taps follow `inferon.ir.resize.axis_taps`.
+    tf_crop_and_resize is not represented (rejected at import)."""
+
+    name = "graph.resize"
+    input = operand_def(TensorType)
+    mode = prop_def(ResizeModeAttr)
+    coordinate = prop_def(CoordinateModeAttr)
+    nearest = prop_def(NearestModeAttr)
+    scales = prop_def(DenseArrayBase)
+    cubic_a = prop_def(F32Attr)
+    exclude_outside = prop_def(BoolAttr)
+    antialias = prop_def(BoolAttr)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+
+    def verify_(self) -> None:
+        x, y = shape_of(self.input), shape_of(self.output)
+        scales = self.scales.get_values()
+        if len(x) != 4 or len(y) != 4 or x[:2] != y[:2] or min(y) < 1:
+            raise VerifyException(f"graph.resize maps [N, C, H, W] to [N, C, Ho, Wo], got {x} -> {y}")
+        if len(scales) != 2 or min(scales) <= 0:
+            raise VerifyException(f"graph.resize needs two positive scales, got {list(scales)}")
+
+    def params(self) -> ResizeParams:
+        return ResizeParams(
+            self.mode.data, self.coordinate.data, self.nearest.data, float(self.cubic_a.value.data),
+            bool(self.exclude_outside.value.data), bool(self.antialias.value.data),
+        )  # fmt: skip
+
+    def scale_pair(self) -> tuple[float, float]:
+        sh, sw = self.scales.get_values()
+        return float(sh), float(sw)
+
+
+@irdl_op_definition
 class IdentityOp(IRDLOperation):
     """ONNX Identity, and Dropout in inference mode; removed by `remove-identities`."""
 
@@ -847,8 +890,11 @@ Graph = Dialect(
         WeightOp, Conv2dOp, MatMulOp, ChannelAffineOp, BatchNormOp,
         *BINARY_OPS, *UNARY_OPS,
         MaxPoolOp, AvgPoolOp, GlobalAvgPoolOp, GlobalMaxPoolOp,
-        ConcatOp, ReshapeOp, TransposeOp, SoftmaxOp, LRNOp, IdentityOp, PadOp,
+        ConcatOp, ReshapeOp, TransposeOp, SoftmaxOp, LRNOp, IdentityOp, PadOp, ResizeOp,
         QuantizeOp, DequantizeOp, DynamicQuantizeOp, QConv2dOp, QMatMulOp, QAddOp,
     ],
-    [ActivationKindAttr, EpilogueAttr, ElementwiseKindAttr, SparseFormatAttr, SparseAttr, QuantType],
+    [
+        ActivationKindAttr, EpilogueAttr, ElementwiseKindAttr, SparseFormatAttr, SparseAttr, QuantType,
+        ResizeModeAttr, CoordinateModeAttr, NearestModeAttr,
+    ],
 )  # fmt: skip

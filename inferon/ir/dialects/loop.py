@@ -509,6 +509,47 @@ class PadOp(IRDLOperation):
     value = prop_def(F32Attr)
 
 
+@irdl_op_definition
+class ResizeOp(IRDLOperation):
+    """Separable resize of [P, H, W] planes to [P, Ho, Wo] through tap tables (from graph.resize,
+    `inferon.ir.resize.axis_taps`): y[p, oy, ox] = sum_i sum_j y_weight[oy, i] * x_weight[j, ox] *
+    x[p, y_index[oy, i], x_index[j, ox]]. y_index / y_weight are [Ho, ty] (rows), x_index / x_weight
+    [tx, Wo] (tap-major, so 8 output columns' indices are one vector load); the indices are i32 and
+    clamped. A missing weight table means one tap of weight 1 (nearest, or an axis not resized).
+    geometry = [P, H, W, Ho, Wo, ty, tx]; x_repeat = k > 0 when x_index[0, ox] = ox / k (nearest
+    upsampling of W by an integer factor: the kernel's copy path), else 0."""
+
+    name = "loop.resize"
+    input = operand_def(MemRefType)
+    y_index = operand_def(MemRefType)
+    y_weight = opt_operand_def(MemRefType)
+    x_index = operand_def(MemRefType)
+    x_weight = opt_operand_def(MemRefType)
+    output = operand_def(MemRefType)
+    geometry = prop_def(DenseArrayBase)
+    x_repeat = prop_def(I64Attr)
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+
+    def verify_(self) -> None:
+        geometry = self.geometry.get_values()
+        if len(geometry) != 7 or min(geometry) < 1:
+            raise VerifyException(f"loop.resize: geometry is [P, H, W, Ho, Wo, ty, tx], got {list(geometry)}")
+        p, h, w, ho, wo, ty, tx = geometry
+        tables = [(self.y_index, (ho, ty)), (self.y_weight, (ho, ty)), (self.x_index, (tx, wo)), (self.x_weight, (tx, wo))]
+        for table, shape in tables:
+            if table is not None and tuple(table.type.get_shape()) != shape:  # type: ignore[attr-defined]
+                raise VerifyException(f"loop.resize: a tap table is {table.type}, expected shape {list(shape)}")
+        if (self.y_weight is None and ty != 1) or (self.x_weight is None and tx != 1):
+            raise VerifyException("loop.resize: an axis without weights has one tap")
+        if math.prod(self.input.type.get_shape()) != p * h * w:  # type: ignore[attr-defined]
+            raise VerifyException("loop.resize: input does not hold P x H x W elements")
+        if math.prod(self.output.type.get_shape()) != p * ho * wo:  # type: ignore[attr-defined]
+            raise VerifyException("loop.resize: output does not hold P x Ho x Wo elements")
+        k = self.x_repeat.value.data
+        if k < 0 or (k > 0 and (self.x_weight is not None or wo != w * k)):
+            raise VerifyException(f"loop.resize: x_repeat {k} needs a weightless W axis with Wo = W x k")
+
+
 class QuantCastBase(IRDLOperation):
     """Fields shared by `loop.quantize` and `loop.dequantize`: per-tensor scale and zero point."""
 
@@ -692,6 +733,7 @@ class QGemmOp(QGemmBase):
 COMPUTE_OPS = (
     Conv2dOp, DepthwiseConv2dOp, ChannelAffineOp, Im2ColOp, WinogradInputOp, WinogradOutputOp, MatMulOp, Pool2dOp, GlobalPoolOp, BinaryOp, UnaryOp, CopyOp,
     TransposeOp, SoftmaxOp, LRNOp, SpMMOp, QuantizeOp, DequantizeOp, DynamicQuantizeOp, QGemmOp, QAddOp, QDepthwiseConv2dOp, PadOp,
+    ResizeOp,
 )  # fmt: skip
 
 Loop = Dialect("loop", [WeightOp, AllocOp, SliceOp, *COMPUTE_OPS], [TilesAttr])

@@ -39,6 +39,7 @@ from inferon.ir.attrs import ElementwiseKindAttr, QuantType
 from inferon.ir.context import InferonContext
 from inferon.ir.dialects import graph, loop
 from inferon.ir.dialects.graph import i64_array, ints, quant_of, shape_of
+from inferon.ir.resize import axis_taps
 from inferon.ir.weights import WeightStore
 from inferon.passes.conversion.loop_to_vec import strided_lanes_pay
 
@@ -313,6 +314,44 @@ def _pad(lw: Lowering, op: Operation, out: SSAValue) -> None:
     n, c, h, w = shape_of(op.input)
     props = {"geometry": i64_array([n * c, h, w, *ints(op.pads)]), "value": op.value}
     lw.emit(loop.PadOp.create(operands=[lw.buffer(op.input), out], properties=props))
+
+
+def _tap_tables(lw: Lowering, index: np.ndarray, weight: np.ndarray, hint: str, tap_major: bool) -> tuple[SSAValue, SSAValue | None]:
+    """An axis' [out, taps] tap tables as weights ([taps, out] if `tap_major`): i32 indices, f32
+    weights (none for one tap of weight 1)."""
+    single = weight.shape[1] == 1 and bool(np.all(weight == 1.0))
+    index, weight = (index.T, weight.T) if tap_major else (index, weight)
+    index_buf = lw.constant(np.ascontiguousarray(index, dtype=np.int32), f"{hint}.index", graph.i32_signed())
+    return index_buf, None if single else lw.constant(np.ascontiguousarray(weight, dtype=np.float32), f"{hint}.weight")
+
+
+def repeat_factor(index: np.ndarray, in_size: int, weighted: bool) -> int:
+    """k when a weightless single-tap axis reads source column o // k at output column o, else 0."""
+    out_size = index.shape[-1]
+    if weighted or index.shape[0] != 1 or out_size % in_size:
+        return 0
+    k = out_size // in_size
+    return k if np.array_equal(index[0], np.arange(out_size) // k) else 0
+
+
+@lowers(graph.ResizeOp)
+def _resize(lw: Lowering, op: Operation, out: SSAValue) -> None:
+    """Tap tables computed here, once (`inferon.ir.resize`); the kernel only gathers and blends."""
+    assert isinstance(op, graph.ResizeOp)
+    n, c, h, w = shape_of(op.input)
+    ho, wo = shape_of(op.output)[2:]
+    params, (sh, sw) = op.params(), op.scale_pair()
+    y_index, y_weight = axis_taps(params, h, ho, sh)  # [Ho, ty]
+    x_index, x_weight = axis_taps(params, w, wo, sw)
+    yi, yw = _tap_tables(lw, y_index, y_weight, "resize.y", tap_major=False)
+    xi, xw = _tap_tables(lw, x_index, x_weight, "resize.x", tap_major=True)  # 8 columns' taps: one load
+    geometry = [n * c, h, w, ho, wo, y_index.shape[1], x_index.shape[1]]
+    props = {
+        "geometry": i64_array(geometry), "x_repeat": i64_attr(repeat_factor(x_index.T, w, xw is not None)),
+        "operandSegmentSizes": DenseArrayBase.from_list(graph.i32, [1, 1, int(yw is not None), 1, int(xw is not None), 1]),
+    }  # fmt: skip
+    operands = [lw.buffer(op.input), yi, *([yw] if yw is not None else []), xi, *([xw] if xw is not None else []), out]
+    lw.emit(loop.ResizeOp.create(operands=operands, properties=props))
 
 
 @lowers(graph.QuantizeOp, graph.DequantizeOp)
