@@ -379,3 +379,18 @@ def test_scales_and_sizes_together(tmp_path: Path) -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     with pytest.raises(ModelImportError, match=r"exactly one of 'scales' and 'sizes'"):
         inferon.compile(model, tmp_path / "m.so")
+
+
+def test_resize_between_quantize_and_dequantize(tmp_path: Path) -> None:
+    """QDQ models keep Resize between QuantizeLinear and DequantizeLinear: exact for nearest."""
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sc", "zp"], ["q"]),
+             helper.make_node("Resize", ["q", "", "s"], ["r"], mode="nearest"),
+             helper.make_node("DequantizeLinear", ["r", "sc", "zp"], ["y"])]  # fmt: skip
+    inits = [numpy_helper.from_array(np.array(0.05, np.float32), "sc"), numpy_helper.from_array(np.array(128, np.uint8), "zp"),
+             numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "s")]  # fmt: skip
+    graph = helper.make_graph(nodes, "q", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 10])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    x = RNG.standard_normal((1, 4, 6, 10)).astype(np.float32)
+    got = inferon.load(inferon.compile(model, tmp_path / "q.so"))(x)
+    np.testing.assert_array_equal(got, run_onnxruntime(model, {"x": x})[0])
