@@ -306,3 +306,38 @@ def _single(attrs: dict[str, object], x: tuple[int, ...], w: tuple[int, ...] | N
 def test_errors_name_the_node(model: onnx.ModelProto, error: type[Exception], pattern: str, tmp_path: Path) -> None:
     with pytest.raises(error, match=pattern):
         inferon.compile(model, tmp_path / "m.so")
+
+
+def _onnx_backend_cases(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """ONNX's ConvTranspose node test cases, generated alone (collect_testcases would build all ~1900)."""
+    import onnx.backend.test.case.node as node_cases
+    from onnx.backend.test.case.node.convtranspose import ConvTranspose
+
+    monkeypatch.setattr(node_cases, "_NodeTestCases", [])  # `expect` appends each case here,
+    monkeypatch.setattr(node_cases, "_existing_names", {})  # and refuses names it has seen
+    for name in dir(ConvTranspose):
+        if name.startswith("export"):
+            getattr(ConvTranspose, name)()
+    return list(node_cases._NodeTestCases)
+
+
+def test_onnx_backend_cases_with_constant_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONNX's own ConvTranspose node test cases (test_conformance.py runs them as they are, with the
+    weight a graph input, which is unsupported), here with the weight made an initializer, against
+    their reference outputs at the backend runner's tolerances."""
+    cases = [c for c in _onnx_backend_cases(monkeypatch) if "3d" not in c.name]  # type: ignore[attr-defined]
+    assert len(cases) >= 10
+    nodes, inputs, init, feeds, expected = [], {}, {}, {}, []
+    for i, case in enumerate(cases):
+        node = case.model.graph.node[0]
+        for k, (ins, outs) in enumerate(case.data_sets):
+            tag = f"{i}_{k}"
+            names = [f"x{tag}", f"w{tag}"]
+            inputs[names[0]], feeds[names[0]], init[names[1]] = ins[0].shape, ins[0], ins[1]
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            nodes.append(helper.make_node("ConvTranspose", names, [f"y{tag}"], **attrs))
+            expected.append((case, f"y{tag}", outs[0]))
+    model = make_model(nodes, inputs, [name for _, name, _ in expected], init)
+    got = inferon.load(inferon.compile(model, tmp_path / "m.so")).run(feeds)
+    for case, name, want in expected:
+        np.testing.assert_allclose(got[name], want, rtol=case.rtol, atol=case.atol, err_msg=case.name)
