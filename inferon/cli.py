@@ -230,6 +230,8 @@ def _inspect(args: argparse.Namespace) -> int:
         if isinstance(op, graph.Conv2dOp):
             w = shape_of(op.weight)
             flops += 2 * math.prod(shape_of(op.output)) * math.prod(w[1:])
+        elif isinstance(op, graph.ConvTranspose2dOp):  # every input pixel x every weight of its group
+            flops += 2 * math.prod(shape_of(op.input)) * math.prod(shape_of(op.weight)[1:])
         elif isinstance(op, graph.MatMulOp):
             flops += 2 * math.prod(shape_of(op.output)) * shape_of(op.lhs)[-1]
     n_weights = sum(a.size for a in weights.arrays.values())

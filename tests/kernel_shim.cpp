@@ -74,6 +74,12 @@ SHIM void k_im2col(const float* x, int64_t C, int64_t H, int64_t W, int kh, int 
   inferon::im2col(x, C, H, W, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo, col, threads);
 }
 
+SHIM void k_col2im(const float* col, const float* bias, const float* residual, float* y, int64_t N, int64_t C,
+                   int64_t H, int64_t W, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int64_t Ho,
+                   int64_t Wo, int act, int threads) {
+  inferon::col2im(col, bias, residual, y, N, C, H, W, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo, act, 0.f, 0.f, threads);
+}
+
 SHIM void k_pool2d(const float* x, float* y, int64_t NC, int64_t H, int64_t W, int64_t Ho, int64_t Wo,
                    int kh, int kw, int sh, int sw, int pt, int pl, int pb, int pr, int dh, int dw,
                    int is_max, int count_include_pad, int threads) {

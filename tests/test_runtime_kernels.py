@@ -56,6 +56,7 @@ def shim(tmp_path_factory):
         "k_set_isa": [INT],
         "k_gemm": [I64, I64, I64, I64, P, I64, I64, P, I64, I64, P, I64, I64, P, I64, INT, P, INT, F, F, P, INT],
         "k_im2col": [P, I64, I64, I64, INT, INT, INT, INT, INT, INT, INT, INT, I64, I64, P, INT],
+        "k_col2im": [P, P, P, P, I64, I64, I64, I64, INT, INT, INT, INT, INT, INT, INT, INT, I64, I64, INT, INT],
         "k_pool2d": [P, P, I64, I64, I64, I64, I64] + [INT] * 12 + [INT],
         "k_global_pool": [P, P, I64, I64, INT, INT],
         "k_binary": [INT, INT, P, P, P, P, P, P, INT],
@@ -337,6 +338,43 @@ def test_im2col(shim, isa):
         col = np.full((C * kh * kw, Ho * Wo), np.nan, np.float32)
         shim.k_im2col(ptr(x), C, H, W, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo, ptr(col), 2)
         np.testing.assert_array_equal(col, im2col_ref(x, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo))
+
+
+# -------------------------------------------------------------------------------------- col2im
+def col2im_ref(col, bias, residual, C, H, W, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo, relu):
+    N = col.shape[0]
+    cols = col.reshape(N, C, kh, kw, H, W).astype(np.float64)
+    y = np.zeros((N, C, Ho, Wo)) + bias.reshape(1, C, 1, 1) + residual
+    for i, j, ih, iw in itertools.product(range(kh), range(kw), range(H), range(W)):
+        oh, ow = ih * sh - pt + i * dh, iw * sw - pl + j * dw
+        if 0 <= oh < Ho and 0 <= ow < Wo:
+            y[:, :, oh, ow] += cols[:, :, i, j, ih, iw]
+    return np.maximum(y, 0) if relu else y
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_col2im(shim, isa):
+    shim.k_set_isa(isa)
+    rng = np.random.default_rng(4)
+    configs = [  # N, C, H, W, kh, kw, sh, sw, pt, pl, dh, dw, extra rows / columns (output_padding)
+        (1, 3, 5, 7, 3, 3, 1, 1, 1, 1, 1, 1, 0),
+        (2, 2, 6, 13, 2, 2, 2, 2, 0, 0, 1, 1, 0),  # Wo = 26: one 16-wide interleave + tail
+        (1, 2, 4, 9, 4, 4, 2, 2, 1, 1, 1, 1, 1),
+        (1, 3, 3, 5, 3, 2, 3, 3, 0, 1, 1, 1, 2),
+        (1, 2, 5, 6, 3, 3, 2, 1, 2, 0, 2, 2, 1),
+        (1, 4, 7, 11, 1, 1, 2, 2, 0, 0, 1, 1, 1),  # half the outputs get no tap
+        (1, 1, 2, 3, 5, 5, 1, 1, 2, 2, 1, 1, 0),  # pads as large as the input
+    ]
+    for (N, C, H, W, kh, kw, sh, sw, pt, pl, dh, dw, extra), relu in itertools.product(configs, (0, 1)):
+        Ho = sh * (H - 1) + (kh - 1) * dh + 1 - 2 * pt + extra
+        Wo = sw * (W - 1) + (kw - 1) * dw + 1 - 2 * pl + extra
+        col, bias = randn(rng, N, C * kh * kw, H * W), randn(rng, C)
+        residual = randn(rng, N, C, Ho, Wo)
+        y = np.full((N, C, Ho, Wo), np.nan, np.float32)
+        shim.k_col2im(ptr(col), ptr(bias), ptr(residual), ptr(y), N, C, H, W, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo,
+                      relu, 2)  # fmt: skip
+        want = col2im_ref(col, bias, residual, C, H, W, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo, relu)
+        np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
 
 
 # ------------------------------------------------------------------------------------- pooling

@@ -387,6 +387,15 @@ class CppEmitter:
         )
 
     @emit.register
+    def _(self, op: loop.Col2ImOp) -> None:
+        g = ", ".join(str(v) for v in ints(op.geometry))
+        epi: EpilogueAttr = op.epilogue
+        self.line(
+            f"inferon::col2im({self.buf(op.input)}, {self.buf(op.bias)}, {self.buf(op.residual)}, {self.buf(op.output)}, "
+            f"{g}, {ACTIVATIONS[epi.activation]}, {_f(epi.alpha)}, {_f(epi.beta)}, nt);"
+        )
+
+    @emit.register
     def _(self, op: loop.ChannelAffineOp) -> None:
         shape = op.input.type.get_shape()  # type: ignore[attr-defined]
         epi: EpilogueAttr = op.epilogue

@@ -105,6 +105,35 @@ def _conv(op: Operation, args: list[np.ndarray]) -> np.ndarray:
     return _fused(op, y, (1, -1, 1, 1), args)
 
 
+def conv_transpose2d(x: np.ndarray, w: np.ndarray, strides: Sequence[int], pads: Sequence[int],
+                     dilations: Sequence[int], group: int, out_hw: tuple[int, int]) -> np.ndarray:
+    """NCHW transposed convolution in numpy: every kernel tap scatters W^T x into a strided view of
+    the full (unpadded) output, which is then cropped by the begin pads to `out_hw` (past the
+    full output's end, output_padding, it reads zeros)."""
+    n, c, h, wd = x.shape
+    _, mg, kh, kw = w.shape
+    (sh, sw), (dh, dw), (ho, wo) = strides, dilations, out_hw
+    full_h = max(sh * (h - 1) + (kh - 1) * dh + 1, pads[0] + ho)
+    full_w = max(sw * (wd - 1) + (kw - 1) * dw + 1, pads[1] + wo)
+    y = np.zeros((n, group, mg, full_h, full_w), dtype=np.float64)
+    xg = x.reshape(n, group, c // group, h, wd).astype(np.float64)
+    wg = w.reshape(group, c // group, mg, kh, kw).astype(np.float64)
+    for i in range(kh):
+        for j in range(kw):
+            tap = np.einsum("ngchw,gcm->ngmhw", xg, wg[:, :, :, i, j])
+            y[:, :, :, i * dh : i * dh + sh * (h - 1) + 1 : sh, j * dw : j * dw + sw * (wd - 1) + 1 : sw] += tap
+    return y.reshape(n, group * mg, full_h, full_w)[:, :, pads[0] : pads[0] + ho, pads[1] : pads[1] + wo]
+
+
+@impl(graph.ConvTranspose2dOp)
+def _conv_transpose(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    assert isinstance(op, graph.ConvTranspose2dOp)
+    out = shape_of(op.output)
+    y = conv_transpose2d(args[0], args[1], ints(op.strides), ints(op.pads), ints(op.dilations), op.group.value.data,
+                         (out[2], out[3]))  # fmt: skip
+    return _fused(op, y, (1, -1, 1, 1), args)
+
+
 @impl(graph.ChannelAffineOp)
 def _channel_affine(op: Operation, args: list[np.ndarray]) -> np.ndarray:
     assert isinstance(op, graph.ChannelAffineOp)

@@ -9,7 +9,7 @@
 //
 //   common.hpp       ISA state, Act, AVX2 math (exp/sigmoid/tanh), scratch
 //   gemm.hpp         gemm (Epilogue, GemmTiles)
-//   conv.hpp         im2col
+//   conv.hpp         im2col, col2im (transposed convolution)
 //   winograd.hpp     winograd_input, winograd_output (F(2x2) / F(4x4) 3x3 convolution transforms)
 //   depthwise.hpp    depthwise_conv2d (direct, group == C_in)
 //   pool.hpp         pool2d, global_pool

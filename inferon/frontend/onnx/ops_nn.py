@@ -1,4 +1,4 @@
-"""Converters for the neural-network ops: Conv, Gemm, MatMul, BatchNormalization, pooling, LRN,
+"""Converters for the neural-network ops: Conv, ConvTranspose, Gemm, MatMul, BatchNormalization, pooling, LRN,
 Softmax, Dropout and Identity."""
 
 from __future__ import annotations
@@ -98,6 +98,121 @@ def convert_conv(ctx: ImportContext, node: NodeProto) -> list[Value]:
             x, w, bias, strides=(strides[0], strides[1]),
             pads=(pads[0], pads[1], pads[2], pads[3]),
             dilations=(dilations[0], dilations[1]), group=group, shape=out,
+        )
+    )  # fmt: skip
+    y = op.results[0]
+    if rank == 1:
+        y = reshape(ctx, y, (out[0], out[1], out[3]))
+    return [y]
+
+
+def _transpose_pads(
+    ctx: ImportContext, in_hw: tuple[int, ...], kernel: tuple[int, ...], strides: list[int], dilations: list[int],
+    output_padding: list[int],
+) -> tuple[list[int], list[int]]:
+    """[begin..., end...] pads and output_padding of a ConvTranspose, auto_pad / output_shape resolved
+    as ONNX Runtime does: with output_shape, total = full - output_shape per axis goes to the end for
+    SAME_UPPER and to the beginning otherwise (the larger half); an output_shape up to stride - 1
+    beyond the full output extends it at the end (as output_padding). SAME_UPPER / SAME_LOWER alone
+    aim at output = input * stride, with the total padding clamped at 0."""
+    rank = len(in_hw)
+    auto_pad = ctx.attr("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    if auto_pad not in ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"):
+        raise ctx.error(f"unknown auto_pad '{auto_pad}'")
+    pads = list(ctx.attr("pads", [0] * (2 * rank)))
+    if len(pads) != 2 * rank:
+        raise ctx.error(f"pads {pads} do not match the {rank} spatial dimension(s)")
+    if auto_pad == "VALID":
+        pads = [0] * (2 * rank)
+    output_shape = ctx.attr("output_shape")
+    if output_shape is None and auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
+        return pads, output_padding
+    if output_shape is not None and len(output_shape) != rank:
+        raise ctx.error(f"output_shape {list(output_shape)} must have {rank} entries (the spatial dimensions)")
+    adj = list(output_padding)
+    for i in range(rank):
+        full = strides[i] * (in_hw[i] - 1) + output_padding[i] + (kernel[i] - 1) * dilations[i] + 1
+        target = in_hw[i] * strides[i] if output_shape is None else int(output_shape[i])
+        total = full - target
+        if output_shape is None:
+            total = max(total, 0)
+        elif target < 1 or total <= -strides[i]:
+            raise ctx.error(
+                f"output_shape {list(output_shape)} is inconsistent with the input {list(in_hw)} (axis {i}: the "
+                f"full output is {full}; output_shape may exceed it by at most stride - 1 = {strides[i] - 1})"
+            )
+        if total < 0:  # the output extends past the full one: more output_padding
+            pads[i], pads[i + rank], adj[i] = 0, 0, output_padding[i] - total
+            continue
+        small, big = total // 2, total - total // 2
+        pads[i], pads[i + rank] = (small, big) if auto_pad == "SAME_UPPER" else (big, small)
+    return pads, adj
+
+
+@converter("ConvTranspose")
+def convert_conv_transpose(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    """ConvTranspose with a constant weight (an initializer, or a DequantizeLinear of one), 1-D and 2-D."""
+    x_in = ctx.value(node.input[0])
+    x_shape = shape_of(x_in)
+    rank = len(x_shape) - 2
+    if rank not in (1, 2):
+        raise ctx.unsupported(f"ConvTranspose with {rank} spatial dimensions (only 1-D and 2-D)")
+    w_const = ctx.const(node.input[1])
+    if w_const is None:
+        w_value = ctx.value(node.input[1])
+        dq = w_value.owner
+        if not (isinstance(dq, graph.DequantizeOp) and isinstance(dq.input.owner, graph.WeightOp)):
+            raise ctx.unsupported(f"the weight ('{node.input[1]}') must be a compile-time constant")
+    w_shape = tuple(w_const.shape) if w_const is not None else shape_of(w_value)
+    if len(w_shape) != len(x_shape):
+        raise ctx.error(f"weight rank {len(w_shape)} differs from input rank {len(x_shape)}")
+    kernel = tuple(ctx.attr("kernel_shape", w_shape[2:]))
+    if kernel != tuple(w_shape[2:]):
+        raise ctx.error(f"kernel_shape {list(kernel)} does not match the weight shape {list(w_shape)}")
+    group = int(ctx.attr("group", 1))
+    if group < 1 or x_shape[1] != w_shape[0] or w_shape[0] % group:
+        raise ctx.error(
+            f"weight {list(w_shape)} must be [C_in = {x_shape[1]}, C_out / group, *kernel] with C_in divisible by "
+            f"group {group}"
+        )
+    strides = list(ctx.attr("strides", [1] * rank))
+    dilations = list(ctx.attr("dilations", [1] * rank))
+    output_padding = list(ctx.attr("output_padding", [0] * rank))
+    if len(strides) != rank or len(dilations) != rank or len(output_padding) != rank:
+        raise ctx.error(f"strides/dilations/output_padding do not match the {rank} spatial dimension(s)")
+    if min(strides) < 1 or min(dilations) < 1 or min(output_padding) < 0:
+        raise ctx.error(f"invalid strides {strides}, dilations {dilations} or output_padding {output_padding}")
+    for i in range(rank):
+        if output_padding[i] >= max(strides[i], dilations[i]):
+            raise ctx.error(f"output_padding {output_padding} must be less than max(stride, dilation) on each axis")
+    pads, adj = _transpose_pads(ctx, x_shape[2:], kernel, strides, dilations, output_padding)
+    if min(pads) < 0:
+        raise ctx.error(f"invalid pads {pads}")
+    out_hw = [
+        graph.conv_transpose_extent(x_shape[2 + i], kernel[i], strides[i], dilations[i], pads[i], pads[i + rank], adj[i])
+        for i in range(rank)
+    ]  # fmt: skip
+    if min(out_hw) < 1:
+        raise ctx.error(f"output would be empty ({'x'.join(map(str, out_hw))}) for input {list(x_shape)}")
+    c_out = w_shape[1] * group
+    bias = None
+    if ctx.has(ctx.input(2)):
+        bias = ctx.value(node.input[2])
+        if shape_of(bias) != (c_out,):
+            raise ctx.error(f"bias shape {list(shape_of(bias))} is not [{c_out}]")
+    x = _to_2d(ctx, x_in, "ConvTranspose")
+    if w_const is not None:
+        w = ctx.weight(w_const.reshape(w_shape[:2] + (1,) * (2 - rank) + w_shape[2:]), node.input[1])
+    else:
+        w = _to_2d(ctx, w_value, "ConvTranspose")
+    strides, dilations, pads = _as_2d(strides, rank, 1), _as_2d(dilations, rank, 1), _as_2d(pads, rank, 0)
+    adj, out_hw = _as_2d(adj, rank, 0), _as_2d(out_hw, rank, 1)
+    out = (x_shape[0], c_out, out_hw[0], out_hw[1])
+    op = ctx.emit(
+        graph.ConvTranspose2dOp(
+            x, w, bias, strides=(strides[0], strides[1]), pads=(pads[0], pads[1], pads[2], pads[3]),
+            dilations=(dilations[0], dilations[1]), output_padding=(adj[0], adj[1]), group=group, shape=out,
         )
     )  # fmt: skip
     y = op.results[0]

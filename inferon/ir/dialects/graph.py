@@ -212,6 +212,81 @@ class Conv2dOp(FusableOp):
 
 
 @irdl_op_definition
+class ConvTranspose2dOp(FusableOp):
+    """ONNX ConvTranspose on NCHW (https://onnx.ai/onnx/operators/onnx__ConvTranspose.html).
+
+    weight is [C_in, C_out / group, kh, kw]; pads are [top, left, bottom, right] and
+    output_padding [h, w] (auto_pad and output_shape are resolved into them at import): each output
+    extent is stride * (in - 1) + output_padding + (k - 1) * dilation + 1 - pad_begin - pad_end.
+    bias is [C_out]; residual has the output's shape.
+    """
+
+    name = "graph.conv_transpose2d"
+    input = operand_def(TensorType)
+    weight = operand_def(TensorType)
+    bias = opt_operand_def(TensorType)
+    residual = opt_operand_def(TensorType)
+    epilogue = prop_def(EpilogueAttr, default_value=NO_EPILOGUE)
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+    strides = prop_def(DenseArrayBase)
+    pads = prop_def(DenseArrayBase)
+    dilations = prop_def(DenseArrayBase)
+    output_padding = prop_def(DenseArrayBase)
+    group = prop_def(IntegerAttr[IntegerType])
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+
+    def __init__(
+        self,
+        input: SSAValue | Operation,
+        weight: SSAValue | Operation,
+        bias: SSAValue | Operation | None,
+        *,
+        strides: tuple[int, int],
+        pads: tuple[int, int, int, int],
+        dilations: tuple[int, int],
+        output_padding: tuple[int, int],
+        group: int,
+        shape: tuple[int, ...],
+    ) -> None:
+        super().__init__(
+            operands=[input, weight, [bias] if bias else [], []],
+            properties={
+                "strides": i64_array(strides), "pads": i64_array(pads), "dilations": i64_array(dilations),
+                "output_padding": i64_array(output_padding), "group": IntegerAttr(group, i64),
+                "epilogue": NO_EPILOGUE,
+            },
+            result_types=[tensor_type(shape)],
+        )  # fmt: skip
+
+    def verify_(self) -> None:
+        x, w, y = shape_of(self.input), shape_of(self.weight), shape_of(self.output)
+        g = self.group.value.data
+        if len(x) != 4 or len(w) != 4 or len(y) != 4:
+            raise VerifyException(f"{self.name} expects rank-4 input, weight and output")
+        if g < 1 or x[1] != w[0] or w[0] % g or y[:2] != (x[0], w[1] * g):
+            raise VerifyException(f"{self.name} channel mismatch: input {x}, weight {w}, group {g}, output {y}")
+        s, p, d, a = (ints(v) for v in (self.strides, self.pads, self.dilations, self.output_padding))
+        if len(s) != 2 or len(p) != 4 or len(d) != 2 or len(a) != 2:
+            raise VerifyException(f"{self.name}: strides, dilations and output_padding have 2 entries, pads 4")
+        if min(s) < 1 or min(d) < 1 or min(p) < 0 or min(a) < 0:
+            raise VerifyException(f"{self.name}: strides and dilations must be >= 1, pads and output_padding >= 0")
+        for axis in (0, 1):
+            extent = conv_transpose_extent(x[2 + axis], w[2 + axis], s[axis], d[axis], p[axis], p[2 + axis], a[axis])
+            if y[2 + axis] != extent:
+                raise VerifyException(f"{self.name}: output {y} does not match the geometry of input {x} (axis {axis}: {extent})")
+        if self.bias is not None and shape_of(self.bias) != (y[1],):
+            raise VerifyException(f"{self.name} bias must have one value per output channel")
+        if self.residual is not None and shape_of(self.residual) != y:
+            raise VerifyException(f"{self.name} residual must have the output's shape")
+
+
+def conv_transpose_extent(size: int, k: int, s: int, d: int, pad_begin: int, pad_end: int, output_padding: int) -> int:
+    """Output extent of a transposed convolution along one axis (the ONNX formula)."""
+    return s * (size - 1) + output_padding + (k - 1) * d + 1 - pad_begin - pad_end
+
+
+@irdl_op_definition
 class ChannelAffineOp(FusableOp):
     """Per-channel affine map of an [N, C, ...] tensor: y = act(x * scale[c] + bias[c] + residual).
 
@@ -887,7 +962,7 @@ def prop_attr(op: Operation, name: str) -> Attribute:
 Graph = Dialect(
     "graph",
     [
-        WeightOp, Conv2dOp, MatMulOp, ChannelAffineOp, BatchNormOp,
+        WeightOp, Conv2dOp, ConvTranspose2dOp, MatMulOp, ChannelAffineOp, BatchNormOp,
         *BINARY_OPS, *UNARY_OPS,
         MaxPoolOp, AvgPoolOp, GlobalAvgPoolOp, GlobalMaxPoolOp,
         ConcatOp, ReshapeOp, TransposeOp, SoftmaxOp, LRNOp, IdentityOp, PadOp, ResizeOp,

@@ -208,6 +208,40 @@ class Im2ColOp(IRDLOperation):
             raise VerifyException("loop.im2col geometry has 14 entries")
 
 
+@irdl_op_definition
+class Col2ImOp(IRDLOperation):
+    """The scatter half of a transposed convolution (ONNX ConvTranspose), after the GEMM that forms
+    its columns: y[n][c][oh][ow] = act(bias[c] + residual[n][c][oh][ow] + sum over the taps (i, j) and
+    input pixels (ih, iw) with oh = ih*sh - pt + i*dh, ow = iw*sw - pl + j*dw of
+    col[n][(c*kh+i)*kw+j][ih*W+iw]).
+
+    geometry = [N, C, H, W, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo] (C output channels, H x W the
+    transposed conv's input); output pixels no tap reaches (output_padding) get bias (+ residual).
+    """
+
+    name = "loop.col2im"
+    input = operand_def(MemRefType)
+    bias = opt_operand_def(MemRefType)
+    residual = opt_operand_def(MemRefType)
+    output = operand_def(MemRefType)
+    geometry = prop_def(DenseArrayBase)
+    epilogue = prop_def(EpilogueAttr, default_value=NO_EPILOGUE)
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+
+    def verify_(self) -> None:
+        g = self.geometry.get_values()
+        if len(g) != 14:
+            raise VerifyException(f"{self.name} geometry has 14 entries [N,C,H,W,kh,kw,sh,sw,pt,pl,dh,dw,Ho,Wo]")
+        n, c, h, w, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo = g
+        if min(n, c, h, w, kh, kw, sh, sw, dh, dw, ho, wo) < 1 or min(pt, pl) < 0:
+            raise VerifyException(f"{self.name} geometry {list(g)}: sizes must be positive and pads non-negative")
+        col = tuple(self.input.type.get_shape())  # type: ignore[attr-defined]
+        y = tuple(self.output.type.get_shape())  # type: ignore[attr-defined]
+        if col != (n, c * kh * kw, h * w) or y != (n, c, ho, wo):
+            raise VerifyException(f"{self.name}: columns {list(col)} / output {list(y)} do not match geometry {list(g)}")
+        verify_channel_operands(self.name, y, self.residual, bias=self.bias)
+
+
 def _verify_winograd(name: str, tile: int, image: tuple[int, ...], points: tuple[int, ...], size: tuple[int, int]) -> None:
     """Shared shape check of the Winograd transforms: image [N, C, *] <-> points [N, alpha^2, S]."""
     if tile not in WINOGRAD_TILES:
@@ -731,7 +765,7 @@ class QGemmOp(QGemmBase):
 
 
 COMPUTE_OPS = (
-    Conv2dOp, DepthwiseConv2dOp, ChannelAffineOp, Im2ColOp, WinogradInputOp, WinogradOutputOp, MatMulOp, Pool2dOp, GlobalPoolOp, BinaryOp, UnaryOp, CopyOp,
+    Conv2dOp, DepthwiseConv2dOp, ChannelAffineOp, Im2ColOp, Col2ImOp, WinogradInputOp, WinogradOutputOp, MatMulOp, Pool2dOp, GlobalPoolOp, BinaryOp, UnaryOp, CopyOp,
     TransposeOp, SoftmaxOp, LRNOp, SpMMOp, QuantizeOp, DequantizeOp, DynamicQuantizeOp, QGemmOp, QAddOp, QDepthwiseConv2dOp, PadOp,
     ResizeOp,
 )  # fmt: skip

@@ -35,7 +35,7 @@ from xdsl.passes import ModulePass
 
 from inferon.errors import PassError
 from inferon.ir import quant
-from inferon.ir.attrs import ElementwiseKindAttr, QuantType
+from inferon.ir.attrs import NO_EPILOGUE, ElementwiseKindAttr, QuantType
 from inferon.ir.context import InferonContext
 from inferon.ir.dialects import graph, loop
 from inferon.ir.dialects.graph import i64_array, ints, quant_of, shape_of
@@ -141,6 +141,44 @@ def _conv(lw: Lowering, op: Operation, out: SSAValue) -> None:
         graph.i32, [1, 1, int(bias is not None), int(residual is not None), 1]
     )
     lw.emit(loop.Conv2dOp.create(operands=[*operands, out], properties=props))
+
+
+@lowers(graph.ConvTranspose2dOp)
+def _conv_transpose(lw: Lowering, op: Operation, out: SSAValue) -> None:
+    """GEMM then col2im: per image and group, col [Cog*kh*kw, H*W] = W_g^T [Cog*kh*kw, Cig] x X_g
+    [Cig, H*W] (W_g^T transposed here, at compile time, then packed like any GEMM weight), and
+    `loop.col2im` scatter-adds the columns into the output with the epilogue. A 1x1 stride-1
+    unpadded one is a plain GEMM straight into the output."""
+    assert isinstance(op, graph.ConvTranspose2dOp)
+    w_owner = op.weight.owner
+    if lw.weights is None or not isinstance(w_owner, graph.WeightOp):
+        raise PassError(f"convert-graph-to-loop: {op.name} needs a constant weight (a graph.weight in the store)")
+    bias, residual, epilogue = op.fused_parts()
+    n, c, h, wd = shape_of(op.input)
+    _, mg, kh, kw = shape_of(op.weight)
+    _, m, ho, wo = shape_of(op.output)
+    g = op.group.value.data
+    cg, rows, hw = c // g, mg * kh * kw, h * wd
+    (sh, sw), (pt, pl, _, _), (dh, dw) = ints(op.strides), ints(op.pads), ints(op.dilations)
+    w = lw.weights[w_owner.handle.data].reshape(g, cg, rows)
+    a = lw.constant(np.ascontiguousarray(w.transpose(0, 2, 1)), f"{w_owner.handle.data}.T")
+    direct = (kh, kw, sh, sw, pt, pl, ho, wo) == (1, 1, 1, 1, 0, 0, h, wd)
+    fused = [lw.buffer(v) for v in (bias, residual) if v is not None] if direct else []
+    cols = out if direct else lw.emit(loop.AllocOp.create(result_types=[memref((n, m * kh * kw, hw))])).results[0]
+    lw.emit(matmul_op(
+        [a, lw.buffer(op.input), *fused, cols], has_bias=direct and bias is not None,
+        has_residual=direct and residual is not None, dims=(rows, hw, cg), leading=(cg, hw, hw), batch=[n, g],
+        strides=[[0, rows * cg], [c * hw, cg * hw], [m * kh * kw * hw, rows * hw]], bias_axis=0,
+        bias_strides=[0, mg], epilogue=epilogue if direct else NO_EPILOGUE,
+    ))  # fmt: skip
+    if direct:
+        return
+    props: dict[str, Attribute] = {
+        "geometry": i64_array([n, m, h, wd, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo]), "epilogue": epilogue,
+        "operandSegmentSizes": DenseArrayBase.from_list(graph.i32, [1, int(bias is not None), int(residual is not None), 1]),
+    }  # fmt: skip
+    operands = [cols, *(lw.buffer(v) for v in (bias, residual) if v is not None), out]
+    lw.emit(loop.Col2ImOp.create(operands=operands, properties=props))
 
 
 @lowers(graph.ChannelAffineOp)

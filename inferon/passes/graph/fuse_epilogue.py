@@ -1,18 +1,20 @@
-"""fuse-epilogue: fuse bias Add, residual Add and activations into Conv / MatMul / channel affine.
+"""fuse-epilogue: fuse bias Add, residual Add and activations into Conv / ConvTranspose / MatMul /
+channel affine.
 
-Preconditions: graph level, after fold-batchnorm. Produces `graph.conv2d` / `graph.matmul` whose
-`bias`, `residual` and `#graph.epilogue` compute, in this order, `act(op(x) + bias + residual)`.
+Preconditions: graph level, after fold-batchnorm. Produces `graph.conv2d` / `graph.conv_transpose2d` /
+`graph.matmul` whose `bias`, `residual` and `#graph.epilogue` compute, in this order,
+`act(op(x) + bias + residual)`.
 Fusion rules (legal because the fused producer has exactly one use, so it can move down to the
 consumer's position):
 
-| consumer                         | producer state            | result                      |
-|----------------------------------|---------------------------|-----------------------------|
-| add(y, weight[C] / [1,C,1,1])    | conv: no residual, no act | bias += weight              |
-| add(y, weight[N] / [1,N])        | matmul: no residual/act   | bias += weight              |
-| add(y, z) with z of y's shape    | no residual, no act       | residual = z                |
-| relu / leaky_relu / clip / sigm. | no act                    | epilogue = activation       |
-| mul(y, weight[C,1,1])            | channel affine: no residual, no act | scale, bias *= weight |
-| mul(x, weight[C,1,1]), any x     | (none)                    | channel affine(x, weight)   |
+| consumer                         | producer state                       | result                    |
+|----------------------------------|--------------------------------------|---------------------------|
+| add(y, weight[C] / [1,C,1,1])    | (transposed) conv: no residual / act | bias += weight            |
+| add(y, weight[N] / [1,N])        | matmul: no residual/act              | bias += weight            |
+| add(y, z) with z of y's shape    | no residual, no act                  | residual = z              |
+| relu / leaky_relu / clip / sigm. | no act                               | epilogue = activation     |
+| mul(y, weight[C,1,1])            | channel affine: no residual, no act  | scale, bias *= weight     |
+| mul(x, weight[C,1,1]), any x     | (none)                               | channel affine(x, weight) |
 
 The last rule makes a per-channel scale (e.g. the Scale layer of Caffe exports, Mul then Add after
 a BatchNorm) a `graph.channel_affine`, so that the Add and activation after it fuse into one pass.
@@ -48,10 +50,13 @@ ACTIVATIONS: dict[type[Operation], ActivationKind] = {
 }
 
 
+FUSABLE = (graph.Conv2dOp, graph.ConvTranspose2dOp, graph.MatMulOp, graph.ChannelAffineOp)
+
+
 def fusable_producer(value: SSAValue) -> graph.FusableOp | None:
     """The Conv/MatMul/channel affine producing `value` if it can take more epilogue (its only use)."""
     owner = value.owner
-    if isinstance(owner, (graph.Conv2dOp, graph.MatMulOp, graph.ChannelAffineOp)) and value.has_one_use():
+    if isinstance(owner, FUSABLE) and value.has_one_use():
         return owner
     return None
 
@@ -60,7 +65,7 @@ def per_channel_vector(op: graph.FusableOp, other: SSAValue) -> int | None:
     """Length of the bias vector `other` amounts to for `op`, or None if it is not one."""
     out = shape_of(op.results[0])
     shape = shape_of(other)
-    if isinstance(op, (graph.Conv2dOp, graph.ChannelAffineOp)):
+    if isinstance(op, (graph.Conv2dOp, graph.ConvTranspose2dOp, graph.ChannelAffineOp)):
         if shape in ((out[1], 1, 1), (1, out[1], 1, 1)):
             return out[1]
     elif shape in ((out[-1],), (1, out[-1])) or (len(shape) == len(out) and shape[:-1] == (1,) * (len(out) - 1) and shape[-1] == out[-1]):
@@ -166,7 +171,7 @@ class FuseActivation(RewritePattern):
 
 @dataclass(frozen=True)
 class FuseEpiloguePass(ModulePass):
-    """Fuse bias, residual Add and ReLU/LeakyReLU/Clip/Sigmoid into Conv, MatMul and channel affine."""
+    """Fuse bias, residual Add and ReLU/LeakyReLU/Clip/Sigmoid into Conv, ConvTranspose, MatMul and channel affine."""
 
     name = "fuse-epilogue"
 
