@@ -21,6 +21,7 @@
 //   elementwise.hpp  binary, unary, copy, copy_rows, channel_affine
 //   layout.hpp       transpose
 //   norm.hpp         softmax, lrn
+//   reduce.hpp       reduce (ONNX Reduce*), row_norm (layer / group / instance normalisation)
 #pragma once
 
 #include "common.hpp"
@@ -34,5 +35,6 @@
 #include "qdepthwise.hpp"
 #include "qgemm.hpp"
 #include "quant.hpp"
+#include "reduce.hpp"
 #include "sparse.hpp"
 #include "winograd.hpp"
