@@ -26,7 +26,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 
-from inferon.backend.kernel_table import ACTIVATIONS, BINARY_KERNELS, SPARSE_FORMATS, UNARY_KERNELS
+from inferon.backend.kernel_table import ACTIVATIONS, BINARY_KERNELS, REDUCE_KERNELS, SPARSE_FORMATS, UNARY_KERNELS
 from inferon.errors import InferonError
 from inferon.ir import quant
 from inferon.ir.attrs import EpilogueAttr, SparseFormat
@@ -513,6 +513,23 @@ class CppEmitter:
         self.line(
             f"inferon::lrn({self.buf(op.input)}, {self.buf(op.output)}, {n}, {c}, {hw}, {op.size.value.data}, "
             f"{_f(op.alpha)}, {_f(op.beta)}, {_f(op.bias)}, nt);"
+        )
+
+
+    @emit.register
+    def _(self, op: loop.ReduceOp) -> None:
+        outer, r, inner = ints(op.view)
+        self.line(
+            f"inferon::reduce({REDUCE_KERNELS[op.kind.data]}, {self.buf(op.input)}, {self.buf(op.output)}, "
+            f"{outer}, {r}, {inner}, nt);"
+        )
+
+    @emit.register
+    def _(self, op: loop.RowNormOp) -> None:
+        rows, groups, cpr, hw = ints(op.view)
+        self.line(
+            f"inferon::row_norm({self.buf(op.input)}, {self.buf(op.output)}, {self.buf(op.scale)}, "
+            f"{self.buf(op.bias)}, {rows}, {groups}, {cpr}, {hw}, {_f(op.epsilon)}, nt);"
         )
 
 

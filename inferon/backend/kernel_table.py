@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inferon.ir.attrs import ActivationKind, ElementwiseKind, SparseFormat
+from inferon.ir.attrs import ActivationKind, ElementwiseKind, ReduceKind, SparseFormat
 
 BINARY_KERNELS: dict[ElementwiseKind, str] = {
     ElementwiseKind.ADD: "inferon::BIN_ADD",
@@ -32,6 +32,8 @@ UNARY_KERNELS: dict[ElementwiseKind, str] = {
     ElementwiseKind.HARD_SIGMOID: "inferon::UN_HARD_SIGMOID",
     ElementwiseKind.SOFTPLUS: "inferon::UN_SOFTPLUS",
 }
+
+REDUCE_KERNELS: dict[ReduceKind, str] = {kind: f"inferon::RED_{kind.name}" for kind in ReduceKind}
 
 ACTIVATIONS: dict[ActivationKind, str] = {
     ActivationKind.NONE: "inferon::ACT_NONE",

@@ -104,6 +104,29 @@ class ElementwiseKindAttr(EnumAttribute[ElementwiseKind], SpacedOpaqueSyntaxAttr
     name = "graph.ew"
 
 
+class ReduceKind(StrEnum):
+    """What a `graph.reduce` / `loop.reduce` computes over its axes (ONNX Reduce*; numbers match
+    `inferon::ReduceKind` in the kernels)."""
+
+    SUM = "sum"
+    MEAN = "mean"
+    MAX = "max"
+    MIN = "min"
+    PROD = "prod"
+    L1 = "l1"
+    L2 = "l2"
+    SUM_SQUARE = "sum_square"
+    LOG_SUM = "log_sum"
+    LOG_SUM_EXP = "log_sum_exp"
+
+
+@irdl_attr_definition
+class ReduceKindAttr(EnumAttribute[ReduceKind], SpacedOpaqueSyntaxAttribute):
+    """The reduction of a `graph.reduce` / `loop.reduce`, e.g. `#graph<reduce mean>`."""
+
+    name = "graph.reduce"
+
+
 class SparseFormat(StrEnum):
     """Storage of a weight matrix (numbers match `inferon::SparseFormat` for the sparse ones)."""
 

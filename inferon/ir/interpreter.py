@@ -10,7 +10,7 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Operation, SSAValue
 
 from inferon.ir import quant
-from inferon.ir.attrs import ActivationKind, ElementwiseKind, EpilogueAttr
+from inferon.ir.attrs import ActivationKind, ElementwiseKind, EpilogueAttr, ReduceKind
 from inferon.ir.dialects import graph
 from inferon.ir.dialects.graph import ints, shape_of
 from inferon.ir.resize import resize_reference
@@ -273,6 +273,62 @@ def _global_pool(op: Operation, args: list[np.ndarray]) -> np.ndarray:
     axes = tuple(range(2, args[0].ndim))
     reduce = np.max if isinstance(op, graph.GlobalMaxPoolOp) else np.mean
     return _on_real_values(op, args[0], lambda x: reduce(x, axis=axes, keepdims=True))
+
+
+def reduce(x: np.ndarray, kind: ReduceKind, axes: tuple[int, ...]) -> np.ndarray:
+    """ONNX Reduce* of `kind` over `axes` (keepdims), in float64 then rounded to float32."""
+    v = np.asarray(x, np.float64)
+    if kind == ReduceKind.LOG_SUM_EXP:
+        m = np.max(v, axis=axes, keepdims=True)
+        m = np.where(np.isfinite(m), m, 0.0)
+        out = m + np.log(np.sum(np.exp(v - m), axis=axes, keepdims=True))
+    else:
+        fn = {
+            ReduceKind.SUM: lambda: np.sum(v, axis=axes, keepdims=True),
+            ReduceKind.MEAN: lambda: np.mean(v, axis=axes, keepdims=True),
+            ReduceKind.MAX: lambda: np.max(v, axis=axes, keepdims=True),
+            ReduceKind.MIN: lambda: np.min(v, axis=axes, keepdims=True),
+            ReduceKind.PROD: lambda: np.prod(v, axis=axes, keepdims=True),
+            ReduceKind.L1: lambda: np.sum(np.abs(v), axis=axes, keepdims=True),
+            ReduceKind.L2: lambda: np.sqrt(np.sum(v * v, axis=axes, keepdims=True)),
+            ReduceKind.SUM_SQUARE: lambda: np.sum(v * v, axis=axes, keepdims=True),
+            ReduceKind.LOG_SUM: lambda: np.log(np.sum(v, axis=axes, keepdims=True)),
+        }[kind]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = fn()
+    return out.astype(np.float32)
+
+
+@impl(graph.ReduceOp)
+def _reduce(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    assert isinstance(op, graph.ReduceOp)
+    return reduce(args[0], op.kind.data, ints(op.axes))
+
+
+def normalize(x: np.ndarray, axes: tuple[int, ...], epsilon: float) -> np.ndarray:
+    """(x - mean) / sqrt(var + epsilon) over `axes`, in float64."""
+    v = np.asarray(x, np.float64)
+    mean = v.mean(axis=axes, keepdims=True)
+    var = ((v - mean) ** 2).mean(axis=axes, keepdims=True)
+    return (v - mean) / np.sqrt(var + epsilon)
+
+
+@impl(graph.LayerNormOp)
+def _layer_norm(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    assert isinstance(op, graph.LayerNormOp)
+    x, scale, bias = args
+    axes = tuple(range(op.axis.value.data, x.ndim))
+    return (normalize(x, axes, op.epsilon.value.data) * scale + bias).astype(np.float32)
+
+
+@impl(graph.GroupNormOp)
+def _group_norm(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    assert isinstance(op, graph.GroupNormOp)
+    x, scale, bias = args
+    n, c, g = x.shape[0], x.shape[1], op.groups.value.data
+    grouped = normalize(x.reshape(n, g, -1), (2,), op.epsilon.value.data).reshape(x.shape)
+    per_channel = (1, c) + (1,) * (x.ndim - 2)
+    return (grouped * scale.reshape(per_channel) + bias.reshape(per_channel)).astype(np.float32)
 
 
 @impl(graph.PadOp)

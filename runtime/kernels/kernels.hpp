@@ -22,6 +22,7 @@
 //   layout.hpp       transpose
 //   norm.hpp         softmax, lrn
 //   resize.hpp       resize (Resize / Upsample through compile-time tap tables)
+//   reduce.hpp       reduce (ONNX Reduce*), row_norm (layer / group / instance normalisation)
 #pragma once
 
 #include "common.hpp"
@@ -35,6 +36,7 @@
 #include "qdepthwise.hpp"
 #include "qgemm.hpp"
 #include "quant.hpp"
+#include "reduce.hpp"
 #include "resize.hpp"
 #include "sparse.hpp"
 #include "winograd.hpp"

@@ -279,7 +279,7 @@ def import_model(
     weights: WeightStore | None = None,
 ) -> tuple[ModuleOp, WeightStore]:
     """Import an ONNX model into a `builtin.module` holding `func.func @main` of graph ops."""
-    from inferon.frontend.onnx import ops_elementwise, ops_nn, ops_quant, ops_resize, ops_shape  # noqa: F401
+    from inferon.frontend.onnx import ops_elementwise, ops_nn, ops_quant, ops_reduce, ops_resize, ops_shape  # noqa: F401
 
     proto = load_proto(model)
     graph = proto.graph

@@ -360,10 +360,10 @@ def convert_avg_pool(ctx: ImportContext, node: NodeProto) -> list[Value]:
 
 
 def _global_pool(ctx: ImportContext, node: NodeProto, cls: type) -> list[Value]:
-    return [_global_pool_value(ctx, ctx.value(node.input[0]), cls)]
+    return [global_pool_value(ctx, ctx.value(node.input[0]), cls)]
 
 
-def _global_pool_value(ctx: ImportContext, x: SSAValue, cls: type) -> SSAValue:
+def global_pool_value(ctx: ImportContext, x: SSAValue, cls: type) -> SSAValue:
     shape = shape_of(x)
     if len(shape) < 3:
         raise ctx.error(f"input must have spatial dimensions, got {list(shape)}")
@@ -379,30 +379,6 @@ def convert_global_avg_pool(ctx: ImportContext, node: NodeProto) -> list[Value]:
 @converter("GlobalMaxPool")
 def convert_global_max_pool(ctx: ImportContext, node: NodeProto) -> list[Value]:
     return _global_pool(ctx, node, graph.GlobalMaxPoolOp)
-
-
-@converter("ReduceMean", "ReduceMax")
-def convert_reduce_spatial(ctx: ImportContext, node: NodeProto) -> list[Value]:
-    """ReduceMean / ReduceMax over all the trailing (spatial) axes of an N, C, ... tensor — what
-    `x.mean(dim=(2, 3))` exports to — as a global pooling; other reductions are not supported."""
-    import numpy as np
-
-    x = ctx.value(node.input[0])
-    shape = shape_of(x)
-    rank = len(shape)
-    if ctx.opset >= 18:  # axes became an input
-        axes = ctx.require_const(node.input[1], "axes").astype(np.int64).tolist() if ctx.input(1) else None
-    else:
-        axes = ctx.attr("axes")
-    if axes is None and ctx.attr("noop_with_empty_axes", 0):
-        return [x]
-    axes = sorted(a % rank for a in axes) if axes is not None else list(range(rank))
-    if rank < 3 or axes != list(range(2, rank)):
-        raise ctx.unsupported(f"{node.op_type} over axes {axes} of a rank-{rank} tensor (only over all spatial axes 2..{rank - 1})")
-    cls = graph.GlobalAvgPoolOp if node.op_type == "ReduceMean" else graph.GlobalMaxPoolOp
-    y = _global_pool_value(ctx, x, cls)
-    keep = int(ctx.attr("keepdims", 1))
-    return [y if keep else reshape(ctx, y, shape[:2])]
 
 
 @converter("Pad", since=2)

@@ -64,6 +64,6 @@ def lookup(node: NodeProto, opset: int) -> Callable[..., list[Value]]:
 
 def supported_ops() -> list[str]:
     """Names of all ONNX ops with a converter (importing the converter modules first)."""
-    from inferon.frontend.onnx import ops_elementwise, ops_nn, ops_quant, ops_resize, ops_shape  # noqa: F401
+    from inferon.frontend.onnx import ops_elementwise, ops_nn, ops_quant, ops_reduce, ops_resize, ops_shape  # noqa: F401
 
     return sorted(k for k in _CONVERTERS if "::" not in k)

@@ -54,6 +54,7 @@ from inferon.ir.attrs import (
     EpilogueAttr,
     NearestModeAttr,
     QuantType,
+    ReduceKindAttr,
     ResizeModeAttr,
     SparseAttr,
     SparseFormatAttr,
@@ -705,6 +706,74 @@ class LRNOp(IRDLOperation):
 
 
 @irdl_op_definition
+class ReduceOp(IRDLOperation):
+    """ONNX Reduce* (`kind`) over `axes`, a run of consecutive axes (the importer transposes others
+    together); the result keeps the reduced axes as 1s (keepdims=0 is a reshape after it)."""
+
+    name = "graph.reduce"
+    input = operand_def(TensorType)
+    kind = prop_def(ReduceKindAttr)
+    axes = prop_def(DenseArrayBase)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+
+    def verify_(self) -> None:
+        x, y, axes = shape_of(self.input), shape_of(self.output), ints(self.axes)
+        if not axes or list(axes) != list(range(axes[0], axes[0] + len(axes))) or axes[0] < 0 or axes[-1] >= len(x):
+            raise VerifyException(f"graph.reduce: axes {list(axes)} must be consecutive axes of the rank-{len(x)} input")
+        if y != tuple(1 if i in axes else d for i, d in enumerate(x)):
+            raise VerifyException(f"graph.reduce: result shape {list(y)} does not keep input {list(x)} over axes {list(axes)}")
+
+
+@irdl_op_definition
+class LayerNormOp(IRDLOperation):
+    """ONNX LayerNormalization: each slice x[i..., :] over the axes from `axis` on is normalised
+    ((x - mean) / sqrt(var + epsilon)) and scaled / shifted element-wise by `scale` and `bias`, both of
+    the normalised shape x.shape[axis:]."""
+
+    name = "graph.layer_norm"
+    input = operand_def(TensorType)
+    scale = operand_def(TensorType)
+    bias = operand_def(TensorType)
+    axis = prop_def(IntegerAttr[IntegerType])
+    epsilon = prop_def(F32Attr)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+
+    def verify_(self) -> None:
+        x, axis = shape_of(self.input), self.axis.value.data
+        if not 0 <= axis < len(x) or shape_of(self.output) != x:
+            raise VerifyException(f"graph.layer_norm: axis {axis} / result shape do not fit input {list(x)}")
+        for v in (self.scale, self.bias):
+            if shape_of(v) != x[axis:]:
+                raise VerifyException(f"graph.layer_norm: scale and bias must have the normalised shape {list(x[axis:])}")
+
+
+@irdl_op_definition
+class GroupNormOp(IRDLOperation):
+    """ONNX GroupNormalization (InstanceNormalization when `groups` == C) of an [N, C, ...] tensor:
+    the channels of each group, with all their spatial positions, are normalised together, then
+    scaled and shifted per channel (`scale`, `bias`: [C])."""
+
+    name = "graph.group_norm"
+    input = operand_def(TensorType)
+    scale = operand_def(TensorType)
+    bias = operand_def(TensorType)
+    groups = prop_def(IntegerAttr[IntegerType])
+    epsilon = prop_def(F32Attr)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+
+    def verify_(self) -> None:
+        x, g = shape_of(self.input), self.groups.value.data
+        if len(x) < 2 or g < 1 or x[1] % g or shape_of(self.output) != x:
+            raise VerifyException(f"graph.group_norm: {g} groups do not divide the channels of {list(x)}")
+        for v in (self.scale, self.bias):
+            if shape_of(v) != (x[1],):
+                raise VerifyException(f"graph.group_norm: scale and bias must be per channel [{x[1]}]")
+
+
+@irdl_op_definition
 class PadOp(IRDLOperation):
     """ONNX Pad, constant mode, on the spatial axes of an NCHW tensor: pads = [top, left, bottom,
     right] (non-negative), `value` in the border. `fold-pad` merges a zero Pad into the Conv reading it."""
@@ -966,10 +1035,11 @@ Graph = Dialect(
         *BINARY_OPS, *UNARY_OPS,
         MaxPoolOp, AvgPoolOp, GlobalAvgPoolOp, GlobalMaxPoolOp,
         ConcatOp, ReshapeOp, TransposeOp, SoftmaxOp, LRNOp, IdentityOp, PadOp, ResizeOp,
+        ReduceOp, LayerNormOp, GroupNormOp,
         QuantizeOp, DequantizeOp, DynamicQuantizeOp, QConv2dOp, QMatMulOp, QAddOp,
     ],
     [
-        ActivationKindAttr, EpilogueAttr, ElementwiseKindAttr, SparseFormatAttr, SparseAttr, QuantType,
+        ActivationKindAttr, EpilogueAttr, ElementwiseKindAttr, ReduceKindAttr, SparseFormatAttr, SparseAttr, QuantType,
         ResizeModeAttr, CoordinateModeAttr, NearestModeAttr,
     ],
 )  # fmt: skip

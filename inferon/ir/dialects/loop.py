@@ -36,7 +36,7 @@ from xdsl.irdl import (
 )
 from xdsl.utils.exceptions import VerifyException
 
-from inferon.ir.attrs import NO_EPILOGUE, ElementwiseKindAttr, EpilogueAttr, SparseAttr, SparseFormat
+from inferon.ir.attrs import NO_EPILOGUE, ElementwiseKindAttr, EpilogueAttr, ReduceKindAttr, SparseAttr, SparseFormat
 from inferon.ir.dialects.graph import F32Attr
 from inferon.ir.winograd import TILES as WINOGRAD_TILES
 from inferon.ir.winograd import point_stride
@@ -472,6 +472,34 @@ class LRNOp(IRDLOperation):
     bias = prop_def(F32Attr)
 
 
+@irdl_op_definition
+class ReduceOp(IRDLOperation):
+    """y[o][i] = reduce(kind) over r of x[o][r][i], for x viewed as [outer, r, inner]."""
+
+    name = "loop.reduce"
+    input = operand_def(MemRefType)
+    output = operand_def(MemRefType)
+    view = prop_def(DenseArrayBase)
+    kind = prop_def(ReduceKindAttr)
+
+
+@irdl_op_definition
+class RowNormOp(IRDLOperation):
+    """Normalise each row of x viewed as [rows, channels_per_row * hw] to zero mean and unit variance
+    (epsilon added to the variance), then y = x_hat * scale[c] + bias[c] with c = (row % groups) *
+    channels_per_row + column / hw. view = [rows, groups, channels_per_row, hw]: a layer norm is
+    [outer, 1, len, 1] (an affine per column), a group norm [N * G, G, C / G, HW] (an instance norm:
+    G = C)."""
+
+    name = "loop.row_norm"
+    input = operand_def(MemRefType)
+    scale = operand_def(MemRefType)
+    bias = operand_def(MemRefType)
+    output = operand_def(MemRefType)
+    view = prop_def(DenseArrayBase)
+    epsilon = prop_def(F32Attr)
+
+
 class SpMMBase(IRDLOperation):
     """Fields shared by `loop.spmm` and `vec.spmm` (see loop.spmm)."""
 
@@ -766,7 +794,7 @@ class QGemmOp(QGemmBase):
 
 COMPUTE_OPS = (
     Conv2dOp, DepthwiseConv2dOp, ChannelAffineOp, Im2ColOp, Col2ImOp, WinogradInputOp, WinogradOutputOp, MatMulOp, Pool2dOp, GlobalPoolOp, BinaryOp, UnaryOp, CopyOp,
-    TransposeOp, SoftmaxOp, LRNOp, SpMMOp, QuantizeOp, DequantizeOp, DynamicQuantizeOp, QGemmOp, QAddOp, QDepthwiseConv2dOp, PadOp,
+    TransposeOp, SoftmaxOp, LRNOp, ReduceOp, RowNormOp, SpMMOp, QuantizeOp, DequantizeOp, DynamicQuantizeOp, QGemmOp, QAddOp, QDepthwiseConv2dOp, PadOp,
     ResizeOp,
 )  # fmt: skip
 

@@ -346,6 +346,29 @@ def _lrn(lw: Lowering, op: Operation, out: SSAValue) -> None:
     lw.emit(loop.LRNOp.create(operands=[lw.buffer(op.input), out], properties=props))
 
 
+@lowers(graph.ReduceOp)
+def _reduce(lw: Lowering, op: Operation, out: SSAValue) -> None:
+    assert isinstance(op, graph.ReduceOp)
+    shape, axes = shape_of(op.input), ints(op.axes)
+    view = (math.prod(shape[: axes[0]]), math.prod(shape[axes[0] : axes[-1] + 1]), math.prod(shape[axes[-1] + 1 :]))
+    lw.emit(loop.ReduceOp.create(operands=[lw.buffer(op.input), out], properties={"view": i64_array(view), "kind": op.kind}))
+
+
+@lowers(graph.LayerNormOp, graph.GroupNormOp)
+def _row_norm(lw: Lowering, op: Operation, out: SSAValue) -> None:
+    assert isinstance(op, graph.LayerNormOp | graph.GroupNormOp)
+    shape = shape_of(op.input)
+    if isinstance(op, graph.LayerNormOp):
+        axis = op.axis.value.data
+        view = (math.prod(shape[:axis]), 1, math.prod(shape[axis:]), 1)
+    else:
+        g = op.groups.value.data
+        view = (shape[0] * g, g, shape[1] // g, math.prod(shape[2:]))
+    operands = [lw.buffer(v) for v in (op.input, op.scale, op.bias)]
+    props = {"view": i64_array(view), "epsilon": op.epsilon}
+    lw.emit(loop.RowNormOp.create(operands=[*operands, out], properties=props))
+
+
 @lowers(graph.PadOp)
 def _pad(lw: Lowering, op: Operation, out: SSAValue) -> None:
     assert isinstance(op, graph.PadOp)
