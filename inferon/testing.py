@@ -173,11 +173,12 @@ def quantize_onnxruntime(
     weight_type: str = "int8",
     fmt: str = "qdq",
     extra_options: dict[str, object] | None = None,
+    reduce_range: bool = False,
 ) -> onnx.ModelProto:
     """`model` statically quantized by ONNX Runtime's own tools (quant_pre_process, then
     quantize_static with min/max calibration on `calibration`): QDQ (or QOperator, `fmt`) with
     int8 (or uint8) weights, per channel or not, and uint8 or int8 activations; `extra_options` go
-    to quantize_static (e.g. {"WeightSymmetric": True}). Old models (IR < 4, initializers
+    to quantize_static (e.g. {"WeightSymmetric": True}); `reduce_range` asks for 7-bit weights. Old models (IR < 4, initializers
     listed as inputs) are upgraded to IR 8 / opset 13 first."""
     import tempfile
 
@@ -201,6 +202,6 @@ def quantize_onnxruntime(
             per_channel=per_channel,
             activation_type=QuantType.QUInt8 if activation_type == "uint8" else QuantType.QInt8,
             weight_type=QuantType.QInt8 if weight_type == "int8" else QuantType.QUInt8,
-            extra_options=extra_options or {},
+            extra_options=extra_options or {}, reduce_range=reduce_range,
         )  # fmt: skip
         return onnx.load(dst)

@@ -457,7 +457,10 @@ def _within_one_step(out: np.ndarray, ref: np.ndarray, step: float) -> float:
         {"per_channel": True, "activation_type": "uint8"},
         {"per_channel": False, "activation_type": "uint8"},
         {"per_channel": True, "activation_type": "int8"},
-        {"per_channel": True, "activation_type": "uint8", "fmt": "qoperator"},
+        # 7-bit weights: ONNX Runtime's QLinearConv (QOperator) kernel on this CPU multiplies uint8 x
+        # full-range int8 with saturating 16-bit pair sums (up to 70 steps off the exact result at ~1 %
+        # of the first conv's outputs; Inferon matches the exact integer reference there)
+        {"per_channel": True, "activation_type": "uint8", "fmt": "qoperator", "reduce_range": True},
         {"per_channel": True, "weight_type": "uint8", "extra_options": {"WeightSymmetric": True}},
         {"per_channel": False, "weight_type": "uint8"},
     ],
@@ -973,7 +976,9 @@ def test_qoperator_model_with_uint8_input_and_output(tmp_path):
     integers, a uint8 graph output: runs as INT8 (one qgemm) and is bit-exact with ORT."""
     rng = np.random.default_rng(9)
     init = {
-        "sx": np.float32(0.02), "zx": np.uint8(128), "w": rng.integers(-100, 100, (8, 3, 3, 3)).astype(np.int8),
+        # 7-bit weights: without VNNI, ONNX Runtime's u8 x s8 QLinearConv saturates 16-bit pair sums
+        # (255 * 100 * 2 > 32767); full-range exactness is checked against the numpy reference
+        "sx": np.float32(0.02), "zx": np.uint8(128), "w": rng.integers(-64, 64, (8, 3, 3, 3)).astype(np.int8),
         "sw": np.float32(0.01), "zw": np.int8(0), "sy": np.float32(0.05), "zy": np.uint8(10),
         "b": rng.integers(-500, 500, 8).astype(np.int32),
     }  # fmt: skip
