@@ -14,6 +14,7 @@ import inferon
 from inferon.errors import ModelImportError, UnsupportedError
 from inferon.frontend.onnx.importer import import_model
 from inferon.ir.context import make_context
+from inferon.ir.dialects.graph import quant_of
 from inferon.pipeline import run_passes
 from inferon.testing import run_onnxruntime
 
@@ -201,8 +202,9 @@ def test_depth_to_space_and_space_to_depth(compile_and_load: Build) -> None:
         helper.make_node("DepthToSpace", ["x"], ["crd"], blocksize=2, mode="CRD"),
         helper.make_node("SpaceToDepth", ["x"], ["s2d"], blocksize=3),
         helper.make_node("DepthToSpace", ["s2d"], ["back"], blocksize=3, mode="CRD"),
+        helper.make_node("SpaceToDepth", ["x"], ["s2d_crd"], blocksize=3, mode="CRD"),  # opset 28
     ]
-    model = _model(nodes, {"x": (2, 8, 6, 9)}, ["dcr", "crd", "s2d", "back"])
+    model = _model(nodes, {"x": (2, 8, 6, 9)}, ["dcr", "crd", "s2d", "back", "s2d_crd"], opset=28)
     _check(compile_and_load, model, {"x": (2, 8, 6, 9)})
 
 
@@ -251,9 +253,58 @@ def _qdq_slice_model() -> onnx.ModelProto:
     return _model(nodes, {"x": (1, 4, 6, 6)}, ["y", "ya", "yb"], inits, opset=13)
 
 
+def _graph_ops(model: onnx.ModelProto, passes: list[str]) -> list[tuple[str, bool]]:
+    """(op name, result is quantized) after `passes`."""
+    module, weights = import_model(model)
+    run_passes(make_context(weights), module, passes)
+    return [(op.name, quant_of(op.results[0]) is not None) for op in module.walk() if op.name.startswith("graph.")]
+
+
 def test_qdq_slice_and_split_match_onnxruntime(compile_and_load: Build) -> None:
+    """QuantizeLinear -> Slice / Split -> DequantizeLinear: the windows copy the uint8 integers."""
     model = _qdq_slice_model()
     _check(compile_and_load, model, {"x": (1, 4, 6, 6)})
+    ops = _graph_ops(model, [])
+    assert ops.count(("graph.slice", True)) == 3 and ("graph.slice", False) not in ops, ops
+
+
+def test_dequantize_slice_quantize_folds_to_integer_slice(compile_and_load: Build) -> None:
+    """ORT-quantizer style DQ -> Slice -> Q (equal parameters): fold-qdq runs the window on the integers."""
+    inits = {"s": np.array(0.02, np.float32), "z": np.array(-3, np.int8), "st": _i64(1), "en": _i64(INT64_MAX),
+             "ax": _i64(-1), "pp": _i64(2)}  # fmt: skip
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+        helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d"]),
+        helper.make_node("Slice", ["d", "st", "en", "ax", "pp"], ["f"]),
+        helper.make_node("QuantizeLinear", ["f", "s", "z"], ["q2"]),
+        helper.make_node("DequantizeLinear", ["q2", "s", "z"], ["y"]),
+    ]
+    model = _model(nodes, {"x": (2, 3, 5, 40)}, ["y"], inits, opset=13)
+    _check(compile_and_load, model, {"x": (2, 3, 5, 40)})
+    ops = _graph_ops(model, ["fold-qdq"])
+    assert ("graph.slice", True) in ops and ("graph.slice", False) not in ops, ops
+
+
+def test_int8_input_windows(compile_and_load: Build) -> None:
+    """Slice / Gather / Split straight on an int8 graph input, int8 outputs (integer strided copies)."""
+    inits = [numpy_helper.from_array(v, k) for k, v in
+             {"st": _i64(0, -1), "en": _i64(INT64_MAX, INT64_MIN), "ax": _i64(1, 2), "pp": _i64(2, -3),
+              "i": np.array(1, np.int64)}.items()]  # fmt: skip
+    nodes = [
+        helper.make_node("Slice", ["x", "st", "en", "ax", "pp"], ["a"]),
+        helper.make_node("Gather", ["x", "i"], ["b"], axis=0),
+        helper.make_node("Split", ["x"], ["c", "d"], axis=1),
+    ]
+    outs = ["a", "b", "c", "d"]
+    graph = helper.make_graph(
+        nodes, "t", [helper.make_tensor_value_info("x", TensorProto.INT8, [2, 6, 9])],
+        [helper.make_tensor_value_info(n, TensorProto.INT8, None) for n in outs], inits,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    x = RNG.integers(-128, 128, (2, 6, 9)).astype(np.int8)
+    for got, want in zip(compile_and_load(model)(x), run_onnxruntime(model, {"x": x})):
+        assert got.dtype == np.int8
+        np.testing.assert_array_equal(got, want)
 
 
 # ------------------------------------------------------------------------------------- errors

@@ -23,7 +23,7 @@ def reshape(ctx: ImportContext, x: SSAValue, shape: tuple[int, ...]) -> SSAValue
         return x
     if math.prod(shape_of(x)) != math.prod(shape):
         raise ctx.error(f"cannot reshape {list(shape_of(x))} to {list(shape)}")
-    op = graph.ReshapeOp.create(operands=[x], result_types=[tensor_type(shape)])
+    op = graph.ReshapeOp.create(operands=[x], result_types=[tensor_type(shape, x.type.element_type)])  # type: ignore[attr-defined]
     return ctx.emit(op).results[0]
 
 
@@ -291,7 +291,8 @@ def convert_gather(ctx: ImportContext, node: NodeProto) -> list[Value]:
         out = list(shape)
         out[axis] = len(flat)
         props = {"axis": IntegerAttr(axis, i64)}
-        y = ctx.emit(graph.ConcatOp.create(operands=parts, properties=props, result_types=[tensor_type(out)])).results[0]
+        typ = tensor_type(out, x.type.element_type)  # type: ignore[attr-defined]
+        y = ctx.emit(graph.ConcatOp.create(operands=parts, properties=props, result_types=[typ])).results[0]
     return [reshape(ctx, y, (*shape[:axis], *indices.shape, *shape[axis + 1 :]))]
 
 
@@ -307,6 +308,15 @@ def _blocks(ctx: ImportContext, x: SSAValue) -> tuple[int, int, int, int, int]:
     return (*shape, int(b))  # type: ignore[return-value]
 
 
+def _mode(ctx: ImportContext) -> str:
+    """The `mode` attribute: DCR (depth-column-row, the default) or CRD."""
+    mode = ctx.attr("mode", b"DCR")
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    if mode not in ("DCR", "CRD"):
+        raise ctx.error(f"mode '{mode}' is neither DCR nor CRD")
+    return mode
+
+
 @converter("DepthToSpace")
 def convert_depth_to_space(ctx: ImportContext, node: NodeProto) -> list[Value]:
     """DepthToSpace (DCR or CRD mode): reshape, transpose, reshape."""
@@ -314,24 +324,21 @@ def convert_depth_to_space(ctx: ImportContext, node: NodeProto) -> list[Value]:
     n, c, h, w, b = _blocks(ctx, x)
     if c % (b * b):
         raise ctx.error(f"{c} channels are not divisible by blocksize^2 = {b * b}")
-    mode = ctx.attr("mode", b"DCR")
-    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
-    if mode == "DCR":
+    if _mode(ctx) == "DCR":
         split, perm = (n, b, b, c // (b * b), h, w), (0, 3, 4, 1, 5, 2)
-    elif mode == "CRD":
-        split, perm = (n, c // (b * b), b, b, h, w), (0, 1, 4, 2, 5, 3)
     else:
-        raise ctx.error(f"mode '{mode}' is neither DCR nor CRD")
+        split, perm = (n, c // (b * b), b, b, h, w), (0, 1, 4, 2, 5, 3)
     y = transpose(ctx, reshape(ctx, x, split), perm)
     return [reshape(ctx, y, (n, c // (b * b), h * b, w * b))]
 
 
 @converter("SpaceToDepth")
 def convert_space_to_depth(ctx: ImportContext, node: NodeProto) -> list[Value]:
-    """SpaceToDepth: reshape, transpose, reshape."""
+    """SpaceToDepth (DCR, or opset 28's CRD mode): reshape, transpose, reshape."""
     x = ctx.value(node.input[0])
     n, c, h, w, b = _blocks(ctx, x)
     if h % b or w % b:
         raise ctx.error(f"spatial size {h}x{w} is not divisible by blocksize {b}")
-    y = transpose(ctx, reshape(ctx, x, (n, c, h // b, b, w // b, b)), (0, 3, 5, 1, 2, 4))
+    perm = (0, 3, 5, 1, 2, 4) if _mode(ctx) == "DCR" else (0, 1, 3, 5, 2, 4)
+    y = transpose(ctx, reshape(ctx, x, (n, c, h // b, b, w // b, b)), perm)
     return [reshape(ctx, y, (n, c * b * b, h // b, w // b))]
