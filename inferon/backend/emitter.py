@@ -494,6 +494,15 @@ class CppEmitter:
         )
 
     @emit.register
+    def _(self, op: loop.StridedCopyOp) -> None:
+        shape, strides = ints(op.shape), ints(op.strides)
+        s, st = self.const_array(shape), self.const_array(strides)
+        self.line(
+            f"inferon::strided_copy({len(shape)}, {s}, {st}, {self.buf(op.input)} + {op.offset.value.data}, "
+            f"{self.buf(op.output)}, nt);"
+        )
+
+    @emit.register
     def _(self, op: loop.TransposeOp) -> None:
         shape, perm = ints(op.shape), ints(op.perm)
         s, p = self.const_array(shape), self.const_array(perm)

@@ -356,6 +356,16 @@ def _reshape(op: Operation, args: list[np.ndarray]) -> np.ndarray:
     return args[0].reshape(shape_of(op.results[0]))
 
 
+@impl(graph.SliceOp)
+def _slice(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    assert isinstance(op, graph.SliceOp)
+    index = tuple(
+        np.arange(n) * step + start
+        for start, step, n in zip(ints(op.starts), ints(op.steps), shape_of(op.output))
+    )
+    return args[0][np.ix_(*index)] if index else args[0]
+
+
 @impl(graph.TransposeOp)
 def _transpose(op: Operation, args: list[np.ndarray]) -> np.ndarray:
     assert isinstance(op, graph.TransposeOp)

@@ -1,4 +1,4 @@
-// Inferon layout kernels: transpose.
+// Inferon layout kernels: transpose, strided_copy (Slice / Split / Gather windows), pad2d.
 #pragma once
 
 #include "common.hpp"
@@ -48,7 +48,79 @@ INFERON_AVX2 inline void transpose2d_avx2(const float* s, int64_t ld_s, float* d
     for (int64_t c = 0; c < nc; c++) d[r * ld_d + c] = s[c * ld_s + r];
 }
 
+// d[k] = s[k * 2], k < n: two 8-float loads, even lanes picked by a shuffle (YOLOv5's Focus x[..., ::2]).
+// The last vector block must not read past s[2 * (n - 1)], hence k + 9 <= n.
+INFERON_AVX2 inline int64_t stride2_avx2(const float* s, float* d, int64_t n) {
+  int64_t k = 0;
+  for (; k + 9 <= n; k += 8) {
+    const __m256 a = _mm256_loadu_ps(s + 2 * k), b = _mm256_loadu_ps(s + 2 * k + 8);
+    const __m256 even = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));  // a0 a2 b0 b2 | a4 a6 b4 b6
+    _mm256_storeu_ps(d + k, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(even), 0xD8)));
+  }
+  return k;
+}
+
+// d[k] = s[k * stride], k < n, with 8-lane gathers (any other stride, negative ones included).
+INFERON_AVX2 inline int64_t gather_avx2(const float* s, int64_t stride, float* d, int64_t n) {
+  const __m256i lanes = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                           _mm256_set1_epi32(static_cast<int>(stride)));
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8) _mm256_storeu_ps(d + k, _mm256_i32gather_ps(s + k * stride, lanes, 4));
+  return k;
+}
+
+// One output row: y[k] = x[k * stride], k < n; memcpy when contiguous, AVX2 for strided floats.
+template <class T>
+inline void strided_row(const T* x, int64_t stride, T* y, int64_t n) {
+  if (stride == 1) {
+    std::memcpy(y, x, static_cast<size_t>(n) * sizeof(T));
+    return;
+  }
+  int64_t k = 0;
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_avx2() && stride == 2) k = stride2_avx2(x, y, n);
+    else if (use_avx2() && std::abs(stride) < (int64_t{1} << 27)) k = gather_avx2(x, stride, y, n);
+  }
+  for (; k < n; k++) y[k] = x[k * stride];
+}
+
 }  // namespace layout_detail
+
+// y[i0, .., i(r-1)] = x[sum_d i_d * strides[d]] for a dense y of `shape` (rank <= 8, strides in
+// elements, possibly negative; x already points at the window's first element). Rows of the
+// innermost dimension are split over the threads.
+template <class T>
+inline void strided_copy(int rank, const int64_t* shape, const int64_t* strides, const T* x, T* y,
+                         int num_threads = 1) {
+  int64_t total = 1;
+  for (int d = 0; d < rank; d++) total *= shape[d];
+  if (total == 0) return;
+  const int64_t inner = shape[rank - 1], sin = strides[rank - 1], rows = total / inner;
+  const int NT = threads_for(num_threads, static_cast<double>(total), 65536.0);
+#pragma omp parallel num_threads(NT) if (NT > 1)
+  {
+    const int nt = omp_get_num_threads(), id = omp_get_thread_num();
+    const int64_t r0 = rows * id / nt, r1 = rows * (id + 1) / nt;
+    if (r0 < r1) {
+      int64_t idx[INFERON_MAX_RANK] = {0};
+      int64_t rem = r0, off = 0;
+      for (int d = rank - 2; d >= 0; d--) {
+        idx[d] = rem % shape[d];
+        rem /= shape[d];
+        off += idx[d] * strides[d];
+      }
+      for (int64_t row = r0; row < r1; row++) {
+        layout_detail::strided_row(x + off, sin, y + row * inner, inner);
+        for (int d = rank - 2; d >= 0; d--) {
+          off += strides[d];
+          if (++idx[d] < shape[d]) break;
+          off -= strides[d] * shape[d];
+          idx[d] = 0;
+        }
+      }
+    }
+  }
+}
 
 // y = x.transpose(perm) for a dense row-major x of in_shape (rank <= 8); y is dense. Output dims
 // adjacent in x are merged first. Then: an inner dimension contiguous in x → memcpy of whole runs

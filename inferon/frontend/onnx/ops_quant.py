@@ -277,14 +277,22 @@ PASSTHROUGH = frozenset({
 })  # fmt: skip
 
 
+# of those, the ones whose converters only emit `graph.slice` / concat / reshape of the tensor: they
+# run on the per-tensor quantized integers directly
+STORED_WINDOWS = frozenset({"Slice", "Split", "Gather"})
+
+
 def convert_on_dequantized(ctx: ImportContext, node: NodeProto) -> list[Value]:
     """A data-movement op on a quantized tensor (QOperator models keep MaxPool, Reshape... on
-    uint8): dequantize, run the float converter, quantize the result with the same parameters."""
+    uint8): dequantize, run the float converter, quantize the result with the same parameters
+    (Slice / Split / Gather of a per-tensor quantized tensor copy its integers instead)."""
     x = ctx.env[node.input[0]]
     qx = quant_of(x) if isinstance(x, SSAValue) else None
     others = [n for n in node.input[1:] if n and isinstance(ctx.env[n], SSAValue) and quant_of(ctx.env[n])]
     if qx is None or others or not qx.per_tensor:
         raise ctx.unsupported(f"{node.op_type} on quantized tensors (only its first input may be quantized)")
+    if node.op_type in STORED_WINDOWS:  # graph.slice copies the stored integers (same parameters)
+        return lookup(node, ctx.opset)(ctx, node)
     inputs: dict[str, SSAValue | str | None] = {"x": ctx.emit(graph.DequantizeOp(x)).results[0]}
     for i, name in enumerate(node.input[1:], start=1):
         inputs[f"i{i}"] = name

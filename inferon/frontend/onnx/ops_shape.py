@@ -1,4 +1,5 @@
-"""Converters for data-movement ops: Reshape, Flatten, Squeeze, Unsqueeze, Transpose, Concat, and
+"""Converters for data-movement ops: Reshape, Flatten, Squeeze, Unsqueeze, Transpose, Concat, Slice,
+Split, Gather (constant indices), DepthToSpace, SpaceToDepth, and
 Shape/Size (which fold to constants because every shape is static)."""
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def reshape(ctx: ImportContext, x: SSAValue, shape: tuple[int, ...]) -> SSAValue
         return x
     if math.prod(shape_of(x)) != math.prod(shape):
         raise ctx.error(f"cannot reshape {list(shape_of(x))} to {list(shape)}")
-    op = graph.ReshapeOp.create(operands=[x], result_types=[tensor_type(shape)])
+    op = graph.ReshapeOp.create(operands=[x], result_types=[tensor_type(shape, x.type.element_type)])  # type: ignore[attr-defined]
     return ctx.emit(op).results[0]
 
 
@@ -154,3 +155,190 @@ def convert_shape(ctx: ImportContext, node: NodeProto) -> list[Value]:
 @converter("Size")
 def convert_size(ctx: ImportContext, node: NodeProto) -> list[Value]:
     return [np.array(math.prod(ctx.shape(node.input[0])), dtype=np.int64)]
+
+
+# ------------------------------------------------------------------- windows: Slice, Split, Gather
+def window(
+    ctx: ImportContext, x: SSAValue, starts: list[int], steps: list[int], counts: list[int]
+) -> SSAValue:
+    """A `graph.slice` of x (per axis: `counts[i]` elements from `starts[i]` by `steps[i]`); x itself
+    when the window is all of it."""
+    shape = shape_of(x)
+    if min(counts, default=1) < 1:
+        raise ctx.unsupported(f"the result has a zero-sized dimension {counts} (empty tensors are not supported)")
+    if all(s == 0 and st == 1 and n == d for s, st, n, d in zip(starts, steps, counts, shape)):
+        return x
+    props = {"starts": i64_array(starts), "steps": i64_array(steps)}
+    op = graph.SliceOp.create(operands=[x], properties=props, result_types=[tensor_type(counts, x.type.element_type)])  # type: ignore[attr-defined]
+    return ctx.emit(op).results[0]
+
+
+def _axis(ctx: ImportContext, axis: int, rank: int) -> int:
+    if not -rank <= axis < rank:
+        raise ctx.error(f"axis {axis} is out of range for rank {rank}")
+    return axis % rank
+
+
+def _ints(ctx: ImportContext, name: str, what: str) -> list[int]:
+    value = ctx.require_const(name, what)
+    if value.dtype.kind not in "iu" or value.ndim > 1:
+        raise ctx.error(f"{what} must be a 1-D integer tensor, got {value.dtype} {list(value.shape)}")
+    return [int(v) for v in value.reshape(-1)]
+
+
+@converter("Slice")
+def convert_slice(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    """Slice: opset 1-9 attributes starts / ends / axes; opset >= 10 constant inputs starts, ends,
+    axes, steps. Negative indices count from the end; out-of-range ones are clamped (INT64_MAX ends)."""
+    x = ctx.value(node.input[0])
+    shape = shape_of(x)
+    rank = len(shape)
+    if ctx.opset >= 10:
+        starts, ends = _ints(ctx, node.input[1], "starts"), _ints(ctx, node.input[2], "ends")
+        axes = _ints(ctx, ctx.input(3), "axes") if ctx.input(3) else None
+        steps = _ints(ctx, ctx.input(4), "steps") if ctx.input(4) else [1] * len(starts)
+    else:
+        starts, ends = [int(v) for v in ctx.attr("starts", [])], [int(v) for v in ctx.attr("ends", [])]
+        axes = ctx.attr("axes")
+        steps = [1] * len(starts)
+    axes = list(range(len(starts))) if axes is None else [_axis(ctx, int(a), rank) for a in axes]
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise ctx.error(f"starts {starts}, ends {ends}, axes {axes} and steps {steps} differ in length")
+    if len(set(axes)) != len(axes):
+        raise ctx.error(f"axes {axes} repeat an axis")
+    begin, step_of, counts = [0] * rank, [1] * rank, list(shape)
+    for axis, start, end, step in zip(axes, starts, ends, steps):
+        if step == 0:
+            raise ctx.error(f"step along axis {axis} is 0")
+        picked = range(*slice(start, end, step).indices(shape[axis]))  # ONNX's clamping is Python's
+        begin[axis], step_of[axis], counts[axis] = (picked.start if picked else 0), step, len(picked)
+    return [window(ctx, x, begin, step_of, counts)]
+
+
+def _split_sizes(ctx: ImportContext, node: NodeProto, extent: int, outputs: int) -> list[int]:
+    """Split lengths: the `split` attribute (opset < 13) or constant input (opset >= 13; also accepted
+    at opset 1), opset 18's `num_outputs` (the last chunk smaller), else equal parts."""
+    split: list[int] | None = None
+    if ctx.input(1) and (ctx.opset >= 13 or ctx.opset < 2):
+        split = _ints(ctx, node.input[1], "split")
+    elif ctx.opset < 13 and ctx.attr("split") is not None:
+        split = [int(v) for v in ctx.attr("split")]
+    num_outputs = ctx.attr("num_outputs") if ctx.opset >= 18 else None
+    if split is not None:
+        if num_outputs is not None:
+            raise ctx.error("both 'split' and 'num_outputs' are given")
+    elif num_outputs is not None:
+        if num_outputs != outputs or num_outputs < 1:
+            raise ctx.error(f"num_outputs = {num_outputs} but the node has {outputs} outputs")
+        chunk = -(-extent // num_outputs)
+        split = [min(chunk, max(0, extent - i * chunk)) for i in range(num_outputs)]
+    else:
+        if extent % outputs:
+            raise ctx.error(f"cannot split {extent} elements into {outputs} equal parts")
+        split = [extent // outputs] * outputs
+    if len(split) != outputs or sum(split) != extent or min(split) < 0:
+        raise ctx.error(f"split {split} does not cut {extent} elements into the node's {outputs} outputs")
+    return split
+
+
+@converter("Split")
+def convert_split(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    """Split: one `graph.slice` per output along `axis`."""
+    x = ctx.value(node.input[0])
+    shape = shape_of(x)
+    axis = _axis(ctx, int(ctx.attr("axis", 0)), len(shape))
+    sizes = _split_sizes(ctx, node, shape[axis], len(node.output))
+    results: list[Value] = []
+    start = 0
+    for size in sizes:
+        begin, counts = [0] * len(shape), list(shape)
+        begin[axis], counts[axis] = start, size
+        results.append(window(ctx, x, begin, [1] * len(shape), counts))
+        start += size
+    return results
+
+
+@converter("Gather")
+def convert_gather(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    """Gather with constant indices (any shape, negative ones from the end): one `graph.slice` per run
+    of indices in arithmetic progression, concatenated, reshaped to data[:axis] + indices + data[axis+1:]."""
+    x = ctx.value(node.input[0])
+    shape = shape_of(x)
+    axis = _axis(ctx, int(ctx.attr("axis", 0)), len(shape))
+    indices = ctx.require_const(node.input[1], "indices")
+    if indices.dtype.kind not in "iu":
+        raise ctx.error(f"indices must be integers, got {indices.dtype}")
+    flat = [int(i) for i in indices.reshape(-1)]
+    extent = shape[axis]
+    if any(not -extent <= i < extent for i in flat):
+        raise ctx.error(f"indices {flat} are out of range for axis {axis} of size {extent}")
+    flat = [i % extent for i in flat]
+    if not flat:
+        raise ctx.unsupported("empty indices give an empty tensor (empty tensors are not supported)")
+    parts, i = [], 0
+    while i < len(flat):  # greedy runs start, start + step, ... with step != 0
+        step = flat[i + 1] - flat[i] if i + 1 < len(flat) else 1
+        n = 1
+        if step:
+            while i + n < len(flat) and flat[i + n] - flat[i + n - 1] == step:
+                n += 1
+        begin, steps, counts = [0] * len(shape), [1] * len(shape), list(shape)
+        begin[axis], steps[axis], counts[axis] = flat[i], step or 1, n
+        parts.append(window(ctx, x, begin, steps, counts))
+        i += n
+    y = parts[0]
+    if len(parts) > 1:
+        out = list(shape)
+        out[axis] = len(flat)
+        props = {"axis": IntegerAttr(axis, i64)}
+        typ = tensor_type(out, x.type.element_type)  # type: ignore[attr-defined]
+        y = ctx.emit(graph.ConcatOp.create(operands=parts, properties=props, result_types=[typ])).results[0]
+    return [reshape(ctx, y, (*shape[:axis], *indices.shape, *shape[axis + 1 :]))]
+
+
+# ------------------------------------------------------------------- DepthToSpace, SpaceToDepth
+def _blocks(ctx: ImportContext, x: SSAValue) -> tuple[int, int, int, int, int]:
+    """(N, C, H, W, blocksize) of a DepthToSpace / SpaceToDepth input."""
+    shape = shape_of(x)
+    if len(shape) != 4:
+        raise ctx.error(f"input must be rank 4 (NCHW), got {list(shape)}")
+    b = ctx.attr("blocksize")
+    if b is None or int(b) < 1:
+        raise ctx.error(f"attribute 'blocksize' must be a positive integer, got {b}")
+    return (*shape, int(b))  # type: ignore[return-value]
+
+
+def _mode(ctx: ImportContext) -> str:
+    """The `mode` attribute: DCR (depth-column-row, the default) or CRD."""
+    mode = ctx.attr("mode", b"DCR")
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    if mode not in ("DCR", "CRD"):
+        raise ctx.error(f"mode '{mode}' is neither DCR nor CRD")
+    return mode
+
+
+@converter("DepthToSpace")
+def convert_depth_to_space(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    """DepthToSpace (DCR or CRD mode): reshape, transpose, reshape."""
+    x = ctx.value(node.input[0])
+    n, c, h, w, b = _blocks(ctx, x)
+    if c % (b * b):
+        raise ctx.error(f"{c} channels are not divisible by blocksize^2 = {b * b}")
+    if _mode(ctx) == "DCR":
+        split, perm = (n, b, b, c // (b * b), h, w), (0, 3, 4, 1, 5, 2)
+    else:
+        split, perm = (n, c // (b * b), b, b, h, w), (0, 1, 4, 2, 5, 3)
+    y = transpose(ctx, reshape(ctx, x, split), perm)
+    return [reshape(ctx, y, (n, c // (b * b), h * b, w * b))]
+
+
+@converter("SpaceToDepth")
+def convert_space_to_depth(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    """SpaceToDepth (DCR, or opset 28's CRD mode): reshape, transpose, reshape."""
+    x = ctx.value(node.input[0])
+    n, c, h, w, b = _blocks(ctx, x)
+    if h % b or w % b:
+        raise ctx.error(f"spatial size {h}x{w} is not divisible by blocksize {b}")
+    perm = (0, 3, 5, 1, 2, 4) if _mode(ctx) == "DCR" else (0, 1, 3, 5, 2, 4)
+    y = transpose(ctx, reshape(ctx, x, (n, c, h // b, b, w // b, b)), perm)
+    return [reshape(ctx, y, (n, c * b * b, h // b, w // b))]

@@ -669,6 +669,34 @@ class ReshapeOp(IRDLOperation):
 
 
 @irdl_op_definition
+class SliceOp(IRDLOperation):
+    """A strided window of the input (ONNX Slice, Split, Gather with constant indices): along axis i,
+    output[.., k, ..] = input[.., starts[i] + k * steps[i], ..] for k < output.shape[i]; steps are
+    non-zero and may be negative, every index read is inside the input."""
+
+    name = "graph.slice"
+    input = operand_def(TensorType)
+    starts = prop_def(DenseArrayBase)
+    steps = prop_def(DenseArrayBase)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+
+    def verify_(self) -> None:
+        x, y = shape_of(self.input), shape_of(self.output)
+        starts, steps = ints(self.starts), ints(self.steps)
+        if not len(x) == len(y) == len(starts) == len(steps):
+            raise VerifyException("graph.slice: input, output, starts and steps must have the same rank")
+        for axis, (d, n, start, step) in enumerate(zip(x, y, starts, steps)):
+            last = start + (n - 1) * step
+            if step == 0 or n < 1 or not (0 <= start < d and 0 <= last < d):
+                raise VerifyException(
+                    f"graph.slice: axis {axis} reads {n} elements from {start} by {step}, outside [0, {d})"
+                )
+        if quant_of(self.input) != quant_of(self.output):
+            raise VerifyException("graph.slice must keep the element type")
+
+
+@irdl_op_definition
 class TransposeOp(IRDLOperation):
     """ONNX Transpose with an explicit permutation."""
 
@@ -1034,7 +1062,7 @@ Graph = Dialect(
         WeightOp, Conv2dOp, ConvTranspose2dOp, MatMulOp, ChannelAffineOp, BatchNormOp,
         *BINARY_OPS, *UNARY_OPS,
         MaxPoolOp, AvgPoolOp, GlobalAvgPoolOp, GlobalMaxPoolOp,
-        ConcatOp, ReshapeOp, TransposeOp, SoftmaxOp, LRNOp, IdentityOp, PadOp, ResizeOp,
+        ConcatOp, ReshapeOp, SliceOp, TransposeOp, SoftmaxOp, LRNOp, IdentityOp, PadOp, ResizeOp,
         ReduceOp, LayerNormOp, GroupNormOp,
         QuantizeOp, DequantizeOp, DynamicQuantizeOp, QConv2dOp, QMatMulOp, QAddOp,
     ],

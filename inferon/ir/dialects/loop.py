@@ -42,6 +42,7 @@ from inferon.ir.winograd import TILES as WINOGRAD_TILES
 from inferon.ir.winograd import point_stride
 
 I64Attr = IntegerAttr[IntegerType]
+MAX_RANK = 8  # INFERON_MAX_RANK of the runtime kernels
 
 
 @irdl_attr_definition
@@ -437,6 +438,34 @@ class CopyOp(IRDLOperation):
 
 
 @irdl_op_definition
+class StridedCopyOp(IRDLOperation):
+    """y[i0, .., ik] = x[offset + sum_d i_d * strides[d]] for y dense of `shape` (a Slice / Split /
+    Gather window; strides in elements, possibly negative). `convert-graph-to-loop` merges dimensions
+    that stay linear and drops size-1 ones, so a contiguous window is `shape = [n], strides = [1]`
+    (which `elide-copies` turns into a `loop.slice`)."""
+
+    name = "loop.strided_copy"
+    input = operand_def(MemRefType)
+    output = operand_def(MemRefType)
+    shape = prop_def(DenseArrayBase)
+    strides = prop_def(DenseArrayBase)
+    offset = prop_def(I64Attr)
+
+    def verify_(self) -> None:
+        shape, strides = self.shape.get_values(), self.strides.get_values()
+        size = math.prod(self.input.type.get_shape())  # type: ignore[attr-defined]
+        if len(shape) != len(strides) or len(shape) > MAX_RANK or min(shape, default=1) < 1:
+            raise VerifyException(f"loop.strided_copy: bad shape {list(shape)} / strides {list(strides)}")
+        if math.prod(shape) != math.prod(self.output.type.get_shape()):  # type: ignore[attr-defined]
+            raise VerifyException("loop.strided_copy: shape does not match the output's size")
+        off = self.offset.value.data
+        lo = off + sum(min(0, (n - 1) * s) for n, s in zip(shape, strides))  # type: ignore[operator]
+        hi = off + sum(max(0, (n - 1) * s) for n, s in zip(shape, strides))  # type: ignore[operator]
+        if lo < 0 or hi >= size:
+            raise VerifyException(f"loop.strided_copy reads [{lo}, {hi}], outside its input of {size} elements")
+
+
+@irdl_op_definition
 class TransposeOp(IRDLOperation):
     """y = x.transpose(perm) for x of `shape`."""
 
@@ -794,7 +823,7 @@ class QGemmOp(QGemmBase):
 
 COMPUTE_OPS = (
     Conv2dOp, DepthwiseConv2dOp, ChannelAffineOp, Im2ColOp, Col2ImOp, WinogradInputOp, WinogradOutputOp, MatMulOp, Pool2dOp, GlobalPoolOp, BinaryOp, UnaryOp, CopyOp,
-    TransposeOp, SoftmaxOp, LRNOp, ReduceOp, RowNormOp, SpMMOp, QuantizeOp, DequantizeOp, DynamicQuantizeOp, QGemmOp, QAddOp, QDepthwiseConv2dOp, PadOp,
+    StridedCopyOp, TransposeOp, SoftmaxOp, LRNOp, ReduceOp, RowNormOp, SpMMOp, QuantizeOp, DequantizeOp, DynamicQuantizeOp, QGemmOp, QAddOp, QDepthwiseConv2dOp, PadOp,
     ResizeOp,
 )  # fmt: skip
 

@@ -318,6 +318,41 @@ def _reshape(lw: Lowering, op: Operation, out: SSAValue) -> None:
     lw.emit(copy_op(lw.buffer(op.operands[0]), out, 1, size, size, 0))
 
 
+def strided_view(
+    in_shape: tuple[int, ...], starts: tuple[int, ...], steps: tuple[int, ...], out_shape: tuple[int, ...]
+) -> tuple[list[int], list[int], int]:
+    """(shape, element strides, offset) reading the window `starts` / `steps` / `out_shape` of a
+    row-major `in_shape`, with size-1 dimensions dropped and dimensions that stay linear merged (a
+    contiguous window becomes `[n], [1]`)."""
+    dense, acc = [0] * len(in_shape), 1
+    for d in reversed(range(len(in_shape))):
+        dense[d] = acc
+        acc *= in_shape[d]
+    offset = sum(start * s for start, s in zip(starts, dense))
+    shape: list[int] = []
+    strides: list[int] = []
+    for n, step, s in zip(out_shape, steps, dense):
+        if n == 1:
+            continue
+        if shape and strides[-1] == step * s * n:
+            shape[-1] *= n
+            strides[-1] = step * s
+            continue
+        shape.append(n)
+        strides.append(step * s)
+    return shape or [1], strides or [1], offset
+
+
+@lowers(graph.SliceOp)
+def _slice(lw: Lowering, op: Operation, out: SSAValue) -> None:
+    assert isinstance(op, graph.SliceOp)
+    shape, strides, offset = strided_view(shape_of(op.input), ints(op.starts), ints(op.steps), shape_of(op.output))
+    if len(shape) > loop.MAX_RANK:
+        raise PassError(f"convert-graph-to-loop: {op.name} needs {len(shape)} strided dimensions (at most {loop.MAX_RANK})")
+    props = {"shape": i64_array(shape), "strides": i64_array(strides), "offset": i64_attr(offset)}
+    lw.emit(loop.StridedCopyOp.create(operands=[lw.buffer(op.input), out], properties=props))
+
+
 @lowers(graph.TransposeOp)
 def _transpose(lw: Lowering, op: Operation, out: SSAValue) -> None:
     assert isinstance(op, graph.TransposeOp)

@@ -37,7 +37,7 @@ from inferon.ir.weights import WeightStore
 from inferon.passes.graph.fold_constants import weights_context
 
 # ops that only select or move values: on quantized tensors they run on the integers directly
-PASSTHROUGH_OPS = (graph.MaxPoolOp, graph.GlobalMaxPoolOp, graph.ConcatOp, graph.ReshapeOp)
+PASSTHROUGH_OPS = (graph.MaxPoolOp, graph.GlobalMaxPoolOp, graph.ConcatOp, graph.ReshapeOp, graph.SliceOp)
 # average pools on quantized tensors: the mean of the dequantized values, quantized with the output's type
 AVERAGE_POOLS = (graph.AvgPoolOp, graph.GlobalAvgPoolOp)
 
@@ -174,7 +174,7 @@ class _Folder:
 
     def passthrough(self, q: graph.QuantizeOp) -> bool:
         """quantize(op(dequantize(x), ...)) for a data-movement op whose inputs and output share one
-        quantization: the op runs on the integers (MaxPool / GlobalMaxPool / Concat / Reshape)."""
+        quantization: the op runs on the integers (MaxPool / GlobalMaxPool / Concat / Reshape / Slice)."""
         op = q.input.owner
         if isinstance(op, AVERAGE_POOLS) and _single_use(q.input):
             dq = _producer(op.operands[0], graph.DequantizeOp)
