@@ -61,14 +61,16 @@ def _mish(x: np.ndarray) -> np.ndarray:
 UNARY: dict[int, tuple[str, Callable[..., np.ndarray], float, float, float, float]] = {
     17: ("hard_swish", lambda x, a, b: x * np.clip(x / 6 + 0.5, 0, 1), 0, 0, 1e-6, 1e-7),
     18: ("selu", lambda x, a, b: b * np.where(x > 0, x, a * np.expm1(np.minimum(x, 0))), SELU_A, SELU_G, 2e-6, 2e-7),
-    19: ("celu", lambda x, a, b: np.maximum(x, 0) + np.minimum(0, a * np.expm1(np.minimum(x, 0) / a)), 0.7, 0, 2e-6, 2e-7),
+    19: ("celu", lambda x, a, b: np.maximum(x, 0) + np.minimum(0, a * np.expm1(np.minimum(x, 0) / a)), 0.7, 0,
+         2e-6, 2e-7),
     20: ("thresholded_relu", lambda x, a, b: np.where(x > a, x, 0), 0.3, 0, 0, 0),
     21: ("softsign", lambda x, a, b: x / (1 + np.abs(x)), 0, 0, 1e-6, 0),
     22: ("mish", lambda x, a, b: _mish(x), 0, 0, 2e-6, 1e-30),
     23: ("erf", lambda x, a, b: _erf(x), 0, 0, 2e-6, 0),
     # float32 rounding of x / sqrt(2) alone moves erfc by ~2 z^2 * 6e-8 relative, for x << 0
     24: ("gelu", lambda x, a, b: 0.5 * x * _erfc(-x / np.sqrt(2)), 0, 0, 2e-5, 1e-30),
-    25: ("gelu_tanh", lambda x, a, b: x / (1 + np.exp(-2 * np.sqrt(2 / np.pi) * (x + 0.044715 * x**3))), 0, 0, 2e-5, 1e-30),
+    25: ("gelu_tanh", lambda x, a, b: x / (1 + np.exp(-2 * np.sqrt(2 / np.pi) * (x + 0.044715 * x**3))), 0, 0,
+         2e-5, 1e-30),
     26: ("sign", lambda x, a, b: np.sign(x), 0, 0, 0, 0),
     27: ("round", lambda x, a, b: np.round(x), 0, 0, 0, 0),
     28: ("sin", lambda x, a, b: np.sin(x), 0, 0, 2e-6, 2e-7),
@@ -99,7 +101,8 @@ def _inputs(name: str) -> np.ndarray:
     rng = np.random.default_rng(11)
     parts = [
         np.linspace(-12, 12, 4001), rng.standard_normal(999) * 3, np.geomspace(1e-8, 1e4, 300),
-        -np.geomspace(1e-8, 1e4, 300), [0.0, -0.0, 0.5, -0.5, 1.5, 2.5, -2.5, 1e-38, -1e-38, 3.0, -3.0, 6.0, 19.9, 20.1],
+        -np.geomspace(1e-8, 1e4, 300),
+        [0.0, -0.0, 0.5, -0.5, 1.5, 2.5, -2.5, 1e-38, -1e-38, 3.0, -3.0, 6.0, 19.9, 20.1],
         np.arange(-40, 41) * 0.5,
     ]  # fmt: skip
     if name in ("sin", "cos"):
@@ -266,7 +269,7 @@ def test_prelu_runtime_slope(isa: str, compile_and_load: Callable[..., inferon.C
     model = make_model([helper.make_node("PRelu", ["x", "s"], ["y"])], {"x": (2, 6, 5, 9), "s": (6, 1, 1)}, ["y"])
     monkeypatch.setenv("INFERON_ISA", isa)
     rng = np.random.default_rng(3)
-    feeds = {"x": rng.standard_normal((2, 6, 5, 9)).astype(np.float32), "s": rng.standard_normal((6, 1, 1)).astype(np.float32)}
+    feeds = {n: rng.standard_normal(shape).astype(np.float32) for n, shape in [("x", (2, 6, 5, 9)), ("s", (6, 1, 1))]}
     got = compile_and_load(model).run(feeds)["y"]
     np.testing.assert_array_equal(got, run_onnxruntime(model, feeds)[0])
 

@@ -18,6 +18,7 @@ BINARY: dict[str, type[graph.BinaryOp]] = {
     "Pow": graph.PowOp, "Max": graph.MaxOp, "Min": graph.MinOp, "Sum": graph.AddOp,
 }  # fmt: skip
 
+SELU_ALPHA, SELU_GAMMA = 1.67326319217681884765625, 1.05070102214813232421875
 # ONNX op → (graph op, {onnx attribute: (graph property, default)})
 UNARY: dict[str, tuple[type[graph.UnaryOp], dict[str, tuple[str, float]]]] = {
     "Relu": (graph.ReluOp, {}),
@@ -35,7 +36,7 @@ UNARY: dict[str, tuple[type[graph.UnaryOp], dict[str, tuple[str, float]]]] = {
     "Elu": (graph.EluOp, {"alpha": ("alpha", 1.0)}),
     "HardSigmoid": (graph.HardSigmoidOp, {"alpha": ("alpha", 0.2), "beta": ("beta", 0.5)}),
     "Softplus": (graph.SoftplusOp, {}),
-    "Selu": (graph.SeluOp, {"alpha": ("alpha", 1.67326319217681884765625), "gamma": ("beta", 1.05070102214813232421875)}),
+    "Selu": (graph.SeluOp, {"alpha": ("alpha", SELU_ALPHA), "gamma": ("beta", SELU_GAMMA)}),
     "Celu": (graph.CeluOp, {"alpha": ("alpha", 1.0)}),
     "ThresholdedRelu": (graph.ThresholdedReluOp, {"alpha": ("alpha", 1.0)}),
     "Softsign": (graph.SoftsignOp, {}),
@@ -46,7 +47,9 @@ UNARY: dict[str, tuple[type[graph.UnaryOp], dict[str, tuple[str, float]]]] = {
     "Cos": (graph.CosOp, {}),
 }
 # ops that appeared in later opsets (registered from that version on)
-UNARY_SINCE: dict[str, tuple[int, type[graph.UnaryOp]]] = {"HardSwish": (14, graph.HardSwishOp), "Mish": (18, graph.MishOp)}
+UNARY_SINCE: dict[str, tuple[int, type[graph.UnaryOp]]] = {
+    "HardSwish": (14, graph.HardSwishOp), "Mish": (18, graph.MishOp),
+}  # fmt: skip
 GELU: dict[str, type[graph.UnaryOp]] = {"none": graph.GeluOp, "tanh": graph.GeluTanhOp}
 
 
