@@ -323,8 +323,11 @@ def test_mobilenet_v3_block(isa: str, compile_and_load: Callable[..., inferon.Co
     np.testing.assert_allclose(compiled.run({"x": x})["y"], run_onnxruntime(model, {"x": x})[0], rtol=1e-4, atol=1e-5)
 
 
-def test_hard_swish_fused_into_gemm_and_winograd(compile_and_load: Callable[..., inferon.CompiledModel]) -> None:
+@pytest.mark.parametrize("isa", ISAS)
+def test_hard_swish_fused_into_gemm_and_winograd(isa: str, compile_and_load: Callable[..., inferon.CompiledModel],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     """HardSwish in the epilogue of a Winograd conv (3x3, 16 -> 16 channels) and of a Gemm."""
+    monkeypatch.setenv("INFERON_ISA", isa)
     rng = np.random.default_rng(6)
     init = {"w": rng.standard_normal((16, 16, 3, 3)) * 0.2, "fc": rng.standard_normal((16 * 10 * 12, 10)) * 0.05}
     nodes = [
