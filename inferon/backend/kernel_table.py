@@ -12,6 +12,7 @@ BINARY_KERNELS: dict[ElementwiseKind, str] = {
     ElementwiseKind.MAX: "inferon::BIN_MAX",
     ElementwiseKind.MIN: "inferon::BIN_MIN",
     ElementwiseKind.POW: "inferon::BIN_POW",
+    ElementwiseKind.PRELU: "inferon::BIN_PRELU",
 }
 
 UNARY_KERNELS: dict[ElementwiseKind, str] = {
@@ -31,6 +32,19 @@ UNARY_KERNELS: dict[ElementwiseKind, str] = {
     ElementwiseKind.ELU: "inferon::UN_ELU",
     ElementwiseKind.HARD_SIGMOID: "inferon::UN_HARD_SIGMOID",
     ElementwiseKind.SOFTPLUS: "inferon::UN_SOFTPLUS",
+    ElementwiseKind.HARD_SWISH: "inferon::UN_HARD_SWISH",
+    ElementwiseKind.SELU: "inferon::UN_SELU",
+    ElementwiseKind.CELU: "inferon::UN_CELU",
+    ElementwiseKind.THRESHOLDED_RELU: "inferon::UN_THRESHOLDED_RELU",
+    ElementwiseKind.SOFTSIGN: "inferon::UN_SOFTSIGN",
+    ElementwiseKind.MISH: "inferon::UN_MISH",
+    ElementwiseKind.ERF: "inferon::UN_ERF",
+    ElementwiseKind.GELU: "inferon::UN_GELU",
+    ElementwiseKind.GELU_TANH: "inferon::UN_GELU_TANH",
+    ElementwiseKind.SIGN: "inferon::UN_SIGN",
+    ElementwiseKind.ROUND: "inferon::UN_ROUND",
+    ElementwiseKind.SIN: "inferon::UN_SIN",
+    ElementwiseKind.COS: "inferon::UN_COS",
 }
 
 REDUCE_KERNELS: dict[ReduceKind, str] = {kind: f"inferon::RED_{kind.name}" for kind in ReduceKind}
@@ -41,6 +55,7 @@ ACTIVATIONS: dict[ActivationKind, str] = {
     ActivationKind.LEAKY_RELU: "inferon::ACT_LEAKY_RELU",
     ActivationKind.CLIP: "inferon::ACT_CLIP",
     ActivationKind.SIGMOID: "inferon::ACT_SIGMOID",
+    ActivationKind.HARD_SWISH: "inferon::ACT_HARD_SWISH",
 }
 
 SPARSE_FORMATS: dict[SparseFormat, str] = {

@@ -1,7 +1,7 @@
 """Typed attributes shared by Inferon's dialects.
 
 `#graph.epilogue<kind, alpha, beta>` describes the element-wise activation a fused op applies before its
-store (ReLU, LeakyReLU(alpha), Clip(alpha, beta), Sigmoid). Sparse and quantized encodings will live
+store (ReLU, LeakyReLU(alpha), Clip(alpha, beta), Sigmoid, HardSwish). Sparse and quantized encodings will live
 here too, as further typed attributes on weights: `#graph.sparse<format, density, index_bits>` says
 how a weight matrix is stored (dense, CSR or 2:4) and how dense it is. `!graph.quant<storage, scales,
 zero_points, axis>` is the element type of quantized tensors (like MLIR's `!quant.uniform`).
@@ -36,6 +36,7 @@ class ActivationKind(StrEnum):
     LEAKY_RELU = "leaky_relu"
     CLIP = "clip"
     SIGMOID = "sigmoid"
+    HARD_SWISH = "hard_swish"
 
 
 @irdl_attr_definition
@@ -49,7 +50,7 @@ class ActivationKindAttr(EnumAttribute[ActivationKind], SpacedOpaqueSyntaxAttrib
 class EpilogueAttr(ParametrizedAttribute):
     """Activation applied in registers after bias and residual: kind, alpha and beta.
 
-    LeakyReLU uses alpha as slope; Clip clamps to [alpha, beta]; the others ignore both.
+    LeakyReLU uses alpha as slope; Clip clamps to [alpha, beta]; the others (Sigmoid, HardSwish) ignore both.
     """
 
     name = "graph.epilogue"
@@ -79,6 +80,7 @@ class ElementwiseKind(StrEnum):
     MAX = "max"
     MIN = "min"
     POW = "pow"
+    PRELU = "prelu"  # lhs if lhs >= 0 else lhs * rhs (rhs: the slope)
     RELU = "relu"
     LEAKY_RELU = "leaky_relu"
     CLIP = "clip"
@@ -95,6 +97,19 @@ class ElementwiseKind(StrEnum):
     ELU = "elu"
     HARD_SIGMOID = "hard_sigmoid"
     SOFTPLUS = "softplus"
+    HARD_SWISH = "hard_swish"
+    SELU = "selu"
+    CELU = "celu"
+    THRESHOLDED_RELU = "thresholded_relu"
+    SOFTSIGN = "softsign"
+    MISH = "mish"
+    ERF = "erf"
+    GELU = "gelu"
+    GELU_TANH = "gelu_tanh"
+    SIGN = "sign"
+    ROUND = "round"
+    SIN = "sin"
+    COS = "cos"
 
 
 @irdl_attr_definition

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -29,6 +30,9 @@ def impl(*classes: type[Operation]) -> Callable[[Impl], Impl]:
     return register
 
 
+_ERF = np.vectorize(math.erf, otypes=[np.float64])
+_ERFC = np.vectorize(math.erfc, otypes=[np.float64])
+
 ELEMENTWISE: dict[ElementwiseKind, Callable[[np.ndarray, np.ndarray | float, float], np.ndarray]] = {
     ElementwiseKind.ADD: lambda a, b, _: a + b,
     ElementwiseKind.SUB: lambda a, b, _: a - b,
@@ -37,6 +41,7 @@ ELEMENTWISE: dict[ElementwiseKind, Callable[[np.ndarray, np.ndarray | float, flo
     ElementwiseKind.MAX: lambda a, b, _: np.maximum(a, b),
     ElementwiseKind.MIN: lambda a, b, _: np.minimum(a, b),
     ElementwiseKind.POW: lambda a, b, _: np.power(a, b),
+    ElementwiseKind.PRELU: lambda a, b, _: np.where(a < 0, a * b, a),
     ElementwiseKind.RELU: lambda x, a, b: np.maximum(x, 0),
     ElementwiseKind.LEAKY_RELU: lambda x, a, b: np.where(x >= 0, x, a * x),
     ElementwiseKind.CLIP: lambda x, a, b: np.minimum(np.maximum(x, a), b),
@@ -53,6 +58,19 @@ ELEMENTWISE: dict[ElementwiseKind, Callable[[np.ndarray, np.ndarray | float, flo
     ElementwiseKind.ELU: lambda x, a, b: np.where(x > 0, x, a * (np.exp(x) - 1)),
     ElementwiseKind.HARD_SIGMOID: lambda x, a, b: np.clip(a * x + b, 0, 1),
     ElementwiseKind.SOFTPLUS: lambda x, a, b: np.log1p(np.exp(x)),
+    ElementwiseKind.HARD_SWISH: lambda x, a, b: x * np.clip(x / 6 + 0.5, 0, 1),
+    ElementwiseKind.SELU: lambda x, a, b: b * np.where(x > 0, x, a * np.expm1(np.minimum(x, 0))),
+    ElementwiseKind.CELU: lambda x, a, b: np.maximum(x, 0) + np.minimum(0, a * np.expm1(np.minimum(x, 0) / a)),
+    ElementwiseKind.THRESHOLDED_RELU: lambda x, a, b: np.where(x > a, x, 0),
+    ElementwiseKind.SOFTSIGN: lambda x, a, b: x / (1 + np.abs(x)),
+    ElementwiseKind.MISH: lambda x, a, b: x * np.tanh(np.logaddexp(0, x)),
+    ElementwiseKind.ERF: lambda x, a, b: _ERF(x),
+    ElementwiseKind.GELU: lambda x, a, b: 0.5 * x * _ERFC(-x / np.sqrt(2)),
+    ElementwiseKind.GELU_TANH: lambda x, a, b: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3))),
+    ElementwiseKind.SIGN: lambda x, a, b: np.sign(x),
+    ElementwiseKind.ROUND: lambda x, a, b: np.round(x),
+    ElementwiseKind.SIN: lambda x, a, b: np.sin(x),
+    ElementwiseKind.COS: lambda x, a, b: np.cos(x),
 }
 
 ACTIVATION_KIND = {
@@ -60,6 +78,7 @@ ACTIVATION_KIND = {
     ActivationKind.LEAKY_RELU: ElementwiseKind.LEAKY_RELU,
     ActivationKind.CLIP: ElementwiseKind.CLIP,
     ActivationKind.SIGMOID: ElementwiseKind.SIGMOID,
+    ActivationKind.HARD_SWISH: ElementwiseKind.HARD_SWISH,
 }
 
 

@@ -36,7 +36,10 @@ inline bool use_avx2() { return isa() >= INFERON_ISA_AVX2; }
 // Wall-clock seconds (profiling).
 inline double now_seconds() { return omp_get_wtime(); }
 
-enum Act : int { ACT_NONE = 0, ACT_RELU = 1, ACT_LEAKY_RELU = 2, ACT_CLIP = 3, ACT_SIGMOID = 4 };
+enum Act : int { ACT_NONE = 0, ACT_RELU = 1, ACT_LEAKY_RELU = 2, ACT_CLIP = 3, ACT_SIGMOID = 4, ACT_HARD_SWISH = 5 };
+
+// HardSwish: x * HardSigmoid(x) with alpha = 1/6, beta = 1/2.
+inline float hard_swish(float v) { return v * std::min(std::max(v * (1.f / 6.f) + 0.5f, 0.f), 1.f); }
 
 // Scalar activation (shared by the scalar paths and edge handling).
 inline float apply_act(float v, int act, float alpha, float beta) {
@@ -45,6 +48,7 @@ inline float apply_act(float v, int act, float alpha, float beta) {
     case ACT_LEAKY_RELU: return v < 0.f ? v * alpha : v;
     case ACT_CLIP: return std::min(std::max(v, alpha), beta);
     case ACT_SIGMOID: return 1.f / (1.f + std::exp(-v));
+    case ACT_HARD_SWISH: return hard_swish(v);
     default: return v;
   }
 }
@@ -67,11 +71,12 @@ INFERON_AVX2_INLINE __m256i mask_first(int64_t n) {
                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-// exp(x), Cephes-style polynomial (relative error ~2 ulp); x clamped to [-88.38, 88.38].
+// exp(x), Cephes-style polynomial (relative error ~2 ulp); x clamped to [-88.38, 88.38], NaN kept
+// (max/min return their second operand when one is NaN).
 INFERON_AVX2_INLINE __m256 exp256(__m256 x) {
   const __m256 hi = _mm256_set1_ps(88.3762626647949f);
   const __m256 lo = _mm256_set1_ps(-88.3762626647949f);
-  x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+  x = _mm256_min_ps(hi, _mm256_max_ps(lo, x));
   __m256 fx = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
@@ -116,6 +121,11 @@ INFERON_AVX2_INLINE __m256 tanh256(__m256 x) {
   return _mm256_blendv_ps(big, small, is_small);
 }
 
+INFERON_AVX2_INLINE __m256 hard_swish256(__m256 v) {
+  const __m256 t = _mm256_fmadd_ps(v, _mm256_set1_ps(1.f / 6.f), _mm256_set1_ps(0.5f));
+  return _mm256_mul_ps(v, _mm256_min_ps(_mm256_max_ps(t, _mm256_setzero_ps()), _mm256_set1_ps(1.f)));
+}
+
 // Fused activation on a vector (alpha/beta as in Epilogue).
 INFERON_AVX2_INLINE __m256 act256(__m256 v, int act, __m256 alpha, __m256 beta) {
   switch (act) {
@@ -125,6 +135,7 @@ INFERON_AVX2_INLINE __m256 act256(__m256 v, int act, __m256 alpha, __m256 beta) 
                               _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
     case ACT_CLIP: return _mm256_min_ps(_mm256_max_ps(v, alpha), beta);
     case ACT_SIGMOID: return sigmoid256(v);
+    case ACT_HARD_SWISH: return hard_swish256(v);
     default: return v;
   }
 }

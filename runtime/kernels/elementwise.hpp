@@ -5,12 +5,17 @@
 
 namespace inferon {
 
-enum BinOp : int { BIN_ADD = 0, BIN_SUB = 1, BIN_MUL = 2, BIN_DIV = 3, BIN_MAX = 4, BIN_MIN = 5, BIN_POW = 6 };
+// BIN_PRELU: a < 0 ? a * b : a (b: the slope).
+enum BinOp : int { BIN_ADD = 0, BIN_SUB = 1, BIN_MUL = 2, BIN_DIV = 3, BIN_MAX = 4, BIN_MIN = 5, BIN_POW = 6,
+                   BIN_PRELU = 7 };
 
-// Same numbers as Act where shared. HardSigmoid: max(0, min(1, alpha*x + beta)); Elu uses alpha.
+// Same numbers as Act for ReLU..Sigmoid. HardSigmoid: max(0, min(1, alpha*x + beta)); Elu, Celu and
+// ThresholdedRelu use alpha; Selu is beta * Elu(alpha) (beta = ONNX's gamma).
 enum UnOp : int { UN_RELU = 1, UN_LEAKY_RELU = 2, UN_CLIP = 3, UN_SIGMOID = 4, UN_TANH = 5, UN_EXP = 6,
                   UN_LOG = 7, UN_ABS = 8, UN_NEG = 9, UN_SQRT = 10, UN_RECIPROCAL = 11, UN_FLOOR = 12, UN_CEIL = 13,
-                  UN_ELU = 14, UN_HARD_SIGMOID = 15, UN_SOFTPLUS = 16 };
+                  UN_ELU = 14, UN_HARD_SIGMOID = 15, UN_SOFTPLUS = 16, UN_HARD_SWISH = 17, UN_SELU = 18,
+                  UN_CELU = 19, UN_THRESHOLDED_RELU = 20, UN_SOFTSIGN = 21, UN_MISH = 22, UN_ERF = 23,
+                  UN_GELU = 24, UN_GELU_TANH = 25, UN_SIGN = 26, UN_ROUND = 27, UN_SIN = 28, UN_COS = 29 };
 
 namespace ew_detail {
 
@@ -23,7 +28,8 @@ inline float bin_scalar(float a, float b) {
     case BIN_DIV: return a / b;
     case BIN_MAX: return a > b ? a : b;
     case BIN_MIN: return a < b ? a : b;
-    default: return std::pow(a, b);
+    case BIN_POW: return std::pow(a, b);
+    default: return a < 0.f ? a * b : a;  // BIN_PRELU
   }
 }
 
@@ -36,7 +42,8 @@ INFERON_AVX2_INLINE __m256 bin_vec(__m256 a, __m256 b) {
     case BIN_DIV: return _mm256_div_ps(a, b);
     // (a > b ? a : b) like the scalar path: max_ps(b, a) returns a when a > b
     case BIN_MAX: return _mm256_max_ps(b, a);
-    default: return _mm256_min_ps(b, a);
+    case BIN_MIN: return _mm256_min_ps(b, a);
+    default: return _mm256_blendv_ps(a, _mm256_mul_ps(a, b), _mm256_cmp_ps(a, _mm256_setzero_ps(), _CMP_LT_OQ));
   }
 }
 
@@ -154,6 +161,15 @@ inline void binary_op(const BinSpace& s, const float* a, const float* b, float* 
 // ------------------------------------------------------------------------------------ unary
 inline float softplus(float x) { return x > 20.f ? x : std::log1p(std::exp(x)); }
 
+constexpr float kSqrtHalf = 0.70710678118654752f, kSqrt2OverPi = 0.79788456080286536f;
+
+// Ops that evaluate exp / erf / sin (threads pay off sooner).
+constexpr bool un_transcendental(int op) {
+  return op == UN_SIGMOID || op == UN_TANH || op == UN_EXP || op == UN_ELU || op == UN_LOG || op == UN_SOFTPLUS ||
+         op == UN_SELU || op == UN_CELU || op == UN_MISH || op == UN_ERF || op == UN_GELU || op == UN_GELU_TANH ||
+         op == UN_SIN || op == UN_COS;
+}
+
 inline float un_scalar(int op, float x, float alpha, float beta) {
   switch (op) {
     case UN_RELU: return x > 0.f ? x : 0.f;
@@ -172,6 +188,19 @@ inline float un_scalar(int op, float x, float alpha, float beta) {
     case UN_ELU: return x > 0.f ? x : alpha * (std::exp(x) - 1.f);
     case UN_HARD_SIGMOID: return std::max(0.f, std::min(1.f, alpha * x + beta));
     case UN_SOFTPLUS: return softplus(x);
+    case UN_HARD_SWISH: return hard_swish(x);
+    case UN_SELU: return beta * (x > 0.f ? x : alpha * std::expm1(x));
+    case UN_CELU: return std::max(x, 0.f) + std::min(0.f, alpha * std::expm1(x / alpha));
+    case UN_THRESHOLDED_RELU: return x > alpha ? x : 0.f;
+    case UN_SOFTSIGN: return x / (1.f + std::fabs(x));
+    case UN_MISH: return x * std::tanh(softplus(x));
+    case UN_ERF: return std::erf(x);
+    case UN_GELU: return 0.5f * x * std::erfc(-x * kSqrtHalf);  // erfc: no cancellation for x << 0
+    case UN_GELU_TANH: return x / (1.f + std::exp(-2.f * kSqrt2OverPi * (x + 0.044715f * x * x * x)));
+    case UN_SIGN: return x > 0.f ? 1.f : x < 0.f ? -1.f : x == x ? 0.f : x;
+    case UN_ROUND: return std::nearbyint(x);  // default rounding mode: halves to even
+    case UN_SIN: return std::sin(x);
+    case UN_COS: return std::cos(x);
     default: return x;
   }
 }
@@ -179,6 +208,126 @@ inline float un_scalar(int op, float x, float alpha, float beta) {
 template <int OP>
 inline void un_loop_scalar(int64_t n, const float* x, float* y, float alpha, float beta) {
   for (int64_t i = 0; i < n; i++) y[i] = un_scalar(OP, x[i], alpha, beta);
+}
+
+// Odd Taylor polynomial of erf for |x| <= 0.5 (truncation error < 1e-9).
+INFERON_AVX2_INLINE __m256 erf_small256(__m256 x) {
+  const __m256 z = _mm256_mul_ps(x, x);
+  __m256 p = _mm256_set1_ps(1.2055332981789664e-4f);             // 2/sqrt(pi) / 9360
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-8.5483270234508e-4f));  // -2/sqrt(pi) / 1320
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(5.2239776254421e-3f));   // 2/sqrt(pi) / 216
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-2.6866170645131e-2f));  // -2/sqrt(pi) / 42
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.1283791670955e-1f));   // 2/sqrt(pi) / 10
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-3.7612638903183e-1f));  // -2/sqrt(pi) / 3
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.1283791670955e0f));    // 2/sqrt(pi)
+  return _mm256_mul_ps(p, x);
+}
+
+// erfc(a) for a >= 0.5 (Numerical Recipes' erfcc, Chebyshev fit: relative error < 1.2e-7 for all a >= 0).
+INFERON_AVX2_INLINE __m256 erfc_large256(__m256 a) {
+  const __m256 one = _mm256_set1_ps(1.f);
+  const __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(0.5f), a, one));
+  __m256 p = _mm256_set1_ps(0.17087277f);
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.82215223f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.48851587f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.13520398f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.27886807f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.18628806f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.09678418f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.37409196f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.00002368f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.26551223f));
+  return _mm256_mul_ps(t, exp256(_mm256_fnmadd_ps(a, a, p)));
+}
+
+// erfc(|x|): relative error ~1e-6 for every x (no cancellation in 1 - erf for small |x|).
+INFERON_AVX2_INLINE __m256 erfc_abs256(__m256 ax) {
+  const __m256 small = _mm256_cmp_ps(ax, _mm256_set1_ps(0.5f), _CMP_LT_OQ);
+  return _mm256_blendv_ps(erfc_large256(ax), _mm256_sub_ps(_mm256_set1_ps(1.f), erf_small256(ax)), small);
+}
+
+INFERON_AVX2_INLINE __m256 erf256(__m256 x) {
+  const __m256 sign = _mm256_set1_ps(-0.f);
+  const __m256 ax = _mm256_andnot_ps(sign, x);
+  const __m256 big = _mm256_or_ps(_mm256_sub_ps(_mm256_set1_ps(1.f), erfc_large256(ax)), _mm256_and_ps(x, sign));
+  return _mm256_blendv_ps(big, erf_small256(x), _mm256_cmp_ps(ax, _mm256_set1_ps(0.5f), _CMP_LT_OQ));
+}
+
+// x/2 * (1 + erf(x/sqrt2)) = x/2 * erfc(-x/sqrt2): erfc(|z|) for x < 0, 2 - erfc(|z|) for x >= 0.
+INFERON_AVX2_INLINE __m256 gelu256(__m256 x) {
+  const __m256 c = erfc_abs256(_mm256_andnot_ps(_mm256_set1_ps(-0.f), _mm256_mul_ps(x, _mm256_set1_ps(kSqrtHalf))));
+  const __m256 f = _mm256_blendv_ps(_mm256_sub_ps(_mm256_set1_ps(2.f), c), c,
+                                    _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
+  return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), f);
+}
+
+// x/2 * (1 + tanh(z)) = x / (1 + exp(-2z)), z = sqrt(2/pi) (x + 0.044715 x^3): no cancellation for x << 0.
+INFERON_AVX2_INLINE __m256 gelu_tanh256(__m256 x) {
+  const __m256 x2 = _mm256_mul_ps(x, x);
+  const __m256 z = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(-2.f * kSqrt2OverPi), x),
+                                 _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), x2, _mm256_set1_ps(1.f)));
+  return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.f), exp256(z)));
+}
+
+// x tanh(softplus(x)) = x n / (n + 2), n = e^x (e^x + 2); x itself above 20 (where e^2x would overflow).
+INFERON_AVX2_INLINE __m256 mish256(__m256 x) {
+  const __m256 e = exp256(x);
+  const __m256 n = _mm256_mul_ps(e, _mm256_add_ps(e, _mm256_set1_ps(2.f)));
+  const __m256 y = _mm256_div_ps(_mm256_mul_ps(x, n), _mm256_add_ps(n, _mm256_set1_ps(2.f)));
+  return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, _mm256_set1_ps(20.f), _CMP_GT_OQ));
+}
+
+// 1, -1, 0 for +-0 (as numpy and ONNX Runtime), NaN for NaN.
+INFERON_AVX2_INLINE __m256 sign256(__m256 x) {
+  const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.f);
+  const __m256 s = _mm256_sub_ps(_mm256_and_ps(_mm256_cmp_ps(x, zero, _CMP_GT_OQ), one),
+                                 _mm256_and_ps(_mm256_cmp_ps(x, zero, _CMP_LT_OQ), one));
+  return _mm256_blendv_ps(s, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+
+// sin / cos (Cephes sinf/cosf: octant reduction by pi/4 in three parts, two minimax polynomials); lanes
+// with |x| > 8192 (where the reduction loses accuracy), inf or NaN are recomputed with std::sin / std::cos.
+template <bool COS>
+INFERON_AVX2_INLINE __m256 sincos256(__m256 x) {
+  const __m256 sign = _mm256_set1_ps(-0.f);
+  const __m256 ax = _mm256_andnot_ps(sign, x);
+  __m256i j = _mm256_cvttps_epi32(_mm256_mul_ps(ax, _mm256_set1_ps(1.27323954473516f)));  // 4/pi
+  j = _mm256_and_si256(_mm256_add_epi32(j, _mm256_set1_epi32(1)), _mm256_set1_epi32(~1));
+  const __m256 y = _mm256_cvtepi32_ps(j);
+  __m256i flip;
+  if (COS) {
+    j = _mm256_sub_epi32(j, _mm256_set1_epi32(2));
+    flip = _mm256_slli_epi32(_mm256_andnot_si256(j, _mm256_set1_epi32(4)), 29);
+  } else {
+    flip = _mm256_xor_si256(_mm256_slli_epi32(_mm256_and_si256(j, _mm256_set1_epi32(4)), 29),
+                            _mm256_castps_si256(_mm256_and_ps(x, sign)));
+  }
+  const __m256 use_sin = _mm256_castsi256_ps(
+      _mm256_cmpeq_epi32(_mm256_and_si256(j, _mm256_set1_epi32(2)), _mm256_setzero_si256()));
+  __m256 r = _mm256_fnmadd_ps(y, _mm256_set1_ps(0.78515625f), ax);
+  r = _mm256_fnmadd_ps(y, _mm256_set1_ps(2.4187564849853515625e-4f), r);
+  r = _mm256_fnmadd_ps(y, _mm256_set1_ps(3.77489497744594108e-8f), r);
+  const __m256 z = _mm256_mul_ps(r, r);
+  __m256 c = _mm256_set1_ps(2.443315711809948e-5f);
+  c = _mm256_fmadd_ps(c, z, _mm256_set1_ps(-1.388731625493765e-3f));
+  c = _mm256_fmadd_ps(c, z, _mm256_set1_ps(4.166664568298827e-2f));
+  c = _mm256_mul_ps(_mm256_mul_ps(c, z), z);
+  c = _mm256_add_ps(_mm256_fnmadd_ps(_mm256_set1_ps(0.5f), z, c), _mm256_set1_ps(1.f));
+  __m256 s = _mm256_set1_ps(-1.9515295891e-4f);
+  s = _mm256_fmadd_ps(s, z, _mm256_set1_ps(8.3321608736e-3f));
+  s = _mm256_fmadd_ps(s, z, _mm256_set1_ps(-1.6666654611e-1f));
+  s = _mm256_fmadd_ps(_mm256_mul_ps(s, z), r, r);
+  __m256 out = _mm256_xor_ps(_mm256_blendv_ps(c, s, use_sin), _mm256_castsi256_ps(flip));
+  const int slow = _mm256_movemask_ps(_mm256_cmp_ps(ax, _mm256_set1_ps(8192.f), _CMP_NLE_UQ));
+  if (slow) {
+    alignas(32) float xs[8], ys[8];
+    _mm256_store_ps(xs, x);
+    _mm256_store_ps(ys, out);
+    for (int i = 0; i < 8; i++)
+      if (slow >> i & 1) ys[i] = COS ? std::cos(xs[i]) : std::sin(xs[i]);
+    out = _mm256_load_ps(ys);
+  }
+  return out;
 }
 
 template <int OP>
@@ -202,6 +351,23 @@ INFERON_AVX2_INLINE __m256 un_vec(__m256 x, __m256 va, __m256 vb) {
       return _mm256_blendv_ps(_mm256_mul_ps(va, _mm256_sub_ps(exp256(x), one)), x,
                               _mm256_cmp_ps(x, zero, _CMP_GT_OQ));
     case UN_HARD_SIGMOID: return _mm256_min_ps(_mm256_max_ps(_mm256_fmadd_ps(va, x, vb), zero), one);
+    case UN_HARD_SWISH: return hard_swish256(x);
+    case UN_SELU:
+      return _mm256_mul_ps(vb, _mm256_blendv_ps(_mm256_mul_ps(va, _mm256_sub_ps(exp256(x), one)), x,
+                                                _mm256_cmp_ps(x, zero, _CMP_GT_OQ)));
+    case UN_CELU:  // max(zero, x), min(zero, e): NaN in x stays NaN
+      return _mm256_add_ps(_mm256_max_ps(zero, x),
+                           _mm256_min_ps(zero, _mm256_mul_ps(va, _mm256_sub_ps(exp256(_mm256_div_ps(x, va)), one))));
+    case UN_THRESHOLDED_RELU: return _mm256_and_ps(x, _mm256_cmp_ps(x, va, _CMP_GT_OQ));
+    case UN_SOFTSIGN: return _mm256_div_ps(x, _mm256_add_ps(one, _mm256_andnot_ps(_mm256_set1_ps(-0.f), x)));
+    case UN_MISH: return mish256(x);
+    case UN_ERF: return erf256(x);
+    case UN_GELU: return gelu256(x);
+    case UN_GELU_TANH: return gelu_tanh256(x);
+    case UN_SIGN: return sign256(x);
+    case UN_ROUND: return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    case UN_SIN: return sincos256<false>(x);
+    case UN_COS: return sincos256<true>(x);
     default: return x;
   }
 }
@@ -227,8 +393,7 @@ inline void un_loop(bool avx2, int64_t n, const float* x, float* y, float alpha,
 template <int OP>
 inline void unary_op(int64_t n, const float* x, float* y, float alpha, float beta, int num_threads) {
   const bool avx2 = use_avx2();
-  const double cost = (OP == UN_SIGMOID || OP == UN_TANH || OP == UN_EXP || OP == UN_ELU ||
-                       OP == UN_LOG || OP == UN_SOFTPLUS) ? 8.0 : 1.0;
+  const double cost = un_transcendental(OP) ? 8.0 : 1.0;
   const int T = threads_for(num_threads, static_cast<double>(n) * cost, 65536.0);
   if (T <= 1) return un_loop<OP>(avx2, n, x, y, alpha, beta);
 #pragma omp parallel num_threads(T)
@@ -270,6 +435,7 @@ inline void binary(int op, int rank, const int64_t* out_shape, const float* a, c
     case BIN_DIV: return ew_detail::binary_op<BIN_DIV>(s, a, b, y, num_threads);
     case BIN_MAX: return ew_detail::binary_op<BIN_MAX>(s, a, b, y, num_threads);
     case BIN_MIN: return ew_detail::binary_op<BIN_MIN>(s, a, b, y, num_threads);
+    case BIN_PRELU: return ew_detail::binary_op<BIN_PRELU>(s, a, b, y, num_threads);
     default: return ew_detail::binary_op<BIN_POW>(s, a, b, y, num_threads);
   }
 }
@@ -284,7 +450,11 @@ inline void unary(int op, int64_t n, const float* x, float* y, float alpha, floa
     INFERON_UN_CASE(UN_LOG) INFERON_UN_CASE(UN_ABS) INFERON_UN_CASE(UN_NEG)
     INFERON_UN_CASE(UN_SQRT) INFERON_UN_CASE(UN_RECIPROCAL) INFERON_UN_CASE(UN_FLOOR)
     INFERON_UN_CASE(UN_CEIL) INFERON_UN_CASE(UN_ELU) INFERON_UN_CASE(UN_HARD_SIGMOID)
-    INFERON_UN_CASE(UN_SOFTPLUS)
+    INFERON_UN_CASE(UN_SOFTPLUS) INFERON_UN_CASE(UN_HARD_SWISH) INFERON_UN_CASE(UN_SELU)
+    INFERON_UN_CASE(UN_CELU) INFERON_UN_CASE(UN_THRESHOLDED_RELU) INFERON_UN_CASE(UN_SOFTSIGN)
+    INFERON_UN_CASE(UN_MISH) INFERON_UN_CASE(UN_ERF) INFERON_UN_CASE(UN_GELU)
+    INFERON_UN_CASE(UN_GELU_TANH) INFERON_UN_CASE(UN_SIGN) INFERON_UN_CASE(UN_ROUND)
+    INFERON_UN_CASE(UN_SIN) INFERON_UN_CASE(UN_COS)
 #undef INFERON_UN_CASE
     default:
       if (x != y) std::memcpy(y, x, static_cast<size_t>(n) * sizeof(float));

@@ -140,7 +140,7 @@ struct Zmm {
       case ACT_LEAKY_RELU: return _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, z, _CMP_LT_OQ), v, _mm512_set1_ps(alpha));
       case ACT_CLIP: return _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(alpha)), _mm512_set1_ps(beta));
       case ACT_NONE: return v;
-      default: {  // sigmoid: two AVX2 halves
+      default: {  // sigmoid, hard swish: two AVX2 halves
         const __m512d d = _mm512_castps_pd(v);
         const __m256 lo = _mm256_castpd_ps(_mm512_castpd512_pd256(d));
         const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(d, 1));

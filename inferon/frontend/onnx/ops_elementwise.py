@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from onnx import NodeProto
 from xdsl.ir import SSAValue
@@ -16,6 +18,7 @@ BINARY: dict[str, type[graph.BinaryOp]] = {
     "Pow": graph.PowOp, "Max": graph.MaxOp, "Min": graph.MinOp, "Sum": graph.AddOp,
 }  # fmt: skip
 
+SELU_ALPHA, SELU_GAMMA = 1.67326319217681884765625, 1.05070102214813232421875
 # ONNX op → (graph op, {onnx attribute: (graph property, default)})
 UNARY: dict[str, tuple[type[graph.UnaryOp], dict[str, tuple[str, float]]]] = {
     "Relu": (graph.ReluOp, {}),
@@ -33,7 +36,21 @@ UNARY: dict[str, tuple[type[graph.UnaryOp], dict[str, tuple[str, float]]]] = {
     "Elu": (graph.EluOp, {"alpha": ("alpha", 1.0)}),
     "HardSigmoid": (graph.HardSigmoidOp, {"alpha": ("alpha", 0.2), "beta": ("beta", 0.5)}),
     "Softplus": (graph.SoftplusOp, {}),
+    "Selu": (graph.SeluOp, {"alpha": ("alpha", SELU_ALPHA), "gamma": ("beta", SELU_GAMMA)}),
+    "Celu": (graph.CeluOp, {"alpha": ("alpha", 1.0)}),
+    "ThresholdedRelu": (graph.ThresholdedReluOp, {"alpha": ("alpha", 1.0)}),
+    "Softsign": (graph.SoftsignOp, {}),
+    "Erf": (graph.ErfOp, {}),
+    "Sign": (graph.SignOp, {}),
+    "Round": (graph.RoundOp, {}),
+    "Sin": (graph.SinOp, {}),
+    "Cos": (graph.CosOp, {}),
 }
+# ops that appeared in later opsets (registered from that version on)
+UNARY_SINCE: dict[str, tuple[int, type[graph.UnaryOp]]] = {
+    "HardSwish": (14, graph.HardSwishOp), "Mish": (18, graph.MishOp),
+}  # fmt: skip
+GELU: dict[str, type[graph.UnaryOp]] = {"none": graph.GeluOp, "tanh": graph.GeluTanhOp}
 
 
 def binary(ctx: ImportContext, cls: type[graph.BinaryOp], a: SSAValue, b: SSAValue) -> SSAValue:
@@ -66,8 +83,48 @@ def convert_binary(ctx: ImportContext, node: NodeProto) -> list[Value]:
 def convert_unary(ctx: ImportContext, node: NodeProto) -> list[Value]:
     cls, attrs = UNARY[node.op_type]
     params = {prop: float(ctx.attr(name, default)) for name, (prop, default) in attrs.items()}
+    if cls is graph.CeluOp and params["alpha"] == 0:
+        raise ctx.error("alpha must not be 0 (Celu divides by it)")
     x = ctx.value(node.input[0])
     return [ctx.emit(cls(x, params.get("alpha", 0.0), params.get("beta", 0.0))).results[0]]
+
+
+@converter("HardSwish", since=UNARY_SINCE["HardSwish"][0])
+@converter("Mish", since=UNARY_SINCE["Mish"][0])
+def convert_unary_since(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    return [ctx.emit(UNARY_SINCE[node.op_type][1](ctx.value(node.input[0]))).results[0]]
+
+
+@converter("Gelu", since=20)
+def convert_gelu(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    approximate = ctx.attr("approximate", b"none")
+    approximate = approximate.decode() if isinstance(approximate, bytes) else str(approximate)
+    if approximate not in GELU:
+        raise ctx.error(f"approximate must be 'none' or 'tanh', not '{approximate}'")
+    return [ctx.emit(GELU[approximate](ctx.value(node.input[0]))).results[0]]
+
+
+@converter("PRelu")
+def convert_prelu(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    """A constant slope with one value is a LeakyRelu (fusable into a Conv); else an element-wise
+    PRelu with the slope broadcast to x (unidirectional broadcasting, opset >= 7)."""
+    x_shape, s_shape = ctx.shape(node.input[0]), ctx.shape(node.input[1])
+    slope = ctx.const(node.input[1])
+    size = math.prod(s_shape)
+    if size == 0:
+        raise ctx.error("slope is empty")
+    if ctx.opset < 7 and size != 1:
+        raise ctx.unsupported("PRelu before opset 7 with a slope of more than one value is not supported")
+    try:
+        broadcast = tuple(int(d) for d in np.broadcast_shapes(x_shape, s_shape))
+    except ValueError:
+        broadcast = None
+    if broadcast != tuple(x_shape):
+        raise ctx.error(f"slope of shape {list(s_shape)} does not broadcast to the input shape {list(x_shape)}")
+    x = ctx.value(node.input[0])
+    if slope is not None and np.all(slope == slope.flat[0]):
+        return [ctx.emit(graph.LeakyReluOp(x, float(slope.flat[0]))).results[0]]
+    return [binary(ctx, graph.PReluOp, x, ctx.value(node.input[1]))]
 
 
 @converter("Clip")

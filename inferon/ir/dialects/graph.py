@@ -426,6 +426,13 @@ class PowOp(BinaryOp):
     name = "graph.pow"
     KIND: ClassVar[ElementwiseKind] = ElementwiseKind.POW
 
+@irdl_op_definition
+class PReluOp(BinaryOp):
+    """lhs if lhs >= 0 else lhs * rhs: ONNX PRelu with a slope that is not one constant."""
+
+    name = "graph.prelu"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.PRELU
+
 class UnaryOp(IRDLOperation):
     """Element-wise unary op; KIND names its function, alpha/beta its parameters."""
 
@@ -572,10 +579,115 @@ class SoftplusOp(UnaryOp):
     KIND: ClassVar[ElementwiseKind] = ElementwiseKind.SOFTPLUS
 
 
-BINARY_OPS: tuple[type[BinaryOp], ...] = (AddOp, SubOp, MulOp, DivOp, MaxOp, MinOp, PowOp)
+@irdl_op_definition
+class HardSwishOp(UnaryOp):
+    """x * max(0, min(1, x / 6 + 1 / 2))"""
+
+    name = "graph.hard_swish"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.HARD_SWISH
+
+
+@irdl_op_definition
+class SeluOp(UnaryOp):
+    """beta * (x if x > 0 else alpha * (exp(x) - 1)): alpha, gamma of ONNX Selu"""
+
+    name = "graph.selu"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.SELU
+
+
+@irdl_op_definition
+class CeluOp(UnaryOp):
+    """max(0, x) + min(0, alpha * (exp(x / alpha) - 1))"""
+
+    name = "graph.celu"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.CELU
+
+
+@irdl_op_definition
+class ThresholdedReluOp(UnaryOp):
+    """x if x > alpha else 0"""
+
+    name = "graph.thresholded_relu"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.THRESHOLDED_RELU
+
+
+@irdl_op_definition
+class SoftsignOp(UnaryOp):
+    """x / (1 + |x|)"""
+
+    name = "graph.softsign"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.SOFTSIGN
+
+
+@irdl_op_definition
+class MishOp(UnaryOp):
+    """x * tanh(log(1 + exp(x)))"""
+
+    name = "graph.mish"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.MISH
+
+
+@irdl_op_definition
+class ErfOp(UnaryOp):
+    """erf(x)"""
+
+    name = "graph.erf"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.ERF
+
+
+@irdl_op_definition
+class GeluOp(UnaryOp):
+    """x / 2 * (1 + erf(x / sqrt(2)))"""
+
+    name = "graph.gelu"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.GELU
+
+
+@irdl_op_definition
+class GeluTanhOp(UnaryOp):
+    """x / 2 * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 x^3)))"""
+
+    name = "graph.gelu_tanh"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.GELU_TANH
+
+
+@irdl_op_definition
+class SignOp(UnaryOp):
+    """1 if x > 0, -1 if x < 0, 0 if x is +-0, NaN if NaN"""
+
+    name = "graph.sign"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.SIGN
+
+
+@irdl_op_definition
+class RoundOp(UnaryOp):
+    """x rounded to the nearest integer, halves to even"""
+
+    name = "graph.round"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.ROUND
+
+
+@irdl_op_definition
+class SinOp(UnaryOp):
+    """sin(x)"""
+
+    name = "graph.sin"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.SIN
+
+
+@irdl_op_definition
+class CosOp(UnaryOp):
+    """cos(x)"""
+
+    name = "graph.cos"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.COS
+
+
+BINARY_OPS: tuple[type[BinaryOp], ...] = (AddOp, SubOp, MulOp, DivOp, MaxOp, MinOp, PowOp, PReluOp)
 UNARY_OPS: tuple[type[UnaryOp], ...] = (
     ReluOp, LeakyReluOp, ClipOp, SigmoidOp, TanhOp, ExpOp, LogOp, AbsOp, NegOp, SqrtOp,
-    ReciprocalOp, FloorOp, CeilOp, EluOp, HardSigmoidOp, SoftplusOp,
+    ReciprocalOp, FloorOp, CeilOp, EluOp, HardSigmoidOp, SoftplusOp, HardSwishOp, SeluOp, CeluOp,
+    ThresholdedReluOp, SoftsignOp, MishOp, ErfOp, GeluOp, GeluTanhOp, SignOp, RoundOp, SinOp, CosOp,
 )  # fmt: skip
 
 

@@ -12,7 +12,7 @@ consumer's position):
 | add(y, weight[C] / [1,C,1,1])    | (transposed) conv: no residual / act | bias += weight            |
 | add(y, weight[N] / [1,N])        | matmul: no residual/act              | bias += weight            |
 | add(y, z) with z of y's shape    | no residual, no act                  | residual = z              |
-| relu / leaky_relu / clip / sigm. | no act                               | epilogue = activation     |
+| relu / leaky_relu / clip / sigm. / hard_swish | no act                  | epilogue = activation     |
 | mul(y, weight[C,1,1])            | channel affine: no residual, no act  | scale, bias *= weight     |
 | mul(x, weight[C,1,1]), any x     | (none)                               | channel affine(x, weight) |
 
@@ -47,6 +47,7 @@ ACTIVATIONS: dict[type[Operation], ActivationKind] = {
     graph.LeakyReluOp: ActivationKind.LEAKY_RELU,
     graph.ClipOp: ActivationKind.CLIP,
     graph.SigmoidOp: ActivationKind.SIGMOID,
+    graph.HardSwishOp: ActivationKind.HARD_SWISH,
 }
 
 
@@ -171,7 +172,7 @@ class FuseActivation(RewritePattern):
 
 @dataclass(frozen=True)
 class FuseEpiloguePass(ModulePass):
-    """Fuse bias, residual Add and ReLU/LeakyReLU/Clip/Sigmoid into Conv, ConvTranspose, MatMul and channel affine."""
+    """Fuse bias, residual Add and ReLU/LeakyReLU/Clip/Sigmoid/HardSwish into Conv, ConvTranspose, MatMul and channel affine."""
 
     name = "fuse-epilogue"
 
