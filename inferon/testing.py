@@ -72,13 +72,34 @@ def randomize_weights(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
     return out
 
 
-def run_onnxruntime(model: onnx.ModelProto, feeds: dict[str, np.ndarray], threads: int = 1) -> list[np.ndarray]:
-    """Run a model with ONNX Runtime's CPU provider (all graph optimizations)."""
+def onnxruntime_int8_is_exact() -> bool:
+    """Whether ONNX Runtime's u8 x s8 kernels (QLinearConv, QGemm, MatMulInteger, fused QDQ) compute
+    exact integer sums on this CPU. With AVX-512 VNNI or AVX-VNNI they do; with AVX2 alone MLAS multiplies
+    byte pairs with vpmaddubsw, whose 16-bit pair sums saturate for full-range int8 weights (seen up to
+    70 output steps off the exact result)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_vnni", "avx_vnni"})
+
+
+def run_onnxruntime(
+    model: onnx.ModelProto, feeds: dict[str, np.ndarray], threads: int = 1, *, exact_int8: bool = False
+) -> list[np.ndarray]:
+    """Run a model with ONNX Runtime's CPU provider (all graph optimizations).
+
+    `exact_int8`: the model is QDQ and the result must follow ONNX's definition exactly; where ORT's
+    int8 kernels are not exact on this CPU (`onnxruntime_int8_is_exact`), graph optimizations are turned
+    off so that ORT does not fuse QDQ groups into them and runs DequantizeLinear -> float op ->
+    QuantizeLinear as written."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.intra_op_num_threads = threads
+    if exact_int8 and not onnxruntime_int8_is_exact():
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     return session.run(None, feeds)
 
@@ -148,10 +169,10 @@ def _modernized(model: onnx.ModelProto) -> onnx.ModelProto:
     return m
 
 
-def quantize_onnxruntime_dynamic(model: onnx.ModelProto, weight_type: str = "int8",
-                                 per_channel: bool = False) -> onnx.ModelProto:  # fmt: skip
+def quantize_onnxruntime_dynamic(model: onnx.ModelProto, weight_type: str = "int8", per_channel: bool = False,
+                                 reduce_range: bool = False) -> onnx.ModelProto:  # fmt: skip
     """`model` quantized by ONNX Runtime's `quantize_dynamic` (DynamicQuantizeLinear, then
-    ConvInteger / MatMulInteger on int8 or uint8 weights)."""
+    ConvInteger / MatMulInteger on int8 or uint8 weights; 7-bit weights with `reduce_range`)."""
     import tempfile
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -159,7 +180,7 @@ def quantize_onnxruntime_dynamic(model: onnx.ModelProto, weight_type: str = "int
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = str(Path(tmp) / "f32.onnx"), str(Path(tmp) / "dyn.onnx")
         onnx.save(_modernized(model), src)
-        quantize_dynamic(src, dst, per_channel=per_channel,
+        quantize_dynamic(src, dst, per_channel=per_channel, reduce_range=reduce_range,
                          weight_type=QuantType.QInt8 if weight_type == "int8" else QuantType.QUInt8)  # fmt: skip
         return onnx.load(dst)
 

@@ -13,6 +13,26 @@ from onnx import TensorProto, helper, numpy_helper
 import inferon
 
 
+def cpu_supports(isa: str) -> bool:
+    """Whether this CPU runs Inferon's `isa` kernels (what the runtime's load-time detection checks)."""
+    if isa == "scalar":
+        return True
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return False
+    need = {"avx2": {"avx2", "fma"}, "avx512": {"avx2", "fma", "avx512f"}}[isa]
+    return need <= flags
+
+
+def use_isa(monkeypatch: pytest.MonkeyPatch, isa: str) -> None:
+    """Run the models loaded from here on with the `isa` kernels (INFERON_ISA); skip the test where
+    this CPU does not have that instruction set."""
+    if not cpu_supports(isa):
+        pytest.skip(f"this CPU has no {isa}")
+    monkeypatch.setenv("INFERON_ISA", isa)
+
+
 def make_model(
     nodes: list[onnx.NodeProto],
     inputs: dict[str, tuple[int, ...]],
