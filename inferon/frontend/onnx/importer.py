@@ -1,7 +1,7 @@
 """ONNX ModelProto → `graph` dialect.
 
 The importer owns naming, constants and shapes; op semantics live in the converter modules
-(`ops_nn`, `ops_elementwise`, `ops_shape`). Every ONNX value becomes either a statically shaped SSA
+(`registry.CONVERTER_MODULES`). Every ONNX value becomes either a statically shaped SSA
 value or a numpy constant: nodes whose inputs are all constants (Shape arithmetic, ConstantOfShape,
 Constant, ...) are evaluated at import time with ONNX's reference implementation, so Shape-driven
 reshapes fold away. Constants used as tensors become `graph.weight` handles into the weight store.
@@ -22,7 +22,7 @@ from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAtt
 from xdsl.ir import Block, Operation, Region, SSAValue
 
 from inferon.errors import ModelImportError, UnsupportedError
-from inferon.frontend.onnx.registry import lookup
+from inferon.frontend.onnx.registry import load_converters, lookup
 from inferon.ir.attrs import QuantType
 from inferon.ir.dialects.graph import WeightOp, quant_of, shape_of, tensor_type
 from inferon.ir.weights import WeightStore
@@ -279,7 +279,9 @@ def import_model(
     weights: WeightStore | None = None,
 ) -> tuple[ModuleOp, WeightStore]:
     """Import an ONNX model into a `builtin.module` holding `func.func @main` of graph ops."""
-    from inferon.frontend.onnx import ops_elementwise, ops_nn, ops_quant, ops_reduce, ops_resize, ops_shape  # noqa: F401
+    from inferon.frontend.onnx import ops_quant
+
+    load_converters()
 
     proto = load_proto(model)
     graph = proto.graph

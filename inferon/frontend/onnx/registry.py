@@ -62,8 +62,19 @@ def lookup(node: NodeProto, opset: int) -> Callable[..., list[Value]]:
     return chosen[-1]
 
 
-def supported_ops() -> list[str]:
-    """Names of all ONNX ops with a converter (importing the converter modules first)."""
-    from inferon.frontend.onnx import ops_elementwise, ops_nn, ops_quant, ops_reduce, ops_resize, ops_shape  # noqa: F401
+# the modules whose `@converter`s make up the frontend: a new op family adds its module here
+CONVERTER_MODULES = ("ops_nn", "ops_elementwise", "ops_shape", "ops_reduce", "ops_resize", "ops_quant")
 
+
+def load_converters() -> None:
+    """Import the converter modules (registering their converters); cheap after the first call."""
+    import importlib
+
+    for name in CONVERTER_MODULES:
+        importlib.import_module(f"inferon.frontend.onnx.{name}")
+
+
+def supported_ops() -> list[str]:
+    """Names of all ONNX ops with a converter."""
+    load_converters()
     return sorted(k for k in _CONVERTERS if "::" not in k)
