@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("model", type=Path, help="the .onnx file")
     c.add_argument("-o", "--output", type=Path, help="output library (default: MODEL.so next to the model)")
     c.add_argument("--input-shape", action="append", type=_shape_arg, default=[], metavar="NAME=D1,D2,...",
-                   help="static shape of an input with dynamic dimensions (repeatable)")
+                   help="static shape of an input with dynamic dimensions (repeatable; a dynamic batch dimension alone defaults to 1)")
     c.add_argument("--dump-ir", type=Path, metavar="DIR",
                    help="write the IR after every pass as DIR/NNN_<pass>.mlir, plus model.cpp")
     c.add_argument("--print-ir-after", action="append", default=[], metavar="PASS",

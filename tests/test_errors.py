@@ -66,10 +66,18 @@ def test_non_float_input(tmp_path: Path) -> None:
         inferon.compile(model, tmp_path / "m.so")
 
 
-def test_dynamic_shape_needs_input_shape(tmp_path: Path) -> None:
+def test_dynamic_shape_needs_input_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A dynamic batch (dimension 0) defaults to 1 with a notice; any other dynamic dimension needs
+    --input-shape."""
     model = make_model([helper.make_node("Relu", ["x"], ["y"])], {"x": ("N", 3)}, ["y"])  # type: ignore[dict-item]
-    with pytest.raises(ModelImportError, match=r"input 'x' has a dynamic dimension 0 \('N'\).*--input-shape"):
-        inferon.compile(model, tmp_path / "m.so")
+    cm = inferon.load(inferon.compile(model, tmp_path / "b.so"))
+    assert cm.inputs[0].shape == (1, 3)
+    assert "dynamic batch dimension ('N'): compiling for batch 1" in capsys.readouterr().err
+    x = np.array([[-1.0, 0.5, 2.0]], np.float32)
+    np.testing.assert_array_equal(cm(x), np.maximum(x, 0))
+    spatial = make_model([helper.make_node("Relu", ["x"], ["y"])], {"x": (1, "C")}, ["y"])  # type: ignore[dict-item]
+    with pytest.raises(ModelImportError, match=r"input 'x' has a dynamic dimension 1 \('C'\).*--input-shape"):
+        inferon.compile(spatial, tmp_path / "m.so")
     lib = inferon.compile(model, tmp_path / "m.so", input_shapes={"x": (4, 3)})
     assert inferon.load(lib).inputs[0].shape == (4, 3)
     with pytest.raises(ModelImportError, match="conflicts with the model's dimension 1 = 3"):

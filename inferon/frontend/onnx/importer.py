@@ -9,6 +9,7 @@ reshapes fold away. Constants used as tensors become `graph.weight` handles into
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,6 +200,11 @@ def _input_shape(
             )
         if not d.HasField("dim_value") or d.dim_value < 0:
             label = d.dim_param or "?"
+            if i == 0 and len(ttype.shape.dim) >= 2:  # a dynamic batch: batch 1, as most deployments run
+                print(f"inferon: input '{vi.name}' has a dynamic batch dimension ('{label}'): compiling for "
+                      f"batch 1 (choose another with --input-shape {vi.name}=...)", file=sys.stderr)  # fmt: skip
+                dims.append(1)
+                continue
             raise ModelImportError(
                 f"input '{vi.name}' has a dynamic dimension {i} ('{label}'); give a static shape "
                 f"with --input-shape {vi.name}=... (Python: input_shapes={{'{vi.name}': (...)}})"
