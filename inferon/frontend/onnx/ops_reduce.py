@@ -95,7 +95,7 @@ def convert_arg_reduce(ctx: ImportContext, node: NodeProto) -> list[Value]:
         raise ctx.error(f"axis {axis} is out of range for the rank-{rank} input of shape {list(shape)}")
     axis %= rank
     q = graph.quant_of(x)
-    if q is not None and (q.dtype.itemsize != 1 or (not q.per_tensor and q.axis.value.data == axis)):
+    if q is not None and not graph.integers_ordered(q, axis):
         # scales varying along the axis (or int32 storage): compare the real values
         x = ctx.emit(graph.DequantizeOp(x)).results[0]
     kind = ReduceKind.MAX if node.op_type == "ArgMax" else ReduceKind.MIN

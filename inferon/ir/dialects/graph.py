@@ -878,6 +878,12 @@ class ReduceOp(IRDLOperation):
             raise VerifyException(f"graph.reduce: result shape {list(y)} does not keep input {list(x)} over axes {list(axes)}")
 
 
+def integers_ordered(q: QuantType, axis: int) -> bool:
+    """Whether the stored 8-bit integers of a `q` tensor order like its real values along `axis`
+    (one positive scale there), so ArgMax / ArgMin can compare the integers."""
+    return q.dtype.itemsize == 1 and (q.per_tensor or q.axis.value.data != axis)
+
+
 @irdl_op_definition
 class ArgReduceOp(IRDLOperation):
     """ONNX ArgMax / ArgMin (`kind` max or min) over `axis`: the index of the first extreme value, or
@@ -914,7 +920,7 @@ class ArgReduceOp(IRDLOperation):
         if not (is_index(self.output) or is_float(self.output)):
             raise VerifyException("graph.arg_reduce: the result must be an i64 (or f32) tensor")
         q = quant_of(self.input)
-        if q is not None and (q.dtype.itemsize != 1 or q.axis.value.data == axis):
+        if q is not None and not integers_ordered(q, axis):
             raise VerifyException("graph.arg_reduce: a quantized input must be ui8 / si8 with one scale along the axis")
         if q is None and not is_float(self.input):
             raise VerifyException("graph.arg_reduce: the input must be f32 or a quantized ui8 / si8 tensor")
