@@ -213,3 +213,34 @@ def test_int64_consumers_are_unsupported(tmp_path: Path) -> None:
     model = _model(nodes, {"x": ((1, 3, 4, 4), TensorProto.FLOAT)}, {"z": TensorProto.INT32}, 13)
     with pytest.raises(UnsupportedError, match=r"cast_i32.*int64 tensor to INT32"):
         inferon.compile(model, tmp_path / "m.so")
+
+
+def test_arg_reduce_ir_round_trip_and_verifier() -> None:
+    """graph.arg_reduce prints and parses back with its i64 result; the verifier rejects other kinds
+    and result shapes."""
+    from xdsl.dialects import func
+    from xdsl.dialects.builtin import ModuleOp
+    from xdsl.ir import Block, Region
+    from xdsl.parser import Parser
+    from xdsl.utils.exceptions import VerifyException
+
+    from inferon.ir.attrs import ReduceKind
+    from inferon.ir.dialects.graph import tensor_type
+
+    block = Block(arg_types=[tensor_type((2, 5, 3))])
+    op = graph.ArgReduceOp(block.args[0], ReduceKind.MIN, 1, True, False)
+    block.add_ops([op, func.ReturnOp(op.output)])
+    module = ModuleOp([func.FuncOp("main", ([tensor_type((2, 5, 3))], [op.output.type]), Region(block))])
+    module.verify()
+    text = str(module)
+    assert "tensor<2x3xi64>" in text and "select_last = true" in text
+    parsed = Parser(make_context(), text).parse_module()
+    parsed.verify()
+    assert str(parsed) == text
+    bad_kind = graph.ArgReduceOp(block.args[0], ReduceKind.SUM, 1, False, True)
+    with pytest.raises(VerifyException, match="kind must be max or min"):
+        bad_kind.verify()
+    bad_shape = graph.ArgReduceOp.create(operands=[block.args[0]], properties=dict(op.properties),
+                                         result_types=[tensor_type((2, 5), op.output.type.element_type)])  # fmt: skip
+    with pytest.raises(VerifyException, match="is not input"):
+        bad_shape.verify()
