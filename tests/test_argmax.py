@@ -96,6 +96,25 @@ def test_arg_reduce_matches_onnxruntime(tmp_path: Path, opset: int, monkeypatch:
         _check(library, model, _feeds(seed, nans), monkeypatch)
 
 
+def test_large_inputs_split_across_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inputs big enough for two threads: channel argmax in column blocks (the last one partial),
+    and many long rows; Identity -> Cast to float of one of them."""
+    nodes = [
+        helper.make_node("ArgMax", ["x"], ["c"], axis=1, keepdims=0),
+        helper.make_node("ArgMin", ["x"], ["c_last"], axis=1, select_last_index=1),
+        helper.make_node("ArgMax", ["r"], ["rows"], axis=-1),
+        helper.make_node("Identity", ["rows"], ["rows_id"]),
+        helper.make_node("Cast", ["rows_id"], ["rows_f"], to=TensorProto.FLOAT),
+    ]
+    inputs = {"x": ((1, 21, 64, 100), TensorProto.FLOAT), "r": ((300, 501), TensorProto.FLOAT)}
+    outputs = {"c": TensorProto.INT64, "c_last": TensorProto.INT64, "rows": TensorProto.INT64, "rows_f": TensorProto.FLOAT}
+    model = _model(nodes, inputs, outputs, 13)
+    rng = np.random.default_rng(8)
+    feeds = {"x": rng.standard_normal((1, 21, 64, 100)).astype(np.float32),
+             "r": rng.integers(-50, 50, size=(300, 501)).astype(np.float32)}  # fmt: skip
+    _check(inferon.compile(model, tmp_path / "m.so"), model, feeds, monkeypatch, (("avx2", 2), ("scalar", 2)))
+
+
 def test_interpreter_matches_onnxruntime() -> None:
     """The graph interpreter (the constant folder's and the tests' oracle) computes the same indices."""
     nodes = _arg_nodes(13)

@@ -400,6 +400,8 @@ def _cast_indices(ctx: ImportContext, x: SSAValue, to: int) -> SSAValue:
     if to == onnx.TensorProto.INT64:
         return x
     owner = x.owner
+    while isinstance(owner, graph.IdentityOp):
+        owner = owner.operands[0].owner
     if to != onnx.TensorProto.FLOAT or not isinstance(owner, graph.ArgReduceOp):
         target = onnx.TensorProto.DataType.Name(to) if to in onnx.TensorProto.DataType.values() else str(to)
         raise ctx.unsupported(f"Cast of a run-time int64 tensor to {target} (only to FLOAT or INT64)")
