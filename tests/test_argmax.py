@@ -220,7 +220,8 @@ def test_bad_axis_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_int64_consumers_are_unsupported(tmp_path: Path) -> None:
-    """Only Cast (to FLOAT / INT64), Identity and graph outputs read int64 indices; other ops name the node."""
+    """Only Cast (to FLOAT / INT64), Identity, Shape / Size and graph outputs read int64 indices; other
+    ops name the node."""
     nodes = [
         helper.make_node("ArgMax", ["x"], ["y"], axis=1),
         helper.make_node("Relu", ["y"], ["z"], name="relu_of_indices"),

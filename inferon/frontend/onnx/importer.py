@@ -47,8 +47,9 @@ QUANT_AWARE = frozenset({
     "QLinearAveragePool", "QLinearLeakyRelu", "QLinearSigmoid", "QLinearSoftmax", "QLinearConcat", "QGemm",
     "MatMulInteger", "ConvInteger", "Cast", "ArgMax", "ArgMin",
 })  # fmt: skip
-# ops that accept int64 tensors (ArgMax / ArgMin results); those may also be graph outputs
-INDEX_AWARE = frozenset({"Cast", "Identity"})
+# ops that accept int64 tensors (ArgMax / ArgMin results; those may also be graph outputs): Shape and
+# Size read only the static shape
+INDEX_AWARE = frozenset({"Cast", "Identity", "Shape", "Size"})
 
 DYNAMIC_AWARE = frozenset({"MatMulInteger", "ConvInteger", "DequantizeLinear"})
 
