@@ -153,7 +153,10 @@ def ctype(memref: Attribute) -> str:
 
 
 # C++ element type -> the runtime's inferon_dtype of a model input / output
-DTYPES = {"float": "INFERON_FLOAT32", "uint8_t": "INFERON_UINT8", "int8_t": "INFERON_INT8", "int32_t": "INFERON_INT32"}
+DTYPES = {
+    "float": "INFERON_FLOAT32", "uint8_t": "INFERON_UINT8", "int8_t": "INFERON_INT8", "int32_t": "INFERON_INT32",
+    "int64_t": "INFERON_INT64",
+}  # fmt: skip
 
 
 def _typed(expr: str, memref: Attribute, const: bool = False) -> str:
@@ -531,6 +534,14 @@ class CppEmitter:
         self.line(
             f"inferon::reduce({REDUCE_KERNELS[op.kind.data]}, {self.buf(op.input)}, {self.buf(op.output)}, "
             f"{outer}, {r}, {inner}, nt);"
+        )
+
+    @emit.register
+    def _(self, op: loop.ArgReduceOp) -> None:
+        outer, r, inner = ints(op.view)
+        self.line(
+            f"inferon::arg_reduce({REDUCE_KERNELS[op.kind.data]}, {int(op.select_last.value.data)}, "
+            f"{self.buf(op.input)}, {self.buf(op.output)}, {outer}, {r}, {inner}, nt);"
         )
 
     @emit.register

@@ -324,6 +324,28 @@ def _reduce(op: Operation, args: list[np.ndarray]) -> np.ndarray:
     return reduce(args[0], op.kind.data, ints(op.axes))
 
 
+def arg_reduce(x: np.ndarray, axis: int, is_max: bool, select_last: bool) -> np.ndarray:
+    """ArgMax / ArgMin over `axis` (kept as 1) by a sequential scan with strict comparisons, as ONNX
+    Runtime does: ties keep the first index (the last with `select_last`), a NaN never wins unless it
+    is the first element."""
+    v = np.moveaxis(np.asarray(x), axis, 0)
+    best, index = v[0].copy(), np.zeros(v.shape[1:], np.int64)
+    for a in range(1, v.shape[0]):
+        if is_max:
+            better = v[a] >= best if select_last else v[a] > best
+        else:
+            better = v[a] <= best if select_last else v[a] < best
+        best, index = np.where(better, v[a], best), np.where(better, a, index)
+    return np.expand_dims(index, axis)
+
+
+@impl(graph.ArgReduceOp)
+def _arg_reduce(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    assert isinstance(op, graph.ArgReduceOp)
+    is_max = op.kind.data == ReduceKind.MAX
+    return arg_reduce(args[0], op.axis.value.data, is_max, op.select_last.value.data)
+
+
 def normalize(x: np.ndarray, axes: tuple[int, ...], epsilon: float) -> np.ndarray:
     """(x - mean) / sqrt(var + epsilon) over `axes`, in float64."""
     v = np.asarray(x, np.float64)
@@ -418,15 +440,14 @@ def _lrn(op: Operation, args: list[np.ndarray]) -> np.ndarray:
 
 
 def evaluate(op: Operation, args: list[np.ndarray]) -> np.ndarray:
-    """Compute one graph op on numpy operands; the result is float32, or the storage type of a
-    quantized result."""
+    """Compute one graph op on numpy operands; the result is float32, the storage type of a
+    quantized result, or int64 (indices)."""
     fn = _IMPLS.get(type(op))
     if fn is None:
         raise NotImplementedError(f"the interpreter has no implementation of {op.name}")
     with np.errstate(all="ignore"):
         out = fn(op, args)
-    q = graph.quant_of(op.results[0])
-    return np.asarray(out, dtype=q.dtype if q else np.float32).reshape(shape_of(op.results[0]))
+    return np.asarray(out, dtype=graph.element_dtype(op.results[0])).reshape(shape_of(op.results[0]))
 
 
 def run(module: ModuleOp, weights: WeightStore, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:

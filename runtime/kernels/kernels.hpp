@@ -22,7 +22,7 @@
 //   layout.hpp       transpose, strided_copy (Slice / Split / Gather windows), pad2d
 //   norm.hpp         softmax, lrn
 //   resize.hpp       resize (Resize / Upsample through compile-time tap tables)
-//   reduce.hpp       reduce (ONNX Reduce*), row_norm (layer / group / instance normalisation)
+//   reduce.hpp       reduce (ONNX Reduce*), arg_reduce (ArgMax / ArgMin), row_norm (layer / group / instance normalisation)
 #pragma once
 
 #include "common.hpp"

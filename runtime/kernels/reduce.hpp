@@ -1,5 +1,5 @@
-// Inferon reduction kernels: ONNX Reduce* over the middle axis of an [outer, r, inner] view, and
-// row normalisation (LayerNormalization, GroupNormalization, InstanceNormalization).
+// Inferon reduction kernels: ONNX Reduce* and ArgMax / ArgMin over the middle axis of an
+// [outer, r, inner] view, and row normalisation (LayerNormalization, GroupNormalization, InstanceNormalization).
 //
 // One template per loop nest over a lane type (`reduce_detail::F8`: 8 floats in a ymm, AVX2;
 // `reduce_detail::F1`: one float, the scalar path), instantiated by an AVX2-targeted and a plain
@@ -7,7 +7,9 @@
 // step; otherwise the output row is the accumulator, vectorised along inner.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "common.hpp"
@@ -283,6 +285,140 @@ __attribute__((target("avx2,fma"), flatten)) inline void norm_rows_avx2(const fl
   norm_rows<F8>(x, y, scale, bias, r0, r1, groups, cpr, hw, eps);
 }
 
+// ---- ArgMax / ArgMin: the index of the extreme value of x[o][a][j] over a ----------------------
+// A sequential scan with strict comparisons, as ONNX Runtime does: ties keep the first index (the
+// last with kLast: >= / <=), and a NaN never wins unless it is the first element (nothing compares
+// against it then, so index 0 stays). x is float or stored uint8 / int8 integers (an order-preserving
+// quantization); y is int64 indices, or float. The AVX2 paths compare 8 float lanes (bytes widen
+// exactly) and carry the indices in 8 int32 lanes.
+
+template <bool kMax, bool kLast, class T>
+inline bool arg_better(T v, T best) {
+  if constexpr (kMax) return kLast ? v >= best : v > best;
+  else return kLast ? v <= best : v < best;
+}
+
+// Columns [j0, j1) of slab o, one at a time.
+template <bool kMax, bool kLast, class X, class Y>
+inline void arg_columns(const X* x, Y* y, int64_t o, int64_t r, int64_t inner, int64_t j0, int64_t j1) {
+  const X* xs = x + o * r * inner;
+  for (int64_t j = j0; j < j1; j++) {
+    X best = xs[j];
+    int64_t index = 0;
+    for (int64_t a = 1; a < r; a++) {
+      const X v = xs[a * inner + j];
+      if (arg_better<kMax, kLast>(v, best)) best = v, index = a;
+    }
+    y[o * inner + j] = static_cast<Y>(index);
+  }
+}
+
+INFERON_RLANE("avx2,fma") __m256 arg_load(const float* p) { return _mm256_loadu_ps(p); }
+INFERON_RLANE("avx2,fma") __m256 arg_load(const uint8_t* p) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+INFERON_RLANE("avx2,fma") __m256 arg_load(const int8_t* p) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+INFERON_RLANE("avx2,fma") void arg_store(int64_t* p, __m256i index) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm256_cvtepi32_epi64(_mm256_castsi256_si128(index)));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + 4), _mm256_cvtepi32_epi64(_mm256_extracti128_si256(index, 1)));
+}
+INFERON_RLANE("avx2,fma") void arg_store(float* p, __m256i index) { _mm256_storeu_ps(p, _mm256_cvtepi32_ps(index)); }
+
+// The comparison predicate (ordered: false on NaN) of "v is better than best".
+template <bool kMax, bool kLast>
+constexpr int arg_predicate() {
+  return kMax ? (kLast ? _CMP_GE_OQ : _CMP_GT_OQ) : (kLast ? _CMP_LE_OQ : _CMP_LT_OQ);
+}
+
+// Columns [j0, j1) of slab o, 8 x U at a time along the contiguous inner axis (U independent
+// compare / blend chains), the rest one at a time.
+template <bool kMax, bool kLast, class X, class Y>
+__attribute__((target("avx2,fma"))) inline void arg_columns_avx2(const X* x, Y* y, int64_t o, int64_t r, int64_t inner,
+                                                                 int64_t j0, int64_t j1) {
+  constexpr int U = 4, P = arg_predicate<kMax, kLast>();
+  const X* xs = x + o * r * inner;
+  int64_t j = j0;
+  for (; j + 8 * U <= j1; j += 8 * U) {
+    __m256 best[U];
+    __m256i index[U];
+    for (int u = 0; u < U; u++) best[u] = arg_load(xs + j + 8 * u), index[u] = _mm256_setzero_si256();
+    for (int64_t a = 1; a < r; a++) {
+      const __m256i va = _mm256_set1_epi32(static_cast<int32_t>(a));
+      for (int u = 0; u < U; u++) {
+        const __m256 v = arg_load(xs + a * inner + j + 8 * u);
+        const __m256 m = _mm256_cmp_ps(v, best[u], P);
+        best[u] = _mm256_blendv_ps(best[u], v, m);
+        index[u] = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(index[u]), _mm256_castsi256_ps(va), m));
+      }
+    }
+    for (int u = 0; u < U; u++) arg_store(y + o * inner + j + 8 * u, index[u]);
+  }
+  arg_columns<kMax, kLast>(x, y, o, r, inner, j, j1);
+}
+
+// Row o of x viewed as [outer, r] (inner == 1): lane l scans x[l], x[l + 8], ..., starting from the
+// first element (so a first-element NaN, checked up front, or a first-element extreme stays), then the
+// lanes combine (equal values: the lower index first, the higher with kLast) and the tail follows.
+template <bool kMax, bool kLast, class X, class Y>
+__attribute__((target("avx2,fma"))) inline void arg_row_avx2(const X* x, Y* y, int64_t o, int64_t r) {
+  constexpr int P = arg_predicate<kMax, kLast>();
+  const X* xr = x + o * r;
+  const float first = static_cast<float>(xr[0]);
+  if (r < 16 || first != first) return arg_columns<kMax, kLast>(x, y, o, r, 1, 0, 1);
+  __m256 best = _mm256_set1_ps(first);
+  __m256i index = _mm256_setzero_si256(), at = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i step = _mm256_set1_epi32(8);
+  int64_t i = 0;
+  for (; i + 8 <= r; i += 8, at = _mm256_add_epi32(at, step)) {
+    const __m256 v = arg_load(xr + i);
+    const __m256 m = _mm256_cmp_ps(v, best, P);
+    best = _mm256_blendv_ps(best, v, m);
+    index = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(index), _mm256_castsi256_ps(at), m));
+  }
+  alignas(32) float bv[8];
+  alignas(32) int32_t bi[8];
+  _mm256_store_ps(bv, best);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(bi), index);
+  float b = bv[0];
+  int64_t k = bi[0];
+  for (int l = 1; l < 8; l++) {
+    if (arg_better<kMax, false>(bv[l], b) || (bv[l] == b && (kLast ? bi[l] > k : bi[l] < k))) b = bv[l], k = bi[l];
+  }
+  for (; i < r; i++) {
+    const float v = static_cast<float>(xr[i]);
+    if (arg_better<kMax, kLast>(v, b)) b = v, k = i;
+  }
+  y[o] = static_cast<Y>(k);
+}
+
+// Work item t of arg_reduce: a row (inner == 1) or a block of kArgBlock columns of one slab.
+constexpr int64_t kArgBlock = 1024;
+
+template <bool kMax, bool kLast, class X, class Y>
+inline void arg_item(const X* x, Y* y, int64_t t, int64_t r, int64_t inner, bool avx2) {
+  if (inner == 1) {
+    if (avx2) arg_row_avx2<kMax, kLast>(x, y, t, r);
+    else arg_columns<kMax, kLast>(x, y, t, r, 1, 0, 1);
+    return;
+  }
+  const int64_t blocks = (inner + kArgBlock - 1) / kArgBlock, o = t / blocks;
+  const int64_t j0 = (t % blocks) * kArgBlock, j1 = std::min(inner, j0 + kArgBlock);
+  if (avx2) arg_columns_avx2<kMax, kLast>(x, y, o, r, inner, j0, j1);
+  else arg_columns<kMax, kLast>(x, y, o, r, inner, j0, j1);
+}
+
+template <bool kMax, bool kLast, class X, class Y>
+inline void arg_reduce_all(const X* x, Y* y, int64_t outer, int64_t r, int64_t inner, int num_threads) {
+  const int64_t items = inner == 1 ? outer : outer * ((inner + kArgBlock - 1) / kArgBlock);
+  // the AVX2 paths carry indices in int32 lanes
+  const bool avx2 = use_avx2() && r < (int64_t{1} << 31);
+  const int T = threads_for(num_threads, static_cast<double>(outer) * r * inner, 65536.0);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t t = 0; t < items; t++) arg_item<kMax, kLast>(x, y, t, r, inner, avx2);
+}
+
 #undef INFERON_RLANE
 
 }  // namespace reduce_detail
@@ -308,6 +444,22 @@ inline void reduce(int kind, const float* x, float* y, int64_t outer, int64_t r,
   }
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
   for (int64_t o = 0; o < outer; o++) reduce_part(kind, x, y, o, o + 1, r, inner, shift);
+}
+
+// ONNX ArgMax (kind RED_MAX) / ArgMin (RED_MIN) over the middle axis of x viewed as [outer, r, inner]:
+// y is [outer, inner] indices (int64, or float for a Cast to float), the first extreme value's, or the
+// last's with select_last. x is float, or uint8 / int8 stored integers.
+template <class X, class Y>
+inline void arg_reduce(int kind, int select_last, const X* x, Y* y, int64_t outer, int64_t r, int64_t inner,
+                       int num_threads = 1) {
+  using namespace reduce_detail;
+  if (kind == RED_MAX) {
+    if (select_last) arg_reduce_all<true, true>(x, y, outer, r, inner, num_threads);
+    else arg_reduce_all<true, false>(x, y, outer, r, inner, num_threads);
+  } else {
+    if (select_last) arg_reduce_all<false, true>(x, y, outer, r, inner, num_threads);
+    else arg_reduce_all<false, false>(x, y, outer, r, inner, num_threads);
+  }
 }
 
 // Row normalisation: each of `rows` rows of cpr * hw values to zero mean, unit variance (eps added

@@ -25,7 +25,7 @@ from xdsl.ir import Block, Operation, Region, SSAValue
 from inferon.errors import ModelImportError, UnsupportedError
 from inferon.frontend.onnx.registry import load_converters, lookup
 from inferon.ir.attrs import QuantType
-from inferon.ir.dialects.graph import WeightOp, quant_of, shape_of, tensor_type
+from inferon.ir.dialects.graph import WeightOp, is_index, quant_of, shape_of, tensor_type
 from inferon.ir.weights import WeightStore
 
 Value = SSAValue | np.ndarray
@@ -45,8 +45,11 @@ NO_FOLD = frozenset({"DequantizeLinear"})
 QUANT_AWARE = frozenset({
     "DequantizeLinear", "QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul", "QLinearGlobalAveragePool",
     "QLinearAveragePool", "QLinearLeakyRelu", "QLinearSigmoid", "QLinearSoftmax", "QLinearConcat", "QGemm",
-    "MatMulInteger", "ConvInteger", "Cast",
+    "MatMulInteger", "ConvInteger", "Cast", "ArgMax", "ArgMin",
 })  # fmt: skip
+# ops that accept int64 tensors (ArgMax / ArgMin results; those may also be graph outputs): Shape and
+# Size read only the static shape
+INDEX_AWARE = frozenset({"Cast", "Identity", "Shape", "Size"})
 
 DYNAMIC_AWARE = frozenset({"MatMulInteger", "ConvInteger", "DequantizeLinear"})
 
@@ -345,6 +348,12 @@ def import_model(
                 f"input '{dynamic[0]}' is a DynamicQuantizeLinear integer result; only MatMulInteger, ConvInteger "
                 "and DequantizeLinear may read it"
             )
+        indices = [n for n in node.input if n and not isinstance(ctx.env[n], np.ndarray) and is_index(ctx.env[n])]
+        if indices and node.op_type not in INDEX_AWARE:
+            raise ctx.unsupported(
+                f"input '{indices[0]}' is an int64 tensor (an ArgMax / ArgMin result); {node.op_type} on int64 "
+                "tensors is not supported (a Cast to FLOAT or a graph output reads it)"
+            )
         quantized = [n for n in node.input if n and not isinstance(ctx.env[n], np.ndarray) and quant_of(ctx.env[n])]
         if quantized and node.op_type not in QUANT_AWARE:
             if node.op_type in ops_quant.PASSTHROUGH and node.domain in ("", "ai.onnx"):
@@ -391,11 +400,15 @@ def import_model(
             raise UnsupportedError(f"graph output '{vo.name}' is a DynamicQuantizeLinear integer result (a run-time "
                                    "zero point); only float32 tensors and statically quantized uint8 / int8 tensors "
                                    "can be graph outputs")  # fmt: skip
-        if (q is not None and q.dtype.itemsize != 1) or (q is None and declared not in (0, FLOAT)):
+        if is_index(ssa):
+            if declared not in (0, onnx.TensorProto.INT64):
+                raise ModelImportError(f"graph output '{vo.name}' is declared "
+                                       f"{onnx.TensorProto.DataType.Name(declared)} but is int64 (ArgMax / ArgMin)")  # fmt: skip
+        elif (q is not None and q.dtype.itemsize != 1) or (q is None and declared not in (0, FLOAT)):
             dtype = onnx.TensorProto.DataType.Name(declared) if declared else str(q.dtype if q else "?")
             raise UnsupportedError(
                 f"graph output '{vo.name}' is {dtype} (integer results like MatMulInteger's are computed as float32 "
-                "until a Cast); only float32, uint8 and int8 outputs are supported"
+                "until a Cast); only float32, uint8, int8 and int64 (ArgMax / ArgMin) outputs are supported"
             )
         returns.append(ssa)
         out_types.append(ssa.type)

@@ -1,6 +1,6 @@
 """Converters for quantized ONNX: QuantizeLinear / DequantizeLinear (QDQ form), the QOperator ops
 QLinearConv / QLinearMatMul (and ONNX Runtime's com.microsoft QLinear* ops), MatMulInteger /
-ConvInteger and Cast of integer tensors.
+ConvInteger and Cast of integer tensors (and of ArgMax / ArgMin's int64 indices).
 
 Everything is imported as QDQ: `graph.quantize` / `graph.dequantize` around float ops, quantized
 weights as `graph.weight`s of a `!graph.quant` type followed by `graph.dequantize`. QLinearConv and
@@ -380,6 +380,8 @@ def convert_conv_integer(ctx: ImportContext, node: NodeProto) -> list[Value]:
 def convert_cast(ctx: ImportContext, node: NodeProto) -> list[Value]:
     to = int(ctx.attr("to", 0))
     x = ctx.value(node.input[0])
+    if graph.is_index(x):
+        return [_cast_indices(ctx, x, to)]
     q = quant_of(x)
     if to == onnx.TensorProto.FLOAT:
         if q is None:
@@ -390,3 +392,19 @@ def convert_cast(ctx: ImportContext, node: NodeProto) -> list[Value]:
         return [x]
     raise ctx.unsupported(f"Cast of a run-time {q.dtype if q else 'float32'} tensor to {target} (only to FLOAT, "
                           "or of a uint8 / int8 tensor to its own type)")  # fmt: skip
+
+
+def _cast_indices(ctx: ImportContext, x: SSAValue, to: int) -> SSAValue:
+    """Cast of an int64 tensor (an ArgMax / ArgMin result): to INT64 it is itself; to FLOAT the
+    arg-reduction is emitted again with f32 indices (the int64 one dies unless something else reads it)."""
+    if to == onnx.TensorProto.INT64:
+        return x
+    owner = x.owner
+    while isinstance(owner, graph.IdentityOp):
+        owner = owner.operands[0].owner
+    if to != onnx.TensorProto.FLOAT or not isinstance(owner, graph.ArgReduceOp):
+        target = onnx.TensorProto.DataType.Name(to) if to in onnx.TensorProto.DataType.values() else str(to)
+        raise ctx.unsupported(f"Cast of a run-time int64 tensor to {target} (only to FLOAT or INT64)")
+    props = dict(owner.properties)
+    return ctx.emit(graph.ArgReduceOp.create(operands=[owner.input], properties=props,
+                                             result_types=[tensor_type(shape_of(x))])).results[0]  # fmt: skip

@@ -1,5 +1,5 @@
-"""Converters for reductions over axes: the Reduce* family, and the normalisations built on per-row
-statistics (LayerNormalization, InstanceNormalization, GroupNormalization)."""
+"""Converters for reductions over axes: the Reduce* family, ArgMax / ArgMin, and the normalisations
+built on per-row statistics (LayerNormalization, InstanceNormalization, GroupNormalization)."""
 
 from __future__ import annotations
 
@@ -81,6 +81,26 @@ def convert_reduce(ctx: ImportContext, node: NodeProto) -> list[Value]:
             raise ctx.unsupported(f"{node.op_type} over axes {axes} of a quantized tensor (only a global average / max pool)")
         y = reduce(ctx, x, kind, axes)
     return [y if keep else reshape(ctx, y, tuple(d for i, d in enumerate(shape) if i not in axes))]
+
+
+@converter("ArgMax", "ArgMin")
+def convert_arg_reduce(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    x = ctx.value(node.input[0])
+    shape = shape_of(x)
+    rank = len(shape)
+    if rank == 0:
+        raise ctx.error("the input is a scalar; ArgMax / ArgMin need an axis to reduce")
+    axis = int(ctx.attr("axis", 0))
+    if not -rank <= axis < rank:
+        raise ctx.error(f"axis {axis} is out of range for the rank-{rank} input of shape {list(shape)}")
+    axis %= rank
+    q = graph.quant_of(x)
+    if q is not None and not graph.integers_ordered(q, axis):
+        # scales varying along the axis (or int32 storage): compare the real values
+        x = ctx.emit(graph.DequantizeOp(x)).results[0]
+    kind = ReduceKind.MAX if node.op_type == "ArgMax" else ReduceKind.MIN
+    keep, last = bool(ctx.attr("keepdims", 1)), bool(ctx.attr("select_last_index", 0))
+    return [ctx.emit(graph.ArgReduceOp(x, kind, axis, last, keep)).results[0]]
 
 
 def _affine_param(ctx: ImportContext, node: NodeProto, index: int, what: str, shape: tuple[int, ...], fill: float) -> np.ndarray:

@@ -54,6 +54,7 @@ from inferon.ir.attrs import (
     EpilogueAttr,
     NearestModeAttr,
     QuantType,
+    ReduceKind,
     ReduceKindAttr,
     ResizeModeAttr,
     SparseAttr,
@@ -88,6 +89,18 @@ def quant_of(value: SSAValue) -> QuantType | None:
 def is_float(value: SSAValue) -> bool:
     typ = value.type
     return isinstance(typ, TensorType) and isinstance(typ.element_type, Float32Type)
+
+
+def is_index(value: SSAValue) -> bool:
+    """Whether a tensor value holds int64 indices (`tensor<...xi64>`: ArgMax / ArgMin results)."""
+    typ = value.type
+    return isinstance(typ, TensorType) and typ.element_type == i64
+
+
+def element_dtype(value: SSAValue) -> np.dtype:
+    """The numpy dtype of a tensor's elements: float32, a quantized tensor's storage, or int64."""
+    q = quant_of(value)
+    return q.dtype if q is not None else np.dtype(np.int64) if is_index(value) else np.dtype(np.float32)
 
 
 def i64_array(values: list[int] | tuple[int, ...]) -> DenseArrayBase:
@@ -865,6 +878,54 @@ class ReduceOp(IRDLOperation):
             raise VerifyException(f"graph.reduce: result shape {list(y)} does not keep input {list(x)} over axes {list(axes)}")
 
 
+def integers_ordered(q: QuantType, axis: int) -> bool:
+    """Whether the stored 8-bit integers of a `q` tensor order like its real values along `axis`
+    (one positive scale there), so ArgMax / ArgMin can compare the integers."""
+    return q.dtype.itemsize == 1 and (q.per_tensor or q.axis.value.data != axis)
+
+
+@irdl_op_definition
+class ArgReduceOp(IRDLOperation):
+    """ONNX ArgMax / ArgMin (`kind` max or min) over `axis`: the index of the first extreme value, or
+    of the last with `select_last`. Comparisons are strict as in ONNX Runtime, so a NaN is never
+    chosen unless it is the first element (then nothing compares against it and index 0 stays).
+    The input is f32 or a quantized tensor whose scale along `axis` is one positive value (order of
+    the integers = order of the reals); the result is `tensor<...xi64>` (ONNX's int64), or f32 when
+    a Cast to float reads it, with `axis` kept as 1 or (keepdims=0) dropped."""
+
+    name = "graph.arg_reduce"
+    input = operand_def(TensorType)
+    kind = prop_def(ReduceKindAttr)
+    axis = prop_def(IntegerAttr[IntegerType])
+    select_last = prop_def(BoolAttr)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+
+    def __init__(self, input: SSAValue, kind: ReduceKind, axis: int, select_last: bool, keepdims: bool,
+                 element: Attribute = i64) -> None:  # fmt: skip
+        x = shape_of(input)
+        y = [1 if i == axis else d for i, d in enumerate(x)] if keepdims else [d for i, d in enumerate(x) if i != axis]
+        props = {"kind": ReduceKindAttr(kind), "axis": IntegerAttr(axis, i64), "select_last": BoolAttr.from_bool(select_last)}
+        super().__init__(operands=[input], properties=props, result_types=[tensor_type(y, element)])
+
+    def verify_(self) -> None:
+        x, y, axis = shape_of(self.input), shape_of(self.output), self.axis.value.data
+        if self.kind.data not in (ReduceKind.MAX, ReduceKind.MIN):
+            raise VerifyException(f"graph.arg_reduce: kind must be max or min, got {self.kind.data}")
+        if not 0 <= axis < len(x):
+            raise VerifyException(f"graph.arg_reduce: axis {axis} is out of range for the rank-{len(x)} input")
+        kept = tuple(1 if i == axis else d for i, d in enumerate(x))
+        if y != kept and y != kept[:axis] + kept[axis + 1 :]:
+            raise VerifyException(f"graph.arg_reduce: result shape {list(y)} is not input {list(x)} reduced over axis {axis}")
+        if not (is_index(self.output) or is_float(self.output)):
+            raise VerifyException("graph.arg_reduce: the result must be an i64 (or f32) tensor")
+        q = quant_of(self.input)
+        if q is not None and not integers_ordered(q, axis):
+            raise VerifyException("graph.arg_reduce: a quantized input must be ui8 / si8 with one scale along the axis")
+        if q is None and not is_float(self.input):
+            raise VerifyException("graph.arg_reduce: the input must be f32 or a quantized ui8 / si8 tensor")
+
+
 @irdl_op_definition
 class LayerNormOp(IRDLOperation):
     """ONNX LayerNormalization: each slice x[i..., :] over the axes from `axis` on is normalised
@@ -1175,7 +1236,7 @@ Graph = Dialect(
         *BINARY_OPS, *UNARY_OPS,
         MaxPoolOp, AvgPoolOp, GlobalAvgPoolOp, GlobalMaxPoolOp,
         ConcatOp, ReshapeOp, SliceOp, TransposeOp, SoftmaxOp, LRNOp, IdentityOp, PadOp, ResizeOp,
-        ReduceOp, LayerNormOp, GroupNormOp,
+        ReduceOp, ArgReduceOp, LayerNormOp, GroupNormOp,
         QuantizeOp, DequantizeOp, DynamicQuantizeOp, QConv2dOp, QMatMulOp, QAddOp,
     ],
     [

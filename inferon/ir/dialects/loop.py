@@ -19,6 +19,8 @@ from xdsl.dialects.builtin import (
     MemRefType,
     StringAttr,
     UnitAttr,
+    f32,
+    i64,
 )
 from xdsl.ir import Dialect, SSAValue
 from xdsl.irdl import (
@@ -513,6 +515,30 @@ class ReduceOp(IRDLOperation):
 
 
 @irdl_op_definition
+class ArgReduceOp(IRDLOperation):
+    """y[o][i] = the index a of the max / min (`kind`) of x[o][a][i] (first, or last with
+    `select_last`), for x viewed as [outer, r, inner]; x is f32 or ui8 / si8 (stored integers), y i64
+    indices or f32 (indices as floats)."""
+
+    name = "loop.arg_reduce"
+    input = operand_def(MemRefType)
+    output = operand_def(MemRefType)
+    view = prop_def(DenseArrayBase)
+    kind = prop_def(ReduceKindAttr)
+    select_last = prop_def(BoolAttr)
+
+    def verify_(self) -> None:
+        outer, r, inner = (int(v) for v in self.view.get_values())
+        x, y = self.input.type, self.output.type
+        assert isinstance(x, MemRefType) and isinstance(y, MemRefType)
+        if math.prod(x.get_shape()) != outer * r * inner or math.prod(y.get_shape()) != outer * inner:
+            raise VerifyException(f"loop.arg_reduce: view {[outer, r, inner]} does not match input {list(x.get_shape())} "
+                                  f"and output {list(y.get_shape())}")  # fmt: skip
+        if y.element_type not in (i64, f32):
+            raise VerifyException("loop.arg_reduce: the output must be i64 or f32")
+
+
+@irdl_op_definition
 class RowNormOp(IRDLOperation):
     """Normalise each row of x viewed as [rows, channels_per_row * hw] to zero mean and unit variance
     (epsilon added to the variance), then y = x_hat * scale[c] + bias[c] with c = (row % groups) *
@@ -823,7 +849,7 @@ class QGemmOp(QGemmBase):
 
 COMPUTE_OPS = (
     Conv2dOp, DepthwiseConv2dOp, ChannelAffineOp, Im2ColOp, Col2ImOp, WinogradInputOp, WinogradOutputOp, MatMulOp, Pool2dOp, GlobalPoolOp, BinaryOp, UnaryOp, CopyOp,
-    StridedCopyOp, TransposeOp, SoftmaxOp, LRNOp, ReduceOp, RowNormOp, SpMMOp, QuantizeOp, DequantizeOp, DynamicQuantizeOp, QGemmOp, QAddOp, QDepthwiseConv2dOp, PadOp,
+    StridedCopyOp, TransposeOp, SoftmaxOp, LRNOp, ReduceOp, ArgReduceOp, RowNormOp, SpMMOp, QuantizeOp, DequantizeOp, DynamicQuantizeOp, QGemmOp, QAddOp, QDepthwiseConv2dOp, PadOp,
     ResizeOp,
 )  # fmt: skip
 

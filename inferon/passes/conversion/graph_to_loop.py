@@ -389,6 +389,15 @@ def _reduce(lw: Lowering, op: Operation, out: SSAValue) -> None:
     lw.emit(loop.ReduceOp.create(operands=[lw.buffer(op.input), out], properties={"view": i64_array(view), "kind": op.kind}))
 
 
+@lowers(graph.ArgReduceOp)
+def _arg_reduce(lw: Lowering, op: Operation, out: SSAValue) -> None:
+    assert isinstance(op, graph.ArgReduceOp)
+    shape, axis = shape_of(op.input), op.axis.value.data
+    view = (math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1 :]))
+    props = {"view": i64_array(view), "kind": op.kind, "select_last": op.select_last}
+    lw.emit(loop.ArgReduceOp.create(operands=[lw.buffer(op.input), out], properties=props))
+
+
 @lowers(graph.LayerNormOp, graph.GroupNormOp)
 def _row_norm(lw: Lowering, op: Operation, out: SSAValue) -> None:
     assert isinstance(op, graph.LayerNormOp | graph.GroupNormOp)

@@ -39,6 +39,8 @@ class FoldConstantOp(RewritePattern):
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
         if op.dialect_name() != "graph" or isinstance(op, graph.WeightOp) or len(op.results) != 1:
             return
+        if graph.is_index(op.results[0]):
+            return  # the weight store holds no int64 tensors: ArgMax / ArgMin of a weight runs at run time
         owners = [v.owner for v in op.operands]
         if not owners or not all(isinstance(o, graph.WeightOp) for o in owners):
             return

@@ -15,6 +15,7 @@ Produces:
   differently are requantized (dequantize + quantize) to the output's parameters first; AveragePool /
   GlobalAveragePool between dequantize and quantize average the integers and requantize.
 - `quantize(dequantize(x))` with the same parameters on both sides folds to `x`.
+- ArgMax / ArgMin of `dequantize(x)` (8-bit, one positive scale along the axis) compare x's integers.
 - Every remaining `dequantize` of a weight becomes a float weight: such layers run in float, between
   the explicit quantize / dequantize of the model (the "boundary").
 """
@@ -285,6 +286,10 @@ class FoldQdqPass(ModulePass):
                     q.output.replace_all_uses_with(dq.operands[0])
                 else:
                     folder.fold(q)
+            for arg in [o for o in block.ops if isinstance(o, graph.ArgReduceOp)]:
+                dq = _producer(arg.input, graph.DequantizeOp)
+                if dq is not None and (q := graph.quant_of(dq.operands[0])) and graph.integers_ordered(q, arg.axis.value.data):
+                    arg.operands[0] = dq.operands[0]  # the integers order like the reals
             erase_dead_ops(block)
             for dq in [o for o in block.ops if isinstance(o, graph.DequantizeOp)]:
                 w = _producer(dq.operands[0], graph.WeightOp)
