@@ -44,20 +44,21 @@ def main(argv: list[str] | None = None) -> int:
         for op in sorted(set(tc.case_ops(cases[name])) & set(supported)):
             per_op[op][outcome.status] += 1
 
-    header = f"{'op':<20} {'cases':>5} {'passed':>6} {'unsupported':>11} {'failed':>6}"
+    header = f"{'op':<20} {'cases':>5} {'passed':>6} {'unsupported':>11} {'follows-ort':>11} {'failed':>6}"
     print(header)
     print("-" * len(header))
     for op in supported:
         c = per_op[op]
         total = sum(c.values())
-        print(f"{op:<20} {total:>5} {c[tc.PASS]:>6} {c[tc.UNSUPPORTED]:>11} {c[tc.FAIL]:>6}")
+        print(f"{op:<20} {total:>5} {c[tc.PASS]:>6} {c[tc.UNSUPPORTED]:>11} {c[tc.FOLLOWS_ORT]:>11} {c[tc.FAIL]:>6}")
     totals = Counter(o.status for o in outcomes.values())
     print("-" * len(header))
-    print(f"{'total':<20} {len(outcomes):>5} {totals[tc.PASS]:>6} {totals[tc.UNSUPPORTED]:>11} {totals[tc.FAIL]:>6}")
+    print(f"{'total':<20} {len(outcomes):>5} {totals[tc.PASS]:>6} {totals[tc.UNSUPPORTED]:>11} "
+          f"{totals[tc.FOLLOWS_ORT]:>11} {totals[tc.FAIL]:>6}")
     print(f"\n({len(outcomes)} ONNX node test cases selected, {elapsed:.0f} s)")
 
     if args.verbose:
-        for status in (tc.UNSUPPORTED, tc.FAIL):
+        for status in (tc.UNSUPPORTED, tc.FOLLOWS_ORT, tc.FAIL):
             listed = [(n, o) for n, o in sorted(outcomes.items()) if o.status == status]
             if listed:
                 print(f"\n{status}:")
