@@ -123,6 +123,22 @@ def test_reflect_beyond_the_axis_follows_onnx_reference(tmp_path) -> None:
     _compare(tmp_path, model, lambda m, feeds: ReferenceEvaluator(m).run(None, feeds))
 
 
+@pytest.mark.parametrize("opset", [7, 18])
+def test_pad_of_a_constant_folds_at_import(tmp_path, opset: int) -> None:
+    """A Pad of an initializer is evaluated at import (onnx.reference, with the cropping done first)."""
+    c = np.arange(20, dtype=np.float32).reshape(4, 5)
+    if opset < 11:
+        pad = helper.make_node("Pad", ["c"], ["cp"], mode="reflect", pads=[-1, 2, 0, -1])
+        inits = {"c": c}
+    else:
+        pad = helper.make_node("Pad", ["c", "p", "", "a"], ["cp"], mode="edge")
+        inits = {"c": c, "p": _i64(2, -1, -2, 0), "a": _i64(1, 0)}
+    model = _model([pad, helper.make_node("Add", ["x", "cp"], ["y"])], {"x": (3, 6) if opset < 11 else (3, 5)}, ["y"],
+                   inits, opset)  # fmt: skip
+    assert _lowered(model, "remove-identities").count("graph.pad") == 0
+    _compare(tmp_path, model)
+
+
 def test_large_reflect_pad_on_two_threads(tmp_path) -> None:
     nodes, inits, outs = _pad_nodes([("x", "reflect", [0, 0, 3, 3, 0, 0, 3, 3], None, None),
                                      ("x", "constant", [0, 2, 1, 0, 0, 3, 0, 1], None, 0.5)])  # fmt: skip
