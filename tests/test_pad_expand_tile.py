@@ -220,6 +220,26 @@ def test_expand_and_tile_are_broadcast_windows() -> None:
     assert ops.count("loop.strided_copy") == 2 and "loop.pad" not in ops
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_8bit_tensors_copy_their_integers(tmp_path, dtype) -> None:
+    """Expand / Tile / GatherND of a uint8 / int8 graph input and outputs: integer strided copies."""
+    onnx_type = TensorProto.UINT8 if dtype == np.uint8 else TensorProto.INT8
+    nodes, inits, outs = _op_nodes([("Expand", "x", _i64(2, 3, 4), {}), ("Tile", "x", _i64(2, 3, 1), {}),
+                                    ("GatherND", "x", _i64(1, 0, 0, 0).reshape(2, 2), {})])  # fmt: skip
+    graph = helper.make_graph(
+        nodes, "t", [helper.make_tensor_value_info("x", onnx_type, [2, 1, 4])],
+        [helper.make_tensor_value_info(n, onnx_type, None) for n in outs],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    info = np.iinfo(dtype)
+    x = RNG.integers(info.min, info.max + 1, (2, 1, 4)).astype(dtype)
+    got = inferon.load(inferon.compile(model, tmp_path / "m.so"))(x)
+    for g, w in zip(got, run_onnxruntime(model, {"x": x})):
+        assert g.dtype == dtype
+        np.testing.assert_array_equal(g, w)
+
+
 def test_gathernd_opset11(tmp_path) -> None:
     nodes, inits, outs = _op_nodes([("GatherND", "e", _i64(3, 4, 0, 0).reshape(2, 2), {})])
     _compare(tmp_path, _model(nodes, {"e": MOVE_SHAPES["e"]}, outs, inits, opset=11))
