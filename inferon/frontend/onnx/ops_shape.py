@@ -356,7 +356,7 @@ def convert_expand(ctx: ImportContext, node: NodeProto) -> list[Value]:
     out = [d if t == 1 else t for d, t in zip(xs, ts)]
     if _broadcast_count(out) > MAX_RANK:
         raise ctx.unsupported(f"Expand to {out}: more than {MAX_RANK} dimensions")
-    steps = [0 if d == 1 else 1 for d in xs]
+    steps = [0 if n > d else 1 for d, n in zip(xs, out)]
     return [window(ctx, reshape(ctx, x, xs), [0] * rank, steps, out)]
 
 
