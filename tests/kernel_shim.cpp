@@ -109,6 +109,21 @@ SHIM void k_transpose(int rank, const int64_t* shape, const int64_t* perm, const
   inferon::transpose(rank, shape, perm, x, y, threads);
 }
 
+SHIM void k_strided_copy(int rank, const int64_t* shape, const int64_t* strides, const float* x, float* y,
+                         int threads) {
+  inferon::strided_copy(rank, shape, strides, x, y, threads);
+}
+
+SHIM void k_pad(int rank, const int64_t* shape, const int64_t* strides, const int64_t* pads, int mode,
+                const float* x, float* y, float value, int threads) {
+  inferon::pad(rank, shape, strides, pads, static_cast<inferon::PadMode>(mode), x, y, value, threads);
+}
+
+SHIM void k_pad_u8(int rank, const int64_t* shape, const int64_t* strides, const int64_t* pads, int mode,
+                   const uint8_t* x, uint8_t* y, float value, int threads) {
+  inferon::pad(rank, shape, strides, pads, static_cast<inferon::PadMode>(mode), x, y, value, threads);
+}
+
 SHIM void k_softmax(const float* x, float* y, int64_t outer, int64_t axis, int64_t inner, int log,
                     int threads) {
   inferon::softmax(x, y, outer, axis, inner, log, threads);

@@ -63,6 +63,9 @@ def shim(tmp_path_factory):
         "k_unary": [INT, I64, P, P, F, F, INT],
         "k_copy_rows": [P, P, I64, I64, I64],
         "k_transpose": [INT, P, P, P, P, INT],
+        "k_strided_copy": [INT, P, P, P, P, INT],
+        "k_pad": [INT, P, P, P, INT, P, P, F, INT],
+        "k_pad_u8": [INT, P, P, P, INT, P, P, F, INT],
         "k_softmax": [P, P, I64, I64, I64, INT, INT],
         "k_lrn": [P, P, I64, I64, I64, INT, F, F, F, INT],
         "k_channel_affine": [P, P, I64, I64, I64, P, P, P, INT, INT],
@@ -585,6 +588,46 @@ def test_transpose(shim, isa):
             shp, prm = i64(shape), i64(perm)
             shim.k_transpose(len(shape), ptr(shp), ptr(prm), ptr(x), ptr(y), 2)
             np.testing.assert_array_equal(y, x.transpose(perm).reshape(-1))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_strided_copy_broadcast_axes(shim, isa):
+    """Stride-0 axes (Expand / Tile) next to strided and contiguous ones."""
+    shim.k_set_isa(isa)
+    x = randn(np.random.default_rng(12), 3, 20)
+    for shape, strides in [([4, 3, 20], [0, 20, 1]), ([3, 5, 20], [20, 0, 1]), ([3, 17], [20, 0]), ([2, 3, 9], [0, 20, 2])]:
+        y = np.full(int(np.prod(shape)), np.nan, np.float32)
+        shp, st = i64(shape), i64(strides)  # kept alive across the call
+        shim.k_strided_copy(len(shape), ptr(shp), ptr(st), ptr(x), ptr(y), 2)
+        want = np.lib.stride_tricks.as_strided(x, shape, [s * 4 for s in strides])
+        np.testing.assert_array_equal(y, want.reshape(-1))
+
+
+PAD_MODES = ["constant", "reflect", "edge", "wrap"]  # inferon::PadMode order
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8])
+def test_pad(shim, dtype):
+    """Every mode on a cropped window of random rank-1..5 tensors, 1 or 2 threads, against np.pad."""
+    rng = np.random.default_rng(13)
+    for trial in range(60):
+        rank = 1 + trial % 5
+        full = tuple(int(n) for n in rng.integers(1, 7, rank))
+        x = rng.integers(0, 250, full).astype(dtype)
+        starts = [int(rng.integers(0, n)) for n in full]
+        extents = [int(rng.integers(1, n - s + 1)) for n, s in zip(full, starts)]
+        pads = [int(p) for p in rng.integers(0, 4, 2 * rank)]
+        mode = PAD_MODES[trial % 4]
+        window = x[tuple(slice(s, s + n) for s, n in zip(starts, extents))]
+        kwargs = {"constant_values": 7} if mode == "constant" else {}
+        want = np.pad(window, list(zip(pads[:rank], pads[rank:])), mode=mode, **kwargs)
+        dense = [int(np.prod(full[d + 1 :])) for d in range(rank)]
+        offset = sum(s * d for s, d in zip(starts, dense)) * x.itemsize
+        y = np.zeros(want.size, dtype)
+        kernel = shim.k_pad if dtype == np.float32 else shim.k_pad_u8
+        shp, st, pd = i64(extents), i64(dense), i64(pads)  # kept alive across the call
+        kernel(rank, ptr(shp), ptr(st), ptr(pd), PAD_MODES.index(mode), ptr(x) + offset, ptr(y), 7.0, 1 + trial % 2)
+        np.testing.assert_array_equal(y, want.reshape(-1), err_msg=f"{mode} {full} {starts} {extents} {pads}")
 
 
 @pytest.mark.parametrize("isa", ISAS)

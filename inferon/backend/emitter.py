@@ -26,7 +26,14 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 
-from inferon.backend.kernel_table import ACTIVATIONS, BINARY_KERNELS, REDUCE_KERNELS, SPARSE_FORMATS, UNARY_KERNELS
+from inferon.backend.kernel_table import (
+    ACTIVATIONS,
+    BINARY_KERNELS,
+    PAD_MODES,
+    REDUCE_KERNELS,
+    SPARSE_FORMATS,
+    UNARY_KERNELS,
+)
 from inferon.errors import InferonError
 from inferon.ir import quant
 from inferon.ir.attrs import EpilogueAttr, SparseFormat
@@ -340,8 +347,12 @@ class CppEmitter:
 
     @emit.register
     def _(self, op: loop.PadOp) -> None:
-        g = ", ".join(str(v) for v in ints(op.geometry))
-        self.line(f"inferon::pad2d({self.buf(op.input)}, {self.buf(op.output)}, {g}, {_f(op.value)}, nt);")
+        shape = ints(op.shape)
+        s, st, p = self.const_array(shape), self.const_array(ints(op.strides)), self.const_array(ints(op.pads))
+        self.line(
+            f"inferon::pad({len(shape)}, {s}, {st}, {p}, {PAD_MODES[op.mode.data]}, {self.buf(op.input)} + "
+            f"{op.offset.value.data}, {self.buf(op.output)}, {_f(op.value)}, nt);"
+        )
 
     @emit.register
     def _(self, op: loop.ResizeOp) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inferon.ir.attrs import ActivationKind, ElementwiseKind, ReduceKind, SparseFormat
+from inferon.ir.attrs import ActivationKind, ElementwiseKind, PadMode, ReduceKind, SparseFormat
 
 BINARY_KERNELS: dict[ElementwiseKind, str] = {
     ElementwiseKind.ADD: "inferon::BIN_ADD",
@@ -48,6 +48,8 @@ UNARY_KERNELS: dict[ElementwiseKind, str] = {
 }
 
 REDUCE_KERNELS: dict[ReduceKind, str] = {kind: f"inferon::RED_{kind.name}" for kind in ReduceKind}
+
+PAD_MODES: dict[PadMode, str] = {mode: f"inferon::PAD_{mode.name}" for mode in PadMode}
 
 ACTIVATIONS: dict[ActivationKind, str] = {
     ActivationKind.NONE: "inferon::ACT_NONE",

@@ -142,6 +142,23 @@ class ReduceKindAttr(EnumAttribute[ReduceKind], SpacedOpaqueSyntaxAttribute):
     name = "graph.reduce"
 
 
+class PadMode(StrEnum):
+    """How a `graph.pad` / `loop.pad` fills its border (ONNX Pad modes; numbers match
+    `inferon::PadMode` in the kernels)."""
+
+    CONSTANT = "constant"
+    REFLECT = "reflect"
+    EDGE = "edge"
+    WRAP = "wrap"
+
+
+@irdl_attr_definition
+class PadModeAttr(EnumAttribute[PadMode], SpacedOpaqueSyntaxAttribute):
+    """The border of a `graph.pad` / `loop.pad`, e.g. `#graph<pad reflect>`."""
+
+    name = "graph.pad"
+
+
 class SparseFormat(StrEnum):
     """Storage of a weight matrix (numbers match `inferon::SparseFormat` for the sparse ones)."""
 

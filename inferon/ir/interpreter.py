@@ -11,7 +11,7 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Operation, SSAValue
 
 from inferon.ir import quant
-from inferon.ir.attrs import ActivationKind, ElementwiseKind, EpilogueAttr, ReduceKind
+from inferon.ir.attrs import ActivationKind, ElementwiseKind, EpilogueAttr, PadMode, ReduceKind
 from inferon.ir.dialects import graph
 from inferon.ir.dialects.graph import ints, shape_of
 from inferon.ir.resize import resize_reference
@@ -375,8 +375,12 @@ def _group_norm(op: Operation, args: list[np.ndarray]) -> np.ndarray:
 @impl(graph.PadOp)
 def _pad(op: Operation, args: list[np.ndarray]) -> np.ndarray:
     assert isinstance(op, graph.PadOp)
-    t, left, b, r = ints(op.pads)
-    return np.pad(args[0], ((0, 0), (0, 0), (t, b), (left, r)), constant_values=op.value.value.data)
+    starts, extents, begin, end = op.window()
+    x = args[0][tuple(slice(s, s + n) for s, n in zip(starts, extents))]
+    widths = list(zip(begin, end))
+    if op.mode.data == PadMode.CONSTANT:
+        return np.pad(x, widths, constant_values=op.value.value.data)
+    return np.pad(x, widths, mode=op.mode.data.value)
 
 
 @impl(graph.ResizeOp)

@@ -19,7 +19,7 @@
 //                    qgemm_base.hpp: parameters, B packing, epilogue; qsparse.hpp: block1x4 A)
 //   qdepthwise.hpp   qdepthwise_conv2d (direct quantized depthwise convolution)
 //   elementwise.hpp  binary, unary, copy, copy_rows, channel_affine
-//   layout.hpp       transpose, strided_copy (Slice / Split / Gather windows), pad2d
+//   layout.hpp       transpose, strided_copy (Slice / Split / Gather / Expand / Tile windows), pad
 //   norm.hpp         softmax, lrn
 //   resize.hpp       resize (Resize / Upsample through compile-time tap tables)
 //   reduce.hpp       reduce (ONNX Reduce*), arg_reduce (ArgMax / ArgMin), row_norm (layer / group / instance normalisation)

@@ -1,4 +1,5 @@
-// Inferon layout kernels: transpose, strided_copy (Slice / Split / Gather windows), pad2d.
+// Inferon layout kernels: transpose, strided_copy (Slice / Split / Gather / Expand / Tile windows),
+// pad (any axes, constant / reflect / edge / wrap).
 #pragma once
 
 #include "common.hpp"
@@ -76,6 +77,10 @@ inline void strided_row(const T* x, int64_t stride, T* y, int64_t n) {
     std::memcpy(y, x, static_cast<size_t>(n) * sizeof(T));
     return;
   }
+  if (stride == 0) {  // a broadcast (Expand / Tile)
+    std::fill(y, y + n, x[0]);
+    return;
+  }
   int64_t k = 0;
   if constexpr (std::is_same_v<T, float>) {
     if (use_avx2() && stride == 2) k = stride2_avx2(x, y, n);
@@ -87,7 +92,7 @@ inline void strided_row(const T* x, int64_t stride, T* y, int64_t n) {
 }  // namespace layout_detail
 
 // y[i0, .., i(r-1)] = x[sum_d i_d * strides[d]] for a dense y of `shape` (rank <= 8, strides in
-// elements, possibly negative; x already points at the window's first element). Rows of the
+// elements, possibly negative, or 0 for a broadcast axis; x already points at the window's first element). Rows of the
 // innermost dimension are split over the threads.
 template <class T>
 inline void strided_copy(int rank, const int64_t* shape, const int64_t* strides, const T* x, T* y,
@@ -214,25 +219,98 @@ inline void transpose(int rank, const int64_t* in_shape, const int64_t* perm, co
   }
 }
 
-// y[p] = x[p] with a constant border: NC planes of H x W into (H + pt + pb) x (W + pl + pr).
-inline void pad2d(const float* x, float* y, int64_t NC, int64_t H, int64_t W, int64_t pt, int64_t pl, int64_t pb,
-                  int64_t pr, float value, int num_threads = 1) {
-  const int64_t Ho = H + pt + pb, Wo = W + pl + pr;
-  const int T = threads_for(num_threads, static_cast<double>(NC) * Ho * Wo, 65536.0);
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
-  for (int64_t c = 0; c < NC; c++) {
-    float* out = y + c * Ho * Wo;
-    for (int64_t r = 0; r < Ho; r++) {
-      float* row = out + r * Wo;
-      const int64_t src = r - pt;
-      if (src < 0 || src >= H) {
-        std::fill(row, row + Wo, value);
+// ONNX Pad modes (numbers match inferon.ir.attrs.PadMode's order).
+enum PadMode { PAD_CONSTANT = 0, PAD_REFLECT = 1, PAD_EDGE = 2, PAD_WRAP = 3 };
+
+// The element of an axis of n read at position i (< 0 or >= n in the border), -1 for the constant.
+template <PadMode M>
+inline int64_t pad_source(int64_t i, int64_t n) {
+  if (i >= 0 && i < n) return i;
+  if constexpr (M == PAD_EDGE) return i < 0 ? 0 : n - 1;
+  if constexpr (M == PAD_WRAP) return ((i % n) + n) % n;
+  if constexpr (M == PAD_REFLECT) {  // period 2 (n - 1): 0 1 .. n-1 n-2 .. 1 0 1 ..
+    if (n == 1) return 0;
+    const int64_t p = 2 * (n - 1), j = ((i % p) + p) % p;
+    return j < n ? j : p - j;
+  }
+  return -1;
+}
+
+namespace layout_detail {
+
+template <class T, PadMode M>
+inline void pad(int rank, const int64_t* shape, const int64_t* strides, const int64_t* pads, const T* x, T* y,
+                float value, int num_threads) {
+  int64_t out[INFERON_MAX_RANK];
+  int64_t rows = 1;
+  for (int d = 0; d < rank; d++) {
+    out[d] = shape[d] + pads[d] + pads[rank + d];
+    if (d < rank - 1) rows *= out[d];
+  }
+  const int64_t n = shape[rank - 1], b = pads[rank - 1], wo = out[rank - 1], s = strides[rank - 1];
+  const T fill = static_cast<T>(value);
+  const int NT = threads_for(num_threads, static_cast<double>(rows) * wo, 65536.0);
+#pragma omp parallel num_threads(NT) if (NT > 1)
+  {
+    const int nt = omp_get_num_threads(), id = omp_get_thread_num();
+    const int64_t r0 = rows * id / nt, r1 = rows * (id + 1) / nt;
+    int64_t idx[INFERON_MAX_RANK] = {0};
+    for (int64_t d = rank - 2, rem = r0; d >= 0; d--) {  // output index of row r0, then counted up
+      idx[d] = rem % out[d];
+      rem /= out[d];
+    }
+    for (int64_t row = r0; row < r1; row++) {
+      T* yr = y + row * wo;
+      int64_t off = 0;
+      bool border = false;
+      for (int d = 0; d < rank - 1; d++) {
+        const int64_t src = pad_source<M>(idx[d] - pads[d], shape[d]);
+        border |= src < 0;
+        off += src * strides[d];
+      }
+      for (int d = rank - 2; d >= 0; d--) {
+        if (++idx[d] < out[d]) break;
+        idx[d] = 0;
+      }
+      if (border) {
+        std::fill(yr, yr + wo, fill);
         continue;
       }
-      std::fill(row, row + pl, value);
-      std::memcpy(row + pl, x + (c * H + src) * W, static_cast<size_t>(W) * sizeof(float));
-      std::fill(row + pl + W, row + Wo, value);
+      const T* xr = x + off;
+      for (int64_t k = 0; k < b; k++) {
+        const int64_t src = pad_source<M>(k - b, n);
+        yr[k] = src < 0 ? fill : xr[src * s];
+      }
+      if (s == 1) std::memcpy(yr + b, xr, static_cast<size_t>(n) * sizeof(T));
+      else
+        for (int64_t j = 0; j < n; j++) yr[b + j] = xr[j * s];
+      for (int64_t k = b + n; k < wo; k++) {
+        const int64_t src = pad_source<M>(k - b, n);
+        yr[k] = src < 0 ? fill : xr[src * s];
+      }
     }
+  }
+}
+
+}  // namespace layout_detail
+
+// y = x padded: per axis d, shape[d] elements of x (element stride strides[d], x already at the
+// window's first element) get pads[d] in front and pads[rank + d] behind, filled by `mode` (`value`
+// for constant). y is dense. Rows of the innermost axis are split over the threads; each is
+// its border element by element around one memcpy (or strided read) of the window's row.
+// The mode is a template parameter of the row loop (pad_source inlined per mode).
+template <class T>
+inline void pad(int rank, const int64_t* shape, const int64_t* strides, const int64_t* pads, PadMode mode, const T* x,
+                T* y, float value, int num_threads = 1) {
+  switch (mode) {
+    case PAD_REFLECT:
+      return layout_detail::pad<T, PAD_REFLECT>(rank, shape, strides, pads, x, y, value, num_threads);
+    case PAD_EDGE:
+      return layout_detail::pad<T, PAD_EDGE>(rank, shape, strides, pads, x, y, value, num_threads);
+    case PAD_WRAP:
+      return layout_detail::pad<T, PAD_WRAP>(rank, shape, strides, pads, x, y, value, num_threads);
+    default:
+      return layout_detail::pad<T, PAD_CONSTANT>(rank, shape, strides, pads, x, y, value, num_threads);
   }
 }
 

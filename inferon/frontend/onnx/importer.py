@@ -252,6 +252,32 @@ def _fold_lrn(ctx: ImportContext, node: onnx.NodeProto, x: np.ndarray) -> np.nda
 _NUMPY_FOLDS = {"Softmax": _fold_softmax, "LogSoftmax": _fold_softmax, "LRN": _fold_lrn}
 
 
+def _crop_for_pad(ctx: ImportContext, node: onnx.NodeProto, feeds: dict[str, np.ndarray]) -> None:
+    """Apply a constant Pad's negative pads (crops) to its data in `feeds` and zero them (in the
+    input or, before opset 11, the node's attribute): onnx.reference's np.pad rejects them."""
+    rank = feeds["i0"].ndim
+    if ctx.opset < 11:
+        attr = next((a for a in node.attribute if a.name == "pads"), None)
+        pads = [int(p) for p in attr.ints] if attr is not None else []
+        axes = list(range(rank))
+    else:
+        pads = [int(p) for p in np.asarray(feeds.get("i1", [])).reshape(-1)]
+        axes = [int(a) % rank for a in feeds["i3"].reshape(-1)] if "i3" in feeds else list(range(rank))
+    if len(pads) != 2 * len(axes) or min(pads, default=0) >= 0:
+        return  # malformed (the reference says so) or nothing to crop
+    window = [slice(None)] * rank
+    for i, a in enumerate(axes):
+        b, e = pads[i], pads[i + len(axes)]
+        window[a] = slice(max(0, -b), feeds["i0"].shape[a] + min(0, e))
+    feeds["i0"] = feeds["i0"][tuple(window)]
+    kept = [max(0, p) for p in pads]
+    if ctx.opset < 11:
+        del attr.ints[:]  # type: ignore[union-attr]
+        attr.ints.extend(kept)  # type: ignore[union-attr]
+    else:
+        feeds["i1"] = np.array(kept, dtype=np.int64)
+
+
 def _fold(ctx: ImportContext, node: onnx.NodeProto) -> list[Value]:
     """Evaluate a node whose inputs are all constants (onnx.reference, or numpy for _NUMPY_FOLDS)."""
     from onnx.reference import ReferenceEvaluator
@@ -267,6 +293,8 @@ def _fold(ctx: ImportContext, node: onnx.NodeProto) -> list[Value]:
     del clone.input[:]
     clone.input.extend([n if node.input[i] else "" for i, n in enumerate(names)])
     feeds = {names[i]: ctx.env[name] for i, name in enumerate(node.input) if name}
+    if node.op_type == "Pad" and node.domain in ("", "ai.onnx"):
+        _crop_for_pad(ctx, clone, feeds)
     graph = onnx.helper.make_graph(
         [clone],
         "fold",

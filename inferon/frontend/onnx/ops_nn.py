@@ -13,8 +13,10 @@ from xdsl.ir import SSAValue
 from inferon.frontend.onnx.importer import ImportContext, Value
 from inferon.frontend.onnx.ops_shape import reshape, transpose
 from inferon.frontend.onnx.registry import converter
+from inferon.ir.attrs import PadMode, PadModeAttr
 from inferon.ir.dialects import graph
-from inferon.ir.dialects.graph import i64_array, shape_of, tensor_type
+from inferon.ir.dialects.graph import i64_array, quant_of, shape_of, tensor_type
+from inferon.ir.dialects.loop import MAX_RANK as MAX_PAD_RANK
 
 
 def _spatial_attrs(
@@ -381,40 +383,71 @@ def convert_global_max_pool(ctx: ImportContext, node: NodeProto) -> list[Value]:
     return _global_pool(ctx, node, graph.GlobalMaxPoolOp)
 
 
+PAD_MODES = {"constant": 2, "reflect": 2, "edge": 2, "wrap": 19}  # mode -> first opset defining it
+
+
+def _pad_amounts(ctx: ImportContext, node: NodeProto, rank: int) -> tuple[list[int], float]:
+    """[begin..., end...] pads of every axis (opset 18's `axes` spread out) and the constant."""
+    if ctx.opset < 11:
+        pads = ctx.attr("pads")
+        if pads is None:
+            raise ctx.error("attribute 'pads' is required")
+        return [int(p) for p in pads], float(ctx.attr("value", 0.0))
+    raw = ctx.require_const(node.input[1], "pads")
+    if raw.dtype.kind not in "iu":
+        raise ctx.error(f"pads must be integers, got {raw.dtype}")
+    pads = [int(p) for p in raw.reshape(-1)]
+    value = 0.0
+    if ctx.input(2):
+        const = ctx.require_const(node.input[2], "constant_value")
+        if const.size != 1:
+            raise ctx.error(f"constant_value must be one value, got shape {list(const.shape)}")
+        value = float(const.reshape(-1)[0])
+    if not ctx.input(3):
+        return pads, value
+    axes = [int(a) for a in ctx.require_const(node.input[3], "axes").reshape(-1)]
+    if any(not -rank <= a < rank for a in axes) or len({a % rank for a in axes}) != len(axes):
+        raise ctx.error(f"axes {axes} are out of range or repeat an axis of the rank-{rank} input")
+    if len(pads) != 2 * len(axes):
+        raise ctx.error(f"pads {pads} do not give [begin..., end...] for the {len(axes)} axes {axes}")
+    full = [0] * (2 * rank)
+    for i, a in enumerate(axes):
+        full[a % rank], full[a % rank + rank] = pads[i], pads[i + len(axes)]
+    return full, value
+
+
 @converter("Pad", since=2)
 def convert_pad(ctx: ImportContext, node: NodeProto) -> list[Value]:
-    """Constant-mode Pad of the spatial axes of an NCHW tensor (what "same" padding exports to;
-    the pads usually come from a Shape subgraph that folds at import)."""
-    import numpy as np
-
+    """Pad of any axes (opset 18 `axes`) in constant, reflect, edge or (opset 19) wrap mode; negative
+    pads crop first. Pads, constant and axes must be constants (exported "same" padding's pads
+    usually come from a Shape subgraph that folds at import). A per-tensor quantized input pads its
+    stored integers (the constant is one)."""
     x = ctx.value(node.input[0])
     shape = shape_of(x)
-    mode = ctx.attr("mode", b"constant")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
-    if mode != "constant":
-        raise ctx.unsupported(f"Pad mode '{mode}' (only constant)")
-    if ctx.opset >= 11:
-        pads = ctx.require_const(node.input[1], "pads").astype(np.int64).tolist()
-        value = float(ctx.require_const(node.input[2], "constant_value").ravel()[0]) if ctx.input(2) else 0.0
-        if ctx.input(3):
-            axes = [a % len(shape) for a in ctx.require_const(node.input[3], "axes").astype(np.int64).tolist()]
-            full = [0] * (2 * len(shape))
-            for i, a in enumerate(axes):
-                full[a], full[a + len(shape)] = pads[i], pads[i + len(axes)]
-            pads = full
-    else:
-        pads, value = list(ctx.attr("pads")), float(ctx.attr("value", 0.0))
     rank = len(shape)
+    mode = ctx.attr("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    if PAD_MODES.get(mode, ctx.opset + 1) > ctx.opset:
+        raise ctx.error(f"unknown Pad mode '{mode}' at opset {ctx.opset}")
+    pads, value = _pad_amounts(ctx, node, rank)
     if len(pads) != 2 * rank:
         raise ctx.error(f"pads {pads} do not match the rank-{rank} input")
-    begin, end = pads[:rank], pads[rank:]
-    if rank != 4 or any(begin[:2]) or any(end[:2]) or min(pads) < 0:
-        raise ctx.unsupported(f"Pad {pads} of a rank-{rank} tensor (only non-negative pads of the two spatial axes of NCHW)")
     if not any(pads):
         return [x]
-    out = (shape[0], shape[1], shape[2] + begin[2] + end[2], shape[3] + begin[3] + end[3])
-    props = {"pads": i64_array([begin[2], begin[3], end[2], end[3]]), "value": FloatAttr(value, 32)}
-    return [ctx.emit(graph.PadOp.create(operands=[x], properties=props, result_types=[tensor_type(out)])).results[0]]
+    if rank > MAX_PAD_RANK:
+        raise ctx.unsupported(f"Pad of a rank-{rank} tensor (at most {MAX_PAD_RANK})")
+    kept = [d + min(0, b) + min(0, e) for d, b, e in zip(shape, pads[:rank], pads[rank:])]
+    out = [d + b + e for d, b, e in zip(shape, pads[:rank], pads[rank:])]
+    if min(kept) < 1 or min(out) < 1:
+        raise ctx.unsupported(f"pads {pads} crop away all of an axis of {list(shape)} (empty tensors are not supported)")
+    q = quant_of(x)
+    if q is not None and mode == "constant":
+        info = np.iinfo(q.dtype)
+        if value != int(value) or not info.min <= value <= info.max:
+            raise ctx.error(f"constant_value {value} is not a {q.dtype.name} value")
+    props = {"pads": i64_array(pads), "mode": PadModeAttr(PadMode(mode)), "value": FloatAttr(value, 32)}
+    typ = tensor_type(out, x.type.element_type)  # type: ignore[attr-defined]
+    return [ctx.emit(graph.PadOp.create(operands=[x], properties=props, result_types=[typ])).results[0]]
 
 
 @converter("LRN")

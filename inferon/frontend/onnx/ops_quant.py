@@ -274,18 +274,21 @@ def convert_qgemm(ctx: ImportContext, node: NodeProto) -> list[Value]:
 PASSTHROUGH = frozenset({
     "MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout",
     "GlobalMaxPool", "Slice", "Split", "Pad", "Resize", "DepthToSpace", "SpaceToDepth", "Gather",
+    "GatherND", "Expand", "Tile",
 })  # fmt: skip
 
 
-# of those, the ones whose converters only emit `graph.slice` / concat / reshape of the tensor: they
-# run on the per-tensor quantized integers directly
-STORED_WINDOWS = frozenset({"Slice", "Split", "Gather"})
+# of those, the ones whose converters only emit `graph.slice` / concat / reshape / pad of the tensor:
+# they run on the per-tensor quantized integers directly (Pad's constant is a stored integer, as in
+# ONNX: on the dequantized values it would not be)
+STORED_WINDOWS = frozenset({"Slice", "Split", "Gather", "GatherND", "Expand", "Tile", "Pad"})
 
 
 def convert_on_dequantized(ctx: ImportContext, node: NodeProto) -> list[Value]:
     """A data-movement op on a quantized tensor (QOperator models keep MaxPool, Reshape... on
     uint8): dequantize, run the float converter, quantize the result with the same parameters
-    (Slice / Split / Gather of a per-tensor quantized tensor copy its integers instead)."""
+    (Slice / Split / Gather / GatherND / Expand / Tile / Pad of a per-tensor quantized tensor copy its
+    integers instead)."""
     x = ctx.env[node.input[0]]
     qx = quant_of(x) if isinstance(x, SSAValue) else None
     others = [n for n in node.input[1:] if n and isinstance(ctx.env[n], SSAValue) and quant_of(ctx.env[n])]

@@ -1,5 +1,5 @@
 """Converters for data-movement ops: Reshape, Flatten, Squeeze, Unsqueeze, Transpose, Concat, Slice,
-Split, Gather (constant indices), DepthToSpace, SpaceToDepth, and
+Split, Gather / GatherND (constant indices), Expand, Tile (constant shapes), DepthToSpace, SpaceToDepth, and
 Shape/Size (which fold to constants because every shape is static)."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from inferon.frontend.onnx.importer import ImportContext, Value
 from inferon.frontend.onnx.registry import converter
 from inferon.ir.dialects import graph
 from inferon.ir.dialects.graph import i64_array, shape_of, tensor_type
+from inferon.ir.dialects.loop import MAX_RANK
 
 
 def reshape(ctx: ImportContext, x: SSAValue, shape: tuple[int, ...]) -> SSAValue:
@@ -258,21 +259,10 @@ def convert_split(ctx: ImportContext, node: NodeProto) -> list[Value]:
     return results
 
 
-@converter("Gather")
-def convert_gather(ctx: ImportContext, node: NodeProto) -> list[Value]:
-    """Gather with constant indices (any shape, negative ones from the end): one `graph.slice` per run
-    of indices in arithmetic progression, concatenated, reshaped to data[:axis] + indices + data[axis+1:]."""
-    x = ctx.value(node.input[0])
+def gather_runs(ctx: ImportContext, x: SSAValue, axis: int, flat: list[int]) -> SSAValue:
+    """x's entries `flat` (non-negative, in range) along `axis`: one `graph.slice` per run of indices
+    in arithmetic progression, concatenated along `axis`."""
     shape = shape_of(x)
-    axis = _axis(ctx, int(ctx.attr("axis", 0)), len(shape))
-    indices = ctx.require_const(node.input[1], "indices")
-    if indices.dtype.kind not in "iu":
-        raise ctx.error(f"indices must be integers, got {indices.dtype}")
-    flat = [int(i) for i in indices.reshape(-1)]
-    extent = shape[axis]
-    if any(not -extent <= i < extent for i in flat):
-        raise ctx.error(f"indices {flat} are out of range for axis {axis} of size {extent}")
-    flat = [i % extent for i in flat]
     if not flat:
         raise ctx.unsupported("empty indices give an empty tensor (empty tensors are not supported)")
     parts, i = [], 0
@@ -286,14 +276,122 @@ def convert_gather(ctx: ImportContext, node: NodeProto) -> list[Value]:
         begin[axis], steps[axis], counts[axis] = flat[i], step or 1, n
         parts.append(window(ctx, x, begin, steps, counts))
         i += n
-    y = parts[0]
-    if len(parts) > 1:
-        out = list(shape)
-        out[axis] = len(flat)
-        props = {"axis": IntegerAttr(axis, i64)}
-        typ = tensor_type(out, x.type.element_type)  # type: ignore[attr-defined]
-        y = ctx.emit(graph.ConcatOp.create(operands=parts, properties=props, result_types=[typ])).results[0]
+    if len(parts) == 1:
+        return parts[0]
+    out = list(shape)
+    out[axis] = len(flat)
+    props = {"axis": IntegerAttr(axis, i64)}
+    typ = tensor_type(out, x.type.element_type)  # type: ignore[attr-defined]
+    return ctx.emit(graph.ConcatOp.create(operands=parts, properties=props, result_types=[typ])).results[0]
+
+
+def _const_indices(ctx: ImportContext, name: str) -> np.ndarray:
+    indices = ctx.require_const(name, "indices")
+    if indices.dtype.kind not in "iu":
+        raise ctx.error(f"indices must be integers, got {indices.dtype}")
+    return indices.astype(np.int64)
+
+
+@converter("Gather")
+def convert_gather(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    """Gather with constant indices (any shape, negative ones from the end): one `graph.slice` per run
+    of indices in arithmetic progression, concatenated, reshaped to data[:axis] + indices + data[axis+1:]."""
+    x = ctx.value(node.input[0])
+    shape = shape_of(x)
+    axis = _axis(ctx, int(ctx.attr("axis", 0)), len(shape))
+    indices = _const_indices(ctx, node.input[1])
+    flat = [int(i) for i in indices.reshape(-1)]
+    extent = shape[axis]
+    if any(not -extent <= i < extent for i in flat):
+        raise ctx.error(f"indices {flat} are out of range for axis {axis} of size {extent}")
+    y = gather_runs(ctx, x, axis, [i % extent for i in flat])
     return [reshape(ctx, y, (*shape[:axis], *indices.shape, *shape[axis + 1 :]))]
+
+
+@converter("GatherND", since=11)
+def convert_gather_nd(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    """GatherND (opset 12 `batch_dims`) with constant indices: the data viewed as rows, a row being
+    what one index tuple selects (data[b.., i_1.., i_k, :..]), gathered like Gather's rows (runs in
+    arithmetic progression, concatenated), reshaped to indices.shape[:-1] + data.shape[b + k:]."""
+    x = ctx.value(node.input[0])
+    shape = shape_of(x)
+    indices = _const_indices(ctx, node.input[1])
+    if not indices.size:
+        raise ctx.unsupported("empty indices give an empty tensor (empty tensors are not supported)")
+    b = int(ctx.attr("batch_dims", 0))
+    k = indices.shape[-1] if indices.ndim else 0
+    if not 0 <= b < min(len(shape), indices.ndim) or indices.shape[:b] != shape[:b]:
+        raise ctx.error(f"batch_dims {b} does not fit data {list(shape)} and indices {list(indices.shape)}")
+    if not 1 <= k <= len(shape) - b:
+        raise ctx.error(f"index tuples of length {k} do not fit data {list(shape)} after {b} batch dimension(s)")
+    dims = shape[b : b + k]
+    tuples = indices.reshape(math.prod(shape[:b]), -1, k)
+    if np.any(tuples < -np.array(dims)) or np.any(tuples >= np.array(dims)):
+        raise ctx.error(f"indices are out of range for the data dimensions {list(dims)}")
+    rows_per_batch = math.prod(dims)
+    local = np.ravel_multi_index(tuple((tuples % np.array(dims)).transpose(2, 0, 1)), dims)
+    rows = (local + np.arange(tuples.shape[0])[:, None] * rows_per_batch).reshape(-1)
+    view = reshape(ctx, x, (math.prod(shape[: b + k]), math.prod(shape[b + k :])))
+    y = gather_runs(ctx, view, 0, [int(r) for r in rows])
+    return [reshape(ctx, y, (*indices.shape[:-1], *shape[b + k :]))]
+
+
+def _broadcast_count(counts: list[int]) -> int:
+    """How many dimensions a window of these counts keeps (size-1 ones are dropped)."""
+    return sum(1 for n in counts if n > 1)
+
+
+@converter("Expand", since=8)
+def convert_expand(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    """Expand to a constant shape (bidirectional broadcast): a `graph.slice` of x (rank-extended with
+    leading 1s) whose broadcast axes have step 0."""
+    x = ctx.value(node.input[0])
+    shape = shape_of(x)
+    target = _ints(ctx, node.input[1], "shape")
+    rank = max(len(shape), len(target))
+    xs = (1,) * (rank - len(shape)) + tuple(shape)
+    ts = (1,) * (rank - len(target)) + tuple(target)
+    if any(t < 0 or (d != t and d != 1 and t != 1) for d, t in zip(xs, ts)):
+        raise ctx.error(f"shape {target} does not broadcast with the input's {list(shape)}")
+    out = [d if t == 1 else t for d, t in zip(xs, ts)]
+    if _broadcast_count(out) > MAX_RANK:
+        raise ctx.unsupported(f"Expand to {out}: more than {MAX_RANK} dimensions")
+    steps = [0 if n > d else 1 for d, n in zip(xs, out)]
+    return [window(ctx, reshape(ctx, x, xs), [0] * rank, steps, out)]
+
+
+@converter("Tile", since=6)
+def convert_tile(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    """Tile with constant repeats: x viewed as [1, d0, 1, d1, ..], a `graph.slice` of counts [r0, d0,
+    r1, d1, ..] with step 0 on the repeat axes, reshaped to [r0 d0, r1 d1, ..]; in several such
+    steps when one would exceed the kernels' rank."""
+    x = ctx.value(node.input[0])
+    shape = list(shape_of(x))
+    repeats = _ints(ctx, node.input[1], "repeats")
+    if len(repeats) != len(shape) or min(repeats, default=1) < 0:
+        raise ctx.error(f"repeats {repeats} must be one non-negative count per axis of {shape}")
+    if min(repeats, default=1) == 0:
+        raise ctx.unsupported(f"repeats {repeats} give an empty tensor (empty tensors are not supported)")
+    todo = [a for a, r in enumerate(repeats) if r > 1]
+    while todo:
+        room = MAX_RANK - _broadcast_count(shape)
+        if room < 1:
+            raise ctx.unsupported(f"Tile of {shape}: more than {MAX_RANK} dimensions")
+        now, todo = todo[:room], todo[room:]
+        split, steps, counts = [], [], []
+        for a, d in enumerate(shape):
+            if a in now:
+                split += [1, d]
+                steps += [0, 1]
+                counts += [repeats[a], d]
+            else:
+                split.append(d)
+                steps.append(1)
+                counts.append(d)
+        y = window(ctx, reshape(ctx, x, tuple(split)), [0] * len(split), steps, counts)
+        shape = [d * repeats[a] if a in now else d for a, d in enumerate(shape)]
+        x = reshape(ctx, y, tuple(shape))
+    return [x]
 
 
 # ------------------------------------------------------------------- DepthToSpace, SpaceToDepth

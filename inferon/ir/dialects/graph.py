@@ -53,6 +53,7 @@ from inferon.ir.attrs import (
     ElementwiseKindAttr,
     EpilogueAttr,
     NearestModeAttr,
+    PadModeAttr,
     QuantType,
     ReduceKind,
     ReduceKindAttr,
@@ -795,9 +796,10 @@ class ReshapeOp(IRDLOperation):
 
 @irdl_op_definition
 class SliceOp(IRDLOperation):
-    """A strided window of the input (ONNX Slice, Split, Gather with constant indices): along axis i,
-    output[.., k, ..] = input[.., starts[i] + k * steps[i], ..] for k < output.shape[i]; steps are
-    non-zero and may be negative, every index read is inside the input."""
+    """A strided window of the input (ONNX Slice, Split, Gather with constant indices, Expand, Tile):
+    along axis i, output[.., k, ..] = input[.., starts[i] + k * steps[i], ..] for k <
+    output.shape[i]; steps may be negative, or 0 to repeat one element (a broadcast); every index
+    read is inside the input."""
 
     name = "graph.slice"
     input = operand_def(TensorType)
@@ -813,7 +815,7 @@ class SliceOp(IRDLOperation):
             raise VerifyException("graph.slice: input, output, starts and steps must have the same rank")
         for axis, (d, n, start, step) in enumerate(zip(x, y, starts, steps)):
             last = start + (n - 1) * step
-            if step == 0 or n < 1 or not (0 <= start < d and 0 <= last < d):
+            if n < 1 or not (0 <= start < d and 0 <= last < d):
                 raise VerifyException(
                     f"graph.slice: axis {axis} reads {n} elements from {start} by {step}, outside [0, {d})"
                 )
@@ -976,22 +978,38 @@ class GroupNormOp(IRDLOperation):
 
 @irdl_op_definition
 class PadOp(IRDLOperation):
-    """ONNX Pad, constant mode, on the spatial axes of an NCHW tensor: pads = [top, left, bottom,
-    right] (non-negative), `value` in the border. `fold-pad` merges a zero Pad into the Conv reading it."""
+    """ONNX Pad of any axes: pads = [begin..., end...] per axis. Negative amounts crop first; the
+    cropped window is then padded by the positive ones, its border filled by `mode` (`value` in
+    constant mode; reflect / edge / wrap read the window). Quantized tensors pad their stored
+    integers (`value` is one). `fold-pad` merges a zero constant Pad into the Conv reading it."""
 
     name = "graph.pad"
     input = operand_def(TensorType)
     pads = prop_def(DenseArrayBase)
+    mode = prop_def(PadModeAttr)
     value = prop_def(F32Attr)
     output = result_def(TensorType)
     traits = traits_def(Pure())
 
+    def window(self) -> tuple[list[int], list[int], list[int], list[int]]:
+        """(starts, extents) of the cropped window of the input, then the non-negative begin / end pads."""
+        x, p = shape_of(self.input), ints(self.pads)
+        r = len(x)
+        starts = [max(0, -b) for b in p[:r]]
+        extents = [d + min(0, b) + min(0, e) for d, b, e in zip(x, p[:r], p[r:])]
+        return starts, extents, [max(0, b) for b in p[:r]], [max(0, e) for e in p[r:]]
+
     def verify_(self) -> None:
         x, y, p = shape_of(self.input), shape_of(self.output), ints(self.pads)
-        if len(x) != 4 or len(p) != 4 or min(p) < 0:
-            raise VerifyException("graph.pad pads the two spatial axes of a rank-4 tensor by non-negative amounts")
-        if y != (x[0], x[1], x[2] + p[0] + p[2], x[3] + p[1] + p[3]):
-            raise VerifyException(f"graph.pad output {y} does not match input {x} and pads {p}")
+        if not x or len(p) != 2 * len(x):
+            raise VerifyException(f"graph.pad needs [begin..., end...] pads for each axis of {list(x)}, got {p}")
+        _, extents, begin, end = self.window()
+        if min(extents) < 1:
+            raise VerifyException(f"graph.pad: pads {p} crop all of an axis of {list(x)}")
+        if y != tuple(n + b + e for n, b, e in zip(extents, begin, end)):
+            raise VerifyException(f"graph.pad output {list(y)} does not match input {list(x)} and pads {p}")
+        if quant_of(self.input) != quant_of(self.output):
+            raise VerifyException("graph.pad must keep the element type")
 
 
 @irdl_op_definition
@@ -1241,6 +1259,6 @@ Graph = Dialect(
     ],
     [
         ActivationKindAttr, EpilogueAttr, ElementwiseKindAttr, ReduceKindAttr, SparseFormatAttr, SparseAttr, QuantType,
-        ResizeModeAttr, CoordinateModeAttr, NearestModeAttr,
+        ResizeModeAttr, CoordinateModeAttr, NearestModeAttr, PadModeAttr,
     ],
 )  # fmt: skip

@@ -38,7 +38,15 @@ from xdsl.irdl import (
 )
 from xdsl.utils.exceptions import VerifyException
 
-from inferon.ir.attrs import NO_EPILOGUE, ElementwiseKindAttr, EpilogueAttr, ReduceKindAttr, SparseAttr, SparseFormat
+from inferon.ir.attrs import (
+    NO_EPILOGUE,
+    ElementwiseKindAttr,
+    EpilogueAttr,
+    PadModeAttr,
+    ReduceKindAttr,
+    SparseAttr,
+    SparseFormat,
+)
 from inferon.ir.dialects.graph import F32Attr
 from inferon.ir.winograd import TILES as WINOGRAD_TILES
 from inferon.ir.winograd import point_stride
@@ -616,14 +624,36 @@ class SpMMOp(SpMMBase):
 
 @irdl_op_definition
 class PadOp(IRDLOperation):
-    """Constant border around NC planes: y [NC, H + pt + pb, W + pl + pr]; geometry = [NC, H, W, pt,
-    pl, pb, pr]."""
+    """y = a window of x padded (from graph.pad): per axis d, `shape[d]` elements of x (element
+    stride `strides[d]`, from element `offset`) get pads[d] in front and pads[rank + d] behind
+    (non-negative), filled by `mode` (`value` in constant mode, stored integers for 8-bit buffers);
+    y is dense. `convert-graph-to-loop` merges axes where it can (see its `pad_view`)."""
 
     name = "loop.pad"
     input = operand_def(MemRefType)
     output = operand_def(MemRefType)
-    geometry = prop_def(DenseArrayBase)
+    shape = prop_def(DenseArrayBase)
+    strides = prop_def(DenseArrayBase)
+    offset = prop_def(I64Attr)
+    pads = prop_def(DenseArrayBase)
+    mode = prop_def(PadModeAttr)
     value = prop_def(F32Attr)
+
+    def verify_(self) -> None:
+        shape, strides, pads = self.shape.get_values(), self.strides.get_values(), self.pads.get_values()
+        r = len(shape)
+        if not 0 < r <= MAX_RANK or len(strides) != r or len(pads) != 2 * r or min(shape) < 1 or min(pads) < 0:
+            raise VerifyException(f"loop.pad: bad shape {list(shape)} / strides {list(strides)} / pads {list(pads)}")
+        out = math.prod(n + b + e for n, b, e in zip(shape, pads[:r], pads[r:]))  # type: ignore[operator]
+        if out != math.prod(self.output.type.get_shape()):  # type: ignore[attr-defined]
+            raise VerifyException("loop.pad: shape and pads do not match the output's size")
+        size = math.prod(self.input.type.get_shape())  # type: ignore[attr-defined]
+        off = self.offset.value.data
+        hi = off + sum((n - 1) * st for n, st in zip(shape, strides))  # type: ignore[operator]
+        if off < 0 or min(strides) < 0 or hi >= size:
+            raise VerifyException(f"loop.pad reads [{off}, {hi}], outside its input of {size} elements")
+        if self.input.type.element_type != self.output.type.element_type:  # type: ignore[attr-defined]
+            raise VerifyException("loop.pad must keep the element type")
 
 
 @irdl_op_definition

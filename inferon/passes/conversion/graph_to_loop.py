@@ -35,7 +35,7 @@ from xdsl.passes import ModulePass
 
 from inferon.errors import PassError
 from inferon.ir import quant
-from inferon.ir.attrs import NO_EPILOGUE, ElementwiseKindAttr, QuantType
+from inferon.ir.attrs import NO_EPILOGUE, ElementwiseKindAttr, PadMode, QuantType
 from inferon.ir.context import InferonContext
 from inferon.ir.dialects import graph, loop
 from inferon.ir.dialects.graph import i64_array, ints, quant_of, shape_of
@@ -413,11 +413,44 @@ def _row_norm(lw: Lowering, op: Operation, out: SSAValue) -> None:
     lw.emit(loop.RowNormOp.create(operands=[*operands, out], properties=props))
 
 
+def pad_view(
+    in_shape: tuple[int, ...], starts: list[int], extents: list[int], begin: list[int], end: list[int], constant: bool
+) -> tuple[list[int], list[int], int, list[int]]:
+    """(shape, element strides, offset, [begin..., end...]) of a loop.pad reading the window
+    `starts` / `extents` of a row-major `in_shape`. An axis merges into the (merged) axes inside it
+    when those are whole and not padded, and it is not padded either or the mode is constant (its
+    pads become runs of whole inner rows)."""
+    dense, acc = [0] * len(in_shape), 1
+    for d in reversed(range(len(in_shape))):
+        dense[d] = acc
+        acc *= in_shape[d]
+    offset = sum(s * st for s, st in zip(starts, dense))
+    shape, strides, pb, pe = [extents[-1]], [dense[-1]], [begin[-1]], [end[-1]]
+    for d in reversed(range(len(in_shape) - 1)):
+        inner_whole = strides[0] * shape[0] == dense[d] and pb[0] == pe[0] == 0
+        if inner_whole and (constant or begin[d] == end[d] == 0):
+            n = shape[0]
+            shape[0], pb[0], pe[0] = extents[d] * n, begin[d] * n, end[d] * n
+            continue
+        shape.insert(0, extents[d])
+        strides.insert(0, dense[d])
+        pb.insert(0, begin[d])
+        pe.insert(0, end[d])
+    return shape, strides, offset, pb + pe
+
+
 @lowers(graph.PadOp)
 def _pad(lw: Lowering, op: Operation, out: SSAValue) -> None:
     assert isinstance(op, graph.PadOp)
-    n, c, h, w = shape_of(op.input)
-    props = {"geometry": i64_array([n * c, h, w, *ints(op.pads)]), "value": op.value}
+    starts, extents, begin, end = op.window()
+    constant = op.mode.data == PadMode.CONSTANT
+    shape, strides, offset, pads = pad_view(shape_of(op.input), starts, extents, begin, end, constant)
+    if len(shape) > loop.MAX_RANK:
+        raise PassError(f"convert-graph-to-loop: {op.name} needs {len(shape)} dimensions (at most {loop.MAX_RANK})")
+    props = {
+        "shape": i64_array(shape), "strides": i64_array(strides), "offset": i64_attr(offset),
+        "pads": i64_array(pads), "mode": op.mode, "value": op.value,
+    }  # fmt: skip
     lw.emit(loop.PadOp.create(operands=[lw.buffer(op.input), out], properties=props))
 
 

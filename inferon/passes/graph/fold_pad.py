@@ -1,8 +1,9 @@
 """fold-pad: a zero-valued Pad feeding convolutions becomes part of their own padding.
 
-Preconditions: graph level. Produces: each `graph.conv2d` reading a `graph.pad` with value 0 reads
-the Pad's input instead, with the Pad's amounts added to its pads ("same" padding exported as an
-explicit Pad, e.g. EfficientNet's static padding); the Pad disappears when nothing else reads it.
+Preconditions: graph level. Produces: each `graph.conv2d` reading a float constant-mode `graph.pad`
+of value 0 that only grows H and W reads the Pad's input instead, with the Pad's amounts added to
+its pads ("same" padding exported as an explicit Pad, e.g. EfficientNet's static padding); the Pad
+disappears when nothing else reads it. Other Pads (reflect / edge / wrap, cropping, N / C) stay.
 """
 
 from __future__ import annotations
@@ -13,8 +14,18 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
+from inferon.ir.attrs import PadMode
 from inferon.ir.dialects import graph
-from inferon.ir.dialects.graph import i64_array, ints
+from inferon.ir.dialects.graph import i64_array, ints, quant_of
+
+
+def _foldable(pad: graph.PadOp) -> bool:
+    """A float zero constant Pad of only the spatial axes of NCHW, no cropping: what a conv's pads say."""
+    p = ints(pad.pads)
+    return (
+        pad.mode.data == PadMode.CONSTANT and pad.value.value.data == 0.0 and quant_of(pad.input) is None
+        and len(p) == 8 and min(p) >= 0 and not any(p[0:2]) and not any(p[4:6])
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -25,9 +36,9 @@ class FoldPadPass(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         for pad in [o for o in op.walk() if isinstance(o, graph.PadOp)]:
-            if pad.value.value.data != 0.0:
+            if not _foldable(pad):
                 continue
-            t, left, b, r = ints(pad.pads)
+            _, _, t, left, _, _, b, r = ints(pad.pads)
             for use in list(pad.output.uses):
                 conv = use.operation
                 if not isinstance(conv, graph.Conv2dOp) or use.index != 0:

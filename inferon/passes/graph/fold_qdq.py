@@ -10,8 +10,8 @@ Produces:
   and act a ReLU or Clip (or nothing). The bias becomes int32 in units of sx * sw[c] (a float
   bias is rounded to that grid).
 - `graph.qadd` for quantize(act(dequantize(a) + dequantize(b))) (residual additions), same shapes.
-- MaxPool / GlobalMaxPool / Concat / Reshape between a dequantize and a quantize of the same
-  parameters run on the integers (the graph op on `!graph.quant` tensors); Concat inputs quantized
+- MaxPool / GlobalMaxPool / Concat / Reshape / Slice / Pad between a dequantize and a quantize of the
+  same parameters run on the integers (a Pad's constant becomes its quantized integer) (the graph op on `!graph.quant` tensors); Concat inputs quantized
   differently are requantized (dequantize + quantize) to the output's parameters first; AveragePool /
   GlobalAveragePool between dequantize and quantize average the integers and requantize.
 - `quantize(dequantize(x))` with the same parameters on both sides folds to `x`.
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import FloatAttr, ModuleOp
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 
@@ -34,11 +34,13 @@ from inferon.ir.attrs import NO_EPILOGUE, ActivationKind, EpilogueAttr, QuantTyp
 from inferon.ir.dialects import graph
 from inferon.ir.dialects.graph import i32_signed, ints, quant_of, shape_of
 from inferon.ir.interpreter import evaluate
+from inferon.ir.quant import quantize as quantize_array
 from inferon.ir.weights import WeightStore
 from inferon.passes.graph.fold_constants import weights_context
 
-# ops that only select or move values: on quantized tensors they run on the integers directly
-PASSTHROUGH_OPS = (graph.MaxPoolOp, graph.GlobalMaxPoolOp, graph.ConcatOp, graph.ReshapeOp, graph.SliceOp)
+# ops that only select or move values: on quantized tensors they run on the integers directly (a
+# Pad's constant becomes its quantized integer)
+PASSTHROUGH_OPS = (graph.MaxPoolOp, graph.GlobalMaxPoolOp, graph.ConcatOp, graph.ReshapeOp, graph.SliceOp, graph.PadOp)
 # average pools on quantized tensors: the mean of the dequantized values, quantized with the output's type
 AVERAGE_POOLS = (graph.AvgPoolOp, graph.GlobalAvgPoolOp)
 
@@ -203,6 +205,12 @@ class _Folder:
             else:
                 return False
         props = dict(op.properties)
+        if isinstance(op, graph.PadOp):
+            if not target.per_tensor:
+                return False
+            border = quantize_array(np.float32(op.value.value.data), target.scale_array()[0],
+                                    int(target.zero_point_array()[0]), target.dtype)  # fmt: skip
+            props["value"] = FloatAttr(float(border), 32)
         new = type(op).create(operands=sources, properties=props, result_types=[q.output.type])
         q.parent_block().insert_op_before(new, q)  # type: ignore[union-attr]
         q.results[0].replace_all_uses_with(new.results[0])
