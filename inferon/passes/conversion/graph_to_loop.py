@@ -33,7 +33,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 
-from inferon.errors import PassError
+from inferon.errors import PassError, UnsupportedError
 from inferon.ir import quant
 from inferon.ir.attrs import NO_EPILOGUE, ElementwiseKindAttr, PadMode, QuantType
 from inferon.ir.context import InferonContext
@@ -498,7 +498,9 @@ def _quantize(lw: Lowering, op: Operation, out: SSAValue) -> None:
     q = quant_of(op.results[0] if is_q else op.operands[0])
     assert q is not None
     if not q.per_tensor:
-        raise PassError(f"{op.name}: per-channel quantization of a run-time tensor is not supported")
+        what = "QuantizeLinear" if is_q else "DequantizeLinear"
+        raise UnsupportedError(f"per-axis {what} of a run-time tensor that no integer kernel consumes "
+                               f"(only per-tensor activations run as quantize / dequantize)", op_type=what)
     props = {
         "scale": FloatAttr(q.scale, 32), "zero_point": i64_attr(q.zero_point),
         "size": i64_attr(math.prod(shape_of(op.operands[0]))),
