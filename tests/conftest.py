@@ -33,6 +33,21 @@ def use_isa(monkeypatch: pytest.MonkeyPatch, isa: str) -> None:
     monkeypatch.setenv("INFERON_ISA", isa)
 
 
+def make_typed_model(
+    nodes: list[onnx.NodeProto], inputs: dict[str, tuple[int, ...]], outputs: list[str] | tuple[str, ...],
+    inits: dict[str, np.ndarray] | None = None, opset: int = 17,
+) -> onnx.ModelProto:
+    """A model with float32 inputs and outputs whose initializers keep their dtypes (int64 pads,
+    starts, shapes, indices)."""
+    graph = helper.make_graph(
+        nodes, "t",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(s)) for n, s in inputs.items()],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in (inits or {}).items()],
+    )  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
 def make_model(
     nodes: list[onnx.NodeProto],
     inputs: dict[str, tuple[int, ...]],

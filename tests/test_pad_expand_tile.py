@@ -18,6 +18,7 @@ from inferon.frontend.onnx.importer import import_model
 from inferon.ir.context import make_context
 from inferon.pipeline import run_passes
 from inferon.testing import run_onnxruntime
+from tests.conftest import make_typed_model
 
 RNG = np.random.default_rng(11)
 
@@ -30,14 +31,7 @@ def _model(
     nodes: list[onnx.NodeProto], inputs: dict[str, tuple[int, ...]], outputs: Sequence[str],
     inits: dict[str, np.ndarray] | None = None, opset: int = 19,
 ) -> onnx.ModelProto:
-    """Float32 inputs; the initializers keep their dtypes (int64 pads, shapes, indices)."""
-    graph = helper.make_graph(
-        nodes, "t",
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(s)) for n, s in inputs.items()],
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs],
-        [numpy_helper.from_array(np.asarray(v), k) for k, v in (inits or {}).items()],
-    )  # fmt: skip
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    return make_typed_model(nodes, inputs, list(outputs), inits, opset)
 
 
 def _compare(tmp_path, model: onnx.ModelProto, want_fn=None, threads: int = 1) -> None:  # noqa: ANN001

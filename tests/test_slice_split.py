@@ -17,6 +17,7 @@ from inferon.ir.context import make_context
 from inferon.ir.dialects.graph import quant_of
 from inferon.pipeline import run_passes
 from inferon.testing import run_onnxruntime
+from tests.conftest import make_typed_model
 
 RNG = np.random.default_rng(5)
 INT64_MAX, INT64_MIN = np.iinfo(np.int64).max, np.iinfo(np.int64).min
@@ -27,14 +28,7 @@ def _model(
     nodes: list[onnx.NodeProto], inputs: dict[str, tuple[int, ...]], outputs: Sequence[str],
     inits: dict[str, np.ndarray] | None = None, opset: int = 17,
 ) -> onnx.ModelProto:
-    """A float32-input model whose initializers keep their dtypes (int64 starts, indices...)."""
-    graph = helper.make_graph(
-        nodes, "t",
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(s)) for n, s in inputs.items()],
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs],
-        [numpy_helper.from_array(np.asarray(v), k) for k, v in (inits or {}).items()],
-    )  # fmt: skip
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    return make_typed_model(nodes, inputs, list(outputs), inits, opset)
 
 
 def _check(build: Build, model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]], **kwargs: object) -> None:
