@@ -72,16 +72,20 @@ def randomize_weights(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
     return out
 
 
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature flags (/proc/cpuinfo; empty where it cannot be read)."""
+    try:
+        return frozenset(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return frozenset()
+
+
 def onnxruntime_int8_is_exact() -> bool:
     """Whether ONNX Runtime's u8 x s8 kernels (QLinearConv, QGemm, MatMulInteger, fused QDQ) compute
     exact integer sums on this CPU. With AVX-512 VNNI or AVX-VNNI they do; with AVX2 alone MLAS multiplies
     byte pairs with vpmaddubsw, whose 16-bit pair sums saturate for full-range int8 weights (seen up to
     70 output steps off the exact result)."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return False
-    return bool(flags & {"avx512_vnni", "avx_vnni"})
+    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni"})
 
 
 def run_onnxruntime(

@@ -15,14 +15,12 @@ import inferon
 
 def cpu_supports(isa: str) -> bool:
     """Whether this CPU runs Inferon's `isa` kernels (what the runtime's load-time detection checks)."""
+    from inferon.testing import cpu_flags
+
     if isa == "scalar":
         return True
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return False
     need = {"avx2": {"avx2", "fma"}, "avx512": {"avx2", "fma", "avx512f"}}[isa]
-    return need <= flags
+    return need <= cpu_flags()
 
 
 def use_isa(monkeypatch: pytest.MonkeyPatch, isa: str) -> None:
