@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from inferon.backend.toolchain import build_shared_library  # noqa: E402
 from inferon.ir import quant  # noqa: E402
 from inferon.passes.conversion.loop_to_vec import lanes_pay, strided_lanes_pay  # noqa: E402
-from inferon.passes.vec.pack_weights import pack_a_int8  # noqa: E402
+from inferon.passes.vec.pack_weights import FIX_MAX_DENSITY, pack_a_int8, pair_safe_split  # noqa: E402
 
 PEAK_SRC = r"""
 SHIM double k_int8_peak(int vnni, int64_t iters, int threads) {
@@ -48,11 +48,15 @@ SHIM double k_int8_peak(int vnni, int64_t iters, int threads) {
 #pragma omp parallel num_threads(threads) reduction(+ : best)
   {
     const double t0 = omp_get_wtime();
-    int32_t sink = vnni == 1 ? peak_vnni(iters) : vnni == 2 ? peak_madd(iters) : peak_avx2(iters);
+    int32_t sink = vnni == 1   ? peak_vnni(iters)
+                   : vnni == 2 ? peak_madd(iters)
+                   : vnni == 3 ? peak_maddubs(iters)
+                               : peak_avx2(iters);
     const double dt = omp_get_wtime() - t0;
     // VNNI: 12 vpdpbusd x 32 MAC; AVX2: 2 x (12 FMA x 8 lanes), the INT8 peak at 2x FP32;
-    // madd: 12 vpmaddwd x 16 MAC (the exact AVX2 kernel's instruction)
-    best += (sink == 12345 ? 1.0 : 0.0) + 2.0 * (vnni == 1 ? 12 * 32 : vnni == 2 ? 12 * 16 : 2 * 12 * 8) * iters / dt;
+    // madd: 12 vpmaddwd x 16 MAC (the widening AVX2 kernel); maddubs: 12 x 32 MAC (pair-safe A)
+    best += (sink == 12345 ? 1.0 : 0.0) +
+            2.0 * (vnni == 1 ? 12 * 32 : vnni == 2 ? 12 * 16 : vnni == 3 ? 12 * 32 : 2 * 12 * 8) * iters / dt;
   }
   return best;
 }
@@ -79,8 +83,27 @@ INFERON_AVX2 static int32_t peak_madd(int64_t iters) {  // vpmaddwd + vpaddd, as
   for (auto& x : c) x = _mm256_setzero_si256();
   for (int64_t i = 0; i < iters; i++) {
 #pragma GCC unroll 12
-    for (int j = 0; j < 12; j++) c[j] = _mm256_add_epi32(c[j], _mm256_madd_epi16(a, b));
-    __asm__ volatile("" : "+v"(a));
+    for (int j = 0; j < 12; j++) {
+      c[j] = _mm256_add_epi32(c[j], _mm256_madd_epi16(a, b));
+      __asm__ volatile("" : "+v"(a));
+    }
+  }
+  int32_t s = 0;
+  for (auto& x : c) s += _mm256_extract_epi32(x, 0);
+  return s;
+}
+
+INFERON_AVX2 static int32_t peak_maddubs(int64_t iters) {  // vpmaddubsw + vpmaddwd + vpaddd (pair-safe A)
+  __m256i a = _mm256_set1_epi8(3), b = _mm256_set1_epi8(5);
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i c[12];
+  for (auto& x : c) x = _mm256_setzero_si256();
+  for (int64_t i = 0; i < iters; i++) {
+#pragma GCC unroll 12
+    for (int j = 0; j < 12; j++) {
+      c[j] = _mm256_add_epi32(c[j], _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones));
+      __asm__ volatile("" : "+v"(a));
+    }
   }
   int32_t s = 0;
   for (auto& x : c) s += _mm256_extract_epi32(x, 0);
@@ -131,6 +154,8 @@ def build(tmp: Path) -> ctypes.CDLL:
     lib.k_qgemm.restype = None
     lib.k_qgemm_lanes.argtypes = lib.k_qgemm.argtypes
     lib.k_qgemm_lanes.restype = None
+    lib.k_qgemm_fix.argtypes = [*lib.k_qgemm.argtypes, P]
+    lib.k_qgemm_fix.restype = None
     lib.k_set_isa.argtypes = [INT]
     lib.k_int8_peak.argtypes = [INT, I64, INT]
     lib.k_int8_peak.restype = ctypes.c_double
@@ -138,7 +163,8 @@ def build(tmp: Path) -> ctypes.CDLL:
 
 
 def peak(lib: ctypes.CDLL, kind: int, threads: int) -> float:
-    """GOP/s of a peak loop: kind 0 = 2x the FP32 FMA peak, 1 = vpdpbusd, 2 = vpmaddwd + vpaddd."""
+    """GOP/s of a peak loop: kind 0 = 2x the FP32 FMA peak, 1 = vpdpbusd, 2 = vpmaddwd + vpaddd,
+    3 = vpmaddubsw + vpmaddwd + vpaddd."""
     iters = 1 << 20
     while True:
         t0 = time.perf_counter()
@@ -162,23 +188,35 @@ def im2col_ref(x: np.ndarray, geo: tuple[int, ...]) -> np.ndarray:
     return np.stack(rows, axis=1).reshape(c * kh * kw, ho * wo)
 
 
-def kernel_choice(m: int, n: int, k: int, geo: tuple[int, ...] | None) -> tuple[bool, bool]:
+def kernel_choice(m: int, n: int, k: int, geo: tuple[int, ...] | None, vnni: bool) -> tuple[bool, bool]:
     """(implicit, lanes) as the compiler picks them for this GEMM (convert-graph-to-loop: weights in
-    implicit order for stride-1 convs and for strided ones run as lanes; convert-loop-to-vec: lanes)."""
+    implicit order for stride-1 convs and for strided ones run as lanes; convert-loop-to-vec: lanes,
+    only for models that run with VNNI)."""
     if geo is None:
-        return False, lanes_pay(m, n, k, n)
+        return False, vnni and lanes_pay(m, n, k, n)
     c, _, _, kh, kw, sh, sw, _, _, dh, dw, ho, wo = geo
     if (sh, sw, dh, dw) == (1, 1, 1, 1):
-        return True, lanes_pay(m, n, -(-c // 4) * 4 * kh * kw, ho * (wo + kw - 1))
+        return True, vnni and lanes_pay(m, n, -(-c // 4) * 4 * kh * kw, ho * (wo + kw - 1))
     lanes = strided_lanes_pay(m, geo)
-    return lanes, lanes
+    return lanes, vnni and lanes
+
+
+def quantized_normal_weights(rng: np.random.Generator, m: int, k: int) -> np.ndarray:
+    """int8 [m, k] as a quantizer makes them: normal weights, per-row symmetric scale max|w| / 127."""
+    w = rng.standard_normal((m, k))
+    return np.round(w / (np.abs(w).max(axis=1, keepdims=True) / 127)).astype(np.int8)
 
 
 def bench_shape(lib, isa: int, threads: int, runs: int, m: int, n: int, k: int, geo) -> tuple[float, bool, str]:  # noqa: ANN001
     rng = np.random.default_rng(0)
-    a = rng.integers(-128, 128, (m, k)).astype(np.int8)
-    implicit, lanes = kernel_choice(m, n, k, geo)
+    a = quantized_normal_weights(rng, m, k)
+    implicit, lanes = kernel_choice(m, n, k, geo, vnni=isa == 2)
     a_run = quant.implicit_weight_order(a.reshape(m, geo[0], geo[3], geo[4])) if implicit else a
+    fix = None
+    if not lanes:  # pack-weights stores row panels pair-safe where few corrections are needed
+        safe, entries = pair_safe_split(a_run)
+        if entries.size - (m + 1) <= FIX_MAX_DENSITY * a_run.size:
+            a_run, fix = safe, entries
     packed = pack_a_int8(a_run, 32 if lanes else 6)
     zx = 0  # zero padding = zero point 0 keeps the reference simple
     if geo is None:
@@ -193,13 +231,17 @@ def bench_shape(lib, isa: int, threads: int, runs: int, m: int, n: int, k: int, 
     geo_arr = np.asarray([*geo, int(implicit)], np.int64) if geo is not None else None  # (+ implicit flag)
     fn = lib.k_qgemm_lanes if lanes else lib.k_qgemm
     k_run = a_run.shape[1]
+    args = [m, n, k_run, packed.ctypes.data, b.ctypes.data, 0 if geo is not None else n, 0, 0,
+            None if geo_arr is None else geo_arr.ctypes.data, zx, comp.ctypes.data, mult.ctypes.data,
+            c.ctypes.data, n, 1, 0, 0, 0, 255, threads]  # fmt: skip
 
     def call() -> None:
-        fn(m, n, k_run, packed.ctypes.data, b.ctypes.data, 0 if geo is not None else n, 0, 0,
-           None if geo_arr is None else geo_arr.ctypes.data, zx, comp.ctypes.data, mult.ctypes.data,
-           c.ctypes.data, n, 1, 0, 0, 0, 255, threads)  # fmt: skip
+        if fix is not None:
+            lib.k_qgemm_fix(*args, fix.ctypes.data)
+        else:
+            fn(*args)
 
-    kernel = ("lanes" if lanes else "rows") + (" implicit" if implicit else "")
+    kernel = ("lanes" if lanes else "rows") + (" implicit" if implicit else "") + (" safe" if fix is not None else "")
     lib.k_set_isa(isa)
     call()
     ok = bool(np.array_equal(c, reference(a, cols, comp, mult)))
@@ -239,10 +281,11 @@ def main() -> int:
                 isa = ISAS[isa_name]
                 pk = peak(lib, 1 if isa == 2 else 0, threads) if isa > 0 else float("nan")
                 madd = peak(lib, 2, threads) if isa == 1 else float("nan")
+                maddubs = peak(lib, 3, threads) if isa == 1 else float("nan")
                 print(f"\n{isa_name}, {threads} thread(s): measured INT8 peak {pk:.0f} GOP/s"
-                      + (f", vpmaddwd peak {madd:.0f} GOP/s" if isa == 1 else ""))
-                print(f"{'shape':<24} {'M x N x K':>18} {'kernel':>15} {'ms':>8} {'GOP/s':>8} {'of peak':>8}"
-                      + (f" {'of madd':>8}" if isa == 1 else ""))
+                      + (f", vpmaddwd peak {madd:.0f} GOP/s, vpmaddubsw peak {maddubs:.0f} GOP/s" if isa == 1 else ""))
+                print(f"{'shape':<24} {'M x N x K':>18} {'kernel':>20} {'ms':>8} {'GOP/s':>8} {'of peak':>8}"
+                      + (f" {'of madd':>8} {'of maddubs':>10}" if isa == 1 else ""))
                 for m, n, k, geo, label in SHAPES:
                     if args.shapes and not any(label.startswith(s) for s in args.shapes.split(",")):
                         continue
@@ -250,12 +293,13 @@ def main() -> int:
                     failed |= not ok
                     gops = 2 * m * n * k / sec / 1e9 if ok else float("nan")
                     frac = gops / pk if ok else float("nan")
-                    print(f"{label:<24} {f'{m}x{n}x{k}':>18} {kernel:>15} {1e3 * sec:8.3f} {gops:8.1f} {frac:8.0%}"
-                          + (f" {gops / madd:8.0%}" if isa == 1 else "")
+                    print(f"{label:<24} {f'{m}x{n}x{k}':>18} {kernel:>20} {1e3 * sec:8.3f} {gops:8.1f} {frac:8.0%}"
+                          + (f" {gops / madd:8.0%} {gops / maddubs:10.0%}" if isa == 1 else "")
                           + ("" if ok else "  FAIL (differs from the reference)"))  # fmt: skip
                     rows.append({"isa": isa_name, "threads": threads, "label": label, "M": m, "N": n, "K": k, "kernel": kernel,
                                  "ms": 1e3 * sec, "gops": gops, "peak_gops": pk, "fraction": frac,
-                                 "madd_peak_gops": madd, "fraction_of_madd": gops / madd, "ok": ok})  # fmt: skip
+                                 "madd_peak_gops": madd, "fraction_of_madd": gops / madd,
+                                 "maddubs_peak_gops": maddubs, "fraction_of_maddubs": gops / maddubs, "ok": ok})  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 1 if failed else 0

@@ -23,6 +23,16 @@ from inferon.pipeline import Pipeline, user_passes
 from inferon.version import __version__
 
 
+def vnni_kernels(target: str = "native") -> bool:
+    """Whether a model compiled here for `target` will run its quantized GEMMs with AVX512-VNNI (the
+    host has it and the target allows AVX-512): decides the layouts the compiler gives them."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        flags = set()
+    return target in ("native", "avx512") and {"avx512_vnni", "avx512vl", "avx512bw"} <= flags
+
+
 def lower(
     model: onnx.ModelProto | str | Path | bytes,
     *,
@@ -46,7 +56,9 @@ def lower(
     pipeline = Pipeline.default(
         prune=prune,
         quantization=quantization,
-        pass_options={"sparsify": {"mode": sparse, "winograd": winograd}, "conv-to-winograd": {"tile": winograd}},
+        pass_options={"sparsify": {"mode": sparse, "winograd": winograd}, "conv-to-winograd": {"tile": winograd},
+                      "convert-graph-to-loop": {"int8_lanes": vnni_kernels(target)},
+                      "convert-loop-to-vec": {"int8_lanes": vnni_kernels(target)}},
         dump_dir=Path(dump_ir) if dump_ir else None,
         print_ir_after=frozenset(print_ir_after),
         verbose=verbose,
@@ -107,6 +119,7 @@ def compile(  # noqa: A001 - the public name users expect
             options = {
                 "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()}, "target": target,
                 "sparse": sparse, "winograd": winograd,
+                "vnni": vnni_kernels(target),  # quantized layouts follow it (a "native" model differs per host)
             }  # fmt: skip
             key = compile_cache.compile_key(data, options)
             if compile_cache.lookup(key, Path(output)):

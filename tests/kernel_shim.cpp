@@ -174,9 +174,11 @@ SHIM void k_spmm(int format, int index_bytes, int64_t M, int64_t K, const float*
 static void qgemm_call(int64_t M, int64_t N, int64_t K, const int8_t* a, const void* index, const int32_t* row_ptr,
                        int index32, int64_t kchunks, const uint8_t* b, int64_t ldb, int b_trans, int b_signed, const int64_t* geometry,
                        int pad, const int32_t* comp, const float* mult, void* c, int64_t ldc, int64_t ldc_col,
-                       int c_signed, int zy, int lo, int hi, int threads, bool a_lanes = false) {
+                       int c_signed, int zy, int lo, int hi, int threads, bool a_lanes = false,
+                       const int32_t* fix = nullptr) {
   inferon::QGemm g;
   g.a_lanes = a_lanes;
+  g.fix = fix;
   g.M = M;
   g.N = N;
   g.K = K;
@@ -212,6 +214,14 @@ SHIM void k_qgemm(int64_t M, int64_t N, int64_t K, const int8_t* a, const uint8_
                   int64_t ldc, int64_t ldc_col, int c_signed, int zy, int lo, int hi, int threads) {
   qgemm_call(M, N, K, a, nullptr, nullptr, 0, 1, b, ldb, b_trans, b_signed, geometry, pad, comp, mult, c, ldc, ldc_col,
              c_signed, zy, lo, hi, threads);
+}
+
+// A pair-safe A (pack_a_int8 of pair_safe_split's weights) with its corrections `fix`.
+SHIM void k_qgemm_fix(int64_t M, int64_t N, int64_t K, const int8_t* a, const uint8_t* b, int64_t ldb, int b_trans,
+                      int b_signed, const int64_t* geometry, int pad, const int32_t* comp, const float* mult, void* c,
+                      int64_t ldc, int64_t ldc_col, int c_signed, int zy, int lo, int hi, int threads, const int32_t* fix) {
+  qgemm_call(M, N, K, a, nullptr, nullptr, 0, 1, b, ldb, b_trans, b_signed, geometry, pad, comp, mult, c, ldc, ldc_col,
+             c_signed, zy, lo, hi, threads, false, fix);
 }
 
 // A packed as vector lanes (pack_a_int8(A, 32)): the few-columns kernels of qlanes.hpp.

@@ -73,7 +73,9 @@ def deep_cnn(tmp_path_factory):
     q, shape = _small_deep_cnn()
     tmp = tmp_path_factory.mktemp("lanes")
     dump = tmp / "dump"
-    lib = inferon.compile(q, tmp / "m.so", dump_ir=dump)
+    with pytest.MonkeyPatch.context() as mp:  # the layouts for a VNNI machine, whatever this CPU has
+        mp.setattr(inferon.compiler, "vnni_kernels", lambda target="native": True)
+        lib = inferon.compile(q, tmp / "m.so", dump_ir=dump)
     last = sorted(dump.glob("*plan-memory.mlir"))[-1].read_text()
     return q, shape, lib, [line for line in last.splitlines() if "vec.qgemm" in line]
 
@@ -106,3 +108,28 @@ def test_lanes_model_matches_onnxruntime(deep_cnn, monkeypatch, isa):
         for _ in range(2):
             x = rng.random(shape).astype(np.float32)
             assert _within_one_step(cm(x), run_onnxruntime(q, {"x": x}, exact_int8=True)[0], step) >= 0.999
+
+
+@pytest.mark.parametrize("isa", ["avx512", "avx2", "scalar"])
+def test_without_vnni_layers_run_pair_safe_row_panels(tmp_path, monkeypatch, isa):
+    """For a machine without VNNI the compiler keeps every dense quantized GEMM on row panels with
+    pair-safe weights and corrections (`a_fix`: vpmaddubsw on AVX2), convolutions in plain im2col
+    order where implicit order would pad K; every kernel stays within one step of ONNX Runtime."""
+    import inferon
+    from inferon.testing import run_onnxruntime
+    from tests.test_quant import _output_step, _within_one_step
+
+    q, shape = _small_deep_cnn()
+    monkeypatch.setattr(inferon.compiler, "vnni_kernels", lambda target="native": False)
+    dump = tmp_path / "dump"
+    lib = inferon.compile(q, tmp_path / "m.so", dump_ir=dump)
+    last = sorted(dump.glob("*plan-memory.mlir"))[-1].read_text()
+    lines = [line for line in last.splitlines() if "vec.qgemm" in line]
+    assert lines and not any("a_lanes" in line for line in lines)
+    assert sum("operandSegmentSizes = array<i32: 1," in line for line in lines) == len(lines), lines  # all a_fix
+    use_isa(monkeypatch, isa)
+    step = _output_step(q)
+    rng = np.random.default_rng(12)
+    with inferon.load(lib, threads=2) as cm:
+        x = rng.random(shape).astype(np.float32)
+        assert _within_one_step(cm(x), run_onnxruntime(q, {"x": x}, exact_int8=True)[0], step) >= 0.999

@@ -25,7 +25,7 @@ from inferon.backend.toolchain import build_shared_library
 from inferon.errors import InferonError
 from inferon.ir import quant
 from inferon.ir.attrs import ActivationKind, EpilogueAttr
-from inferon.passes.vec.pack_weights import pack_a_int8
+from inferon.passes.vec.pack_weights import pack_a_int8, pair_safe_split
 from inferon.testing import quantize_onnxruntime, run_onnxruntime
 from tests.conftest import make_model, use_isa
 
@@ -58,12 +58,13 @@ def shim(tmp_path_factory):
     lib = ctypes.CDLL(str(so))
     lib.k_qgemm.argtypes = [I64, I64, I64, P, P, I64, INT, INT, P, INT, P, P, P, I64, I64, INT, INT, INT, INT, INT]
     lib.k_qgemm_lanes.argtypes = lib.k_qgemm.argtypes
+    lib.k_qgemm_fix.argtypes = [*lib.k_qgemm.argtypes, P]
     lib.k_quantize.argtypes = [P, P, I64, F, INT, INT, INT]
     lib.k_dequantize.argtypes = [P, P, I64, F, INT, INT, INT]
     lib.k_qmax_pool2d.argtypes = [P, P, I64, I64, I64, I64, I64, P, INT, INT]
     lib.k_qavg_pool2d.argtypes = [P, P, I64, I64, I64, I64, I64, P, INT, F, INT, F, INT, INT]
     lib.k_qdepthwise.argtypes = [P, P, P, P, P, P, P, INT, INT, INT]
-    for name in ("k_qgemm", "k_qgemm_lanes", "k_quantize", "k_dequantize", "k_qmax_pool2d", "k_qavg_pool2d",
+    for name in ("k_qgemm", "k_qgemm_lanes", "k_qgemm_fix", "k_quantize", "k_dequantize", "k_qmax_pool2d", "k_qavg_pool2d",
                  "k_qdepthwise"):
         getattr(lib, name).restype = None
     lib.k_set_isa.argtypes = [INT]
@@ -140,20 +141,29 @@ def test_compensation_folds_zero_point_and_bias():
 
 # ------------------------------------------------------------------------------ kernels
 def run_qgemm(lib, a, b, comp, mult, zy, lo, hi, *, isa, b_signed=False, c_signed=False, b_trans=False,
-              geometry=None, pad=0, n=None, threads=1, lanes=False):  # fmt: skip
-    """C of the runtime's quantized GEMM; `lanes`: A packed as vector lanes (32-row panels, qlanes.hpp)."""
+              geometry=None, pad=0, n=None, threads=1, lanes=False, pair_safe=False):  # fmt: skip
+    """C of the runtime's quantized GEMM; `lanes`: A packed as vector lanes (32-row panels, qlanes.hpp);
+    `pair_safe`: A stored pair-safe with its corrections (pack_weights.pair_safe_split)."""
     m, k = a.shape
     n = n if n is not None else (b.shape[0] if b_trans else b.shape[1])
+    fix = None
+    if pair_safe:
+        safe, fix = pair_safe_split(a)
+        a = safe
     packed = pack_a_int8(a, 32 if lanes else 6)
     c = np.zeros((m, n), np.int8 if c_signed else np.uint8)
     geo = np.asarray([*geometry, *([0] if len(geometry) == 13 else [])], np.int64) if geometry is not None else None
     ldb = k if b_trans else (n if geometry is None else 0)
     lib.k_set_isa(isa)
-    (lib.k_qgemm_lanes if lanes else lib.k_qgemm)(
+    args = [
         m, n, k, packed.ctypes.data, b.ctypes.data, ldb, int(b_trans), int(b_signed),
         None if geo is None else geo.ctypes.data, pad, comp.ctypes.data, mult.ctypes.data, c.ctypes.data,
         n, 1, int(c_signed), zy, lo, hi, threads,
-    )  # fmt: skip
+    ]  # fmt: skip
+    if fix is not None:
+        lib.k_qgemm_fix(*args, fix.ctypes.data)
+    else:
+        (lib.k_qgemm_lanes if lanes else lib.k_qgemm)(*args)
     return c
 
 
@@ -185,13 +195,15 @@ def im2col_reference(x, zx, geometry):  # noqa: ANN001, ANN201
 @given(
     m=st.integers(1, 40), n=st.integers(1, 70), k=st.integers(1, 40), seed=st.integers(0, 10_000),
     b_signed=st.booleans(), c_signed=st.booleans(), b_trans=st.booleans(), extreme=st.booleans(),
-    threads=st.sampled_from([1, 2]), lanes=st.booleans(),
+    threads=st.sampled_from([1, 2]), layout=st.sampled_from(["rows", "lanes", "pair_safe"]),
 )  # fmt: skip
 @SETTINGS
-def test_qgemm_matches_reference(shim, isa, m, n, k, seed, b_signed, c_signed, b_trans, extreme, threads, lanes):
+def test_qgemm_matches_reference(shim, isa, m, n, k, seed, b_signed, c_signed, b_trans, extreme, threads, layout):
     """Bit-exact with inferon.ir.quant over shapes off the tile sizes, signed/unsigned activations
     and outputs, transposed B, and extreme values (255 x -128 products: no int16 saturation); A in
-    6-row panels or as vector lanes (32-row panels, the few-columns kernels)."""
+    6-row panels, as vector lanes (32-row panels, the few-columns kernels) or in pair-safe 6-row
+    panels with corrections (vpmaddubsw on AVX2: extreme weights make every same-sign pair a
+    correction)."""
     rng = np.random.default_rng(seed)
     if extreme:
         a = rng.choice(np.int8([-128, 127]), (m, k))
@@ -209,7 +221,49 @@ def test_qgemm_matches_reference(shim, isa, m, n, k, seed, b_signed, c_signed, b
     comp, expected = qgemm_reference(a, b, zx, zy, bias, mult, lo, hi, b_signed=b_signed, c_signed=c_signed)
     src = np.ascontiguousarray(b.T) if b_trans else np.ascontiguousarray(b)
     got = run_qgemm(shim, a, src.view(np.uint8), comp, mult, zy, lo, hi, isa=isa, b_signed=b_signed,
-                    c_signed=c_signed, b_trans=b_trans, n=n, threads=threads, lanes=lanes)  # fmt: skip
+                    c_signed=c_signed, b_trans=b_trans, n=n, threads=threads, lanes=layout == "lanes",
+                    pair_safe=layout == "pair_safe")  # fmt: skip
+    np.testing.assert_array_equal(got, expected)
+
+
+@given(a=st.lists(st.integers(-128, 127), min_size=1, max_size=120), m=st.integers(1, 4))
+@SETTINGS
+def test_pair_safe_split_restores_the_weights(a, m):
+    """Safe weights plus corrections are the weights; every same-sign pair of the safe ones sums to at
+    most 128 in magnitude, so 255 x the pair cannot leave int16; one correction per unsafe pair."""
+    w = np.resize(np.int8(a), (m, max(1, len(a) // m)))
+    safe, fix = pair_safe_split(w)
+    starts, entries = fix[: m + 1], fix[m + 1 :]
+    restored = safe.astype(np.int32)
+    for row in range(m):
+        for e in entries[starts[row] : starts[row + 1]]:
+            restored[row, e >> 8] += np.int8(e & 0xFF)
+    np.testing.assert_array_equal(restored, w)
+    padded = np.pad(safe.astype(np.int32), ((0, 0), (0, w.shape[1] % 2)))
+    pairs = padded.reshape(m, -1, 2)
+    worst = np.maximum(np.abs(pairs[..., 0] + pairs[..., 1]), np.abs(pairs).max(axis=2)) * 255
+    assert worst.max() <= 32767
+    wp = np.pad(w.astype(np.int32), ((0, 0), (0, w.shape[1] % 2))).reshape(m, -1, 2)
+    unsafe = (wp[..., 0] * wp[..., 1] > 0) & (np.abs(wp).sum(axis=2) > 128)
+    assert entries.size == unsafe.sum()
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("weight", [127, -128])
+def test_pair_safe_qgemm_at_the_extremes(shim, isa, weight):
+    """All weights at the int8 extreme against all activations 255 (every pair sum 2 x 255 x weight
+    would saturate int16 in vpmaddubsw): the pair-safe kernels with their corrections are exact."""
+    m, k, n = 13, 37, 45
+    rng = np.random.default_rng(7)
+    a = np.where(rng.random((m, k)) < 0.1, -weight // 2, weight).astype(np.int8)  # a few mixed-sign pairs
+    b = np.where(rng.random((k, n)) < 0.3, 0, 255).astype(np.uint8)
+    acc = a.astype(np.int64) @ b.astype(np.int64)
+    # outputs spread over the uint8 range: one saturated pair (2 x 255 x 127 -> 32767) would move
+    # a value by about 3 steps
+    mult = np.full(m, 120.0 / np.abs(acc).max(), np.float32)
+    comp, expected = qgemm_reference(a, b, 0, 128, None, mult, 0, 255)
+    assert len(np.unique(expected)) > 10
+    got = run_qgemm(shim, a, b, comp, mult, 128, 0, 255, isa=isa, pair_safe=True)
     np.testing.assert_array_equal(got, expected)
 
 

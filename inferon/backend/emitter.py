@@ -316,6 +316,8 @@ class CppEmitter:
             self.line("  g.im2col = &q;")
         if op.a_lanes is not None:
             self.line("  g.a_lanes = true;")
+        if op.a_fix is not None:
+            self.line(f"  g.fix = reinterpret_cast<const int32_t*>({self.buf(op.a_fix)});")
         if op.a_index is not None and op.a_row_ptr is not None:
             wide = str(ctype(op.a_index.type).startswith("int32")).lower()
             kchunks = op.a_row_ptr.type.get_shape()[0] // (m + 1)  # type: ignore[attr-defined]

@@ -11,8 +11,10 @@
 // which is what vpdpbusd (VNNI) multiplies against a broadcast 4-byte group of A.
 //
 // Kernels: AVX512-VNNI (ymm, 32 registers: 6 x 32 tile, 24 accumulators, one vpdpbusd per 32
-// multiply-adds), AVX2 (6 x 8 tile: A and B widened to int16, vpmaddwd, exact: vpmaddubsw would
-// saturate int16 pair sums of 255 * 127 * 2), scalar. The requantization is ONNX Runtime's (float
+// multiply-adds), AVX2 with a pair-safe A (QGemm::fix: 6 x 16 tile, vpmaddubsw + vpmaddwd, exact
+// because no weight pair can saturate the int16 sums; the sparse corrections back to the true
+// weights are added to the sums by every kernel, fix_tile), AVX2 otherwise (6 x 8 tile: A and B
+// widened to int16, vpmaddwd, exact), scalar. The requantization is ONNX Runtime's (float
 // multiplier, cvtps rounding half to even), so results are bit-exact with it and with the numpy
 // reference (inferon.ir.quant). A fused residual (QResidual: QLinearAdd after the GEMM) adds the
 // requantized value to the residual at C's position with qadd's float steps (quant.hpp), so the
@@ -70,6 +72,9 @@ INFERON_VNNI void tile_vnni(const QGemm& g, const int8_t* a, const uint8_t* b, i
   for (int r = 0; r < QMR; r++)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; v++) out[r][v] = acc[r][v];
+  if (g.fix)
+    fix_tile<NV>(g, out, m0, static_cast<int>(rows),
+                 [&](int64_t k4) { return b + (rowoff ? rowoff[k4] : k4 * (32 * NV)); });
   if (NV == 4 && n0 + 32 <= g.N && g.ldc_col == 1) {
     for (int r = 0; r < rows; r++)
       store32_zmm<Q>(g, m0 + r, n0, _mm512_inserti64x4(_mm512_castsi256_si512(out[r][0]), out[r][1], 1),
@@ -84,9 +89,9 @@ INFERON_VNNI void tile_vnni(const QGemm& g, const int8_t* a, const uint8_t* b, i
     }
 }
 
-// AVX2 without VNNI: 6 rows x 8 columns of a 32-column panel (b: [K4][width][4] uint8, the
-// tile's columns at b + 4 * c0 of each k-group). vpmaddubsw would saturate int16 pair sums (255 *
-// 127 * 2), so both operands are widened to int16 and vpmaddwd multiplies them exactly: the tile's A
+// AVX2 without VNNI, A not pair-safe (no QGemm::fix): 6 rows x 8 columns of a 32-column panel (b:
+// [K4][width][4] uint8, the tile's columns at b + 4 * c0 of each k-group). vpmaddubsw could saturate
+// int16 pair sums (255 * 127 * 2), so both operands are widened to int16 and vpmaddwd multiplies them exactly: the tile's A
 // panel comes widened ([K4][6][4] int16, widen_s8), so a row's k-group is one 64-bit broadcast,
 // and B is widened by one vpmovzxbw per 4 columns and k-group.
 template <class Q>
@@ -118,13 +123,59 @@ INFERON_AVX2 void tile_avx2(const QGemm& g, const int16_t* aw, const uint8_t* b,
   }
 }
 
+// AVX2 with a pair-safe A (QGemm::fix): 6 rows x 8 NV columns of a 32-column panel, the VNNI tile's
+// data flow with vpmaddubsw + vpmaddwd (against ones) in place of each vpdpbusd. No int16 pair sum
+// can saturate: a same-sign weight pair sums to at most 128 in magnitude (255 * 128 < 2^15), and a
+// mixed-sign pair to at most 255 * 128. The corrections (fix_tile) restore the true weights.
+template <class Q, int NV>
+INFERON_AVX2 void tile_avx2_u8(const QGemm& g, const int8_t* a, const uint8_t* b, int64_t stride, int64_t K4,
+                               int64_t m0, int64_t n0) {
+  const int rows = static_cast<int>(std::min<int64_t>(QMR, g.M - m0));
+  __m256i acc[QMR][NV];
+#pragma GCC unroll 6
+  for (int r = 0; r < QMR; r++) {
+    const __m256i c = _mm256_set1_epi32(r < rows ? g.comp[m0 + r] : 0);
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; v++) acc[r][v] = c;
+  }
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t k4 = 0; k4 < K4; k4++) {
+    const uint8_t* bk = b + k4 * stride;
+    __m256i bv[NV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; v++) bv[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bk + 32 * v));
+    const int8_t* ak = a + k4 * (4 * QMR);
+#pragma GCC unroll 6
+    for (int r = 0; r < QMR; r++) {
+      int32_t a4;
+      std::memcpy(&a4, ak + 4 * r, 4);
+      const __m256i av = _mm256_set1_epi32(a4);
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; v++)
+        acc[r][v] = _mm256_add_epi32(acc[r][v], _mm256_madd_epi16(_mm256_maddubs_epi16(bv[v], av), ones));
+    }
+  }
+  __m256i out[QMR][NV];  // (a copy: taking acc's address would keep it in memory)
+#pragma GCC unroll 6
+  for (int r = 0; r < QMR; r++)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; v++) out[r][v] = acc[r][v];
+  fix_tile<NV>(g, out, m0, rows, [&](int64_t k4) { return b + k4 * stride; });
+  for (int r = 0; r < rows; r++)
+    for (int v = 0; v < NV; v++) {
+      const int64_t n = n0 + 8 * v;
+      if (n >= g.N) break;
+      store8<Q, false>(g, m0 + r, n, static_cast<int>(std::min<int64_t>(8, g.N - n)), out[r][v]);
+    }
+}
+
 template <class Q>
 inline void tile_scalar(const QGemm& g, const int8_t* a, const uint8_t* b, int64_t K4, int NR, int64_t m0,
                         int64_t n0) {
   const int64_t rows = std::min<int64_t>(QMR, g.M - m0), cols = std::min<int64_t>(NR, g.N - n0);
   for (int r = 0; r < rows; r++)
     for (int64_t j = 0; j < cols; j++) {
-      int32_t acc = 0;
+      int32_t acc = g.fix ? fix_scalar(g, m0 + r, b, NR, j) : 0;
       for (int64_t k4 = 0; k4 < K4; k4++)
         for (int t = 0; t < 4; t++)
           acc += static_cast<int32_t>(a[(k4 * QMR + r) * 4 + t]) * static_cast<int32_t>(b[(k4 * NR + j) * 4 + t]);
@@ -324,7 +375,7 @@ template <class Q>
 void run(const QGemm& g, int nt) {
   const int level = use_vnni() ? 2 : use_avx2() ? 1 : 0;
   if (g.a_lanes) return run_lanes<Q>(g, level, nt);
-  if (g.N == 1 && level == 2 && g.im2col == nullptr && g.add == nullptr) {
+  if (g.N == 1 && level == 2 && g.im2col == nullptr && g.add == nullptr && g.fix == nullptr) {
     const int T = threads_for(nt, static_cast<double>(g.M) * g.K, 1 << 20);
     if (g.sparse.row_ptr == nullptr) return gemv_vnni<Q>(g, T);
     if (g.sparse.index32) return sparse_gemv_vnni<Q, int32_t>(g, T);
@@ -399,15 +450,22 @@ void run(const QGemm& g, int nt) {
 #pragma omp parallel num_threads(T) if (T > 1)
     {
       const int64_t nth = omp_get_num_threads(), tid = omp_get_thread_num();
-      int16_t* aw = reinterpret_cast<int16_t*>(tls(3).get(static_cast<size_t>(K4) * 4 * QMR / 2 + 16));
+      int16_t* aw = g.fix ? nullptr : reinterpret_cast<int16_t*>(tls(3).get(static_cast<size_t>(K4) * 4 * QMR / 2 + 16));
       int64_t widened = -1;
       for (int64_t t = tiles * tid / nth; t < tiles * (tid + 1) / nth; t++) {
         int64_t mp, p;
         tile_at(t, mp, p);
-        if (mp != widened) widen_s8(g.a + mp * K4 * 4 * QMR, K4 * 4 * QMR, aw);
-        widened = mp;
         const uint8_t* b = packed + static_cast<size_t>(p) * panel_bytes;
         const int width = p == panels - 1 ? last_nr : NR;
+        if (g.fix) {  // pair-safe A: vpmaddubsw on the packed bytes, 16 columns per tile
+          const int8_t* a = g.a + mp * K4 * 4 * QMR;
+          int c0 = 0;
+          for (; c0 + 16 <= width; c0 += 16) tile_avx2_u8<Q, 2>(g, a, b + 4 * c0, 4 * width, K4, mp * QMR, p * NR + c0);
+          if (c0 < width) tile_avx2_u8<Q, 1>(g, a, b + 4 * c0, 4 * width, K4, mp * QMR, p * NR + c0);
+          continue;
+        }
+        if (mp != widened) widen_s8(g.a + mp * K4 * 4 * QMR, K4 * 4 * QMR, aw);
+        widened = mp;
         for (int c0 = 0; c0 < width; c0 += 8)
           tile_avx2<Q>(g, aw, b + 4 * c0, 4 * width, K4, mp * QMR, p * NR + c0);
       }

@@ -55,6 +55,9 @@ struct QGemm {
   const QResidual* add = nullptr;    // fused residual add (then zy, lo, hi are the GEMM value's)
   const void* residual = nullptr;    // laid out like C
   bool a_lanes = false;              // A in panels of 32 rows as vector lanes (qlanes.hpp)
+  // Pair-safe A (row panels, see fix_tile): the true weights are the packed ones plus these
+  // corrections: fix[0..M] row starts into fix + M + 1, each entry k << 8 | (r & 0xff), r an int8.
+  const int32_t* fix = nullptr;
 };
 
 inline bool use_vnni() {
@@ -306,6 +309,37 @@ INFERON_AVX2_INLINE __m256i add_residual8(const QGemm& g, const Residual8& k, in
   const __m256 v = g.add->gemm_first ? _mm256_fmadd_ps(y, k.r_gemm, _mm256_fmadd_ps(res, k.r_res, k.fixed))
                                      : _mm256_fmadd_ps(res, k.r_res, _mm256_fmadd_ps(y, k.r_gemm, k.fixed));
   return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, k.lo), k.hi));
+}
+
+// Pair-safe A (QGemm::fix, from pack-weights' pair_safe_split): add each row's corrections r * B[k, n]
+// to the int32 sums of a tile of `rows` rows x 8 NV columns (out[r][v]: columns 8 v .. 8 v + 7);
+// group(k4) points at the tile's k-group k4 in the packed B layout (8 NV columns x 4 bytes).
+template <int NV, class Group>
+INFERON_AVX2_INLINE void fix_tile(const QGemm& g, __m256i (&out)[QMR][NV], int64_t m0, int rows, Group group) {
+  const int32_t* e = g.fix + g.M + 1;
+  for (int r = 0; r < rows; r++)
+    for (int32_t i = g.fix[m0 + r]; i < g.fix[m0 + r + 1]; i++) {
+      const int32_t k = e[i] >> 8;
+      const __m256i rv = _mm256_set1_epi32(static_cast<int8_t>(e[i] & 0xff));
+      const __m128i shift = _mm_cvtsi32_si128(8 * (k & 3));
+      const uint8_t* p = group(k >> 2);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) {
+        __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * v));
+        b = _mm256_and_si256(_mm256_srl_epi32(b, shift), _mm256_set1_epi32(0xff));
+        out[r][v] = _mm256_add_epi32(out[r][v], _mm256_mullo_epi32(b, rv));
+      }
+    }
+}
+
+// The corrections of row m at column j of a packed B panel [K4][nr][4] (scalar kernels).
+inline int32_t fix_scalar(const QGemm& g, int64_t m, const uint8_t* panel, int nr, int64_t j) {
+  int32_t s = 0;
+  for (int32_t i = g.fix[m]; i < g.fix[m + 1]; i++) {
+    const int32_t e = g.fix[g.M + 1 + i], k = e >> 8;
+    s += static_cast<int8_t>(e & 0xff) * static_cast<int32_t>(panel[((k >> 2) * nr + j) * 4 + (k & 3)]);
+  }
+  return s;
 }
 
 // Requantize 8 accumulators of row m (columns n..n+7, `cols` of them valid) and store them.

@@ -93,9 +93,17 @@ class QGemmOp(QGemmBase):
     scalar code): the runtime packs B for it (qgemm.hpp). With `a_lanes` (few columns) the panels
     hold mr = 32 rows that are the vector lanes: the kernel broadcasts each column's k-group against
     them, computing exactly N columns (qlanes.hpp). A block-sparse A (`a_index`, see loop.qgemm) is
-    not packed: the kernel reads its blocks against the same B panels."""
+    not packed: the kernel reads its blocks against the same B panels.
+
+    With `a_fix` (pack-weights, row panels only) the packed A is *pair-safe*: in every pair of
+    consecutive k (2j, 2j + 1) whose weights have the same sign, |a0| + |a1| <= 128, so that AVX2's
+    vpmaddubsw (u8 x s8 pair sums in int16) cannot saturate against any uint8 activations; the true
+    weights are the packed ones plus the sparse corrections in `a_fix` (int32: M + 1 row starts, then
+    one entry per corrected weight, k << 8 | (r & 0xff) with r the int8 correction; see
+    `pack_weights.pair_safe_split`), which every kernel adds to its int32 sums before requantizing."""
 
     name = "vec.qgemm"
+    a_fix = opt_operand_def(MemRefType)
     mr = prop_def(I64Attr)
     a_packed = opt_prop_def(UnitAttr)
     a_lanes = opt_prop_def(UnitAttr)
@@ -104,6 +112,10 @@ class QGemmOp(QGemmBase):
         super().verify_()
         if self.a_index is not None and (self.a_packed is not None or self.a_lanes is not None):
             raise VerifyException("vec.qgemm: a block-sparse A is not packed")
+        if self.a_fix is not None and (self.a_lanes is not None or self.a_index is not None or self.a_packed is None):
+            raise VerifyException("vec.qgemm: a_fix belongs to a dense A packed in row panels")
+        if self.a_fix is not None and self.batch.get_values()[1] > 1 and self.a_strides.get_values()[1] != 0:
+            raise VerifyException("vec.qgemm: a_fix covers one weight matrix (no groups with their own weights)")
         expected = QGEMM_LANES if self.a_lanes is not None else QGEMM_MR
         if self.mr.value.data != expected:
             raise VerifyException(

@@ -90,6 +90,7 @@ class Lowering:
     block: Block
     buffers: dict[SSAValue, SSAValue]
     weights: WeightStore | None = None
+    int8_lanes: bool = True  # the model will run with AVX512-VNNI (see ConvertGraphToLoopPass)
 
     def emit(self, op: Operation) -> Operation:
         self.block.add_op(op)
@@ -576,12 +577,13 @@ def _qconv(lw: Lowering, op: Operation, out: SSAValue) -> None:
     (sh, sw), (pt, pl, pb, pr), (dh, dw) = ints(op.strides), ints(op.pads), ints(op.dilations)
     direct = (kh, kw, sh, sw, pt, pl, pb, pr) == (1, 1, 1, 1, 0, 0, 0, 0)
     # single-group KxK convs: implicit (weights in implicit order, the kernel reads the image in
-    # place): stride 1 always, other strides / dilations where the lanes kernels will run them
+    # place): stride 1 always, other strides / dilations where the lanes kernels will run them.
+    # Without VNNI both become im2col rows, where implicit order only pads K (channels to 4).
     view = (cg, h, wd, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo)
     dense = w_owner.sparse is None or not w_owner.sparse.is_sparse
     implicit = not direct and g == 1 and (
-        (sh, sw, dh, dw) == (1, 1, 1, 1)
-        or (dense and strided_lanes_pay(mg, view))
+        ((sh, sw, dh, dw) == (1, 1, 1, 1) and (lw.int8_lanes or cg % 4 == 0))
+        or (dense and lw.int8_lanes and strided_lanes_pay(mg, view))
     )
     a = lw.buffer(op.weight)
     if implicit:
@@ -629,14 +631,14 @@ def _qmatmul(lw: Lowering, op: Operation, out: SSAValue) -> None:
     lw.emit(loop.QGemmOp.create(operands=[a, lw.buffer(op.lhs), comp, mult, out], properties=props))
 
 
-def lower_function(fn: func.FuncOp, weights: WeightStore | None = None) -> func.FuncOp:
+def lower_function(fn: func.FuncOp, weights: WeightStore | None = None, int8_lanes: bool = True) -> func.FuncOp:
     old = fn.body.block
     ret = old.last_op
     assert isinstance(ret, func.ReturnOp)
     in_types = [buffer_type(a) for a in old.args]
     out_types = [buffer_type(v) for v in ret.operands]
     block = Block(arg_types=[*in_types, *out_types])
-    lw = Lowering(block, dict(zip(old.args, block.args[: len(old.args)])), weights)
+    lw = Lowering(block, dict(zip(old.args, block.args[: len(old.args)])), weights, int8_lanes)
     out_args = list(block.args[len(old.args) :])
 
     # values computed straight into an output buffer (first return position wins)
@@ -681,14 +683,17 @@ def lower_function(fn: func.FuncOp, weights: WeightStore | None = None) -> func.
 
 @dataclass(frozen=True)
 class ConvertGraphToLoopPass(ModulePass):
-    """Lower @main from graph ops on tensors to loop ops on buffers."""
+    """Lower @main from graph ops on tensors to loop ops on buffers. `int8_lanes`: the model will run
+    with AVX512-VNNI, whose lanes / implicit quantized kernels want convolution weights in implicit
+    order (see convert-loop-to-vec)."""
 
     name = "convert-graph-to-loop"
+    int8_lanes: bool = True
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         weights = ctx.weights if isinstance(ctx, InferonContext) else None
         for fn in list(op.ops):
             if isinstance(fn, func.FuncOp):
                 fn.detach()
-                op.body.block.add_op(lower_function(fn, weights))
+                op.body.block.add_op(lower_function(fn, weights, self.int8_lanes))
 

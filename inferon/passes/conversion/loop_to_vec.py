@@ -5,7 +5,8 @@ the register tile for the target: 6x16 (12 ymm accumulators) for AVX2/AVX-512, t
 scalar fallback (the runtime picks the instruction set when the model is loaded); and `vec.spmm`
 (from `loop.spmm`) with its column tile; `vec.qgemm` (from `loop.qgemm`) with its row panel height:
 6-row panels against 32-column B panels, or, where few columns make those waste work, 32-row panels
-as vector lanes (`a_lanes`, see `lanes_pay`).
+as vector lanes (`a_lanes`, see `lanes_pay`; only for models that will run with AVX512-VNNI:
+`int8_lanes`, set by the compiler from the host and `--target`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import IntegerAttr, ModuleOp, UnitAttr, i64
+from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, ModuleOp, UnitAttr, i32, i64
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -90,13 +91,18 @@ class SpMMToVec(RewritePattern):
 
 
 class QGemmToVec(RewritePattern):
+    def __init__(self, lanes: bool) -> None:
+        self.lanes = lanes
+
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: loop.QGemmOp, rewriter: PatternRewriter) -> None:
         props = dict(op.properties)
-        lanes = op.a_index is None and op.residual is None and _lanes_pay_for(op)
+        lanes = self.lanes and op.a_index is None and op.residual is None and _lanes_pay_for(op)
         props["mr"] = IntegerAttr(vec.QGEMM_LANES if lanes else vec.QGEMM_MR, i64)
         if lanes:
             props["a_lanes"] = UnitAttr()
+        # vec.qgemm's first operand segment is a_fix (absent until pack-weights)
+        props["operandSegmentSizes"] = DenseArrayBase.from_list(i32, [0, *op.properties["operandSegmentSizes"].get_values()])  # type: ignore[union-attr]
         rewriter.replace(op, [vec.QGemmOp.create(operands=list(op.operands), properties=props)])
 
 
@@ -116,11 +122,16 @@ class MatMulToGemm(RewritePattern):
 
 @dataclass(frozen=True)
 class ConvertLoopToVecPass(ModulePass):
-    """Lower loop.matmul to vec.gemm with an mr x nr register tile."""
+    """Lower loop.matmul to vec.gemm with an mr x nr register tile, loop.spmm / loop.qgemm to their
+    vec ops. `int8_lanes`: let `lanes_pay` pick the lanes kernels for quantized GEMMs with few
+    columns; off for models that will run without AVX512-VNNI, where the lanes kernels widen to int16
+    (vpmaddwd) while the row panels multiply pair-safe weights with vpmaddubsw at twice the rate."""
 
     name = "convert-loop-to-vec"
     mr: int = 6
     nr: int = 16
+    int8_lanes: bool = True
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        PatternRewriteWalker(GreedyRewritePatternApplier([MatMulToGemm(self.mr, self.nr), SpMMToVec(), QGemmToVec()])).rewrite_module(op)
+        patterns = [MatMulToGemm(self.mr, self.nr), SpMMToVec(), QGemmToVec(self.int8_lanes)]
+        PatternRewriteWalker(GreedyRewritePatternApplier(patterns)).rewrite_module(op)
