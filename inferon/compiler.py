@@ -53,12 +53,13 @@ def lower(
     log(f"inferon: imported {sum(1 for _ in module.walk())} ops, {len(weights.arrays)} weights "
         f"in {time.perf_counter() - start:.2f} s")  # fmt: skip
     ctx = make_context(weights)
+    vnni = vnni_kernels(target)  # the quantized layouts are chosen for the kernels the model will run
     pipeline = Pipeline.default(
         prune=prune,
         quantization=quantization,
         pass_options={"sparsify": {"mode": sparse, "winograd": winograd}, "conv-to-winograd": {"tile": winograd},
-                      "convert-graph-to-loop": {"int8_lanes": vnni_kernels(target)},
-                      "convert-loop-to-vec": {"int8_lanes": vnni_kernels(target)}},
+                      "convert-graph-to-loop": {"int8_lanes": vnni}, "convert-loop-to-vec": {"int8_lanes": vnni},
+                      "pack-weights": {"pair_safe": not vnni}},
         dump_dir=Path(dump_ir) if dump_ir else None,
         print_ir_after=frozenset(print_ir_after),
         verbose=verbose,

@@ -10,8 +10,8 @@ Mpad = M rounded up to MR. The unpacked weight is dropped when nothing else read
 
 Every `vec.qgemm` (int8 weights) is packed too, always: per group, panels of mr rows, each
 [ceil(K/4)][mr][4] int8 (zero padded), the layout of the runtime's quantized kernels (qgemm.hpp).
-A dense row-panel `vec.qgemm` with one weight matrix is stored *pair-safe* where that takes few
-corrections (`pair_safe_split`, at most FIX_MAX_DENSITY of the weights): the packed panels hold
+With `pair_safe` (models that will run without AVX512-VNNI), a dense row-panel `vec.qgemm` with one
+weight matrix is stored *pair-safe* where that takes few corrections (`pair_safe_split`, at most FIX_MAX_DENSITY of the weights): the packed panels hold
 weights whose same-sign pairs (k = 2j, 2j + 1) sum to at most 128 in magnitude, which AVX2's
 vpmaddubsw multiplies exactly against any uint8 activations (twice the rate of widening to int16 on
 CPUs without VNNI), and `a_fix` holds the corrections back to the true weights, which every kernel
@@ -118,7 +118,7 @@ def _qgemm_matrices(op: vec.QGemmOp, weights: np.ndarray) -> list[np.ndarray]:
     return [flat[g * s_inner : g * s_inner + m * k].reshape(m, k) for g in range(items)]
 
 
-def _pack_all_qgemms(module: ModuleOp, store: WeightStore) -> None:
+def _pack_all_qgemms(module: ModuleOp, store: WeightStore, pair_safe: bool) -> None:
     for gemm in list(module.walk()):
         if not isinstance(gemm, vec.QGemmOp) or gemm.a_packed is not None or gemm.a_index is not None:
             continue
@@ -127,7 +127,7 @@ def _pack_all_qgemms(module: ModuleOp, store: WeightStore) -> None:
             raise PassError("pack-weights: the A operand of vec.qgemm must be a weight")
         mats, mr = _qgemm_matrices(gemm, store[owner.handle.data]), gemm.mr.value.data
         fix = None
-        if len(mats) == 1 and gemm.a_lanes is None:
+        if pair_safe and len(mats) == 1 and gemm.a_lanes is None:
             safe, entries = pair_safe_split(mats[0])
             if entries.size - (mats[0].shape[0] + 1) <= FIX_MAX_DENSITY * mats[0].size:
                 mats, fix = [safe], entries
@@ -165,13 +165,16 @@ def _use_packed(gemm: Operation, owner: loop.WeightOp, handle: str, size: int, s
 
 @dataclass(frozen=True)
 class PackWeightsPass(ModulePass):
-    """Rewrite constant A operands of vec.gemm into packed panels (a_packed)."""
+    """Rewrite constant A operands of vec.gemm / vec.qgemm into packed panels (a_packed). `pair_safe`:
+    store quantized row panels pair-safe where cheap (for models that run without AVX512-VNNI: the
+    VNNI kernels would only pay for the corrections)."""
 
     name = "pack-weights"
+    pair_safe: bool = True
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         store = weights_context(ctx, self.name)
-        _pack_all_qgemms(op, store)
+        _pack_all_qgemms(op, store, self.pair_safe)
         for gemm in list(op.walk()):
             if not isinstance(gemm, vec.GemmOp) or gemm.a_packed is not None:
                 continue
