@@ -195,10 +195,10 @@ def kernel_choice(m: int, n: int, k: int, geo: tuple[int, ...] | None, vnni: boo
     if geo is None:
         return False, vnni and lanes_pay(m, n, k, n)
     c, _, _, kh, kw, sh, sw, _, _, dh, dw, ho, wo = geo
-    if (sh, sw, dh, dw) == (1, 1, 1, 1):
-        return True, vnni and lanes_pay(m, n, -(-c // 4) * 4 * kh * kw, ho * (wo + kw - 1))
-    lanes = strided_lanes_pay(m, geo)
-    return lanes, vnni and lanes
+    if (sh, sw, dh, dw) == (1, 1, 1, 1):  # without VNNI implicit order only where it pads nothing
+        return vnni or c % 4 == 0, vnni and lanes_pay(m, n, -(-c // 4) * 4 * kh * kw, ho * (wo + kw - 1))
+    lanes = vnni and strided_lanes_pay(m, geo)
+    return lanes, lanes
 
 
 def quantized_normal_weights(rng: np.random.Generator, m: int, k: int) -> np.ndarray:
