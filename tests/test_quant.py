@@ -351,8 +351,8 @@ def test_qgemm_single_column(shim, isa, m, k, b_signed, b_trans):
         (8, 6, 6, 1, 1, 2, 2, 0, 0, 1, 1),
     ],
 )
-@pytest.mark.parametrize("lanes", [False, True])
-def test_qgemm_im2col_pads_with_the_zero_point(shim, isa, geometry, lanes):
+@pytest.mark.parametrize("layout", ["rows", "lanes", "pair_safe"])
+def test_qgemm_im2col_pads_with_the_zero_point(shim, isa, geometry, layout):
     c, h, w, kh, kw = geometry[:5]
     rng = np.random.default_rng(1)
     m, k = 13, c * kh * kw
@@ -364,7 +364,8 @@ def test_qgemm_im2col_pads_with_the_zero_point(shim, isa, geometry, lanes):
     expected = quant.requantize(a.astype(np.int64) @ cols, mult[:, None], zy, 0, 255, np.uint8)
     comp = quant.compensation(a, zx, None)
     geo = (*geometry, ho, wo)
-    got = run_qgemm(shim, a, x, comp, mult, zy, 0, 255, isa=isa, geometry=geo, pad=zx, n=ho * wo, lanes=lanes)
+    got = run_qgemm(shim, a, x, comp, mult, zy, 0, 255, isa=isa, geometry=geo, pad=zx, n=ho * wo,
+                    lanes=layout == "lanes", pair_safe=layout == "pair_safe")  # fmt: skip
     np.testing.assert_array_equal(got, expected)
 
 
