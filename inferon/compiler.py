@@ -15,6 +15,7 @@ from inferon import compile_cache
 from inferon.backend.emitter import EmittedModel, emit_cpp
 from inferon.backend.toolchain import build_cached
 from inferon.calibration import load_calibration
+from inferon.cpu import model_isa
 from inferon.errors import InferonError
 from inferon.frontend.onnx.importer import import_model, load_proto
 from inferon.ir.context import make_context
@@ -46,7 +47,8 @@ def lower(
     pipeline = Pipeline.default(
         prune=prune,
         quantization=quantization,
-        pass_options={"sparsify": {"mode": sparse, "winograd": winograd}, "conv-to-winograd": {"tile": winograd}},
+        pass_options={"sparsify": {"mode": sparse, "winograd": winograd, "target": target},
+                      "conv-to-winograd": {"tile": winograd}},
         dump_dir=Path(dump_ir) if dump_ir else None,
         print_ir_after=frozenset(print_ir_after),
         verbose=verbose,
@@ -107,6 +109,7 @@ def compile(  # noqa: A001 - the public name users expect
             options = {
                 "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()}, "target": target,
                 "sparse": sparse, "winograd": winograd,
+                "isa": model_isa(target),  # sparsify's cost figures: a "native" model differs per host
             }  # fmt: skip
             key = compile_cache.compile_key(data, options)
             if compile_cache.lookup(key, Path(output)):
