@@ -53,6 +53,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from timing import GAP_S, timed  # noqa: E402
 
 import inferon  # noqa: E402
+from inferon.cpu import cpu_name  # noqa: E402
 from inferon.testing import LIGHT_MODELS, expose_logits, light_model_path, randomize_weights  # noqa: E402
 
 Feeds = dict[str, np.ndarray]
@@ -258,17 +259,9 @@ def git_revision() -> str:
 def environment() -> dict[str, Any]:
     import onnxruntime as ort
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "numpy": np.__version__,

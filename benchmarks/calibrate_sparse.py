@@ -3,20 +3,26 @@
 Times, on this CPU and one thread, the runtime's kernels on the GEMM shapes of ResNet-50's convs
 (M output channels x K = C*kh*kw x N output pixels): the packed dense GEMM, the CSR kernel at
 50/70/90/95 % sparsity and the 2:4 kernel, plus fully-connected GEMVs (N = 1); then the quantized
-GEMM (u8 x s8, the instruction set model.so picks here) dense and with block1x4 int8 weights at the
-same sparsities. It prints tables of effective rates and speedups over dense, derives the cost
-model's figures (median rates over the lanes the kernels compute) and writes them to
-inferon/passes/graph/sparse_cost.json (`--dry-run` only prints them).
+GEMM (u8 x s8) dense and with block1x4 int8 weights at the same sparsities. All of it at the
+instruction-set level model.so picks here (`inferon.cpu.model_isa`: the CPU's best, or a lower one
+named by INFERON_ISA as the runtime honours it). It prints tables of effective rates and speedups
+over dense, derives the cost model's figures (median rates over the lanes the kernels compute) and
+writes them to that level's section of inferon/passes/graph/sparse_cost.json, leaving the other
+sections as they are, and this one's `margin` (a policy, not measured) with its `margin_note`;
+`--dry-run` only prints them.
 
-    python benchmarks/calibrate_sparse.py [--runs 15] [--dry-run]
+    python benchmarks/calibrate_sparse.py [--runs 15] [--dry-run] [--note "Zen 3"]
+    INFERON_ISA=avx2 python benchmarks/calibrate_sparse.py   # the avx2 section on an AVX-512 CPU
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import datetime
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -29,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from inferon.backend.toolchain import build_shared_library  # noqa: E402
+from inferon.cpu import ISA_LEVELS, cpu_name, model_isa  # noqa: E402
 from inferon.ir import quant  # noqa: E402
 from inferon.ir.sparse import (  # noqa: E402
     SPMM_TILE,
@@ -65,7 +72,7 @@ def aligned(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def build() -> ctypes.CDLL:
+def build(isa: str) -> ctypes.CDLL:
     with tempfile.TemporaryDirectory(prefix="inferon-sparse-bench-") as tmp:
         so = build_shared_library((ROOT / "tests" / "kernel_shim.cpp").read_text(), b"\0" * 64, Path(tmp) / "s.so")
         lib = ctypes.CDLL(str(so))
@@ -76,7 +83,7 @@ def build() -> ctypes.CDLL:
     lib.k_qgemm_sparse.argtypes = [I64, I64, I64, P, P, INT, P, I64, P, I64, INT, INT, P, INT, P, P, P, I64, I64, INT,
                                    INT, INT, INT, INT]  # fmt: skip
     lib.k_set_isa.argtypes = [INT]
-    lib.k_set_isa(2 if " avx512f" in Path("/proc/cpuinfo").read_text() else 1)  # what model.so picks here
+    lib.k_set_isa(ISA_LEVELS.index(isa))
     return lib
 
 
@@ -171,7 +178,7 @@ def qgemm_call(lib: ctypes.CDLL, a: np.ndarray, b: np.ndarray, c: np.ndarray, sp
     return call
 
 
-def calibrate_int8(lib: ctypes.CDLL, rng: np.random.Generator, runs: int) -> dict[str, float]:
+def calibrate_int8(lib: ctypes.CDLL, rng: np.random.Generator, runs: int, isa: str) -> dict[str, float]:
     """Dense quantized GEMM vs block1x4 int8 weights on the same shapes: rates over the lanes computed."""
     print(f"\nINT8 (u8 x s8){'':>4} {'dense GOP/s':>11} " + " ".join(f"{f'b1x4 {int(100 * s)}%':>10}" for s in SPARSITIES)
           + "   (speedup over dense)")  # fmt: skip
@@ -187,7 +194,7 @@ def calibrate_int8(lib: ctypes.CDLL, rng: np.random.Generator, runs: int) -> dic
             a = np.where(prune_unstructured(w.astype(np.float32), s) != 0, w, 0).astype(np.int8)
             t = median_time(qgemm_call(lib, a, b, c, True), runs)
             blocks = int(block4_encode(a).row_ptr[-1])
-            sparse_rates.append(2.0 * 4 * blocks * qsparse_lanes(n) / t / 1e9)
+            sparse_rates.append(2.0 * 4 * blocks * qsparse_lanes(n, isa) / t / 1e9)
             cells.append(f"{t_dense / t:9.2f}x")
         print(f"{f'{m}x{k}x{n}':>18} {dense_rates[-1]:11.1f} " + " ".join(cells), flush=True)
     return {"int8_dense_gops": float(np.median(dense_rates)), "int8_block4_gops": float(np.median(sparse_rates))}
@@ -197,8 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=15, help="timed runs per kernel (median)")
     ap.add_argument("--dry-run", action="store_true", help="print the fitted figures, do not write them")
+    ap.add_argument("--note", default=cpu_name(), help="where measured, for the section's source note "
+                    "(default: the CPU's model name)")  # fmt: skip
     args = ap.parse_args(argv)
-    lib = build()
+    isa = model_isa()
+    if os.environ.get("INFERON_ISA", isa) != isa:
+        raise SystemExit(f"INFERON_ISA={os.environ['INFERON_ISA']}: this CPU runs at most {isa}")
+    print(f"instruction set: {isa}")
+    lib = build(isa)
     rng = np.random.default_rng(0)
     dense_rates, csr_rows, nm_rows = [], [], []
     print(f"{'M x K x N':>18} {'dense GF/s':>10} " + " ".join(f"{f'csr {int(100 * s)}%':>9}" for s in SPARSITIES)
@@ -214,10 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         for s in SPARSITIES:
             a = prune_unstructured(w, s)
             t = median_time(sparse_call(lib, a, b, c, "csr"), args.runs)
-            csr_rows.append((2.0 * np.count_nonzero(a) * sparse_lanes(n), tiles, t))
+            csr_rows.append((2.0 * np.count_nonzero(a) * sparse_lanes(n, isa), tiles, t))
             cells.append(f"{t_dense / t:8.2f}x")
         t = median_time(sparse_call(lib, prune_nm24(w), b, c, "nm24"), args.runs)
-        nm_rows.append((1.0 * m * k * sparse_lanes(n), tiles, t))
+        nm_rows.append((1.0 * m * k * sparse_lanes(n, isa), tiles, t))
         print(f"{f'{m}x{k}x{n}':>18} {dense_rates[-1]:10.1f} " + " ".join(cells) + f" {t_dense / t:8.2f}x", flush=True)
 
     # FLOP rates only: a least-squares split into rate + per-tile cost was unstable from run to run
@@ -241,21 +254,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"GEMV {n_out}x{k}: dense {gemv_dense[-1]:.1f} GB/s, CSR 90 % {gemv_sparse[-1]:.1f} GB/s, "
               f"speedup {t_dense / t_sparse:.2f}x")  # fmt: skip
 
+    data = json.loads(COST_FILE.read_text())
+    previous = data["isa"].get(isa, {})
     figures = {
-        "source": "benchmarks/calibrate_sparse.py (1 thread, medians; ResNet-50 conv shapes)",
+        "source": f"benchmarks/calibrate_sparse.py --runs {args.runs} on {args.note}, {datetime.date.today()} "
+                  f"({isa} kernels, 1 thread, medians; ResNet-50 conv shapes)",
         "dense_gflops": round(float(np.median(dense_rates)), 1),
         "csr_gflops": round(csr_gflops, 1),
         "nm24_gflops": round(nm24_gflops, 1),
         "tile_ns": round(tile_s * 1e9, 2),
         "gemv_dense_gbps": round(float(np.median(gemv_dense)), 1),
         "gemv_sparse_gbps": round(float(np.median(gemv_sparse)), 1),
-        **{key: round(v, 1) for key, v in calibrate_int8(lib, rng, args.runs).items()},
-        "margin": 0.85,
+        **{key: round(v, 1) for key, v in calibrate_int8(lib, rng, args.runs, isa).items()},
+        "margin": previous.get("margin", 0.85),  # a policy, not measured: kept, with its note
+        **({"margin_note": previous["margin_note"]} if "margin_note" in previous else {}),
     }
     print(json.dumps(figures, indent=2))
     if not args.dry_run:
-        COST_FILE.write_text(json.dumps(figures, indent=2) + "\n")
-        print(f"wrote {COST_FILE.relative_to(ROOT)}")
+        data["isa"][isa] = figures
+        data["isa"] = {k: data["isa"][k] for k in sorted(data["isa"], key=ISA_LEVELS.index, reverse=True)}
+        COST_FILE.write_text(json.dumps(data, indent=2) + "\n")
+        print(f"wrote the {isa} section of {COST_FILE.relative_to(ROOT)}")
     return 0
 
 

@@ -413,16 +413,9 @@ def summary(rows: Sequence[dict[str, Any]]) -> dict[str, float | None]:
 
 def environment(lib: ctypes.CDLL) -> dict[str, Any]:
     from inferon.config import load_config
+    from inferon.cpu import cpu_name
 
-    cpu = platform.processor()
-    try:
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     cxx = load_config().cxx
     try:
         cxx_version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout.splitlines()[0]

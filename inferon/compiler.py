@@ -15,22 +15,13 @@ from inferon import compile_cache
 from inferon.backend.emitter import EmittedModel, emit_cpp
 from inferon.backend.toolchain import build_cached
 from inferon.calibration import load_calibration
+from inferon.cpu import model_isa, vnni_kernels
 from inferon.errors import InferonError
 from inferon.frontend.onnx.importer import import_model, load_proto
 from inferon.ir.context import make_context
 from inferon.passes.graph.quantize import Quantization
 from inferon.pipeline import Pipeline, user_passes
 from inferon.version import __version__
-
-
-def vnni_kernels(target: str = "native") -> bool:
-    """Whether a model compiled here for `target` will run its quantized GEMMs with AVX512-VNNI (the
-    host has it and the target allows AVX-512): decides the layouts the compiler gives them."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        flags = set()
-    return target in ("native", "avx512") and {"avx512_vnni", "avx512vl", "avx512bw"} <= flags
 
 
 def lower(
@@ -57,7 +48,8 @@ def lower(
     pipeline = Pipeline.default(
         prune=prune,
         quantization=quantization,
-        pass_options={"sparsify": {"mode": sparse, "winograd": winograd}, "conv-to-winograd": {"tile": winograd},
+        pass_options={"sparsify": {"mode": sparse, "winograd": winograd, "target": target},
+                      "conv-to-winograd": {"tile": winograd},
                       "convert-graph-to-loop": {"int8_lanes": vnni}, "convert-loop-to-vec": {"int8_lanes": vnni},
                       "pack-weights": {"pair_safe": not vnni}},
         dump_dir=Path(dump_ir) if dump_ir else None,
@@ -120,7 +112,9 @@ def compile(  # noqa: A001 - the public name users expect
             options = {
                 "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()}, "target": target,
                 "sparse": sparse, "winograd": winograd,
-                "vnni": vnni_kernels(target),  # quantized layouts follow it (a "native" model differs per host)
+                # sparsify's cost figures and the quantized layouts follow the level the model will
+                # run with: a "native" model differs per host
+                "isa": model_isa(target), "vnni": vnni_kernels(target),
             }  # fmt: skip
             key = compile_cache.compile_key(data, options)
             if compile_cache.lookup(key, Path(output)):

@@ -9,6 +9,8 @@ import onnx
 import onnx.version_converter
 from onnx import numpy_helper
 
+from inferon.cpu import cpu_flags
+
 LIGHT_MODELS = (
     "resnet50", "squeezenet", "shufflenet", "inception_v1", "inception_v2",
     "densenet121", "bvlc_alexnet", "vgg19", "zfnet512",
@@ -70,14 +72,6 @@ def randomize_weights(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
     del graph.node[:]
     graph.node.extend(kept)
     return out
-
-
-def cpu_flags() -> frozenset[str]:
-    """This CPU's feature flags (/proc/cpuinfo; empty where it cannot be read)."""
-    try:
-        return frozenset(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return frozenset()
 
 
 def onnxruntime_int8_is_exact() -> bool:

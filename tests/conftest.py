@@ -15,12 +15,9 @@ import inferon
 
 def cpu_supports(isa: str) -> bool:
     """Whether this CPU runs Inferon's `isa` kernels (what the runtime's load-time detection checks)."""
-    from inferon.testing import cpu_flags
+    from inferon.cpu import supports
 
-    if isa == "scalar":
-        return True
-    need = {"avx2": {"avx2", "fma"}, "avx512": {"avx2", "fma", "avx512f"}}[isa]
-    return need <= cpu_flags()
+    return supports(isa)
 
 
 def use_isa(monkeypatch: pytest.MonkeyPatch, isa: str) -> None:

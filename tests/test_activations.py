@@ -22,6 +22,7 @@ from onnx import helper
 
 import inferon
 from inferon.backend.toolchain import build_shared_library
+from inferon.cpu import supports
 from inferon.errors import ModelImportError
 from inferon.frontend.onnx.importer import import_model
 from inferon.ir.attrs import ActivationKind
@@ -35,15 +36,7 @@ HERE = Path(__file__).resolve().parent
 GRAPH_PASSES = ["remove-identities", "fold-batchnorm", "decompose-batchnorm", "fold-constants", "fuse-epilogue"]
 
 
-def _has_avx2() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx2" in flags and " fma" in flags
-
-
-AVX2 = pytest.mark.skipif(not _has_avx2(), reason="no AVX2/FMA")
+AVX2 = pytest.mark.skipif(not supports("avx2"), reason="no AVX2/FMA")
 ISAS = ["scalar", pytest.param("avx2", marks=AVX2)]
 
 # ------------------------------------------------------------------------------- kernel level

@@ -70,6 +70,20 @@ def test_a_changed_option_compiles_again(small_cnn: onnx.ModelProto, cache_dir: 
     assert len(_entries(cache_dir)) == 2
 
 
+def test_the_level_the_model_will_run_with_is_in_the_key(
+    small_cnn: onnx.ModelProto, cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """`sparsify` picks formats with the figures of the level the model will run with here (a
+    "native" model: the host's, or a lower INFERON_ISA): the same options on another level compile again."""
+    monkeypatch.delenv("INFERON_ISA", raising=False)
+    inferon.compile(small_cnn, tmp_path / "a.so")
+    monkeypatch.setenv("INFERON_ISA", "scalar")
+    inferon.compile(small_cnn, tmp_path / "b.so", verbose=True)
+    assert "compile cache hit" not in capsys.readouterr().err
+    assert len(_entries(cache_dir)) == 2
+
+
 def test_bypasses(small_cnn: onnx.ModelProto, cache_dir: Path, tmp_path: Path) -> None:
     """IR dumps, pruning and models with external weight files always run the pipeline."""
     inferon.compile(small_cnn, tmp_path / "a.so", dump_ir=tmp_path / "ir")

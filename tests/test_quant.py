@@ -22,6 +22,7 @@ from onnx.reference import ReferenceEvaluator
 
 import inferon
 from inferon.backend.toolchain import build_shared_library
+from inferon.cpu import cpu_flags
 from inferon.errors import InferonError
 from inferon.ir import quant
 from inferon.ir.attrs import ActivationKind, EpilogueAttr
@@ -39,15 +40,7 @@ def f32(lo: float, hi: float) -> st.SearchStrategy[float]:
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-def _has_vnni() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_vnni" in flags and " avx512vl" in flags and " avx512bw" in flags
-
-
-ISAS = [0, 1, *([2] if _has_vnni() else [])]  # scalar, AVX2 (vpmaddwd), AVX512-VNNI
+ISAS = [0, 1, *([2] if {"avx512_vnni", "avx512vl", "avx512bw"} <= cpu_flags() else [])]  # scalar, AVX2 (vpmaddwd), AVX512-VNNI
 
 
 @pytest.fixture(scope="module")

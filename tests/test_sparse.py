@@ -19,7 +19,8 @@ from onnx import helper
 
 import inferon
 from inferon.backend.toolchain import build_shared_library
-from inferon.errors import PassError
+from inferon.cpu import model_isa, supports
+from inferon.errors import InferonError, PassError
 from inferon.ir.attrs import SparseFormat
 from inferon.ir.sparse import (
     csr_decode,
@@ -33,7 +34,7 @@ from inferon.ir.sparse import (
 )
 from inferon.passes.graph.prune import parse_prune_spec
 from inferon.passes.graph.sparse_layers import SparseLayer
-from inferon.passes.graph.sparsify import SparseCostModel, choose_format
+from inferon.passes.graph.sparsify import SparseCostModel, choose_format, sparse_lanes
 from inferon.testing import (
     expose_logits,
     light_model_path,
@@ -48,15 +49,8 @@ HERE = Path(__file__).resolve().parent
 P, I64, INT, F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
 
 
-def _has_avx512() -> bool:
-    try:
-        return " avx512f" in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-
-
 # scalar, AVX2 (the machines this runs on have AVX2; test_runtime_kernels checks the ISA switch), AVX-512
-ISAS = [0, 1, *([2] if _has_avx512() else [])]
+ISAS = [0, 1, *([2] if supports("avx512") else [])]
 
 
 @pytest.fixture(scope="module")
@@ -412,6 +406,50 @@ def test_choose_format_follows_the_cost_model() -> None:
     big = rng.standard_normal((1000, 2048)).astype(np.float32)
     assert choose_format(fc, prune_unstructured(big, 0.9), "auto", SparseCostModel.load()).kind == SparseFormat.CSR
     assert choose_format(fc, big, "auto", SparseCostModel.load()).kind == SparseFormat.DENSE
+
+
+def test_cost_figures_per_instruction_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cost model takes the figures of the level the model will run with: the CPU's, capped by
+    --target, lowered by INFERON_ISA. A 50 %-sparse 1x1 conv goes CSR with the AVX-512 kernels (CSR
+    at 0.6x the dense FLOP rate) and with the scalar ones (faster than the scalar GEMM), not with AVX2."""
+    avx512, avx2, scalar = (SparseCostModel.load(isa) for isa in ("avx512", "avx2", "scalar"))
+    assert (avx512.isa, avx2.isa, scalar.isa) == ("avx512", "avx2", "scalar")
+    assert avx2.dense_gflops != avx512.dense_gflops and avx2.csr_gflops < avx512.csr_gflops
+    assert SparseCostModel.load() == SparseCostModel.load(model_isa())
+    assert sparse_lanes(49, "avx512") == 64 and sparse_lanes(49, "avx2") == 56 and sparse_lanes(49, "scalar") == 49
+    layer = SparseLayer(op=None, weight=None, m=256, k=64, n=3136, is_fc=False, reads_model_input=False)  # type: ignore[arg-type]
+    w = prune_unstructured(np.random.default_rng(3).standard_normal((256, 64)).astype(np.float32), 0.5)
+    assert [choose_format(layer, w, "auto", c).kind for c in (avx512, avx2, scalar)] == [
+        SparseFormat.CSR, SparseFormat.DENSE, SparseFormat.CSR]  # fmt: skip
+
+    zen3, zen4 = frozenset({"avx2", "fma"}), frozenset({"avx2", "fma", "avx512f", "avx512bw", "avx512vl"})
+    monkeypatch.delenv("INFERON_ISA", raising=False)
+    assert [model_isa(t, zen4) for t in ("native", "avx512", "avx2", "scalar")] == ["avx512", "avx512", "avx2", "scalar"]
+    assert [model_isa(t, zen3) for t in ("native", "avx512", "avx2")] == ["avx2", "avx2", "avx2"]
+    assert model_isa("native", frozenset({"avx2"})) == "scalar"  # no FMA: the runtime runs scalar kernels
+    monkeypatch.setenv("INFERON_ISA", "avx2")
+    assert model_isa("native", zen4) == "avx2" and model_isa("scalar", zen4) == "scalar"
+    monkeypatch.setenv("INFERON_ISA", "avx512")  # the runtime refuses to load such a model: no effect
+    assert model_isa("native", zen3) == "avx2"
+    with pytest.raises(InferonError, match="unknown target 'sse'"):
+        model_isa("sse")
+
+
+def test_sparsify_follows_the_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--target scalar compiles with the scalar figures (50 %-sparse 1x1 convs go CSR), --target avx2
+    with the AVX2 ones (they stay dense); the outputs stay right either way."""
+    if not supports("avx2"):
+        pytest.skip("this CPU has no AVX2/FMA: --target avx2 runs the scalar kernels")
+    monkeypatch.delenv("INFERON_ISA", raising=False)
+    rng = np.random.default_rng(6)
+    w = conv_weights(rng)
+    w["wa"] = prune_unstructured(w["wa"].reshape(16, -1), 0.5).reshape(w["wa"].shape)
+    model = conv_model(w, shape=(1, 16, 28, 28))
+    x = rng.standard_normal((1, 16, 28, 28)).astype(np.float32)
+    for target, want in (("scalar", "csr"), ("avx2", "dense")):
+        lib = inferon.compile(model, tmp_path / f"{target}.so", dump_ir=tmp_path / target, target=target)
+        assert formats_in(tmp_path / target)["wa"] == want
+        assert_close_to_ort(model, lib, x)
 
 
 def test_prune_spec_errors() -> None:

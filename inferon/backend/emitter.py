@@ -34,6 +34,7 @@ from inferon.backend.kernel_table import (
     SPARSE_FORMATS,
     UNARY_KERNELS,
 )
+from inferon.cpu import target_level
 from inferon.errors import InferonError
 from inferon.ir import quant
 from inferon.ir.attrs import EpilogueAttr, SparseFormat
@@ -574,20 +575,15 @@ def _arg_names(fn: func.FuncOp) -> list[str]:
     return names
 
 
-# --target name -> the highest ISA level (INFERON_ISA_* in model_abi.h) the model may dispatch to.
-TARGETS: dict[str, int] = {"scalar": 0, "avx2": 1, "avx512": 2, "native": 2}
-
-
 def emit_cpp(
     module: ModuleOp, weights: WeightStore, *, source: str = "model", version: str = "", target: str = "native"
 ) -> EmittedModel:
     """Print the lowest-level module as model.cpp and pack the weights it uses.
 
-    `target` caps the instruction set the model's kernels may use (see TARGETS); the runtime still
-    detects the CPU when the model is loaded and uses the best level up to that cap.
+    `target` caps the instruction set the model's kernels may use (see `cpu.TARGETS`); the runtime
+    still detects the CPU when the model is loaded and uses the best level up to that cap.
     """
-    if target not in TARGETS:
-        raise InferonError(f"unknown target '{target}'; choose one of {', '.join(TARGETS)}")
+    max_isa = target_level(target)
     fn = next((op for op in module.ops if isinstance(op, func.FuncOp)), None)
     if fn is None:
         raise InferonError("C++ emitter: module has no @main")
@@ -617,6 +613,6 @@ def emit_cpp(
     arena_bytes = 4 * arena_attr.value.data  # type: ignore[attr-defined]
     source_text = TEMPLATES.get_template("model.cpp.j2").render(
         version=version, source=source, tensors=decls, inputs=decls[:num_inputs], outputs=decls[num_inputs:],
-        constants=emitter.constants, ops=ops, arena_bytes=arena_bytes, max_isa=TARGETS[target],
+        constants=emitter.constants, ops=ops, arena_bytes=arena_bytes, max_isa=max_isa,
     )  # fmt: skip
     return EmittedModel(source_text, blob, arena_bytes, decls[:num_inputs], decls[num_inputs:])

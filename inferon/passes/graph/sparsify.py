@@ -1,23 +1,34 @@
 """sparsify: choose dense, CSR or 2:4 storage for every conv/FC weight from its zeros.
 
 Finds the zeros already in the weights (models pruned elsewhere, or by `prune`) and predicts each
-layer's time with the cost model below, calibrated on this CPU by `benchmarks/calibrate_sparse.py`
-(figures in `sparse_cost.json`): dense GEMM at `dense_gflops`; CSR at `csr_gflops` FLOP/s over the
-lanes computed (2 * nnz * N rounded up to 16 columns) plus `tile_ns` per row and column tile; 2:4
-(only if every aligned group of four along K holds at most two nonzeros) at `nm24_gflops` on half
-the dense FLOPs over the same lanes; fully-connected
-layers at batch 1 stream their weights (`gemv_*_gbps`); a dense 3x3 conv that `conv-to-winograd` will
-compute with Winograd is predicted `WINOGRAD_SPEEDUP` times faster than its GEMM. Quantized convs
-(int8 weights, single group) and quantized FC layers choose between the dense quantized GEMM
-(`int8_dense_gops`) and block1x4 (`int8_block4_gops` over 2 * 4 * blocks * N rounded up to 32
-columns, the blocks being the aligned groups of four along K that hold a nonzero; at N = 1 the
+layer's time with the cost model below, calibrated by `benchmarks/calibrate_sparse.py`. The figures
+(`sparse_cost.json`) come in one section per instruction-set level (avx512, avx2, scalar), since the
+kernels' relative speeds differ between them (on a Zen 3 with AVX2 alone CSR runs at 0.39x the dense
+GEMM's FLOP rate, on a Zen 4 with AVX-512 at 0.60x) and model.so picks its kernels when loaded while
+the storage is fixed here: the section used is the level the model will run with on this machine
+(`cpu.model_isa`: the CPU's best level, capped by the `target` option, lowered by INFERON_ISA).
+With the scalar kernels (`--target scalar`) the CSR kernel outruns the scalar GEMM per FLOP, so
+there even 50 % goes sparse. The avx512 section's INT8 figures are VNNI's (an AVX-512 CPU without
+VNNI runs the AVX2 INT8 kernels: not modelled).
+
+Dense GEMM at `dense_gflops`; CSR at `csr_gflops` FLOP/s over the lanes computed (2 * nnz * N
+rounded up to whole vectors: 16 columns with AVX-512, 8 with AVX2) plus `tile_ns` per row and column
+tile; 2:4 (only if every aligned group of four along K holds at most two nonzeros) at `nm24_gflops`
+on half the dense FLOPs over the same lanes; fully-connected layers at batch 1 stream their weights
+(`gemv_*_gbps`); a dense 3x3 conv that `conv-to-winograd` will compute with Winograd is predicted
+`WINOGRAD_SPEEDUP` times faster than its GEMM. Quantized convs (int8 weights, single group) and
+quantized FC layers choose between the dense quantized GEMM (`int8_dense_gops`) and block1x4
+(`int8_block4_gops` over 2 * 4 * blocks * N rounded up to whole B panels: 32 columns with VNNI, 8
+with AVX2, the blocks being the aligned groups of four along K that hold a nonzero; at N = 1 the
 bytes streamed: one per weight against 6 per block). A sparse format is chosen only if it is
-predicted at most `margin` x the dense time, so layers at moderate sparsity (e.g. 30 %) stay dense.
+predicted at most `margin` x the dense time (per level: 0.85, with AVX2 0.9, see its `margin_note`),
+so layers at moderate sparsity (e.g. 30 %; with AVX2 alone, 50 % and 2:4) stay dense.
 
 Preconditions: graph level, after fuse-epilogue (and `prune` if any). Produces: `sparse =
 #graph.sparse<format, density, index_bits>` on every layer weight (dense ones too, so IR dumps show
 each layer's density). `mode`: auto (the cost model), off (all dense), csr or 2:4 (that format
-wherever it applies and the layer has any zero; csr means block1x4 for int8 weights). `winograd`: the setting `conv-to-winograd` runs with.
+wherever it applies and the layer has any zero; csr means block1x4 for int8 weights). `winograd`: the
+setting `conv-to-winograd` runs with. `target`: the compile target (native, avx2, avx512, scalar).
 """
 
 from __future__ import annotations
@@ -33,6 +44,7 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
+from inferon.cpu import model_isa
 from inferon.errors import PassError
 from inferon.ir.attrs import SparseAttr, SparseFormat
 from inferon.ir.sparse import SPMM_TILE, block4_groups, is_nm24
@@ -42,6 +54,10 @@ from inferon.passes.loop.conv_to_winograd import WINOGRAD_SPEEDUP, winograd_tile
 
 COST_FILE = Path(__file__).with_name("sparse_cost.json")
 MODES = ("auto", "off", "csr", "2:4")
+# Columns per vector of the float sparse kernel at each level (scalar: column by column), and per
+# B panel of the block-sparse int8 kernel (VNNI: 32; the AVX2 and scalar paths: 8).
+SPARSE_VECTOR = {"scalar": 1, "avx2": 8, "avx512": 16}
+QSPARSE_PANEL = {"scalar": 8, "avx2": 8, "avx512": 32}
 
 
 @dataclass(frozen=True)
@@ -55,12 +71,12 @@ class SparseCostModel:
     margin: float
     int8_dense_gops: float = 1.0
     int8_block4_gops: float = 1.0
+    isa: str = "avx512"  # the instruction-set level the figures were measured at
 
     @staticmethod
-    @cache
-    def load(path: Path = COST_FILE) -> SparseCostModel:
-        data = json.loads(path.read_text())
-        return SparseCostModel(**{k: float(v) for k, v in data.items() if k != "source"})
+    def load(isa: str | None = None, path: Path = COST_FILE) -> SparseCostModel:
+        """The figures for `isa` (default: the level a model compiled here runs with, `cpu.model_isa`)."""
+        return _load(isa or model_isa(), path)
 
     def seconds(self, fmt: SparseFormat, m: int, k: int, n: int, nnz: int) -> float:
         """Predicted time of one layer: A [m, k] with nnz nonzeros times B [k, n]."""
@@ -73,7 +89,7 @@ class SparseCostModel:
         tiles = m * math.ceil(n / SPMM_TILE) * self.tile_ns * 1e-9
         if fmt == SparseFormat.DENSE:
             return 2.0 * m * k * n / (self.dense_gflops * 1e9)
-        lanes = sparse_lanes(n)  # the sparse kernel computes whole 16-float vectors (49 columns: 64)
+        lanes = sparse_lanes(n, self.isa)  # whole vectors: 49 columns cost 64 with 16-float zmm, 56 with ymm
         if fmt == SparseFormat.CSR:
             return 2.0 * nnz * lanes / (self.csr_gflops * 1e9) + tiles
         return 1.0 * m * k * lanes / (self.nm24_gflops * 1e9) + tiles
@@ -84,17 +100,27 @@ class SparseCostModel:
             return (m * k if fmt == SparseFormat.DENSE else 6 * blocks) / (self.gemv_dense_gbps * 1e9)
         if fmt == SparseFormat.DENSE:
             return 2.0 * m * k * n / (self.int8_dense_gops * 1e9)
-        return 2.0 * 4 * blocks * qsparse_lanes(n) / (self.int8_block4_gops * 1e9)
+        return 2.0 * 4 * blocks * qsparse_lanes(n, self.isa) / (self.int8_block4_gops * 1e9)
 
 
-def qsparse_lanes(n: int) -> int:
-    """Columns the block-sparse quantized kernel computes for n output columns: 32-column panels."""
-    return -(-n // 32) * 32
+@cache
+def _load(isa: str, path: Path) -> SparseCostModel:
+    sections = json.loads(path.read_text())["isa"]
+    if isa not in sections:
+        raise PassError(f"sparsify: {path.name} has no figures for instruction set '{isa}' (it has "
+                        f"{', '.join(sections)}); run benchmarks/calibrate_sparse.py on such a CPU")  # fmt: skip
+    figures = {k: float(v) for k, v in sections[isa].items() if not isinstance(v, str)}  # not the notes
+    return SparseCostModel(**figures, isa=isa)
 
 
-def sparse_lanes(n: int) -> int:
-    """Columns the sparse kernel computes for n output columns: whole 16-float (zmm) vectors."""
-    return -(-n // 16) * 16
+def qsparse_lanes(n: int, isa: str) -> int:
+    """Columns the block-sparse quantized kernel computes at level `isa` for n output columns: whole panels."""
+    return -(-n // QSPARSE_PANEL[isa]) * QSPARSE_PANEL[isa]
+
+
+def sparse_lanes(n: int, isa: str) -> int:
+    """Columns the sparse kernel computes at level `isa` for n output columns: whole vectors."""
+    return -(-n // SPARSE_VECTOR[isa]) * SPARSE_VECTOR[isa]
 
 
 def dense_speedup(layer: SparseLayer, winograd: str) -> float:
@@ -156,12 +182,13 @@ class SparsifyPass(ModulePass):
     name = "sparsify"
     mode: str = "auto"
     winograd: str = "auto"
+    target: str = "native"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if self.mode not in MODES:
             raise PassError(f"sparsify: unknown mode '{self.mode}'; choose one of {', '.join(MODES)}")
         store = weights_context(ctx, self.name)
-        model = SparseCostModel.load()
+        model = SparseCostModel.load(model_isa(self.target))
         for layer in sparse_layers(op, quantized=True):
             a = layer.matrix(store[layer.weight.handle.data])
             attr = choose_format(layer, a, self.mode, model, self.winograd)
