@@ -133,3 +133,18 @@ def test_without_vnni_layers_run_pair_safe_row_panels(tmp_path, monkeypatch, isa
     with inferon.load(lib, threads=2) as cm:
         x = rng.random(shape).astype(np.float32)
         assert _within_one_step(cm(x), run_onnxruntime(q, {"x": x}, exact_int8=True)[0], step) >= 0.999
+
+
+def test_vnni_kernels_follow_the_cpu_and_target(monkeypatch):
+    """The quantized layouts are chosen for VNNI only where the runtime will use it: avx512 level and
+    the VNNI / VL / BW flags (a Zen 4 with --target native or avx512; not with avx2, not on a Zen 3)."""
+    from inferon.cpu import vnni_kernels
+
+    monkeypatch.delenv("INFERON_ISA", raising=False)
+    zen3 = frozenset({"avx2", "fma"})
+    zen4 = zen3 | {"avx512f", "avx512bw", "avx512vl", "avx512_vnni"}
+    assert [vnni_kernels(t, zen4) for t in ("native", "avx512", "avx2", "scalar")] == [True, True, False, False]
+    assert not vnni_kernels("native", zen3)
+    assert not vnni_kernels("native", zen4 - {"avx512_vnni"})
+    monkeypatch.setenv("INFERON_ISA", "avx2")
+    assert not vnni_kernels("native", zen4)
