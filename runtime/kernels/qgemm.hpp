@@ -43,14 +43,9 @@ namespace qgemm_detail {
 template <class Q, int NV>
 INFERON_VNNI void tile_vnni(const QGemm& g, const int8_t* a, const uint8_t* b, int64_t K4, int64_t m0,
                             int64_t n0, const int64_t* rowoff = nullptr) {
-  const int64_t rows = std::min<int64_t>(QMR, g.M - m0);
+  const int rows = static_cast<int>(std::min<int64_t>(QMR, g.M - m0));
   __m256i acc[QMR][NV];
-#pragma GCC unroll 6
-  for (int r = 0; r < QMR; r++) {
-    const __m256i c = _mm256_set1_epi32(r < rows ? g.comp[m0 + r] : 0);
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) acc[r][v] = c;
-  }
+  init_tile<NV>(g, acc, m0, rows);
   for (int64_t k4 = 0; k4 < K4; k4++) {
     const __m256i* bk = reinterpret_cast<const __m256i*>(b + (rowoff ? rowoff[k4] : k4 * (32 * NV)));
     const int8_t* ak = a + k4 * (4 * QMR);
@@ -73,20 +68,14 @@ INFERON_VNNI void tile_vnni(const QGemm& g, const int8_t* a, const uint8_t* b, i
 #pragma GCC unroll 4
     for (int v = 0; v < NV; v++) out[r][v] = acc[r][v];
   if (g.fix)
-    fix_tile<NV>(g, out, m0, static_cast<int>(rows),
-                 [&](int64_t k4) { return b + (rowoff ? rowoff[k4] : k4 * (32 * NV)); });
+    fix_tile<NV>(g, out, m0, rows, [&](int64_t k4) { return b + (rowoff ? rowoff[k4] : k4 * (32 * NV)); });
   if (NV == 4 && n0 + 32 <= g.N && g.ldc_col == 1) {
     for (int r = 0; r < rows; r++)
       store32_zmm<Q>(g, m0 + r, n0, _mm512_inserti64x4(_mm512_castsi256_si512(out[r][0]), out[r][1], 1),
                      _mm512_inserti64x4(_mm512_castsi256_si512(out[r][2]), out[r][3], 1));
     return;
   }
-  for (int r = 0; r < rows; r++)
-    for (int v = 0; v < NV; v++) {
-      const int64_t n = n0 + 8 * v;
-      if (n >= g.N) break;
-      store8<Q, false>(g, m0 + r, n, static_cast<int>(std::min<int64_t>(8, g.N - n)), out[r][v]);
-    }
+  store_tile<Q, NV>(g, out, m0, rows, n0);
 }
 
 // AVX2 without VNNI, A not pair-safe (no QGemm::fix): 6 rows x 8 columns of a 32-column panel (b:
@@ -132,12 +121,7 @@ INFERON_AVX2 void tile_avx2_u8(const QGemm& g, const int8_t* a, const uint8_t* b
                                int64_t m0, int64_t n0) {
   const int rows = static_cast<int>(std::min<int64_t>(QMR, g.M - m0));
   __m256i acc[QMR][NV];
-#pragma GCC unroll 6
-  for (int r = 0; r < QMR; r++) {
-    const __m256i c = _mm256_set1_epi32(r < rows ? g.comp[m0 + r] : 0);
-#pragma GCC unroll 2
-    for (int v = 0; v < NV; v++) acc[r][v] = c;
-  }
+  init_tile<NV>(g, acc, m0, rows);
   const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t k4 = 0; k4 < K4; k4++) {
     const uint8_t* bk = b + k4 * stride;
@@ -161,12 +145,7 @@ INFERON_AVX2 void tile_avx2_u8(const QGemm& g, const int8_t* a, const uint8_t* b
 #pragma GCC unroll 2
     for (int v = 0; v < NV; v++) out[r][v] = acc[r][v];
   fix_tile<NV>(g, out, m0, rows, [&](int64_t k4) { return b + k4 * stride; });
-  for (int r = 0; r < rows; r++)
-    for (int v = 0; v < NV; v++) {
-      const int64_t n = n0 + 8 * v;
-      if (n >= g.N) break;
-      store8<Q, false>(g, m0 + r, n, static_cast<int>(std::min<int64_t>(8, g.N - n)), out[r][v]);
-    }
+  store_tile<Q, NV>(g, out, m0, rows, n0);
 }
 
 template <class Q>

@@ -332,6 +332,17 @@ INFERON_AVX2_INLINE void fix_tile(const QGemm& g, __m256i (&out)[QMR][NV], int64
     }
 }
 
+// A register tile's int32 sums start at comp (rows past M at 0): rows m0 .., 8 NV columns each.
+template <int NV>
+INFERON_AVX2_INLINE void init_tile(const QGemm& g, __m256i (&acc)[QMR][NV], int64_t m0, int rows) {
+#pragma GCC unroll 6
+  for (int r = 0; r < QMR; r++) {
+    const __m256i c = _mm256_set1_epi32(r < rows ? g.comp[m0 + r] : 0);
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) acc[r][v] = c;
+  }
+}
+
 // The corrections of row m at column j of a packed B panel [K4][nr][4] (scalar kernels).
 inline int32_t fix_scalar(const QGemm& g, int64_t m, const uint8_t* panel, int nr, int64_t j) {
   int32_t s = 0;
@@ -368,6 +379,18 @@ INFERON_AVX2_INLINE void store8(const QGemm& g, int64_t m, int64_t n, int cols, 
     _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), q);
     for (int j = 0; j < cols; j++) out[j * g.ldc_col] = static_cast<Q>(tmp[j]);
   }
+}
+
+// Requantize and store a register tile's sums (comp included): `rows` rows from m0, 8 NV columns from
+// n0, columns past N dropped.
+template <class Q, int NV>
+INFERON_AVX2_INLINE void store_tile(const QGemm& g, const __m256i (&out)[QMR][NV], int64_t m0, int rows, int64_t n0) {
+  for (int r = 0; r < rows; r++)
+    for (int v = 0; v < NV; v++) {
+      const int64_t n = n0 + 8 * v;
+      if (n >= g.N) break;
+      store8<Q, false>(g, m0 + r, n, static_cast<int>(std::min<int64_t>(8, g.N - n)), out[r][v]);
+    }
 }
 
 // Requantize 32 accumulators of row m with 16 lanes per instruction (AVX-512): two zmm (comp
