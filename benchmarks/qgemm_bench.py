@@ -9,7 +9,9 @@
    `vpmaddubsw` saturates its int16 pair sums (255 * 127 * 2 > 32767); on this Zen 4 both issue once
    per cycle (a loop of either alone measures one per cycle, where FMAs issue two), so the exact
    kernel's own ceiling is the measured `vpmaddwd` + `vpaddd` loop ("madd peak"), about half the
-   2x-FP32 figure. AVX2 rows report both fractions.
+   2x-FP32 figure. Models that run without VNNI now store their weights pair-safe (pack-weights:
+   vpmaddubsw cannot saturate, sparse corrections restore the exact sums), so the AVX2 rows run that
+   kernel and also report the `vpmaddubsw` + `vpmaddwd` + `vpaddd` loop's ceiling ("of maddubs").
 2. **Per shape** (M x N x K as the compiler emits them for ResNet-50: M = Cout, N = Ho*Wo, K =
    Cin*kh*kw; "im2col" rows read a 3x3 (or 7x7) image through the kernel's own uint8 im2col):
    the kernel is the one the compiler picks (`kernel_choice`: 6-row panels or 32-row vector lanes
