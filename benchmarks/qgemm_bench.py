@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from inferon.backend.toolchain import build_shared_library  # noqa: E402
 from inferon.ir import quant  # noqa: E402
 from inferon.passes.conversion.loop_to_vec import lanes_pay, strided_lanes_pay  # noqa: E402
-from inferon.passes.vec.pack_weights import FIX_MAX_DENSITY, pack_a_int8, pair_safe_split  # noqa: E402
+from inferon.passes.vec.pack_weights import pack_a_int8, pair_safe_if_cheap  # noqa: E402
 
 PEAK_SRC = r"""
 SHIM double k_int8_peak(int vnni, int64_t iters, int threads) {
@@ -215,10 +215,8 @@ def bench_shape(lib, isa: int, threads: int, runs: int, m: int, n: int, k: int, 
     implicit, lanes = kernel_choice(m, n, k, geo, vnni=isa == 2)
     a_run = quant.implicit_weight_order(a.reshape(m, geo[0], geo[3], geo[4])) if implicit else a
     fix = None
-    if not lanes:  # pack-weights stores row panels pair-safe where few corrections are needed
-        safe, entries = pair_safe_split(a_run)
-        if entries.size - (m + 1) <= FIX_MAX_DENSITY * a_run.size:
-            a_run, fix = safe, entries
+    if not lanes and (split := pair_safe_if_cheap(a_run)):  # as pack-weights stores row panels
+        a_run, fix = split
     packed = pack_a_int8(a_run, 32 if lanes else 6)
     zx = 0  # zero padding = zero point 0 keeps the reference simple
     if geo is None:

@@ -108,6 +108,13 @@ def pair_safe_split(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return safe[:, :k].astype(np.int8), np.concatenate([starts, entries]).astype(np.int32)
 
 
+def pair_safe_if_cheap(a: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """`pair_safe_split(a)` where at most FIX_MAX_DENSITY of the weights need a correction, else None
+    (the widening kernel is then faster than applying the corrections)."""
+    safe, fix = pair_safe_split(a)
+    return (safe, fix) if fix.size - (a.shape[0] + 1) <= FIX_MAX_DENSITY * a.size else None
+
+
 def _qgemm_matrices(op: vec.QGemmOp, weights: np.ndarray) -> list[np.ndarray]:
     """The int8 [M, K] weight matrix of each group of `op` (one when the groups share it)."""
     m, _, k = ints(op.dims)
@@ -127,27 +134,25 @@ def _pack_all_qgemms(module: ModuleOp, store: WeightStore, pair_safe: bool) -> N
             raise PassError("pack-weights: the A operand of vec.qgemm must be a weight")
         mats, mr = _qgemm_matrices(gemm, store[owner.handle.data]), gemm.mr.value.data
         fix = None
-        if pair_safe and len(mats) == 1 and gemm.a_lanes is None:
-            safe, entries = pair_safe_split(mats[0])
-            if entries.size - (mats[0].shape[0] + 1) <= FIX_MAX_DENSITY * mats[0].size:
-                mats, fix = [safe], entries
+        if pair_safe and len(mats) == 1 and gemm.a_lanes is None and (split := pair_safe_if_cheap(mats[0])):
+            mats, fix = [split[0]], split[1]
         panels = [pack_a_int8(a, mr) for a in mats]
         data, strides = np.concatenate(panels), [0, panels[0].size if len(panels) > 1 else 0]
         handle = store.add(data, f"{owner.handle.data}.qpacked{mr}", keep_dtype=True)
         _use_packed(gemm, owner, handle, data.size, strides)
         if fix is not None:
-            _add_fix(gemm, owner, store.add(fix, f"{owner.handle.data}.qfix", keep_dtype=True), fix.size)
+            _add_fix(gemm, store.add(fix, f"{owner.handle.data}.qfix", keep_dtype=True), fix.size)
 
 
-def _add_fix(gemm: vec.QGemmOp, before: loop.WeightOp, handle: str, size: int) -> None:
-    """Give `gemm` the pair-safe corrections `handle` as its a_fix operand (a new op: operand segments)."""
+def _add_fix(gemm: vec.QGemmOp, handle: str, size: int) -> None:
+    """Give `gemm` (without a_fix yet) the pair-safe corrections `handle` as its a_fix operand: a new
+    op, since the operand segments change."""
     weight = loop.WeightOp.create(properties={"handle": StringAttr(handle)}, result_types=[memref((size,), i32)])
     Rewriter.insert_op(weight, InsertPoint.before(gemm))
     props = dict(gemm.properties)
     segments = list(gemm.properties["operandSegmentSizes"].get_values())  # type: ignore[union-attr]
     props["operandSegmentSizes"] = DenseArrayBase.from_list(i32, [1, *segments[1:]])
-    operands = [weight.result, *(o for o in gemm.operands if gemm.a_fix is None or o is not gemm.a_fix)]
-    Rewriter.replace_op(gemm, vec.QGemmOp.create(operands=operands, properties=props))
+    Rewriter.replace_op(gemm, vec.QGemmOp.create(operands=[weight.result, *gemm.operands], properties=props))
 
 
 def _use_packed(gemm: Operation, owner: loop.WeightOp, handle: str, size: int, strides: list[int]) -> None:
