@@ -569,6 +569,30 @@ def test_float_model_with_qdq_around_unsupported_ops_runs_in_float(tmp_path):
     np.testing.assert_array_equal(out, run_onnxruntime(model, {"x": x})[0])
 
 
+def test_dequantized_constant_as_a_compile_time_parameter(tmp_path):
+    """A parameter that must be a compile-time constant may be a DequantizeLinear of an initializer
+    (ONNX Runtime's quantizer writes the InstanceNormalization of an exported GroupNorm that way)."""
+    rng = np.random.default_rng(3)
+    scale_q = rng.integers(-127, 128, 6).astype(np.int8)
+    nodes = [
+        helper.make_node("DequantizeLinear", ["sq", "ss", "sz"], ["scale"]),
+        helper.make_node("DequantizeLinear", ["bq", "bs"], ["bias"], axis=0),
+        helper.make_node("InstanceNormalization", ["x", "scale", "bias"], ["y"], epsilon=1e-5, name="inorm"),
+    ]
+    inits = [numpy_helper.from_array(scale_q, "sq"), numpy_helper.from_array(np.float32(0.01), "ss"),
+             numpy_helper.from_array(np.int8(3), "sz"),
+             numpy_helper.from_array(rng.integers(0, 255, 6).astype(np.uint8), "bq"),
+             numpy_helper.from_array(rng.random(6).astype(np.float32) * 0.1, "bs")]  # fmt: skip
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6, 5, 7])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 5, 7])], inits,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    x = rng.standard_normal((1, 6, 5, 7)).astype(np.float32)
+    out = inferon.load(inferon.compile(model, tmp_path / "m.so"))(x)
+    np.testing.assert_allclose(out, run_onnxruntime(model, {"x": x})[0], rtol=1e-5, atol=1e-5)
+
+
 def test_quantized_import_errors_name_the_node(tmp_path):
     s = numpy_helper.from_array(np.float32(0.1), "s")
     z1, z2 = numpy_helper.from_array(np.uint8(3), "z1"), numpy_helper.from_array(np.uint8(4), "z2")

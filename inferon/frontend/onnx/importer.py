@@ -66,6 +66,9 @@ class ImportContext:
     # DynamicQuantizeLinear's integer results (float tensors of integers with a run-time zero point):
     # only the integer ops and DequantizeLinear may read them
     dynamic: set[SSAValue] = field(default_factory=set)
+    # float values of DequantizeLinear(constant) results (those stay quantized weights for
+    # fold-qdq): what a parameter that must be a compile-time constant reads
+    dequantized: dict[str, np.ndarray] = field(default_factory=dict)
 
     # -- errors -------------------------------------------------------------------------------
     def error(self, message: str, cls: type[ModelImportError] = ModelImportError) -> ModelImportError:
@@ -93,6 +96,8 @@ class ImportContext:
 
     def require_const(self, name: str, what: str) -> np.ndarray:
         value = self.const(name)
+        if value is None:
+            value = self.dequantized.get(name)
         if value is None:
             raise self.unsupported(f"{what} ('{name}') must be a compile-time constant")
         return value
