@@ -4,6 +4,7 @@ Variables:
     INFERON_CACHE_DIR  build cache directory (default ``~/.cache/inferon``)
     INFERON_CXX        C++ compiler (default ``g++``)
     INFERON_CC         C compiler for the runtime (default ``gcc``)
+    INFERON_PCH        ``0`` builds without the precompiled kernel header (default ``1``: GCC only)
 
 ``INFERON_ISA`` (scalar|avx2|avx512) is read by the C runtime itself when a context is created.
 """
@@ -20,6 +21,7 @@ class Config:
     cache_dir: Path
     cxx: str = "g++"
     cc: str = "gcc"
+    pch: bool = True
 
 
 def load_config() -> Config:
@@ -30,4 +32,5 @@ def load_config() -> Config:
         cache_dir=Path(cache).expanduser(),
         cxx=env.get("INFERON_CXX") or "g++",
         cc=env.get("INFERON_CC") or "gcc",
+        pch=env.get("INFERON_PCH", "1").strip().lower() not in ("0", "false", "no", "off"),
     )

@@ -2,13 +2,19 @@
 
 A model library is linked from three objects:
 
-* ``model.cpp``  -- the generated code (includes ``inferon/kernels.hpp`` and
+* ``model.cpp``  -- the generated code (includes ``inferon/model.hpp``: the kernels and
   ``inferon/model_abi.h``), compiled as C++17;
 * ``runtime.c``  -- the C runtime implementing ``runtime.h``, compiled as C11;
 * ``weights.S``  -- ``.incbin`` of ``weights.bin`` as the hidden symbol ``inferon_weights``.
 
 Everything is built with ``-fvisibility=hidden``; only the ``runtime.h`` API is exported.
 No ``-march``: the kernels pick AVX2/scalar code at run time.
+
+Parsing the header-only kernels is most of a small model's build time, so with GCC the header
+``inferon/model.hpp`` is precompiled once per compiler, flags and runtime tree
+(``$INFERON_CACHE_DIR/pch/<hash>/inferon/model.hpp.gch``, put first on the include path) and every
+later build loads it. GCC ignores a ``.gch`` it cannot use and parses the header instead, so the
+precompiled header only ever changes the build time (``INFERON_PCH=0`` turns it off).
 
 The runtime sources are found by :func:`runtime_dir`: ``inferon/_runtime`` when installed
 (package data), else ``<repo>/runtime`` in a source checkout.
@@ -30,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -132,9 +139,67 @@ def _fail(cmd: Sequence[str], proc: subprocess.CompletedProcess | None, stderr: 
     return BuildError(f"compilation failed{status}\ncommand: {subprocess.list2cmdline(list(cmd))}\n{_trim(stderr)}")
 
 
+_PCH_LOCK = threading.Lock()
+_PCH_HEADER = Path("inferon") / "model.hpp"
+
+
+def _is_gcc(tool: str) -> bool:
+    version = _tool_version(tool)
+    return "Free Software Foundation" in version and "clang" not in version.lower()
+
+
+def precompiled_header_dir(extra_flags: Sequence[str] = (), verbose: bool = False) -> Path | None:
+    """The include directory holding ``inferon/model.hpp.gch`` for these flags, built on first use.
+
+    None where it cannot be had (not GCC, ``INFERON_PCH=0``, an unwritable cache, a failed
+    precompile): the build then parses the header as usual.
+    """
+    cfg = load_config()
+    if not cfg.pch or not _is_gcc(cfg.cxx):
+        return None
+    rt = runtime_dir()
+    flags = [*CXX_FLAGS, *extra_flags]
+    key = hashlib.sha256("\0".join([toolchain_digest(), tree_digest(rt), *flags]).encode()).hexdigest()[:32]
+    root = cfg.cache_dir / "pch" / key
+    gch = root / _PCH_HEADER.with_name(_PCH_HEADER.name + ".gch")
+    if gch.is_file():
+        return root
+    import fcntl
+
+    with _PCH_LOCK:  # one precompile per process; the file lock serialises processes
+        try:
+            gch.parent.mkdir(parents=True, exist_ok=True)
+            with open(root.with_suffix(".lock"), "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if gch.is_file():
+                    return root
+                tmp = gch.with_name(f".{gch.name}.{os.getpid()}")
+                header = rt / "include" / _PCH_HEADER
+                cmd = [cfg.cxx, *flags, "-I", str(rt / "include"), "-I", str(rt / "kernels"),
+                       "-x", "c++-header", str(header), "-o", str(tmp)]  # fmt: skip
+                if verbose:
+                    print("+ " + subprocess.list2cmdline(cmd), file=sys.stderr)
+                proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                if proc.returncode != 0:
+                    tmp.unlink(missing_ok=True)
+                    if verbose:
+                        print(f"inferon: precompiling {header} failed, building without it\n"
+                              f"{_trim(proc.stderr)}", file=sys.stderr)  # fmt: skip
+                    return None
+                os.replace(tmp, gch)
+        except OSError as exc:
+            if verbose:
+                print(f"inferon: no precompiled header ({exc})", file=sys.stderr)
+            return None
+    return root
+
+
 def _compile(build: Path, rt: Path, extra_flags: Sequence[str], verbose: bool) -> Path:
     cfg = load_config()
     inc = ["-I", str(rt / "include"), "-I", str(rt / "kernels")]
+    pch = precompiled_header_dir(extra_flags, verbose)
+    if pch is not None:
+        inc = ["-I", str(pch), *inc]
     jobs = [
         [cfg.cxx, *CXX_FLAGS, *extra_flags, *inc, "-c", str(build / "model.cpp"), "-o", str(build / "model.o")],
         [cfg.cc, *CC_FLAGS, *inc, "-c", str(rt / "src" / "runtime.c"), "-o", str(build / "runtime.o")],
