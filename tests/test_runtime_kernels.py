@@ -205,6 +205,20 @@ def test_gemm_all_sizes(shim, isa):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("N", [17, 18, 19, 20, 49, 52])
+def test_gemm_column_edges(shim, isa, N):
+    """The last 1-4 columns of a packed GEMM (N = 49: one) go through the column-edge kernel: K of 1
+    (only its masked last step), odd K, K past one cache block (C accumulated), with every epilogue
+    input, rows not a multiple of the panel height."""
+    rng = np.random.default_rng(N)
+    for M, K in [(64, 1), (13, 7), (20, 130), (512, 9), (11, 1000)]:
+        A, B = randn(rng, M, K), randn(rng, K, N)
+        bias, res = randn(rng, N), randn(rng, M, N)
+        C = run_gemm(shim, isa, A, B, M=M, N=N, K=K, sA=0, sB=0, bias=bias, axis=1, residual=res, act=1)
+        assert_close(C.reshape(M, N), gemm_ref(A, B, bias, 1, res, 1), atol=2e-4 * np.sqrt(K))
+
+
+@pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("act", [0, 1, 2, 3, 4])
 def test_gemm_epilogues(shim, isa, act):
     rng = np.random.default_rng(act)

@@ -7,9 +7,14 @@
 namespace inferon {
 
 // The whole im2col matrix of one image: col[r][:] for every row r = (c*kh+i)*kw+j.
-inline void im2col(const float* x, int64_t C, int64_t H, int64_t W, int kh, int kw, int sh, int sw,
+INFERON_ENTRY void im2col(const float* x, int64_t C, int64_t H, int64_t W, int kh, int kw, int sh, int sw,
                    int pt, int pl, int dh, int dw, int64_t Ho, int64_t Wo, float* col,
-                   int num_threads = 1) {
+                   int num_threads = 1);
+
+#if INFERON_DEFINE_KERNELS(CONV)
+INFERON_ENTRY void im2col(const float* x, int64_t C, int64_t H, int64_t W, int kh, int kw, int sh, int sw,
+                   int pt, int pl, int dh, int dw, int64_t Ho, int64_t Wo, float* col,
+                   int num_threads) {
   const Im2col q{C, H, W, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo};
   const int64_t taps = static_cast<int64_t>(kh) * kw, HoWo = Ho * Wo;
   std::vector<std::vector<Im2colSeg>> plan(static_cast<size_t>(taps));
@@ -20,6 +25,7 @@ inline void im2col(const float* x, int64_t C, int64_t H, int64_t W, int kh, int 
   for (int64_t r = 0; r < C * taps; r++)
     im2col_apply(q, plan[static_cast<size_t>(r % taps)], x + (r / taps) * H * W, col + r * HoWo);
 }
+#endif
 
 // ---------------------------------------------------------------------------------------------
 // col2im (loop.col2im): y[n][c][oh][ow] = act(bias[c] + residual + sum of col[n][(c*kh+i)*kw+j][ih*W+iw]
@@ -49,7 +55,7 @@ inline void col2im_add(float* INFERON_RESTRICT acc, const float* INFERON_RESTRIC
   for (int64_t t = 0; t < n; t++) acc[t] += src[t];
 }
 
-INFERON_AVX2 void col2im_add_avx2(float* INFERON_RESTRICT acc, const float* INFERON_RESTRICT src, int64_t n) {
+INFERON_AVX2 inline void col2im_add_avx2(float* INFERON_RESTRICT acc, const float* INFERON_RESTRICT src, int64_t n) {
   int64_t t = 0;
   for (; t + 8 <= n; t += 8) _mm256_storeu_ps(acc + t, _mm256_add_ps(_mm256_loadu_ps(acc + t), _mm256_loadu_ps(src + t)));
   for (; t < n; t++) acc[t] += src[t];
@@ -71,7 +77,7 @@ INFERON_AVX2_INLINE void col2im_finish8(__m256 v, const Col2imEpilogue& e, __m25
   _mm256_storeu_ps(y + ow, act256(v, e.act, alpha, beta));
 }
 
-INFERON_AVX2 void col2im_store_avx2(const Col2im& q, const float* acc, const Col2imEpilogue& e, float* y) {
+INFERON_AVX2 inline void col2im_store_avx2(const Col2im& q, const float* acc, const Col2imEpilogue& e, float* y) {
   const __m256 alpha = _mm256_set1_ps(e.alpha), beta = _mm256_set1_ps(e.beta);
   int64_t ow = 0;
   if (q.sw == 1) {
@@ -116,9 +122,14 @@ void col2im_plane(const Col2im& q, const float* col, Col2imEpilogue e, float* y,
 }
 
 // col: [N, C*kh*kw, H*W] (the GEMM's output), y and residual: [N, C, Ho, Wo], bias: [C] (null: none).
-inline void col2im(const float* col, const float* bias, const float* residual, float* y, int64_t N, int64_t C,
+INFERON_ENTRY void col2im(const float* col, const float* bias, const float* residual, float* y, int64_t N, int64_t C,
                    int64_t H, int64_t W, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int64_t Ho,
-                   int64_t Wo, int act, float alpha, float beta, int num_threads = 1) {
+                   int64_t Wo, int act, float alpha, float beta, int num_threads = 1);
+
+#if INFERON_DEFINE_KERNELS(CONV)
+INFERON_ENTRY void col2im(const float* col, const float* bias, const float* residual, float* y, int64_t N, int64_t C,
+                   int64_t H, int64_t W, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int64_t Ho,
+                   int64_t Wo, int act, float alpha, float beta, int num_threads) {
   const Col2im q{H, W, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo};
   const int64_t planes = N * C, in_plane = static_cast<int64_t>(kh) * kw * H * W, out_plane = Ho * Wo;
   const bool avx2 = use_avx2();
@@ -136,5 +147,6 @@ inline void col2im(const float* col, const float* bias, const float* residual, f
     }
   }
 }
+#endif
 
 }  // namespace inferon

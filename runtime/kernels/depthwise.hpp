@@ -436,10 +436,16 @@ inline PlaneFn pick(const Geo& g) {
 // y[n][m] = act(bias[m] + residual[n][m] + sum_{i,j} w[m][i][j] * x[n][m / (M/C)][ho*sh-pt+i*dh][wo*sw-pl+j*dw])
 // with x: [N, C, H, W], w: [M, 1, kh, kw] (M a multiple of C), y and residual: [N, M, Ho, Wo];
 // taps outside the input read 0 (bottom/right padding follows from Ho, Wo). bias/residual may be null.
-inline void depthwise_conv2d(const float* x, const float* w, const float* bias, const float* residual, float* y,
+INFERON_ENTRY void depthwise_conv2d(const float* x, const float* w, const float* bias, const float* residual, float* y,
                              int64_t N, int64_t C, int64_t H, int64_t W, int64_t M, int64_t Ho, int64_t Wo, int kh,
                              int kw, int sh, int sw, int pt, int pl, int dh, int dw, int act, float alpha, float beta,
-                             int num_threads = 1) {
+                             int num_threads = 1);
+
+#if INFERON_DEFINE_KERNELS(DEPTHWISE)
+INFERON_ENTRY void depthwise_conv2d(const float* x, const float* w, const float* bias, const float* residual, float* y,
+                             int64_t N, int64_t C, int64_t H, int64_t W, int64_t M, int64_t Ho, int64_t Wo, int kh,
+                             int kw, int sh, int sw, int pt, int pl, int dh, int dw, int act, float alpha, float beta,
+                             int num_threads) {
   if (N <= 0 || M <= 0 || Ho <= 0 || Wo <= 0) return;
   const dw_detail::Geo g{H, W, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, act, alpha, beta};
   const int64_t mult = M / C, planes = N * M;
@@ -483,5 +489,6 @@ inline void depthwise_conv2d(const float* x, const float* w, const float* bias, 
                             bias ? bias[m] : 0.f, residual ? residual + p * out_plane : nullptr, y + p * out_plane);
   }
 }
+#endif
 
 }  // namespace inferon

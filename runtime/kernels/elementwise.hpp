@@ -423,8 +423,12 @@ INFERON_AVX2 inline void affine_row_avx2(int64_t n, const float* x, float* y, fl
 // y[i] = a[i·a_strides] op b[i·b_strides] over out_shape (rank <= 8); broadcast dims have
 // stride 0; y is dense. Dimensions are collapsed first, so same-shape, scalar and row/column
 // broadcasts all run as vectorised rows.
-inline void binary(int op, int rank, const int64_t* out_shape, const float* a, const int64_t* a_strides,
-                   const float* b, const int64_t* b_strides, float* y, int num_threads = 1) {
+INFERON_ENTRY void binary(int op, int rank, const int64_t* out_shape, const float* a, const int64_t* a_strides,
+                   const float* b, const int64_t* b_strides, float* y, int num_threads = 1);
+
+#if INFERON_DEFINE_KERNELS(ELEMENTWISE)
+INFERON_ENTRY void binary(int op, int rank, const int64_t* out_shape, const float* a, const int64_t* a_strides,
+                   const float* b, const int64_t* b_strides, float* y, int num_threads) {
   for (int d = 0; d < rank; d++)
     if (out_shape[d] == 0) return;
   const ew_detail::BinSpace s = ew_detail::collapse(rank, out_shape, a_strides, b_strides);
@@ -439,9 +443,13 @@ inline void binary(int op, int rank, const int64_t* out_shape, const float* a, c
     default: return ew_detail::binary_op<BIN_POW>(s, a, b, y, num_threads);
   }
 }
+#endif
 
 // y may equal x.
-inline void unary(int op, int64_t n, const float* x, float* y, float alpha, float beta, int num_threads = 1) {
+INFERON_ENTRY void unary(int op, int64_t n, const float* x, float* y, float alpha, float beta, int num_threads = 1);
+
+#if INFERON_DEFINE_KERNELS(ELEMENTWISE)
+INFERON_ENTRY void unary(int op, int64_t n, const float* x, float* y, float alpha, float beta, int num_threads) {
   using namespace ew_detail;
   switch (op) {
 #define INFERON_UN_CASE(OPC) case OPC: return unary_op<OPC>(n, x, y, alpha, beta, num_threads);
@@ -460,6 +468,7 @@ inline void unary(int op, int64_t n, const float* x, float* y, float alpha, floa
       if (x != y) std::memcpy(y, x, static_cast<size_t>(n) * sizeof(float));
   }
 }
+#endif
 
 inline void copy(const float* x, float* y, int64_t n) {
   if (n > 0 && x != y) std::memmove(y, x, static_cast<size_t>(n) * sizeof(float));
@@ -483,9 +492,14 @@ inline void copy_rows(const T* x, T* y, int64_t rows, int64_t row_len, int64_t y
 
 // y[n][c][hw] = act(x[n][c][hw] * scale[c] + shift[c] + residual[n][c][hw]): an unfolded
 // BatchNormalization with its fused epilogue (shift, residual may be null; y may equal x or residual).
-inline void channel_affine(const float* x, float* y, int64_t N, int64_t C, int64_t HW, const float* scale,
+INFERON_ENTRY void channel_affine(const float* x, float* y, int64_t N, int64_t C, int64_t HW, const float* scale,
                            const float* shift, const float* residual = nullptr, int act = ACT_NONE,
-                           float alpha = 0.f, float beta = 0.f, int num_threads = 1) {
+                           float alpha = 0.f, float beta = 0.f, int num_threads = 1);
+
+#if INFERON_DEFINE_KERNELS(ELEMENTWISE)
+INFERON_ENTRY void channel_affine(const float* x, float* y, int64_t N, int64_t C, int64_t HW, const float* scale,
+                           const float* shift, const float* residual, int act,
+                           float alpha, float beta, int num_threads) {
   const bool avx2 = use_avx2();
   const int T = threads_for(num_threads, static_cast<double>(N) * C * HW, 65536.0);
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
@@ -502,5 +516,6 @@ inline void channel_affine(const float* x, float* y, int64_t N, int64_t C, int64
     }
   }
 }
+#endif
 
 }  // namespace inferon

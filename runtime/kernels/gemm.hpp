@@ -178,6 +178,52 @@ INFERON_AVX2_INLINE void kernel_packed(int64_t kc, const float* INFERON_RESTRICT
   }
 }
 
+// Column-edge microkernel for the last NC (1-4) columns of a packed panel (N = 49 leaves one): per
+// column, dot products of the MR rows of the A panel with B's column, vectorised along the rows
+// (one 8-float load of A per k, lanes past MR unused), U k-steps in flight: 1 + NC loads per k
+// instead of the 6 x 8 kernel's 7. The result lands in c[i][0] (column j in lane j) for store_tile.
+template <int MR, int NC, int LDB>
+INFERON_AVX2_INLINE void kernel_columns(int64_t kc, const float* INFERON_RESTRICT Ap,
+                                        const float* INFERON_RESTRICT Bp, __m256 (&c)[MR][1]) {
+  static_assert(MR <= 8 && NC >= 1 && NC <= 4, "rows fit one vector");
+  constexpr int U = NC <= 2 ? 4 : 2;
+  __m256 acc[U][NC];
+#pragma GCC unroll 4
+  for (int u = 0; u < U; u++)
+#pragma GCC unroll 4
+    for (int j = 0; j < NC; j++) acc[u][j] = _mm256_setzero_ps();
+  // the last k reads its A row masked (8 floats from Ap + k MR would pass the panel's end)
+  const int64_t body = kc - 1;
+  int64_t k = 0;
+  for (; k + U <= body; k += U)
+#pragma GCC unroll 4
+    for (int u = 0; u < U; u++) {
+      const __m256 a = _mm256_loadu_ps(Ap + (k + u) * MR);
+#pragma GCC unroll 4
+      for (int j = 0; j < NC; j++)
+        acc[u][j] = _mm256_fmadd_ps(a, _mm256_broadcast_ss(Bp + (k + u) * LDB + j), acc[u][j]);
+    }
+  for (; k < kc; k++) {
+    const __m256 a = k < body ? _mm256_loadu_ps(Ap + k * MR) : _mm256_maskload_ps(Ap + k * MR, mask_first(MR));
+#pragma GCC unroll 4
+    for (int j = 0; j < NC; j++) acc[0][j] = _mm256_fmadd_ps(a, _mm256_broadcast_ss(Bp + k * LDB + j), acc[0][j]);
+  }
+  alignas(32) float t[NC][8];
+#pragma GCC unroll 4
+  for (int j = 0; j < NC; j++) {
+#pragma GCC unroll 4
+    for (int u = 1; u < U; u++) acc[0][j] = _mm256_add_ps(acc[0][j], acc[u][j]);
+    _mm256_store_ps(t[j], acc[0][j]);
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; i++) {
+    alignas(32) float row[8] = {};
+#pragma GCC unroll 4
+    for (int j = 0; j < NC; j++) row[j] = t[j][i];
+    c[i][0] = _mm256_load_ps(row);
+  }
+}
+
 // Microkernel reading B in place: row k of the panel is the NV*8 floats at Brow + rows[k].
 template <int MR, int NV>
 INFERON_AVX2_INLINE void kernel_rows(int64_t kc, const float* INFERON_RESTRICT Ap, const float* Brow,
@@ -281,6 +327,17 @@ INFERON_AVX2_INLINE void tile(const Job& g, const Block& b, int64_t ir, int64_t 
     __m256 c[MR][NV];
     kernel_rows<MR, NV>(b.kcur, b.A + ir * b.kcur, b.B + jr, b.rows, c);
     store_tile<MR, NV>(c, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
+  } else if (nr <= 4) {  // column edge: dot products along the rows
+    __m256 c[MR][1];
+    const float* Ap = b.A + ir * b.kcur;
+    const float* Bp = b.B + jr * b.kcur;
+    switch (nr) {
+      case 1: kernel_columns<MR, 1, NR>(b.kcur, Ap, Bp, c); break;
+      case 2: kernel_columns<MR, 2, NR>(b.kcur, Ap, Bp, c); break;
+      case 3: kernel_columns<MR, 3, NR>(b.kcur, Ap, Bp, c); break;
+      default: kernel_columns<MR, 4, NR>(b.kcur, Ap, Bp, c); break;
+    }
+    store_tile<MR, 1>(c, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
   } else if (NV == 2 && nr <= 8) {  // column edge: half the FMAs
     __m256 c[MR][1];
     kernel_packed<MR, 1, NR>(b.kcur, b.A + ir * b.kcur, b.B + jr * b.kcur, c);
@@ -668,10 +725,16 @@ inline void small_m(const Job& g, int T) {
 }  // namespace gemm_detail
 
 // for b in [0,batch): C_b[MxN] = ep(A_b[MxK] * B_b[KxN]); X_b = X + b*sX (sX may be 0 = broadcast)
-inline void gemm(int64_t batch, int64_t M, int64_t N, int64_t K,
+INFERON_ENTRY void gemm(int64_t batch, int64_t M, int64_t N, int64_t K,
                  const float* A, int64_t lda, int64_t sA, const float* B, int64_t ldb, int64_t sB,
                  float* C, int64_t ldc, int64_t sC, const Epilogue& ep, const GemmTiles& t,
-                 int num_threads, const Im2col* b_im2col = nullptr) {
+                 int num_threads, const Im2col* b_im2col = nullptr);
+
+#if INFERON_DEFINE_KERNELS(GEMM)
+INFERON_ENTRY void gemm(int64_t batch, int64_t M, int64_t N, int64_t K,
+                 const float* A, int64_t lda, int64_t sA, const float* B, int64_t ldb, int64_t sB,
+                 float* C, int64_t ldc, int64_t sC, const Epilogue& ep, const GemmTiles& t,
+                 int num_threads, const Im2col* b_im2col) {
   using gemm_detail::Job;
   if (batch <= 0 || M <= 0 || N <= 0) return;
   const bool avx2 = use_avx2();
@@ -715,5 +778,6 @@ inline void gemm(int64_t batch, int64_t M, int64_t N, int64_t K,
     else gemm_detail::rect(g, 0, M, 0, N, avx2);
   }
 }
+#endif
 
 }  // namespace inferon

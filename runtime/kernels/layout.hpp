@@ -131,8 +131,12 @@ inline void strided_copy(int rank, const int64_t* shape, const int64_t* strides,
 // adjacent in x are merged first. Then: an inner dimension contiguous in x → memcpy of whole runs
 // (e.g. a channel shuffle moves HW planes); else, AVX2 and x's contiguous dimension at least 8
 // long → 8x8 register-block transposes; else element by element.
-inline void transpose(int rank, const int64_t* in_shape, const int64_t* perm, const float* x, float* y,
-                      int num_threads = 1) {
+INFERON_ENTRY void transpose(int rank, const int64_t* in_shape, const int64_t* perm, const float* x, float* y,
+                      int num_threads = 1);
+
+#if INFERON_DEFINE_KERNELS(LAYOUT)
+INFERON_ENTRY void transpose(int rank, const int64_t* in_shape, const int64_t* perm, const float* x, float* y,
+                      int num_threads) {
   // output dims with their input strides, collapsing output-adjacent dims adjacent in the input
   int64_t in_stride[INFERON_MAX_RANK];
   int64_t total = 1;
@@ -218,6 +222,7 @@ inline void transpose(int rank, const int64_t* in_shape, const int64_t* perm, co
     }
   }
 }
+#endif
 
 // ONNX Pad modes (numbers match inferon.ir.attrs.PadMode's order).
 enum PadMode { PAD_CONSTANT = 0, PAD_REFLECT = 1, PAD_EDGE = 2, PAD_WRAP = 3 };

@@ -148,8 +148,12 @@ INFERON_AVX2 inline void lrn_row_avx2(const float* xn, int64_t c, int64_t c0, in
 }  // namespace norm_detail
 
 // softmax (or log-softmax if log != 0) over the middle axis of an [outer, axis, inner] view
-inline void softmax(const float* x, float* y, int64_t outer, int64_t axis, int64_t inner, int log,
-                    int num_threads = 1) {
+INFERON_ENTRY void softmax(const float* x, float* y, int64_t outer, int64_t axis, int64_t inner, int log,
+                    int num_threads = 1);
+
+#if INFERON_DEFINE_KERNELS(NORM)
+INFERON_ENTRY void softmax(const float* x, float* y, int64_t outer, int64_t axis, int64_t inner, int log,
+                    int num_threads) {
   if (outer <= 0 || axis <= 0 || inner <= 0) return;
   const bool avx2 = use_avx2();
   const int T = threads_for(num_threads, static_cast<double>(outer) * axis * inner * 8, 65536.0);
@@ -170,12 +174,17 @@ inline void softmax(const float* x, float* y, int64_t outer, int64_t axis, int64
                                 tmp.data(), tmp.data() + inner);
   }
 }
+#endif
 
 // ONNX LRN over channels of NCHW: sum over c' in [c-floor((size-1)/2), c+ceil((size-1)/2)] of x^2;
 // y = x / (bias + alpha/size * sum)^beta. AVX2: 8 positions at a time, the power as
 // exp(-beta * log(base)) (a few ulp from std::pow; base > 0).
-inline void lrn(const float* x, float* y, int64_t N, int64_t C, int64_t HW, int size, float alpha,
-                float beta, float bias, int num_threads = 1) {
+INFERON_ENTRY void lrn(const float* x, float* y, int64_t N, int64_t C, int64_t HW, int size, float alpha,
+                float beta, float bias, int num_threads = 1);
+
+#if INFERON_DEFINE_KERNELS(NORM)
+INFERON_ENTRY void lrn(const float* x, float* y, int64_t N, int64_t C, int64_t HW, int size, float alpha,
+                float beta, float bias, int num_threads) {
   const int64_t before = (size - 1) / 2, after = size - 1 - before;
   const float scale = alpha / static_cast<float>(size);
   const bool avx2 = use_avx2();
@@ -207,5 +216,6 @@ inline void lrn(const float* x, float* y, int64_t N, int64_t C, int64_t HW, int 
     }
   }
 }
+#endif
 
 }  // namespace inferon

@@ -266,9 +266,14 @@ inline PoolPlaneFn pick_pool_plane(int sw, int kw, int dw, int is_max) {
 // padding; a window with no in-image element gives -FLT_MAX (max) or 0 (average).
 // AVX2 with column stride 1 or 2: pool_plane_avx2 above (average within an ulp of the scalar
 // division); other strides and the scalar ISA: the scalar loop.
-inline void pool2d(const float* x, float* y, int64_t NC, int64_t H, int64_t W, int64_t Ho, int64_t Wo,
+INFERON_ENTRY void pool2d(const float* x, float* y, int64_t NC, int64_t H, int64_t W, int64_t Ho, int64_t Wo,
                    int kh, int kw, int sh, int sw, int pt, int pl, int pb, int pr, int dh, int dw,
-                   int is_max, int count_include_pad, int num_threads = 1) {
+                   int is_max, int count_include_pad, int num_threads = 1);
+
+#if INFERON_DEFINE_KERNELS(POOL)
+INFERON_ENTRY void pool2d(const float* x, float* y, int64_t NC, int64_t H, int64_t W, int64_t Ho, int64_t Wo,
+                   int kh, int kw, int sh, int sw, int pt, int pl, int pb, int pr, int dh, int dw,
+                   int is_max, int count_include_pad, int num_threads) {
   using pool_detail::tap_count;
   using pool_detail::tap_range;
   if (NC <= 0 || Ho <= 0 || Wo <= 0) return;
@@ -333,9 +338,13 @@ inline void pool2d(const float* x, float* y, int64_t NC, int64_t H, int64_t W, i
     }
   }
 }
+#endif
 
 // Global max/average over each of NC planes of HW elements.
-inline void global_pool(const float* x, float* y, int64_t NC, int64_t HW, int is_max, int num_threads = 1) {
+INFERON_ENTRY void global_pool(const float* x, float* y, int64_t NC, int64_t HW, int is_max, int num_threads = 1);
+
+#if INFERON_DEFINE_KERNELS(POOL)
+INFERON_ENTRY void global_pool(const float* x, float* y, int64_t NC, int64_t HW, int is_max, int num_threads) {
   const bool avx2 = use_avx2();
   const int T = threads_for(num_threads, static_cast<double>(NC) * HW, 65536.0);
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
@@ -354,5 +363,6 @@ inline void global_pool(const float* x, float* y, int64_t NC, int64_t HW, int is
     }
   }
 }
+#endif
 
 }  // namespace inferon

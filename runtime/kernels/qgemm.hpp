@@ -163,7 +163,7 @@ inline void tile_scalar(const QGemm& g, const int8_t* a, const uint8_t* b, int64
 }
 
 // dst[4 e + t] = src[t][e] ^ flip for e < w (a null src[t] reads `pads`, w bytes of the pad value).
-INFERON_AVX2 void interleave_row(const uint8_t* const (&src)[4], const uint8_t* pads, int64_t w, uint8_t flip,
+INFERON_AVX2 inline void interleave_row(const uint8_t* const (&src)[4], const uint8_t* pads, int64_t w, uint8_t flip,
                                  uint8_t* dst) {
   const __m256i f = _mm256_set1_epi8(static_cast<char>(flip));
   int64_t e = 0;
@@ -473,10 +473,14 @@ void run(const QGemm& g, int nt) {
 }  // namespace qgemm_detail
 
 // One quantized GEMM (see the top of this file); the output type follows c_signed.
-inline void qgemm(const QGemm& g, int num_threads = 1) {
+INFERON_ENTRY void qgemm(const QGemm& g, int num_threads = 1);
+
+#if INFERON_DEFINE_KERNELS(QGEMM)
+INFERON_ENTRY void qgemm(const QGemm& g, int num_threads) {
   if (g.M <= 0 || g.N <= 0) return;
   if (g.c_signed) qgemm_detail::run<int8_t>(g, num_threads);
   else qgemm_detail::run<uint8_t>(g, num_threads);
 }
+#endif
 
 }  // namespace inferon

@@ -103,7 +103,7 @@ inline void copy_bytes(uint8_t* d, const uint8_t* s, int64_t n) {
 }
 
 // d[t] = s[2 t] for t < n; reads up to 32 bytes past s + 2 n (the padded plane has that slack).
-INFERON_AVX2 void copy_stride2_avx2(uint8_t* d, const uint8_t* s, int64_t n) {
+INFERON_AVX2 inline void copy_stride2_avx2(uint8_t* d, const uint8_t* s, int64_t n) {
   const __m256i even = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1,
                                         0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1);
   int64_t t = 0;
@@ -182,7 +182,7 @@ inline void pack_panel_scalar(const BView& v, int64_t K, int64_t n0, int64_t nr,
 // A panel of up to 32 columns [n0, n0 + nr) of a row-major B with AVX2, `width` (a multiple of 8,
 // >= nr) columns wide: four rows of 32 bytes interleaved per k-group (a partial panel's rows go
 // through a zero-padded copy; columns past nr are zero).
-INFERON_AVX2 void pack_panel32_avx2(const BView& v, int64_t K, int64_t n0, int64_t nr, int width, uint8_t flip,
+INFERON_AVX2 inline void pack_panel32_avx2(const BView& v, int64_t K, int64_t n0, int64_t nr, int width, uint8_t flip,
                                     uint8_t* dst) {
   const int64_t K4 = K / 4;
   const __m256i f = _mm256_set1_epi8(static_cast<char>(flip));
@@ -247,7 +247,7 @@ inline void pack_panel_trans(const BView& v, int64_t K, int64_t n0, int64_t nr, 
 }
 
 // n int8 values widened to int16 (the AVX2 kernels' weight panels).
-INFERON_AVX2 void widen_s8(const int8_t* a, int64_t n, int16_t* aw) {
+INFERON_AVX2 inline void widen_s8(const int8_t* a, int64_t n, int16_t* aw) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16)
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(aw + i),

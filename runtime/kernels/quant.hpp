@@ -190,8 +190,12 @@ inline void dequantize_linear(const Q* x, float* y, int64_t n, float scale, int3
 // integers minus the zero point, in float: scale = (max(0, max x) - min(0, min x)) / 255 (1 if
 // that is 0), zp = round_half_even(clamp(0 - min / scale, 0, 255)), v[i] = saturate(
 // round_half_even(x[i] / scale) + zp) - zp. scale and zero_point are one float each.
-inline void dynamic_quantize(const float* x, float* v, float* scale, float* zero_point, int64_t n,
-                             int num_threads = 1) {
+INFERON_ENTRY void dynamic_quantize(const float* x, float* v, float* scale, float* zero_point, int64_t n,
+                             int num_threads = 1);
+
+#if INFERON_DEFINE_KERNELS(QUANT)
+INFERON_ENTRY void dynamic_quantize(const float* x, float* v, float* scale, float* zero_point, int64_t n,
+                             int num_threads) {
   float lo = 0.f, hi = 0.f;
 #pragma omp simd reduction(min : lo) reduction(max : hi)
   for (int64_t i = 0; i < n; i++) {
@@ -213,6 +217,7 @@ inline void dynamic_quantize(const float* x, float* v, float* scale, float* zero
     }
   });
 }
+#endif
 
 }  // namespace inferon
 

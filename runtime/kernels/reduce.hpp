@@ -424,7 +424,10 @@ inline void arg_reduce_all(const X* x, Y* y, int64_t outer, int64_t r, int64_t i
 }  // namespace reduce_detail
 
 // ONNX Reduce* (`kind`: RED_*) over the middle axis of x viewed as [outer, r, inner]: y is [outer, inner].
-inline void reduce(int kind, const float* x, float* y, int64_t outer, int64_t r, int64_t inner, int num_threads = 1) {
+INFERON_ENTRY void reduce(int kind, const float* x, float* y, int64_t outer, int64_t r, int64_t inner, int num_threads = 1);
+
+#if INFERON_DEFINE_KERNELS(REDUCE)
+INFERON_ENTRY void reduce(int kind, const float* x, float* y, int64_t outer, int64_t r, int64_t inner, int num_threads) {
   using namespace reduce_detail;
   const double work = static_cast<double>(outer) * r * inner * (kind == RED_LOG_SUM_EXP ? 8.0 : 1.0);
   const int T = threads_for(num_threads, work, 65536.0);
@@ -445,6 +448,7 @@ inline void reduce(int kind, const float* x, float* y, int64_t outer, int64_t r,
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
   for (int64_t o = 0; o < outer; o++) reduce_part(kind, x, y, o, o + 1, r, inner, shift);
 }
+#endif
 
 // ONNX ArgMax (kind RED_MAX) / ArgMin (RED_MIN) over the middle axis of x viewed as [outer, r, inner]:
 // y is [outer, inner] indices (int64, or float for a Cast to float), the first extreme value's, or the
@@ -464,8 +468,12 @@ inline void arg_reduce(int kind, int select_last, const X* x, Y* y, int64_t oute
 
 // Row normalisation: each of `rows` rows of cpr * hw values to zero mean, unit variance (eps added
 // to the variance), then * scale[c] + bias[c], c = (row % groups) * cpr + column / hw.
-inline void row_norm(const float* x, float* y, const float* scale, const float* bias, int64_t rows, int64_t groups,
-                     int64_t cpr, int64_t hw, float eps, int num_threads = 1) {
+INFERON_ENTRY void row_norm(const float* x, float* y, const float* scale, const float* bias, int64_t rows, int64_t groups,
+                     int64_t cpr, int64_t hw, float eps, int num_threads = 1);
+
+#if INFERON_DEFINE_KERNELS(REDUCE)
+INFERON_ENTRY void row_norm(const float* x, float* y, const float* scale, const float* bias, int64_t rows, int64_t groups,
+                     int64_t cpr, int64_t hw, float eps, int num_threads) {
   using namespace reduce_detail;
   const int T = threads_for(num_threads, static_cast<double>(rows) * cpr * hw * 3.0, 65536.0);
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
@@ -474,5 +482,6 @@ inline void row_norm(const float* x, float* y, const float* scale, const float* 
     else norm_rows<F1>(x, y, scale, bias, row, row + 1, groups, cpr, hw, eps);
   }
 }
+#endif
 
 }  // namespace inferon

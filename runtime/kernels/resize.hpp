@@ -119,8 +119,12 @@ inline void columns(const float* row, float* out, const ResizeTables& t, int64_t
 
 // y[p, oy, ox] = sum_i sum_j y_weight[oy][i] * x_weight[j][ox] * x[p, y_index[oy][i], x_index[j][ox]]
 // (loop.resize); planes split over threads.
-inline void resize(const float* x, float* y, int64_t P, int64_t H, int64_t W, int64_t Ho, int64_t Wo, int64_t ty,
-                   int64_t tx, int64_t x_repeat, const ResizeTables& t, int num_threads = 1) {
+INFERON_ENTRY void resize(const float* x, float* y, int64_t P, int64_t H, int64_t W, int64_t Ho, int64_t Wo, int64_t ty,
+                   int64_t tx, int64_t x_repeat, const ResizeTables& t, int num_threads = 1);
+
+#if INFERON_DEFINE_KERNELS(RESIZE)
+INFERON_ENTRY void resize(const float* x, float* y, int64_t P, int64_t H, int64_t W, int64_t Ho, int64_t Wo, int64_t ty,
+                   int64_t tx, int64_t x_repeat, const ResizeTables& t, int num_threads) {
   const bool avx2 = use_avx2();
   const double work = static_cast<double>(P) * Ho * (Wo * tx + (t.y_weight ? W * ty : 0));
   const int T = threads_for(num_threads, work, 65536.0);
@@ -148,5 +152,6 @@ inline void resize(const float* x, float* y, int64_t P, int64_t H, int64_t W, in
     }
   }
 }
+#endif
 
 }  // namespace inferon

@@ -482,8 +482,12 @@ inline void spmm_implicit(const SparseA& a, const Im2col& q, const float* image,
 // B + b*sB + (column index k) * scale. With `implicit` (a conv with dilation 1), B_b is the image
 // and the column indices are offsets in its zero-bordered frame (see Frame). `nr` is the
 // column tile (32 or 64 floats). Bias is per row (bias_axis 0) or per column (1).
-inline void spmm(const SparseA& a, int64_t batch, const float* B, int64_t sB, int64_t N, float* C, int64_t ldc,
-                 int64_t sC, const Epilogue& ep, int nr, int num_threads, const Im2col* implicit = nullptr) {
+INFERON_ENTRY void spmm(const SparseA& a, int64_t batch, const float* B, int64_t sB, int64_t N, float* C, int64_t ldc,
+                 int64_t sC, const Epilogue& ep, int nr, int num_threads, const Im2col* implicit = nullptr);
+
+#if INFERON_DEFINE_KERNELS(SPARSE)
+INFERON_ENTRY void spmm(const SparseA& a, int64_t batch, const float* B, int64_t sB, int64_t N, float* C, int64_t ldc,
+                 int64_t sC, const Epilogue& ep, int nr, int num_threads, const Im2col* implicit) {
   if (a.M <= 0 || N <= 0) return;
   const double nnz = a.format == SPARSE_CSR ? static_cast<double>(a.row_ptr[a.kblocks * (a.M + 1) - 1])
                                             : static_cast<double>(a.M) * (a.K / 2);
@@ -509,5 +513,6 @@ inline void spmm(const SparseA& a, int64_t batch, const float* B, int64_t sB, in
     else sparse_detail::spmm_item(ac, Bb, N, C + b * sC, ldc, ep, residual, T, nr);
   }
 }
+#endif
 
 }  // namespace inferon

@@ -309,21 +309,32 @@ void output_all(const float* z, int64_t Mo, int64_t TH, int64_t TW, int64_t ps, 
 
 // V[p * ps + c * Tp + ty * TW + tx] = (B^T d B)[p] of the tile at (ty, tx) of image x [C, H, W]
 // (zero padding pt, pl; Tp = winograd_padded(TH * TW), point stride ps >= C * Tp).
-inline void winograd_input(int m, const float* x, int64_t C, int64_t H, int64_t W, int64_t pt, int64_t pl,
-                           int64_t TH, int64_t TW, float* v, int64_t ps, int num_threads = 1) {
+INFERON_ENTRY void winograd_input(int m, const float* x, int64_t C, int64_t H, int64_t W, int64_t pt, int64_t pl,
+                           int64_t TH, int64_t TW, float* v, int64_t ps, int num_threads = 1);
+
+#if INFERON_DEFINE_KERNELS(WINOGRAD)
+INFERON_ENTRY void winograd_input(int m, const float* x, int64_t C, int64_t H, int64_t W, int64_t pt, int64_t pl,
+                           int64_t TH, int64_t TW, float* v, int64_t ps, int num_threads) {
   const int T = threads_for(num_threads, static_cast<double>(C) * TH * TW * (m + 2) * (m + 2) * 4, 65536.0);
   if (m == 2) winograd_detail::input_all<2>(x, C, H, W, pt, pl, TH, TW, v, ps, use_avx2(), T);
   else winograd_detail::input_all<4>(x, C, H, W, pt, pl, TH, TW, v, ps, use_avx2(), T);
 }
+#endif
 
 // y[m] = act((A^T Z A)[tiles of channel m] + bias[m] + residual[m]) for output [M, Ho, Wo]; Z as V
 // above (point stride ps >= M * Tp).
-inline void winograd_output(int m, const float* z, int64_t M, int64_t TH, int64_t TW, int64_t ps, float* y,
+INFERON_ENTRY void winograd_output(int m, const float* z, int64_t M, int64_t TH, int64_t TW, int64_t ps, float* y,
                             const float* bias, const float* residual, int64_t Ho, int64_t Wo, int act, float alpha,
-                            float beta, int num_threads = 1) {
+                            float beta, int num_threads = 1);
+
+#if INFERON_DEFINE_KERNELS(WINOGRAD)
+INFERON_ENTRY void winograd_output(int m, const float* z, int64_t M, int64_t TH, int64_t TW, int64_t ps, float* y,
+                            const float* bias, const float* residual, int64_t Ho, int64_t Wo, int act, float alpha,
+                            float beta, int num_threads) {
   const int T = threads_for(num_threads, static_cast<double>(M) * TH * TW * (m + 2) * (m + 2) * 4, 65536.0);
   if (m == 2) winograd_detail::output_all<2>(z, M, TH, TW, ps, y, bias, residual, Ho, Wo, act, alpha, beta, use_avx2(), T);
   else winograd_detail::output_all<4>(z, M, TH, TW, ps, y, bias, residual, Ho, Wo, act, alpha, beta, use_avx2(), T);
 }
+#endif
 
 }  // namespace inferon
