@@ -21,11 +21,13 @@ def shared_builds(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_builds: Path) -> Path:
-    """A private compile cache, so that hits and misses are this test's own (the g++ build cache
-    below it is shared by the tests of this module)."""
+    """A private compile cache, so that hits and misses are this test's own (the g++ builds, kernel
+    objects and precompiled header below it are shared by the tests of this module)."""
     path = tmp_path / "cache"
     path.mkdir()
-    (path / "builds").symlink_to(shared_builds, target_is_directory=True)
+    for sub in ("builds", "kernels", "pch"):
+        (shared_builds / sub).mkdir(exist_ok=True)
+        (path / sub).symlink_to(shared_builds / sub, target_is_directory=True)
     monkeypatch.setenv("INFERON_CACHE_DIR", str(path))
     return path
 
@@ -108,3 +110,36 @@ def test_overwriting_the_output_leaves_the_cache_intact(small_cnn: onnx.ModelPro
     assert entry.read_bytes() == good
     again = inferon.compile(small_cnn, tmp_path / "a.so")
     assert again.read_bytes() == good
+
+
+def _relu_sigmoid() -> onnx.ModelProto:
+    nodes = [onnx.helper.make_node("Relu", ["x"], ["r"]), onnx.helper.make_node("Sigmoid", ["r"], ["y"])]
+    graph = onnx.helper.make_graph(
+        nodes, "g", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [3, 70])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [3, 70])],
+    )  # fmt: skip
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+
+
+def test_kernel_objects_are_built_once_and_shared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model links the kernel families it calls from objects compiled on first use; a second model
+    reuses them; with the precompiled header turned off the build parses the kernels itself and
+    links the same objects."""
+    from inferon.backend.toolchain import kernel_families
+
+    monkeypatch.setenv("INFERON_CACHE_DIR", str(tmp_path / "cache"))
+    x = np.random.default_rng(0).standard_normal((3, 70)).astype(np.float32)
+    model = _relu_sigmoid()
+    first = inferon.compile(model, tmp_path / "a.so")
+    objects = sorted((tmp_path / "cache" / "kernels").rglob("*.o"))
+    assert [o.name for o in objects] == ["elementwise.o"]
+    stamp = objects[0].stat().st_mtime_ns
+    np.testing.assert_allclose(inferon.load(first)(x), run_onnxruntime(model, {"x": x})[0], rtol=1e-6, atol=1e-6)
+    monkeypatch.setenv("INFERON_PCH", "0")
+    model.graph.node[1].op_type = "Tanh"
+    second = inferon.compile(model, tmp_path / "b.so")
+    assert objects[0].stat().st_mtime_ns == stamp
+    np.testing.assert_allclose(inferon.load(second)(x), np.tanh(np.maximum(x, 0)), rtol=1e-6, atol=1e-6)
+    assert kernel_families("inferon::gemm(1, 2); inferon::qdepthwise_conv2d<uint8_t, int8_t>(g, x, y);") == [
+        "GEMM", "DEPTHWISE"]
+    assert kernel_families("inferon::gemm_like(); // inferon::spmm_x") == []

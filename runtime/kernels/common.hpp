@@ -25,24 +25,12 @@
 #define INFERON_AVX2_INLINE __attribute__((target("avx2,fma"), always_inline)) inline
 #define INFERON_RESTRICT __restrict__
 
-// The heavy kernel families (GEMM, SPARSE, QGEMM, DEPTHWISE: tens of seconds of g++ each) declare
-// their entry point, then define it under `#if INFERON_DEFINE_KERNELS(FAMILY)`. Header-only use
+// Kernel families (one per header: GEMM, SPARSE, QGEMM, DEPTHWISE, ...; up to ~20 s of g++ each)
+// declare their entry points, then define them under `#if INFERON_DEFINE_KERNELS(FAMILY)`. Header-only use
 // (kernels.hpp: tests, tools) defines everything inline. Generated models include inferon/model.hpp,
 // which sets INFERON_PREBUILT_KERNELS: their translation unit only declares those entry points, and
 // the build links one object per family used, compiled once per runtime, compiler and flags (the
 // object's source defines INFERON_BUILD_<FAMILY> and INFERON_KERNEL_OBJECT; inferon/backend/toolchain.py).
-#ifdef INFERON_PREBUILT_KERNELS
-#define INFERON_DEFINE_KERNELS(FAMILY) defined(INFERON_BUILD_##FAMILY)
-#define INFERON_ENTRY
-#else
-#define INFERON_DEFINE_KERNELS(FAMILY) 1
-#define INFERON_ENTRY inline
-#endif
-
-// Kernel entry points (what generated code calls) are declared, then defined under
-// `#if INFERON_DEFINE_KERNELS(FAMILY)`. Header-only use (tests, tools): every definition, inline.
-// Model builds compile each family once into a cached object (-DINFERON_PREBUILT_KERNELS
-// -DINFERON_BUILD_<FAMILY>) and the model's own translation unit sees only the declarations.
 #ifdef INFERON_PREBUILT_KERNELS
 #define INFERON_DEFINE_KERNELS(FAMILY) defined(INFERON_BUILD_##FAMILY)
 #define INFERON_ENTRY
