@@ -124,7 +124,7 @@ def _relu_sigmoid() -> onnx.ModelProto:
 def test_kernel_objects_are_built_once_and_shared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A model links the kernel families it calls from objects compiled on first use; a second model
     reuses them; with the precompiled header turned off the build parses the kernels itself and
-    links the same objects."""
+    links the same objects; an unwritable kernel cache costs only time."""
     from inferon.backend.toolchain import kernel_families
 
     monkeypatch.setenv("INFERON_CACHE_DIR", str(tmp_path / "cache"))
@@ -140,6 +140,13 @@ def test_kernel_objects_are_built_once_and_shared(tmp_path: Path, monkeypatch: p
     second = inferon.compile(model, tmp_path / "b.so")
     assert objects[0].stat().st_mtime_ns == stamp
     np.testing.assert_allclose(inferon.load(second)(x), np.tanh(np.maximum(x, 0)), rtol=1e-6, atol=1e-6)
+    # a kernel cache that cannot be written: the object is compiled for this build only
+    monkeypatch.setenv("INFERON_CACHE_DIR", str(tmp_path / "blocked"))
+    (tmp_path / "blocked").mkdir()
+    (tmp_path / "blocked" / "kernels").write_text("not a directory")
+    model.graph.node[1].op_type = "Neg"
+    third = inferon.compile(model, tmp_path / "c.so")
+    np.testing.assert_allclose(inferon.load(third)(x), -np.maximum(x, 0), rtol=1e-6, atol=1e-6)
     assert kernel_families("inferon::gemm(1, 2); inferon::qdepthwise_conv2d<uint8_t, int8_t>(g, x, y);") == [
         "GEMM", "DEPTHWISE"]
     assert kernel_families("inferon::gemm_like(); // inferon::spmm_x") == []
