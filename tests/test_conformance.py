@@ -29,7 +29,8 @@ selected case passes at these tolerances with the AVX2 and the scalar kernels
 (``INFERON_ISA=avx2|scalar``) and with 1 or 2 threads, so no float32 slack is added. Should a
 future kernel need it, raise ``ATOL_FLOOR`` (e.g. to 1e-5) here rather than per case.
 
-Speed: every case is a separate g++ build (~1.5-5 s cold). The session fixture starts every
+Speed: every case is a separate g++ build (about a second once the precompiled header and the
+kernel family objects it links exist; the first builds of a session with an empty cache compile those). The session fixture starts every
 selected case's compile on a thread pool (``INFERON_CONFORMANCE_JOBS`` workers, default: the
 number of usable CPUs; the Python side is negligible, g++ runs in subprocesses), so tests run
 as their builds finish. Builds go through Inferon's content-hash cache (``INFERON_CACHE_DIR``),
