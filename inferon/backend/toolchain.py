@@ -278,7 +278,7 @@ def kernel_object(family: str, extra_flags: Sequence[str] = (), verbose: bool = 
     return obj
 
 
-def _compile(build: Path, rt: Path, extra_flags: Sequence[str], verbose: bool) -> Path:
+def _compile(build: Path, rt: Path, source: str, extra_flags: Sequence[str], verbose: bool) -> Path:
     cfg = load_config()
     inc = ["-I", str(rt / "include"), "-I", str(rt / "kernels")]
     pch = precompiled_header_dir(extra_flags, verbose)
@@ -309,7 +309,6 @@ def _compile(build: Path, rt: Path, extra_flags: Sequence[str], verbose: bool) -
             raise _fail(cmd, None, f"compiler not found: {exc}") from exc
     # generated models (inferon/model.hpp) link the heavy kernel families from cached objects; a
     # missing one is compiled here while the model's own objects build
-    source = (build / "model.cpp").read_text()
     if f'#include "{_PCH_HEADER.as_posix()}"' in source:
         try:
             families = kernel_families(source)
@@ -395,7 +394,7 @@ def build_cached(
         (build / "model.cpp").write_text(cpp_source)
         (build / "weights.bin").write_bytes(weights)
         (build / "weights.S").write_text(_weights_asm((build / "weights.bin").resolve()))
-        built = _compile(build, rt, extra_flags, verbose)
+        built = _compile(build, rt, cpp_source, extra_flags, verbose)
         entry: Path | None = cached
         try:  # store in the cache; a read-only cache only costs the next build
             cached.parent.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ from inferon.errors import ModelImportError, UnsupportedError
 from inferon.frontend.onnx.registry import load_converters, lookup
 from inferon.ir.attrs import QuantType
 from inferon.ir.dialects.graph import WeightOp, is_index, quant_of, shape_of, tensor_type
+from inferon.ir.quant import dequantize
 from inferon.ir.weights import WeightStore
 
 Value = SSAValue | np.ndarray
@@ -66,9 +67,9 @@ class ImportContext:
     # DynamicQuantizeLinear's integer results (float tensors of integers with a run-time zero point):
     # only the integer ops and DequantizeLinear may read them
     dynamic: set[SSAValue] = field(default_factory=set)
-    # float values of DequantizeLinear(constant) results (those stay quantized weights for
-    # fold-qdq): what a parameter that must be a compile-time constant reads
-    dequantized: dict[str, np.ndarray] = field(default_factory=dict)
+    # DequantizeLinear(constant) results (those stay quantized weights for fold-qdq): their integers
+    # and quantization, dequantized only where a parameter must be a compile-time constant
+    dequantized: dict[str, tuple[np.ndarray, QuantType]] = field(default_factory=dict)
 
     # -- errors -------------------------------------------------------------------------------
     def error(self, message: str, cls: type[ModelImportError] = ModelImportError) -> ModelImportError:
@@ -96,8 +97,9 @@ class ImportContext:
 
     def require_const(self, name: str, what: str) -> np.ndarray:
         value = self.const(name)
-        if value is None:
-            value = self.dequantized.get(name)
+        if value is None and name in self.dequantized:
+            q, quant = self.dequantized[name]
+            value = dequantize(q, quant.scale_array(), quant.zero_point_array(), quant.axis.value.data)
         if value is None:
             raise self.unsupported(f"{what} ('{name}') must be a compile-time constant")
         return value

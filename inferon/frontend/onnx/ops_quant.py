@@ -21,7 +21,6 @@ from inferon.frontend.onnx.registry import MICROSOFT, converter, lookup
 from inferon.ir.attrs import QuantType
 from inferon.ir.dialects import graph
 from inferon.ir.dialects.graph import quant_of, shape_of, tensor_type
-from inferon.ir.quant import dequantize
 
 STORAGE = (np.uint8, np.int8, np.int32)
 
@@ -89,7 +88,7 @@ def convert_dequantize(ctx: ImportContext, node: NodeProto) -> list[Value]:
         if q.dtype != const.dtype:
             raise ctx.error(f"zero point type {q.dtype} differs from the input type {const.dtype}")
         w = ctx.qweight(const, q, node.input[0])
-        ctx.dequantized[node.output[0]] = dequantize(const, q.scale_array(), q.zero_point_array(), q.axis.value.data)
+        ctx.dequantized[node.output[0]] = (const, q)
         return [ctx.emit(graph.DequantizeOp(w)).results[0]]
     x = ctx.value(node.input[0])
     if x in ctx.dynamic:  # (y - y_zero_point) * y_scale of DynamicQuantizeLinear's results
