@@ -227,12 +227,13 @@ def bench_shape(lib, isa: int, threads: int, runs: int, m: int, n: int, k: int, 
         cols = im2col_ref(b, geo)
     comp = quant.compensation(a, zx, rng.integers(-1000, 1000, m).astype(np.int32))
     mult = np.full(m, 1.0 / (k * 40.0), np.float32)
+    table = quant.fixed_point(mult, 0, 0, 255)  # the kernels' fixed-point records
     c = np.zeros((m, n), np.uint8)
     geo_arr = np.asarray([*geo, int(implicit)], np.int64) if geo is not None else None  # (+ implicit flag)
     fn = lib.k_qgemm_lanes if lanes else lib.k_qgemm
     k_run = a_run.shape[1]
     args = [m, n, k_run, packed.ctypes.data, b.ctypes.data, 0 if geo is not None else n, 0, 0,
-            None if geo_arr is None else geo_arr.ctypes.data, zx, comp.ctypes.data, mult.ctypes.data,
+            None if geo_arr is None else geo_arr.ctypes.data, zx, comp.ctypes.data, table.ctypes.data,
             c.ctypes.data, n, 1, 0, 0, 0, 255, threads]  # fmt: skip
 
     def call() -> None:

@@ -173,7 +173,7 @@ SHIM void k_spmm(int format, int index_bytes, int64_t M, int64_t K, const float*
 // b_im2col entries + the implicit flag (then K is in inferon.ir.quant.implicit_weight_order) or null (then B is [K, N] with row stride ldb, or [N, K] with b_trans).
 static void qgemm_call(int64_t M, int64_t N, int64_t K, const int8_t* a, const void* index, const int32_t* row_ptr,
                        int index32, int64_t kchunks, const uint8_t* b, int64_t ldb, int b_trans, int b_signed, const int64_t* geometry,
-                       int pad, const int32_t* comp, const float* mult, void* c, int64_t ldc, int64_t ldc_col,
+                       int pad, const int32_t* comp, const int32_t* mult, void* c, int64_t ldc, int64_t ldc_col,
                        int c_signed, int zy, int lo, int hi, int threads, bool a_lanes = false,
                        const int32_t* fix = nullptr) {
   inferon::QGemm g;
@@ -198,7 +198,7 @@ static void qgemm_call(int64_t M, int64_t N, int64_t K, const int8_t* a, const v
   }
   g.pad = static_cast<uint8_t>(pad);
   g.comp = comp;
-  g.mult = mult;
+  g.rq = reinterpret_cast<const inferon::Requant*>(mult);  // quant.fixed_point records
   g.c = c;
   g.ldc = ldc;
   g.ldc_col = ldc_col;
@@ -210,7 +210,7 @@ static void qgemm_call(int64_t M, int64_t N, int64_t K, const int8_t* a, const v
 }
 
 SHIM void k_qgemm(int64_t M, int64_t N, int64_t K, const int8_t* a, const uint8_t* b, int64_t ldb, int b_trans,
-                  int b_signed, const int64_t* geometry, int pad, const int32_t* comp, const float* mult, void* c,
+                  int b_signed, const int64_t* geometry, int pad, const int32_t* comp, const int32_t* mult, void* c,
                   int64_t ldc, int64_t ldc_col, int c_signed, int zy, int lo, int hi, int threads) {
   qgemm_call(M, N, K, a, nullptr, nullptr, 0, 1, b, ldb, b_trans, b_signed, geometry, pad, comp, mult, c, ldc, ldc_col,
              c_signed, zy, lo, hi, threads);
@@ -218,7 +218,7 @@ SHIM void k_qgemm(int64_t M, int64_t N, int64_t K, const int8_t* a, const uint8_
 
 // A pair-safe A (pack_a_int8 of pair_safe_split's weights) with its corrections `fix`.
 SHIM void k_qgemm_fix(int64_t M, int64_t N, int64_t K, const int8_t* a, const uint8_t* b, int64_t ldb, int b_trans,
-                      int b_signed, const int64_t* geometry, int pad, const int32_t* comp, const float* mult, void* c,
+                      int b_signed, const int64_t* geometry, int pad, const int32_t* comp, const int32_t* mult, void* c,
                       int64_t ldc, int64_t ldc_col, int c_signed, int zy, int lo, int hi, int threads, const int32_t* fix) {
   qgemm_call(M, N, K, a, nullptr, nullptr, 0, 1, b, ldb, b_trans, b_signed, geometry, pad, comp, mult, c, ldc, ldc_col,
              c_signed, zy, lo, hi, threads, false, fix);
@@ -226,7 +226,7 @@ SHIM void k_qgemm_fix(int64_t M, int64_t N, int64_t K, const int8_t* a, const ui
 
 // A packed as vector lanes (pack_a_int8(A, 32)): the few-columns kernels of qlanes.hpp.
 SHIM void k_qgemm_lanes(int64_t M, int64_t N, int64_t K, const int8_t* a, const uint8_t* b, int64_t ldb, int b_trans,
-                        int b_signed, const int64_t* geometry, int pad, const int32_t* comp, const float* mult, void* c,
+                        int b_signed, const int64_t* geometry, int pad, const int32_t* comp, const int32_t* mult, void* c,
                         int64_t ldc, int64_t ldc_col, int c_signed, int zy, int lo, int hi, int threads) {
   qgemm_call(M, N, K, a, nullptr, nullptr, 0, 1, b, ldb, b_trans, b_signed, geometry, pad, comp, mult, c, ldc, ldc_col,
              c_signed, zy, lo, hi, threads, true);
@@ -234,19 +234,42 @@ SHIM void k_qgemm_lanes(int64_t M, int64_t N, int64_t K, const int8_t* a, const 
 
 SHIM void k_qgemm_sparse(int64_t M, int64_t N, int64_t K, const int8_t* values, const void* index, int index32,
                          const int32_t* row_ptr, int64_t kchunks, const uint8_t* b, int64_t ldb, int b_trans, int b_signed,
-                         const int64_t* geometry, int pad, const int32_t* comp, const float* mult, void* c,
+                         const int64_t* geometry, int pad, const int32_t* comp, const int32_t* mult, void* c,
                          int64_t ldc, int64_t ldc_col, int c_signed, int zy, int lo, int hi, int threads) {
   qgemm_call(M, N, K, values, index, row_ptr, index32, kchunks, b, ldb, b_trans, b_signed, geometry, pad, comp, mult, c, ldc,
              ldc_col, c_signed, zy, lo, hi, threads);
 }
 
 // geometry: N C H W M Ho Wo kh kw sh sw pt pl dh dw; requant: zy lo hi pad (stored input zero point).
+// requant.hpp on n accumulators, element i with record rq[i] (int32 x 4): scalar, or AVX2 with 8
+// channels per vector (requant8_channels, the lanes kernels' form) and `rows` valid lanes per group.
+INFERON_AVX2 static void requant_group_avx2(const inferon::Requant* r, int rows, const int32_t* a, int zy, int lo,
+                                             int hi, int32_t* q) {
+  const inferon::Requant8 k = inferon::requant8_channels(r, rows, zy, lo, hi);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(q),
+                      inferon::requant8(k, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a))));
+}
+
+SHIM void k_requant(const int32_t* acc, const int32_t* rq, int64_t n, int zy, int lo, int hi, int32_t* out, int isa) {
+  const auto* r = reinterpret_cast<const inferon::Requant*>(rq);
+  int64_t i = 0;
+  if (isa >= INFERON_ISA_AVX2)
+    for (; i < n; i += 8) {
+      const int rows = static_cast<int>(std::min<int64_t>(8, n - i));
+      int32_t a[8] = {}, q[8];
+      std::memcpy(a, acc + i, sizeof(int32_t) * rows);
+      requant_group_avx2(r + i, rows, a, zy, lo, hi, q);
+      std::memcpy(out + i, q, sizeof(int32_t) * rows);
+    }
+  for (; i < n; i++) out[i] = inferon::requant_scalar(r[i], acc[i], zy, lo, hi);
+}
+
 SHIM void k_qdepthwise(const void* x, void* y, const int64_t* geo, const int8_t* w, const int32_t* comp,
-                       const float* mult, const int* requant, int x_signed, int y_signed, int threads) {
+                       const int32_t* mult, const int* requant, int x_signed, int y_signed, int threads) {
   const inferon::QDepthwise g{geo[0], geo[1], geo[2], geo[3], geo[4], geo[5], geo[6],
                               static_cast<int>(geo[7]), static_cast<int>(geo[8]), static_cast<int>(geo[9]),
                               static_cast<int>(geo[10]), static_cast<int>(geo[11]), static_cast<int>(geo[12]),
-                              static_cast<int>(geo[13]), static_cast<int>(geo[14]), w, comp, mult,
+                              static_cast<int>(geo[13]), static_cast<int>(geo[14]), w, comp, reinterpret_cast<const inferon::Requant*>(mult),
                               requant[0], requant[1], requant[2], static_cast<uint8_t>(requant[3])};
   auto run = [&](auto xt, auto yt) {
     using X = decltype(xt);

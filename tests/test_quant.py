@@ -9,7 +9,9 @@ References: `inferon.ir.quant` (numpy) is checked against ONNX's reference imple
 from __future__ import annotations
 
 import ctypes
+import math
 import re
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -57,8 +59,9 @@ def shim(tmp_path_factory):
     lib.k_qmax_pool2d.argtypes = [P, P, I64, I64, I64, I64, I64, P, INT, INT]
     lib.k_qavg_pool2d.argtypes = [P, P, I64, I64, I64, I64, I64, P, INT, F, INT, F, INT, INT]
     lib.k_qdepthwise.argtypes = [P, P, P, P, P, P, P, INT, INT, INT]
+    lib.k_requant.argtypes = [P, P, I64, INT, INT, INT, P, INT]
     for name in ("k_qgemm", "k_qgemm_lanes", "k_qgemm_fix", "k_quantize", "k_dequantize", "k_qmax_pool2d", "k_qavg_pool2d",
-                 "k_qdepthwise"):
+                 "k_qdepthwise", "k_requant"):
         getattr(lib, name).restype = None
     lib.k_set_isa.argtypes = [INT]
     return lib
@@ -88,6 +91,76 @@ def test_quantize_rounds_half_to_even_and_saturates():
     np.testing.assert_array_equal(quant.quantize(x, 1.0, 128, np.uint8), [128, 130, 130, 128, 126, 255, 0, 255, 255])
 
 
+def exact_requantize(acc: int, mult: float, zy: int, lo: int, hi: int) -> int:
+    """ONNX's rule on the exact product, with Python's rationals: clamp(round_half_even(acc * M) + zy)."""
+    x = Fraction(acc) * Fraction(float(np.float32(mult)))
+    q = math.floor(x)
+    rem = x - q
+    if rem > Fraction(1, 2) or (rem == Fraction(1, 2) and q % 2):
+        q += 1
+    return min(max(q + zy, lo), hi)
+
+
+# multipliers over the whole float32 range the compiler accepts, powers of two and their neighbours
+# (exact ties), and accumulators at the int32 extremes
+MULTS = st.one_of(
+    f32(0.0, 2.0), f32(0.0, 1e-3), st.integers(-40, 22).map(lambda e: 2.0**e),
+    st.tuples(st.integers(1, 2**24 - 1), st.integers(1, 60)).map(lambda t: float(np.float32(t[0] * 2.0 ** -t[1]))),
+    st.sampled_from([0.0, 1e-30, float(np.nextafter(np.float32(2**23), 0)), float(np.nextafter(np.float32(0.5), 1))]),
+)  # fmt: skip
+ACCS = st.one_of(st.integers(-(2**31), 2**31 - 1), st.integers(-5000, 5000), st.sampled_from([0, -(2**31), 2**31 - 1]))
+RANGES = st.sampled_from([(0, 255), (-128, 127), (0, 6), (-128, -100), (17, 200)])
+
+
+@given(mult=MULTS, accs=st.lists(ACCS, min_size=1, max_size=20), zy=st.integers(-128, 255), rng_=RANGES)
+@settings(max_examples=300, deadline=None)
+def test_requantize_is_the_exact_rounding(mult, accs, zy, rng_):
+    """quant.requantize (the kernels' fixed point) rounds the exact product acc * M half to even,
+    then adds the zero point and saturates: checked with rationals, ties and int32 extremes included."""
+    lo, hi = rng_
+    zy = min(max(zy, lo), hi)
+    got = quant.requantize(np.array(accs, np.int64), np.float32([mult]), zy, lo, hi, np.int64)
+    assert got.tolist() == [exact_requantize(a, mult, zy, lo, hi) for a in accs]
+
+
+def test_fixed_point_records():
+    """M = mult / 2^shift exactly; the accumulator bounds are where the output saturates."""
+    for m in [1e-4, 0.37, 1.0, 3.0, 2.0**-30, 1000.5]:
+        mult, shift, acc_lo, acc_hi = quant.fixed_point(np.float32([m]), 3, 0, 255)[0, :4].tolist()
+        assert Fraction(mult, 2**shift) == Fraction(float(np.float32(m)))
+        if m > 1e-6:  # (below, the bounds are int32's: no accumulator saturates)
+            exact = Fraction(float(np.float32(m)))  # the tightest bounds: acc * M crosses hi - zy / lo - zy there
+            assert (acc_hi - 1) * exact < 255 - 3 <= acc_hi * exact
+            assert acc_lo * exact <= 0 - 3 < (acc_lo + 1) * exact
+        else:
+            assert (acc_lo, acc_hi) == (-(2**31), 2**31 - 1)
+    assert quant.fixed_point(np.float32([1e-20]), 0, 0, 255)[:, :4].tolist() == [[0, 1, -(2**31), 2**31 - 1]]
+    flags = quant.fixed_point(np.float32([0.37, 2.0**-4, 3 * 2.0**-9, 1.5]), 3, 0, 255)[:, 7].tolist()
+    # exact ties need few significant bits; the accumulator clamp is needed from M ~ 1
+    assert flags == [0, quant.REQUANT_TIES, quant.REQUANT_TIES, quant.REQUANT_TIES | quant.REQUANT_CLAMP_ACC]
+    with pytest.raises(ValueError, match="outside"):
+        quant.fixed_point(np.float32([2.0**24]), 0, 0, 255)
+
+
+@pytest.mark.parametrize("isa", ISAS[:2])
+@given(data=st.data())
+@SETTINGS
+def test_requant_kernels_match_the_exact_rounding(shim, isa, data):
+    """requant.hpp (scalar, and AVX2 with a different channel per lane) equals quant.requantize
+    bit for bit: random and extreme accumulators, multipliers from 0 to 2^23, ties, partial groups."""
+    n = data.draw(st.integers(1, 29))
+    accs = np.array(data.draw(st.lists(ACCS, min_size=n, max_size=n)), np.int32)
+    mults = np.float32(data.draw(st.lists(MULTS, min_size=n, max_size=n)))
+    lo, hi = data.draw(RANGES)
+    zy = data.draw(st.integers(lo, hi))
+    table = quant.fixed_point(mults, zy, lo, hi)
+    out = np.zeros(n, np.int32)
+    shim.k_requant(accs.ctypes.data, table.ctypes.data, n, zy, lo, hi, out.ctypes.data, isa)
+    expected = [int(quant.requantize(np.int64([a]), np.float32([m]), zy, lo, hi, np.int64)[0]) for a, m in zip(accs, mults)]
+    assert out.tolist() == expected
+    assert expected == [exact_requantize(int(a), float(m), zy, lo, hi) for a, m in zip(accs, mults)]
+
+
 @given(
     m=st.integers(1, 7), n=st.integers(1, 9), k=st.integers(1, 11),
     sx=f32(1e-3, 1.0), sw=f32(1e-3, 1.0), sy=f32(1e-3, 2.0),
@@ -95,8 +168,9 @@ def test_quantize_rounds_half_to_even_and_saturates():
 )  # fmt: skip
 @SETTINGS
 def test_requantize_reference_matches_onnx_qlinearmatmul(m, n, k, sx, sw, sy, zx, zy, seed):
-    """acc -> requantize (float32 multiplier (sx*sw)/sy, rounding half to even, saturation) is
-    ONNX QLinearMatMul up to the multiplier's rounding: never more than one step apart."""
+    """acc -> requantize is ONNX's reference QLinearMatMul bit for bit (its float64 product is exact
+    for these accumulators) except at exact ties with an odd zero point: the reference rounds
+    acc * M + zy, the spec (QuantizeLinear's rule) rounds acc * M, then adds zy, as we do."""
     rng = np.random.default_rng(seed)
     a = rng.integers(0, 256, (m, k), dtype=np.uint8)
     b = rng.integers(-128, 128, (k, n), dtype=np.int8)
@@ -109,6 +183,8 @@ def test_requantize_reference_matches_onnx_qlinearmatmul(m, n, k, sx, sw, sy, zx
         "sy": np.float32(sy), "zy": np.uint8(zy),
     }  # fmt: skip
     ref = ReferenceEvaluator(node).run(None, feeds)[0]
+    tie = np.vectorize(lambda v, mm: (Fraction(int(v)) * Fraction(float(mm))).denominator == 2)(acc, mult)
+    np.testing.assert_array_equal(ours[~tie], ref[~tie])
     assert np.abs(ours.astype(int) - ref.astype(int)).max() <= 1
 
 
@@ -147,10 +223,11 @@ def run_qgemm(lib, a, b, comp, mult, zy, lo, hi, *, isa, b_signed=False, c_signe
     c = np.zeros((m, n), np.int8 if c_signed else np.uint8)
     geo = np.asarray([*geometry, *([0] if len(geometry) == 13 else [])], np.int64) if geometry is not None else None
     ldb = k if b_trans else (n if geometry is None else 0)
+    table = quant.fixed_point(mult, zy, lo, hi)  # the float32 multipliers as the kernels take them
     lib.k_set_isa(isa)
     args = [
         m, n, k, packed.ctypes.data, b.ctypes.data, ldb, int(b_trans), int(b_signed),
-        None if geo is None else geo.ctypes.data, pad, comp.ctypes.data, mult.ctypes.data, c.ctypes.data,
+        None if geo is None else geo.ctypes.data, pad, comp.ctypes.data, table.ctypes.data, c.ctypes.data,
         n, 1, int(c_signed), zy, lo, hi, threads,
     ]  # fmt: skip
     if fix is not None:
@@ -307,9 +384,10 @@ def test_qdepthwise_matches_reference(shim, isa, n, c, mult_ch, h, w, kh, kw, sh
     y = np.zeros((n, m, ho, wo), yt)
     geo = np.array([n, c, h, w, m, ho, wo, kh, kw, sh, sw, pt, pl, dh, dw], np.int64)
     requant = np.array([zy, lo, hi, zx & 0xFF], np.int32)
+    table = quant.fixed_point(mult, zy, lo, hi)
     shim.k_set_isa(isa)
     shim.k_qdepthwise(x.ctypes.data, y.ctypes.data, geo.ctypes.data, wt.ctypes.data, comp.ctypes.data,
-                      mult.ctypes.data, requant.ctypes.data, int(x_signed), int(y_signed), threads)  # fmt: skip
+                      table.ctypes.data, requant.ctypes.data, int(x_signed), int(y_signed), threads)  # fmt: skip
     np.testing.assert_array_equal(y, expected)
 
 

@@ -34,11 +34,12 @@ def run_sparse_qgemm(lib, a, b, comp, mult, zy, lo, hi, *, isa, b_signed=False, 
     c = np.zeros((m, n), np.int8 if c_signed else np.uint8)
     geo = np.asarray([*geometry, *([0] if len(geometry) == 13 else [])], np.int64) if geometry is not None else None
     ldb = k if b_trans else (n if geometry is None else 0)
+    table = quant.fixed_point(mult, zy, lo, hi)  # (kept alive for the call)
     lib.k_set_isa(isa)
     lib.k_qgemm_sparse(
         m, n, k, enc.values.ctypes.data, index.ctypes.data, int(index.dtype == np.int32), enc.row_ptr.ctypes.data,
         enc.kchunks, b.ctypes.data, ldb, int(b_trans), int(b_signed), None if geo is None else geo.ctypes.data, pad,
-        comp.ctypes.data, mult.ctypes.data, c.ctypes.data, n, 1, int(c_signed), zy, lo, hi, threads,
+        comp.ctypes.data, table.ctypes.data, c.ctypes.data, n, 1, int(c_signed), zy, lo, hi, threads,
     )  # fmt: skip
     return c
 

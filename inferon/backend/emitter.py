@@ -330,7 +330,7 @@ class CppEmitter:
         self.line(f"      g.b = {b} + o * {sb[0]} + i * {sb[1]};")
         self.line(f"      g.c = {self.buf(op.c)} + o * {sc[0]} + i * {sc[1]};")
         self.line(f"      g.comp = {self.buf(op.comp)} + o * {sr[0]} + i * {sr[1]};")
-        self.line(f"      g.mult = {self.buf(op.mult)} + o * {sr[0]} + i * {sr[1]};")
+        self.line(f"      g.rq = reinterpret_cast<const inferon::Requant*>({self.buf(op.mult)}) + o * {sr[0]} + i * {sr[1]};")
         if op.residual is not None:
             self.line(f"      g.residual = {self.buf(op.residual)} + o * {sc[0]} + i * {sc[1]};")
         self.line("      inferon::qgemm(g, nt);")
@@ -343,7 +343,7 @@ class CppEmitter:
         self.line("{")
         self.line(
             f"  const inferon::QDepthwise g{{{_depthwise_geometry(op)}, {self.buf(op.weight)}, {self.buf(op.comp)}, "
-            f"{self.buf(op.mult)}, {zy}, {lo}, {hi}, {op.pad.value.data}}};"
+            f"reinterpret_cast<const inferon::Requant*>({self.buf(op.mult)}), {zy}, {lo}, {hi}, {op.pad.value.data}}};"
         )
         self.line(f"  inferon::qdepthwise_conv2d(g, {self.buf(op.input)}, {self.buf(op.output)}, nt);")
         self.line("}")

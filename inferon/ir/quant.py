@@ -1,9 +1,13 @@
 """Quantization arithmetic in numpy: the one definition the interpreter, the passes and the tests share.
 
-Semantics follow ONNX (QuantizeLinear rounds half to even and saturates) and ONNX Runtime's
-QLinearConv / QLinearMatMul: the int32 accumulator (bias included) is converted to float32, scaled by
-the float32 multiplier `(sx * sw) / sy`, rounded half to even, offset by the output zero point and
-saturated. The kernels compute exactly this, so they are bit-exact with this reference.
+Semantics follow ONNX: QuantizeLinear rounds half to even and saturates; a QLinearConv /
+QLinearMatMul (and every folded QDQ chain) requantizes its int32 accumulator (bias included) with the
+float32 multiplier M = (sx * sw) / sy as round_half_even(acc * M) + zy, saturated, where acc * M is
+the *exact* product. The kernels compute it in fixed point: M = mult / 2^shift exactly (a float32 has
+a 24-bit significand), so acc * mult is an exact 64-bit integer and the rounding is an integer shift
+(`fixed_point`, `requantize`). That is ONNX's reference arithmetic (float64, exact for every
+accumulator below 2^29) bit for bit; ONNX Runtime's CPU kernels instead round acc * M to float32
+first, which can move a value lying within 2^-16 of a half step by one step.
 """
 
 from __future__ import annotations
@@ -58,12 +62,62 @@ def clamp_range(epilogue: EpilogueAttr, y_scale: float, y_zero_point: int, dtype
     return lo, hi
 
 
-def requantize(acc: np.ndarray, mult: np.ndarray, y_zero_point: int, lo: int, hi: int, dtype: np.dtype | type) -> np.ndarray:
-    """Output of a quantized GEMM/conv from its int32 accumulators (bias and zero points included).
+# A fixed-point requantization record per output channel (int32 [channels, 8], requant.hpp's Requant)
+REQUANT_FIELDS = ("mult", "shift", "acc_lo", "acc_hi", "round_lo", "round_hi", "offset", "flags")
+REQUANT_TIES, REQUANT_CLAMP_ACC = 1, 2
+MAX_SHIFT = 61  # 2^61 is requant.hpp's rounding offset: a multiple of 2^shift, above any |acc * mult|
 
-    `mult` broadcasts against `acc` (one per output channel)."""
-    scaled = np.rint(np.asarray(acc).astype(np.float32) * mult)
-    return np.clip(scaled.astype(np.float64) + y_zero_point, lo, hi).astype(dtype)
+
+def fixed_point(mult: np.ndarray, zy: int, lo: int, hi: int) -> np.ndarray:
+    """The kernels' form of float32 multipliers M: one int32 record per channel (REQUANT_FIELDS).
+
+    M = mult / 2^shift exactly (mult odd, < 2^24, 1 <= shift <= 61; an M below 2^-38 rounds every
+    int32 accumulator to 0 and becomes mult 0). [acc_lo, acc_hi] clamps the accumulator without
+    changing any output clamped to [lo, hi] (zero point zy included); the kernels apply it where the
+    product could leave int32 (flag REQUANT_CLAMP_ACC). round (int64, two int32 fields) and offset
+    are requant.hpp's rounding constants; REQUANT_TIES marks channels where acc * M can be an exact
+    tie for an accumulator in range (rounded to even)."""
+    m = np.atleast_1d(np.asarray(mult, np.float32))
+    out = np.zeros((m.size, len(REQUANT_FIELDS)), np.int32)
+    i32 = np.iinfo(np.int32)
+    for c, value in enumerate(m.ravel().tolist()):
+        if not np.isfinite(value) or value < 0 or value >= 2.0**23:
+            raise ValueError(f"requantization multiplier {value!r} (channel {c}) is outside [0, 2^23): "
+                             "check the input, weight and output scales")  # fmt: skip
+        frac, exp = np.frexp(np.float32(value))  # value = frac * 2^exp, frac in [0.5, 1)
+        q, s = int(frac * 2**24), 24 - int(exp)
+        if q == 0 or s > MAX_SHIFT:
+            q, s = 0, 1
+        while s > 1 and q % 2 == 0:  # mult odd: see the ties test below
+            q, s = q // 2, s - 1
+        acc_lo, acc_hi = int(i32.min), int(i32.max)
+        if q:
+            acc_hi = min(acc_hi, -((-(hi - zy) << s) // q))  # ceil((hi - zy) 2^s / q): acc * M >= hi - zy
+            acc_lo = max(acc_lo, ((lo - zy) << s) // q)  # floor: acc * M <= lo - zy from here down
+        reach = max(abs(acc_lo), abs(acc_hi))
+        tz = (q & -q).bit_length() - 1 if q else 0
+        ties = q != 0 and s - 1 - tz >= 0 and (1 << (s - 1 - tz)) <= reach  # acc * q = odd * 2^(s-1) in range
+        clamp_acc = (2**31 * q >> s) + 1024 >= 2**31  # |acc * M| could leave int32 (M near 1 or above)
+        rnd = (1 << 61) + (1 << (s - 1)) - int(ties)
+        offset = -(1 << (61 - s)) % 2**32
+        flags = (REQUANT_TIES if ties else 0) | (REQUANT_CLAMP_ACC if clamp_acc else 0)
+        fields = [q, s, acc_lo, acc_hi, rnd & 0xFFFFFFFF, rnd >> 32, offset, flags]
+        out[c] = np.array([f % 2**32 for f in fields], np.uint32).view(np.int32)
+    return out
+
+
+def requantize(acc: np.ndarray, mult: np.ndarray, y_zero_point: int, lo: int, hi: int, dtype: np.dtype | type) -> np.ndarray:
+    """Output of a quantized GEMM/conv from its int32 accumulators (bias and zero points included):
+    clamp(round_half_even(acc * M) + zy, lo, hi) with the exact product, in requant.hpp's fixed point.
+
+    `mult` (float32 M, one per output channel) broadcasts against `acc`."""
+    acc = np.asarray(acc, np.int64)
+    m = np.broadcast_to(np.asarray(mult, np.float32), np.broadcast_shapes(np.shape(mult), (1,) * acc.ndim))
+    table = fixed_point(m.ravel(), y_zero_point, lo, hi).astype(np.int64)
+    q, s, acc_lo, acc_hi = (table[:, i].reshape(m.shape) for i in range(4))
+    n = np.clip(acc, acc_lo, acc_hi) * q  # exact: |n| < 2^61
+    r = (n + (np.int64(1) << (s - 1)) - 1 + ((n >> s) & 1)) >> s  # round half to even, arithmetic shift
+    return np.clip(r + y_zero_point, lo, hi).astype(dtype)
 
 
 def compensation(w: np.ndarray, x_zero_point: int, bias: np.ndarray | None) -> np.ndarray:

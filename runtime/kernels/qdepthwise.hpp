@@ -31,7 +31,7 @@ struct QDepthwise {
   int kh, kw, sh, sw, pt, pl, dh, dw;
   const int8_t* w;      // [M][kh * kw]
   const int32_t* comp;  // [M]
-  const float* mult;    // [M]
+  const Requant* rq;    // [M] fixed-point requantization (requant.hpp)
   int32_t zy, lo, hi;   // output zero point and clamp
   uint8_t pad;          // stored input zero point
 };
@@ -39,29 +39,20 @@ struct QDepthwise {
 namespace qdw_detail {
 
 template <class QY>
-inline QY requant_scalar(const QDepthwise& g, int64_t m, int32_t acc) {
-  float v = static_cast<float>(acc + g.comp[m]) * g.mult[m];
-  v = std::min(std::max(v, static_cast<float>(g.lo - g.zy)), static_cast<float>(g.hi - g.zy));
-  return static_cast<QY>(static_cast<int32_t>(std::nearbyint(v)) + g.zy);
+inline QY requant_one(const QDepthwise& g, int64_t m, int32_t acc) {
+  return static_cast<QY>(requant_scalar(g.rq[m], acc + g.comp[m], g.zy, g.lo, g.hi));
 }
 
 // y[i] = requantize(int(acc[i]) + bias) for one output plane (acc: exact integers as floats).
 template <class QY>
 INFERON_AVX2 void requant_plane_avx2(const QDepthwise& g, int64_t m, const float* acc, int32_t bias, QY* y, int64_t n) {
-  const __m256i b = _mm256_set1_epi32(bias), zy = _mm256_set1_epi32(g.zy);
-  const __m256 mult = _mm256_set1_ps(g.mult[m]);
-  const __m256 lo = _mm256_set1_ps(static_cast<float>(g.lo - g.zy)), hi = _mm256_set1_ps(static_cast<float>(g.hi - g.zy));
+  const __m256i b = _mm256_set1_epi32(bias);
+  const Requant8 k = requant8_row(g.rq[m], g.zy, g.lo, g.hi);
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_cvtps_epi32(_mm256_loadu_ps(acc + i)), b)), mult);
-    f = _mm256_min_ps(_mm256_max_ps(f, lo), hi);
-    quant_detail::store8(y + i, _mm256_add_epi32(_mm256_cvtps_epi32(f), zy));
-  }
-  for (; i < n; i++) {
-    float v = static_cast<float>(static_cast<int32_t>(acc[i]) + bias) * g.mult[m];
-    v = std::min(std::max(v, static_cast<float>(g.lo - g.zy)), static_cast<float>(g.hi - g.zy));
-    y[i] = static_cast<QY>(static_cast<int32_t>(std::nearbyint(v)) + g.zy);
-  }
+  for (; i + 8 <= n; i += 8)
+    quant_detail::store8(y + i, requant8(k, _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_loadu_ps(acc + i)), b)));
+  for (; i < n; i++)
+    y[i] = static_cast<QY>(requant_scalar(g.rq[m], static_cast<int32_t>(acc[i]) + bias, g.zy, g.lo, g.hi));
 }
 
 template <class QX, class QY>
@@ -74,7 +65,7 @@ inline void plane_scalar(const QDepthwise& g, int64_t m, const QX* p, int64_t Wp
         for (int j = 0; j < g.kw; j++)
           acc += static_cast<int32_t>(g.w[m * taps + i * g.kw + j]) *
                  static_cast<int32_t>(p[(ho * g.sh + static_cast<int64_t>(i) * g.dh) * Wp + j * g.dw + wo * g.sw]);
-      y[ho * g.Wo + wo] = requant_scalar<QY>(g, m, acc);
+      y[ho * g.Wo + wo] = requant_one<QY>(g, m, acc);
     }
 }
 
@@ -231,9 +222,8 @@ INFERON_VNNI_VBMI void plane_vnni(const QDepthwise& g, const QdwLayout& l, const
     for (int j = 0; j < g.kw; j++)
       w[i * l.groups + j / 4] |= static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint8_t>(wm[i * g.kw + j])) << (8 * (j % 4)));
   const int64_t* toff = taps.off.data();
-  const __m512i idx = _mm512_load_si512(taps.idx), init = _mm512_set1_epi32(comp), zy = _mm512_set1_epi32(g.zy);
-  const __m512 mult = _mm512_set1_ps(g.mult[m]);
-  const __m512 lo = _mm512_set1_ps(static_cast<float>(g.lo - g.zy)), hi = _mm512_set1_ps(static_cast<float>(g.hi - g.zy));
+  const __m512i idx = _mm512_load_si512(taps.idx), init = _mm512_set1_epi32(comp);
+  const Requant8 k = requant8_row(g.rq[m], g.zy, g.lo, g.hi);
   constexpr int NB = QDW_NB;
   for (size_t b0 = 0; b0 < taps.blocks.size(); b0 += NB) {
     const QdwTaps::Block* blk = taps.blocks.data() + b0;
@@ -246,7 +236,7 @@ INFERON_VNNI_VBMI void plane_vnni(const QDepthwise& g, const QdwLayout& l, const
         acc[b] = _mm512_dpbusd_epi32(acc[b], _mm512_permutexvar_epi8(idx, _mm512_loadu_si512(src + blk[b].in)), wv);
     }
     for (int b = 0; b < NB; b++) {
-      const __m128i q = _mm512_cvtepi32_epi8(qgemm_detail::requant16(acc[b], mult, lo, hi, zy));
+      const __m128i q = _mm512_cvtepi32_epi8(qgemm_detail::requant16(k, k, acc[b]));
       if (blk[b].rows == 1 && blk[b].mask == 0xFFFF) {
         _mm_storeu_si128(reinterpret_cast<__m128i*>(y + blk[b].out), q);
         continue;

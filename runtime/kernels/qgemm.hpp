@@ -1,6 +1,6 @@
 // Inferon kernels: quantized GEMM, C = requantize(A (s8 weights) x B (8-bit activations)).
 //
-// C[m, n] = clamp(round_half_even(float(acc[m, n] + comp[m]) * mult[m]) + zy, lo, hi) with
+// C[m, n] = clamp(round_half_even((acc[m, n] + comp[m]) * M[m]) + zy, lo, hi) with
 // acc = sum_k A[m, k] * B[k, n] on the stored (uint8) activations; comp[m] = bias[m] - zx * sum_k
 // A[m, k] is precomputed at compile time, so zero points cost nothing here, and padding reads zx.
 // int8 activations are flipped to uint8 (x ^ 0x80, zx + 128) while B is packed.
@@ -14,9 +14,9 @@
 // multiply-adds), AVX2 with a pair-safe A (QGemm::fix: 6 x 16 tile, vpmaddubsw + vpmaddwd, exact
 // because no weight pair can saturate the int16 sums; the sparse corrections back to the true
 // weights are added to the sums by every kernel, fix_tile), AVX2 otherwise (6 x 8 tile: A and B
-// widened to int16, vpmaddwd, exact), scalar. The requantization is ONNX Runtime's (float
-// multiplier, cvtps rounding half to even), so results are bit-exact with it and with the numpy
-// reference (inferon.ir.quant). A fused residual (QResidual: QLinearAdd after the GEMM) adds the
+// widened to int16, vpmaddwd, exact), scalar. The requantization is fixed point on the exact
+// product (requant.hpp: M[m] = mult / 2^shift), bit-exact with the numpy reference
+// (inferon.ir.quant) and ONNX's rounding rule. A fused residual (QResidual: QLinearAdd after the GEMM) adds the
 // requantized value to the residual at C's position with qadd's float steps (quant.hpp), so the
 // fused result is bit-exact with the unfused pair.
 //
@@ -108,7 +108,7 @@ INFERON_AVX2 void tile_avx2(const QGemm& g, const int16_t* aw, const uint8_t* b,
   for (int r = 0; r < rows; r++) {
     // hadd: [c0 c1 c4 c5 | c2 c3 c6 c7] -> reorder to c0..c7
     const __m256i s = _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo[r], hi[r]), 0xD8);
-    store8<Q>(g, m0 + r, n0, cols, s);
+    store8<Q>(g, row_requant(g, m0 + r), m0 + r, n0, cols, s);
   }
 }
 

@@ -9,6 +9,7 @@
 
 #include "common.hpp"
 #include "im2col.hpp"
+#include "requant.hpp"
 
 #define INFERON_VNNI __attribute__((target("avx2,fma,avx512f,avx512vl,avx512bw,avx512vnni")))
 
@@ -47,7 +48,7 @@ struct QGemm {
   const Im2col* im2col = nullptr;    // B is the im2col matrix of the image at b
   uint8_t pad = 0;                   // stored value of the padding (the input zero point)
   const int32_t* comp = nullptr;     // [M]
-  const float* mult = nullptr;       // [M]
+  const Requant* rq = nullptr;       // [M] fixed-point requantization (requant.hpp)
   void* c = nullptr;                 // C[m, n] at c + m * ldc + n * ldc_col
   int64_t ldc = 0, ldc_col = 1;
   bool c_signed = false;
@@ -270,9 +271,7 @@ inline int32_t add_residual_scalar(const QGemm& g, int64_t at, int32_t q) {
 
 template <class Q>
 inline void store_scalar(const QGemm& g, int64_t m, int64_t n, int32_t acc) {
-  float v = static_cast<float>(acc + g.comp[m]) * g.mult[m];
-  v = std::min(std::max(v, static_cast<float>(g.lo - g.zy)), static_cast<float>(g.hi - g.zy));
-  int32_t q = static_cast<int32_t>(std::nearbyint(v)) + g.zy;
+  int32_t q = requant_scalar(g.rq[m], acc + g.comp[m], g.zy, g.lo, g.hi);
   const int64_t at = m * g.ldc + n * g.ldc_col;
   if (g.add) q = add_residual_scalar(g, at, q);
   static_cast<Q*>(g.c)[at] = static_cast<Q>(q);
@@ -353,15 +352,18 @@ inline int32_t fix_scalar(const QGemm& g, int64_t m, const uint8_t* panel, int n
   return s;
 }
 
-// Requantize 8 accumulators of row m (columns n..n+7, `cols` of them valid) and store them.
+// Row m's requantization constants for store8.
+INFERON_AVX2_INLINE Requant8 row_requant(const QGemm& g, int64_t m) { return requant8_row(g.rq[m], g.zy, g.lo, g.hi); }
+
+// Requantize 8 accumulators of row m (columns n..n+7, `cols` of them valid; k = row_requant(g, m))
+// and store them.
 template <class Q, bool WITH_COMP = true>
-INFERON_AVX2_INLINE void store8(const QGemm& g, int64_t m, int64_t n, int cols, __m256i acc) {
+INFERON_AVX2_INLINE void store8(const QGemm& g, const Requant8& k, int64_t m, int64_t n, int cols, __m256i acc) {
   if (WITH_COMP) acc = _mm256_add_epi32(acc, _mm256_set1_epi32(g.comp[m]));
-  __m256 v = _mm256_cvtepi32_ps(acc);
-  v = _mm256_mul_ps(v, _mm256_set1_ps(g.mult[m]));
-  v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(static_cast<float>(g.lo - g.zy))),
-                    _mm256_set1_ps(static_cast<float>(g.hi - g.zy)));
-  __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(v), _mm256_set1_epi32(g.zy));
+  // the packs below saturate: no clamp needed when [lo, hi] is Q's whole range (and nothing is added)
+  constexpr int32_t qmin = std::numeric_limits<Q>::min(), qmax = std::numeric_limits<Q>::max();
+  const bool saturate = g.ldc_col == 1 && !g.add && g.lo == qmin && g.hi == qmax;
+  __m256i q = saturate ? requant8<false>(k, acc) : requant8(k, acc);
   if (g.add) q = add_residual8(g, residual8(g), m, n, cols, q);
   Q* out = static_cast<Q*>(g.c) + m * g.ldc + n * g.ldc_col;
   if (g.ldc_col == 1) {
@@ -385,21 +387,24 @@ INFERON_AVX2_INLINE void store8(const QGemm& g, int64_t m, int64_t n, int cols, 
 // n0, columns past N dropped.
 template <class Q, int NV>
 INFERON_AVX2_INLINE void store_tile(const QGemm& g, const __m256i (&out)[QMR][NV], int64_t m0, int rows, int64_t n0) {
-  for (int r = 0; r < rows; r++)
+  for (int r = 0; r < rows; r++) {
+    const Requant8 k = row_requant(g, m0 + r);
     for (int v = 0; v < NV; v++) {
       const int64_t n = n0 + 8 * v;
       if (n >= g.N) break;
-      store8<Q, false>(g, m0 + r, n, static_cast<int>(std::min<int64_t>(8, g.N - n)), out[r][v]);
+      store8<Q, false>(g, k, m0 + r, n, static_cast<int>(std::min<int64_t>(8, g.N - n)), out[r][v]);
     }
+  }
 }
 
-// Requantize 32 accumulators of row m with 16 lanes per instruction (AVX-512): two zmm (comp
-// included), columns n..n+31 all valid, C contiguous. The clamped values lie in the output type's
-// range, so narrowing them to bytes by truncation (vpmovdb) is exact: bit-exact with store8. A fused
-// residual takes add_residual8's float steps on 16 lanes.
-INFERON_VNNI inline __m512i requant16(__m512i acc, __m512 mult, __m512 lo, __m512 hi, __m512i zy) {
-  const __m512 f = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), mult), lo), hi);
-  return _mm512_add_epi32(_mm512_cvtps_epi32(f), zy);
+// Requantize 32 accumulators of row m (AVX-512 kernels): two zmm (comp included), columns n..n+31
+// all valid, C contiguous. Each zmm is requantized as two halves by requant8 (lanes 0-7 with k_lo,
+// 8-15 with k_hi); the clamped values lie in the output type's range, so narrowing them to bytes by
+// truncation (vpmovdb) is exact: bit-exact with store8. A fused residual takes add_residual8's float
+// steps on 16 lanes.
+INFERON_VNNI inline __m512i requant16(const Requant8& k_lo, const Requant8& k_hi, __m512i acc) {
+  const __m256i lo = requant8(k_lo, _mm512_castsi512_si256(acc)), hi = requant8(k_hi, _mm512_extracti64x4_epi64(acc, 1));
+  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
 
 INFERON_VNNI inline __m512i add_residual16(const QResidual& r, const void* residual, __m512i q) {
@@ -414,12 +419,10 @@ INFERON_VNNI inline __m512i add_residual16(const QResidual& r, const void* resid
 
 template <class Q>
 INFERON_VNNI inline void store32_zmm(const QGemm& g, int64_t m, int64_t n, __m512i a0, __m512i a1) {
-  const __m512 mult = _mm512_set1_ps(g.mult[m]);
-  const __m512 lo = _mm512_set1_ps(static_cast<float>(g.lo - g.zy)), hi = _mm512_set1_ps(static_cast<float>(g.hi - g.zy));
-  const __m512i zy = _mm512_set1_epi32(g.zy);
+  const Requant8 k = row_requant(g, m);
   const int64_t at = m * g.ldc + n;
   Q* out = static_cast<Q*>(g.c) + at;
-  __m512i q0 = requant16(a0, mult, lo, hi, zy), q1 = requant16(a1, mult, lo, hi, zy);
+  __m512i q0 = requant16(k, k, a0), q1 = requant16(k, k, a1);
   if (g.add) {
     const uint8_t* res = static_cast<const uint8_t*>(g.residual) + at;
     q0 = add_residual16(*g.add, res, q0);

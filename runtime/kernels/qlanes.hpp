@@ -34,19 +34,26 @@ inline int32_t load_group(const uint8_t* p) {
   return v;
 }
 
-// Requantize the 8 rows m0.. (`rows` valid) of column n from their int32 sums (comp not included)
-// and store them (C column-strided); a fused residual takes the scalar steps.
+// The requantization of rows m0.. (`rows` valid, up to 8) and their comp (0 past `rows`), as lanes.
+struct LanesRequant {
+  Requant8 k;
+  __m256i comp;
+};
+
+INFERON_AVX2_INLINE LanesRequant lanes_requant(const QGemm& g, int64_t m0, int rows) {
+  const int valid = std::max(0, std::min(8, rows));
+  const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(valid), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  return {requant8_channels(g.rq + m0, valid, g.zy, g.lo, g.hi), _mm256_maskload_epi32(g.comp + m0, keep)};
+}
+
+// Requantize the 8 rows m0.. (`rows` valid, k = lanes_requant(g, m0, rows)) of column n from their
+// int32 sums (comp not included) and store them (C column-strided); a fused residual takes the
+// scalar steps.
 template <class Q>
-INFERON_AVX2 void lanes_store8(const QGemm& g, int64_t m0, int rows, int64_t n, __m256i acc) {
+INFERON_AVX2 void lanes_store8(const QGemm& g, const LanesRequant& k, int64_t m0, int rows, int64_t n, __m256i acc) {
   if (rows <= 0) return;
-  const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(rows), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-  const __m256i comp = _mm256_maskload_epi32(g.comp + m0, keep);
-  const __m256 mult = _mm256_castsi256_ps(_mm256_maskload_epi32(reinterpret_cast<const int*>(g.mult + m0), keep));
-  __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(acc, comp)), mult);
-  v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(static_cast<float>(g.lo - g.zy))),
-                    _mm256_set1_ps(static_cast<float>(g.hi - g.zy)));
   alignas(32) int32_t q[8];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(q), _mm256_add_epi32(_mm256_cvtps_epi32(v), _mm256_set1_epi32(g.zy)));
+  _mm256_store_si256(reinterpret_cast<__m256i*>(q), requant8(k.k, _mm256_add_epi32(acc, k.comp)));
   Q* out = static_cast<Q*>(g.c) + m0 * g.ldc + n * g.ldc_col;
   for (int r = 0; r < rows; r++) {
     const int64_t at = (m0 + r) * g.ldc + n * g.ldc_col;
@@ -80,27 +87,26 @@ INFERON_VNNI void lanes_tile_vnni(const QGemm& g, const int8_t* a, const LanesB&
   for (int j = 0; j < NC; j++) out[0][j] = acc[0][j], out[1][j] = acc[1][j];
   const int rows = static_cast<int>(std::min<int64_t>(QLANES, g.M - m0));
   if (g.add || g.ldc_col != 1) {  // fused residual / strided C: row by row
-    for (int j = 0; j < NC; j++)
-      for (int h = 0; h < 4; h++) {
+    for (int h = 0; h < 4; h++) {
+      const LanesRequant k = lanes_requant(g, m0 + 8 * h, rows - 8 * h);
+      for (int j = 0; j < NC; j++) {
         const __m512i v = out[h / 2][j];
-        lanes_store8<Q>(g, m0 + 8 * h, rows - 8 * h, n0 + j,
+        lanes_store8<Q>(g, k, m0 + 8 * h, rows - 8 * h, n0 + j,
                         h % 2 ? _mm512_extracti64x4_epi64(v, 1) : _mm512_castsi512_si256(v));
       }
+    }
     return;
   }
   // requantize 16 rows per zmm (store32_zmm's steps), bytes into cols[j] (32 rows of column j), then
   // transpose the 32 x 8 bytes so that each row's NC columns are one masked store
   alignas(32) uint8_t cols[8][QLANES] = {};
-  const __m512 lo = _mm512_set1_ps(static_cast<float>(g.lo - g.zy)), hi = _mm512_set1_ps(static_cast<float>(g.hi - g.zy));
-  const __m512i zy = _mm512_set1_epi32(g.zy);
   for (int h = 0; h < 2; h++) {
-    const int valid = std::max(0, std::min(16, rows - 16 * h));
-    const __mmask16 keep = static_cast<__mmask16>((1u << valid) - 1);
-    const __m512i comp = _mm512_maskz_loadu_epi32(keep, g.comp + m0 + 16 * h);
-    const __m512 mult = _mm512_maskz_loadu_ps(keep, g.mult + m0 + 16 * h);
+    const LanesRequant k0 = lanes_requant(g, m0 + 16 * h, rows - 16 * h);
+    const LanesRequant k1 = lanes_requant(g, m0 + 16 * h + 8, rows - 16 * h - 8);
+    const __m512i comp = _mm512_inserti64x4(_mm512_castsi256_si512(k0.comp), k1.comp, 1);
     for (int j = 0; j < NC; j++)
       _mm_store_si128(reinterpret_cast<__m128i*>(cols[j] + 16 * h),
-                      _mm512_cvtepi32_epi8(requant16(_mm512_add_epi32(out[h][j], comp), mult, lo, hi, zy)));
+                      _mm512_cvtepi32_epi8(requant16(k0.k, k1.k, _mm512_add_epi32(out[h][j], comp))));
   }
   __m256i c[8], t[8], u[8];
   for (int j = 0; j < 8; j++) c[j] = _mm256_load_si256(reinterpret_cast<const __m256i*>(cols[j]));
@@ -156,10 +162,12 @@ INFERON_AVX2 void lanes_tile_avx2(const QGemm& g, const int16_t* aw, const Lanes
     }
   }
   const int rows = static_cast<int>(std::min<int64_t>(16, g.M - m0));
-  for (int j = 0; j < NC; j++)
-    for (int h = 0; h < 2; h++)  // rows 8 h ..: [r0 r1 r4 r5 | r2 r3 r6 r7] after hadd -> in order
-      lanes_store8<Q>(g, m0 + 8 * h, rows - 8 * h, n0 + j,
+  for (int h = 0; h < 2; h++) {  // rows 8 h ..: [r0 r1 r4 r5 | r2 r3 r6 r7] after hadd -> in order
+    const LanesRequant k = lanes_requant(g, m0 + 8 * h, rows - 8 * h);
+    for (int j = 0; j < NC; j++)
+      lanes_store8<Q>(g, k, m0 + 8 * h, rows - 8 * h, n0 + j,
                       _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[2 * h][j], acc[2 * h + 1][j]), 0xD8));
+  }
 }
 
 inline void lanes_tile_scalar(const QGemm& g, const int8_t* a, const LanesB& b, int64_t K4, int64_t m0, int64_t n0,

@@ -66,8 +66,9 @@ INFERON_VNNI void sparse_rows_zmm(const QGemm& g, const uint8_t* b, size_t panel
         out[p][2 * v] = _mm512_castsi512_si256(full[p][v]);
         out[p][2 * v + 1] = _mm512_extracti64x4_epi64(full[p][v], 1);
       }
+      const Requant8 k = row_requant(g, m);
       for (int v = 0; v < 4 && n + 8 * v < g.N; v++)
-        store8<Q, false>(g, m, n + 8 * v, static_cast<int>(std::min<int64_t>(8, g.N - n - 8 * v)), out[p][v]);
+        store8<Q, false>(g, k, m, n + 8 * v, static_cast<int>(std::min<int64_t>(8, g.N - n - 8 * v)), out[p][v]);
     }
   }
 }
@@ -106,11 +107,12 @@ INFERON_AVX2 void sparse_rows_avx2(const QGemm& g, const uint8_t* b, size_t pane
       }
       continue;
     }
+    const Requant8 k = row_requant(g, m);
     for (int p = 0; p < NP; p++) {
       const int64_t n = n0 + 8 * p;
       if (n >= g.N) break;
       const __m256i s = _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo[p], hi[p]), 0xD8);
-      store8<Q>(g, m, n, static_cast<int>(std::min<int64_t>(8, g.N - n)), s);
+      store8<Q>(g, k, m, n, static_cast<int>(std::min<int64_t>(8, g.N - n)), s);
     }
   }
 }

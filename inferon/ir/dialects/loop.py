@@ -760,7 +760,7 @@ class QDepthwiseConv2dOp(IRDLOperation):
 
     input [N, C, H, W] (ui8 / si8), weight [M, 1, kh, kw] si8 (M a multiple of C: output channel m
     reads input channel m // (M // C)), comp [M] si32 (bias - zx * sum of the channel's weights) and
-    mult [M] f32 as in loop.qgemm, output [N, M, Ho, Wo]; requant = [zy, lo, hi]; `pad` is the
+    mult [M, 4] si32 as in loop.qgemm, output [N, M, Ho, Wo]; requant = [zy, lo, hi]; `pad` is the
     stored input zero point (what the padding reads). pads are [top, left, bottom, right]."""
 
     name = "loop.qdepthwise_conv2d"
@@ -855,10 +855,11 @@ class QGemmOp(QGemmBase):
     A is either dense int8 [M, K] rows or (with `a_index` and `a_row_ptr`, from
     convert-sparse-to-spmm) the block1x4 encoding of a `#graph.sparse<block1x4>` weight
     (`inferon.ir.sparse.block4_encode`: int8 values of the 4-column groups holding a nonzero).
-    For (o, i) in batch: C[o,i][m, n] = clamp(round(float(sum_k A[m, k] B[k, n] + comp[m]) *
-    mult[m]) + zy, lo, hi) with requant = [zy, lo, hi], dims = [M, N, K]. X[o,i] = X + o *
-    X_strides[0] + i * X_strides[1] for A (rows of K), B, C; comp and mult (one per row, from the
-    bias and the zero points, see `inferon.ir.quant`) are offset by row_strides. B is [K, N] with
+    For (o, i) in batch: C[o,i][m, n] = clamp(round_half_even((sum_k A[m, k] B[k, n] + comp[m]) *
+    M[m]) + zy, lo, hi) with requant = [zy, lo, hi], dims = [M, N, K], the product exact. X[o,i] = X
+    + o * X_strides[0] + i * X_strides[1] for A (rows of K), B, C; comp (from the bias and the zero
+    points) and mult (M[m] in fixed point: `inferon.ir.quant.fixed_point` records [M, 4] si32) have
+    one row per output row and are offset by row_strides. B is [K, N] with
     row stride ldb, or (b_trans) [N, K] with row stride ldb, or (b_im2col) an image read as its
     im2col matrix with `pad` (the input zero point) in the padding. C[m, n] is at m * c_leading[0]
     + n * c_leading[1]. Signedness of B and C follows their element types (ui8 / si8).

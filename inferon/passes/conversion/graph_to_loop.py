@@ -534,17 +534,22 @@ def _qadd(lw: Lowering, op: Operation, out: SSAValue) -> None:
 def _qgemm_constants(
     lw: Lowering, op: Operation, w: np.ndarray, bias: np.ndarray | None, channels: int, flip_signed: bool = True
 ) -> tuple[SSAValue, SSAValue, list[int], int]:
-    """comp / mult weights, requant [zy, lo, hi] and the padding byte (the stored input zero point).
-    With flip_signed, int8 activations are read flipped to uint8 (x + 128: the GEMM's packing)."""
+    """comp / mult weights (mult: `quant.fixed_point` records), requant [zy, lo, hi] and the padding
+    byte (the stored input zero point). With flip_signed, int8 activations are read flipped to uint8
+    (x + 128: the GEMM's packing)."""
     qx, qw, qy = quant_of(op.operands[0]), quant_of(op.operands[1]), quant_of(op.results[0])
     assert qx is not None and qw is not None and qy is not None
     signed = qx.dtype == np.int8
     zx = qx.zero_point + (128 if signed and flip_signed else 0)
     comp = quant.compensation(w, zx, bias)
-    mult = quant.multipliers(qx.scale, qw.scale_array(), qy.scale, channels)
     lo, hi = quant.clamp_range(op.properties["epilogue"], qy.scale, qy.zero_point, qy.dtype)  # type: ignore[arg-type]
+    mult = quant.multipliers(qx.scale, qw.scale_array(), qy.scale, channels)
+    try:
+        table = quant.fixed_point(mult, qy.zero_point, lo, hi)
+    except ValueError as e:
+        raise PassError(f"convert-graph-to-loop: {op.name}: {e}") from None
     comp_w = lw.constant(comp, "qcomp", graph.i32_signed())
-    mult_w = lw.constant(mult, "qmult")
+    mult_w = lw.constant(table, "qmult", graph.i32_signed())
     return comp_w, mult_w, [qy.zero_point, lo, hi], qx.zero_point & 0xFF
 
 
