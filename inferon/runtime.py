@@ -35,6 +35,7 @@ _DTYPES: dict[int, np.dtype] = {
     3: np.dtype(np.int8),
     6: np.dtype(np.int32),
     7: np.dtype(np.int64),
+    9: np.dtype(np.bool_),
 }
 _CODES = {dt: code for code, dt in _DTYPES.items()}
 

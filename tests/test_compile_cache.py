@@ -150,3 +150,25 @@ def test_kernel_objects_are_built_once_and_shared(tmp_path: Path, monkeypatch: p
     assert kernel_families("inferon::gemm(1, 2); inferon::qdepthwise_conv2d<uint8_t, int8_t>(g, x, y);") == [
         "GEMM", "DEPTHWISE"]
     assert kernel_families("inferon::gemm_like(); // inferon::spmm_x") == []
+
+
+def test_every_kernel_entry_point_is_in_its_prebuilt_family() -> None:
+    """Each `INFERON_ENTRY` function of a family header is listed in `PREBUILT_FAMILIES` (a model
+    calling an unlisted one would not link its family's object)."""
+    import re
+
+    from inferon.backend.toolchain import PREBUILT_FAMILIES, runtime_dir
+
+    entries: set[str] = set()
+    for header in sorted((runtime_dir() / "kernels").glob("*.hpp")):
+        text = header.read_text()
+        names = set(re.findall(r"INFERON_ENTRY\s+[\w:<>*&\s]*?\b(\w+)\s*\(", text))
+        families = set(re.findall(r"INFERON_DEFINE_KERNELS\((\w+)\)", text)) - {"FAMILY"}
+        entries |= names
+        for family in families:
+            assert family in PREBUILT_FAMILIES, f"{header.name}: family {family} is not in PREBUILT_FAMILIES"
+        if len(families) == 1:
+            missing = names - set(PREBUILT_FAMILIES[families.pop()])
+            assert not missing, f"{header.name}: entry points {sorted(missing)} are not listed"
+    assert {"select", "binary", "qgemm"} <= entries
+    assert entries <= {name for names in PREBUILT_FAMILIES.values() for name in names}

@@ -497,6 +497,16 @@ class CppEmitter:
         )
 
     @emit.register
+    def _(self, op: loop.SelectOp) -> None:
+        shape = ints(op.shape)
+        s = self.const_array(shape)
+        c, a, b = (self.const_array(ints(st)) for st in (op.cond_strides, op.lhs_strides, op.rhs_strides))
+        self.line(
+            f"inferon::select({len(shape)}, {s}, {self.buf(op.cond)}, {c}, {self.buf(op.lhs)}, {a}, "
+            f"{self.buf(op.rhs)}, {b}, {self.buf(op.output)}, nt);"
+        )
+
+    @emit.register
     def _(self, op: loop.UnaryOp) -> None:
         self.line(
             f"inferon::unary({UNARY_KERNELS[op.kind.data]}, {op.size.value.data}, {self.buf(op.input)}, "
@@ -575,6 +585,16 @@ def _arg_names(fn: func.FuncOp) -> list[str]:
     return names
 
 
+def _bool_args(fn: func.FuncOp) -> set[int]:
+    """Arguments the importer marked `inferon.dtype = "bool"` (bytes 0 / 1 in the model's ABI)."""
+    marked = set()
+    for i, attrs in enumerate(fn.arg_attrs.data if fn.arg_attrs else []):
+        dtype = attrs.data.get("inferon.dtype") if isinstance(attrs, DictionaryAttr) else None
+        if isinstance(dtype, StringAttr) and dtype.data == "bool":
+            marked.add(i)
+    return marked
+
+
 def emit_cpp(
     module: ModuleOp, weights: WeightStore, *, source: str = "model", version: str = "", target: str = "native"
 ) -> EmittedModel:
@@ -596,14 +616,15 @@ def emit_cpp(
     handles = [op.handle.data for op in block.ops if isinstance(op, loop.WeightOp)]
     blob, offsets = weights.pack(handles)
     emitter = CppEmitter(offsets, num_inputs)
-    names = _arg_names(fn)
+    names, bools = _arg_names(fn), _bool_args(fn)
     decls = []
     for i, arg in enumerate(block.args):
         is_input = i < num_inputs
         emitter.names[arg] = (_typed(f"(in[{i}])", arg.type, const=True) if is_input
                               else _typed(f"(out[{i - num_inputs}])", arg.type))  # fmt: skip
+        dtype = "INFERON_BOOL" if i in bools and ctype(arg.type) == "uint8_t" else DTYPES[ctype(arg.type)]
         decls.append(TensorDecl(names[i] if i < len(names) else f"t{i}", f"kT{i}", tuple(arg.type.get_shape()),
-                                DTYPES[ctype(arg.type)]))  # fmt: skip
+                                dtype))  # fmt: skip
     ops: list[EmittedOp] = []
     for op in block.ops:
         start = len(emitter.body)

@@ -13,6 +13,14 @@ BINARY_KERNELS: dict[ElementwiseKind, str] = {
     ElementwiseKind.MIN: "inferon::BIN_MIN",
     ElementwiseKind.POW: "inferon::BIN_POW",
     ElementwiseKind.PRELU: "inferon::BIN_PRELU",
+    ElementwiseKind.GREATER: "inferon::BIN_GREATER",
+    ElementwiseKind.LESS: "inferon::BIN_LESS",
+    ElementwiseKind.GREATER_EQUAL: "inferon::BIN_GREATER_EQUAL",
+    ElementwiseKind.LESS_EQUAL: "inferon::BIN_LESS_EQUAL",
+    ElementwiseKind.EQUAL: "inferon::BIN_EQUAL",
+    ElementwiseKind.AND: "inferon::BIN_AND",
+    ElementwiseKind.OR: "inferon::BIN_OR",
+    ElementwiseKind.XOR: "inferon::BIN_XOR",
 }
 
 UNARY_KERNELS: dict[ElementwiseKind, str] = {
@@ -45,6 +53,7 @@ UNARY_KERNELS: dict[ElementwiseKind, str] = {
     ElementwiseKind.ROUND: "inferon::UN_ROUND",
     ElementwiseKind.SIN: "inferon::UN_SIN",
     ElementwiseKind.COS: "inferon::UN_COS",
+    ElementwiseKind.NOT: "inferon::UN_NOT",
 }
 
 REDUCE_KERNELS: dict[ReduceKind, str] = {kind: f"inferon::RED_{kind.name}" for kind in ReduceKind}

@@ -155,7 +155,7 @@ PREBUILT_FAMILIES: dict[str, tuple[str, ...]] = {
     "DEPTHWISE": ("depthwise_conv2d", "qdepthwise_conv2d"),  # the INT8 one falls back on the float one
     "WINOGRAD": ("winograd_input", "winograd_output"),
     "POOL": ("pool2d", "global_pool"),
-    "ELEMENTWISE": ("unary", "binary", "channel_affine"),
+    "ELEMENTWISE": ("unary", "binary", "select", "channel_affine"),
     "REDUCE": ("reduce", "row_norm"),
     "NORM": ("softmax", "lrn"),
     "CONV": ("im2col", "col2im"),

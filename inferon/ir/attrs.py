@@ -81,6 +81,15 @@ class ElementwiseKind(StrEnum):
     MIN = "min"
     POW = "pow"
     PRELU = "prelu"  # lhs if lhs >= 0 else lhs * rhs (rhs: the slope)
+    # comparisons and logical ops: 1.0 or 0.0 (an ONNX bool tensor as float32; nonzero reads as true)
+    GREATER = "greater"
+    LESS = "less"
+    GREATER_EQUAL = "greater_equal"
+    LESS_EQUAL = "less_equal"
+    EQUAL = "equal"
+    AND = "and"
+    OR = "or"
+    XOR = "xor"
     RELU = "relu"
     LEAKY_RELU = "leaky_relu"
     CLIP = "clip"
@@ -110,6 +119,7 @@ class ElementwiseKind(StrEnum):
     ROUND = "round"
     SIN = "sin"
     COS = "cos"
+    NOT = "not"
 
 
 @irdl_attr_definition

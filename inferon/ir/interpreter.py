@@ -42,6 +42,14 @@ ELEMENTWISE: dict[ElementwiseKind, Callable[[np.ndarray, np.ndarray | float, flo
     ElementwiseKind.MIN: lambda a, b, _: np.minimum(a, b),
     ElementwiseKind.POW: lambda a, b, _: np.power(a, b),
     ElementwiseKind.PRELU: lambda a, b, _: np.where(a < 0, a * b, a),
+    ElementwiseKind.GREATER: lambda a, b, _: (a > b).astype(np.float32),
+    ElementwiseKind.LESS: lambda a, b, _: (a < b).astype(np.float32),
+    ElementwiseKind.GREATER_EQUAL: lambda a, b, _: (a >= b).astype(np.float32),
+    ElementwiseKind.LESS_EQUAL: lambda a, b, _: (a <= b).astype(np.float32),
+    ElementwiseKind.EQUAL: lambda a, b, _: (a == b).astype(np.float32),
+    ElementwiseKind.AND: lambda a, b, _: ((a != 0) & (b != 0)).astype(np.float32),
+    ElementwiseKind.OR: lambda a, b, _: ((a != 0) | (b != 0)).astype(np.float32),
+    ElementwiseKind.XOR: lambda a, b, _: ((a != 0) ^ (b != 0)).astype(np.float32),
     ElementwiseKind.RELU: lambda x, a, b: np.maximum(x, 0),
     ElementwiseKind.LEAKY_RELU: lambda x, a, b: np.where(x >= 0, x, a * x),
     ElementwiseKind.CLIP: lambda x, a, b: np.minimum(np.maximum(x, a), b),
@@ -71,6 +79,7 @@ ELEMENTWISE: dict[ElementwiseKind, Callable[[np.ndarray, np.ndarray | float, flo
     ElementwiseKind.ROUND: lambda x, a, b: np.round(x),
     ElementwiseKind.SIN: lambda x, a, b: np.sin(x),
     ElementwiseKind.COS: lambda x, a, b: np.cos(x),
+    ElementwiseKind.NOT: lambda x, a, b: (x == 0).astype(np.float32),
 }
 
 ACTIVATION_KIND = {
@@ -233,6 +242,11 @@ def _batch_norm(op: Operation, args: list[np.ndarray]) -> np.ndarray:
 def _binary(op: Operation, args: list[np.ndarray]) -> np.ndarray:
     assert isinstance(op, graph.BinaryOp)
     return ELEMENTWISE[op.KIND](args[0], args[1], 0.0)
+
+
+@impl(graph.WhereOp)
+def _where(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    return np.where(args[0] != 0, args[1], args[2])
 
 
 @impl(*graph.UNARY_OPS)

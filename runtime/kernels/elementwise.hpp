@@ -5,9 +5,11 @@
 
 namespace inferon {
 
-// BIN_PRELU: a < 0 ? a * b : a (b: the slope).
+// BIN_PRELU: a < 0 ? a * b : a (b: the slope). Comparisons and logical ops give 1 or 0 (an ONNX bool
+// tensor as float32; the logical ops read any nonzero as true).
 enum BinOp : int { BIN_ADD = 0, BIN_SUB = 1, BIN_MUL = 2, BIN_DIV = 3, BIN_MAX = 4, BIN_MIN = 5, BIN_POW = 6,
-                   BIN_PRELU = 7 };
+                   BIN_PRELU = 7, BIN_GREATER = 8, BIN_LESS = 9, BIN_GREATER_EQUAL = 10, BIN_LESS_EQUAL = 11,
+                   BIN_EQUAL = 12, BIN_AND = 13, BIN_OR = 14, BIN_XOR = 15 };
 
 // Same numbers as Act for ReLU..Sigmoid. HardSigmoid: max(0, min(1, alpha*x + beta)); Elu, Celu and
 // ThresholdedRelu use alpha; Selu is beta * Elu(alpha) (beta = ONNX's gamma).
@@ -15,7 +17,8 @@ enum UnOp : int { UN_RELU = 1, UN_LEAKY_RELU = 2, UN_CLIP = 3, UN_SIGMOID = 4, U
                   UN_LOG = 7, UN_ABS = 8, UN_NEG = 9, UN_SQRT = 10, UN_RECIPROCAL = 11, UN_FLOOR = 12, UN_CEIL = 13,
                   UN_ELU = 14, UN_HARD_SIGMOID = 15, UN_SOFTPLUS = 16, UN_HARD_SWISH = 17, UN_SELU = 18,
                   UN_CELU = 19, UN_THRESHOLDED_RELU = 20, UN_SOFTSIGN = 21, UN_MISH = 22, UN_ERF = 23,
-                  UN_GELU = 24, UN_GELU_TANH = 25, UN_SIGN = 26, UN_ROUND = 27, UN_SIN = 28, UN_COS = 29 };
+                  UN_GELU = 24, UN_GELU_TANH = 25, UN_SIGN = 26, UN_ROUND = 27, UN_SIN = 28, UN_COS = 29,
+                  UN_NOT = 30 };
 
 namespace ew_detail {
 
@@ -29,9 +32,20 @@ inline float bin_scalar(float a, float b) {
     case BIN_MAX: return a > b ? a : b;
     case BIN_MIN: return a < b ? a : b;
     case BIN_POW: return std::pow(a, b);
+    case BIN_GREATER: return a > b ? 1.f : 0.f;
+    case BIN_LESS: return a < b ? 1.f : 0.f;
+    case BIN_GREATER_EQUAL: return a >= b ? 1.f : 0.f;
+    case BIN_LESS_EQUAL: return a <= b ? 1.f : 0.f;
+    case BIN_EQUAL: return a == b ? 1.f : 0.f;
+    case BIN_AND: return a != 0.f && b != 0.f ? 1.f : 0.f;
+    case BIN_OR: return a != 0.f || b != 0.f ? 1.f : 0.f;
+    case BIN_XOR: return (a != 0.f) != (b != 0.f) ? 1.f : 0.f;
     default: return a < 0.f ? a * b : a;  // BIN_PRELU
   }
 }
+
+// 1.0f where the mask is set, else 0.
+INFERON_AVX2_INLINE __m256 mask_to_one(__m256 m) { return _mm256_and_ps(m, _mm256_set1_ps(1.f)); }
 
 template <int OP>
 INFERON_AVX2_INLINE __m256 bin_vec(__m256 a, __m256 b) {
@@ -43,6 +57,18 @@ INFERON_AVX2_INLINE __m256 bin_vec(__m256 a, __m256 b) {
     // (a > b ? a : b) like the scalar path: max_ps(b, a) returns a when a > b
     case BIN_MAX: return _mm256_max_ps(b, a);
     case BIN_MIN: return _mm256_min_ps(b, a);
+    case BIN_GREATER: return mask_to_one(_mm256_cmp_ps(a, b, _CMP_GT_OQ));
+    case BIN_LESS: return mask_to_one(_mm256_cmp_ps(a, b, _CMP_LT_OQ));
+    case BIN_GREATER_EQUAL: return mask_to_one(_mm256_cmp_ps(a, b, _CMP_GE_OQ));
+    case BIN_LESS_EQUAL: return mask_to_one(_mm256_cmp_ps(a, b, _CMP_LE_OQ));
+    case BIN_EQUAL: return mask_to_one(_mm256_cmp_ps(a, b, _CMP_EQ_OQ));
+    case BIN_AND:
+    case BIN_OR:
+    case BIN_XOR: {
+      const __m256 ta = _mm256_cmp_ps(a, _mm256_setzero_ps(), _CMP_NEQ_UQ);
+      const __m256 tb = _mm256_cmp_ps(b, _mm256_setzero_ps(), _CMP_NEQ_UQ);
+      return mask_to_one(OP == BIN_AND ? _mm256_and_ps(ta, tb) : OP == BIN_OR ? _mm256_or_ps(ta, tb) : _mm256_xor_ps(ta, tb));
+    }
     default: return _mm256_blendv_ps(a, _mm256_mul_ps(a, b), _mm256_cmp_ps(a, _mm256_setzero_ps(), _CMP_LT_OQ));
   }
 }
@@ -201,6 +227,7 @@ inline float un_scalar(int op, float x, float alpha, float beta) {
     case UN_ROUND: return std::nearbyint(x);  // default rounding mode: halves to even
     case UN_SIN: return std::sin(x);
     case UN_COS: return std::cos(x);
+    case UN_NOT: return x == 0.f ? 1.f : 0.f;
     default: return x;
   }
 }
@@ -368,6 +395,7 @@ INFERON_AVX2_INLINE __m256 un_vec(__m256 x, __m256 va, __m256 vb) {
     case UN_ROUND: return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     case UN_SIN: return sincos256<false>(x);
     case UN_COS: return sincos256<true>(x);
+    case UN_NOT: return _mm256_and_ps(_mm256_cmp_ps(x, zero, _CMP_EQ_OQ), one);
     default: return x;
   }
 }
@@ -440,7 +468,45 @@ INFERON_ENTRY void binary(int op, int rank, const int64_t* out_shape, const floa
     case BIN_MAX: return ew_detail::binary_op<BIN_MAX>(s, a, b, y, num_threads);
     case BIN_MIN: return ew_detail::binary_op<BIN_MIN>(s, a, b, y, num_threads);
     case BIN_PRELU: return ew_detail::binary_op<BIN_PRELU>(s, a, b, y, num_threads);
+    case BIN_GREATER: return ew_detail::binary_op<BIN_GREATER>(s, a, b, y, num_threads);
+    case BIN_LESS: return ew_detail::binary_op<BIN_LESS>(s, a, b, y, num_threads);
+    case BIN_GREATER_EQUAL: return ew_detail::binary_op<BIN_GREATER_EQUAL>(s, a, b, y, num_threads);
+    case BIN_LESS_EQUAL: return ew_detail::binary_op<BIN_LESS_EQUAL>(s, a, b, y, num_threads);
+    case BIN_EQUAL: return ew_detail::binary_op<BIN_EQUAL>(s, a, b, y, num_threads);
+    case BIN_AND: return ew_detail::binary_op<BIN_AND>(s, a, b, y, num_threads);
+    case BIN_OR: return ew_detail::binary_op<BIN_OR>(s, a, b, y, num_threads);
+    case BIN_XOR: return ew_detail::binary_op<BIN_XOR>(s, a, b, y, num_threads);
     default: return ew_detail::binary_op<BIN_POW>(s, a, b, y, num_threads);
+  }
+}
+#endif
+
+// ONNX Where: y[i] = c[i·c_strides] != 0 ? a[i·a_strides] : b[i·b_strides] over out_shape (rank <= 8,
+// broadcast dims with stride 0, y dense); c is a bool tensor as 1 / 0 floats.
+INFERON_ENTRY void select(int rank, const int64_t* out_shape, const float* c, const int64_t* c_strides, const float* a,
+                          const int64_t* a_strides, const float* b, const int64_t* b_strides, float* y,
+                          int num_threads = 1);
+
+#if INFERON_DEFINE_KERNELS(ELEMENTWISE)
+INFERON_ENTRY void select(int rank, const int64_t* out_shape, const float* c, const int64_t* c_strides, const float* a,
+                          const int64_t* a_strides, const float* b, const int64_t* b_strides, float* y,
+                          int num_threads) {
+  int64_t rows = 1, inner = rank > 0 ? out_shape[rank - 1] : 1;
+  for (int d = 0; d + 1 < rank; d++) rows *= out_shape[d];
+  if (rows == 0 || inner == 0) return;
+  const int64_t sc = rank > 0 ? c_strides[rank - 1] : 0, sa = rank > 0 ? a_strides[rank - 1] : 0,
+                sb = rank > 0 ? b_strides[rank - 1] : 0;
+  const int T = threads_for(num_threads, static_cast<double>(rows) * inner, 65536.0);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t row = 0; row < rows; row++) {
+    int64_t oc = 0, oa = 0, ob = 0, rem = row;
+    for (int d = rank - 2; d >= 0; d--) {
+      const int64_t i = rem % out_shape[d];
+      rem /= out_shape[d];
+      oc += i * c_strides[d], oa += i * a_strides[d], ob += i * b_strides[d];
+    }
+    float* out = y + row * inner;
+    for (int64_t i = 0; i < inner; i++) out[i] = c[oc + i * sc] != 0.f ? a[oa + i * sa] : b[ob + i * sb];
   }
 }
 #endif
@@ -462,7 +528,7 @@ INFERON_ENTRY void unary(int op, int64_t n, const float* x, float* y, float alph
     INFERON_UN_CASE(UN_CELU) INFERON_UN_CASE(UN_THRESHOLDED_RELU) INFERON_UN_CASE(UN_SOFTSIGN)
     INFERON_UN_CASE(UN_MISH) INFERON_UN_CASE(UN_ERF) INFERON_UN_CASE(UN_GELU)
     INFERON_UN_CASE(UN_GELU_TANH) INFERON_UN_CASE(UN_SIGN) INFERON_UN_CASE(UN_ROUND)
-    INFERON_UN_CASE(UN_SIN) INFERON_UN_CASE(UN_COS)
+    INFERON_UN_CASE(UN_SIN) INFERON_UN_CASE(UN_COS) INFERON_UN_CASE(UN_NOT)
 #undef INFERON_UN_CASE
     default:
       if (x != y) std::memcpy(y, x, static_cast<size_t>(n) * sizeof(float));

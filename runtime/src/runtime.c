@@ -73,6 +73,7 @@ static const char* dtype_name(int dtype) {
     case INFERON_INT8: return "int8";
     case INFERON_INT32: return "int32";
     case INFERON_INT64: return "int64";
+    case INFERON_BOOL: return "bool";
     default: return "unknown";
   }
 }

@@ -20,12 +20,12 @@ import onnx
 from onnx import numpy_helper
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr
-from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
 from inferon.errors import ModelImportError, UnsupportedError
 from inferon.frontend.onnx.registry import load_converters, lookup
 from inferon.ir.attrs import QuantType
-from inferon.ir.dialects.graph import WeightOp, is_index, quant_of, shape_of, tensor_type
+from inferon.ir.dialects.graph import DequantizeOp, QuantizeOp, WeightOp, is_index, quant_of, shape_of, tensor_type
 from inferon.ir.quant import dequantize
 from inferon.ir.weights import WeightStore
 
@@ -37,7 +37,9 @@ INPUT_TYPES = {
     FLOAT: None,
     onnx.TensorProto.UINT8: QuantType.make(np.uint8, [1.0], [0]),
     onnx.TensorProto.INT8: QuantType.make(np.int8, [1.0], [0]),
+    onnx.TensorProto.BOOL: QuantType.make(np.uint8, [1.0], [0]),  # bytes 0 / 1, read as float 1.0 / 0.0
 }
+BOOL = onnx.TensorProto.BOOL
 # ops imported even when all their inputs are constants: DequantizeLinear of a weight keeps the
 # integers (and their scales) for fold-qdq instead of becoming a float constant
 NO_FOLD = frozenset({"DequantizeLinear"})
@@ -181,7 +183,8 @@ def _input_shape(
         raise UnsupportedError(f"input '{vi.name}' is not a tensor")
     if ttype.elem_type not in INPUT_TYPES:
         dtype = onnx.TensorProto.DataType.Name(ttype.elem_type)
-        raise UnsupportedError(f"input '{vi.name}' has dtype {dtype}; only FLOAT, UINT8 and INT8 inputs are supported")
+        raise UnsupportedError(f"input '{vi.name}' has dtype {dtype}; only FLOAT, UINT8, INT8 and BOOL inputs are "
+                               "supported")  # fmt: skip
     if vi.name in given:
         shape = tuple(int(d) for d in given[vi.name])
         if ttype.HasField("shape"):
@@ -363,6 +366,8 @@ def import_model(
     ctx.env.update(initializers)
     for vi, arg in zip(runtime_inputs, block.args):
         ctx.env[vi.name] = arg
+        if vi.type.tensor_type.elem_type == BOOL:  # a bool tensor is float 1.0 / 0.0 inside the model
+            ctx.env[vi.name] = ctx.emit(DequantizeOp(arg)).results[0]
 
     for index, node in enumerate(graph.node):
         ctx.node = node
@@ -435,7 +440,9 @@ def import_model(
             raise UnsupportedError(f"graph output '{vo.name}' is a DynamicQuantizeLinear integer result (a run-time "
                                    "zero point); only float32 tensors and statically quantized uint8 / int8 tensors "
                                    "can be graph outputs")  # fmt: skip
-        if is_index(ssa):
+        if declared == BOOL and q is None and not is_index(ssa):  # 1.0 / 0.0 back to bytes
+            ssa = ctx.emit(QuantizeOp(ssa, INPUT_TYPES[BOOL])).results[0]
+        elif is_index(ssa):
             if declared not in (0, onnx.TensorProto.INT64):
                 raise ModelImportError(f"graph output '{vo.name}' is declared "
                                        f"{onnx.TensorProto.DataType.Name(declared)} but is int64 (ArgMax / ArgMin)")  # fmt: skip
@@ -449,15 +456,22 @@ def import_model(
         out_types.append(ssa.type)
     block.add_op(func.ReturnOp(*returns))
 
-    def names_attr(names: list[str]) -> ArrayAttr[DictionaryAttr]:
-        return ArrayAttr([DictionaryAttr({"inferon.name": StringAttr(n)}) for n in names])
+    def names_attr(values: list[onnx.ValueInfoProto]) -> ArrayAttr[DictionaryAttr]:
+        """Each tensor's name, and `inferon.dtype = "bool"` on bool ones (bytes in the model's ABI)."""
+        attrs = []
+        for vi in values:
+            entries: dict[str, Attribute] = {"inferon.name": StringAttr(vi.name)}
+            if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type == BOOL:
+                entries["inferon.dtype"] = StringAttr("bool")
+            attrs.append(DictionaryAttr(entries))
+        return ArrayAttr(attrs)
 
     fn = func.FuncOp(
         "main",
         ([a.type for a in block.args], out_types),
         Region(block),
-        arg_attrs=names_attr([vi.name for vi in runtime_inputs]),
-        res_attrs=names_attr([vo.name for vo in graph.output]),
+        arg_attrs=names_attr(runtime_inputs),
+        res_attrs=names_attr(list(graph.output)),
     )
     module = ModuleOp([fn])
     try:

@@ -79,6 +79,46 @@ def convert_binary(ctx: ImportContext, node: NodeProto) -> list[Value]:
     return [acc]
 
 
+# Comparisons and logical ops on float32 tensors: the bool result is a float32 tensor of 1.0 / 0.0,
+# which Where, Not / And / Or / Xor and Cast to FLOAT read (a bool graph output is reported as unsupported).
+COMPARE: dict[str, type[graph.BinaryOp]] = {
+    "Greater": graph.GreaterOp, "Less": graph.LessOp, "Equal": graph.EqualOp,
+    "GreaterOrEqual": graph.GreaterEqualOp, "LessOrEqual": graph.LessEqualOp,
+    "And": graph.AndOp, "Or": graph.OrOp, "Xor": graph.XorOp,
+}  # fmt: skip
+
+
+@converter("Greater", "Less", "Equal", "And", "Or", "Xor", since=7)
+@converter("GreaterOrEqual", "LessOrEqual", since=12)
+def convert_compare(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    a, b = (_bool_or_float(ctx, name) for name in node.input[:2])
+    return [binary(ctx, COMPARE[node.op_type], a, b)]
+
+
+@converter("Not")
+def convert_not(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    return [ctx.emit(graph.NotOp(_bool_or_float(ctx, node.input[0]))).results[0]]
+
+
+@converter("Where", since=9)
+def convert_where(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    cond, x, y = (_bool_or_float(ctx, name) for name in node.input[:3])
+    try:
+        shape = tuple(int(d) for d in np.broadcast_shapes(shape_of(cond), shape_of(x), shape_of(y)))
+    except ValueError:
+        shapes = [list(shape_of(v)) for v in (cond, x, y)]
+        raise ctx.error(f"shapes {shapes} of condition, X and Y do not broadcast") from None
+    return [ctx.emit(graph.WhereOp(cond, x, y, shape)).results[0]]
+
+
+def _bool_or_float(ctx: ImportContext, name: str) -> SSAValue:
+    """A run-time input of a comparison / logical op / Where; a constant bool tensor becomes 1.0 / 0.0."""
+    const = ctx.const(name)
+    if const is not None and const.dtype == np.bool_:
+        return ctx.weight(const.astype(np.float32), name)
+    return ctx.value(name)
+
+
 @converter(*UNARY)
 def convert_unary(ctx: ImportContext, node: NodeProto) -> list[Value]:
     cls, attrs = UNARY[node.op_type]

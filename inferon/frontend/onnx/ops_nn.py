@@ -499,6 +499,8 @@ def convert_log_softmax(ctx: ImportContext, node: NodeProto) -> list[Value]:
 @converter("Dropout")
 def convert_dropout(ctx: ImportContext, node: NodeProto) -> list[Value]:
     training = ctx.const(ctx.input(2)) if ctx.input(2) else None
+    if ctx.input(2) and training is None:
+        raise ctx.unsupported("training_mode must be a compile-time constant (False: inference only)")
     if training is not None and bool(training):
         raise ctx.unsupported("training_mode=True is not supported (inference only)")
     x = ctx.value(node.input[0])

@@ -387,6 +387,8 @@ def convert_cast(ctx: ImportContext, node: NodeProto) -> list[Value]:
     if graph.is_index(x):
         return [_cast_indices(ctx, x, to)]
     q = quant_of(x)
+    if to == onnx.TensorProto.BOOL and q is None:  # x != 0 as 1.0 / 0.0 (Or of x with itself)
+        return [ctx.emit(graph.OrOp(x, x, shape_of(x))).results[0]]
     if to == onnx.TensorProto.FLOAT:
         if q is None:
             return [x]  # float -> float (or an integer-valued float: MatMulInteger's result)

@@ -697,11 +697,88 @@ class CosOp(UnaryOp):
     KIND: ClassVar[ElementwiseKind] = ElementwiseKind.COS
 
 
-BINARY_OPS: tuple[type[BinaryOp], ...] = (AddOp, SubOp, MulOp, DivOp, MaxOp, MinOp, PowOp, PReluOp)
+# Comparisons and logical ops (ONNX bool tensors are float32 tensors of 1.0 / 0.0 here; nonzero is true).
+@irdl_op_definition
+class GreaterOp(BinaryOp):
+    name = "graph.greater"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.GREATER
+
+@irdl_op_definition
+class LessOp(BinaryOp):
+    name = "graph.less"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.LESS
+
+@irdl_op_definition
+class GreaterEqualOp(BinaryOp):
+    name = "graph.greater_equal"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.GREATER_EQUAL
+
+@irdl_op_definition
+class LessEqualOp(BinaryOp):
+    name = "graph.less_equal"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.LESS_EQUAL
+
+@irdl_op_definition
+class EqualOp(BinaryOp):
+    name = "graph.equal"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.EQUAL
+
+@irdl_op_definition
+class AndOp(BinaryOp):
+    name = "graph.and"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.AND
+
+@irdl_op_definition
+class OrOp(BinaryOp):
+    name = "graph.or"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.OR
+
+@irdl_op_definition
+class XorOp(BinaryOp):
+    name = "graph.xor"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.XOR
+
+
+@irdl_op_definition
+class NotOp(UnaryOp):
+    """1 if x == 0 else 0 (ONNX Not on a bool tensor as 1.0 / 0.0)"""
+
+    name = "graph.not"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.NOT
+
+
+@irdl_op_definition
+class WhereOp(IRDLOperation):
+    """ONNX Where: lhs where cond is nonzero, else rhs, with numpy broadcasting of all three (cond: a
+    bool tensor as 1.0 / 0.0)."""
+
+    name = "graph.where"
+    cond = operand_def(TensorType)
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+
+    def __init__(self, cond: SSAValue, lhs: SSAValue, rhs: SSAValue, shape: tuple[int, ...]):
+        super().__init__(operands=[cond, lhs, rhs], result_types=[tensor_type(shape)])
+
+    def verify_(self) -> None:
+        try:
+            shape = np.broadcast_shapes(shape_of(self.cond), shape_of(self.lhs), shape_of(self.rhs))
+        except ValueError:
+            raise VerifyException(f"graph.where: operand shapes {[shape_of(v) for v in self.operands]} do not broadcast") from None
+        if tuple(shape) != shape_of(self.output):
+            raise VerifyException(f"graph.where: result shape {shape_of(self.output)} is not the broadcast {tuple(shape)}")
+
+
+COMPARISON_OPS: tuple[type[BinaryOp], ...] = (
+    GreaterOp, LessOp, GreaterEqualOp, LessEqualOp, EqualOp, AndOp, OrOp, XorOp,
+)  # fmt: skip
+BINARY_OPS: tuple[type[BinaryOp], ...] = (AddOp, SubOp, MulOp, DivOp, MaxOp, MinOp, PowOp, PReluOp, *COMPARISON_OPS)
 UNARY_OPS: tuple[type[UnaryOp], ...] = (
     ReluOp, LeakyReluOp, ClipOp, SigmoidOp, TanhOp, ExpOp, LogOp, AbsOp, NegOp, SqrtOp,
     ReciprocalOp, FloorOp, CeilOp, EluOp, HardSigmoidOp, SoftplusOp, HardSwishOp, SeluOp, CeluOp,
-    ThresholdedReluOp, SoftsignOp, MishOp, ErfOp, GeluOp, GeluTanhOp, SignOp, RoundOp, SinOp, CosOp,
+    ThresholdedReluOp, SoftsignOp, MishOp, ErfOp, GeluOp, GeluTanhOp, SignOp, RoundOp, SinOp, CosOp, NotOp,
 )  # fmt: skip
 
 
@@ -1251,7 +1328,7 @@ Graph = Dialect(
     "graph",
     [
         WeightOp, Conv2dOp, ConvTranspose2dOp, MatMulOp, ChannelAffineOp, BatchNormOp,
-        *BINARY_OPS, *UNARY_OPS,
+        *BINARY_OPS, *UNARY_OPS, WhereOp,
         MaxPoolOp, AvgPoolOp, GlobalAvgPoolOp, GlobalMaxPoolOp,
         ConcatOp, ReshapeOp, SliceOp, TransposeOp, SoftmaxOp, LRNOp, IdentityOp, PadOp, ResizeOp,
         ReduceOp, ArgReduceOp, LayerNormOp, GroupNormOp,

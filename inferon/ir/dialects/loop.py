@@ -419,6 +419,21 @@ class BinaryOp(IRDLOperation):
 
 
 @irdl_op_definition
+class SelectOp(IRDLOperation):
+    """ONNX Where: y = cond != 0 ? lhs : rhs over `shape`, operands read with broadcast strides."""
+
+    name = "loop.select"
+    cond = operand_def(MemRefType)
+    lhs = operand_def(MemRefType)
+    rhs = operand_def(MemRefType)
+    output = operand_def(MemRefType)
+    shape = prop_def(DenseArrayBase)
+    cond_strides = prop_def(DenseArrayBase)
+    lhs_strides = prop_def(DenseArrayBase)
+    rhs_strides = prop_def(DenseArrayBase)
+
+
+@irdl_op_definition
 class UnaryOp(IRDLOperation):
     """y = kind(x; alpha, beta) over `size` contiguous elements."""
 
@@ -879,7 +894,7 @@ class QGemmOp(QGemmBase):
 
 
 COMPUTE_OPS = (
-    Conv2dOp, DepthwiseConv2dOp, ChannelAffineOp, Im2ColOp, Col2ImOp, WinogradInputOp, WinogradOutputOp, MatMulOp, Pool2dOp, GlobalPoolOp, BinaryOp, UnaryOp, CopyOp,
+    Conv2dOp, DepthwiseConv2dOp, ChannelAffineOp, Im2ColOp, Col2ImOp, WinogradInputOp, WinogradOutputOp, MatMulOp, Pool2dOp, GlobalPoolOp, BinaryOp, SelectOp, UnaryOp, CopyOp,
     StridedCopyOp, TransposeOp, SoftmaxOp, LRNOp, ReduceOp, ArgReduceOp, RowNormOp, SpMMOp, QuantizeOp, DequantizeOp, DynamicQuantizeOp, QGemmOp, QAddOp, QDepthwiseConv2dOp, PadOp,
     ResizeOp,
 )  # fmt: skip

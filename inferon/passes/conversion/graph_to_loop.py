@@ -251,6 +251,18 @@ def _binary(lw: Lowering, op: Operation, out: SSAValue) -> None:
     lw.emit(loop.BinaryOp.create(operands=[lw.buffer(op.lhs), lw.buffer(op.rhs), out], properties=props))
 
 
+@lowers(graph.WhereOp)
+def _where(lw: Lowering, op: Operation, out: SSAValue) -> None:
+    assert isinstance(op, graph.WhereOp)
+    shape = shape_of(op.output) or (1,)
+    props = {"shape": i64_array(shape)} | {
+        f"{name}_strides": i64_array(broadcast_strides(shape_of(v), shape))
+        for name, v in (("cond", op.cond), ("lhs", op.lhs), ("rhs", op.rhs))
+    }  # fmt: skip
+    operands = [lw.buffer(op.cond), lw.buffer(op.lhs), lw.buffer(op.rhs), out]
+    lw.emit(loop.SelectOp.create(operands=operands, properties=props))
+
+
 @lowers(*graph.UNARY_OPS)
 def _unary(lw: Lowering, op: Operation, out: SSAValue) -> None:
     assert isinstance(op, graph.UnaryOp)

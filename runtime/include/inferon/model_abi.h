@@ -19,7 +19,7 @@
 typedef struct {
   int32_t num_inputs, num_outputs;
   const inferon_tensor_info* inputs;   /* float32, uint8 or int8 */
-  const inferon_tensor_info* outputs;  /* float32, uint8, int8 or int64 (ArgMax / ArgMin indices) */
+  const inferon_tensor_info* outputs;  /* float32, uint8, int8, bool or int64 (ArgMax / ArgMin indices) */
   uint64_t arena_bytes;                /* scratch the generated run() needs, 64-byte aligned base */
   /* generated entry: arena, input data pointers, output data pointers, thread count, and
    * op_seconds: NULL, or num_ops accumulators the run adds each op's wall time to (profiling) */

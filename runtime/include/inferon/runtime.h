@@ -34,7 +34,7 @@ typedef enum {
 } inferon_status;
 
 typedef enum { INFERON_FLOAT32 = 1, INFERON_INT8 = 3, INFERON_UINT8 = 2, INFERON_INT32 = 6,
-               INFERON_INT64 = 7 } inferon_dtype; /* values follow ONNX TensorProto.DataType */
+               INFERON_INT64 = 7, INFERON_BOOL = 9 /* one byte, 0 or 1 */ } inferon_dtype; /* values follow ONNX TensorProto.DataType */
 
 /* Static description of one input or output tensor. */
 typedef struct {
