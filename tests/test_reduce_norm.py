@@ -155,3 +155,20 @@ def test_reduce_norm_errors_name_the_node(node: onnx.NodeProto, inits: dict[str,
     model.graph.initializer.extend(onnx.numpy_helper.from_array(v, k) for k, v in inits.items())
     with pytest.raises(ModelImportError, match=message):
         inferon.compile(model, "/nonexistent/never-built.so")
+
+
+def test_mean_and_lp_normalization(tmp_path: Path) -> None:
+    """Mean of broadcast inputs (sum / n) and LpNormalization (p = 1, 2; any axis) against ONNX Runtime."""
+    n = helper.make_node
+    nodes = [n("Mean", ["a", "b", "c"], ["m"]), n("Mean", ["a"], ["m1"]), n("LpNormalization", ["m"], ["l2"], axis=1),
+             n("LpNormalization", ["a"], ["l1"], axis=-1, p=1), n("LpNormalization", ["a"], ["l0"], axis=0)]  # fmt: skip
+    model = make_model(nodes, {"a": (2, 3, 5), "b": (1, 3, 1), "c": (5,)}, ["m", "m1", "l2", "l1", "l0"])
+    rng = np.random.default_rng(0)
+    feeds = {k: rng.standard_normal(s).astype(np.float32) for k, s in [("a", (2, 3, 5)), ("b", (1, 3, 1)), ("c", (5,))]}
+    inferon.compile(model, tmp_path / "m.so")
+    got = inferon.load(tmp_path / "m.so").run(feeds)
+    for name, ref in zip(["m", "m1", "l2", "l1", "l0"], run_onnxruntime(model, feeds)):
+        np.testing.assert_allclose(got[name], ref, rtol=1e-6, atol=1e-7, err_msg=name)
+    bad = make_model([n("LpNormalization", ["a"], ["y"], p=3)], {"a": (2, 3)}, ["y"])
+    with pytest.raises(ModelImportError, match="p must be 1 or 2"):
+        inferon.compile(bad, tmp_path / "bad.so")

@@ -119,6 +119,20 @@ def _bool_or_float(ctx: ImportContext, name: str) -> SSAValue:
     return ctx.value(name)
 
 
+@converter("Mean", since=6)
+def convert_mean(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    """Element-wise mean of 1..n broadcast inputs: their sum divided by n."""
+    names = [n for n in node.input if n]
+    if not names:
+        raise ctx.error("needs at least one input")
+    acc = ctx.value(names[0])
+    for name in names[1:]:
+        acc = binary(ctx, graph.AddOp, acc, ctx.value(name))
+    if len(names) == 1:
+        return [ctx.emit(graph.IdentityOp.create(operands=[acc], result_types=[acc.type])).results[0]]
+    return [binary(ctx, graph.DivOp, acc, ctx.weight(np.float32(len(names)), f"{node.name}.count"))]
+
+
 @converter(*UNARY)
 def convert_unary(ctx: ImportContext, node: NodeProto) -> list[Value]:
     cls, attrs = UNARY[node.op_type]

@@ -186,3 +186,17 @@ def convert_group_norm(ctx: ImportContext, node: NodeProto) -> list[Value]:
     if ctx.opset < 21:
         scale, bias = np.repeat(scale, c // groups), np.repeat(bias, c // groups)
     return [_group_norm(ctx, x, groups, scale, bias)]
+
+
+@converter("LpNormalization")
+def convert_lp_normalization(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    """x / ||x||_p along `axis` (p = 1 or 2), as ONNX's reference computes it (no epsilon)."""
+    x = ctx.value(node.input[0])
+    rank = len(shape_of(x))
+    axis, p = int(ctx.attr("axis", -1)), int(ctx.attr("p", 2))
+    if p not in (1, 2):
+        raise ctx.error(f"p must be 1 or 2, got {p}")
+    if not -rank <= axis < rank:
+        raise ctx.error(f"axis {axis} is out of range for the rank-{rank} input of shape {list(shape_of(x))}")
+    norm = reduce(ctx, x, ReduceKind.L2 if p == 2 else ReduceKind.L1, [axis % rank])
+    return [ctx.emit(graph.DivOp(x, norm, shape_of(x))).results[0]]
