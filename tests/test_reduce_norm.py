@@ -158,13 +158,16 @@ def test_reduce_norm_errors_name_the_node(node: onnx.NodeProto, inits: dict[str,
 
 
 def test_mean_and_lp_normalization(tmp_path: Path) -> None:
-    """Mean of broadcast inputs (sum / n) and LpNormalization (p = 1, 2; any axis) against ONNX Runtime."""
+    """Mean of broadcast inputs (sum / n) and LpNormalization (p = 1, 2; any axis; 0 where the norm
+    is 0) against ONNX Runtime."""
     n = helper.make_node
     nodes = [n("Mean", ["a", "b", "c"], ["m"]), n("Mean", ["a"], ["m1"]), n("LpNormalization", ["m"], ["l2"], axis=1),
              n("LpNormalization", ["a"], ["l1"], axis=-1, p=1), n("LpNormalization", ["a"], ["l0"], axis=0)]  # fmt: skip
     model = make_model(nodes, {"a": (2, 3, 5), "b": (1, 3, 1), "c": (5,)}, ["m", "m1", "l2", "l1", "l0"])
     rng = np.random.default_rng(0)
     feeds = {k: rng.standard_normal(s).astype(np.float32) for k, s in [("a", (2, 3, 5)), ("b", (1, 3, 1)), ("c", (5,))]}
+    feeds["a"][1, 2, :] = 0.0  # a zero norm gives 0 (l1), as do the zero columns of l0
+    feeds["a"][:, 0, 0] = 0.0
     inferon.compile(model, tmp_path / "m.so")
     got = inferon.load(tmp_path / "m.so").run(feeds)
     for name, ref in zip(["m", "m1", "l2", "l1", "l0"], run_onnxruntime(model, feeds)):

@@ -190,7 +190,7 @@ def convert_group_norm(ctx: ImportContext, node: NodeProto) -> list[Value]:
 
 @converter("LpNormalization")
 def convert_lp_normalization(ctx: ImportContext, node: NodeProto) -> list[Value]:
-    """x / ||x||_p along `axis` (p = 1 or 2), as ONNX's reference computes it (no epsilon)."""
+    """x / ||x||_p along `axis` (p = 1 or 2), and 0 where the norm is 0, as ONNX's reference."""
     x = ctx.value(node.input[0])
     rank = len(shape_of(x))
     axis, p = int(ctx.attr("axis", -1)), int(ctx.attr("p", 2))
@@ -199,4 +199,7 @@ def convert_lp_normalization(ctx: ImportContext, node: NodeProto) -> list[Value]
     if not -rank <= axis < rank:
         raise ctx.error(f"axis {axis} is out of range for the rank-{rank} input of shape {list(shape_of(x))}")
     norm = reduce(ctx, x, ReduceKind.L2 if p == 2 else ReduceKind.L1, [axis % rank])
-    return [ctx.emit(graph.DivOp(x, norm, shape_of(x))).results[0]]
+    zero = ctx.weight(np.float32(0), f"{node.name}.zero")
+    empty = ctx.emit(graph.EqualOp(norm, zero, shape_of(norm))).results[0]
+    ratio = ctx.emit(graph.DivOp(x, norm, shape_of(x))).results[0]
+    return [ctx.emit(graph.WhereOp(empty, zero, ratio, shape_of(x))).results[0]]
