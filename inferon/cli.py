@@ -202,7 +202,7 @@ def _inspect(args: argparse.Namespace) -> int:
     from inferon.frontend.onnx.importer import import_model, load_proto
     from inferon.frontend.onnx.registry import supported_ops
     from inferon.ir.dialects import graph
-    from inferon.ir.dialects.graph import shape_of
+    from inferon.ir.dialects.graph import element_dtype, shape_of
 
     proto = load_proto(args.model)
     supported = set(supported_ops())
@@ -220,11 +220,15 @@ def _inspect(args: argparse.Namespace) -> int:
         return 1
     fn = next(iter(module.ops))
     block = fn.body.block  # type: ignore[attr-defined]
+    def dtype(value: object, attrs: object) -> str:  # as the compiled model's API takes / returns it
+        marked = attrs.data.get("inferon.dtype")  # type: ignore[attr-defined]
+        return "bool" if marked is not None and marked.data == "bool" else str(element_dtype(value))  # type: ignore[arg-type]
+
     for arg, attrs in zip(block.args, fn.arg_attrs.data):  # type: ignore[attr-defined]
-        print(f"input  {attrs.data['inferon.name'].data}: {list(shape_of(arg))} float32")
+        print(f"input  {attrs.data['inferon.name'].data}: {list(shape_of(arg))} {dtype(arg, attrs)}")
     ret = block.last_op
     for value, attrs in zip(ret.operands, fn.res_attrs.data):  # type: ignore[attr-defined]
-        print(f"output {attrs.data['inferon.name'].data}: {list(shape_of(value))} float32")
+        print(f"output {attrs.data['inferon.name'].data}: {list(shape_of(value))} {dtype(value, attrs)}")
     flops = 0
     for op in block.ops:
         if isinstance(op, graph.Conv2dOp):

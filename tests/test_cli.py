@@ -41,7 +41,18 @@ def test_compile_run_inspect(model_file: Path, tmp_path: Path, capsys: pytest.Ca
 
     assert main(["inspect", str(model_file)]) == 0
     out = capsys.readouterr().out
-    assert "Conv" in out and "supported" in out and "GFLOP" in out
+    assert "Conv" in out and "supported" in out and "GFLOP" in out and "input  x: [1, 3, 16, 16] float32" in out
+
+    # dtypes as the compiled model takes / returns them
+    bools = onnx.helper.make_model(onnx.helper.make_graph(
+        [onnx.helper.make_node("Not", ["a"], ["b"])], "t",
+        [onnx.helper.make_tensor_value_info("a", onnx.TensorProto.BOOL, [3])],
+        [onnx.helper.make_tensor_value_info("b", onnx.TensorProto.BOOL, [3])],
+    ), opset_imports=[onnx.helper.make_opsetid("", 17)])  # fmt: skip
+    onnx.save(bools, str(tmp_path / "not.onnx"))
+    assert main(["inspect", str(tmp_path / "not.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert "input  a: [3] bool" in out and "output b: [3] bool" in out
 
     assert main(["run", str(lib), "--profile", "3"]) == 0
     out = capsys.readouterr().out
