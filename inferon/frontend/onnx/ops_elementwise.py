@@ -80,7 +80,8 @@ def convert_binary(ctx: ImportContext, node: NodeProto) -> list[Value]:
 
 
 # Comparisons and logical ops on float32 tensors: the bool result is a float32 tensor of 1.0 / 0.0,
-# which Where, Not / And / Or / Xor and Cast to FLOAT read (a bool graph output is reported as unsupported).
+# which Where, Not / And / Or / Xor and Cast to FLOAT read (a bool graph input or output is converted
+# from / to bytes by the importer).
 COMPARE: dict[str, type[graph.BinaryOp]] = {
     "Greater": graph.GreaterOp, "Less": graph.LessOp, "Equal": graph.EqualOp,
     "GreaterOrEqual": graph.GreaterEqualOp, "LessOrEqual": graph.LessEqualOp,
