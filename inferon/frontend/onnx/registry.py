@@ -63,7 +63,7 @@ def lookup(node: NodeProto, opset: int) -> Callable[..., list[Value]]:
 
 
 # the modules whose `@converter`s make up the frontend: a new op family adds its module here
-CONVERTER_MODULES = ("ops_nn", "ops_elementwise", "ops_shape", "ops_reduce", "ops_resize", "ops_quant")
+CONVERTER_MODULES = ("ops_nn", "ops_elementwise", "ops_shape", "ops_reduce", "ops_resize", "ops_quant", "ops_einsum")
 
 
 def load_converters() -> None:
