@@ -16,18 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 import inferon
 from inferon.errors import RuntimeCallError, UnsupportedError
 from inferon.testing import run_onnxruntime
-from tests.conftest import use_isa
-
-
-def _model(nodes: list[onnx.NodeProto], inputs: dict[str, tuple[int, ...]], outputs: list[str],
-           inits: dict[str, np.ndarray], opset: int = 17) -> onnx.ModelProto:  # fmt: skip
-    graph = helper.make_graph(
-        nodes, "t",
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(s)) for n, s in inputs.items()],
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs],
-        [numpy_helper.from_array(v, k) for k, v in inits.items()],
-    )  # fmt: skip
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+from tests.conftest import make_typed_model, use_isa
 
 
 def _masked_model(opset: int) -> onnx.ModelProto:
@@ -48,7 +37,7 @@ def _masked_model(opset: int) -> onnx.ModelProto:
         "half": np.float32(0.5), "ninf": np.float32(-np.inf),
         "mask": np.random.default_rng(1).random((1, 1, 5, 7)) < 0.3,
     }  # fmt: skip
-    return _model(nodes, {"x": (2, 3, 5, 7), "y": (1, 3, 1, 1)}, ["sm", "of", "ltf", "gef", "w2"], inits, opset)
+    return make_typed_model(nodes, {"x": (2, 3, 5, 7), "y": (1, 3, 1, 1)}, ["sm", "of", "ltf", "gef", "w2"], inits, opset)
 
 
 @pytest.mark.parametrize("isa", ["avx2", "scalar"])
@@ -77,7 +66,7 @@ def test_constant_bool_condition_and_interpreter(tmp_path):
     n = helper.make_node
     nodes = [n("Where", ["mask", "x", "zero"], ["w"]), n("Greater", ["w", "zero"], ["g"]),
              n("Cast", ["g"], ["gf"], to=TensorProto.FLOAT), n("Add", ["w", "gf"], ["out"])]  # fmt: skip
-    model = _model(nodes, {"x": (4, 2, 3)}, ["out"], {"mask": mask, "zero": np.float32(0)})
+    model = make_typed_model(nodes, {"x": (4, 2, 3)}, ["out"], {"mask": mask, "zero": np.float32(0)})
     x = np.random.default_rng(0).standard_normal((4, 2, 3)).astype(np.float32)
     inferon.compile(model, tmp_path / "m.so")
     np.testing.assert_array_equal(inferon.load(tmp_path / "m.so").run({"x": x})["out"],
