@@ -239,27 +239,25 @@ INFERON_AVX2_INLINE void kernel_rows(int64_t kc, const float* INFERON_RESTRICT A
   }
 }
 
-// Pack a kc x nc block of B (row stride ldb) into NR-wide panels, zero-padding the last one.
+// Pack a kc x nc block of B (row stride ldb) into NR-wide panels, zero-padding the last one. Row
+// by row: each source row segment is read once, in order (walking one panel's column down all kc
+// rows touched a new cache line and page per element row: 25 % of a 64 x 12544 x 147 GEMM).
 template <int NV>
 INFERON_AVX2_INLINE void pack_B(int64_t kc, int64_t nc, const float* B, int64_t ldb, float* Bp) {
   constexpr int NR = NV * 8;
-  for (int64_t j = 0; j < nc; j += NR) {
-    float* dst = Bp + j * kc;
-    const float* src = B + j;
-    const int64_t nr = std::min<int64_t>(NR, nc - j);
-    if (nr == NR) {
-      for (int64_t k = 0; k < kc; k++)
+  const int64_t full = nc / NR * NR;
+  __m256i masks[NV];
+  for (int v = 0; v < NV; v++) masks[v] = mask_first(std::max<int64_t>(0, nc - full - v * 8));
+  for (int64_t k = 0; k < kc; k++) {
+    const float* src = B + k * ldb;
+    float* dst = Bp + k * NR;
+    for (int64_t j = 0; j < full; j += NR)
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++)
-          _mm256_store_ps(dst + k * NR + v * 8, _mm256_loadu_ps(src + k * ldb + v * 8));
-    } else {
-      __m256i masks[NV];
-      for (int v = 0; v < NV; v++) masks[v] = mask_first(std::max<int64_t>(0, nr - v * 8));
-      for (int64_t k = 0; k < kc; k++)
+      for (int v = 0; v < NV; v++) _mm256_store_ps(dst + j * kc + v * 8, _mm256_loadu_ps(src + j + v * 8));
+    if (full < nc)
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++)
-          _mm256_store_ps(dst + k * NR + v * 8, _mm256_maskload_ps(src + k * ldb + v * 8, masks[v]));
-    }
+      for (int v = 0; v < NV; v++)
+        _mm256_store_ps(dst + full * kc + v * 8, _mm256_maskload_ps(src + full + v * 8, masks[v]));
   }
 }
 
