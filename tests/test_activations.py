@@ -1,5 +1,5 @@
-"""Element-wise activations of exported CNNs (HardSwish, PRelu, Selu, Celu, ThresholdedRelu, Softsign,
-Mish, Erf, Gelu, Sign, Round, Sin, Cos) and their epilogue fusion.
+"""Element-wise activations of exported CNNs (Sigmoid, Tanh, Exp, HardSwish, Swish / SiLU, PRelu, Selu, Celu,
+ThresholdedRelu, Softsign, Mish, Erf, Gelu, Sign, Round, Sin, Cos) and their epilogue fusion.
 
 Three levels: the kernels themselves (AVX2 and scalar, through ``kernel_shim.cpp``) against float64
 numpy over a wide input range (large |x|, +-0, +-inf, NaN); small ONNX models of each op, on sizes
@@ -52,6 +52,9 @@ def _mish(x: np.ndarray) -> np.ndarray:
 
 # UnOp number -> (name, float64 reference(x, alpha, beta), alpha, beta, rtol, atol)
 UNARY: dict[int, tuple[str, Callable[..., np.ndarray], float, float, float, float]] = {
+    4: ("sigmoid", lambda x, a, b: 1 / (1 + np.exp(-x)), 0, 0, 3e-7, 1e-30),
+    5: ("tanh", lambda x, a, b: np.tanh(x), 0, 0, 3e-7, 1e-30),
+    6: ("exp", lambda x, a, b: np.exp(x).astype(np.float32).astype(np.float64), 0, 0, 3e-7, 1e-30),
     17: ("hard_swish", lambda x, a, b: x * np.clip(x / 6 + 0.5, 0, 1), 0, 0, 1e-6, 1e-7),
     18: ("selu", lambda x, a, b: b * np.where(x > 0, x, a * np.expm1(np.minimum(x, 0))), SELU_A, SELU_G, 2e-6, 2e-7),
     19: ("celu", lambda x, a, b: np.maximum(x, 0) + np.minimum(0, a * np.expm1(np.minimum(x, 0) / a)), 0.7, 0,
@@ -68,9 +71,10 @@ UNARY: dict[int, tuple[str, Callable[..., np.ndarray], float, float, float, floa
     27: ("round", lambda x, a, b: np.round(x), 0, 0, 0, 0),
     28: ("sin", lambda x, a, b: np.sin(x), 0, 0, 2e-6, 2e-7),
     29: ("cos", lambda x, a, b: np.cos(x), 0, 0, 2e-6, 2e-7),
+    31: ("swish", lambda x, a, b: x / (1 + np.exp(-a * x)), 1.0, 0, 5e-7, 1e-30),
 }
 # ops whose value at +-inf is a limit worth checking (the others are NaN or irrelevant there)
-AT_INF = {"hard_swish", "selu", "celu", "thresholded_relu", "erf", "sign", "round", "sin", "cos", "mish", "gelu"}
+AT_INF = {"sigmoid", "tanh", "exp", "hard_swish", "selu", "celu", "thresholded_relu", "erf", "sign", "round", "sin", "cos", "mish", "gelu"}
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +163,7 @@ OPS: list[tuple[str, dict[str, Any], float]] = [
     ("ThresholdedRelu", {"alpha": -0.3}, 2.0),
     ("Softsign", {}, 5.0),
     ("Mish", {}, 6.0),
+    ("Sigmoid", {}, 8.0),
     ("Erf", {}, 2.0),
     ("Gelu", {}, 3.0),
     ("Gelu", {"approximate": "tanh"}, 3.0),
@@ -336,6 +341,85 @@ def test_hard_swish_fused_into_gemm_and_winograd(isa: str, compile_and_load: Cal
     got = compile_and_load(model).run({"x": x})
     for name, want in zip(["y", "h"], run_onnxruntime(model, {"x": x}), strict=True):
         np.testing.assert_allclose(got[name], want, rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------ Swish / SiLU
+def _silu_model(producer: str) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """x -> producer -> Sigmoid + Mul (SiLU as PyTorch exports nn.SiLU) -> y; 20 channels / 19 columns."""
+    rng = np.random.default_rng(12)
+    init: dict[str, np.ndarray] = {}
+    if producer == "conv":  # 3x3 conv (Winograd) with bias
+        init = {"w": rng.standard_normal((20, 6, 3, 3)) * 0.3, "b": rng.standard_normal(20) * 0.2}
+        first = helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1])
+    elif producer == "conv1x1":
+        init = {"w": rng.standard_normal((20, 6, 1, 1)) * 0.5}
+        first = helper.make_node("Conv", ["x", "w"], ["c"])
+    elif producer == "depthwise":  # 5x5 depthwise, stride 2
+        init = {"w": rng.standard_normal((6, 1, 5, 5)) * 0.3}
+        first = helper.make_node("Conv", ["x", "w"], ["c"], group=6, pads=[2, 2, 2, 2], strides=[2, 2])
+    elif producer == "gemm":
+        init = {"w": rng.standard_normal((6 * 11 * 13, 19)) * 0.05, "b": rng.standard_normal(19) * 0.1}
+        flat = helper.make_node("Flatten", ["x"], ["f"])
+        first = helper.make_node("Gemm", ["f", "w", "b"], ["c"])
+    else:  # an Add of the input with itself: nothing to fuse into, a standalone swish
+        first = helper.make_node("Add", ["x", "x"], ["c"])
+    nodes = ([flat] if producer == "gemm" else []) + [
+        first,
+        helper.make_node("Sigmoid", ["c"], ["s"]),
+        helper.make_node("Mul", ["c", "s"] if producer != "conv1x1" else ["s", "c"], ["y"]),
+    ]
+    x = (rng.standard_normal((1, 6, 11, 13)) * 3).astype(np.float32)
+    return make_model(nodes, {"x": (1, 6, 11, 13)}, ["y"], init, opset=17), {"x": x}
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("producer", ["conv", "conv1x1", "depthwise", "gemm", "add"])
+def test_silu_is_one_swish_fused_into_its_producer(
+    producer: str, isa: str, compile_and_load: Callable[..., inferon.CompiledModel], monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    model, feeds = _silu_model(producer)
+    ops = _graph_after_fusion(model)
+    assert not any(isinstance(op, (graph.SigmoidOp, graph.MulOp)) for op in ops)
+    fused = [op for op in ops if isinstance(op, (graph.Conv2dOp, graph.MatMulOp))]
+    if producer == "add":  # no producer to fuse into: one element-wise swish pass
+        assert [type(op) for op in ops].count(graph.SwishOp) == 1 and not fused
+    else:
+        assert [op.epilogue.activation for op in fused] == [ActivationKind.SWISH]
+        assert not any(isinstance(op, graph.SwishOp) for op in ops)
+    monkeypatch.setenv("INFERON_ISA", isa)
+    got = compile_and_load(model).run(feeds)["y"]
+    np.testing.assert_allclose(got, run_onnxruntime(model, feeds)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_sigmoid_with_other_uses_is_kept(compile_and_load: Callable[..., inferon.CompiledModel]) -> None:
+    """x * sigmoid(x) where the sigmoid is also an output: no swish (the sigmoid must be computed anyway),
+    and x * sigmoid(z) of another tensor is the SE gate, not a swish."""
+    nodes = [
+        helper.make_node("Sigmoid", ["x"], ["s"]),
+        helper.make_node("Mul", ["x", "s"], ["y"]),
+        helper.make_node("Sigmoid", ["z"], ["g"]),
+        helper.make_node("Mul", ["x", "g"], ["w"]),
+    ]
+    model = make_model(nodes, {"x": (2, 3, 9), "z": (2, 3, 9)}, ["y", "s", "w"], opset=17)
+    ops = _graph_after_fusion(model)
+    assert not any(isinstance(op, graph.SwishOp) for op in ops)
+    rng = np.random.default_rng(3)
+    feeds = {n: rng.standard_normal((2, 3, 9)).astype(np.float32) * 4 for n in ("x", "z")}
+    got = compile_and_load(model).run(feeds)
+    for name, want in zip(["y", "s", "w"], run_onnxruntime(model, feeds), strict=True):
+        np.testing.assert_allclose(got[name], want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 1.702])
+def test_onnx_swish_op(alpha: float, compile_and_load: Callable[..., inferon.CompiledModel]) -> None:
+    """ONNX Swish (opset 24), checked against ONNX's reference implementation."""
+    from onnx.reference import ReferenceEvaluator
+
+    node = helper.make_node("Swish", ["x"], ["y"], alpha=alpha)
+    model = make_model([node], {"x": (3, 37)}, ["y"], opset=24)
+    x = (np.random.default_rng(4).standard_normal((3, 37)) * 5).astype(np.float32)
+    want = ReferenceEvaluator(model).run(None, {"x": x})[0]
+    np.testing.assert_allclose(compile_and_load(model).run({"x": x})["y"], want, rtol=1e-6, atol=1e-7)
 
 
 # ----------------------------------------------------------------------------------- errors

@@ -46,6 +46,7 @@ UNARY_KERNELS: dict[ElementwiseKind, str] = {
     ElementwiseKind.THRESHOLDED_RELU: "inferon::UN_THRESHOLDED_RELU",
     ElementwiseKind.SOFTSIGN: "inferon::UN_SOFTSIGN",
     ElementwiseKind.MISH: "inferon::UN_MISH",
+    ElementwiseKind.SWISH: "inferon::UN_SWISH",
     ElementwiseKind.ERF: "inferon::UN_ERF",
     ElementwiseKind.GELU: "inferon::UN_GELU",
     ElementwiseKind.GELU_TANH: "inferon::UN_GELU_TANH",
@@ -67,6 +68,7 @@ ACTIVATIONS: dict[ActivationKind, str] = {
     ActivationKind.CLIP: "inferon::ACT_CLIP",
     ActivationKind.SIGMOID: "inferon::ACT_SIGMOID",
     ActivationKind.HARD_SWISH: "inferon::ACT_HARD_SWISH",
+    ActivationKind.SWISH: "inferon::ACT_SWISH",
 }
 
 SPARSE_FORMATS: dict[SparseFormat, str] = {

@@ -37,6 +37,7 @@ class ActivationKind(StrEnum):
     CLIP = "clip"
     SIGMOID = "sigmoid"
     HARD_SWISH = "hard_swish"
+    SWISH = "swish"  # x * sigmoid(alpha * x) (SiLU at alpha 1)
 
 
 @irdl_attr_definition
@@ -107,6 +108,7 @@ class ElementwiseKind(StrEnum):
     HARD_SIGMOID = "hard_sigmoid"
     SOFTPLUS = "softplus"
     HARD_SWISH = "hard_swish"
+    SWISH = "swish"
     SELU = "selu"
     CELU = "celu"
     THRESHOLDED_RELU = "thresholded_relu"

@@ -72,6 +72,7 @@ ELEMENTWISE: dict[ElementwiseKind, Callable[[np.ndarray, np.ndarray | float, flo
     ElementwiseKind.THRESHOLDED_RELU: lambda x, a, b: np.where(x > a, x, 0),
     ElementwiseKind.SOFTSIGN: lambda x, a, b: x / (1 + np.abs(x)),
     ElementwiseKind.MISH: lambda x, a, b: x * np.tanh(np.logaddexp(0, x)),
+    ElementwiseKind.SWISH: lambda x, a, b: x * (0.5 + 0.5 * np.tanh(0.5 * a * x)),
     ElementwiseKind.ERF: lambda x, a, b: _ERF(x),
     ElementwiseKind.GELU: lambda x, a, b: 0.5 * x * _ERFC(-x / np.sqrt(2)),
     ElementwiseKind.GELU_TANH: lambda x, a, b: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3))),
@@ -88,6 +89,7 @@ ACTIVATION_KIND = {
     ActivationKind.CLIP: ElementwiseKind.CLIP,
     ActivationKind.SIGMOID: ElementwiseKind.SIGMOID,
     ActivationKind.HARD_SWISH: ElementwiseKind.HARD_SWISH,
+    ActivationKind.SWISH: ElementwiseKind.SWISH,
 }
 
 

@@ -50,7 +50,8 @@ inline bool use_avx2() { return isa() >= INFERON_ISA_AVX2; }
 // Wall-clock seconds (profiling).
 inline double now_seconds() { return omp_get_wtime(); }
 
-enum Act : int { ACT_NONE = 0, ACT_RELU = 1, ACT_LEAKY_RELU = 2, ACT_CLIP = 3, ACT_SIGMOID = 4, ACT_HARD_SWISH = 5 };
+enum Act : int { ACT_NONE = 0, ACT_RELU = 1, ACT_LEAKY_RELU = 2, ACT_CLIP = 3, ACT_SIGMOID = 4, ACT_HARD_SWISH = 5,
+                 ACT_SWISH = 6 /* x * sigmoid(alpha * x) */ };
 
 // HardSwish: x * HardSigmoid(x) with alpha = 1/6, beta = 1/2.
 inline float hard_swish(float v) { return v * std::min(std::max(v * (1.f / 6.f) + 0.5f, 0.f), 1.f); }
@@ -63,6 +64,7 @@ inline float apply_act(float v, int act, float alpha, float beta) {
     case ACT_CLIP: return std::min(std::max(v, alpha), beta);
     case ACT_SIGMOID: return 1.f / (1.f + std::exp(-v));
     case ACT_HARD_SWISH: return hard_swish(v);
+    case ACT_SWISH: return v / (1.f + std::exp(-alpha * v));
     default: return v;
   }
 }
@@ -85,35 +87,34 @@ INFERON_AVX2_INLINE __m256i mask_first(int64_t n) {
                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-// exp(x), Cephes-style polynomial (relative error ~2 ulp); x clamped to [-88.38, 88.38], NaN kept
-// (max/min return their second operand when one is NaN).
+// exp(x), Cephes-style (relative error ~2 ulp); x clamped to [-87.3, 88.38], NaN kept (max/min
+// return their second operand when one is NaN). Written for a short dependency chain, since the
+// activations built on it (sigmoid, swish, softmax) run in GEMM epilogues where latency, not
+// throughput, limits them: n = round(x log2 e) by adding 1.5 * 2^23 + 127 (the sum's low mantissa
+// bits are then n + 127, shifted into the exponent field for 2^n: no round / convert), two-step
+// reduction x - n ln 2, the degree-5 polynomial by Estrin's scheme (3 levels instead of 6).
 INFERON_AVX2_INLINE __m256 exp256(__m256 x) {
   const __m256 hi = _mm256_set1_ps(88.3762626647949f);
-  const __m256 lo = _mm256_set1_ps(-88.3762626647949f);
+  const __m256 lo = _mm256_set1_ps(-88.3762626647949f);  // n = -127 there: 2^n -> 0, exp -> 0
+  const __m256 magic = _mm256_set1_ps(12583039.f);       // 1.5 * 2^23 + 127
   x = _mm256_min_ps(hi, _mm256_max_ps(lo, x));
-  __m256 fx = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
-  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
-  __m256 z = _mm256_mul_ps(x, x);
-  __m256 y = _mm256_set1_ps(1.9875691500E-4f);
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507E-3f));
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073E-3f));
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894E-2f));
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459E-1f));
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201E-1f));
-  y = _mm256_fmadd_ps(y, z, x);
-  y = _mm256_add_ps(y, _mm256_set1_ps(1.f));
-  // 2^fx: fx in [-127, 127] after the clamp
-  __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127));
-  e = _mm256_slli_epi32(e, 23);
-  return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+  const __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), magic);
+  const __m256 n = _mm256_sub_ps(t, magic);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  const __m256 r2 = _mm256_mul_ps(r, r);
+  const __m256 a = _mm256_fmadd_ps(_mm256_set1_ps(1.6666665459E-1f), r, _mm256_set1_ps(5.0000001201E-1f));
+  const __m256 b = _mm256_fmadd_ps(_mm256_set1_ps(8.3334519073E-3f), r, _mm256_set1_ps(4.1665795894E-2f));
+  const __m256 c = _mm256_fmadd_ps(_mm256_set1_ps(1.9875691500E-4f), r, _mm256_set1_ps(1.3981999507E-3f));
+  const __m256 q = _mm256_fmadd_ps(_mm256_fmadd_ps(c, r2, b), r2, a);
+  const __m256 y = _mm256_fmadd_ps(q, r2, _mm256_add_ps(r, _mm256_set1_ps(1.f)));
+  const __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), 23));
+  return _mm256_mul_ps(y, scale);
 }
 
 INFERON_AVX2_INLINE __m256 sigmoid256(__m256 x) {
   const __m256 one = _mm256_set1_ps(1.f);
-  __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), x));
-  return _mm256_div_ps(one, _mm256_add_ps(one, e));
+  return _mm256_div_ps(one, _mm256_add_ps(one, exp256(_mm256_sub_ps(_mm256_setzero_ps(), x))));
 }
 
 // tanh: odd polynomial for |x| < 0.625 (Cephes tanhf), 1 - 2/(exp(2|x|)+1) otherwise.
@@ -150,7 +151,37 @@ INFERON_AVX2_INLINE __m256 act256(__m256 v, int act, __m256 alpha, __m256 beta) 
     case ACT_CLIP: return _mm256_min_ps(_mm256_max_ps(v, alpha), beta);
     case ACT_SIGMOID: return sigmoid256(v);
     case ACT_HARD_SWISH: return hard_swish256(v);
+    case ACT_SWISH: return _mm256_mul_ps(v, sigmoid256(_mm256_mul_ps(alpha, v)));
     default: return v;
+  }
+}
+
+// The activation on N vectors, the switch outside the loop: straight-line code per activation, so
+// that the out-of-order core overlaps the long sigmoid / swish chains of a whole register tile (a
+// switch per vector left them serialised: a swish epilogue tripled a K = 16 GEMM's time).
+template <int N>
+INFERON_AVX2_INLINE void act256_n(__m256* v, int act, __m256 alpha, __m256 beta) {
+  switch (act) {
+    case ACT_NONE: return;
+    case ACT_RELU:
+#pragma GCC unroll 16
+      for (int i = 0; i < N; i++) v[i] = _mm256_max_ps(v[i], _mm256_setzero_ps());
+      return;
+    case ACT_CLIP:
+#pragma GCC unroll 16
+      for (int i = 0; i < N; i++) v[i] = _mm256_min_ps(_mm256_max_ps(v[i], alpha), beta);
+      return;
+    case ACT_SIGMOID:
+#pragma GCC unroll 16
+      for (int i = 0; i < N; i++) v[i] = sigmoid256(v[i]);
+      return;
+    case ACT_SWISH:
+#pragma GCC unroll 16
+      for (int i = 0; i < N; i++) v[i] = _mm256_mul_ps(v[i], sigmoid256(_mm256_mul_ps(alpha, v[i])));
+      return;
+    default:
+#pragma GCC unroll 16
+      for (int i = 0; i < N; i++) v[i] = act256(v[i], act, alpha, beta);
   }
 }
 

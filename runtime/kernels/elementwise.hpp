@@ -18,7 +18,7 @@ enum UnOp : int { UN_RELU = 1, UN_LEAKY_RELU = 2, UN_CLIP = 3, UN_SIGMOID = 4, U
                   UN_ELU = 14, UN_HARD_SIGMOID = 15, UN_SOFTPLUS = 16, UN_HARD_SWISH = 17, UN_SELU = 18,
                   UN_CELU = 19, UN_THRESHOLDED_RELU = 20, UN_SOFTSIGN = 21, UN_MISH = 22, UN_ERF = 23,
                   UN_GELU = 24, UN_GELU_TANH = 25, UN_SIGN = 26, UN_ROUND = 27, UN_SIN = 28, UN_COS = 29,
-                  UN_NOT = 30 };
+                  UN_NOT = 30, UN_SWISH = 31 };
 
 namespace ew_detail {
 
@@ -193,7 +193,7 @@ constexpr float kSqrtHalf = 0.70710678118654752f, kSqrt2OverPi = 0.7978845608028
 constexpr bool un_transcendental(int op) {
   return op == UN_SIGMOID || op == UN_TANH || op == UN_EXP || op == UN_ELU || op == UN_LOG || op == UN_SOFTPLUS ||
          op == UN_SELU || op == UN_CELU || op == UN_MISH || op == UN_ERF || op == UN_GELU || op == UN_GELU_TANH ||
-         op == UN_SIN || op == UN_COS;
+         op == UN_SIN || op == UN_COS || op == UN_SWISH;
 }
 
 inline float un_scalar(int op, float x, float alpha, float beta) {
@@ -228,6 +228,7 @@ inline float un_scalar(int op, float x, float alpha, float beta) {
     case UN_SIN: return std::sin(x);
     case UN_COS: return std::cos(x);
     case UN_NOT: return x == 0.f ? 1.f : 0.f;
+    case UN_SWISH: return x / (1.f + std::exp(-alpha * x));
     default: return x;
   }
 }
@@ -367,7 +368,9 @@ INFERON_AVX2_INLINE __m256 un_vec(__m256 x, __m256 va, __m256 vb) {
     case UN_CLIP: return _mm256_min_ps(_mm256_max_ps(x, va), vb);
     case UN_SIGMOID: return sigmoid256(x);
     case UN_TANH: return tanh256(x);
-    case UN_EXP: return exp256(x);
+    case UN_EXP:  // exp256 saturates at exp(88.38); past FLT_MAX's log the result is +inf, as std::exp
+      return _mm256_blendv_ps(exp256(x), _mm256_set1_ps(INFINITY),
+                              _mm256_cmp_ps(x, _mm256_set1_ps(88.72283935546875f), _CMP_GT_OQ));
     case UN_ABS: return _mm256_andnot_ps(_mm256_set1_ps(-0.f), x);
     case UN_NEG: return _mm256_xor_ps(_mm256_set1_ps(-0.f), x);
     case UN_SQRT: return _mm256_sqrt_ps(x);
@@ -396,6 +399,7 @@ INFERON_AVX2_INLINE __m256 un_vec(__m256 x, __m256 va, __m256 vb) {
     case UN_SIN: return sincos256<false>(x);
     case UN_COS: return sincos256<true>(x);
     case UN_NOT: return _mm256_and_ps(_mm256_cmp_ps(x, zero, _CMP_EQ_OQ), one);
+    case UN_SWISH: return _mm256_mul_ps(x, sigmoid256(_mm256_mul_ps(va, x)));
     default: return x;
   }
 }
@@ -529,6 +533,7 @@ INFERON_ENTRY void unary(int op, int64_t n, const float* x, float* y, float alph
     INFERON_UN_CASE(UN_MISH) INFERON_UN_CASE(UN_ERF) INFERON_UN_CASE(UN_GELU)
     INFERON_UN_CASE(UN_GELU_TANH) INFERON_UN_CASE(UN_SIGN) INFERON_UN_CASE(UN_ROUND)
     INFERON_UN_CASE(UN_SIN) INFERON_UN_CASE(UN_COS) INFERON_UN_CASE(UN_NOT)
+    INFERON_UN_CASE(UN_SWISH)
 #undef INFERON_UN_CASE
     default:
       if (x != y) std::memcpy(y, x, static_cast<size_t>(n) * sizeof(float));

@@ -106,39 +106,50 @@ inline void rect_scalar(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_
 
 // --------------------------------------------------------------------------------- AVX2 path
 
-// Store an MR x (NV*8) accumulator tile to C (tile origin; global row0/col0), m x n valid.
+// 8 floats at p, or the lanes of `mask` when fewer than 8 (`left`) remain.
+INFERON_AVX2_INLINE __m256 load_lanes(const float* p, int64_t left, __m256i mask) {
+  return left >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, mask);
+}
+
+// Store an MR x (NV*8) accumulator tile to C (tile origin; global row0/col0), m x n valid: partial
+// sums, bias and residual added per vector, then the activation on the whole tile (act256_n), then
+// the stores.
 template <int MR, int NV>
 INFERON_AVX2_INLINE void store_tile(__m256 (&c)[MR][NV], int64_t m, int64_t n, float* C,
                                     bool accumulate, bool last, const Job& g, int64_t row0,
                                     int64_t col0) {
-  const __m256 va = _mm256_set1_ps(g.alpha), vb = _mm256_set1_ps(g.beta);
   const int64_t ldc = g.ldc;
+  __m256i masks[NV];
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; v++) masks[v] = mask_first(std::min<int64_t>(8, std::max<int64_t>(0, n - v * 8)));
 #pragma GCC unroll 4
   for (int v = 0; v < NV; v++) {
-    const int64_t nv = n - v * 8;
-    if (nv <= 0) break;
-    const bool full = nv >= 8;
-    const __m256i mask = mask_first(nv);
+    if (n - v * 8 <= 0) break;
     __m256 bcol = _mm256_setzero_ps();
-    if (last && g.bias && g.bias_axis == 1)
-      bcol = full ? _mm256_loadu_ps(g.bias + col0 + v * 8)
-                  : _mm256_maskload_ps(g.bias + col0 + v * 8, mask);
+    if (last && g.bias && g.bias_axis == 1) bcol = load_lanes(g.bias + col0 + v * 8, n - v * 8, masks[v]);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+      if (i >= m) break;
+      __m256 x = c[i][v];
+      if (accumulate) x = _mm256_add_ps(x, load_lanes(C + i * ldc + v * 8, n - v * 8, masks[v]));
+      if (last) {
+        if (g.bias) x = _mm256_add_ps(x, g.bias_axis == 0 ? _mm256_set1_ps(g.bias[row0 + i]) : bcol);
+        if (g.residual) x = _mm256_add_ps(x, load_lanes(g.residual + (row0 + i) * ldc + col0 + v * 8, n - v * 8, masks[v]));
+      }
+      c[i][v] = x;
+    }
+  }
+  if (last) act256_n<MR * NV>(&c[0][0], g.act, _mm256_set1_ps(g.alpha), _mm256_set1_ps(g.beta));
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; v++) {
+    if (n - v * 8 <= 0) break;
+    const bool full = n - v * 8 >= 8;
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++) {
       if (i >= m) break;
       float* cp = C + i * ldc + v * 8;
-      __m256 x = c[i][v];
-      if (accumulate) x = _mm256_add_ps(x, full ? _mm256_loadu_ps(cp) : _mm256_maskload_ps(cp, mask));
-      if (last) {
-        if (g.bias) x = _mm256_add_ps(x, g.bias_axis == 0 ? _mm256_set1_ps(g.bias[row0 + i]) : bcol);
-        if (g.residual) {
-          const float* rp = g.residual + (row0 + i) * ldc + col0 + v * 8;
-          x = _mm256_add_ps(x, full ? _mm256_loadu_ps(rp) : _mm256_maskload_ps(rp, mask));
-        }
-        x = act256(x, g.act, va, vb);
-      }
-      if (full) _mm256_storeu_ps(cp, x);
-      else _mm256_maskstore_ps(cp, mask, x);
+      if (full) _mm256_storeu_ps(cp, c[i][v]);
+      else _mm256_maskstore_ps(cp, masks[v], c[i][v]);
     }
   }
 }

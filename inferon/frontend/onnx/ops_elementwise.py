@@ -150,6 +150,11 @@ def convert_unary_since(ctx: ImportContext, node: NodeProto) -> list[Value]:
     return [ctx.emit(UNARY_SINCE[node.op_type][1](ctx.value(node.input[0]))).results[0]]
 
 
+@converter("Swish", since=24)
+def convert_swish(ctx: ImportContext, node: NodeProto) -> list[Value]:
+    return [ctx.emit(graph.SwishOp(ctx.value(node.input[0]), float(ctx.attr("alpha", 1.0)))).results[0]]
+
+
 @converter("Gelu", since=20)
 def convert_gelu(ctx: ImportContext, node: NodeProto) -> list[Value]:
     approximate = ctx.attr("approximate", b"none")

@@ -594,6 +594,14 @@ class SoftplusOp(UnaryOp):
 
 
 @irdl_op_definition
+class SwishOp(UnaryOp):
+    """x * sigmoid(alpha * x): ONNX Swish, and Sigmoid + Mul (SiLU) after fuse-epilogue"""
+
+    name = "graph.swish"
+    KIND: ClassVar[ElementwiseKind] = ElementwiseKind.SWISH
+
+
+@irdl_op_definition
 class HardSwishOp(UnaryOp):
     """x * max(0, min(1, x / 6 + 1 / 2))"""
 
@@ -778,7 +786,7 @@ BINARY_OPS: tuple[type[BinaryOp], ...] = (AddOp, SubOp, MulOp, DivOp, MaxOp, Min
 UNARY_OPS: tuple[type[UnaryOp], ...] = (
     ReluOp, LeakyReluOp, ClipOp, SigmoidOp, TanhOp, ExpOp, LogOp, AbsOp, NegOp, SqrtOp,
     ReciprocalOp, FloorOp, CeilOp, EluOp, HardSigmoidOp, SoftplusOp, HardSwishOp, SeluOp, CeluOp,
-    ThresholdedReluOp, SoftsignOp, MishOp, ErfOp, GeluOp, GeluTanhOp, SignOp, RoundOp, SinOp, CosOp, NotOp,
+    ThresholdedReluOp, SoftsignOp, MishOp, SwishOp, ErfOp, GeluOp, GeluTanhOp, SignOp, RoundOp, SinOp, CosOp, NotOp,
 )  # fmt: skip
 
 

@@ -12,9 +12,14 @@ consumer's position):
 | add(y, weight[C] / [1,C,1,1])    | (transposed) conv: no residual / act | bias += weight            |
 | add(y, weight[N] / [1,N])        | matmul: no residual/act              | bias += weight            |
 | add(y, z) with z of y's shape    | no residual, no act                  | residual = z              |
-| relu / leaky_relu / clip / sigm. / hard_swish | no act                  | epilogue = activation     |
+| relu / leaky_relu / clip / sigm. / (hard_)swish | no act                | epilogue = activation     |
 | mul(y, weight[C,1,1])            | channel affine: no residual, no act  | scale, bias *= weight     |
 | mul(x, weight[C,1,1]), any x     | (none)                               | channel affine(x, weight) |
+
+Before those, mul(x, sigmoid(x)) with the sigmoid used only there (SiLU / Swish as PyTorch and
+TensorFlow export it: EfficientNet, YOLO) becomes one `graph.swish(x)`, so that x's producer has one
+use left and the activation fuses into it like ReLU (measured: EfficientNet-B0 spent a quarter of its
+time in these separate Sigmoid and Mul passes).
 
 The last rule makes a per-channel scale (e.g. the Scale layer of Caffe exports, Mul then Add after
 a BatchNorm) a `graph.channel_affine`, so that the Add and activation after it fuse into one pass.
@@ -48,6 +53,7 @@ ACTIVATIONS: dict[type[Operation], ActivationKind] = {
     graph.ClipOp: ActivationKind.CLIP,
     graph.SigmoidOp: ActivationKind.SIGMOID,
     graph.HardSwishOp: ActivationKind.HARD_SWISH,
+    graph.SwishOp: ActivationKind.SWISH,
 }
 
 
@@ -153,6 +159,22 @@ class FuseResidualAdd(RewritePattern):
             return
 
 
+class FuseSwish(RewritePattern):
+    """mul(x, sigmoid(alpha * x)) -> swish(x, alpha) (alpha from the sigmoid's input being x itself: 1)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.MulOp, rewriter: PatternRewriter) -> None:
+        for x, gate in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
+            sig = gate.owner
+            if not isinstance(sig, graph.SigmoidOp) or sig.input != x or not gate.has_one_use():
+                continue
+            if shape_of(x) != shape_of(op.output) or x.type != op.output.type:
+                continue
+            rewriter.replace(op, [graph.SwishOp(x, 1.0)])
+            rewriter.erase(sig)
+            return
+
+
 class FuseActivation(RewritePattern):
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
         kind = ACTIVATIONS.get(type(op))
@@ -172,11 +194,13 @@ class FuseActivation(RewritePattern):
 
 @dataclass(frozen=True)
 class FuseEpiloguePass(ModulePass):
-    """Fuse bias, residual Add and ReLU/LeakyReLU/Clip/Sigmoid/HardSwish into Conv, ConvTranspose, MatMul and channel affine."""
+    """Fuse bias, residual Add and ReLU/LeakyReLU/Clip/Sigmoid/HardSwish/Swish into Conv, ConvTranspose, MatMul and channel affine."""
 
     name = "fuse-epilogue"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         weights = weights_context(ctx, self.name)
-        patterns = GreedyRewritePatternApplier([FuseBiasAdd(weights), FuseChannelMul(weights), FuseResidualAdd(), FuseActivation()])
+        patterns = GreedyRewritePatternApplier(
+            [FuseSwish(), FuseBiasAdd(weights), FuseChannelMul(weights), FuseResidualAdd(), FuseActivation()]
+        )
         PatternRewriteWalker(patterns).rewrite_module(op)
