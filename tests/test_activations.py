@@ -422,6 +422,73 @@ def test_onnx_swish_op(alpha: float, compile_and_load: Callable[..., inferon.Com
     np.testing.assert_allclose(compile_and_load(model).run({"x": x})["y"], want, rtol=1e-6, atol=1e-7)
 
 
+# ------------------------------------------------------------------------------ decomposed GELU
+def _gelu_model(grouping: str, producer: bool) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """x * 0.5 * (1 + erf(x / sqrt 2)) as exporters write it (`grouping` orders the products), after a
+    MatMul + bias (fused into its epilogue) or on a graph input (a standalone gelu)."""
+    rng = np.random.default_rng(21)
+    init: dict[str, np.ndarray] = {
+        "half": np.array(0.5), "one": np.array(1.0), "root2": np.array(np.sqrt(2.0)), "inv_root2": np.array(1 / np.sqrt(2.0)),
+    }  # fmt: skip
+    nodes = []
+    x = "x"
+    if producer:
+        init |= {"w": rng.standard_normal((24, 37)) * 0.3, "b": rng.standard_normal(37) * 0.2}
+        nodes += [helper.make_node("MatMul", ["x", "w"], ["mm"]), helper.make_node("Add", ["mm", "b"], ["h"])]
+        x = "h"
+    if grouping == "mul_inv_root2":
+        nodes.append(helper.make_node("Mul", [x, "inv_root2"], ["z"]))
+    else:
+        nodes.append(helper.make_node("Div", [x, "root2"], ["z"]))
+    nodes += [helper.make_node("Erf", ["z"], ["e"]), helper.make_node("Add", ["one", "e"], ["a"])]
+    if grouping == "half_x_first":  # (x * 0.5) * (1 + erf)
+        nodes += [helper.make_node("Mul", [x, "half"], ["hx"]), helper.make_node("Mul", ["hx", "a"], ["y"])]
+    elif grouping == "half_last":  # ((1 + erf) * 0.5) * x
+        nodes += [helper.make_node("Mul", ["a", "half"], ["ah"]), helper.make_node("Mul", [x, "ah"], ["y"])]
+    else:  # (x * (1 + erf)) * 0.5, as torch.nn.GELU exports at opset < 20
+        nodes += [helper.make_node("Mul", [x, "a"], ["xa"]), helper.make_node("Mul", ["xa", "half"], ["y"])]
+    shape = (5, 24) if producer else (5, 37)
+    feeds = {"x": (rng.standard_normal(shape) * 3).astype(np.float32)}
+    return make_model(nodes, {"x": shape}, ["y"], init, opset=17), feeds
+
+
+@pytest.mark.parametrize("producer", [True, False], ids=["matmul", "input"])
+@pytest.mark.parametrize("grouping", ["torch", "half_x_first", "half_last", "mul_inv_root2"])
+def test_decomposed_gelu_is_one_gelu(grouping: str, producer: bool,
+                                     compile_and_load: Callable[..., inferon.CompiledModel]) -> None:  # fmt: skip
+    model, feeds = _gelu_model(grouping, producer)
+    ops = _graph_after_fusion(model)
+    assert not any(isinstance(op, (graph.ErfOp, graph.DivOp, graph.MulOp, graph.AddOp)) for op in ops)
+    if producer:
+        assert [op.epilogue.activation for op in ops if isinstance(op, graph.MatMulOp)] == [ActivationKind.GELU]
+    else:
+        assert [type(op) for op in ops].count(graph.GeluOp) == 1
+    got = compile_and_load(model).run(feeds)["y"]
+    np.testing.assert_allclose(got, run_onnxruntime(model, feeds)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_gelu_lookalikes_are_left_alone(compile_and_load: Callable[..., inferon.CompiledModel]) -> None:
+    """Wrong constants (erf(x / 2), + 2) or an intermediate that is also an output: nothing is rewritten."""
+    init = {"half": np.array(0.5), "one": np.array(1.0), "two": np.array(2.0), "root2": np.array(np.sqrt(2.0))}
+    nodes = [
+        helper.make_node("Div", ["x", "two"], ["z1"]), helper.make_node("Erf", ["z1"], ["e1"]),
+        helper.make_node("Add", ["e1", "one"], ["a1"]), helper.make_node("Mul", ["x", "a1"], ["m1"]),
+        helper.make_node("Mul", ["m1", "half"], ["y1"]),
+        helper.make_node("Div", ["x", "root2"], ["z2"]), helper.make_node("Erf", ["z2"], ["e2"]),
+        helper.make_node("Add", ["e2", "two"], ["a2"]), helper.make_node("Mul", ["x", "a2"], ["m2"]),
+        helper.make_node("Mul", ["m2", "half"], ["y2"]),
+        helper.make_node("Div", ["x", "root2"], ["z3"]), helper.make_node("Erf", ["z3"], ["e3"]),
+        helper.make_node("Add", ["e3", "one"], ["a3"]), helper.make_node("Mul", ["x", "a3"], ["m3"]),
+        helper.make_node("Mul", ["m3", "half"], ["y3"]),
+    ]  # fmt: skip
+    model = make_model(nodes, {"x": (4, 9)}, ["y1", "y2", "y3", "e3"], init, opset=17)
+    assert not any(isinstance(op, graph.GeluOp) for op in _graph_after_fusion(model))
+    feeds = {"x": (np.random.default_rng(2).standard_normal((4, 9)) * 2).astype(np.float32)}
+    got = compile_and_load(model).run(feeds)
+    for name, want in zip(["y1", "y2", "y3", "e3"], run_onnxruntime(model, feeds), strict=True):
+        np.testing.assert_allclose(got[name], want, rtol=1e-5, atol=1e-6)
+
+
 # ----------------------------------------------------------------------------------- errors
 @pytest.mark.parametrize(
     ("node", "inputs", "inits", "message"),

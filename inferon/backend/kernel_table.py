@@ -69,6 +69,8 @@ ACTIVATIONS: dict[ActivationKind, str] = {
     ActivationKind.SIGMOID: "inferon::ACT_SIGMOID",
     ActivationKind.HARD_SWISH: "inferon::ACT_HARD_SWISH",
     ActivationKind.SWISH: "inferon::ACT_SWISH",
+    ActivationKind.GELU: "inferon::ACT_GELU",
+    ActivationKind.GELU_TANH: "inferon::ACT_GELU_TANH",
 }
 
 SPARSE_FORMATS: dict[SparseFormat, str] = {

@@ -38,6 +38,8 @@ class ActivationKind(StrEnum):
     SIGMOID = "sigmoid"
     HARD_SWISH = "hard_swish"
     SWISH = "swish"  # x * sigmoid(alpha * x) (SiLU at alpha 1)
+    GELU = "gelu"
+    GELU_TANH = "gelu_tanh"
 
 
 @irdl_attr_definition

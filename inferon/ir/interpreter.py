@@ -90,6 +90,8 @@ ACTIVATION_KIND = {
     ActivationKind.SIGMOID: ElementwiseKind.SIGMOID,
     ActivationKind.HARD_SWISH: ElementwiseKind.HARD_SWISH,
     ActivationKind.SWISH: ElementwiseKind.SWISH,
+    ActivationKind.GELU: ElementwiseKind.GELU,
+    ActivationKind.GELU_TANH: ElementwiseKind.GELU_TANH,
 }
 
 

@@ -51,10 +51,12 @@ inline bool use_avx2() { return isa() >= INFERON_ISA_AVX2; }
 inline double now_seconds() { return omp_get_wtime(); }
 
 enum Act : int { ACT_NONE = 0, ACT_RELU = 1, ACT_LEAKY_RELU = 2, ACT_CLIP = 3, ACT_SIGMOID = 4, ACT_HARD_SWISH = 5,
-                 ACT_SWISH = 6 /* x * sigmoid(alpha * x) */ };
+                 ACT_SWISH = 6 /* x * sigmoid(alpha * x) */, ACT_GELU = 7, ACT_GELU_TANH = 8 };
 
 // HardSwish: x * HardSigmoid(x) with alpha = 1/6, beta = 1/2.
 inline float hard_swish(float v) { return v * std::min(std::max(v * (1.f / 6.f) + 0.5f, 0.f), 1.f); }
+
+constexpr float kSqrtHalf = 0.70710678118654752f, kSqrt2OverPi = 0.79788456080286536f;
 
 // Scalar activation (shared by the scalar paths and edge handling).
 inline float apply_act(float v, int act, float alpha, float beta) {
@@ -65,6 +67,8 @@ inline float apply_act(float v, int act, float alpha, float beta) {
     case ACT_SIGMOID: return 1.f / (1.f + std::exp(-v));
     case ACT_HARD_SWISH: return hard_swish(v);
     case ACT_SWISH: return v / (1.f + std::exp(-alpha * v));
+    case ACT_GELU: return 0.5f * v * std::erfc(-v * kSqrtHalf);  // erfc: no cancellation for v << 0
+    case ACT_GELU_TANH: return v / (1.f + std::exp(-2.f * kSqrt2OverPi * (v + 0.044715f * v * v * v)));
     default: return v;
   }
 }
@@ -136,6 +140,64 @@ INFERON_AVX2_INLINE __m256 tanh256(__m256 x) {
   return _mm256_blendv_ps(big, small, is_small);
 }
 
+// Odd Taylor polynomial of erf for |x| <= 0.5 (truncation error < 1e-9), by Estrin's scheme (the
+// GEMM epilogues that apply GELU are latency-bound: see exp256).
+INFERON_AVX2_INLINE __m256 erf_small256(__m256 x) {
+  const __m256 z = _mm256_mul_ps(x, x), z2 = _mm256_mul_ps(z, z), z4 = _mm256_mul_ps(z2, z2);
+  // coefficients of z^k: (-1)^k 2/sqrt(pi) / (k! (2k + 1))
+  const __m256 p01 = _mm256_fmadd_ps(_mm256_set1_ps(-3.7612638903183e-1f), z, _mm256_set1_ps(1.1283791670955e0f));
+  const __m256 p23 = _mm256_fmadd_ps(_mm256_set1_ps(-2.6866170645131e-2f), z, _mm256_set1_ps(1.1283791670955e-1f));
+  const __m256 p45 = _mm256_fmadd_ps(_mm256_set1_ps(-8.5483270234508e-4f), z, _mm256_set1_ps(5.2239776254421e-3f));
+  const __m256 p6 = _mm256_set1_ps(1.2055332981789664e-4f);
+  const __m256 p = _mm256_fmadd_ps(_mm256_fmadd_ps(p6, z2, p45), z4, _mm256_fmadd_ps(p23, z2, p01));
+  return _mm256_mul_ps(p, x);
+}
+
+// erfc(a) for a >= 0.5 (Numerical Recipes' erfcc, Chebyshev fit: relative error < 1.2e-7 for all a >= 0);
+// its degree-9 polynomial in t by Estrin's scheme (depth 4 instead of 9).
+INFERON_AVX2_INLINE __m256 erfc_large256(__m256 a) {
+  const __m256 one = _mm256_set1_ps(1.f);
+  const __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(0.5f), a, one));
+  const __m256 t2 = _mm256_mul_ps(t, t), t4 = _mm256_mul_ps(t2, t2), t8 = _mm256_mul_ps(t4, t4);
+  const __m256 p01 = _mm256_fmadd_ps(_mm256_set1_ps(1.00002368f), t, _mm256_set1_ps(-1.26551223f));
+  const __m256 p23 = _mm256_fmadd_ps(_mm256_set1_ps(0.09678418f), t, _mm256_set1_ps(0.37409196f));
+  const __m256 p45 = _mm256_fmadd_ps(_mm256_set1_ps(0.27886807f), t, _mm256_set1_ps(-0.18628806f));
+  const __m256 p67 = _mm256_fmadd_ps(_mm256_set1_ps(1.48851587f), t, _mm256_set1_ps(-1.13520398f));
+  const __m256 p89 = _mm256_fmadd_ps(_mm256_set1_ps(0.17087277f), t, _mm256_set1_ps(-0.82215223f));
+  const __m256 q03 = _mm256_fmadd_ps(p23, t2, p01), q47 = _mm256_fmadd_ps(p67, t2, p45);
+  const __m256 p = _mm256_fmadd_ps(p89, t8, _mm256_fmadd_ps(q47, t4, q03));
+  return _mm256_mul_ps(t, exp256(_mm256_fnmadd_ps(a, a, p)));
+}
+
+// erfc(|x|): relative error ~1e-6 for every x (no cancellation in 1 - erf for small |x|).
+INFERON_AVX2_INLINE __m256 erfc_abs256(__m256 ax) {
+  const __m256 small = _mm256_cmp_ps(ax, _mm256_set1_ps(0.5f), _CMP_LT_OQ);
+  return _mm256_blendv_ps(erfc_large256(ax), _mm256_sub_ps(_mm256_set1_ps(1.f), erf_small256(ax)), small);
+}
+
+INFERON_AVX2_INLINE __m256 erf256(__m256 x) {
+  const __m256 sign = _mm256_set1_ps(-0.f);
+  const __m256 ax = _mm256_andnot_ps(sign, x);
+  const __m256 big = _mm256_or_ps(_mm256_sub_ps(_mm256_set1_ps(1.f), erfc_large256(ax)), _mm256_and_ps(x, sign));
+  return _mm256_blendv_ps(big, erf_small256(x), _mm256_cmp_ps(ax, _mm256_set1_ps(0.5f), _CMP_LT_OQ));
+}
+
+// x/2 * (1 + erf(x/sqrt2)) = x/2 * erfc(-x/sqrt2): erfc(|z|) for x < 0, 2 - erfc(|z|) for x >= 0.
+INFERON_AVX2_INLINE __m256 gelu256(__m256 x) {
+  const __m256 c = erfc_abs256(_mm256_andnot_ps(_mm256_set1_ps(-0.f), _mm256_mul_ps(x, _mm256_set1_ps(kSqrtHalf))));
+  const __m256 f = _mm256_blendv_ps(_mm256_sub_ps(_mm256_set1_ps(2.f), c), c,
+                                    _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
+  return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), f);
+}
+
+// x/2 * (1 + tanh(z)) = x / (1 + exp(-2z)), z = sqrt(2/pi) (x + 0.044715 x^3): no cancellation for x << 0.
+INFERON_AVX2_INLINE __m256 gelu_tanh256(__m256 x) {
+  const __m256 x2 = _mm256_mul_ps(x, x);
+  const __m256 z = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(-2.f * kSqrt2OverPi), x),
+                                 _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), x2, _mm256_set1_ps(1.f)));
+  return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.f), exp256(z)));
+}
+
 INFERON_AVX2_INLINE __m256 hard_swish256(__m256 v) {
   const __m256 t = _mm256_fmadd_ps(v, _mm256_set1_ps(1.f / 6.f), _mm256_set1_ps(0.5f));
   return _mm256_mul_ps(v, _mm256_min_ps(_mm256_max_ps(t, _mm256_setzero_ps()), _mm256_set1_ps(1.f)));
@@ -152,6 +214,8 @@ INFERON_AVX2_INLINE __m256 act256(__m256 v, int act, __m256 alpha, __m256 beta) 
     case ACT_SIGMOID: return sigmoid256(v);
     case ACT_HARD_SWISH: return hard_swish256(v);
     case ACT_SWISH: return _mm256_mul_ps(v, sigmoid256(_mm256_mul_ps(alpha, v)));
+    case ACT_GELU: return gelu256(v);
+    case ACT_GELU_TANH: return gelu_tanh256(v);
     default: return v;
   }
 }
@@ -178,6 +242,10 @@ INFERON_AVX2_INLINE void act256_n(__m256* v, int act, __m256 alpha, __m256 beta)
     case ACT_SWISH:
 #pragma GCC unroll 16
       for (int i = 0; i < N; i++) v[i] = _mm256_mul_ps(v[i], sigmoid256(_mm256_mul_ps(alpha, v[i])));
+      return;
+    case ACT_GELU:
+#pragma GCC unroll 16
+      for (int i = 0; i < N; i++) v[i] = gelu256(v[i]);
       return;
     default:
 #pragma GCC unroll 16

@@ -187,7 +187,6 @@ inline void binary_op(const BinSpace& s, const float* a, const float* b, float* 
 // ------------------------------------------------------------------------------------ unary
 inline float softplus(float x) { return x > 20.f ? x : std::log1p(std::exp(x)); }
 
-constexpr float kSqrtHalf = 0.70710678118654752f, kSqrt2OverPi = 0.79788456080286536f;
 
 // Ops that evaluate exp / erf / sin (threads pay off sooner).
 constexpr bool un_transcendental(int op) {
@@ -236,65 +235,6 @@ inline float un_scalar(int op, float x, float alpha, float beta) {
 template <int OP>
 inline void un_loop_scalar(int64_t n, const float* x, float* y, float alpha, float beta) {
   for (int64_t i = 0; i < n; i++) y[i] = un_scalar(OP, x[i], alpha, beta);
-}
-
-// Odd Taylor polynomial of erf for |x| <= 0.5 (truncation error < 1e-9).
-INFERON_AVX2_INLINE __m256 erf_small256(__m256 x) {
-  const __m256 z = _mm256_mul_ps(x, x);
-  __m256 p = _mm256_set1_ps(1.2055332981789664e-4f);             // 2/sqrt(pi) / 9360
-  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-8.5483270234508e-4f));  // -2/sqrt(pi) / 1320
-  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(5.2239776254421e-3f));   // 2/sqrt(pi) / 216
-  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-2.6866170645131e-2f));  // -2/sqrt(pi) / 42
-  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.1283791670955e-1f));   // 2/sqrt(pi) / 10
-  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-3.7612638903183e-1f));  // -2/sqrt(pi) / 3
-  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.1283791670955e0f));    // 2/sqrt(pi)
-  return _mm256_mul_ps(p, x);
-}
-
-// erfc(a) for a >= 0.5 (Numerical Recipes' erfcc, Chebyshev fit: relative error < 1.2e-7 for all a >= 0).
-INFERON_AVX2_INLINE __m256 erfc_large256(__m256 a) {
-  const __m256 one = _mm256_set1_ps(1.f);
-  const __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(0.5f), a, one));
-  __m256 p = _mm256_set1_ps(0.17087277f);
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.82215223f));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.48851587f));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.13520398f));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.27886807f));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.18628806f));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.09678418f));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.37409196f));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.00002368f));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.26551223f));
-  return _mm256_mul_ps(t, exp256(_mm256_fnmadd_ps(a, a, p)));
-}
-
-// erfc(|x|): relative error ~1e-6 for every x (no cancellation in 1 - erf for small |x|).
-INFERON_AVX2_INLINE __m256 erfc_abs256(__m256 ax) {
-  const __m256 small = _mm256_cmp_ps(ax, _mm256_set1_ps(0.5f), _CMP_LT_OQ);
-  return _mm256_blendv_ps(erfc_large256(ax), _mm256_sub_ps(_mm256_set1_ps(1.f), erf_small256(ax)), small);
-}
-
-INFERON_AVX2_INLINE __m256 erf256(__m256 x) {
-  const __m256 sign = _mm256_set1_ps(-0.f);
-  const __m256 ax = _mm256_andnot_ps(sign, x);
-  const __m256 big = _mm256_or_ps(_mm256_sub_ps(_mm256_set1_ps(1.f), erfc_large256(ax)), _mm256_and_ps(x, sign));
-  return _mm256_blendv_ps(big, erf_small256(x), _mm256_cmp_ps(ax, _mm256_set1_ps(0.5f), _CMP_LT_OQ));
-}
-
-// x/2 * (1 + erf(x/sqrt2)) = x/2 * erfc(-x/sqrt2): erfc(|z|) for x < 0, 2 - erfc(|z|) for x >= 0.
-INFERON_AVX2_INLINE __m256 gelu256(__m256 x) {
-  const __m256 c = erfc_abs256(_mm256_andnot_ps(_mm256_set1_ps(-0.f), _mm256_mul_ps(x, _mm256_set1_ps(kSqrtHalf))));
-  const __m256 f = _mm256_blendv_ps(_mm256_sub_ps(_mm256_set1_ps(2.f), c), c,
-                                    _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
-  return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), f);
-}
-
-// x/2 * (1 + tanh(z)) = x / (1 + exp(-2z)), z = sqrt(2/pi) (x + 0.044715 x^3): no cancellation for x << 0.
-INFERON_AVX2_INLINE __m256 gelu_tanh256(__m256 x) {
-  const __m256 x2 = _mm256_mul_ps(x, x);
-  const __m256 z = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(-2.f * kSqrt2OverPi), x),
-                                 _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), x2, _mm256_set1_ps(1.f)));
-  return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.f), exp256(z)));
 }
 
 // x tanh(softplus(x)) = x n / (n + 2), n = e^x (e^x + 2); x itself above 20 (where e^2x would overflow).

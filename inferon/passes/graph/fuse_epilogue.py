@@ -16,7 +16,9 @@ consumer's position):
 | mul(y, weight[C,1,1])            | channel affine: no residual, no act  | scale, bias *= weight     |
 | mul(x, weight[C,1,1]), any x     | (none)                               | channel affine(x, weight) |
 
-Before those, mul(x, sigmoid(x)) with the sigmoid used only there (SiLU / Swish as PyTorch and
+Before those, two patterns become one op: the exact GELU as PyTorch (opset < 20) and BERT-style code
+export it, x * 0.5 * (1 + erf(x / sqrt 2)) in any grouping of the products (and x * (1 / sqrt 2)),
+becomes `graph.gelu(x)`; and mul(x, sigmoid(x)) with the sigmoid used only there (SiLU / Swish as PyTorch and
 TensorFlow export it: EfficientNet, YOLO) becomes one `graph.swish(x)`, so that x's producer has one
 use left and the activation fuses into it like ReLU (measured: EfficientNet-B0 spent a quarter of its
 time in these separate Sigmoid and Mul passes).
@@ -27,6 +29,7 @@ a BatchNorm) a `graph.channel_affine`, so that the Add and activation after it f
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from xdsl.context import Context
@@ -54,6 +57,8 @@ ACTIVATIONS: dict[type[Operation], ActivationKind] = {
     graph.SigmoidOp: ActivationKind.SIGMOID,
     graph.HardSwishOp: ActivationKind.HARD_SWISH,
     graph.SwishOp: ActivationKind.SWISH,
+    graph.GeluOp: ActivationKind.GELU,
+    graph.GeluTanhOp: ActivationKind.GELU_TANH,
 }
 
 
@@ -175,6 +180,72 @@ class FuseSwish(RewritePattern):
             return
 
 
+def only_user(value: SSAValue) -> Operation | None:
+    """The one operation reading `value` (once), or None."""
+    return next(iter(value.uses)).operation if value.has_one_use() else None
+
+
+class FuseGelu(RewritePattern):
+    """x * 0.5 * (1 + erf(x / sqrt 2)) (erf form, products in any order) -> gelu(x)."""
+
+    SQRT2 = math.sqrt(2.0)
+
+    def __init__(self, weights: WeightStore) -> None:
+        self.weights = weights
+
+    def scalar(self, value: SSAValue) -> float | None:
+        w = value.owner
+        if isinstance(w, graph.WeightOp):
+            array = self.weights[w.handle.data]
+            if array.size == 1:
+                return float(array.reshape(()))
+        return None
+
+    def is_const(self, value: SSAValue, want: float) -> bool:
+        got = self.scalar(value)
+        return got is not None and abs(got - want) <= 1e-6 * abs(want)
+
+    def other(self, op: graph.BinaryOp, value: SSAValue) -> SSAValue:
+        return op.rhs if op.lhs == value else op.lhs
+
+    def half_x(self, value: SSAValue, x: SSAValue) -> bool:
+        """value = x * 0.5, used only once."""
+        m = value.owner
+        return (isinstance(m, graph.MulOp) and value.has_one_use()
+                and {m.lhs, m.rhs} >= {x} and self.is_const(self.other(m, x), 0.5))  # fmt: skip
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.ErfOp, rewriter: PatternRewriter) -> None:
+        scaled = op.input.owner
+        if not op.input.has_one_use() or not isinstance(scaled, (graph.DivOp, graph.MulOp)):
+            return
+        if isinstance(scaled, graph.DivOp):
+            x = scaled.lhs if self.is_const(scaled.rhs, self.SQRT2) else None
+        else:
+            x = next((a for a, c in ((scaled.lhs, scaled.rhs), (scaled.rhs, scaled.lhs)) if self.is_const(c, 1 / self.SQRT2)), None)
+        add = only_user(op.output)
+        if x is None or not isinstance(add, graph.AddOp) or not self.is_const(self.other(add, op.output), 1.0):
+            return
+        m1 = only_user(add.output)
+        if not isinstance(m1, graph.MulOp) or shape_of(m1.output) != shape_of(x) or x.type != m1.output.type:
+            return
+        f1 = self.other(m1, add.output)
+        final, dead = m1, [m1]
+        if self.half_x(f1, x):  # (x * 0.5) * (1 + erf)
+            dead.append(f1.owner)
+        else:  # (1 + erf) * x, then * 0.5; or (1 + erf) * 0.5, then * x
+            m2 = only_user(m1.output)
+            if not isinstance(m2, graph.MulOp):
+                return
+            f2 = self.other(m2, m1.output)
+            if not ((f1 == x and self.is_const(f2, 0.5)) or (self.is_const(f1, 0.5) and f2 == x)):
+                return
+            final, dead = m2, [m2, m1]
+        rewriter.replace(final, [graph.GeluOp(x)])
+        for dead_op in [*dead[1:], add, op, scaled]:
+            rewriter.erase(dead_op)
+
+
 class FuseActivation(RewritePattern):
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
         kind = ACTIVATIONS.get(type(op))
@@ -194,13 +265,13 @@ class FuseActivation(RewritePattern):
 
 @dataclass(frozen=True)
 class FuseEpiloguePass(ModulePass):
-    """Fuse bias, residual Add and ReLU/LeakyReLU/Clip/Sigmoid/HardSwish/Swish into Conv, ConvTranspose, MatMul and channel affine."""
+    """Fuse bias, residual Add and ReLU/LeakyReLU/Clip/Sigmoid/HardSwish/Swish/Gelu into Conv, ConvTranspose, MatMul and channel affine."""
 
     name = "fuse-epilogue"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         weights = weights_context(ctx, self.name)
         patterns = GreedyRewritePatternApplier(
-            [FuseSwish(), FuseBiasAdd(weights), FuseChannelMul(weights), FuseResidualAdd(), FuseActivation()]
+            [FuseGelu(weights), FuseSwish(), FuseBiasAdd(weights), FuseChannelMul(weights), FuseResidualAdd(), FuseActivation()]
         )
         PatternRewriteWalker(patterns).rewrite_module(op)
