@@ -3,7 +3,7 @@
     graph:  remove-identities → fold-pad → fold-qdq → fold-batchnorm → decompose-batchnorm → fold-constants
             → [prune, opt-in, with --quantize] → [quantize, opt-in] → fuse-epilogue → [prune, opt-in] → sparsify
     loop:   convert-graph-to-loop → elide-copies → convert-sparse-to-spmm → conv-to-depthwise
-            → conv-to-winograd → conv-to-im2col → select-tiles
+            → conv-to-grouped → conv-to-winograd → conv-to-im2col → select-tiles
     vec:    convert-loop-to-vec → pack-weights → plan-memory
     cpp:    the C++ emitter prints the module, g++ builds model.so
 
@@ -42,6 +42,7 @@ DEFAULT_PASSES: tuple[tuple[str, str], ...] = (
     ("loop", "elide-copies"),
     ("loop", "convert-sparse-to-spmm"),
     ("loop", "conv-to-depthwise"),
+    ("loop", "conv-to-grouped"),
     ("loop", "conv-to-winograd"),
     ("loop", "conv-to-im2col"),
     ("loop", "select-tiles"),

@@ -458,6 +458,20 @@ class CppEmitter:
         )
 
     @emit.register
+    def _(self, op: loop.GroupedConv2dOp) -> None:
+        epi: EpilogueAttr = op.epilogue
+        n, c, h, w = op.input.type.get_shape()  # type: ignore[attr-defined]
+        m, _, kh, kw = op.weight.type.get_shape()  # type: ignore[attr-defined]
+        ho, wo = op.output.type.get_shape()[2:]  # type: ignore[attr-defined]
+        (sh, sw), (pt, pl, _, _) = ints(op.strides), ints(op.pads)
+        geometry = ", ".join(str(v) for v in (n, c, h, w, m, op.group.value.data, ho, wo, kh, kw, sh, sw, pt, pl))
+        self.line(
+            f"inferon::grouped_conv2d({self.buf(op.input)}, {self.buf(op.weight)}, {self.buf(op.bias)}, "
+            f"{self.buf(op.residual)}, {self.buf(op.output)}, {geometry}, "
+            f"{ACTIVATIONS[epi.activation]}, {_f(epi.alpha)}, {_f(epi.beta)}, nt);"
+        )
+
+    @emit.register
     def _(self, op: loop.Pool2dOp) -> None:
         g = ", ".join(str(v) for v in ints(op.geometry))
         if ctype(op.input.type) != "float":

@@ -153,6 +153,7 @@ PREBUILT_FAMILIES: dict[str, tuple[str, ...]] = {
     "SPARSE": ("spmm",),
     "QGEMM": ("qgemm",),
     "DEPTHWISE": ("depthwise_conv2d", "qdepthwise_conv2d"),  # the INT8 one falls back on the float one
+    "GROUPED_CONV": ("grouped_conv2d",),
     "WINOGRAD": ("winograd_input", "winograd_output"),
     "POOL": ("pool2d", "global_pool"),
     "ELEMENTWISE": ("unary", "binary", "select", "channel_affine"),

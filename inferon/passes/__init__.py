@@ -32,6 +32,7 @@ _BUILTIN: dict[str, str] = {
     "convert-graph-to-loop": "inferon.passes.conversion.graph_to_loop:ConvertGraphToLoopPass",
     "convert-sparse-to-spmm": "inferon.passes.conversion.sparse_to_spmm:ConvertSparseToSpMMPass",
     "conv-to-depthwise": "inferon.passes.loop.conv_to_depthwise:ConvToDepthwisePass",
+    "conv-to-grouped": "inferon.passes.loop.conv_to_grouped:ConvToGroupedPass",
     "elide-copies": "inferon.passes.loop.elide_copies:ElideCopiesPass",
     "fuse-residual-qadd": "inferon.passes.loop.fuse_residual_qadd:FuseResidualQAddPass",
     "conv-to-winograd": "inferon.passes.loop.conv_to_winograd:ConvToWinogradPass",

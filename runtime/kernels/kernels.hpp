@@ -12,6 +12,7 @@
 //   conv.hpp         im2col, col2im (transposed convolution)
 //   winograd.hpp     winograd_input, winograd_output (F(2x2) / F(4x4) 3x3 convolution transforms)
 //   depthwise.hpp    depthwise_conv2d (direct, group == C_in)
+//   grouped_conv.hpp grouped_conv2d (direct, few channels per group, stride phases)
 //   pool.hpp         pool2d, global_pool
 //   sparse.hpp       spmm (CSR / 2:4 sparse weights x dense activations; GEMV at N == 1)
 //   quant.hpp        quantize_linear, dequantize_linear
@@ -30,6 +31,7 @@
 #include "depthwise.hpp"
 #include "elementwise.hpp"
 #include "gemm.hpp"
+#include "grouped_conv.hpp"
 #include "layout.hpp"
 #include "norm.hpp"
 #include "pool.hpp"

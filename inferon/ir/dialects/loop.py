@@ -182,6 +182,47 @@ class DepthwiseConv2dOp(IRDLOperation):
 
 
 @irdl_op_definition
+class GroupedConv2dOp(IRDLOperation):
+    """Direct grouped NCHW convolution with few channels per group (ONNX Conv with 1 < group < C_in), from
+    `conv-to-grouped`.
+
+    input [N, C, H, W], weight [M, C / group, kh, kw] (output channel m reads the input channels of group
+    m // (M // group)), output [N, M, Ho, Wo]; bias [M] and residual fused with the epilogue's activation.
+    pads are [top, left, bottom, right]; dilation 1.
+    """
+
+    name = "loop.grouped_conv2d"
+    input = operand_def(MemRefType)
+    weight = operand_def(MemRefType)
+    bias = opt_operand_def(MemRefType)
+    residual = opt_operand_def(MemRefType)
+    output = operand_def(MemRefType)
+    strides = prop_def(DenseArrayBase)
+    pads = prop_def(DenseArrayBase)
+    group = prop_def(I64Attr)
+    epilogue = prop_def(EpilogueAttr, default_value=NO_EPILOGUE)
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+
+    def verify_(self) -> None:
+        x = tuple(self.input.type.get_shape())  # type: ignore[attr-defined]
+        w = tuple(self.weight.type.get_shape())  # type: ignore[attr-defined]
+        y = tuple(self.output.type.get_shape())  # type: ignore[attr-defined]
+        if len(x) != 4 or len(w) != 4 or len(y) != 4:
+            raise VerifyException("loop.grouped_conv2d expects rank-4 input, weight and output")
+        strides, pads = self.strides.get_values(), self.pads.get_values()
+        group = self.group.value.data
+        if len(strides) != 2 or len(pads) != 4 or min(strides) < 1 or min(pads) < 0:
+            raise VerifyException("loop.grouped_conv2d: 2 strides >= 1 and 4 pads >= 0")
+        if group < 1 or x[1] % group or w[0] % group or w[1] * group != x[1] or y[:2] != (x[0], w[0]):
+            raise VerifyException(f"loop.grouped_conv2d channel mismatch: input {x}, weight {w}, group {group}, output {y}")
+        for axis in (0, 1):
+            extent = x[2 + axis] + pads[axis] + pads[2 + axis] - w[2 + axis]
+            if extent < 0 or y[2 + axis] != extent // strides[axis] + 1:
+                raise VerifyException(f"loop.grouped_conv2d output {y} does not match the geometry of input {x}")
+        verify_channel_operands(self.name, y, self.residual, bias=self.bias)
+
+
+@irdl_op_definition
 class ChannelAffineOp(IRDLOperation):
     """y[n][c][i] = act(x[n][c][i] * scale[c] + bias[c] + residual[n][c][i]) over [N, C, ...] buffers
     (a `graph.channel_affine`: an unfolded BatchNormalization with its fused epilogue)."""
@@ -894,7 +935,7 @@ class QGemmOp(QGemmBase):
 
 
 COMPUTE_OPS = (
-    Conv2dOp, DepthwiseConv2dOp, ChannelAffineOp, Im2ColOp, Col2ImOp, WinogradInputOp, WinogradOutputOp, MatMulOp, Pool2dOp, GlobalPoolOp, BinaryOp, SelectOp, UnaryOp, CopyOp,
+    Conv2dOp, DepthwiseConv2dOp, GroupedConv2dOp, ChannelAffineOp, Im2ColOp, Col2ImOp, WinogradInputOp, WinogradOutputOp, MatMulOp, Pool2dOp, GlobalPoolOp, BinaryOp, SelectOp, UnaryOp, CopyOp,
     StridedCopyOp, TransposeOp, SoftmaxOp, LRNOp, ReduceOp, ArgReduceOp, RowNormOp, SpMMOp, QuantizeOp, DequantizeOp, DynamicQuantizeOp, QGemmOp, QAddOp, QDepthwiseConv2dOp, PadOp,
     ResizeOp,
 )  # fmt: skip
