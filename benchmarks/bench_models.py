@@ -2,7 +2,10 @@
 
     python benchmarks/bench_models.py [--models a,b] [--threads 1,2] [--runs 30] [--warmup 5]
                                       [--model-runs vgg19=10,...] [--json out.json] [--csv out.csv]
-                                      [--plot out.png]
+                                      [--plot out.png] [--onnx FILE ...]
+
+``--onnx`` benchmarks ONNX files as they are (their own weights, e.g. the architectures written by
+``benchmarks/export_torch_models.py``) instead of (or, with ``--models``, besides) the nine.
 
 Each model ships with the onnx package (``light_<name>.onnx``, weights as ConstantOfShape
 fills); its weights are replaced by seeded random tensors and the pre-softmax logits are
@@ -345,7 +348,9 @@ def write_plot(path: Path, results: Sequence[Any]) -> None:
 # ---------------------------------------------------------------------------- main
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default=",".join(LIGHT_MODELS), help="comma-separated (default: all nine)")
+    ap.add_argument("--models", default=None, help="comma-separated (default: all nine, none with --onnx)")
+    ap.add_argument("--onnx", nargs="+", type=Path, default=[], metavar="FILE",
+                    help="also benchmark these ONNX files as they are (name: the file's stem)")
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
     ap.add_argument("--runs", type=int, default=30, help="timed runs per engine (default 30)")
     ap.add_argument("--warmup", type=int, default=5, help="warm-up runs per engine (default 5)")
@@ -368,7 +373,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="only redraw --plot from a results file written by --json (no benchmark)",
     )
     args = ap.parse_args(argv)
-    args.models = parse_list(args.models)
+    args.models = parse_list(args.models) if args.models is not None else ([] if args.onnx else list(LIGHT_MODELS))
+    missing = [str(p) for p in args.onnx if not p.is_file()]
+    if missing:
+        ap.error(f"no such ONNX file(s): {', '.join(missing)}")
     args.threads = [int(t) for t in parse_list(args.threads)]
     args.model_runs = parse_model_runs(args.model_runs)
     unknown = [m for m in args.models if m not in LIGHT_MODELS]
@@ -377,15 +385,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def bench_model(name: str, args: argparse.Namespace) -> tuple[CompileTimes, list[Result]]:
-    """Compile one model, then benchmark it at every thread count (its files are removed after)."""
+def bench_model(name: str, args: argparse.Namespace, path: Path | None = None) -> tuple[CompileTimes, list[Result]]:
+    """Compile one model (a light model by name, or the ONNX file `path`), then benchmark it at every
+    thread count (its files are removed after)."""
     with tempfile.TemporaryDirectory(prefix=f"inferon-bench-{name}-") as tmp:
-        return _bench_model_in(name, args, Path(tmp))
+        return _bench_model_in(name, args, Path(tmp), path)
 
 
-def _bench_model_in(name: str, args: argparse.Namespace, workdir: Path) -> tuple[CompileTimes, list[Result]]:
+def _bench_model_in(name: str, args: argparse.Namespace, workdir: Path, path: Path | None) -> tuple[CompileTimes, list[Result]]:
     start = time.perf_counter()
-    model = prepare_model(name, args.seed)
+    model = prepare_model(name, args.seed) if path is None else onnx.load(str(path))
     feeds = make_feeds(model, args.seed + 1)
     log(f"[{name}] compiling (cold, then cached) ...")
     lib, times = compile_inferon(model, name, workdir)
@@ -428,8 +437,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(HEADER, flush=True)
     results: list[Result] = []
     compiles: list[CompileTimes] = []
-    for name in args.models:
-        times, rows = bench_model(name, args)
+    jobs: list[tuple[str, Path | None]] = [(name, None) for name in args.models]
+    jobs += [(path.stem, path) for path in args.onnx]
+    for name, path in jobs:
+        times, rows = bench_model(name, args, path)
         compiles.append(times)
         results.extend(rows)
         gc.collect()
