@@ -65,7 +65,8 @@ SHIM void k_gemm_ex(int64_t batch, int64_t M, int64_t N, int64_t K, const float*
   t.mc = tiles[2];
   t.kc = tiles[3];
   t.nc = tiles[4];
-  t.a_packed = tiles[5] != 0;
+  t.a_packed = (tiles[5] & 1) != 0;  // bit 0: A pre-packed, bit 1: B pre-packed
+  t.b_packed = (tiles[5] & 2) != 0;
   inferon::gemm(batch, M, N, K, A, lda, sA, B, ldb, sB, C, ldc, sC, ep, t, threads);
 }
 

@@ -206,6 +206,31 @@ def test_pack_weights_packs_conv_filters_per_group() -> None:
     assert not any(isinstance(op, loop.WeightOp) and op.handle.data == "w" for op in module.walk())
 
 
+def test_pack_weights_packs_constant_matmul_b(compile_and_load) -> None:  # type: ignore[no-untyped-def]
+    """x[M, K] @ W[K, N] with a constant W and M > 6 rows: W is packed in nr-column panels at compile time
+    (b_packed; M <= 6 keeps the streaming small-M path), and the model still matches ONNX Runtime."""
+    from inferon.passes.vec.pack_weights import pack_b
+    from inferon.testing import run_onnxruntime
+
+    rng = np.random.default_rng(8)
+    w1, w2 = rng.standard_normal((24, 37)).astype(np.float32), rng.standard_normal((37, 19)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("MatMul", ["r", "w2"], ["y"]), helper.make_node("MatMul", ["s", "w1"], ["z"])]
+    model = make_model(nodes, {"x": (2, 13, 24), "s": (3, 24)}, ["y", "z"], {"w1": w1, "w2": w2})
+    module, weights = import_model(model)
+    run_passes(make_context(weights), module, ["remove-identities", "fold-constants", "fuse-epilogue",
+               "convert-graph-to-loop", "select-tiles", "convert-loop-to-vec", "pack-weights"])  # fmt: skip
+    gemms = [op for op in module.walk() if isinstance(op, vec.GemmOp)]
+    assert [g.b_packed is not None for g in gemms] == [True, True, False]
+    first = gemms[0]
+    assert list(first.b_strides.get_values()) == [0, 0]  # one W for the whole batch
+    np.testing.assert_array_equal(weights[first.b.owner.handle.data], pack_b(w1, first.nr.value.data))  # type: ignore[attr-defined]
+    feeds = {"x": rng.standard_normal((2, 13, 24)).astype(np.float32), "s": rng.standard_normal((3, 24)).astype(np.float32)}
+    got = compile_and_load(model).run(feeds)
+    for name, want in zip(["y", "z"], run_onnxruntime(model, feeds), strict=True):
+        np.testing.assert_allclose(got[name], want, rtol=1e-5, atol=1e-5)
+
+
 def test_plan_memory_reuses_dead_buffers() -> None:
     # a chain a -> b -> c: a and c may share memory, b overlaps both
     offsets, total = plan([(100, 0, 1), (100, 1, 2), (100, 2, 3)])

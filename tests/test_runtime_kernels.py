@@ -284,6 +284,38 @@ def test_gemm_batch_broadcast_strides_threads_and_tiles(shim, isa):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+def test_gemm_prepacked_b(shim, isa):
+    """B pre-packed as pack-weights does for constant MatMul weights (nr-column panels over all K; tiles[5]
+    bit 1), also with A pre-packed (bit 0), across K blocks, column edges, batches and threads."""
+    from inferon.passes.vec.pack_weights import pack_a, pack_b
+
+    lib = shim
+    lib.k_gemm_ex.argtypes = lib.k_gemm.argtypes
+    lib.k_gemm_ex.restype = None
+    rng = np.random.default_rng(7)
+    for (M, N, K), nr, kc, threads, a_packed in itertools.product(
+        [(7, 17, 5), (13, 40, 300), (65, 33, 130), (30, 130, 65), (197, 49, 24)], [8, 16], [16, 256], [1, 2, 3], [0, 1]
+    ):
+        batch = 2
+        A, B = randn(rng, batch, M, K), randn(rng, batch, K, N)
+        bias, res = randn(rng, batch, N), randn(rng, batch, M, N)
+        # the weight blob starts every array 64-byte aligned; the kernel loads B panels aligned
+        packed = np.concatenate([pack_b(B[i], nr) for i in range(batch)])
+        buf = np.empty(packed.size + 16, dtype=np.float32)
+        start = (-buf.ctypes.data % 64) // 4
+        Bp = buf[start : start + packed.size]
+        Bp[:] = packed
+        Ap = np.concatenate([pack_a(A[i], 6, kc) for i in range(batch)]) if a_packed else A
+        C = np.full(batch * M * N, np.nan, dtype=np.float32)
+        tiles = i64([6, nr, 12, kc, 32, 2 | a_packed])
+        lib.k_set_isa(isa)
+        lib.k_gemm_ex(batch, M, N, K, ptr(Ap), K, Ap.size // batch, ptr(Bp), N, Bp.size // batch, ptr(C), N, M * N,
+                      ptr(bias), N, 1, ptr(res), 3, 0.0, 1.5, ptr(tiles), threads)  # fmt: skip
+        want = gemm_ref(A, B, bias, 1, res, 3, 0.0, 1.5)
+        assert_close(C.reshape(batch, M, N), want, atol=2e-4 * np.sqrt(K))
+
+
+@pytest.mark.parametrize("isa", ISAS)
 def test_gemm_strided_c_and_residual_aliasing_c(shim, isa):
     rng = np.random.default_rng(2)
     for M, N, K in [(17, 65, 300), (5, 33, 600), (9, 1, 700), (70, 40, 1000)]:

@@ -34,7 +34,10 @@ struct Epilogue {               // applied to each output element in this order:
 struct GemmTiles { int mr = 6, nr = 16; int64_t mc = 72, kc = 256, nc = 1024;
   // A is pre-packed (compile time, pass pack-weights): per KC block p (kc = min(kc, K)) the
   // MR-row panels, k-major, at A + p*Mpad + i*kcur (Mpad = M rounded up to 6); lda is unused.
-  bool a_packed = false; };
+  bool a_packed = false;
+  // B is pre-packed (a constant MatMul weight, pack-weights): nr-column panels over the whole K,
+  // panel j (columns j*nr ..) k-major at B + j*nr*K, columns past N zero; ldb is unused.
+  bool b_packed = false; };
 
 namespace gemm_detail {
 
@@ -50,9 +53,10 @@ struct Job {
   int act; float alpha, beta;
   int mr, nv; int64_t mc, kc, nc;
   bool a_packed;           // A in the pre-packed panel layout (see GemmTiles)
+  bool b_packed;           // B in the pre-packed panel layout (see GemmTiles)
   const Im2col* im2col;    // non-null: B is the image at B seen through im2col (ldb unused)
   const int64_t* b_rows;   // non-null: row k of B starts at B + b_rows[k] (implicit GEMM, no packing)
-  bool packed_only() const { return a_packed || im2col || b_rows; }  // no small-M / GEMV special paths
+  bool packed_only() const { return a_packed || b_packed || im2col || b_rows; }  // no small-M / GEMV special paths
 };
 
 constexpr int kPackedMR = 6;
@@ -83,7 +87,7 @@ inline Scratch& tls_scratch(int which) {
 
 inline void rect_scalar(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   const int64_t n = n1 - n0;
-  float* brow = g.im2col ? tls_scratch(3).get(static_cast<size_t>(n)) : nullptr;
+  float* brow = g.im2col || g.b_packed ? tls_scratch(3).get(static_cast<size_t>(n)) : nullptr;
   const auto* plan = g.im2col ? &im2col_plan(*g.im2col, n0, n) : nullptr;
   const int64_t taps = g.im2col ? static_cast<int64_t>(g.im2col->kh) * g.im2col->kw : 1;
   for (int64_t i = m0; i < m1; i++) {
@@ -93,7 +97,11 @@ inline void rect_scalar(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_
     for (int64_t k = 0; k < g.K; k++) {
       const float av = g.a_packed ? packed_a_at(g, i, k) : a[k];
       const float* INFERON_RESTRICT b = g.B + k * g.ldb + n0;
-      if (g.im2col) {
+      if (g.b_packed) {  // row k of the packed panels, columns n0 .. n1
+        const int64_t nr = g.nv * 8;
+        for (int64_t j = 0; j < n; j++) brow[j] = g.B[((n0 + j) / nr) * nr * g.K + k * nr + (n0 + j) % nr];
+        b = brow;
+      } else if (g.im2col) {
         const Im2col& q = *g.im2col;
         im2col_apply(q, (*plan)[static_cast<size_t>(k % taps)], g.B + (k / taps) * q.H * q.W, brow);
         b = brow;
@@ -323,6 +331,7 @@ struct Block {
   const int64_t* rows;             // implicit GEMM: B row offsets of this KC block, else null
   int64_t ic, jc, mcur, ncur, kcur;
   bool accumulate, last;
+  int64_t bstride;                 // floats from one NR-column B panel to the next
 };
 
 // The register tile at (ir, jr) of a block.
@@ -339,7 +348,7 @@ INFERON_AVX2_INLINE void tile(const Job& g, const Block& b, int64_t ir, int64_t 
   } else if (nr <= 4) {  // column edge: dot products along the rows
     __m256 c[MR][1];
     const float* Ap = b.A + ir * b.kcur;
-    const float* Bp = b.B + jr * b.kcur;
+    const float* Bp = b.B + (jr / NR) * b.bstride;
     switch (nr) {
       case 1: kernel_columns<MR, 1, NR>(b.kcur, Ap, Bp, c); break;
       case 2: kernel_columns<MR, 2, NR>(b.kcur, Ap, Bp, c); break;
@@ -349,11 +358,11 @@ INFERON_AVX2_INLINE void tile(const Job& g, const Block& b, int64_t ir, int64_t 
     store_tile<MR, 1>(c, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
   } else if (NV == 2 && nr <= 8) {  // column edge: half the FMAs
     __m256 c[MR][1];
-    kernel_packed<MR, 1, NR>(b.kcur, b.A + ir * b.kcur, b.B + jr * b.kcur, c);
+    kernel_packed<MR, 1, NR>(b.kcur, b.A + ir * b.kcur, b.B + (jr / NR) * b.bstride, c);
     store_tile<MR, 1>(c, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
   } else {
     __m256 c[MR][NV];
-    kernel_packed<MR, NV>(b.kcur, b.A + ir * b.kcur, b.B + jr * b.kcur, c);
+    kernel_packed<MR, NV>(b.kcur, b.A + ir * b.kcur, b.B + (jr / NR) * b.bstride, c);
     store_tile<MR, NV>(c, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
   }
 }
@@ -369,14 +378,14 @@ INFERON_AVX2 void rect_packed(const Job& g, int64_t m0, int64_t m1, int64_t n0, 
   const int64_t nc_eff = std::min(nc, (n1 - n0 + NR - 1) / NR * NR);
   float* Ap = g.a_packed ? nullptr : tls_scratch(0).get(static_cast<size_t>(mc_eff * kc));
   const int64_t mpad = (g.M + MR - 1) / MR * MR;
-  float* Bp = g.b_rows ? nullptr : tls_scratch(1).get(static_cast<size_t>(nc_eff * kc));
+  float* Bp = g.b_rows || g.b_packed ? nullptr : tls_scratch(1).get(static_cast<size_t>(nc_eff * kc));
   for (int64_t jc = n0; jc < n1; jc += nc) {
     const int64_t ncur = std::min(nc, n1 - jc);
     for (int64_t pc = 0; pc < K; pc += kc) {
       const int64_t kcur = std::min(kc, K - pc);
       const bool accumulate = pc > 0 || g.acc_c;
       const bool last = pc + kcur >= K;
-      if (g.b_rows) {}  // implicit GEMM: nothing to pack
+      if (g.b_rows || g.b_packed) {}  // implicit GEMM, pre-packed B: nothing to pack
       else if (g.im2col) pack_B_im2col<NV>(*g.im2col, g.B, pc, kcur, jc, ncur, Bp);
       else pack_B<NV>(kcur, ncur, g.B + pc * g.ldb + jc, g.ldb, Bp);
       for (int64_t ic = m0; ic < m1; ic += mc) {
@@ -384,8 +393,9 @@ INFERON_AVX2 void rect_packed(const Job& g, int64_t m0, int64_t m1, int64_t n0, 
         const float* Ablk = Ap;
         if (g.a_packed) Ablk = g.A + pc * mpad + ic * kcur;
         else pack_A<MR>(mcur, kcur, g.A + ic * g.lda + pc, g.lda, Ap);
-        const Block blk = g.b_rows ? Block{Ablk, g.B + jc, g.b_rows + pc, ic, jc, mcur, ncur, kcur, accumulate, last}
-                                   : Block{Ablk, Bp, nullptr, ic, jc, mcur, ncur, kcur, accumulate, last};
+        const Block blk = g.b_rows ? Block{Ablk, g.B + jc, g.b_rows + pc, ic, jc, mcur, ncur, kcur, accumulate, last, 0}
+                          : g.b_packed ? Block{Ablk, g.B + jc * K + pc * NR, nullptr, ic, jc, mcur, ncur, kcur, accumulate, last, NR * K}
+                                       : Block{Ablk, Bp, nullptr, ic, jc, mcur, ncur, kcur, accumulate, last, NR * kcur};
         // Register tiles of this block. B panels stay in L1 across the A panels (jr outer) unless
         // the packed B block is small enough for L2: then each A panel is loaded once (ir outer),
         // which matters when A streams from memory (pre-packed weights, few columns).
@@ -613,7 +623,7 @@ inline void run_parallel(const Job& g, int T, bool avx2) {
   const int64_t nblocks = (g.N + nb_size - 1) / nb_size;
   int tm, tn;
   const bool packs = avx2 && (g.packed_only() || (!small_m && g.N > 1));  // rect_packed packs panels
-  const double wb = !packs || g.b_rows ? 0.0 : g.im2col ? 1.0 : 0.25;
+  const double wb = !packs || g.b_rows || g.b_packed ? 0.0 : g.im2col ? 1.0 : 0.25;
   const double wa = !packs || g.a_packed ? 0.0 : 0.25;
   choose_grid(T, mblocks, nblocks, tm, tn, wb, wa);
   if (tm * tn <= 1) return rect(g, 0, g.M, 0, g.N, avx2);
@@ -767,6 +777,7 @@ INFERON_ENTRY void gemm(int64_t batch, int64_t M, int64_t N, int64_t K,
   base.act = ep.act; base.alpha = ep.alpha; base.beta = ep.beta;
   base.mr = 6;  // see GemmTiles
   base.a_packed = t.a_packed;
+  base.b_packed = t.b_packed;
   base.im2col = b_im2col;
   base.b_rows = nullptr;
   base.nv = t.nr == 8 ? 1 : 2;
@@ -791,7 +802,7 @@ INFERON_ENTRY void gemm(int64_t batch, int64_t M, int64_t N, int64_t K,
     for (int64_t b = 0; b < batch; b++) gemm_detail::rect(job(b), 0, M, 0, N, avx2);
     return;
   }
-  const bool small = avx2 && M <= gemm_detail::kSmallM && N >= 256 && K > 0 && !b_im2col && !t.a_packed;
+  const bool small = avx2 && M <= gemm_detail::kSmallM && N >= 256 && K > 0 && !b_im2col && !t.a_packed && !t.b_packed;
   for (int64_t b = 0; b < batch; b++) {
     const Job g = job(b);
     if (small) gemm_detail::small_m(g, T);

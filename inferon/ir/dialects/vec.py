@@ -55,6 +55,7 @@ class GemmOp(IRDLOperation):
     mr = prop_def(I64Attr)
     nr = prop_def(I64Attr)
     a_packed = opt_prop_def(UnitAttr)  # A is a weight already in packed panels (pack-weights)
+    b_packed = opt_prop_def(UnitAttr)  # B is a weight already in nr-column panels (pack-weights)
     b_im2col = opt_prop_def(DenseArrayBase)  # B is an image read through im2col (see loop.matmul)
     b_implicit = opt_prop_def(UnitAttr)  # ... and read in place, without packing (see loop.matmul)
     irdl_options = (AttrSizedOperandSegments(as_property=True),)
@@ -66,6 +67,8 @@ class GemmOp(IRDLOperation):
                 f"vec.gemm microkernel {mr}x{nr} unsupported: mr in 1..6, nr in {{8, 16}}"
             )
         verify_im2col_view(self.b_im2col, self.b_implicit is not None)
+        if self.b_packed is not None and (self.b_im2col is not None or self.b_implicit is not None):
+            raise VerifyException("vec.gemm: b_packed excludes b_im2col / b_implicit")
         if self.a_packed is not None and mr != PACKED_MR:
             raise VerifyException(f"vec.gemm with a_packed needs mr = {PACKED_MR} (the packed panel height), got {mr}")
 

@@ -8,6 +8,12 @@ inference. Layout, per batch item (group): for each KC block p (kc = min(tiles.k
 MR-row panel i, the kcur x MR panel k-major (rows past M zero): offset p*Mpad + i*MR*kcur, where
 Mpad = M rounded up to MR. The unpacked weight is dropped when nothing else reads it.
 
+Likewise a `vec.gemm` whose B operand is a weight (MatMul / Gemm of activations by a constant matrix
+with more than MR rows: transformer projections, batched FC) gets it as NR-column panels over the
+whole K (`b_packed`): panel j (columns j*NR ..) k-major at offset j*NR*K, columns past N zero. The
+GEMM then reads B's panels in place instead of packing K x N floats on every call (ViT-Tiny: 21 MB
+per inference).
+
 Every `vec.qgemm` (int8 weights) is packed too, always: per group, panels of mr rows, each
 [ceil(K/4)][mr][4] int8 (zero padded), the layout of the runtime's quantized kernels (qgemm.hpp).
 With `pair_safe` (models that will run without AVX512-VNNI), a dense row-panel `vec.qgemm` with one
@@ -46,6 +52,38 @@ def pack_a(a: np.ndarray, mr: int, kc: int) -> np.ndarray:
     kc = max(1, min(kc, k))
     blocks = [padded[:, p : p + kc].reshape(mpad // mr, mr, -1).transpose(0, 2, 1).ravel() for p in range(0, k, kc)]
     return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
+
+
+def pack_b(b: np.ndarray, nr: int) -> np.ndarray:
+    """Pack a K x N matrix into nr-column panels over the whole K (see the module docstring)."""
+    k, n = b.shape
+    npad = -(-n // nr) * nr
+    padded = np.zeros((k, npad), dtype=np.float32)
+    padded[:, :n] = b
+    return padded.reshape(k, npad // nr, nr).transpose(1, 0, 2).ravel()
+
+
+def _pack_gemm_b(op: vec.GemmOp, weights: np.ndarray) -> tuple[np.ndarray, list[int]] | None:
+    """The packed B weight of `op` and its new b_strides, or None if this gemm's B is not packable."""
+    m, n, k = ints(op.dims)
+    ldb = ints(op.leading)[1]
+    outer, inner = ints(op.batch)
+    s_outer, s_inner = ints(op.b_strides)
+    nr = op.nr.value.data
+    if m <= vec.PACKED_MR or n <= 1 or k < 1 or ldb < n or (outer > 1 and s_outer != 0):
+        return None
+    if op.b_im2col is not None or op.b_implicit is not None:
+        return None
+    flat = weights.ravel()
+    items = inner if s_inner != 0 else 1
+    panels = []
+    for g in range(items):
+        base = g * s_inner
+        if base + (k - 1) * ldb + n > flat.size:
+            return None
+        panels.append(pack_b(np.lib.stride_tricks.as_strided(flat[base:], shape=(k, n), strides=(4 * ldb, 4)), nr))
+    stride = panels[0].size if items > 1 else 0
+    return np.concatenate(panels), [0, stride]
 
 
 def packed_size(m: int, k: int, mr: int) -> int:
@@ -168,9 +206,22 @@ def _use_packed(gemm: Operation, owner: loop.WeightOp, handle: str, size: int, s
         Rewriter.erase_op(owner)
 
 
+def _use_packed_b(gemm: vec.GemmOp, owner: loop.WeightOp, handle: str, size: int, strides: list[int]) -> None:
+    """Make the packed weight `handle` the B operand of `gemm` (marked b_packed)."""
+    element = owner.result.type.element_type  # type: ignore[attr-defined]
+    new_weight = loop.WeightOp.create(properties={"handle": StringAttr(handle)}, result_types=[memref((size,), element)])
+    Rewriter.insert_op(new_weight, InsertPoint.before(owner))
+    gemm.operands[1] = new_weight.result
+    gemm.properties["b_strides"] = i64_array(strides)
+    gemm.properties["b_packed"] = UnitAttr()
+    if not owner.result.uses:
+        Rewriter.erase_op(owner)
+
+
 @dataclass(frozen=True)
 class PackWeightsPass(ModulePass):
-    """Rewrite constant A operands of vec.gemm / vec.qgemm into packed panels (a_packed). `pair_safe`:
+    """Rewrite constant A operands of vec.gemm / vec.qgemm into packed panels (a_packed), and constant B
+    operands of vec.gemm (b_packed). `pair_safe`:
     store quantized row panels pair-safe where cheap (for models that run without AVX512-VNNI: the
     VNNI kernels would only pay for the corrections)."""
 
@@ -193,3 +244,11 @@ class PackWeightsPass(ModulePass):
             data, strides = packed
             handle = store.add(data, f"{owner.handle.data}.packed{mr}x{gemm.tiles.values()[1]}")
             _use_packed(gemm, owner, handle, data.size, strides)
+        for gemm in list(op.walk()):
+            if isinstance(gemm, vec.GemmOp) and gemm.b_packed is None and isinstance(gemm.b.owner, loop.WeightOp):
+                owner = gemm.b.owner
+                packed = _pack_gemm_b(gemm, store[owner.handle.data])
+                if packed is not None:
+                    data, strides = packed
+                    handle = store.add(data, f"{owner.handle.data}.packed_b{gemm.nr.value.data}")
+                    _use_packed_b(gemm, owner, handle, data.size, strides)
