@@ -61,6 +61,16 @@ def make_model(
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
+def random_feeds(model: onnx.ModelProto, seed: int = 1) -> dict[str, np.ndarray]:
+    """Seeded standard-normal float32 arrays for every graph input of `model`."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for value in model.graph.input:
+        shape = [d.dim_value for d in value.type.tensor_type.shape.dim]
+        out[value.name] = rng.standard_normal(shape).astype(np.float32)
+    return out
+
+
 @pytest.fixture
 def small_cnn() -> onnx.ModelProto:
     """Conv+BN+ReLU, a residual Conv+Add+ReLU, pooling and a Gemm head: exercises every fusion."""

@@ -25,7 +25,7 @@ from inferon.ir.dialects import loop
 from inferon.ir.dialects.graph import ints
 from inferon.pipeline import run_passes
 from inferon.testing import run_onnxruntime
-from tests.conftest import make_model
+from tests.conftest import make_model, random_feeds
 
 
 @dataclass(frozen=True)
@@ -147,15 +147,6 @@ def build_model(cases: list[Case]) -> onnx.ModelProto:
             nodes.append(helper.make_node("Identity", [last], [f"y{i}"]))
         outputs.append(f"y{i}")
     return make_model(nodes, inputs, outputs, init)
-
-
-def random_feeds(model: onnx.ModelProto, seed: int = 1) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    out = {}
-    for value in model.graph.input:
-        shape = [d.dim_value for d in value.type.tensor_type.shape.dim]
-        out[value.name] = rng.standard_normal(shape).astype(np.float32)
-    return out
 
 
 @pytest.fixture(scope="module")

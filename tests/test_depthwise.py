@@ -21,7 +21,7 @@ from inferon.ir.context import make_context
 from inferon.ir.dialects import loop
 from inferon.pipeline import DEFAULT_PASSES, run_passes
 from inferon.testing import run_onnxruntime
-from tests.conftest import make_model
+from tests.conftest import make_model, random_feeds
 
 
 @dataclass(frozen=True)
@@ -127,12 +127,7 @@ def library(model: onnx.ModelProto, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture(scope="module")
 def feeds(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(1)
-    out = {}
-    for value in model.graph.input:
-        shape = [d.dim_value for d in value.type.tensor_type.shape.dim]
-        out[value.name] = rng.standard_normal(shape).astype(np.float32)
-    return out
+    return random_feeds(model)
 
 
 @pytest.fixture(scope="module")

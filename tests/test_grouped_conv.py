@@ -23,7 +23,7 @@ from inferon.ir.dialects import loop
 from inferon.passes.loop.conv_to_grouped import ALWAYS_CHANNELS, SMALL_IMAGE, SMALL_IMAGE_CHANNELS
 from inferon.pipeline import DEFAULT_PASSES, run_passes
 from inferon.testing import run_onnxruntime
-from tests.conftest import make_model
+from tests.conftest import make_model, random_feeds
 
 
 @dataclass(frozen=True)
@@ -117,12 +117,7 @@ def library(model: onnx.ModelProto, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture(scope="module")
 def feeds(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(1)
-    out = {}
-    for value in model.graph.input:
-        shape = [d.dim_value for d in value.type.tensor_type.shape.dim]
-        out[value.name] = rng.standard_normal(shape).astype(np.float32)
-    return out
+    return random_feeds(model)
 
 
 def test_every_small_grouped_conv_is_rewritten(model: onnx.ModelProto) -> None:

@@ -18,7 +18,7 @@ from onnx import helper
 
 import inferon
 from inferon.testing import run_onnxruntime
-from tests.conftest import make_model
+from tests.conftest import make_model, random_feeds
 
 # (op, input shape, attributes)
 POOLS: list[tuple[str, tuple[int, ...], dict[str, Any]]] = [
@@ -79,12 +79,7 @@ def library(model: onnx.ModelProto, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture(scope="module")
 def feeds(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(3)
-    out = {}
-    for value in model.graph.input:
-        shape = [d.dim_value for d in value.type.tensor_type.shape.dim]
-        out[value.name] = rng.standard_normal(shape).astype(np.float32)
-    return out
+    return random_feeds(model, 3)
 
 
 @pytest.fixture(scope="module")

@@ -140,6 +140,27 @@ class Conv2dOp(IRDLOperation):
     irdl_options = (AttrSizedOperandSegments(as_property=True),)
 
 
+def verify_direct_conv(
+    name: str, x_value: SSAValue, w_value: SSAValue, y_value: SSAValue, strides_attr: DenseArrayBase,
+    pads_attr: DenseArrayBase, dilations: tuple[int, ...],
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:  # fmt: skip
+    """Shapes (input, weight, output) of a direct NCHW convolution, checked: rank 4, 2 strides and
+    dilations >= 1, 4 pads >= 0 ([top, left, bottom, right]), output extent from the geometry."""
+    x, w, y = (tuple(v.type.get_shape()) for v in (x_value, w_value, y_value))  # type: ignore[attr-defined]
+    if len(x) != 4 or len(w) != 4 or len(y) != 4:
+        raise VerifyException(f"{name} expects rank-4 input, weight and output")
+    strides, pads = strides_attr.get_values(), pads_attr.get_values()
+    if len(strides) != 2 or len(pads) != 4 or len(dilations) != 2:
+        raise VerifyException(f"{name}: strides and dilations have 2 entries, pads 4")
+    if min(strides) < 1 or min(dilations) < 1 or min(pads) < 0:
+        raise VerifyException(f"{name}: strides and dilations must be >= 1, pads >= 0")
+    for axis in (0, 1):
+        extent = x[2 + axis] + pads[axis] + pads[2 + axis] - (w[2 + axis] - 1) * dilations[axis] - 1
+        if extent < 0 or y[2 + axis] != extent // strides[axis] + 1:
+            raise VerifyException(f"{name} output {y} does not match the geometry of input {x}")
+    return x, w, y
+
+
 @irdl_op_definition
 class DepthwiseConv2dOp(IRDLOperation):
     """Direct depthwise NCHW convolution (ONNX Conv with group == C_in), from `conv-to-depthwise`.
@@ -162,22 +183,10 @@ class DepthwiseConv2dOp(IRDLOperation):
     irdl_options = (AttrSizedOperandSegments(as_property=True),)
 
     def verify_(self) -> None:
-        x = tuple(self.input.type.get_shape())  # type: ignore[attr-defined]
-        w = tuple(self.weight.type.get_shape())  # type: ignore[attr-defined]
-        y = tuple(self.output.type.get_shape())  # type: ignore[attr-defined]
-        if len(x) != 4 or len(w) != 4 or len(y) != 4:
-            raise VerifyException("loop.depthwise_conv2d expects rank-4 input, weight and output")
-        strides, pads, dilations = (p.get_values() for p in (self.strides, self.pads, self.dilations))
-        if len(strides) != 2 or len(pads) != 4 or len(dilations) != 2:
-            raise VerifyException("loop.depthwise_conv2d: strides and dilations have 2 entries, pads 4")
-        if min(strides) < 1 or min(dilations) < 1 or min(pads) < 0:
-            raise VerifyException("loop.depthwise_conv2d: strides and dilations must be >= 1, pads >= 0")
+        x, w, y = verify_direct_conv(self.name, self.input, self.weight, self.output, self.strides, self.pads,
+                                     tuple(self.dilations.get_values()))  # fmt: skip
         if w[1] != 1 or w[0] % x[1] != 0 or y[:2] != (x[0], w[0]):
             raise VerifyException(f"loop.depthwise_conv2d channel mismatch: input {x}, weight {w}, output {y}")
-        for axis in (0, 1):
-            extent = x[2 + axis] + pads[axis] + pads[2 + axis] - (w[2 + axis] - 1) * dilations[axis] - 1
-            if extent < 0 or y[2 + axis] != extent // strides[axis] + 1:
-                raise VerifyException(f"loop.depthwise_conv2d output {y} does not match the geometry of input {x}")
         verify_channel_operands(self.name, y, self.residual, bias=self.bias)
 
 
@@ -204,21 +213,10 @@ class GroupedConv2dOp(IRDLOperation):
     irdl_options = (AttrSizedOperandSegments(as_property=True),)
 
     def verify_(self) -> None:
-        x = tuple(self.input.type.get_shape())  # type: ignore[attr-defined]
-        w = tuple(self.weight.type.get_shape())  # type: ignore[attr-defined]
-        y = tuple(self.output.type.get_shape())  # type: ignore[attr-defined]
-        if len(x) != 4 or len(w) != 4 or len(y) != 4:
-            raise VerifyException("loop.grouped_conv2d expects rank-4 input, weight and output")
-        strides, pads = self.strides.get_values(), self.pads.get_values()
+        x, w, y = verify_direct_conv(self.name, self.input, self.weight, self.output, self.strides, self.pads, (1, 1))
         group = self.group.value.data
-        if len(strides) != 2 or len(pads) != 4 or min(strides) < 1 or min(pads) < 0:
-            raise VerifyException("loop.grouped_conv2d: 2 strides >= 1 and 4 pads >= 0")
         if group < 1 or x[1] % group or w[0] % group or w[1] * group != x[1] or y[:2] != (x[0], w[0]):
             raise VerifyException(f"loop.grouped_conv2d channel mismatch: input {x}, weight {w}, group {group}, output {y}")
-        for axis in (0, 1):
-            extent = x[2 + axis] + pads[axis] + pads[2 + axis] - w[2 + axis]
-            if extent < 0 or y[2 + axis] != extent // strides[axis] + 1:
-                raise VerifyException(f"loop.grouped_conv2d output {y} does not match the geometry of input {x}")
         verify_channel_operands(self.name, y, self.residual, bias=self.bias)
 
 

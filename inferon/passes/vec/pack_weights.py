@@ -63,6 +63,16 @@ def pack_b(b: np.ndarray, nr: int) -> np.ndarray:
     return padded.reshape(k, npad // nr, nr).transpose(1, 0, 2).ravel()
 
 
+def _matrices(weights: np.ndarray, items: int, item_stride: int, rows: int, cols: int, ld: int) -> list[np.ndarray] | None:
+    """The `items` rows x cols matrices (row stride ld, item_stride apart) in `weights`, or None if
+    they do not fit."""
+    flat = weights.ravel()
+    if (items - 1) * item_stride + (rows - 1) * ld + cols > flat.size:
+        return None
+    return [np.lib.stride_tricks.as_strided(flat[g * item_stride :], shape=(rows, cols), strides=(4 * ld, 4))
+            for g in range(items)]  # fmt: skip
+
+
 def _pack_gemm_b(op: vec.GemmOp, weights: np.ndarray) -> tuple[np.ndarray, list[int]] | None:
     """The packed B weight of `op` and its new b_strides, or None if this gemm's B is not packable."""
     m, n, k = ints(op.dims)
@@ -74,14 +84,11 @@ def _pack_gemm_b(op: vec.GemmOp, weights: np.ndarray) -> tuple[np.ndarray, list[
         return None
     if op.b_im2col is not None or op.b_implicit is not None:
         return None
-    flat = weights.ravel()
     items = inner if s_inner != 0 else 1
-    panels = []
-    for g in range(items):
-        base = g * s_inner
-        if base + (k - 1) * ldb + n > flat.size:
-            return None
-        panels.append(pack_b(np.lib.stride_tricks.as_strided(flat[base:], shape=(k, n), strides=(4 * ldb, 4)), nr))
+    matrices = _matrices(weights, items, s_inner, k, n, ldb)
+    if matrices is None:
+        return None
+    panels = [pack_b(b, nr) for b in matrices]
     stride = panels[0].size if items > 1 else 0
     return np.concatenate(panels), [0, stride]
 
@@ -98,15 +105,11 @@ def _pack_gemm(op: vec.GemmOp, weights: np.ndarray, mr: int) -> tuple[np.ndarray
     s_outer, s_inner = ints(op.a_strides)
     if m <= mr or n <= 1 or k < 1 or lda < k or (outer > 1 and s_outer != 0):
         return None
-    flat = weights.ravel()
     items = inner if s_inner != 0 else 1
-    panels = []
-    for g in range(items):
-        base = g * s_inner
-        if base + (m - 1) * lda + k > flat.size:
-            return None
-        rows = np.lib.stride_tricks.as_strided(flat[base:], shape=(m, k), strides=(4 * lda, 4))
-        panels.append(pack_a(rows, mr, op.tiles.values()[1]))
+    matrices = _matrices(weights, items, s_inner, m, k, lda)
+    if matrices is None:
+        return None
+    panels = [pack_a(a, mr, op.tiles.values()[1]) for a in matrices]
     stride = packed_size(m, k, mr) if items > 1 else 0
     return np.concatenate(panels), [0, stride]
 
@@ -193,27 +196,15 @@ def _add_fix(gemm: vec.QGemmOp, handle: str, size: int) -> None:
     Rewriter.replace_op(gemm, vec.QGemmOp.create(operands=[weight.result, *gemm.operands], properties=props))
 
 
-def _use_packed(gemm: Operation, owner: loop.WeightOp, handle: str, size: int, strides: list[int]) -> None:
-    """Make the packed weight `handle` the A operand of `gemm` (marked a_packed); drop the unpacked
-    weight when nothing else reads it."""
+def _use_packed(gemm: Operation, owner: loop.WeightOp, handle: str, size: int, strides: list[int], which: str = "a") -> None:
+    """Make the packed weight `handle` the A (`which` = "a") or B ("b") operand of `gemm`, marked
+    a_packed / b_packed with the new batch strides; drop the unpacked weight when nothing else reads it."""
     element = owner.result.type.element_type  # type: ignore[attr-defined]
     new_weight = loop.WeightOp.create(properties={"handle": StringAttr(handle)}, result_types=[memref((size,), element)])
     Rewriter.insert_op(new_weight, InsertPoint.before(owner))
-    gemm.operands[0] = new_weight.result
-    gemm.properties["a_strides"] = i64_array(strides)
-    gemm.properties["a_packed"] = UnitAttr()
-    if not owner.result.uses:
-        Rewriter.erase_op(owner)
-
-
-def _use_packed_b(gemm: vec.GemmOp, owner: loop.WeightOp, handle: str, size: int, strides: list[int]) -> None:
-    """Make the packed weight `handle` the B operand of `gemm` (marked b_packed)."""
-    element = owner.result.type.element_type  # type: ignore[attr-defined]
-    new_weight = loop.WeightOp.create(properties={"handle": StringAttr(handle)}, result_types=[memref((size,), element)])
-    Rewriter.insert_op(new_weight, InsertPoint.before(owner))
-    gemm.operands[1] = new_weight.result
-    gemm.properties["b_strides"] = i64_array(strides)
-    gemm.properties["b_packed"] = UnitAttr()
+    gemm.operands[0 if which == "a" else 1] = new_weight.result
+    gemm.properties[f"{which}_strides"] = i64_array(strides)
+    gemm.properties[f"{which}_packed"] = UnitAttr()
     if not owner.result.uses:
         Rewriter.erase_op(owner)
 
@@ -251,4 +242,4 @@ class PackWeightsPass(ModulePass):
                 if packed is not None:
                     data, strides = packed
                     handle = store.add(data, f"{owner.handle.data}.packed_b{gemm.nr.value.data}")
-                    _use_packed_b(gemm, owner, handle, data.size, strides)
+                    _use_packed(gemm, owner, handle, data.size, strides, "b")
