@@ -220,6 +220,19 @@ INFERON_AVX2_INLINE __m256 act256(__m256 v, int act, __m256 alpha, __m256 beta) 
   }
 }
 
+// d[k] = s[k * 2], k < n: two 8-float loads, even lanes picked by a shuffle (YOLOv5's Focus x[..., ::2], stride-2
+// im2col rows). Returns how many were copied (the rest: scalar).
+// The last vector block must not read past s[2 * (n - 1)], hence k + 9 <= n.
+INFERON_AVX2 inline int64_t stride2_avx2(const float* s, float* d, int64_t n) {
+  int64_t k = 0;
+  for (; k + 9 <= n; k += 8) {
+    const __m256 a = _mm256_loadu_ps(s + 2 * k), b = _mm256_loadu_ps(s + 2 * k + 8);
+    const __m256 even = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));  // a0 a2 b0 b2 | a4 a6 b4 b6
+    _mm256_storeu_ps(d + k, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(even), 0xD8)));
+  }
+  return k;
+}
+
 // The activation on N vectors, the switch outside the loop: straight-line code per activation, so
 // that the out-of-order core overlaps the long sigmoid / swish chains of a whole register tile (a
 // switch per vector left them serialised: a swish epilogue tripled a K = 16 GEMM's time).

@@ -65,9 +65,12 @@ inline void copy_phases(const Geo& g, const float* x, float* P) {
           }
           const float* s = src + row * g.W + first;
           std::fill(d, d + lo, 0.f);
-          if (g.sw == 1) std::copy(s, s + (hi - lo), d + lo);
-          else
-            for (int64_t c = lo; c < hi; c++) d[c] = s[(c - lo) * g.sw];
+          if (g.sw == 1) {
+            std::copy(s, s + (hi - lo), d + lo);
+          } else {  // only the AVX2 path copies phases
+            const int64_t done = g.sw == 2 ? stride2_avx2(s, d + lo, hi - lo) : 0;
+            for (int64_t c = lo + done; c < hi; c++) d[c] = s[(c - lo) * g.sw];
+          }
           std::fill(d + hi, d + g.Wq, 0.f);
         }
       }

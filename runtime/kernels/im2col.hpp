@@ -91,7 +91,8 @@ INFERON_AVX2_INLINE void im2col_apply_avx2(const Im2col& q, const std::vector<Im
       for (int64_t t = 0; t < n8; t += 8) _mm256_storeu_ps(d + t, _mm256_loadu_ps(p + t));
       if (n8 < s.len) _mm256_maskstore_ps(d + n8, tail, _mm256_maskload_ps(p + n8, tail));
     } else {
-      for (int64_t t = 0; t < s.len; t++) d[t] = plane[s.src + t * q.sw];
+      const int64_t t0 = q.sw == 2 ? stride2_avx2(plane + s.src, d, s.len) : 0;
+      for (int64_t t = t0; t < s.len; t++) d[t] = plane[s.src + t * q.sw];
     }
   }
 }

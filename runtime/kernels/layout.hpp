@@ -49,18 +49,6 @@ INFERON_AVX2 inline void transpose2d_avx2(const float* s, int64_t ld_s, float* d
     for (int64_t c = 0; c < nc; c++) d[r * ld_d + c] = s[c * ld_s + r];
 }
 
-// d[k] = s[k * 2], k < n: two 8-float loads, even lanes picked by a shuffle (YOLOv5's Focus x[..., ::2]).
-// The last vector block must not read past s[2 * (n - 1)], hence k + 9 <= n.
-INFERON_AVX2 inline int64_t stride2_avx2(const float* s, float* d, int64_t n) {
-  int64_t k = 0;
-  for (; k + 9 <= n; k += 8) {
-    const __m256 a = _mm256_loadu_ps(s + 2 * k), b = _mm256_loadu_ps(s + 2 * k + 8);
-    const __m256 even = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));  // a0 a2 b0 b2 | a4 a6 b4 b6
-    _mm256_storeu_ps(d + k, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(even), 0xD8)));
-  }
-  return k;
-}
-
 // d[k] = s[k * stride], k < n, with 8-lane gathers (any other stride, negative ones included).
 INFERON_AVX2 inline int64_t gather_avx2(const float* s, int64_t stride, float* d, int64_t n) {
   const __m256i lanes = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
@@ -83,7 +71,7 @@ inline void strided_row(const T* x, int64_t stride, T* y, int64_t n) {
   }
   int64_t k = 0;
   if constexpr (std::is_same_v<T, float>) {
-    if (use_avx2() && stride == 2) k = stride2_avx2(x, y, n);
+    if (use_avx2() && stride == 2) k = inferon::stride2_avx2(x, y, n);
     else if (use_avx2() && std::abs(stride) < (int64_t{1} << 27)) k = gather_avx2(x, stride, y, n);
   }
   for (; k < n; k++) y[k] = x[k * stride];
