@@ -357,13 +357,21 @@ def _silu_model(producer: str) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     elif producer == "depthwise":  # 5x5 depthwise, stride 2
         init = {"w": rng.standard_normal((6, 1, 5, 5)) * 0.3}
         first = helper.make_node("Conv", ["x", "w"], ["c"], group=6, pads=[2, 2, 2, 2], strides=[2, 2])
+    elif producer == "winograd":  # 3x3 stride 1, 6 -> 6 channels on a 16-channel input: Winograd
+        init = {"w": rng.standard_normal((16, 6, 3, 3)) * 0.2, "w2": rng.standard_normal((16, 16, 3, 3)) * 0.1}
+        nodes0 = [helper.make_node("Conv", ["x", "w"], ["h"], pads=[1, 1, 1, 1])]
+        first = helper.make_node("Conv", ["h", "w2"], ["c"], pads=[1, 1, 1, 1])
+    elif producer == "residual":  # 3x3 stride 1 read in place (implicit GEMM) + residual Add, then SiLU
+        init = {"w": rng.standard_normal((6, 6, 3, 3)) * 0.2}
+        nodes0 = [helper.make_node("Conv", ["x", "w"], ["h"], pads=[1, 1, 1, 1])]
+        first = helper.make_node("Add", ["h", "x"], ["c"])
     elif producer == "gemm":
         init = {"w": rng.standard_normal((6 * 11 * 13, 19)) * 0.05, "b": rng.standard_normal(19) * 0.1}
         flat = helper.make_node("Flatten", ["x"], ["f"])
         first = helper.make_node("Gemm", ["f", "w", "b"], ["c"])
     else:  # an Add of the input with itself: nothing to fuse into, a standalone swish
         first = helper.make_node("Add", ["x", "x"], ["c"])
-    nodes = ([flat] if producer == "gemm" else []) + [
+    nodes = ([flat] if producer == "gemm" else []) + (nodes0 if producer in ("winograd", "residual") else []) + [
         first,
         helper.make_node("Sigmoid", ["c"], ["s"]),
         helper.make_node("Mul", ["c", "s"] if producer != "conv1x1" else ["s", "c"], ["y"]),
@@ -373,7 +381,7 @@ def _silu_model(producer: str) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
 
 
 @pytest.mark.parametrize("isa", ISAS)
-@pytest.mark.parametrize("producer", ["conv", "conv1x1", "depthwise", "gemm", "add"])
+@pytest.mark.parametrize("producer", ["conv", "conv1x1", "depthwise", "winograd", "residual", "gemm", "add"])
 def test_silu_is_one_swish_fused_into_its_producer(
     producer: str, isa: str, compile_and_load: Callable[..., inferon.CompiledModel], monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
@@ -381,6 +389,8 @@ def test_silu_is_one_swish_fused_into_its_producer(
     ops = _graph_after_fusion(model)
     assert not any(isinstance(op, (graph.SigmoidOp, graph.MulOp)) for op in ops)
     fused = [op for op in ops if isinstance(op, (graph.Conv2dOp, graph.MatMulOp))]
+    if producer in ("winograd", "residual"):  # the first conv of two carries the swish / the residual
+        fused = fused[-1:]
     if producer == "add":  # no producer to fuse into: one element-wise swish pass
         assert [type(op) for op in ops].count(graph.SwishOp) == 1 and not fused
     else:

@@ -266,6 +266,21 @@ INFERON_AVX2_INLINE void act256_n(__m256* v, int act, __m256 alpha, __m256 beta)
   }
 }
 
+// dst[t] = act(src[t] + bias + res[t]) for t < n (res may be null; dst may be src): the copy-out of
+// kernels that add a residual after their product, and the activation of vector-extension code that
+// cannot inline act256 (winograd.hpp). Callable from code not compiled for AVX2, on an AVX2 CPU.
+INFERON_AVX2 inline void act_row_avx2(float* dst, const float* src, const float* res, float bias, int64_t n, int act,
+                                      float alpha, float beta) {
+  const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta), vbias = _mm256_set1_ps(bias);
+  int64_t t = 0;
+  for (; t + 8 <= n; t += 8) {
+    __m256 v = _mm256_add_ps(_mm256_loadu_ps(src + t), vbias);
+    if (res) v = _mm256_add_ps(v, _mm256_loadu_ps(res + t));
+    _mm256_storeu_ps(dst + t, act256(v, act, va, vb));
+  }
+  for (; t < n; t++) dst[t] = apply_act(src[t] + bias + (res ? res[t] : 0.f), act, alpha, beta);
+}
+
 INFERON_AVX2_INLINE float hsum256(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));

@@ -686,8 +686,7 @@ inline void run_implicit(Job g, int T) {
     if (!residual) {
       std::memcpy(dst, src, static_cast<size_t>(Wo) * sizeof(float));
     } else {
-      const float* res = residual + m * g.ldc + ho * Wo;
-      for (int64_t t = 0; t < Wo; t++) dst[t] = apply_act(src[t] + res[t], g.act, g.alpha, g.beta);
+      act_row_avx2(dst, src, residual + m * g.ldc + ho * Wo, 0.f, Wo, g.act, g.alpha, g.beta);
     }
   }
 }

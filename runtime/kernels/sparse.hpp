@@ -472,7 +472,9 @@ inline void spmm_implicit(const SparseA& a, const Im2col& q, const float* image,
     }
     const float* res = residual + m * HW + ho * Wo;
     const float bias = ep.bias ? ep.bias[m] : 0.f;
-    for (int64_t t = 0; t < Wo; t++) dst[t] = apply_act(src[t] + bias + res[t], ep.act, ep.alpha, ep.beta);
+    if (use_avx2()) act_row_avx2(dst, src, res, bias, Wo, ep.act, ep.alpha, ep.beta);
+    else
+      for (int64_t t = 0; t < Wo; t++) dst[t] = apply_act(src[t] + bias + res[t], ep.act, ep.alpha, ep.beta);
   }
 }
 

@@ -68,9 +68,13 @@ struct VectorLanes {
       case ACT_LEAKY_RELU: return v < z ? v * alpha : v;
       case ACT_CLIP: v = v < alpha ? z + alpha : v; return v > beta ? z + beta : v;
       case ACT_NONE: return v;
-      default:
-        for (int i = 0; i < W; i++) v[i] = apply_act(v[i], act, alpha, beta);
+      default: {  // sigmoid, swish, GELU, ...: act256 (this lane type only runs on AVX2 CPUs)
+        float t[W];
+        std::memcpy(t, &v, sizeof t);
+        act_row_avx2(t, t, nullptr, 0.f, W, act, alpha, beta);
+        std::memcpy(&v, t, sizeof t);
         return v;
+      }
     }
   }
 };
