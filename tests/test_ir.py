@@ -56,3 +56,30 @@ def test_fusion_shows_in_graph_level(small_cnn: onnx.ModelProto, tmp_path: Path)
     assert "graph.relu" not in fused and "graph.add" not in fused
     assert fused.count("#graph<act relu>") == 2
     assert fused.count("graph.conv2d") == 2 and fused.count("graph.matmul") == 1
+
+
+def test_dumps_with_fused_activations_grouped_convs_and_packed_b_parse_back(tmp_path: Path) -> None:
+    """A grouped conv + SiLU (loop.grouped_conv2d with a swish epilogue) and a MatMul by a constant
+    matrix + GELU in its Erf form (a b_packed vec.gemm with a gelu epilogue): every dump parses back."""
+    import numpy as np
+    from onnx import helper
+
+    from tests.conftest import make_model
+
+    rng = np.random.default_rng(0)
+    init = {"w": rng.standard_normal((8, 4, 3, 3)), "m": rng.standard_normal((30, 16)), "half": np.array(0.5),
+            "one": np.array(1.0), "root2": np.array(np.sqrt(2.0))}  # fmt: skip
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], group=2, pads=[1, 1, 1, 1]),
+        helper.make_node("Sigmoid", ["c"], ["s"]), helper.make_node("Mul", ["c", "s"], ["y"]),
+        helper.make_node("MatMul", ["t", "m"], ["h"]), helper.make_node("Div", ["h", "root2"], ["z"]),
+        helper.make_node("Erf", ["z"], ["e"]), helper.make_node("Add", ["e", "one"], ["a"]),
+        helper.make_node("Mul", ["h", "a"], ["ha"]), helper.make_node("Mul", ["ha", "half"], ["g"]),
+    ]  # fmt: skip
+    model = make_model(nodes, {"x": (1, 8, 6, 7), "t": (12, 30)}, ["y", "g"], init)
+    inferon.lower(model, dump_ir=tmp_path)
+    dumps = sorted(tmp_path.glob("*.mlir"))
+    text = dumps[-1].read_text()
+    assert "loop.grouped_conv2d" in text and "b_packed" in text and "swish" in text and "gelu" in text
+    for path in dumps:
+        _parse(path.read_text())
