@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import itertools
+import math
 import os
 import threading
 import time
@@ -115,6 +116,14 @@ def act_ref(x, act, alpha, beta):
         return np.clip(x, alpha, beta)
     if act == 4:
         return 1 / (1 + np.exp(-x))
+    if act == 5:  # hard swish
+        return x * np.clip(x / 6 + 0.5, 0, 1)
+    if act == 6:  # swish: x * sigmoid(alpha * x)
+        return x / (1 + np.exp(-alpha * x))
+    if act in (7, 8):  # GELU (erf), GELU (tanh)
+        if act == 7:
+            return 0.5 * x * (1 + np.vectorize(math.erf)(x / np.sqrt(2)))
+        return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
     return x
 
 
@@ -219,7 +228,7 @@ def test_gemm_column_edges(shim, isa, N):
 
 
 @pytest.mark.parametrize("isa", ISAS)
-@pytest.mark.parametrize("act", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("act", [0, 1, 2, 3, 4, 5, 6, 7, 8])
 def test_gemm_epilogues(shim, isa, act):
     rng = np.random.default_rng(act)
     for (M, N, K), axis, with_res in itertools.product(
