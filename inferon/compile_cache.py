@@ -22,6 +22,7 @@ from pathlib import Path
 import onnx
 
 from inferon.backend.toolchain import install, runtime_dir, toolchain_digest, tree_digest
+from inferon.cache_trim import touch
 from inferon.config import load_config
 
 _FORMAT = "1"  # bump when the key's recipe changes
@@ -73,6 +74,7 @@ def lookup(key: str, output: Path) -> bool:
     entry = _entry(key)
     if not entry.is_file():
         return False
+    touch(entry)
     install(entry, output)
     return True
 

@@ -172,3 +172,43 @@ def test_every_kernel_entry_point_is_in_its_prebuilt_family() -> None:
             assert not missing, f"{header.name}: entry points {sorted(missing)} are not listed"
     assert {"select", "binary", "qgemm"} <= entries
     assert entries <= {name for names in PREBUILT_FAMILIES.values() for name in names}
+
+
+def test_cache_trim_evicts_least_recently_used_libraries(tmp_path: Path) -> None:
+    """`trim` counts a library once however many links it has, evicts by last use (mtime), keeps `keep`."""
+    import os
+
+    from inferon.cache_trim import touch, trim
+
+    cache = tmp_path / "cache"
+
+    def entry(sub: str, name: str, size: int, age: float) -> Path:
+        path = cache / sub / name[:2] / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"\0" * size)
+        os.utime(path, (1e9 + age, 1e9 + age))
+        return path
+
+    a, b, c = entry("builds", "aa.so", 1000, 0), entry("builds", "bb.so", 1000, 1), entry("builds", "cc.so", 1000, 2)
+    link = cache / "compiled" / "dd" / "dd.so"
+    link.parent.mkdir(parents=True)
+    os.link(a, link)
+    touch(link)  # a compile-cache hit on a: now the most recently used library
+    (cache / "kernels").mkdir()
+    (cache / "kernels" / "gemm.o").write_bytes(b"\0" * 5000)  # not a cached library: never counted
+    assert trim(cache, 0) == []  # 0: no limit
+    assert trim(cache, 2000) == [b]  # 3000 bytes (a once): the least recently used goes
+    assert a.exists() and link.exists() and c.exists()
+    removed = trim(cache, 500, keep=c)  # c is older than a, but kept: a and its link go
+    assert sorted(removed) == sorted([a, link]) and c.exists() and (cache / "kernels" / "gemm.o").exists()
+
+
+@pytest.mark.parametrize(("text", "gb"), [(None, 10.0), ("", 10.0), ("0.5", 0.5), ("0", 0.0), ("lots", 10.0), ("-3", 0.0)])
+def test_cache_size_limit_from_the_environment(text: str | None, gb: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    from inferon.config import load_config
+
+    if text is None:
+        monkeypatch.delenv("INFERON_CACHE_MAX_GB", raising=False)
+    else:
+        monkeypatch.setenv("INFERON_CACHE_MAX_GB", text)
+    assert load_config().cache_max_bytes == int(gb * 2**30)

@@ -46,6 +46,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 
+from inferon.cache_trim import touch, trim
 from inferon.config import load_config
 from inferon.errors import BuildError
 
@@ -387,6 +388,7 @@ def build_cached(
     if cached.is_file():
         if verbose:
             print(f"inferon: cache hit {cached}", file=sys.stderr)
+        touch(cached)
         install(cached, output)
         return output, cached
 
@@ -401,6 +403,9 @@ def build_cached(
             cached.parent.mkdir(parents=True, exist_ok=True)
             install(built, cached)
             src = cached
+            for path in trim(cfg.cache_dir, cfg.cache_max_bytes, keep=cached):
+                if verbose:
+                    print(f"inferon: cache over {cfg.cache_max_bytes / 2**30:g} GB, removed {path}", file=sys.stderr)
         except OSError as exc:
             if verbose:
                 print(f"inferon: cannot write the build cache: {exc}", file=sys.stderr)
