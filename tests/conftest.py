@@ -61,6 +61,19 @@ def make_model(
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
+def activation_nodes(act: str | None, x: str, y: str, init: dict[str, np.ndarray]) -> list[onnx.NodeProto]:
+    """y = act(x) as exporters write it: Clip (0..6, bounds added to `init`), LeakyRelu (alpha 0.1),
+    Swish (Sigmoid + Mul), any other unary op by name, Identity for None."""
+    if act == "Clip":
+        init[f"{y}_lo"], init[f"{y}_hi"] = np.float32(0.0), np.float32(6.0)
+        return [helper.make_node("Clip", [x, f"{y}_lo", f"{y}_hi"], [y])]
+    if act == "LeakyRelu":
+        return [helper.make_node("LeakyRelu", [x], [y], alpha=0.1)]
+    if act == "Swish":
+        return [helper.make_node("Sigmoid", [x], [f"{y}_s"]), helper.make_node("Mul", [x, f"{y}_s"], [y])]
+    return [helper.make_node(act or "Identity", [x], [y])]
+
+
 def random_feeds(model: onnx.ModelProto, seed: int = 1) -> dict[str, np.ndarray]:
     """Seeded standard-normal float32 arrays for every graph input of `model`."""
     rng = np.random.default_rng(seed)

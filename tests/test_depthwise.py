@@ -21,7 +21,7 @@ from inferon.ir.context import make_context
 from inferon.ir.dialects import loop
 from inferon.pipeline import DEFAULT_PASSES, run_passes
 from inferon.testing import run_onnxruntime
-from tests.conftest import make_model, random_feeds
+from tests.conftest import activation_nodes, make_model, random_feeds
 
 
 @dataclass(frozen=True)
@@ -102,15 +102,7 @@ def build_model(cases: list[Case]) -> onnx.ModelProto:
             inputs[f"r{i}"] = (c.n, m, ho, wo)
             nodes.append(helper.make_node("Add", [last, f"r{i}"], [f"a{i}"]))
             last = f"a{i}"
-        if c.act == "Clip":
-            init[f"lo{i}"], init[f"hi{i}"] = np.float32(0.0), np.float32(6.0)
-            nodes.append(helper.make_node("Clip", [last, f"lo{i}", f"hi{i}"], [f"y{i}"]))
-        elif c.act == "LeakyRelu":
-            nodes.append(helper.make_node("LeakyRelu", [last], [f"y{i}"], alpha=0.1))
-        elif c.act:
-            nodes.append(helper.make_node(c.act, [last], [f"y{i}"]))
-        else:
-            nodes.append(helper.make_node("Identity", [last], [f"y{i}"]))
+        nodes += activation_nodes(c.act, last, f"y{i}", init)
         outputs.append(f"y{i}")
     return make_model(nodes, inputs, outputs, init)
 

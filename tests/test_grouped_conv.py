@@ -23,7 +23,7 @@ from inferon.ir.dialects import loop
 from inferon.passes.loop.conv_to_grouped import ALWAYS_CHANNELS, SMALL_IMAGE, SMALL_IMAGE_CHANNELS
 from inferon.pipeline import DEFAULT_PASSES, run_passes
 from inferon.testing import run_onnxruntime
-from tests.conftest import make_model, random_feeds
+from tests.conftest import activation_nodes, make_model, random_feeds, use_isa
 
 
 @dataclass(frozen=True)
@@ -92,15 +92,7 @@ def build_model(cases: list[Case]) -> onnx.ModelProto:
             inputs[f"r{i}"] = (c.n, m, ho, wo)
             nodes.append(helper.make_node("Add", [last, f"r{i}"], [f"a{i}"]))
             last = f"a{i}"
-        if c.act == "Clip":
-            init[f"lo{i}"], init[f"hi{i}"] = np.float32(0.0), np.float32(6.0)
-            nodes.append(helper.make_node("Clip", [last, f"lo{i}", f"hi{i}"], [f"y{i}"]))
-        elif c.act == "Swish":
-            nodes += [helper.make_node("Sigmoid", [last], [f"s{i}"]), helper.make_node("Mul", [last, f"s{i}"], [f"y{i}"])]
-        elif c.act:
-            nodes.append(helper.make_node(c.act, [last], [f"y{i}"]))
-        else:
-            nodes.append(helper.make_node("Identity", [last], [f"y{i}"]))
+        nodes += activation_nodes(c.act, last, f"y{i}", init)
         outputs.append(f"y{i}")
     return make_model(nodes, inputs, outputs, init)
 
@@ -158,10 +150,8 @@ def test_grouped_conv_matches_onnxruntime(
     model: onnx.ModelProto, library: Path, feeds: dict[str, np.ndarray], isa: str, threads: int,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    monkeypatch.setenv("INFERON_ISA", isa)
+    use_isa(monkeypatch, isa)
     compiled = inferon.load(library, threads=threads)
-    if isa == "avx2" and compiled.isa == "scalar":
-        pytest.skip("no AVX2/FMA on this machine")
     assert compiled.isa == isa
     got = compiled.run(feeds)
     for i, (case, want) in enumerate(zip(CASES, run_onnxruntime(model, feeds), strict=True)):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
+from xdsl.irdl import IRDLOperation
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     PatternRewriter,
@@ -32,16 +33,22 @@ def is_depthwise(op: loop.Conv2dOp) -> bool:
     return c > 1 and op.group.value.data == c and w[1] == 1
 
 
+def direct_conv(op: loop.Conv2dOp, cls: type[IRDLOperation], keys: tuple[str, ...]) -> IRDLOperation:
+    """A direct-convolution op `cls` on `op`'s operands (input, weight, bias?, residual?, output) with
+    the properties `keys` copied from it."""
+    props = {k: op.properties[k] for k in keys}
+    props["operandSegmentSizes"] = graph.DenseArrayBase.from_list(
+        graph.i32, [1, 1, int(op.bias is not None), int(op.residual is not None), 1]
+    )
+    return cls.create(operands=list(op.operands), properties=props)
+
+
 class ConvToDepthwise(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: loop.Conv2dOp, rewriter: PatternRewriter) -> None:
-        if not is_depthwise(op):
-            return
-        props = {k: op.properties[k] for k in ("strides", "pads", "dilations", "epilogue")}
-        props["operandSegmentSizes"] = graph.DenseArrayBase.from_list(
-            graph.i32, [1, 1, int(op.bias is not None), int(op.residual is not None), 1]
-        )
-        rewriter.replace(op, loop.DepthwiseConv2dOp.create(operands=list(op.operands), properties=props))
+        if is_depthwise(op):
+            keys = ("strides", "pads", "dilations", "epilogue")
+            rewriter.replace(op, direct_conv(op, loop.DepthwiseConv2dOp, keys))
 
 
 @dataclass(frozen=True)

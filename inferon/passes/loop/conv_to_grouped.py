@@ -28,8 +28,9 @@ from xdsl.pattern_rewriter import (
     op_type_rewrite_pattern,
 )
 
-from inferon.ir.dialects import graph, loop
+from inferon.ir.dialects import loop
 from inferon.ir.dialects.graph import ints
+from inferon.passes.loop.conv_to_depthwise import direct_conv
 
 ALWAYS_CHANNELS = 8  # input channels per group: direct at any image size
 SMALL_IMAGE_CHANNELS = 64  # ... and up to this many when the output has at most SMALL_IMAGE pixels
@@ -49,13 +50,8 @@ def is_small_grouped(op: loop.Conv2dOp) -> bool:
 class ConvToGrouped(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: loop.Conv2dOp, rewriter: PatternRewriter) -> None:
-        if not is_small_grouped(op):
-            return
-        props = {k: op.properties[k] for k in ("strides", "pads", "group", "epilogue")}
-        props["operandSegmentSizes"] = graph.DenseArrayBase.from_list(
-            graph.i32, [1, 1, int(op.bias is not None), int(op.residual is not None), 1]
-        )
-        rewriter.replace(op, loop.GroupedConv2dOp.create(operands=list(op.operands), properties=props))
+        if is_small_grouped(op):
+            rewriter.replace(op, direct_conv(op, loop.GroupedConv2dOp, ("strides", "pads", "group", "epilogue")))
 
 
 @dataclass(frozen=True)
