@@ -290,21 +290,23 @@ def test_prune_an_already_quantized_model(tmp_path, capsys):
         (10, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1),
         (8, 12, 9, 5, 3, 1, 1, 2, 0, 1, 1),
         (6, 6, 40, 2, 2, 1, 1, 0, 1, 1, 1),
+        (5, 7, 22, 3, 3, 1, 1, 1, 1, 1, 1),  # wide rows: AVX2 reads pair-safe weights' frame in place too
         (8, 13, 11, 3, 3, 2, 2, 1, 1, 1, 1),  # strided / dilated: implicit order where lanes pay
         (5, 14, 14, 7, 7, 2, 2, 3, 3, 1, 1),
         (6, 9, 10, 3, 3, 1, 1, 2, 2, 2, 2),
         (16, 9, 9, 1, 1, 2, 2, 0, 0, 1, 1),
     ],
 )
-@pytest.mark.parametrize("weights", ["dense", "block1x4", "lanes"])
+@pytest.mark.parametrize("weights", ["dense", "block1x4", "lanes", "pair_safe"])
 @pytest.mark.parametrize("signed", [False, True])
 def test_implicit_quantized_conv(shim, isa, geometry, weights, signed):  # noqa: F811
     """Convolutions with the weights in implicit order (inferon.ir.quant.implicit_weight_order:
     channel groups of 4, taps, channel in group; C not a multiple of 4 padded): read in place from the
     interleaved bordered frame with VNNI (stride 1: wide grid, border columns dropped; as vector
     lanes, any stride / dilation: each output pixel's groups by offset), through im2col rows in the
-    same order otherwise; dense, block1x4 and lanes-packed weights, uint8 / int8 activations, 1 and 2
-    threads."""
+    same order otherwise (AVX2 with pair-safe weights: in place on the wide grid where kw - 1 is at most
+    a tenth of its width); dense, block1x4, lanes-packed and pair-safe weights, uint8 / int8
+    activations, 1 and 2 threads."""
     sparse = weights == "block1x4"
     c, h, w, kh, kw = geometry[:5]
     rng = np.random.default_rng(c * h + kh)
@@ -329,7 +331,8 @@ def test_implicit_quantized_conv(shim, isa, geometry, weights, signed):  # noqa:
             from tests.test_quant import run_qgemm
 
             got = run_qgemm(shim, a_impl, x.view(np.uint8), comp, mult, zy, 0, 255, isa=isa, geometry=geo,
-                            pad=zx & 0xFF, n=ho * wo, threads=threads, b_signed=signed, lanes=weights == "lanes")  # fmt: skip
+                            pad=zx & 0xFF, n=ho * wo, threads=threads, b_signed=signed, lanes=weights == "lanes",
+                            pair_safe=weights == "pair_safe")  # fmt: skip
         np.testing.assert_array_equal(got, expected)
 
 

@@ -116,15 +116,16 @@ INFERON_AVX2 void tile_avx2(const QGemm& g, const int16_t* aw, const uint8_t* b,
 // data flow with vpmaddubsw + vpmaddwd (against ones) in place of each vpdpbusd. No int16 pair sum
 // can saturate: a same-sign weight pair sums to at most 128 in magnitude (255 * 128 < 2^15), and a
 // mixed-sign pair to at most 255 * 128. The corrections (fix_tile) restore the true weights.
+// With `rowoff` (implicit convolution, see run_implicit) k-group k4 is at b + rowoff[k4], not b + k4 * stride.
 template <class Q, int NV>
 INFERON_AVX2 void tile_avx2_u8(const QGemm& g, const int8_t* a, const uint8_t* b, int64_t stride, int64_t K4,
-                               int64_t m0, int64_t n0) {
+                               int64_t m0, int64_t n0, const int64_t* rowoff = nullptr) {
   const int rows = static_cast<int>(std::min<int64_t>(QMR, g.M - m0));
   __m256i acc[QMR][NV];
   init_tile<NV>(g, acc, m0, rows);
   const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t k4 = 0; k4 < K4; k4++) {
-    const uint8_t* bk = b + k4 * stride;
+    const uint8_t* bk = b + (rowoff ? rowoff[k4] : k4 * stride);
     __m256i bv[NV];
 #pragma GCC unroll 2
     for (int v = 0; v < NV; v++) bv[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bk + 32 * v));
@@ -144,7 +145,7 @@ INFERON_AVX2 void tile_avx2_u8(const QGemm& g, const int8_t* a, const uint8_t* b
   for (int r = 0; r < QMR; r++)
 #pragma GCC unroll 2
     for (int v = 0; v < NV; v++) out[r][v] = acc[r][v];
-  fix_tile<NV>(g, out, m0, rows, [&](int64_t k4) { return b + k4 * stride; });
+  fix_tile<NV>(g, out, m0, rows, [&](int64_t k4) { return b + (rowoff ? rowoff[k4] : k4 * stride); });
   store_tile<Q, NV>(g, out, m0, rows, n0);
 }
 
@@ -200,6 +201,8 @@ INFERON_AVX2 inline void interleave_row(const uint8_t* const (&src)[4], const ui
 // its columns likewise (frame_width), and tap (i, j) sits at (i dh Wp + j dw) * 4.
 inline int64_t frame_width(const Im2col& q) { return (q.Wo - 1) * q.sw + static_cast<int64_t>(q.kw - 1) * q.dw + 1; }
 
+constexpr double kImplicitWaste = 0.1;
+
 inline const uint8_t* implicit_frame(const QGemm& g, int T, int64_t* rowoff) {
   const Im2col& q = *g.im2col;
   const int64_t C4 = (q.C + 3) / 4, Hp = (q.Ho - 1) * q.sh + static_cast<int64_t>(q.kh - 1) * q.dh + 1;
@@ -234,10 +237,12 @@ inline const uint8_t* implicit_frame(const QGemm& g, int T, int64_t* rowoff) {
   return xb;
 }
 
+// VNNI: 32-column panels of the wide grid; AVX2 with a pair-safe A (level 1): 16 columns.
 template <class Q>
-void run_implicit(const QGemm& g, int T) {
+void run_implicit(const QGemm& g, int T, int level) {
   const Im2col& q = *g.im2col;
-  const int64_t Wp = q.Wo + q.kw - 1, wide = q.Ho * Wp, panels = (wide + 31) / 32;
+  const int64_t NR = level == 2 ? 32 : 16;
+  const int64_t Wp = q.Wo + q.kw - 1, wide = q.Ho * Wp, panels = (wide + NR - 1) / NR;
   const int64_t K4 = (q.C + 3) / 4 * q.kh * q.kw;
   int64_t* rowoff = reinterpret_cast<int64_t*>(tls(1).get(static_cast<size_t>(2 * K4)));
   const uint8_t* xb = implicit_frame(g, T, rowoff);
@@ -251,7 +256,8 @@ void run_implicit(const QGemm& g, int T) {
   for (int64_t t = 0; t < mpanels * panels; t++) {
     const int64_t mp = t / panels, p = t % panels;
     const int8_t* a = g.a + mp * K4 * 4 * QMR;
-    tile_vnni<Q, 4>(w, a, xb + p * 128, K4, mp * QMR, p * 32, rowoff);
+    if (level == 2) tile_vnni<Q, 4>(w, a, xb + p * 128, K4, mp * QMR, p * 32, rowoff);
+    else tile_avx2_u8<Q, 2>(w, a, xb + p * 64, 0, K4, mp * QMR, p * 16, rowoff);
   }
   Q* out = static_cast<Q*>(g.c);
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
@@ -362,10 +368,15 @@ void run(const QGemm& g, int nt) {
   }
   // (block-sparse A: measured 2-3 % slower in place on ResNet-50 than through packed, aligned panels)
   const bool unit_steps = g.im2col && g.im2col->sh == 1 && g.im2col->sw == 1 && g.im2col->dh == 1 && g.im2col->dw == 1;
-  if (g.im2col && g.im2col->implicit && unit_steps && level == 2 && g.add == nullptr && g.ldc_col == 1 &&
-      g.sparse.row_ptr == nullptr) {
+  // AVX2 (pair-safe A) where the wide grid's kw - 1 dropped columns per row cost less than im2col and
+  // packing: at most kImplicitWaste of the columns computed (ResNet-50's 56x56 / 28x28 3x3 layers)
+  const bool implicit_avx2 = level == 1 && g.fix && unit_steps &&
+                             (g.im2col->kw - 1) <= kImplicitWaste * (g.im2col->Wo + g.im2col->kw - 1);
+  if (g.im2col && g.im2col->implicit && unit_steps && (level == 2 || implicit_avx2) && g.add == nullptr &&
+      g.ldc_col == 1 && g.sparse.row_ptr == nullptr) {
     const Im2col& q = *g.im2col;
-    return run_implicit<Q>(g, threads_for(nt, static_cast<double>(g.M) * q.Ho * (q.Wo + q.kw - 1) * g.K, 1 << 20));
+    const double work = static_cast<double>(g.M) * q.Ho * (q.Wo + q.kw - 1) * g.K;
+    return run_implicit<Q>(g, threads_for(nt, work, 1 << 20), level);
   }
   const bool sparse = g.sparse.row_ptr != nullptr;
   // 32-column panels for the SIMD kernels (block-sparse AVX2 rows read 8-column ones)
