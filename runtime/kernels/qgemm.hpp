@@ -186,7 +186,8 @@ INFERON_AVX2 inline void interleave_row(const uint8_t* const (&src)[4], const ui
     for (int t = 0; t < 4; t++) dst[4 * e + t] = static_cast<uint8_t>((src[t] ? src[t][e] : pads[0]) ^ flip);
 }
 
-// Implicit convolution (Im2col::implicit: stride 1, dilation 1, VNNI). The GEMM's K runs over
+// Implicit convolution (Im2col::implicit: stride 1, dilation 1; VNNI, or AVX2 with a pair-safe A where kw - 1 is
+// at most kImplicitWaste of the wide row). The GEMM's K runs over
 // (channel group c4 of 4, tap i, tap j, channel in group) (the compiler orders the weights so, channels
 // padded to a multiple of 4 with zero weights), and the image is copied once into an interleaved,
 // zero-point-bordered frame [C4][Hp][Wp][4] (Hp = Ho + kh - 1, Wp = Wo + kw - 1): there the 4 bytes

@@ -69,7 +69,8 @@ def _matrices(weights: np.ndarray, items: int, item_stride: int, rows: int, cols
     flat = weights.ravel()
     if (items - 1) * item_stride + (rows - 1) * ld + cols > flat.size:
         return None
-    return [np.lib.stride_tricks.as_strided(flat[g * item_stride :], shape=(rows, cols), strides=(4 * ld, 4))
+    size = flat.itemsize
+    return [np.lib.stride_tricks.as_strided(flat[g * item_stride :], shape=(rows, cols), strides=(size * ld, size))
             for g in range(items)]  # fmt: skip
 
 
@@ -161,9 +162,10 @@ def _qgemm_matrices(op: vec.QGemmOp, weights: np.ndarray) -> list[np.ndarray]:
     m, _, k = ints(op.dims)
     _, inner = ints(op.batch)
     s_inner = ints(op.a_strides)[1]
-    items = inner if s_inner != 0 else 1
-    flat = weights.ravel()
-    return [flat[g * s_inner : g * s_inner + m * k].reshape(m, k) for g in range(items)]
+    mats = _matrices(weights, inner if s_inner != 0 else 1, s_inner, m, k, k)
+    if mats is None:
+        raise PassError(f"pack-weights: the int8 weight of {op.name} is smaller than its {m} x {k} matrices")
+    return mats
 
 
 def _pack_all_qgemms(module: ModuleOp, store: WeightStore, pair_safe: bool) -> None:
