@@ -176,7 +176,9 @@ class CompiledModel:
             msg = (self._lib.inferon_model_last_error(None) or b"").decode(errors="replace")
             raise RuntimeCallError(f"cannot create a context for '{self.path}': {self._status(status)}: {msg}", status)
         self._ctx = ctx
-        self.threads = threads
+        # what the runtime runs with: all cores for 0, never more than the cores this process may use
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        self.threads = cores if threads == 0 else min(threads, cores)
         n_in = self._lib.inferon_model_num_inputs(ctx)
         n_out = self._lib.inferon_model_num_outputs(ctx)
         self.inputs: list[TensorInfo] = [_info(self._lib.inferon_model_input_info(ctx, i)) for i in range(n_in)]
@@ -384,5 +386,6 @@ class CompiledModel:
 
 
 def load(path: str | os.PathLike[str], threads: int = 1) -> CompiledModel:
-    """Load a model.so built by Inferon; ``threads=0`` uses all cores."""
+    """Load a model.so built by Inferon; ``threads=0`` uses all cores (more than the cores this process
+    may run on are capped to them)."""
     return CompiledModel(path, threads=threads)

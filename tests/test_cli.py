@@ -144,6 +144,24 @@ def test_two_threads_restore_the_callers_cpu_affinity(model_file: Path, tmp_path
     assert os.sched_getaffinity(0) == before  # the run pins the caller only while it runs
 
 
+def test_threads_are_capped_at_the_available_cores(model_file: Path, tmp_path: Path) -> None:
+    """More threads than the cores this process may use are capped to them (no oversubscription): a
+    64-thread request starts no 64-thread team, and 0 means all cores."""
+    import os
+
+    import inferon
+
+    lib = inferon.compile(model_file, tmp_path / "small.so")
+    cores = len(os.sched_getaffinity(0))
+    x = np.random.default_rng(4).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    expected = run_onnxruntime(onnx.load(str(model_file)), {"x": x})[0]
+    before = len(os.listdir("/proc/self/task"))
+    model = inferon.load(lib, threads=64)
+    assert model.threads == cores and inferon.load(lib, threads=0).threads == cores
+    np.testing.assert_allclose(model(x), expected, rtol=1e-4, atol=1e-5)
+    assert len(os.listdir("/proc/self/task")) - before < 8  # an uncapped team would add 63 threads
+
+
 def test_passes_lists_the_pipeline_and_the_opt_in_passes(capsys: pytest.CaptureFixture[str]) -> None:
     import re
 

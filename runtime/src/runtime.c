@@ -126,7 +126,9 @@ INFERON_API int inferon_model_create(inferon_model** out, int num_threads) {
   if (!m) return set_error(NULL, INFERON_ERR_OUT_OF_MEMORY, "cannot allocate the context");
   m->desc = desc;
   m->isa = isa;
-  m->num_threads = num_threads > 0 ? num_threads : omp_get_num_procs();
+  /* at most the cores this process may run on: more threads would only time-slice them */
+  const int cores = omp_get_num_procs();
+  m->num_threads = num_threads > 0 && num_threads < cores ? num_threads : cores;
   if (m->num_threads < 1) m->num_threads = 1;
   atomic_init(&m->busy, 0);
 

@@ -55,7 +55,8 @@ typedef struct {
 
 typedef struct inferon_model inferon_model;
 
-/* Create a context. num_threads <= 0 means "use all cores". */
+/* Create a context. num_threads <= 0 means "use all cores"; more threads than the cores this
+   process may run on (its CPU affinity) are capped to them (no oversubscription). */
 int inferon_model_create(inferon_model** out, int num_threads);
 void inferon_model_destroy(inferon_model* model);
 
