@@ -16,8 +16,9 @@ bundled photographs); nothing is downloaded.
    ((x - 127) / 128 on 224x224 RGB).
 3. Calibration: `--calib` further augmentations (another seed) of every second photograph only, so the
    other half of the photographs are never seen by the calibration.
-4. Inferon compiles the float model, and `quantize="int8"` on the calibration set: all layers, plus
-   one variant per `--keep-float` entry (`;`-separated `keep_float` lists, e.g. the first six layers);
+4. Inferon compiles the float model, and `quantize="int8"` on the calibration set: all layers (with
+   adaptive weight rounding, the default, and with nearest rounding), plus one variant per
+   `--keep-float` entry (`;`-separated `keep_float` lists, e.g. the first six layers);
    ORT's static quantizer (QDQ, per-channel) quantizes the same model on the same calibration set.
 5. Checked: Inferon FP32 against PyTorch and ORT; top-1 (and top-5 containment) agreement of each
    INT8 model with the FP32 model over all evaluation inputs, over the held-out photographs alone, and
@@ -195,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS / "efficientnet_int8.json")
     args = ap.parse_args(argv)
     threads = [int(t) for t in parse_list(args.threads)]
-    variants = {"inferon_int8": ()} | {f"inferon_int8_keep_{v}": tuple(parse_list(v))
-                                        for v in args.keep_float.split(";") if v.strip()}  # fmt: skip
+    variants = {"inferon_int8": (), "inferon_int8_nearest": ()} | {
+        f"inferon_int8_keep_{v}": tuple(parse_list(v)) for v in args.keep_float.split(";") if v.strip()}  # fmt: skip
 
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
@@ -212,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         libs = {"inferon_fp32": inferon.compile(model, tmp / "f32.so")}
         for name, keep in variants.items():
             libs[name] = inferon.compile(model, tmp / f"{name}.so", quantize="int8", calibration={"image": calib},
-                                         calibration_method=args.calibration_method, keep_float=keep)  # fmt: skip
+                                         calibration_method=args.calibration_method, keep_float=keep,
+                                         weight_rounding="nearest" if name.endswith("_nearest") else "adaptive")  # fmt: skip
         ort_q = quantize_onnxruntime(model, [{"image": c[None]} for c in calib])
         onnx_models = {"ort_fp32": model, "ort_int8": ort_q}
 

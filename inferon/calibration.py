@@ -25,6 +25,9 @@ from inferon.errors import InferonError
 
 METHODS = ("minmax", "percentile", "entropy")
 MAX_SAMPLES_PER_TENSOR = 1 << 20  # values kept per tensor for percentile / entropy
+ROWS_PER_INPUT = 64  # input rows (conv patches) per sample for a layer's E[x x^T]: 64 per weight of a row,
+ROWS_PER_SAMPLE = (256, 4096)  # within these bounds
+MOMENT_SAMPLES = 32  # calibration samples that contribute to the input moments (the first ones)
 
 
 def load_calibration(data: str | Path | Mapping[str, np.ndarray] | Iterable[Mapping[str, np.ndarray]],
@@ -109,6 +112,80 @@ class TensorStats:
         return (-t if self.lo < 0 else 0.0), t
 
 
+@dataclass
+class ConvPatches:
+    """The geometry of a convolution's input patches (NCHW input, weights [M, C / groups, kh, kw])."""
+
+    kernel: tuple[int, int]
+    strides: tuple[int, int]
+    pads: tuple[int, int, int, int]  # top, left, bottom, right
+    dilations: tuple[int, int]
+    groups: int
+
+    def columns(self, x: np.ndarray, rng: np.random.Generator, limit: int) -> np.ndarray:
+        """[groups, C / groups * kh * kw, positions]: the input patches of at most `limit` output
+        positions (all, or a random choice) as columns, their entries ordered like a weight row
+        (channel, then kernel row, then kernel column); the batch is folded into the positions."""
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.strides, self.dilations
+        t, left, b, r = self.pads
+        x = np.pad(np.asarray(x, np.float32), ((0, 0), (0, 0), (t, b), (left, r)))
+        n, c, h, w = x.shape
+        ho, wo = (h - dh * (kh - 1) - 1) // sh + 1, (w - dw * (kw - 1) - 1) // sw + 1
+        every = n * ho * wo <= limit
+        count = n * ho * wo if every else limit
+        out = np.empty((c, kh * kw, count), np.float32)
+        if not every:
+            img, pos = np.divmod(np.sort(rng.choice(n * ho * wo, limit, replace=False)), ho * wo)
+            oy, ox = np.divmod(pos, wo)
+        for i in range(kh):
+            for j in range(kw):
+                if every:  # a strided view of the whole tap, batch last-but-spatial
+                    tap = x[:, :, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw]
+                    out[:, i * kw + j] = tap.transpose(1, 0, 2, 3).reshape(c, count)
+                else:
+                    out[:, i * kw + j] = x[img, :, i * dh + sh * oy, j * dw + sw * ox].T
+        return out.reshape(self.groups, c // self.groups * kh * kw, count)
+
+
+def sampled_rows(positions: int, k: int) -> int:
+    """How many of a sample's `positions` input rows of `k` values InputMoments uses."""
+    return min(positions, int(np.clip(ROWS_PER_INPUT * k, *ROWS_PER_SAMPLE)))
+
+
+@dataclass
+class InputMoments:
+    """E[x x^T] of one layer's input rows over the calibration samples (for adaptive weight
+    rounding): a conv's input patches per group (`patches`), or a MatMul's input rows (None: the
+    last axis). Of each sample, at most ROWS_PER_INPUT rows per weight of a row (within
+    ROWS_PER_SAMPLE) are used, chosen at random."""
+
+    patches: ConvPatches | None
+    total: np.ndarray | None = None  # [groups, K, K] float32 sums of x x^T
+    rows_seen: int = 0
+
+    def add(self, x: np.ndarray, rng: np.random.Generator) -> None:
+        if self.patches is not None:
+            (kh, kw), groups = self.patches.kernel, self.patches.groups
+            cols = self.patches.columns(x, rng, sampled_rows(1 << 62, x.shape[1] // groups * kh * kw))
+        else:
+            rows = np.asarray(x, np.float32).reshape(-1, x.shape[-1])
+            limit = sampled_rows(len(rows), x.shape[-1])
+            if len(rows) > limit:
+                rows = rows[np.sort(rng.choice(len(rows), limit, replace=False))]
+            cols = np.ascontiguousarray(rows.T)[None]
+        sums = np.matmul(cols, cols.transpose(0, 2, 1))
+        if self.total is None:
+            self.total = sums
+        else:
+            self.total += sums
+        self.rows_seen += cols.shape[2]
+
+    def moment(self) -> np.ndarray:
+        """[groups, K, K]: the mean of x x^T over the rows seen."""
+        assert self.total is not None, "no calibration sample added"
+        return self.total.astype(np.float64) / self.rows_seen
+
+
 def entropy_threshold(values: np.ndarray, bins: int = 2048, bins_out: int = 128) -> float:
     """The clipping threshold of |values| minimising KL(P || Q), P the clipped float histogram and
     Q its `bins_out`-level quantization (TensorRT's entropy calibration). Exact zeros (ReLU
@@ -144,10 +221,11 @@ def _producer(value: SSAValue) -> str:
 
 def collect_stats(
     module: ModuleOp, weights: object, values: list[SSAValue], samples: list[dict[str, np.ndarray]],
-    *, method: str, verbose: bool = False,
+    *, method: str, verbose: bool = False, moments: Sequence[tuple[int, InputMoments]] = (),
 ) -> tuple[list[TensorStats], list[list[np.ndarray]]]:  # fmt: skip
     """Compile the float graph `module` with `values` as extra outputs, run every sample; return
-    each value's statistics and the model's own outputs per sample (for the deviation report)."""
+    each value's statistics and the model's own outputs per sample (for the deviation report).
+    `moments` (index into `values`, accumulator): layer inputs whose E[x x^T] to accumulate too."""
     import inferon
     from inferon.backend.emitter import emit_cpp
     from inferon.backend.toolchain import build_shared_library
@@ -183,7 +261,7 @@ def collect_stats(
         model = inferon.load(so)
         stats = [TensorStats() for _ in values]
         outputs: list[list[np.ndarray]] = []
-        rng = np.random.default_rng(0)
+        rng, rows_rng = np.random.default_rng(0), np.random.default_rng(1)
         for i, feed in enumerate(samples):
             named = model.run(dict(feed))
             result = [named[n] for n in model.output_names]
@@ -195,6 +273,8 @@ def collect_stats(
                         f"output of {_producer(values[j])}); its activations cannot be given an INT8 range"
                     )
                 s.add(r, rng, keep_values=method != "minmax")
+            for j, acc in moments if i < MOMENT_SAMPLES else ():
+                acc.add(result[n_out + j], rows_rng)
             if verbose:
                 print(f"\rinferon: calibration sample {i + 1}/{len(samples)}", end="", file=sys.stderr)
         if verbose:

@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--keep-float", action="append", default=[], metavar="LAYER",
                    help="leave a layer in float with --quantize: its index among the Conv/MatMul layers "
                         "(0, 1, -1, ...) or first / last; repeatable. The report lists the layers")
+    c.add_argument("--weight-rounding", choices=["adaptive", "nearest"], default="adaptive",
+                   help="how --quantize rounds the int8 weights: adaptive (each weight up or down, whichever "
+                        "gives the layer a smaller output error on the calibration inputs; AdaRound's objective) "
+                        "or nearest. Default: adaptive")
     c.add_argument("-v", "--verbose", action="store_true", help="report each stage and its time")
 
     r = sub.add_parser("run", help="run a compiled model on .npy/.npz inputs",
@@ -134,6 +138,7 @@ def _compile(args: argparse.Namespace) -> int:
         print_ir_after=args.print_ir_after, verbose=args.verbose, target=args.target, prune=args.prune,
         sparse=args.sparse, winograd=args.winograd, quantize=args.quantize, calibration=args.calibration,
         calibration_method=args.calibration_method, keep_float=[k for item in args.keep_float for k in item.split(",")],
+        weight_rounding=args.weight_rounding,
     )  # fmt: skip
     print(f"compiled {args.model} -> {output} in {time.perf_counter() - start:.2f} s")
     if args.dump_ir:

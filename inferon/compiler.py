@@ -81,6 +81,7 @@ def compile(  # noqa: A001 - the public name users expect
     calibration: str | Path | Mapping[str, np.ndarray] | Iterable[Mapping[str, np.ndarray]] | None = None,
     calibration_method: str = "minmax",
     keep_float: Sequence[str] = (),
+    weight_rounding: str = "adaptive",
     winograd: str = "auto",
 ) -> Path:
     """Compile an ONNX model (path, bytes or ModelProto) into the shared library `output`.
@@ -95,13 +96,15 @@ def compile(  # noqa: A001 - the public name users expect
     file (one array per model input, samples along the first axis), a dict of such arrays, or an
     iterable of feed dicts; `calibration_method` is minmax, percentile or entropy; `keep_float`
     lists layers to leave in float (indices into the quantizable Conv/MatMul layers in order, or
-    "first" / "last"). A report of the deviation from the float model on the calibration data is
-    printed. Models that are already quantized (QDQ or QOperator ONNX) need none of this.
+    "first" / "last"); `weight_rounding` is adaptive (each weight rounded up or down to minimise
+    its layer's output error on the calibration inputs) or nearest. A report of the deviation from
+    the float model on the calibration data is printed. Models that are already quantized (QDQ or QOperator ONNX) need none of this.
     """
     start = time.perf_counter()
     if quantize is None:
         unused = [flag for flag, given in (("--calibration", calibration is not None), ("--keep-float", bool(keep_float)),
-                  ("--calibration-method", calibration_method != "minmax")) if given]  # fmt: skip
+                  ("--calibration-method", calibration_method != "minmax"),
+                  ("--weight-rounding", weight_rounding != "adaptive")) if given]  # fmt: skip
         if unused:
             raise InferonError(f"{', '.join(unused)}: only used with --quantize int8 (Python: quantize='int8')")
     key = None
@@ -135,7 +138,7 @@ def compile(  # noqa: A001 - the public name users expect
         shapes.update({k: list(v) for k, v in (input_shapes or {}).items()})
         quantization = Quantization(
             load_calibration(calibration, shapes), method=calibration_method, keep_float=tuple(keep_float),
-            verbose=verbose,
+            rounding=weight_rounding, verbose=verbose,
         )
         model = proto
     _, emitted = lower(
@@ -163,6 +166,11 @@ def quantization_report(library: Path, quantization: Quantization) -> str:
              f"{len(quantization.layers) - len(quantization.kept)}/{len(quantization.layers)} layers quantized)"]  # fmt: skip
     if quantization.kept:
         lines.append(f"  kept in float: {', '.join(quantization.kept)}")
+    nearest, adaptive, count = quantization.weight_error
+    if count:
+        lines.append(f"  adaptive weight rounding: the int8 weights' RMS output error on the calibration inputs "
+                     f"{100 * nearest / count:.2f} % (nearest) -> {100 * adaptive / count:.2f} % of the layer outputs' RMS "
+                     f"(mean over {count} layers)")  # fmt: skip
     with inferon.load(library) as m:
         results = [m.run(feed) for feed in quantization.samples]
         names = m.output_names

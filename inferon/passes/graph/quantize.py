@@ -5,9 +5,10 @@ before fuse-epilogue; an `InferonContext`. The pass calibrates first (`inferon.c
 float graph is compiled with the tensors to calibrate as extra outputs and run on the samples).
 Produces, for every Conv / MatMul (Gemm) with a constant weight, except the layers kept in float:
 - `graph.qconv2d` / `graph.qmatmul`: weights per-channel symmetric int8 (scale max|w| / 127 per
-  output channel), activations per-tensor asymmetric uint8 (the calibrated range, widened to
-  include 0), bias int32 in units of sx * sw[c]; a following ReLU / Clip is fused (its output is
-  the range calibrated);
+  output channel; each weight rounded up or down to minimise the layer's output error on the
+  calibration inputs, `inferon.weight_rounding`, unless `rounding="nearest"`), activations
+  per-tensor asymmetric uint8 (the calibrated range, widened to include 0), bias int32 in units of
+  sx * sw[c]; a following ReLU / Clip is fused (its output is the range calibrated);
 - `graph.qadd` for an Add of two quantized tensors (residual connections), ReLU fused;
 - `graph.quantize` where a float tensor enters a quantized layer and `graph.dequantize` where a
   quantized result feeds a float op: activations stay uint8 from one quantized layer to the next.
@@ -27,14 +28,18 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 
-from inferon.calibration import TensorStats, collect_stats
+from inferon.calibration import ConvPatches, InputMoments, TensorStats, collect_stats
 from inferon.errors import PassError
 from inferon.ir.attrs import NO_EPILOGUE, EpilogueAttr, QuantType
 from inferon.ir.dialects import graph
-from inferon.ir.dialects.graph import i32_signed, shape_of
+from inferon.ir.dialects.graph import i32_signed, ints, shape_of
 from inferon.ir.weights import WeightStore
 from inferon.passes.graph.fold_constants import weights_context
 from inferon.passes.graph.fold_qdq import activation_epilogue, erase_dead_ops, insert_weight
+from inferon.weight_rounding import adaptive_round, output_error, regularised
+
+ROUNDINGS = ("adaptive", "nearest")
+PER_ROW_MAX_K = 64  # grouped convs with at most this many weights per row: one E[x x^T] per row at once
 
 
 @dataclass
@@ -44,10 +49,15 @@ class Quantization:
     samples: list[dict[str, np.ndarray]]
     method: str = "minmax"
     keep_float: tuple[str, ...] = ()  # layer indices ("0", "-1") or "first" / "last"
+    rounding: str = "adaptive"  # of the weights: adaptive (inferon.weight_rounding) or nearest
     verbose: bool = False
     layers: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
     float_outputs: list[list[np.ndarray]] = field(default_factory=list)
+    # adaptive rounding: the RMS output error the int8 weights cause on the calibration inputs
+    # (relative to each layer's output RMS) with nearest and adaptive rounding, summed over the
+    # layers rounded adaptively, and their count
+    weight_error: tuple[float, float, int] = (0.0, 0.0, 0)
 
 
 @dataclass
@@ -126,9 +136,43 @@ def activation_type(lo: float, hi: float) -> QuantType:
     return QuantType.make(np.uint8, [scale], [zp])
 
 
+def _patches(op: Operation) -> ConvPatches | None:
+    """The input patch geometry of a conv layer (None: a MatMul's input rows)."""
+    if not isinstance(op, graph.Conv2dOp):
+        return None
+    kh, kw = shape_of(op.weight)[2:]
+    return ConvPatches((kh, kw), ints(op.strides), ints(op.pads), ints(op.dilations), op.group.value.data)  # type: ignore[arg-type]
+
+
+def round_weights(scaled: np.ndarray, axis: int, moments: InputMoments | None) -> tuple[np.ndarray, tuple[float, float] | None]:
+    """int8 weights for float weights already divided by their channel's scale (channels along
+    `axis`): nearest rounding without `moments`, else adaptive rounding on the layer's input
+    moments. Also returns the RMS output error of nearest and of the chosen rounding on the
+    calibration inputs, each relative to the output's RMS (None without moments)."""
+    nearest = np.clip(np.rint(scaled), -127, 127)
+    if moments is None or moments.total is None:
+        return nearest.astype(np.int8), None
+    rows = np.moveaxis(scaled, axis, 0).reshape(scaled.shape[axis], -1).astype(np.float64)
+    moment = regularised(moments.moment(), moments.rows_seen)  # [groups, K, K]
+    groups, k = moment.shape[0], moment.shape[-1]
+    per_group = rows.shape[0] // groups
+    parts = [(rows, moment[0])] if groups == 1 else (
+        [(rows, np.repeat(moment, per_group, axis=0))] if k <= PER_ROW_MAX_K else
+        [(rows[g * per_group:(g + 1) * per_group], moment[g]) for g in range(groups)])  # fmt: skip
+    done = [adaptive_round(r, m) for r, m in parts]
+    q = np.concatenate([d.q for d in done])
+    signal = sum(output_error(np.zeros_like(r), r, m) for r, m in parts) or 1.0
+    before = float(np.sqrt(sum(d.nearest_error for d in done) / signal))
+    after = float(np.sqrt(sum(d.error for d in done) / signal))
+    moved = np.moveaxis(scaled, axis, 0).shape
+    return np.moveaxis(q.reshape(moved), 0, axis).astype(np.int8), (before, after)
+
+
 class _Rewriter:
-    def __init__(self, block: Block, store: WeightStore, types: dict[SSAValue, QuantType]) -> None:
+    def __init__(self, block: Block, store: WeightStore, types: dict[SSAValue, QuantType],
+                 moments: dict[Operation, InputMoments], quantization: Quantization) -> None:  # fmt: skip
         self.block, self.store, self.types = block, store, types
+        self.moments, self.quantization = moments, quantization
         self.quantized: dict[SSAValue, SSAValue] = {}
 
     def as_quantized(self, x: SSAValue, before: Operation) -> SSAValue:
@@ -171,7 +215,10 @@ class _Rewriter:
             scales = np.maximum(scales, (np.abs(b) / (np.float64(qx.scale) * 2.0**30)).astype(np.float32))
         shape = [1] * w.ndim
         shape[axis] = channels
-        wq = np.clip(np.rint(w / scales.reshape(shape)), -127, 127).astype(np.int8)
+        wq, errors = round_weights(w / scales.reshape(shape), axis, self.moments.get(op))
+        if errors is not None:
+            total = self.quantization.weight_error
+            self.quantization.weight_error = (total[0] + errors[0], total[1] + errors[1], total[2] + 1)
         wtype = QuantType.make(np.int8, scales.tolist(), [0], axis)
         operands = [xq, insert_weight(self.store, wq, wtype, "q_w", op)]
         if b is not None:
@@ -227,10 +274,15 @@ class QuantizePass(ModulePass):
         values = list(dict.fromkeys(
             [v for lay in chosen for v in (lay.op.operands[0], lay.out)] + [v for _, v, _, _ in adds]
         ))  # fmt: skip
-        stats, q.float_outputs = collect_stats(op, store, values, q.samples, method=q.method, verbose=q.verbose)
+        if q.rounding not in ROUNDINGS:
+            raise PassError(f"unknown weight rounding '{q.rounding}'; choose one of {', '.join(ROUNDINGS)}")
+        moments = {lay.op: InputMoments(_patches(lay.op)) for lay in chosen} if q.rounding == "adaptive" else {}
+        index = {v: i for i, v in enumerate(values)}
+        stats, q.float_outputs = collect_stats(op, store, values, q.samples, method=q.method, verbose=q.verbose,
+                                               moments=[(index[o.operands[0]], m) for o, m in moments.items()])  # fmt: skip
         types = {v: activation_type(*s.range(q.method)) for v, s in zip(values, stats, strict=True)}
         _warn_empty(stats, q.verbose)
-        rewriter = _Rewriter(block, store, types)
+        rewriter = _Rewriter(block, store, types, moments, q)
         pending = {lay.op: lay for lay in chosen}
         add_at = {add: (out, last, epi) for add, out, last, epi in adds}
         for o in list(block.ops):
