@@ -17,7 +17,7 @@ per inference).
 Every `vec.qgemm` (int8 weights) is packed too, always: per group, panels of mr rows, each
 [ceil(K/4)][mr][4] int8 (zero padded), the layout of the runtime's quantized kernels (qgemm.hpp).
 With `pair_safe` (models that will run without AVX512-VNNI), a dense row-panel `vec.qgemm` with one
-weight matrix is stored *pair-safe* where that takes few corrections (`pair_safe_split`, at most FIX_MAX_DENSITY of the weights): the packed panels hold
+weight matrix is stored *pair-safe* where that takes few corrections (`pair_safe_split`, at most `fix_max_density(K)` of the weights): the packed panels hold
 weights whose same-sign pairs (k = 2j, 2j + 1) sum to at most 128 in magnitude, which AVX2's
 vpmaddubsw multiplies exactly against any uint8 activations (twice the rate of widening to int16 on
 CPUs without VNNI), and `a_fix` holds the corrections back to the true weights, which every kernel
@@ -124,7 +124,13 @@ def pack_a_int8(a: np.ndarray, mr: int) -> np.ndarray:
     return np.ascontiguousarray(padded.reshape(mpad // mr, mr, kpad // 4, 4).transpose(0, 2, 1, 3)).ravel()
 
 
-FIX_MAX_DENSITY = 0.05  # pair-safe storage when at most this share of the weights needs a correction
+def fix_max_density(k: int) -> float:
+    """The share of corrected weights up to which a pair-safe A beats widening to int16 (AVX2).
+    Measured per layer (1 thread, Zen 3, interleaved): K = 16 at 8 / 13 / 21 % corrections 1.30 /
+    1.18 / 1.08x faster pair-safe; K = 32 at 13 % 1.11x; K = 96 at 12 % 1.09x but at 17 % 0.95x;
+    K = 64 / 128 at 18 % 0.87x. (The corrections' cost grows with K, the int16 path's saving does
+    not keep up: its epilogue is per output like the pair-safe one's.)"""
+    return 0.20 if k <= 32 else 0.12
 
 
 def pair_safe_split(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -151,10 +157,10 @@ def pair_safe_split(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pair_safe_if_cheap(a: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """`pair_safe_split(a)` where at most FIX_MAX_DENSITY of the weights need a correction, else None
+    """`pair_safe_split(a)` where at most `fix_max_density` of the weights need a correction, else None
     (the widening kernel is then faster than applying the corrections)."""
     safe, fix = pair_safe_split(a)
-    return (safe, fix) if fix.size - (a.shape[0] + 1) <= FIX_MAX_DENSITY * a.size else None
+    return (safe, fix) if fix.size - (a.shape[0] + 1) <= fix_max_density(a.shape[1]) * a.size else None
 
 
 def _qgemm_matrices(op: vec.QGemmOp, weights: np.ndarray) -> list[np.ndarray]:
