@@ -389,7 +389,8 @@ void run(const QGemm& g, int nt) {
   // (full width for a block-sparse A, whose kernels address every panel alike)
   const int last_nr = level >= 1 && !sparse ? static_cast<int>(((g.N - (panels - 1) * NR) + 7) / 8 * 8) : NR;
   const double work = static_cast<double>(g.M) * g.N * g.K;
-  const int T = threads_for(nt, work, 1 << 20);
+  // (one column: bound by the weight stream, worth splitting from a quarter of the size)
+  const int T = threads_for(nt, work, g.N == 1 ? 1 << 18 : 1 << 20);
 
   const BView view = b_view(g, nt);
   // (Scratch::get is 64-byte aligned; panel_bytes is a multiple of 128 with VNNI: aligned panel loads)
