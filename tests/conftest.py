@@ -1,4 +1,6 @@
-"""Shared fixtures: small ONNX models built in code and a compile helper."""
+"""Shared fixtures: small ONNX models built in code, a compile helper, and for modules whose tests
+share one multi-case `model` fixture: that model compiled once (`library`), random inputs (`feeds`)
+and ONNX Runtime's outputs on them (`expected`)."""
 
 from __future__ import annotations
 
@@ -118,3 +120,23 @@ def compile_and_load(tmp_path: Path) -> Callable[..., inferon.CompiledModel]:
         return inferon.load(path)
 
     return build
+
+
+@pytest.fixture(scope="module")
+def library(model: onnx.ModelProto, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The module's `model` fixture compiled once."""
+    return inferon.compile(model, tmp_path_factory.mktemp("model") / "model.so")
+
+
+@pytest.fixture(scope="module")
+def feeds(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Random inputs for the module's `model` fixture."""
+    return random_feeds(model)
+
+
+@pytest.fixture(scope="module")
+def expected(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """ONNX Runtime's outputs of the module's `model` on `feeds`."""
+    from inferon.testing import run_onnxruntime
+
+    return run_onnxruntime(model, feeds)

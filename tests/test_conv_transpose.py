@@ -154,21 +154,6 @@ def model() -> onnx.ModelProto:
     return build_model(CASES)
 
 
-@pytest.fixture(scope="module")
-def library(model: onnx.ModelProto, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return inferon.compile(model, tmp_path_factory.mktemp("convt") / "convt.so")
-
-
-@pytest.fixture(scope="module")
-def feeds(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    return random_feeds(model)
-
-
-@pytest.fixture(scope="module")
-def expected(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    return run_onnxruntime(model, feeds)
-
-
 @pytest.mark.parametrize("isa", ["avx2", "scalar"])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_conv_transpose_matches_onnxruntime(

@@ -20,8 +20,7 @@ from inferon.frontend.onnx.importer import import_model
 from inferon.ir.context import make_context
 from inferon.ir.dialects import loop
 from inferon.pipeline import DEFAULT_PASSES, run_passes
-from inferon.testing import run_onnxruntime
-from tests.conftest import activation_nodes, make_model, random_feeds
+from tests.conftest import activation_nodes, make_model
 
 
 @dataclass(frozen=True)
@@ -110,21 +109,6 @@ def build_model(cases: list[Case]) -> onnx.ModelProto:
 @pytest.fixture(scope="module")
 def model() -> onnx.ModelProto:
     return build_model(CASES)
-
-
-@pytest.fixture(scope="module")
-def library(model: onnx.ModelProto, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return inferon.compile(model, tmp_path_factory.mktemp("dw") / "dw.so")
-
-
-@pytest.fixture(scope="module")
-def feeds(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    return random_feeds(model)
-
-
-@pytest.fixture(scope="module")
-def expected(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    return run_onnxruntime(model, feeds)
 
 
 def test_every_depthwise_conv_is_rewritten(model: onnx.ModelProto) -> None:

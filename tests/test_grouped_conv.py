@@ -23,7 +23,7 @@ from inferon.ir.dialects import loop
 from inferon.passes.loop.conv_to_grouped import ALWAYS_CHANNELS, SMALL_IMAGE, SMALL_IMAGE_CHANNELS
 from inferon.pipeline import DEFAULT_PASSES, run_passes
 from inferon.testing import run_onnxruntime
-from tests.conftest import activation_nodes, make_model, random_feeds, use_isa
+from tests.conftest import activation_nodes, make_model, use_isa
 
 
 @dataclass(frozen=True)
@@ -100,16 +100,6 @@ def build_model(cases: list[Case]) -> onnx.ModelProto:
 @pytest.fixture(scope="module")
 def model() -> onnx.ModelProto:
     return build_model(CASES)
-
-
-@pytest.fixture(scope="module")
-def library(model: onnx.ModelProto, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return inferon.compile(model, tmp_path_factory.mktemp("gc") / "gc.so")
-
-
-@pytest.fixture(scope="module")
-def feeds(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    return random_feeds(model)
 
 
 def test_every_small_grouped_conv_is_rewritten(model: onnx.ModelProto) -> None:

@@ -17,7 +17,6 @@ import pytest
 from onnx import helper
 
 import inferon
-from inferon.testing import run_onnxruntime
 from tests.conftest import make_model, random_feeds
 
 # (op, input shape, attributes)
@@ -73,18 +72,8 @@ def model() -> onnx.ModelProto:
 
 
 @pytest.fixture(scope="module")
-def library(model: onnx.ModelProto, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return inferon.compile(model, tmp_path_factory.mktemp("vk") / "vk.so")
-
-
-@pytest.fixture(scope="module")
-def feeds(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+def feeds(model: onnx.ModelProto) -> dict[str, np.ndarray]:  # (conftest's library / expected use these)
     return random_feeds(model, 3)
-
-
-@pytest.fixture(scope="module")
-def expected(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    return run_onnxruntime(model, feeds)
 
 
 @pytest.mark.parametrize("isa", ["avx2", "scalar"])
