@@ -219,6 +219,10 @@ class _Rewriter:
         if errors is not None:
             total = self.quantization.weight_error
             self.quantization.weight_error = (total[0] + errors[0], total[1] + errors[1], total[2] + 1)
+            if self.quantization.verbose:
+                end = "\n" if total[2] + 1 == len(self.moments) else ""
+                print(f"\rinferon: adaptive weight rounding {total[2] + 1}/{len(self.moments)} layers", end=end,
+                      file=sys.stderr, flush=True)  # fmt: skip
         wtype = QuantType.make(np.int8, scales.tolist(), [0], axis)
         operands = [xq, insert_weight(self.store, wq, wtype, "q_w", op)]
         if b is not None:
