@@ -12,8 +12,9 @@ bundled photographs); nothing is downloaded.
    Pad whose amounts come from a Shape/ConstantOfShape/Slice subgraph, folded at import).
 2. Images: every RGB or grayscale photograph bundled with scikit-image (`skimage.data`), each as a
    centre crop plus `--augment` seeded augmentations (random resized crop, horizontal flip, rotation,
-   brightness/contrast, colour jitter, noise, grayscale), preprocessed like the model's training
-   ((x - 127) / 128 on 224x224 RGB).
+   brightness/contrast, colour jitter, noise, grayscale), rounded to 8-bit pixels (`--pixels uint8`,
+   as an image pipeline delivers them; `float` keeps the resampling's values) and preprocessed like
+   the model's training ((x - 127) / 128 on 224x224 RGB).
 3. Calibration: `--calib` further augmentations (another seed) of every second photograph only, so the
    other half of the photographs are never seen by the calibration.
 4. Inferon compiles the float model, and `quantize="int8"` on the calibration set: all layers (with
@@ -101,8 +102,13 @@ def photographs() -> list[tuple[str, np.ndarray]]:
     return out
 
 
+PIXELS = "uint8"  # "uint8": resized images are rounded to 8-bit pixels (as a decoder / PIL delivers them); "float"
+
+
 def preprocess(img: np.ndarray) -> np.ndarray:
-    """HxWx3 (0..255) -> 1x3x224x224 float32: shorter side to 256, centre crop, (x - 127) / 128."""
+    """HxWx3 (0..255) -> 1x3x224x224 float32: shorter side to 256, centre crop, (x - 127) / 128;
+    with PIXELS "uint8" the crop is rounded to whole pixel values first, as an image pipeline
+    working on 8-bit images (PIL, a JPEG decoder) delivers it."""
     from skimage.transform import resize
 
     h, w = img.shape[:2]
@@ -112,6 +118,8 @@ def preprocess(img: np.ndarray) -> np.ndarray:
     h, w = img.shape[:2]
     top, left = (h - SIZE) // 2, (w - SIZE) // 2
     img = img[top : top + SIZE, left : left + SIZE]
+    if PIXELS == "uint8":
+        img = np.clip(np.rint(img), 0, 255)
     return ((img - 127.0) / 128.0).transpose(2, 0, 1)[None].astype(np.float32)
 
 
@@ -187,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
         help="';'-separated keep_float lists, one extra INT8 variant each ('' for none)",
     )
     ap.add_argument("--margin", type=float, default=0.5, help="FP32 top-1 lead (logits) of a 'confident' input")
+    ap.add_argument("--pixels", choices=("uint8", "float"), default="uint8",
+                    help="round the resized / augmented images to 8-bit pixels (uint8, as decoded images are) "
+                         "or keep the resampling's float values (float: the runs before session 22)")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
@@ -195,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="idle before each block of multi-threaded runs (ms; benchmarks/timing.py)")
     ap.add_argument("--out", type=Path, default=RESULTS / "efficientnet_int8.json")
     args = ap.parse_args(argv)
+    global PIXELS
+    PIXELS = args.pixels
     threads = [int(t) for t in parse_list(args.threads)]
     variants = {"inferon_int8": (), "inferon_int8_nearest": ()} | {
         f"inferon_int8_keep_{v}": tuple(parse_list(v)) for v in args.keep_float.split(";") if v.strip()}  # fmt: skip
