@@ -98,7 +98,8 @@ def compile(  # noqa: A001 - the public name users expect
     lists layers to leave in float (indices into the quantizable Conv/MatMul layers in order, or
     "first" / "last"); `weight_rounding` is adaptive (each weight rounded up or down to minimise
     its layer's output error on the calibration inputs) or nearest. A report of the deviation from
-    the float model on the calibration data is printed. Models that are already quantized (QDQ or QOperator ONNX) need none of this.
+    the float model on the calibration data is printed. Models that are already quantized (QDQ or
+    QOperator ONNX) need none of this.
     """
     start = time.perf_counter()
     if quantize is None:

@@ -149,9 +149,8 @@ def round_weights(scaled: np.ndarray, axis: int, moments: InputMoments | None) -
     `axis`): nearest rounding without `moments`, else adaptive rounding on the layer's input
     moments. Also returns the RMS output error of nearest and of the chosen rounding on the
     calibration inputs, each relative to the output's RMS (None without moments)."""
-    nearest = np.clip(np.rint(scaled), -127, 127)
     if moments is None or moments.total is None:
-        return nearest.astype(np.int8), None
+        return np.clip(np.rint(scaled), -127, 127).astype(np.int8), None
     rows = np.moveaxis(scaled, axis, 0).reshape(scaled.shape[axis], -1).astype(np.float64)
     moment = regularised(moments.moment(), moments.rows_seen)  # [groups, K, K]
     groups, k = moment.shape[0], moment.shape[-1]
