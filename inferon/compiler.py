@@ -19,7 +19,7 @@ from inferon.cpu import model_isa, vnni_kernels
 from inferon.errors import InferonError
 from inferon.frontend.onnx.importer import import_model, load_proto
 from inferon.ir.context import make_context
-from inferon.passes.graph.quantize import Quantization
+from inferon.passes.graph.quantize import ADAPTIVE_MAX_K, Quantization
 from inferon.pipeline import Pipeline, user_passes
 from inferon.version import __version__
 
@@ -168,10 +168,14 @@ def quantization_report(library: Path, quantization: Quantization) -> str:
     if quantization.kept:
         lines.append(f"  kept in float: {', '.join(quantization.kept)}")
     nearest, adaptive, count = quantization.weight_error
+    others = len(quantization.layers) - len(quantization.kept) - count
     if count:
         lines.append(f"  adaptive weight rounding: the int8 weights' RMS output error on the calibration inputs "
                      f"{100 * nearest / count:.2f} % (nearest) -> {100 * adaptive / count:.2f} % of the layer outputs' RMS "
                      f"(mean over {count} layers)")  # fmt: skip
+    if quantization.rounding == "adaptive" and others:
+        lines.append(f"  {others} layer(s) too large for adaptive rounding (more than {ADAPTIVE_MAX_K} inputs per weight "
+                     f"row, or too costly): rounded to nearest")  # fmt: skip
     with inferon.load(library) as m:
         results = [m.run(feed) for feed in quantization.samples]
         names = m.output_names

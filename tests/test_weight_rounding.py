@@ -17,6 +17,7 @@ import inferon
 from inferon.calibration import ConvPatches, InputMoments
 from inferon.cli import main
 from inferon.errors import InferonError
+from inferon.passes.graph.quantize import ADAPTIVE_MAX_K
 from inferon.testing import run_onnxruntime
 from inferon.weight_rounding import adaptive_round, output_error, regularised
 from tests.conftest import make_model
@@ -149,3 +150,21 @@ def test_adaptive_rounding_brings_a_quantized_model_closer_to_float(tmp_path, ca
         inferon.compile(model, tmp_path / "x.so", weight_rounding="nearest")
     with pytest.raises(InferonError, match="unknown weight rounding 'up'"):
         inferon.compile(model, tmp_path / "x.so", quantize="int8", calibration=calib, weight_rounding="up")
+
+
+def test_layers_too_large_for_adaptive_rounding_round_to_nearest(tmp_path, capsys):
+    """A fully-connected layer with more inputs than ADAPTIVE_MAX_K (VGG's 25088) is rounded to
+    nearest (its K x K moment would not be affordable), the smaller one adaptively; both run."""
+    rng = np.random.default_rng(2)
+    k = ADAPTIVE_MAX_K + 8
+    init = {"w1": rng.standard_normal((k, 16)) * 0.02, "w2": rng.standard_normal((16, 4)) * 0.3}
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("MatMul", ["r", "w2"], ["y"])]  # fmt: skip
+    model = make_model(nodes, {"x": (1, k)}, ["y"], init, opset=13)
+    calib = {"x": rng.standard_normal((8, 1, k)).astype(np.float32)}
+    cm = inferon.load(inferon.compile(model, tmp_path / "m.so", quantize="int8", calibration=calib))
+    report = capsys.readouterr().err
+    assert "(mean over 1 layers)" in report and "1 layer(s) too large for adaptive rounding" in report
+    x = rng.standard_normal((1, k)).astype(np.float32)
+    ref = run_onnxruntime(model, {"x": x})[0]
+    assert np.abs(cm(x) - ref).max() <= 0.05 * np.abs(ref).max()

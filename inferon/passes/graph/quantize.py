@@ -40,6 +40,10 @@ from inferon.weight_rounding import adaptive_round, output_error, regularised
 
 ROUNDINGS = ("adaptive", "nearest")
 PER_ROW_MAX_K = 64  # grouped convs with at most this many weights per row: one E[x x^T] per row at once
+# adaptive rounding's limits per layer: K (inputs per weight row; E[x x^T] is K x K, 85 MB at 4608 =
+# 512 channels x 3 x 3) and rows x K^2 (its cost); larger layers (VGG's 25088-input FC) round to nearest
+ADAPTIVE_MAX_K = 4608
+ADAPTIVE_MAX_WORK = 3e10
 
 
 @dataclass
@@ -134,6 +138,13 @@ def activation_type(lo: float, hi: float) -> QuantType:
     scale = max((hi - lo) / 255.0, 1e-8)
     zp = int(np.clip(np.rint(-lo / np.float32(scale)), 0, 255))
     return QuantType.make(np.uint8, [scale], [zp])
+
+
+def _adaptive(op: Operation) -> bool:
+    """Whether adaptive rounding is affordable for this layer (ADAPTIVE_MAX_K / _WORK)."""
+    w = shape_of(op.operands[1])
+    rows, k = (w[0], int(np.prod(w[1:]))) if isinstance(op, graph.Conv2dOp) else (w[1], w[0])
+    return k <= ADAPTIVE_MAX_K and rows * k * k <= ADAPTIVE_MAX_WORK
 
 
 def _patches(op: Operation) -> ConvPatches | None:
@@ -279,7 +290,8 @@ class QuantizePass(ModulePass):
         ))  # fmt: skip
         if q.rounding not in ROUNDINGS:
             raise PassError(f"unknown weight rounding '{q.rounding}'; choose one of {', '.join(ROUNDINGS)}")
-        moments = {lay.op: InputMoments(_patches(lay.op)) for lay in chosen} if q.rounding == "adaptive" else {}
+        adaptive = [lay.op for lay in chosen if q.rounding == "adaptive" and _adaptive(lay.op)]
+        moments = {o: InputMoments(_patches(o)) for o in adaptive}
         index = {v: i for i, v in enumerate(values)}
         stats, q.float_outputs = collect_stats(op, store, values, q.samples, method=q.method, verbose=q.verbose,
                                                moments=[(index[o.operands[0]], m) for o, m in moments.items()])  # fmt: skip
