@@ -26,6 +26,7 @@ from inferon.errors import InferonError
 METHODS = ("minmax", "percentile", "entropy")
 MAX_SAMPLES_PER_TENSOR = 1 << 20  # values kept per tensor for percentile / entropy
 ROWS_PER_INPUT = 64  # input rows (conv patches) per sample for a layer's E[x x^T]: 64 per weight of a row,
+ROWS_WORK_PER_SAMPLE = 2e9  # at most this many multiply-adds (rows x K^2) per sample,
 ROWS_PER_SAMPLE = (256, 4096)  # within these bounds
 MOMENT_SAMPLES = 32  # calibration samples that contribute to the input moments (the first ones)
 
@@ -149,7 +150,7 @@ class ConvPatches:
 
 def sampled_rows(positions: int, k: int) -> int:
     """How many of a sample's `positions` input rows of `k` values InputMoments uses."""
-    return min(positions, int(np.clip(ROWS_PER_INPUT * k, *ROWS_PER_SAMPLE)))
+    return min(positions, int(np.clip(min(ROWS_PER_INPUT * k, ROWS_WORK_PER_SAMPLE / (k * k)), *ROWS_PER_SAMPLE)))
 
 
 @dataclass

@@ -40,9 +40,11 @@ from inferon.weight_rounding import adaptive_round, output_error, regularised
 
 ROUNDINGS = ("adaptive", "nearest")
 PER_ROW_MAX_K = 64  # grouped convs with at most this many weights per row: one E[x x^T] per row at once
-# adaptive rounding's limits per layer: K (inputs per weight row; E[x x^T] is K x K, 85 MB at 4608 =
-# 512 channels x 3 x 3) and rows x K^2 (its cost); larger layers (VGG's 25088-input FC) round to nearest
-ADAPTIVE_MAX_K = 4608
+# adaptive rounding's limits per layer: K (inputs per weight row; E[x x^T] is K x K, 21 MB at 2304 =
+# 256 channels x 3 x 3, and well determined only with many more input rows than K: ResNet-50's 7x7
+# layers with K = 4608 see 49 per sample) and rows x K^2 (its cost); larger layers (512-channel 3x3
+# convs, VGG's 25088-input FC) round to nearest
+ADAPTIVE_MAX_K = 2304
 ADAPTIVE_MAX_WORK = 3e10
 
 
