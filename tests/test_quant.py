@@ -288,10 +288,38 @@ def test_qgemm_matches_reference(shim, isa, m, n, k, seed, b_signed, c_signed, b
     lo, hi = quant.qrange(np.int8 if c_signed else np.uint8)
     if rng.random() < 0.5:  # a fused ReLU / Clip narrows the range
         lo = max(lo, zy)
+    if rng.random() < 0.3:  # and a Clip's upper bound (ReLU6) from above
+        hi = int(min(hi, lo + rng.integers(1, 100)))
     comp, expected = qgemm_reference(a, b, zx, zy, bias, mult, lo, hi, b_signed=b_signed, c_signed=c_signed)
     src = np.ascontiguousarray(b.T) if b_trans else np.ascontiguousarray(b)
     got = run_qgemm(shim, a, src.view(np.uint8), comp, mult, zy, lo, hi, isa=isa, b_signed=b_signed,
                     c_signed=c_signed, b_trans=b_trans, n=n, threads=threads, lanes=layout == "lanes",
+                    pair_safe=layout == "pair_safe")  # fmt: skip
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("c_signed", [False, True])
+@pytest.mark.parametrize("layout", ["rows", "pair_safe"])
+@pytest.mark.parametrize("clip", ["none", "relu", "relu6"])
+def test_qgemm_whole_tiles_with_fused_clamps(shim, isa, c_signed, layout, clip):
+    """Row tiles of 16 whole columns (narrowed two vectors at a time) next to a partial one, with the
+    output range whole, narrowed from below (ReLU) or from both sides (ReLU6 / Clip): bit-exact."""
+    rng = np.random.default_rng(11)
+    m, k, n = 13, 40, 53
+    a = rng.integers(-128, 128, (m, k)).astype(np.int8)
+    b = rng.integers(0, 256, (k, n)).astype(np.uint8)
+    zy = 3 if c_signed else 120
+    lo, hi = quant.qrange(np.int8 if c_signed else np.uint8)
+    if clip != "none":
+        lo = zy
+    if clip == "relu6":
+        hi = zy + 40
+    bias = rng.integers(-5000, 5000, m).astype(np.int32)
+    mult = (rng.random(m) * 0.002 + 2e-4).astype(np.float32)  # outputs spread past both bounds
+    comp, expected = qgemm_reference(a, b, 17, zy, bias, mult, lo, hi, c_signed=c_signed)
+    assert (expected == lo).any() and (expected == hi).any() and ((expected > lo) & (expected < hi)).any()
+    got = run_qgemm(shim, a, b, comp, mult, zy, lo, hi, isa=isa, c_signed=c_signed, n=n,
                     pair_safe=layout == "pair_safe")  # fmt: skip
     np.testing.assert_array_equal(got, expected)
 
