@@ -148,17 +148,16 @@ class ConvPatches:
         return out.reshape(self.groups, c // self.groups * kh * kw, count)
 
 
-def sampled_rows(positions: int, k: int) -> int:
-    """How many of a sample's `positions` input rows of `k` values InputMoments uses."""
-    return min(positions, int(np.clip(min(ROWS_PER_INPUT * k, ROWS_WORK_PER_SAMPLE / (k * k)), *ROWS_PER_SAMPLE)))
+def row_limit(k: int) -> int:
+    """How many of a sample's input rows of `k` values InputMoments uses at most."""
+    return int(np.clip(min(ROWS_PER_INPUT * k, ROWS_WORK_PER_SAMPLE / (k * k)), *ROWS_PER_SAMPLE))
 
 
 @dataclass
 class InputMoments:
     """E[x x^T] of one layer's input rows over the calibration samples (for adaptive weight
     rounding): a conv's input patches per group (`patches`), or a MatMul's input rows (None: the
-    last axis). Of each sample, at most ROWS_PER_INPUT rows per weight of a row (within
-    ROWS_PER_SAMPLE) are used, chosen at random."""
+    last axis). Of each sample at most `row_limit(K)` rows are used, chosen at random."""
 
     patches: ConvPatches | None
     total: np.ndarray | None = None  # [groups, K, K] float32 sums of x x^T
@@ -167,10 +166,10 @@ class InputMoments:
     def add(self, x: np.ndarray, rng: np.random.Generator) -> None:
         if self.patches is not None:
             (kh, kw), groups = self.patches.kernel, self.patches.groups
-            cols = self.patches.columns(x, rng, sampled_rows(1 << 62, x.shape[1] // groups * kh * kw))
+            cols = self.patches.columns(x, rng, row_limit(x.shape[1] // groups * kh * kw))
         else:
             rows = np.asarray(x, np.float32).reshape(-1, x.shape[-1])
-            limit = sampled_rows(len(rows), x.shape[-1])
+            limit = row_limit(x.shape[-1])
             if len(rows) > limit:
                 rows = rows[np.sort(rng.choice(len(rows), limit, replace=False))]
             cols = np.ascontiguousarray(rows.T)[None]

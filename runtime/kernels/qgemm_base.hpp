@@ -388,20 +388,22 @@ INFERON_AVX2_INLINE void store8(const QGemm& g, const Requant8& k, int64_t m, in
 template <class Q, int NV>
 INFERON_AVX2_INLINE void store_tile(const QGemm& g, const __m256i (&out)[QMR][NV], int64_t m0, int rows, int64_t n0) {
   // 16 whole columns of a plain C: both vectors requantized, then narrowed and clamped together
-  if (NV == 2 && n0 + 16 <= g.N && g.ldc_col == 1 && !g.add) {
-    constexpr bool is_signed = std::is_signed<Q>::value;
-    const bool clamp = is_signed ? (g.lo > -128 || g.hi < 127) : (g.lo > 0 || g.hi < 255);
-    const __m128i lo = _mm_set1_epi8(static_cast<char>(g.lo)), hi = _mm_set1_epi8(static_cast<char>(g.hi));
-    for (int r = 0; r < rows; r++) {
-      const Requant8 k = row_requant(g, m0 + r);
-      const __m256i w = _mm256_permute4x64_epi64(
-          _mm256_packs_epi32(requant8<false>(k, out[r][0]), requant8<false>(k, out[r][NV - 1])), 0xD8);
-      const __m128i w0 = _mm256_castsi256_si128(w), w1 = _mm256_extracti128_si256(w, 1);
-      __m128i b = is_signed ? _mm_packs_epi16(w0, w1) : _mm_packus_epi16(w0, w1);
-      if (clamp) b = is_signed ? _mm_min_epi8(_mm_max_epi8(b, lo), hi) : _mm_min_epu8(_mm_max_epu8(b, lo), hi);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(static_cast<Q*>(g.c) + (m0 + r) * g.ldc + n0), b);
+  if constexpr (NV == 2) {
+    if (n0 + 16 <= g.N && g.ldc_col == 1 && !g.add) {
+      constexpr bool is_signed = std::is_signed<Q>::value;
+      const bool clamp = is_signed ? (g.lo > -128 || g.hi < 127) : (g.lo > 0 || g.hi < 255);
+      const __m128i lo = _mm_set1_epi8(static_cast<char>(g.lo)), hi = _mm_set1_epi8(static_cast<char>(g.hi));
+      for (int r = 0; r < rows; r++) {
+        const Requant8 k = row_requant(g, m0 + r);
+        const __m256i w = _mm256_permute4x64_epi64(
+            _mm256_packs_epi32(requant8<false>(k, out[r][0]), requant8<false>(k, out[r][1])), 0xD8);
+        const __m128i w0 = _mm256_castsi256_si128(w), w1 = _mm256_extracti128_si256(w, 1);
+        __m128i b = is_signed ? _mm_packs_epi16(w0, w1) : _mm_packus_epi16(w0, w1);
+        if (clamp) b = is_signed ? _mm_min_epi8(_mm_max_epi8(b, lo), hi) : _mm_min_epu8(_mm_max_epu8(b, lo), hi);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(static_cast<Q*>(g.c) + (m0 + r) * g.ldc + n0), b);
+      }
+      return;
     }
-    return;
   }
   for (int r = 0; r < rows; r++) {
     const Requant8 k = row_requant(g, m0 + r);

@@ -164,7 +164,8 @@ def round_weights(scaled: np.ndarray, axis: int, moments: InputMoments | None) -
     calibration inputs, each relative to the output's RMS (None without moments)."""
     if moments is None or moments.total is None:
         return np.clip(np.rint(scaled), -127, 127).astype(np.int8), None
-    rows = np.moveaxis(scaled, axis, 0).reshape(scaled.shape[axis], -1).astype(np.float64)
+    channels_first = np.moveaxis(scaled, axis, 0)
+    rows = channels_first.reshape(len(channels_first), -1).astype(np.float64)
     moment = regularised(moments.moment(), moments.rows_seen)  # [groups, K, K]
     groups, k = moment.shape[0], moment.shape[-1]
     per_group = rows.shape[0] // groups
@@ -176,8 +177,7 @@ def round_weights(scaled: np.ndarray, axis: int, moments: InputMoments | None) -
     signal = sum(output_error(np.zeros_like(r), r, m) for r, m in parts) or 1.0
     before = float(np.sqrt(sum(d.nearest_error for d in done) / signal))
     after = float(np.sqrt(sum(d.error for d in done) / signal))
-    moved = np.moveaxis(scaled, axis, 0).shape
-    return np.moveaxis(q.reshape(moved), 0, axis).astype(np.int8), (before, after)
+    return np.moveaxis(q.reshape(channels_first.shape), 0, axis).astype(np.int8), (before, after)
 
 
 class _Rewriter:
