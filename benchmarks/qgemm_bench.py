@@ -215,7 +215,8 @@ def bench_shape(lib, isa: int, threads: int, runs: int, m: int, n: int, k: int, 
     implicit, lanes = kernel_choice(m, n, k, geo, vnni=isa == 2)
     a_run = quant.implicit_weight_order(a.reshape(m, geo[0], geo[3], geo[4])) if implicit else a
     fix = None
-    if not lanes and (split := pair_safe_if_cheap(a_run)):  # as pack-weights stores row panels
+    # as pack-weights stores row panels for models that run without VNNI (with VNNI: plain weights)
+    if isa == 1 and not lanes and (split := pair_safe_if_cheap(a_run)):
         a_run, fix = split
     packed = pack_a_int8(a_run, 32 if lanes else 6)
     zx = 0  # zero padding = zero point 0 keeps the reference simple

@@ -251,10 +251,31 @@ INFERON_AVX2 static void requant_group_avx2(const inferon::Requant* r, int rows,
                       inferon::requant8(k, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a))));
 }
 
+// The AVX-512 form: 16 lanes, channels per lane (requant16_pair of two 8-lane groups), or with
+// `row` every lane with the group's first record (requant16_row, the row kernels' form).
+INFERON_VNNI static void requant_group_avx512(const inferon::Requant* r, int rows, const int32_t* a, int zy, int lo,
+                                              int hi, bool row, int32_t* q) {
+  using namespace inferon::qgemm_detail;
+  const Requant16 k = row ? requant16_row(r[0], zy, lo, hi)
+                          : requant16_pair(inferon::requant8_channels(r, std::min(rows, 8), zy, lo, hi),
+                                           inferon::requant8_channels(r + 8, std::max(rows - 8, 0), zy, lo, hi));
+  _mm512_storeu_si512(q, requant16(k, _mm512_loadu_si512(a)));
+}
+
+// isa: 0 scalar, 1 AVX2 (8 channels per vector), 2 AVX-512 (16 channels per vector), 3 AVX-512 with
+// one channel per 16 lanes (the record of each group's first element).
 SHIM void k_requant(const int32_t* acc, const int32_t* rq, int64_t n, int zy, int lo, int hi, int32_t* out, int isa) {
   const auto* r = reinterpret_cast<const inferon::Requant*>(rq);
   int64_t i = 0;
-  if (isa >= INFERON_ISA_AVX2)
+  if (isa >= INFERON_ISA_AVX512)
+    for (; i < n; i += 16) {
+      const int rows = static_cast<int>(std::min<int64_t>(16, n - i));
+      int32_t a[16] = {}, q[16];
+      std::memcpy(a, acc + i, sizeof(int32_t) * rows);
+      requant_group_avx512(r + i, rows, a, zy, lo, hi, isa == 3, q);
+      std::memcpy(out + i, q, sizeof(int32_t) * rows);
+    }
+  if (isa == INFERON_ISA_AVX2)
     for (; i < n; i += 8) {
       const int rows = static_cast<int>(std::min<int64_t>(8, n - i));
       int32_t a[8] = {}, q[8];

@@ -142,15 +142,18 @@ def test_fixed_point_records():
         quant.fixed_point(np.float32([2.0**24]), 0, 0, 255)
 
 
-@pytest.mark.parametrize("isa", ISAS[:2])
+@pytest.mark.parametrize("isa", [*ISAS, *([3] if 2 in ISAS else [])])
 @given(data=st.data())
 @SETTINGS
 def test_requant_kernels_match_the_exact_rounding(shim, isa, data):
-    """requant.hpp (scalar, and AVX2 with a different channel per lane) equals quant.requantize
-    bit for bit: random and extreme accumulators, multipliers from 0 to 2^23, ties, partial groups."""
-    n = data.draw(st.integers(1, 29))
+    """requant.hpp (scalar, AVX2 with a different channel per lane) and its AVX-512 form (16 lanes:
+    a channel per lane, isa 2, or one per row, isa 3) equal quant.requantize bit for bit: random and
+    extreme accumulators, multipliers from 0 to 2^23, ties, partial groups."""
+    n = data.draw(st.integers(1, 37))
     accs = np.array(data.draw(st.lists(ACCS, min_size=n, max_size=n)), np.int32)
     mults = np.float32(data.draw(st.lists(MULTS, min_size=n, max_size=n)))
+    if isa == 3:  # one record per group of 16 lanes
+        mults = np.repeat(mults[::16], 16)[:n]
     lo, hi = data.draw(RANGES)
     zy = data.draw(st.integers(lo, hi))
     table = quant.fixed_point(mults, zy, lo, hi)
@@ -159,6 +162,21 @@ def test_requant_kernels_match_the_exact_rounding(shim, isa, data):
     expected = [int(quant.requantize(np.int64([a]), np.float32([m]), zy, lo, hi, np.int64)[0]) for a, m in zip(accs, mults)]
     assert out.tolist() == expected
     assert expected == [exact_requantize(int(a), float(m), zy, lo, hi) for a, m in zip(accs, mults)]
+
+
+@pytest.mark.skipif(2 not in ISAS, reason="no AVX512-VNNI")
+def test_requant16_mixed_tie_channels(shim):
+    """16 lanes where only lanes 0-7 can hold exact ties (M = 0.5): the ties step then runs on every
+    lane, so lanes 8-15 must round one below their plain constant. 817 * 559 / 2^12 = 111.49976 lies
+    just below a tie with bit 12 of the product set: without that adjustment it rounds up to 112."""
+    mults = np.float32([0.5] * 8 + [559 / 4096] * 8)
+    table = quant.fixed_point(mults, 0, 0, 255)
+    assert table[0, 7] & quant.REQUANT_TIES and not table[8, 7] & quant.REQUANT_TIES
+    accs = np.array([3, 5, -1, 7, 2, 9, 11, 1] + [817] * 8, np.int32)
+    out = np.zeros(16, np.int32)
+    shim.k_requant(accs.ctypes.data, table.ctypes.data, 16, 0, 0, 255, out.ctypes.data, 2)
+    assert out.tolist() == [2, 2, 0, 4, 1, 4, 6, 0] + [111] * 8
+    assert out.tolist() == quant.requantize(accs.astype(np.int64), mults, 0, 0, 255, np.int64).tolist()
 
 
 @given(

@@ -223,7 +223,7 @@ INFERON_VNNI_VBMI void plane_vnni(const QDepthwise& g, const QdwLayout& l, const
       w[i * l.groups + j / 4] |= static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint8_t>(wm[i * g.kw + j])) << (8 * (j % 4)));
   const int64_t* toff = taps.off.data();
   const __m512i idx = _mm512_load_si512(taps.idx), init = _mm512_set1_epi32(comp);
-  const Requant8 k = requant8_row(g.rq[m], g.zy, g.lo, g.hi);
+  const qgemm_detail::Requant16 k = qgemm_detail::requant16_row(g.rq[m], g.zy, g.lo, g.hi);
   constexpr int NB = QDW_NB;
   for (size_t b0 = 0; b0 < taps.blocks.size(); b0 += NB) {
     const QdwTaps::Block* blk = taps.blocks.data() + b0;
@@ -236,7 +236,7 @@ INFERON_VNNI_VBMI void plane_vnni(const QDepthwise& g, const QdwLayout& l, const
         acc[b] = _mm512_dpbusd_epi32(acc[b], _mm512_permutexvar_epi8(idx, _mm512_loadu_si512(src + blk[b].in)), wv);
     }
     for (int b = 0; b < NB; b++) {
-      const __m128i q = _mm512_cvtepi32_epi8(qgemm_detail::requant16(k, k, acc[b]));
+      const __m128i q = _mm512_cvtepi32_epi8(qgemm_detail::requant16(k, acc[b]));
       if (blk[b].rows == 1 && blk[b].mask == 0xFFFF) {
         _mm_storeu_si128(reinterpret_cast<__m128i*>(y + blk[b].out), q);
         continue;

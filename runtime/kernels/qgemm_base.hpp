@@ -415,16 +415,76 @@ INFERON_AVX2_INLINE void store_tile(const QGemm& g, const __m256i (&out)[QMR][NV
   }
 }
 
-// Requantize 32 accumulators of row m (AVX-512 kernels): two zmm (comp included), columns n..n+31
-// all valid, C contiguous. Each zmm is requantized as two halves by requant8 (lanes 0-7 with k_lo,
-// 8-15 with k_hi); the clamped values lie in the output type's range, so narrowing them to bytes by
-// truncation (vpmovdb) is exact: bit-exact with store8. A fused residual takes add_residual8's float
-// steps on 16 lanes.
-INFERON_VNNI inline __m512i requant16(const Requant8& k_lo, const Requant8& k_hi, __m512i acc) {
-  const __m256i lo = requant8(k_lo, _mm512_castsi512_si256(acc)), hi = requant8(k_hi, _mm512_extracti64x4_epi64(acc, 1));
-  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+// requant8's constants on 16 lanes (AVX-512 kernels): lanes 0-7 and 8-15 each as a Requant8, the
+// even / odd 64-bit lanes in the products' order.
+struct Requant16 {
+  __m512i mult_even, mult_odd, shift_even, shift_odd, round_even, round_odd, offset, acc_lo, acc_hi, lo, hi;
+  uint32_t flags;
+};
+
+// All 16 lanes with one channel's record (as requant8_row).
+INFERON_VNNI inline Requant16 requant16_row(const Requant& r, int32_t zy, int32_t lo, int32_t hi) {
+  Requant16 k;
+  k.mult_even = k.mult_odd = _mm512_set1_epi32(r.mult);  // vpmuldq reads the low half of each 64-bit lane
+  k.shift_even = k.shift_odd = _mm512_set1_epi64(r.shift);
+  k.round_even = k.round_odd = _mm512_set1_epi64(r.round);
+  k.offset = _mm512_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(r.offset) + static_cast<uint32_t>(zy)));
+  k.acc_lo = _mm512_set1_epi32(r.acc_lo);
+  k.acc_hi = _mm512_set1_epi32(r.acc_hi);
+  k.lo = _mm512_set1_epi32(lo);
+  k.hi = _mm512_set1_epi32(hi);
+  k.flags = r.flags;
+  return k;
 }
 
+// Lanes 0-7 from k_lo, 8-15 from k_hi (per-lane channels: qlanes.hpp). Where only one half has
+// REQUANT_TIES the other's rounding constant drops by one, as requant8_channels does, since the
+// ties step then runs on every lane.
+INFERON_VNNI inline __m512i cat256(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
+
+INFERON_VNNI inline Requant16 requant16_pair(const Requant8& k_lo, const Requant8& k_hi) {
+  Requant16 k;
+  k.flags = k_lo.flags | k_hi.flags;
+  const __m256i one = _mm256_set1_epi64x(1);
+  const bool drop_lo = (k.flags & REQUANT_TIES) && !(k_lo.flags & REQUANT_TIES);
+  const bool drop_hi = (k.flags & REQUANT_TIES) && !(k_hi.flags & REQUANT_TIES);
+  k.mult_even = cat256(k_lo.mult_even, k_hi.mult_even);
+  k.mult_odd = cat256(k_lo.mult_odd, k_hi.mult_odd);
+  k.shift_even = cat256(k_lo.shift_even, k_hi.shift_even);
+  k.shift_odd = cat256(k_lo.shift_odd, k_hi.shift_odd);
+  k.round_even = cat256(drop_lo ? _mm256_sub_epi64(k_lo.round_even, one) : k_lo.round_even,
+                     drop_hi ? _mm256_sub_epi64(k_hi.round_even, one) : k_hi.round_even);
+  k.round_odd = cat256(drop_lo ? _mm256_sub_epi64(k_lo.round_odd, one) : k_lo.round_odd,
+                    drop_hi ? _mm256_sub_epi64(k_hi.round_odd, one) : k_hi.round_odd);
+  k.offset = cat256(k_lo.offset, k_hi.offset);
+  k.acc_lo = cat256(k_lo.acc_lo, k_hi.acc_lo);
+  k.acc_hi = cat256(k_lo.acc_hi, k_hi.acc_hi);
+  k.lo = cat256(k_lo.lo, k_hi.lo);
+  k.hi = cat256(k_lo.hi, k_hi.hi);
+  return k;
+}
+
+// requant8's steps on 16 lanes in zmm registers (half the instructions of two ymm halves); the
+// clamped values lie in the output type's range, so narrowing them to bytes by truncation (vpmovdb)
+// is exact: bit-exact with store8.
+INFERON_VNNI inline __m512i round_shift16(__m512i n, __m512i s, __m512i round, bool ties) {
+  __m512i t = _mm512_add_epi64(n, round);
+  if (ties) t = _mm512_add_epi64(t, _mm512_and_si512(_mm512_srlv_epi64(n, s), _mm512_set1_epi64(1)));
+  return _mm512_srlv_epi64(t, s);
+}
+
+INFERON_VNNI inline __m512i requant16(const Requant16& k, __m512i acc) {
+  if (k.flags & REQUANT_CLAMP_ACC) acc = _mm512_min_epi32(_mm512_max_epi32(acc, k.acc_lo), k.acc_hi);
+  const bool ties = k.flags & REQUANT_TIES;
+  const __m512i qe = round_shift16(_mm512_mul_epi32(acc, k.mult_even), k.shift_even, k.round_even, ties);
+  const __m512i qo =
+      round_shift16(_mm512_mul_epi32(_mm512_srli_epi64(acc, 32), k.mult_odd), k.shift_odd, k.round_odd, ties);
+  const __m512i q = _mm512_add_epi32(_mm512_mask_blend_epi32(0xAAAA, qe, _mm512_slli_epi64(qo, 32)), k.offset);
+  return _mm512_min_epi32(_mm512_max_epi32(q, k.lo), k.hi);
+}
+
+// Requantize 32 accumulators of row m (AVX-512 kernels): two zmm (comp included), columns n..n+31
+// all valid, C contiguous. A fused residual takes add_residual8's float steps on 16 lanes.
 INFERON_VNNI inline __m512i add_residual16(const QResidual& r, const void* residual, __m512i q) {
   const __m128i b = _mm_loadu_si128(static_cast<const __m128i*>(residual));
   const __m512 res = _mm512_cvtepi32_ps(r.res_signed ? _mm512_cvtepi8_epi32(b) : _mm512_cvtepu8_epi32(b));
@@ -437,10 +497,10 @@ INFERON_VNNI inline __m512i add_residual16(const QResidual& r, const void* resid
 
 template <class Q>
 INFERON_VNNI inline void store32_zmm(const QGemm& g, int64_t m, int64_t n, __m512i a0, __m512i a1) {
-  const Requant8 k = row_requant(g, m);
+  const Requant16 k = requant16_row(g.rq[m], g.zy, g.lo, g.hi);
   const int64_t at = m * g.ldc + n;
   Q* out = static_cast<Q*>(g.c) + at;
-  __m512i q0 = requant16(k, k, a0), q1 = requant16(k, k, a1);
+  __m512i q0 = requant16(k, a0), q1 = requant16(k, a1);
   if (g.add) {
     const uint8_t* res = static_cast<const uint8_t*>(g.residual) + at;
     q0 = add_residual16(*g.add, res, q0);

@@ -104,9 +104,10 @@ INFERON_VNNI void lanes_tile_vnni(const QGemm& g, const int8_t* a, const LanesB&
     const LanesRequant k0 = lanes_requant(g, m0 + 16 * h, rows - 16 * h);
     const LanesRequant k1 = lanes_requant(g, m0 + 16 * h + 8, rows - 16 * h - 8);
     const __m512i comp = _mm512_inserti64x4(_mm512_castsi256_si512(k0.comp), k1.comp, 1);
+    const Requant16 k = requant16_pair(k0.k, k1.k);
     for (int j = 0; j < NC; j++)
       _mm_store_si128(reinterpret_cast<__m128i*>(cols[j] + 16 * h),
-                      _mm512_cvtepi32_epi8(requant16(k0.k, k1.k, _mm512_add_epi32(out[h][j], comp))));
+                      _mm512_cvtepi32_epi8(requant16(k, _mm512_add_epi32(out[h][j], comp))));
   }
   __m256i c[8], t[8], u[8];
   for (int j = 0; j < 8; j++) c[j] = _mm256_load_si256(reinterpret_cast<const __m256i*>(cols[j]));
