@@ -19,11 +19,14 @@ from tests.conftest import use_isa
 @pytest.mark.parametrize(
     "m, n, k, wide, frame, expected",
     [
-        (512, 49, 4608, 63, 0, True),  # ResNet-50 res5 3x3 (implicit, 7 x 9 wide grid): measured 0.76x
-        (2048, 49, 512, 49, 0, True),  # res5 1x1 (56 columns computed for 49): 0.91x
+        (512, 49, 4608, 63, 0, True),  # ResNet-50 res5 3x3 (implicit, 7 x 9 wide grid): measured 0.77x
+        (2048, 49, 512, 49, 0, True),  # res5 1x1 (56 columns computed for 49): 0.94x
         (128, 784, 1152, 840, 0, True),  # res3 3x3 (implicit, 28 x 30): 0.90x
-        (256, 3136, 64, 3136, 0, False),  # res2 1x1, K = 64: 1.37x as lanes
-        (1024, 196, 256, 196, 0, False),  # 196 = 6 x 32 + 4 columns waste little: 1.07x as lanes
+        (64, 3136, 576, 3248, 0, True),  # res2 3x3 (implicit, 56 x 58): 0.97x
+        (128, 784, 288, 840, 0, True),  # a 28x28 3x3 with 32 input channels: 0.92x
+        (256, 3136, 64, 3136, 0, False),  # res2 1x1, K = 64: 1.25x as lanes
+        (512, 784, 128, 784, 0, False),  # res3 1x1, K = 128: 1.15x
+        (1024, 196, 256, 196, 0, False),  # 196 = 6 x 32 + 4 columns waste little: 1.05x as lanes
         (48, 3136, 432, 3136, 0, False),  # 48 rows fill 1.5 lane panels
         (1000, 1, 2048, 1, 0, False),  # N = 1: the GEMV
         (128, 784, 1152, 784, 128 * 57 * 57, True),  # res3's strided 3x3: no im2col as lanes

@@ -46,6 +46,20 @@ INFERON_AVX2_INLINE LanesRequant lanes_requant(const QGemm& g, int64_t m0, int r
   return {requant8_channels(g.rq + m0, valid, g.zy, g.lo, g.hi), _mm256_maskload_epi32(g.comp + m0, keep)};
 }
 
+// The 16-lane requantization of rows m0 .. m0 + 15 of a panel (comp included, 0 past M), built once
+// per GEMM call for every row panel (lanes_requant16) instead of per tile: gathering the records of
+// 32 channels costs about as much as a short tile's products.
+struct alignas(64) LanesRq16 {
+  Requant16 k;
+  __m512i comp;
+};
+
+INFERON_VNNI inline LanesRq16 lanes_requant16(const QGemm& g, int64_t m0) {
+  const int rows = static_cast<int>(std::min<int64_t>(16, g.M - m0));
+  const LanesRequant k0 = lanes_requant(g, m0, rows), k1 = lanes_requant(g, m0 + 8, rows - 8);
+  return {requant16_pair(k0.k, k1.k), _mm512_inserti64x4(_mm512_castsi256_si512(k0.comp), k1.comp, 1)};
+}
+
 // Requantize the 8 rows m0.. (`rows` valid, k = lanes_requant(g, m0, rows)) of column n from their
 // int32 sums (comp not included) and store them (C column-strided); a fused residual takes the
 // scalar steps.
@@ -62,9 +76,10 @@ INFERON_AVX2 void lanes_store8(const QGemm& g, const LanesRequant& k, int64_t m0
 }
 
 // VNNI: 32 rows (two zmm) x NC columns; a: [K4][32][4].
+// rq: the panel's two LanesRq16 (rows 0-15, 16-31).
 template <class Q, int NC>
 INFERON_VNNI void lanes_tile_vnni(const QGemm& g, const int8_t* a, const LanesB& b, int64_t K4, int64_t m0,
-                                  int64_t n0) {
+                                  int64_t n0, const LanesRq16* rq) {
   __m512i acc[2][NC];
   const uint8_t* col[NC];
 #pragma GCC unroll 8
@@ -100,15 +115,10 @@ INFERON_VNNI void lanes_tile_vnni(const QGemm& g, const int8_t* a, const LanesB&
   // requantize 16 rows per zmm (store32_zmm's steps), bytes into cols[j] (32 rows of column j), then
   // transpose the 32 x 8 bytes so that each row's NC columns are one masked store
   alignas(32) uint8_t cols[8][QLANES] = {};
-  for (int h = 0; h < 2; h++) {
-    const LanesRequant k0 = lanes_requant(g, m0 + 16 * h, rows - 16 * h);
-    const LanesRequant k1 = lanes_requant(g, m0 + 16 * h + 8, rows - 16 * h - 8);
-    const __m512i comp = _mm512_inserti64x4(_mm512_castsi256_si512(k0.comp), k1.comp, 1);
-    const Requant16 k = requant16_pair(k0.k, k1.k);
+  for (int h = 0; h < 2; h++)
     for (int j = 0; j < NC; j++)
       _mm_store_si128(reinterpret_cast<__m128i*>(cols[j] + 16 * h),
-                      _mm512_cvtepi32_epi8(requant16(k, _mm512_add_epi32(out[h][j], comp))));
-  }
+                      _mm512_cvtepi32_epi8(requant16(rq[h].k, _mm512_add_epi32(out[h][j], rq[h].comp))));
   __m256i c[8], t[8], u[8];
   for (int j = 0; j < 8; j++) c[j] = _mm256_load_si256(reinterpret_cast<const __m256i*>(cols[j]));
   for (int j = 0; j < 4; j++) {  // bytes of column pairs: rows 0-7 / 16-23 (lo), 8-15 / 24-31 (hi)
@@ -192,6 +202,9 @@ void run_lanes_tiles(const QGemm& g, const LanesB& b, int level, int T) {
   const int64_t K4 = (g.K + 3) / 4, mpanels = (g.M + QLANES - 1) / QLANES;
   const int NC = level == 2 ? 7 : 3;
   const int64_t ctiles = (g.N + NC - 1) / NC, tiles = mpanels * ctiles;
+  std::vector<LanesRq16> rq16(level == 2 ? static_cast<size_t>(2 * mpanels) : 0);
+  if (level == 2)
+    for (int64_t i = 0; i < 2 * mpanels; i++) rq16[i] = lanes_requant16(g, 16 * i);
 #pragma omp parallel num_threads(T) if (T > 1)
   {
     const int64_t nth = omp_get_num_threads(), tid = omp_get_thread_num();
@@ -204,14 +217,15 @@ void run_lanes_tiles(const QGemm& g, const LanesB& b, int level, int T) {
       const int8_t* a = g.a + mp * K4 * 4 * QLANES;
       const int64_t m0 = mp * QLANES;
       if (level == 2) {
+        const LanesRq16* rq = rq16.data() + 2 * mp;
         switch (nc) {
-          case 1: lanes_tile_vnni<Q, 1>(g, a, b, K4, m0, n0); break;
-          case 2: lanes_tile_vnni<Q, 2>(g, a, b, K4, m0, n0); break;
-          case 3: lanes_tile_vnni<Q, 3>(g, a, b, K4, m0, n0); break;
-          case 4: lanes_tile_vnni<Q, 4>(g, a, b, K4, m0, n0); break;
-          case 5: lanes_tile_vnni<Q, 5>(g, a, b, K4, m0, n0); break;
-          case 6: lanes_tile_vnni<Q, 6>(g, a, b, K4, m0, n0); break;
-          default: lanes_tile_vnni<Q, 7>(g, a, b, K4, m0, n0); break;
+          case 1: lanes_tile_vnni<Q, 1>(g, a, b, K4, m0, n0, rq); break;
+          case 2: lanes_tile_vnni<Q, 2>(g, a, b, K4, m0, n0, rq); break;
+          case 3: lanes_tile_vnni<Q, 3>(g, a, b, K4, m0, n0, rq); break;
+          case 4: lanes_tile_vnni<Q, 4>(g, a, b, K4, m0, n0, rq); break;
+          case 5: lanes_tile_vnni<Q, 5>(g, a, b, K4, m0, n0, rq); break;
+          case 6: lanes_tile_vnni<Q, 6>(g, a, b, K4, m0, n0, rq); break;
+          default: lanes_tile_vnni<Q, 7>(g, a, b, K4, m0, n0, rq); break;
         }
       } else if (level == 1) {
         if (mp != widened) widen_s8(a, K4 * 4 * QLANES, aw);

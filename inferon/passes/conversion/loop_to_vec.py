@@ -38,19 +38,19 @@ def lanes_pay(m: int, n: int, k: int, wide: int, im2col: bool = False, frame: in
     to 8, and with `im2col` (strided implicit convolutions) first write and pack the K x N im2col
     matrix (~60 per element), which the lanes kernels read in place from a bordered image of `frame`
     bytes instead (~30 per byte). The lanes kernels compute ceil(M/32)*32 rows x exactly N columns,
-    plus a per-output cost (epilogue transpose, B interleaving) of ~24/K of the work. Fitted on this
-    Zen 4, 1 thread, ResNet-50's layers: 7x7 3x3 0.76x, N = 49 1x1 0.89-0.91x, 14x14 / 28x28 3x3
-    0.88-0.90x, the strided 3x3 0.72-0.80x (no im2col), the 7x7 stride-2 stem 0.95x; K = 64-256 1x1
-    layers 1.07-1.37x and stride-2 1x1 layers with N >= 196 1.04-1.13x (their frame is 4x the
-    pixels used), so those stay on row panels. Below K = 128 the per-output costs dominate beyond
-    this model (SqueezeNet's 3x3 stride-2 stem, K = 36: 1.10x as lanes), so no lanes there. Picked
-    with a 3 % margin.
+    plus a per-output cost (epilogue transpose, B interleaving) of ~16/K of the work. Fitted on a
+    Zen 4, 1 thread, ResNet-50's layers with the requantization constants built once per row panel
+    (lanes time / rows time, measured vs this model): 7x7 3x3 0.77 / 0.76, N = 49 1x1 0.94 / 0.90,
+    14x14 / 28x28 3x3 0.89-0.92 / 0.87-0.93, 56x56 3x3 0.97 / 0.96; K = 64-256 1x1 layers 1.01-1.25
+    / 1.03-1.24 (row panels). Below K = 128 the per-output costs dominate beyond this model
+    (SqueezeNet's 3x3 stride-2 stem, K = 36: 1.10x as lanes), so no lanes there. Picked with a 3 %
+    margin.
     """
     if n < 2 or k < 128:
         return False
     rows_cols = wide // 32 * 32 + -(-(wide % 32) // 8) * 8
     rows = -(-m // vec.QGEMM_MR) * vec.QGEMM_MR * rows_cols * k + (60 * k * n if im2col else 0)
-    lanes = -(-m // vec.QGEMM_LANES) * vec.QGEMM_LANES * n * (k + 24) + 30 * frame
+    lanes = -(-m // vec.QGEMM_LANES) * vec.QGEMM_LANES * n * (k + 16) + 30 * frame
     return lanes < 0.97 * rows
 
 
