@@ -281,7 +281,7 @@ def im2col_reference(x, zx, geometry):  # noqa: ANN001, ANN201
 
 @pytest.mark.parametrize("isa", ISAS)
 @given(
-    m=st.integers(1, 40), n=st.integers(1, 70), k=st.integers(1, 40), seed=st.integers(0, 10_000),
+    m=st.integers(1, 40), n=st.integers(1, 150), k=st.integers(1, 40), seed=st.integers(0, 10_000),
     b_signed=st.booleans(), c_signed=st.booleans(), b_trans=st.booleans(), extreme=st.booleans(),
     threads=st.sampled_from([1, 2]), layout=st.sampled_from(["rows", "lanes", "pair_safe"]),
 )  # fmt: skip
@@ -320,11 +320,14 @@ def test_qgemm_matches_reference(shim, isa, m, n, k, seed, b_signed, c_signed, b
 @pytest.mark.parametrize("c_signed", [False, True])
 @pytest.mark.parametrize("layout", ["rows", "pair_safe"])
 @pytest.mark.parametrize("clip", ["none", "relu", "relu6"])
-def test_qgemm_whole_tiles_with_fused_clamps(shim, isa, c_signed, layout, clip):
-    """Row tiles of 16 whole columns (narrowed two vectors at a time) next to a partial one, with the
-    output range whole, narrowed from below (ReLU) or from both sides (ReLU6 / Clip): bit-exact."""
+@pytest.mark.parametrize("n", [53, 100, 150])
+def test_qgemm_whole_tiles_with_fused_clamps(shim, isa, c_signed, layout, clip, n):
+    """Row tiles of 16 whole columns (narrowed two vectors at a time) next to a partial one, and with
+    VNNI 64-column zmm tiles over pairs of whole panels next to a single whole panel (100 = 3 x 32 +
+    4) or a partial one, with the output range whole, narrowed from below (ReLU) or from both sides
+    (ReLU6 / Clip): bit-exact."""
     rng = np.random.default_rng(11)
-    m, k, n = 13, 40, 53
+    m, k = 13, 40
     a = rng.integers(-128, 128, (m, k)).astype(np.int8)
     b = rng.integers(0, 256, (k, n)).astype(np.uint8)
     zy = 3 if c_signed else 120

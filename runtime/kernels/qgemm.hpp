@@ -11,7 +11,8 @@
 // which is what vpdpbusd (VNNI) multiplies against a broadcast 4-byte group of A.
 //
 // Kernels: AVX512-VNNI (ymm, 32 registers: 6 x 32 tile, 24 accumulators, one vpdpbusd per 32
-// multiply-adds), AVX2 with a pair-safe A (QGemm::fix: 6 x 16 tile, vpmaddubsw + vpmaddwd, exact
+// multiply-adds; pairs of whole panels as one 6 x 64 zmm tile, tile_vnni_zmm), AVX2 with a
+// pair-safe A (QGemm::fix: 6 x 16 tile, vpmaddubsw + vpmaddwd, exact
 // because no weight pair can saturate the int16 sums; the sparse corrections back to the true
 // weights are added to the sums by every kernel, fix_tile), AVX2 otherwise (6 x 8 tile: A and B
 // widened to int16, vpmaddwd, exact), scalar. The requantization is fixed point on the exact
@@ -76,6 +77,45 @@ INFERON_VNNI void tile_vnni(const QGemm& g, const int8_t* a, const uint8_t* b, i
     return;
   }
   store_tile<Q, NV>(g, out, m0, rows, n0);
+}
+
+// VNNI on zmm: 6 rows x 64 columns, two whole 32-column panels b0, b1 ([K4][32][4] each), 24
+// accumulators: per k-group the same instructions as tile_vnni<4> for twice the columns, and one
+// broadcast of each row's requantization constants per 64 outputs. Dense A without corrections,
+// all 64 columns inside N.
+template <class Q>
+INFERON_VNNI void tile_vnni_zmm(const QGemm& g, const int8_t* a, const uint8_t* b0, const uint8_t* b1, int64_t K4,
+                                int64_t m0, int64_t n0) {
+  const int rows = static_cast<int>(std::min<int64_t>(QMR, g.M - m0));
+  __m512i acc[QMR][4];
+#pragma GCC unroll 6
+  for (int r = 0; r < QMR; r++) {
+    const __m512i c = _mm512_set1_epi32(r < rows ? g.comp[m0 + r] : 0);
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; v++) acc[r][v] = c;
+  }
+  for (int64_t k4 = 0; k4 < K4; k4++) {
+    const __m512i* p0 = reinterpret_cast<const __m512i*>(b0 + k4 * 128);
+    const __m512i* p1 = reinterpret_cast<const __m512i*>(b1 + k4 * 128);
+    const __m512i bv[4] = {_mm512_loadu_si512(p0), _mm512_loadu_si512(p0 + 1), _mm512_loadu_si512(p1),
+                           _mm512_loadu_si512(p1 + 1)};
+    const int8_t* ak = a + k4 * (4 * QMR);
+#pragma GCC unroll 6
+    for (int r = 0; r < QMR; r++) {
+      int32_t a4;
+      std::memcpy(&a4, ak + 4 * r, 4);
+      const __m512i av = _mm512_set1_epi32(a4);
+#pragma GCC unroll 4
+      for (int v = 0; v < 4; v++) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], bv[v], av);
+    }
+  }
+  // a copy for the epilogue: indexing `acc` by the run-time row would keep it in memory
+  __m512i out[QMR][4];
+#pragma GCC unroll 6
+  for (int r = 0; r < QMR; r++)
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; v++) out[r][v] = acc[r][v];
+  for (int r = 0; r < rows; r++) store_row_zmm<Q, 4>(g, m0 + r, n0, out[r]);
 }
 
 // AVX2 without VNNI, A not pair-safe (no QGemm::fix): 6 rows x 8 columns of a 32-column panel (b:
@@ -423,6 +463,8 @@ void run(const QGemm& g, int nt) {
   const bool a_outer = g.M * g.K > g.N * g.K || panels <= chunk;
   const bool p_major = T > 1 && level == 2 && !(g.M * g.K > g.N * g.K) && g.M * g.K <= 256 * 1024;
   const int64_t tiles = mpanels * panels;
+  // VNNI, dense A, contiguous C: pairs of panels as 64-column zmm tiles (tile_vnni_zmm)
+  const bool zmm_pairs = level == 2 && g.fix == nullptr && g.ldc_col == 1;
   const auto tile_at = [&](int64_t t, int64_t& mp, int64_t& p) {
     if (p_major) {
       p = t / mpanels;
@@ -470,6 +512,23 @@ void run(const QGemm& g, int nt) {
     tile_at(t, mp, p);
     const int8_t* a = g.a + mp * K4 * 4 * QMR;
     const uint8_t* b = packed + static_cast<size_t>(p) * panel_bytes;
+    if (zmm_pairs) {  // panels p, p + 1 as one 64-column tile where both are whole; the odd one alone
+      if (p % 2 == 1) continue;
+      if (p + 1 < panels && (p + 1) * NR + NR <= g.N) {
+        tile_vnni_zmm<Q>(g, a, b, b + panel_bytes, K4, mp * QMR, p * NR);
+        continue;
+      }
+      for (int64_t q = p; q < std::min<int64_t>(p + 2, panels); q++) {
+        const uint8_t* bq = packed + static_cast<size_t>(q) * panel_bytes;
+        switch (q == panels - 1 ? last_nr / 8 : 4) {
+          case 1: tile_vnni<Q, 1>(g, a, bq, K4, mp * QMR, q * NR); break;
+          case 2: tile_vnni<Q, 2>(g, a, bq, K4, mp * QMR, q * NR); break;
+          case 3: tile_vnni<Q, 3>(g, a, bq, K4, mp * QMR, q * NR); break;
+          default: tile_vnni<Q, 4>(g, a, bq, K4, mp * QMR, q * NR); break;
+        }
+      }
+      continue;
+    }
     if (level == 2) {
       switch (p == panels - 1 ? last_nr / 8 : 4) {
         case 1: tile_vnni<Q, 1>(g, a, b, K4, mp * QMR, p * NR); break;

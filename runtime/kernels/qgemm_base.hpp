@@ -495,19 +495,25 @@ INFERON_VNNI inline __m512i add_residual16(const QResidual& r, const void* resid
   return _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(r.lo)), _mm512_set1_ps(r.hi)));
 }
 
-template <class Q>
-INFERON_VNNI inline void store32_zmm(const QGemm& g, int64_t m, int64_t n, __m512i a0, __m512i a1) {
+// Requantize 16 NZ accumulators of row m (AVX-512 kernels): NZ zmm (comp included), columns
+// n .. n + 16 NZ - 1 all valid, C contiguous; the row's constants are broadcast once.
+template <class Q, int NZ>
+INFERON_VNNI inline void store_row_zmm(const QGemm& g, int64_t m, int64_t n, const __m512i (&acc)[NZ]) {
   const Requant16 k = requant16_row(g.rq[m], g.zy, g.lo, g.hi);
   const int64_t at = m * g.ldc + n;
   Q* out = static_cast<Q*>(g.c) + at;
-  __m512i q0 = requant16(k, a0), q1 = requant16(k, a1);
-  if (g.add) {
-    const uint8_t* res = static_cast<const uint8_t*>(g.residual) + at;
-    q0 = add_residual16(*g.add, res, q0);
-    q1 = add_residual16(*g.add, res + 16, q1);
+#pragma GCC unroll 4
+  for (int v = 0; v < NZ; v++) {
+    __m512i q = requant16(k, acc[v]);
+    if (g.add) q = add_residual16(*g.add, static_cast<const uint8_t*>(g.residual) + at + 16 * v, q);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16 * v), _mm512_cvtepi32_epi8(q));
   }
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtepi32_epi8(q0));
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16), _mm512_cvtepi32_epi8(q1));
+}
+
+template <class Q>
+INFERON_VNNI inline void store32_zmm(const QGemm& g, int64_t m, int64_t n, __m512i a0, __m512i a1) {
+  const __m512i acc[2] = {a0, a1};
+  store_row_zmm<Q, 2>(g, m, n, acc);
 }
 
 }  // namespace qgemm_detail
