@@ -362,7 +362,9 @@ void run_lanes(const QGemm& g, int level, int nt) {
 
 // N == 1 (a fully-connected layer at batch 1) with VNNI: one vpdpbusd per k-group and 6-row panel
 // (the panel's 24 weight bytes against the broadcast 4 activation bytes), instead of a whole register
-// tile for one column; bound by the weight stream.
+// tile for one column; bound by the weight stream. Each k-group is one plain 32-byte load (lanes 6-7
+// read the next group's bytes and are ignored; masked only where that would pass the end of A),
+// four k-groups in flight.
 template <class Q>
 INFERON_VNNI void gemv_vnni(const QGemm& g, int T) {
   const int64_t K4 = (g.K + 3) / 4, mpanels = (g.M + QMR - 1) / QMR;
@@ -374,25 +376,29 @@ INFERON_VNNI void gemv_vnni(const QGemm& g, int T) {
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
   for (int64_t mp = 0; mp < mpanels; mp++) {
     const int8_t* a = g.a + mp * K4 * 4 * QMR;
-    __m256i acc0 = _mm256_setzero_si256(), acc1 = acc0;
+    // k-groups whose 32-byte load stays inside A (the last panel's last one would read 8 bytes past)
+    const int64_t plain = mp == mpanels - 1 ? K4 - 1 : K4;
+    __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
     int64_t k4 = 0;
-    for (; k4 + 2 <= K4; k4 += 2) {
-      int32_t x0, x1;
-      std::memcpy(&x0, xg + 4 * k4, 4);
-      std::memcpy(&x1, xg + 4 * k4 + 4, 4);
-      const __m256i w0 = _mm256_maskload_epi32(reinterpret_cast<const int*>(a + k4 * 24), six);
-      const __m256i w1 = _mm256_maskload_epi32(reinterpret_cast<const int*>(a + k4 * 24 + 24), six);
-      acc0 = _mm256_dpbusd_epi32(acc0, _mm256_set1_epi32(x0), w0);
-      acc1 = _mm256_dpbusd_epi32(acc1, _mm256_set1_epi32(x1), w1);
-    }
-    if (k4 < K4) {
-      int32_t x0;
-      std::memcpy(&x0, xg + 4 * k4, 4);
-      acc0 = _mm256_dpbusd_epi32(acc0, _mm256_set1_epi32(x0),
-                                 _mm256_maskload_epi32(reinterpret_cast<const int*>(a + k4 * 24), six));
+    for (; k4 + 4 <= plain; k4 += 4)
+#pragma GCC unroll 4
+      for (int u = 0; u < 4; u++) {
+        int32_t x;
+        std::memcpy(&x, xg + 4 * (k4 + u), 4);
+        const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + (k4 + u) * 24));
+        acc[u] = _mm256_dpbusd_epi32(acc[u], _mm256_set1_epi32(x), w);
+      }
+    for (; k4 < K4; k4++) {
+      int32_t x;
+      std::memcpy(&x, xg + 4 * k4, 4);
+      const int8_t* w = a + k4 * 24;
+      acc[0] = _mm256_dpbusd_epi32(acc[0], _mm256_set1_epi32(x),
+                                   k4 < plain ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w))
+                                              : _mm256_maskload_epi32(reinterpret_cast<const int*>(w), six));
     }
     alignas(32) int32_t sums[8];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(sums), _mm256_add_epi32(acc0, acc1));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(sums),
+                       _mm256_add_epi32(_mm256_add_epi32(acc[0], acc[1]), _mm256_add_epi32(acc[2], acc[3])));
     for (int r = 0; r < QMR && mp * QMR + r < g.M; r++) store_scalar<Q>(g, mp * QMR + r, 0, sums[r]);
   }
 }
