@@ -274,13 +274,23 @@ inline void qmax_pool2d(const Q* x, Q* y, int64_t NC, int64_t H, int64_t W, int6
   const int64_t Hp = std::max<int64_t>(H + pt, (Ho - 1) * sh + static_cast<int64_t>(kh - 1) * dh + 1);
   const int64_t Wp = std::max<int64_t>(W + pl, (Wo + 31) / 32 * 32 * sw + static_cast<int64_t>(kw - 1) * dw + 1) + 64;
   const bool avx2 = use_avx2() && (sw == 1 || sw == 2);
+  // without padding, windows inside the image: the planes are read in place (a vector reading past
+  // a row's end reads up to 31 bytes of what follows, whose values only reach outputs that are not
+  // stored), except the last planes, where fewer than 32 bytes of x follow
+  const bool in_place = avx2 && pt == 0 && pl == 0 && (Ho - 1) * sh + static_cast<int64_t>(kh - 1) * dh + 1 <= H &&
+                        (Wo - 1) * sw + static_cast<int64_t>(kw - 1) * dw + 1 <= W;
   const int T = threads_for(num_threads, static_cast<double>(NC) * Ho * Wo * kh * kw, 65536.0);
 #pragma omp parallel num_threads(T) if (T > 1)
   {
     // the border (type minimum) is written once: every plane overwrites the same interior
-    std::vector<Q> plane(static_cast<size_t>(Hp * Wp), std::numeric_limits<Q>::min());
+    std::vector<Q> plane(in_place ? 0 : static_cast<size_t>(Hp * Wp), std::numeric_limits<Q>::min());
 #pragma omp for schedule(static)
     for (int64_t c = 0; c < NC; c++) {
+      if (in_place && (NC - 1 - c) * H * W >= 32) {
+        quant_detail::max_pool_plane_avx2(x + c * H * W, W, y + c * Ho * Wo, Ho, Wo, kh, kw, sh, sw, dh, dw);
+        continue;
+      }
+      if (plane.empty()) plane.assign(static_cast<size_t>(Hp * Wp), std::numeric_limits<Q>::min());
       for (int64_t r = 0; r < H && pt + r < Hp; r++)
         std::memcpy(plane.data() + (pt + r) * Wp + pl, x + (c * H + r) * W, static_cast<size_t>(W) * sizeof(Q));
       Q* out = y + c * Ho * Wo;
