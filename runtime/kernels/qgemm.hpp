@@ -82,10 +82,11 @@ INFERON_VNNI void tile_vnni(const QGemm& g, const int8_t* a, const uint8_t* b, i
 // VNNI on zmm: 6 rows x 64 columns, two whole 32-column panels b0, b1 ([K4][32][4] each), 24
 // accumulators: per k-group the same instructions as tile_vnni<4> for twice the columns, and one
 // broadcast of each row's requantization constants per 64 outputs. Dense A without corrections,
-// all 64 columns inside N.
+// all 64 columns inside N. With `rowoff` (implicit convolution), k-group k4 of each panel is at
+// b0 / b1 + rowoff[k4].
 template <class Q>
 INFERON_VNNI void tile_vnni_zmm(const QGemm& g, const int8_t* a, const uint8_t* b0, const uint8_t* b1, int64_t K4,
-                                int64_t m0, int64_t n0) {
+                                int64_t m0, int64_t n0, const int64_t* rowoff = nullptr) {
   const int rows = static_cast<int>(std::min<int64_t>(QMR, g.M - m0));
   __m512i acc[QMR][4];
 #pragma GCC unroll 6
@@ -95,8 +96,9 @@ INFERON_VNNI void tile_vnni_zmm(const QGemm& g, const int8_t* a, const uint8_t* 
     for (int v = 0; v < 4; v++) acc[r][v] = c;
   }
   for (int64_t k4 = 0; k4 < K4; k4++) {
-    const __m512i* p0 = reinterpret_cast<const __m512i*>(b0 + k4 * 128);
-    const __m512i* p1 = reinterpret_cast<const __m512i*>(b1 + k4 * 128);
+    const int64_t off = rowoff ? rowoff[k4] : k4 * 128;
+    const __m512i* p0 = reinterpret_cast<const __m512i*>(b0 + off);
+    const __m512i* p1 = reinterpret_cast<const __m512i*>(b1 + off);
     const __m512i bv[4] = {_mm512_loadu_si512(p0), _mm512_loadu_si512(p0 + 1), _mm512_loadu_si512(p1),
                            _mm512_loadu_si512(p1 + 1)};
     const int8_t* ak = a + k4 * (4 * QMR);
@@ -297,8 +299,17 @@ void run_implicit(const QGemm& g, int T, int level) {
   for (int64_t t = 0; t < mpanels * panels; t++) {
     const int64_t mp = t / panels, p = t % panels;
     const int8_t* a = g.a + mp * K4 * 4 * QMR;
-    if (level == 2) tile_vnni<Q, 4>(w, a, xb + p * 128, K4, mp * QMR, p * 32, rowoff);
-    else tile_avx2_u8<Q, 2>(w, a, xb + p * 64, 0, K4, mp * QMR, p * 16, rowoff);
+    if (level == 2) {  // pairs of panels as 64-column zmm tiles where both lie inside the wide grid
+      if (p % 2 == 1) continue;
+      if ((p + 2) * 32 <= wide && g.fix == nullptr) {
+        tile_vnni_zmm<Q>(w, a, xb + p * 128, xb + p * 128 + 128, K4, mp * QMR, p * 32, rowoff);
+        continue;
+      }
+      for (int64_t r = p; r < std::min<int64_t>(p + 2, panels); r++)
+        tile_vnni<Q, 4>(w, a, xb + r * 128, K4, mp * QMR, r * 32, rowoff);
+    } else {
+      tile_avx2_u8<Q, 2>(w, a, xb + p * 64, 0, K4, mp * QMR, p * 16, rowoff);
+    }
   }
   Q* out = static_cast<Q*>(g.c);
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
