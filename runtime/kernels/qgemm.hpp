@@ -523,36 +523,29 @@ void run(const QGemm& g, int nt) {
     }
     return;
   }
+  // one 32-column panel q (the last one only as wide as needed) on the VNNI ymm tile
+  const auto vnni_panel = [&](const int8_t* a, int64_t mp, int64_t q) {
+    const uint8_t* bq = packed + static_cast<size_t>(q) * panel_bytes;
+    switch (q == panels - 1 ? last_nr / 8 : 4) {
+      case 1: tile_vnni<Q, 1>(g, a, bq, K4, mp * QMR, q * NR); break;
+      case 2: tile_vnni<Q, 2>(g, a, bq, K4, mp * QMR, q * NR); break;
+      case 3: tile_vnni<Q, 3>(g, a, bq, K4, mp * QMR, q * NR); break;
+      default: tile_vnni<Q, 4>(g, a, bq, K4, mp * QMR, q * NR); break;
+    }
+  };
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
   for (int64_t t = 0; t < tiles; t++) {
     int64_t mp, p;
     tile_at(t, mp, p);
     const int8_t* a = g.a + mp * K4 * 4 * QMR;
     const uint8_t* b = packed + static_cast<size_t>(p) * panel_bytes;
-    if (zmm_pairs) {  // panels p, p + 1 as one 64-column tile where both are whole; the odd one alone
+    if (zmm_pairs) {  // panels p, p + 1 as one 64-column tile where both are whole; else one by one
       if (p % 2 == 1) continue;
-      if (p + 1 < panels && (p + 1) * NR + NR <= g.N) {
-        tile_vnni_zmm<Q>(g, a, b, b + panel_bytes, K4, mp * QMR, p * NR);
-        continue;
-      }
-      for (int64_t q = p; q < std::min<int64_t>(p + 2, panels); q++) {
-        const uint8_t* bq = packed + static_cast<size_t>(q) * panel_bytes;
-        switch (q == panels - 1 ? last_nr / 8 : 4) {
-          case 1: tile_vnni<Q, 1>(g, a, bq, K4, mp * QMR, q * NR); break;
-          case 2: tile_vnni<Q, 2>(g, a, bq, K4, mp * QMR, q * NR); break;
-          case 3: tile_vnni<Q, 3>(g, a, bq, K4, mp * QMR, q * NR); break;
-          default: tile_vnni<Q, 4>(g, a, bq, K4, mp * QMR, q * NR); break;
-        }
-      }
-      continue;
-    }
-    if (level == 2) {
-      switch (p == panels - 1 ? last_nr / 8 : 4) {
-        case 1: tile_vnni<Q, 1>(g, a, b, K4, mp * QMR, p * NR); break;
-        case 2: tile_vnni<Q, 2>(g, a, b, K4, mp * QMR, p * NR); break;
-        case 3: tile_vnni<Q, 3>(g, a, b, K4, mp * QMR, p * NR); break;
-        default: tile_vnni<Q, 4>(g, a, b, K4, mp * QMR, p * NR); break;
-      }
+      if ((p + 2) * NR <= g.N) tile_vnni_zmm<Q>(g, a, b, b + panel_bytes, K4, mp * QMR, p * NR);
+      else
+        for (int64_t q = p; q < std::min<int64_t>(p + 2, panels); q++) vnni_panel(a, mp, q);
+    } else if (level == 2) {
+      vnni_panel(a, mp, p);
     } else {
       tile_scalar<Q>(g, a, b, K4, NR, mp * QMR, p * NR);
     }
