@@ -51,7 +51,7 @@ def lower(
         pass_options={"sparsify": {"mode": sparse, "winograd": winograd, "target": target},
                       "conv-to-winograd": {"tile": winograd},
                       "convert-graph-to-loop": {"int8_lanes": vnni}, "convert-loop-to-vec": {"int8_lanes": vnni},
-                      "pack-weights": {"pair_safe": not vnni}},
+                      "pack-weights": {"pair_safe": not vnni, "f32_lanes": model_isa(target) == "avx512"}},
         dump_dir=Path(dump_ir) if dump_ir else None,
         print_ir_after=frozenset(print_ir_after),
         verbose=verbose,

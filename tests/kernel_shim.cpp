@@ -70,6 +70,25 @@ SHIM void k_gemm_ex(int64_t batch, int64_t M, int64_t N, int64_t K, const float*
   inferon::gemm(batch, M, N, K, A, lda, sA, B, ldb, sB, C, ldc, sC, ep, t, threads);
 }
 
+// The lanes GEMM (gemm_lanes.hpp): A packed by pack_weights.pack_a_lanes (sA floats per batch item);
+// geometry: null (B is [K, N], row stride ldb) or the 13 Im2col fields of B's image (then K = C*kh*kw).
+SHIM void k_gemm_lanes(int64_t batch, int64_t M, int64_t N, int64_t K, const float* A, int64_t sA, const float* B,
+                       int64_t ldb, int64_t sB, float* C, int64_t ldc, int64_t sC, const float* bias, int64_t bias_bs,
+                       int bias_axis, const float* residual, int act, float alpha, float beta,
+                       const int64_t* geometry, int threads) {
+  inferon::Epilogue ep = make_epilogue(bias, bias_axis, residual, act, alpha, beta);
+  ep.bias_batch_stride = bias_bs;
+  inferon::GemmTiles t;
+  t.a_lanes = true;
+  inferon::Im2col q{};
+  if (geometry)
+    q = inferon::Im2col{geometry[0], geometry[1], geometry[2], static_cast<int>(geometry[3]),
+                        static_cast<int>(geometry[4]), static_cast<int>(geometry[5]), static_cast<int>(geometry[6]),
+                        static_cast<int>(geometry[7]), static_cast<int>(geometry[8]), static_cast<int>(geometry[9]),
+                        static_cast<int>(geometry[10]), geometry[11], geometry[12], 0};
+  inferon::gemm(batch, M, N, K, A, 0, sA, B, ldb, sB, C, ldc, sC, ep, t, threads, geometry ? &q : nullptr);
+}
+
 SHIM void k_im2col(const float* x, int64_t C, int64_t H, int64_t W, int kh, int kw, int sh, int sw, int pt,
                    int pl, int dh, int dw, int64_t Ho, int64_t Wo, float* col, int threads) {
   inferon::im2col(x, C, H, W, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo, col, threads);

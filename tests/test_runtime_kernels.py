@@ -49,6 +49,7 @@ def shim(tmp_path_factory):
     sigs = {
         "k_set_isa": [INT],
         "k_gemm": [I64, I64, I64, I64, P, I64, I64, P, I64, I64, P, I64, I64, P, I64, INT, P, INT, F, F, P, INT],
+        "k_gemm_lanes": [I64, I64, I64, I64, P, I64, P, I64, I64, P, I64, I64, P, I64, INT, P, INT, F, F, P, INT],
         "k_im2col": [P, I64, I64, I64, INT, INT, INT, INT, INT, INT, INT, INT, I64, I64, P, INT],
         "k_col2im": [P, P, P, P, I64, I64, I64, I64, INT, INT, INT, INT, INT, INT, INT, INT, I64, I64, INT, INT],
         "k_pool2d": [P, P, I64, I64, I64, I64, I64] + [INT] * 12 + [INT],
@@ -356,6 +357,58 @@ def test_gemm_strided_c_and_residual_aliasing_c(shim, isa):
             tiles=(6, 16, 72, 128, 1024),
         )
         assert_close(C.reshape(M, N), gemm_ref(A, B, bias, 1, res, 2), atol=1e-4 * np.sqrt(K))
+
+
+# ------------------------------------------------------------------------- lanes GEMM (gemm_lanes.hpp)
+LANE_ISAS = [*ISAS, pytest.param(2, marks=pytest.mark.skipif(not supports("avx512"), reason="no AVX-512F"))]
+
+
+@pytest.mark.parametrize("isa", LANE_ISAS)
+def test_gemm_lanes(shim, isa):
+    """A packed as 32-row vector lanes (pack_a_lanes): rows past whole panels, column groups of every
+    width (N = 1 .. 17, 49), K blocks (K > 256), bias per row or column, residual, activations,
+    batches (split over threads or not) and C with ldc > N (columns past N untouched)."""
+    from inferon.passes.vec.pack_weights import pack_a_lanes
+
+    rng = np.random.default_rng(11)
+    shim.k_set_isa(isa)
+    cases = [(32, 7, 5, 1, 0, 1), (33, 1, 9, 1, 1, 2), (70, 17, 300, 2, 0, 1), (64, 49, 260, 3, 1, 2),
+             (100, 13, 40, 2, 0, 3), (5, 9, 3, 1, 1, 1), (96, 50, 517, 1, 0, 2)]  # fmt: skip
+    for M, N, K, batch, axis, threads in cases:
+        act = (M + N) % 4  # none, relu, leaky, clip
+        A, B = randn(rng, batch, M, K), randn(rng, batch, K, N)
+        bias = randn(rng, batch, M if axis == 0 else N)
+        ldc = N + 2
+        res = randn(rng, batch, M, ldc)
+        Ap = np.concatenate([pack_a_lanes(A[i]) for i in range(batch)])
+        C = np.full((batch, M, ldc), np.nan, np.float32)
+        shim.k_gemm_lanes(batch, M, N, K, ptr(Ap), Ap.size // batch, ptr(B), N, K * N, ptr(C), ldc, M * ldc,
+                          ptr(bias), bias.shape[1], axis, ptr(res), act, 0.1, 0.6, None, threads)  # fmt: skip
+        want = gemm_ref(A, B, bias, axis, res[..., :N], act, 0.1, 0.6)
+        assert_close(C[..., :N], want, atol=2e-4 * np.sqrt(K))
+        assert np.isnan(C[..., N:]).all()
+
+
+@pytest.mark.parametrize("isa", LANE_ISAS)
+def test_gemm_lanes_im2col_and_residual_aliasing_c(shim, isa):
+    """B as the im2col view of an image (a strided 3x3 conv: materialised per call) and the residual
+    already in C (accumulated into)."""
+    from inferon.passes.vec.pack_weights import pack_a_lanes
+
+    rng = np.random.default_rng(12)
+    shim.k_set_isa(isa)
+    C_in, H, W, kh, kw, sh, sw, pt, pl = 5, 13, 14, 3, 3, 2, 2, 1, 1
+    Ho, Wo = (H + 2 - kh) // sh + 1, (W + 2 - kw) // sw + 1
+    M, N, K = 40, Ho * Wo, C_in * kh * kw
+    x, A = randn(rng, C_in, H, W), randn(rng, M, K)
+    geometry = i64([C_in, H, W, kh, kw, sh, sw, pt, pl, 1, 1, Ho, Wo])
+    bias = randn(rng, M)
+    Ap = pack_a_lanes(A)
+    C = randn(rng, M, N)
+    want = gemm_ref(A, im2col_ref(x, kh, kw, sh, sw, pt, pl, 1, 1, Ho, Wo), bias, 0, C, 1)
+    shim.k_gemm_lanes(1, M, N, K, ptr(Ap), 0, ptr(x), 0, 0, ptr(C), N, 0, ptr(bias), 0, 0, ptr(C), 1, 0.0, 0.0,
+                      ptr(geometry), 2)  # fmt: skip
+    assert_close(C, want, atol=2e-4 * np.sqrt(K))
 
 
 # -------------------------------------------------------------------------------------- im2col

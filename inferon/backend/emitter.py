@@ -235,6 +235,8 @@ class CppEmitter:
         self.line(f"  t.mr = {op.mr.value.data}; t.nr = {op.nr.value.data}; t.mc = {mc}; t.kc = {kc}; t.nc = {nc};")
         if op.a_packed is not None:
             self.line("  t.a_packed = true;")
+        if op.a_lanes is not None:
+            self.line("  t.a_lanes = true;")
         if op.b_packed is not None:
             self.line("  t.b_packed = true;")
         self.line(f"  ep.act = {ACTIVATIONS[epi.activation]}; ep.alpha = {_f(epi.alpha)}; ep.beta = {_f(epi.beta)};")

@@ -233,6 +233,26 @@ INFERON_AVX2 inline int64_t stride2_avx2(const float* s, float* d, int64_t n) {
   return k;
 }
 
+// Transpose the 8 x 8 floats held in r (row i in r[i][0]) in place.
+INFERON_AVX2_INLINE void transpose8(__m256 (&r)[8][1]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0][0], r[1][0]), t1 = _mm256_unpackhi_ps(r[0][0], r[1][0]),
+               t2 = _mm256_unpacklo_ps(r[2][0], r[3][0]), t3 = _mm256_unpackhi_ps(r[2][0], r[3][0]),
+               t4 = _mm256_unpacklo_ps(r[4][0], r[5][0]), t5 = _mm256_unpackhi_ps(r[4][0], r[5][0]),
+               t6 = _mm256_unpacklo_ps(r[6][0], r[7][0]), t7 = _mm256_unpackhi_ps(r[6][0], r[7][0]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0)), u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2)),
+               u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0)), u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2)),
+               u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0)), u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2)),
+               u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0)), u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+  r[0][0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+  r[1][0] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r[2][0] = _mm256_permute2f128_ps(u2, u6, 0x20);
+  r[3][0] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r[4][0] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  r[5][0] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r[6][0] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  r[7][0] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
 // The activation on N vectors, the switch outside the loop: straight-line code per activation, so
 // that the out-of-order core overlaps the long sigmoid / swish chains of a whole register tile (a
 // switch per vector left them serialised: a swish epilogue tripled a K = 16 GEMM's time).

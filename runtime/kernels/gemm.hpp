@@ -37,7 +37,10 @@ struct GemmTiles { int mr = 6, nr = 16; int64_t mc = 72, kc = 256, nc = 1024;
   bool a_packed = false;
   // B is pre-packed (a constant MatMul weight, pack-weights): nr-column panels over the whole K,
   // panel j (columns j*nr ..) k-major at B + j*nr*K, columns past N zero; ldb is unused.
-  bool b_packed = false; };
+  bool b_packed = false;
+  // A is pre-packed as vector lanes (pack-weights, few columns; gemm_lanes.hpp): panels of 32 rows,
+  // [ceil(M / 32)][K][32], rows past M zero; lda, mr, nr, mc, kc, nc are unused.
+  bool a_lanes = false; };
 
 namespace gemm_detail {
 
@@ -756,6 +759,12 @@ inline void small_m(const Job& g, int T) {
 }  // namespace gemm_detail
 
 // for b in [0,batch): C_b[MxN] = ep(A_b[MxK] * B_b[KxN]); X_b = X + b*sX (sX may be 0 = broadcast)
+}  // namespace inferon
+
+#include "gemm_lanes.hpp"  // uses the Job, store_tile and scratch above
+
+namespace inferon {
+
 INFERON_ENTRY void gemm(int64_t batch, int64_t M, int64_t N, int64_t K,
                  const float* A, int64_t lda, int64_t sA, const float* B, int64_t ldb, int64_t sB,
                  float* C, int64_t ldc, int64_t sC, const Epilogue& ep, const GemmTiles& t,
@@ -796,6 +805,15 @@ INFERON_ENTRY void gemm(int64_t batch, int64_t M, int64_t N, int64_t K,
   };
   const int T = threads_for(num_threads, static_cast<double>(M) * N * std::max<int64_t>(K, 1),
                             65536.0);
+  if (t.a_lanes) {  // whole batch items per thread where there are enough, else panels per thread
+    if (T > 1 && batch >= T) {
+#pragma omp parallel for num_threads(T) schedule(static)
+      for (int64_t b = 0; b < batch; b++) gemm_detail::lanes_run(job(b), 1);
+    } else {
+      for (int64_t b = 0; b < batch; b++) gemm_detail::lanes_run(job(b), T);
+    }
+    return;
+  }
   if (T > 1 && batch >= T && !(avx2 && b_im2col && b_im2col->implicit)) {
 #pragma omp parallel for num_threads(T) schedule(static)
     for (int64_t b = 0; b < batch; b++) gemm_detail::rect(job(b), 0, M, 0, N, avx2);

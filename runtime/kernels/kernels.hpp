@@ -8,7 +8,7 @@
 // enough.
 //
 //   common.hpp       ISA state, Act, AVX2 math (exp/sigmoid/tanh), scratch
-//   gemm.hpp         gemm (Epilogue, GemmTiles)
+//   gemm.hpp         gemm (Epilogue, GemmTiles; gemm_lanes.hpp: A as vector lanes for few columns)
 //   conv.hpp         im2col, col2im (transposed convolution)
 //   winograd.hpp     winograd_input, winograd_output (F(2x2) / F(4x4) 3x3 convolution transforms)
 //   depthwise.hpp    depthwise_conv2d (direct, group == C_in)

@@ -10,28 +10,12 @@ namespace layout_detail {
 
 // 8x8 block: d[r * ld_d + c] = s[c * ld_s + r], r, c < 8.
 INFERON_AVX2_INLINE void transpose8x8(const float* s, int64_t ld_s, float* d, int64_t ld_d) {
-  __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + ld_s), r2 = _mm256_loadu_ps(s + 2 * ld_s),
-         r3 = _mm256_loadu_ps(s + 3 * ld_s), r4 = _mm256_loadu_ps(s + 4 * ld_s), r5 = _mm256_loadu_ps(s + 5 * ld_s),
-         r6 = _mm256_loadu_ps(s + 6 * ld_s), r7 = _mm256_loadu_ps(s + 7 * ld_s);
-  __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
-         t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
-         t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-  r0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
-  r1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-  r2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
-  r3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
-  r4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
-  r5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
-  r6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
-  r7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
-  _mm256_storeu_ps(d, _mm256_permute2f128_ps(r0, r4, 0x20));
-  _mm256_storeu_ps(d + ld_d, _mm256_permute2f128_ps(r1, r5, 0x20));
-  _mm256_storeu_ps(d + 2 * ld_d, _mm256_permute2f128_ps(r2, r6, 0x20));
-  _mm256_storeu_ps(d + 3 * ld_d, _mm256_permute2f128_ps(r3, r7, 0x20));
-  _mm256_storeu_ps(d + 4 * ld_d, _mm256_permute2f128_ps(r0, r4, 0x31));
-  _mm256_storeu_ps(d + 5 * ld_d, _mm256_permute2f128_ps(r1, r5, 0x31));
-  _mm256_storeu_ps(d + 6 * ld_d, _mm256_permute2f128_ps(r2, r6, 0x31));
-  _mm256_storeu_ps(d + 7 * ld_d, _mm256_permute2f128_ps(r3, r7, 0x31));
+  __m256 r[8][1];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; i++) r[i][0] = _mm256_loadu_ps(s + i * ld_s);
+  transpose8(r);
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; i++) _mm256_storeu_ps(d + i * ld_d, r[i][0]);
 }
 
 // Rows [r0, r1) of the 2-D transpose d[r * ld_d + c] = s[c * ld_s + r], c < nc: 8x8 blocks, the

@@ -30,6 +30,7 @@ VECTOR_WIDTH_F32 = 8  # floats per ymm register
 PACKED_MR = 6  # rows of the runtime's packed-A panels (the only MR its kernel is built for)
 QGEMM_MR = 6  # rows of the quantized GEMM's packed panels (QMR in qgemm.hpp)
 QGEMM_LANES = 32  # rows of a panel packed as vector lanes (a_lanes; QLANES in qlanes.hpp)
+GEMM_LANES = 32  # rows of an FP32 panel packed as vector lanes (a_lanes; kLanes in gemm_lanes.hpp)
 
 
 @irdl_op_definition
@@ -55,6 +56,9 @@ class GemmOp(IRDLOperation):
     mr = prop_def(I64Attr)
     nr = prop_def(I64Attr)
     a_packed = opt_prop_def(UnitAttr)  # A is a weight already in packed panels (pack-weights)
+    # A is a weight packed as vector lanes, [ceil(M / 32)][K][32] (pack-weights; gemm_lanes.hpp):
+    # the kernel vectorises along A's rows and broadcasts B, for few columns (N = 49, 196, ...)
+    a_lanes = opt_prop_def(UnitAttr)
     b_packed = opt_prop_def(UnitAttr)  # B is a weight already in nr-column panels (pack-weights)
     b_im2col = opt_prop_def(DenseArrayBase)  # B is an image read through im2col (see loop.matmul)
     b_implicit = opt_prop_def(UnitAttr)  # ... and read in place, without packing (see loop.matmul)
@@ -69,6 +73,10 @@ class GemmOp(IRDLOperation):
         verify_im2col_view(self.b_im2col, self.b_implicit is not None)
         if self.b_packed is not None and (self.b_im2col is not None or self.b_implicit is not None):
             raise VerifyException("vec.gemm: b_packed excludes b_im2col / b_implicit")
+        if self.a_lanes is not None and (
+            self.a_packed is not None or self.b_packed is not None or self.b_implicit is not None
+        ):
+            raise VerifyException("vec.gemm: a_lanes excludes a_packed, b_packed and b_implicit")
         if self.a_packed is not None and mr != PACKED_MR:
             raise VerifyException(f"vec.gemm with a_packed needs mr = {PACKED_MR} (the packed panel height), got {mr}")
 

@@ -8,6 +8,11 @@ inference. Layout, per batch item (group): for each KC block p (kc = min(tiles.k
 MR-row panel i, the kcur x MR panel k-major (rows past M zero): offset p*Mpad + i*MR*kcur, where
 Mpad = M rounded up to MR. The unpacked weight is dropped when nothing else reads it.
 
+With `f32_lanes` (models that will run with AVX-512F) a weight-A `vec.gemm` with few columns
+(`lanes_pay`) is packed as vector lanes instead (`a_lanes`): per batch item, panels of 32 rows,
+[ceil(M / 32)][K][32] (rows past M zero), the layout of the runtime's lanes kernel
+(gemm_lanes.hpp), which vectorises along A's rows and broadcasts B's row k.
+
 Likewise a `vec.gemm` whose B operand is a weight (MatMul / Gemm of activations by a constant matrix
 with more than MR rows: transformer projections, batched FC) gets it as NR-column panels over the
 whole K (`b_packed`): panel j (columns j*NR ..) k-major at offset j*NR*K, columns past N zero. The
@@ -54,6 +59,25 @@ def pack_a(a: np.ndarray, mr: int, kc: int) -> np.ndarray:
     return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
 
 
+def pack_a_lanes(a: np.ndarray, lanes: int = vec.GEMM_LANES) -> np.ndarray:
+    """Pack an M x K matrix into vector-lane panels [ceil(M / lanes)][K][lanes] (rows past M zero)."""
+    m, k = a.shape
+    mpad = -(-m // lanes) * lanes
+    padded = np.zeros((mpad, k), dtype=np.float32)
+    padded[:m] = a
+    return np.ascontiguousarray(padded.reshape(mpad // lanes, lanes, k).transpose(0, 2, 1)).ravel()
+
+
+def lanes_pay(m: int, n: int, k: int) -> bool:
+    """Whether the AVX-512 lanes kernel beats the row-panel kernel on an M x N x K weight GEMM.
+    Measured (Zen 4, 1 thread, weights cold as in a model, `gemm_lanes.hpp` against pre-packed
+    6-row panels): N = 49 1.10-1.35x (ResNet-50's 7x7 layers, K = 128-4608), N = 16 (Winograd
+    batches) 1.0-1.05x, N = 100-392 1.05-1.08x, N = 784 1.0-1.1x, but 64 x 3136 x 64 0.98x and
+    96 x 196 x 96 0.97x; rows are padded to whole 32-row panels."""
+    mpad = -(-m // vec.GEMM_LANES) * vec.GEMM_LANES
+    return n <= 1024 and m >= vec.GEMM_LANES and k >= 128 and mpad * 8 <= m * 9
+
+
 def pack_b(b: np.ndarray, nr: int) -> np.ndarray:
     """Pack a K x N matrix into nr-column panels over the whole K (see the module docstring)."""
     k, n = b.shape
@@ -94,12 +118,9 @@ def _pack_gemm_b(op: vec.GemmOp, weights: np.ndarray) -> tuple[np.ndarray, list[
     return np.concatenate(panels), [0, stride]
 
 
-def packed_size(m: int, k: int, mr: int) -> int:
-    return -(-m // mr) * mr * k
-
-
-def _pack_gemm(op: vec.GemmOp, weights: np.ndarray, mr: int) -> tuple[np.ndarray, list[int]] | None:
-    """The packed weights of `op` and its new a_strides, or None if this gemm is not packable."""
+def _pack_gemm(op: vec.GemmOp, weights: np.ndarray, mr: int, lanes: bool = False) -> tuple[np.ndarray, list[int]] | None:
+    """The packed weights of `op` (6-row panels, or vector-lane panels with `lanes`) and its new
+    a_strides, or None if this gemm is not packable."""
     m, n, k = ints(op.dims)
     lda = ints(op.leading)[0]
     outer, inner = ints(op.batch)
@@ -110,8 +131,8 @@ def _pack_gemm(op: vec.GemmOp, weights: np.ndarray, mr: int) -> tuple[np.ndarray
     matrices = _matrices(weights, items, s_inner, m, k, lda)
     if matrices is None:
         return None
-    panels = [pack_a(a, mr, op.tiles.values()[1]) for a in matrices]
-    stride = packed_size(m, k, mr) if items > 1 else 0
+    panels = [pack_a_lanes(a) if lanes else pack_a(a, mr, op.tiles.values()[1]) for a in matrices]
+    stride = panels[0].size if items > 1 else 0
     return np.concatenate(panels), [0, stride]
 
 
@@ -204,15 +225,17 @@ def _add_fix(gemm: vec.QGemmOp, handle: str, size: int) -> None:
     Rewriter.replace_op(gemm, vec.QGemmOp.create(operands=[weight.result, *gemm.operands], properties=props))
 
 
-def _use_packed(gemm: Operation, owner: loop.WeightOp, handle: str, size: int, strides: list[int], which: str = "a") -> None:
+def _use_packed(gemm: Operation, owner: loop.WeightOp, handle: str, size: int, strides: list[int], which: str = "a",
+                lanes: bool = False) -> None:
     """Make the packed weight `handle` the A (`which` = "a") or B ("b") operand of `gemm`, marked
-    a_packed / b_packed with the new batch strides; drop the unpacked weight when nothing else reads it."""
+    a_packed / b_packed (a_lanes with `lanes`) with the new batch strides; drop the unpacked weight
+    when nothing else reads it."""
     element = owner.result.type.element_type  # type: ignore[attr-defined]
     new_weight = loop.WeightOp.create(properties={"handle": StringAttr(handle)}, result_types=[memref((size,), element)])
     Rewriter.insert_op(new_weight, InsertPoint.before(owner))
     gemm.operands[0 if which == "a" else 1] = new_weight.result
     gemm.properties[f"{which}_strides"] = i64_array(strides)
-    gemm.properties[f"{which}_packed"] = UnitAttr()
+    gemm.properties["a_lanes" if lanes else f"{which}_packed"] = UnitAttr()
     if not owner.result.uses:
         Rewriter.erase_op(owner)
 
@@ -222,10 +245,12 @@ class PackWeightsPass(ModulePass):
     """Rewrite constant A operands of vec.gemm / vec.qgemm into packed panels (a_packed), and constant B
     operands of vec.gemm (b_packed). `pair_safe`:
     store quantized row panels pair-safe where cheap (for models that run without AVX512-VNNI: the
-    VNNI kernels would only pay for the corrections)."""
+    VNNI kernels would only pay for the corrections). `f32_lanes`: pack float weights of GEMMs with
+    few columns as vector lanes (`a_lanes`, for models that run with AVX-512F)."""
 
     name = "pack-weights"
     pair_safe: bool = True
+    f32_lanes: bool = False
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         store = weights_context(ctx, self.name)
@@ -237,12 +262,15 @@ class PackWeightsPass(ModulePass):
             if not isinstance(owner, loop.WeightOp):
                 continue
             mr = vec.PACKED_MR
-            packed = _pack_gemm(gemm, store[owner.handle.data], mr)
+            m, n, k = ints(gemm.dims)
+            lanes = self.f32_lanes and gemm.b_implicit is None and lanes_pay(m, n, k)
+            packed = _pack_gemm(gemm, store[owner.handle.data], mr, lanes)
             if packed is None:
                 continue
             data, strides = packed
-            handle = store.add(data, f"{owner.handle.data}.packed{mr}x{gemm.tiles.values()[1]}")
-            _use_packed(gemm, owner, handle, data.size, strides)
+            name = f"lanes{vec.GEMM_LANES}" if lanes else f"packed{mr}x{gemm.tiles.values()[1]}"
+            handle = store.add(data, f"{owner.handle.data}.{name}")
+            _use_packed(gemm, owner, handle, data.size, strides, "a", lanes)
         for gemm in list(op.walk()):
             if isinstance(gemm, vec.GemmOp) and gemm.b_packed is None and isinstance(gemm.b.owner, loop.WeightOp):
                 owner = gemm.b.owner
