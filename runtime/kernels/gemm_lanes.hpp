@@ -6,7 +6,8 @@
 // broadcasts. Here the weights are the vectors instead: A is pre-packed (pack-weights, `a_lanes`)
 // in panels of kLanes = 32 rows, [ceil(M / 32)][K][32] (rows past M zero), and a register tile is
 // 32 rows x NC columns: per k two zmm loads of A and NC broadcasts of B's row k (B read in place,
-// row-major, no packing), 2 * NC FMAs (NC = 7: 14 zmm accumulators; 49 = 7 x 7 columns exactly).
+// row-major, no packing), 2 * NC FMAs (NC = 7: 14 zmm accumulators, 49 = 7 x 7 columns exactly; 8
+// where N is a multiple of 8 but not of 7, as Winograd's N = 16).
 // With AVX2 the panel runs as two 16-row halves, 2 ymm x 6 columns. K is blocked (kLanesKC) so
 // that the panel's A block stays in L1 across the column groups, and the A panel is prefetched
 // kLanesPrefetch k-steps ahead (the weights stream from memory: measured 1.05-1.1x on ResNet-50's
@@ -102,9 +103,8 @@ INFERON_AVX2 inline void lanes_group(int n, int64_t kc, const float* Ap, const f
 }
 
 // Panels [p0, p1) of one batch item; B row-major (ldb), ct: thread-local [round_up(N, 8)][32].
-template <bool ZMM>
+template <bool ZMM, int NC>
 INFERON_AVX2 inline void lanes_rect(const Job& g, int64_t p0, int64_t p1, const float* B, int64_t ldb, float* ct) {
-  constexpr int NC = ZMM ? 7 : 6;
   const int64_t K = g.K, N = g.N;
   for (int64_t p = p0; p < p1; p++) {
     const float* Ap = g.A + p * kLanes * K;
@@ -168,12 +168,13 @@ inline const float* lanes_b(const Job& g, int64_t& ldb) {
 
 __attribute__((target("avx2,fma,avx512f"), flatten)) inline void lanes_rect_avx512(const Job& g, int64_t p0, int64_t p1,
                                                                                const float* B, int64_t ldb, float* ct) {
-  lanes_rect<true>(g, p0, p1, B, ldb, ct);
+  if (g.N % 8 == 0 && g.N % 7 != 0) lanes_rect<true, 8>(g, p0, p1, B, ldb, ct);  // N = 16: two whole groups
+  else lanes_rect<true, 7>(g, p0, p1, B, ldb, ct);
 }
 
 __attribute__((target("avx2,fma"), flatten)) inline void lanes_rect_avx2(const Job& g, int64_t p0, int64_t p1,
                                                                        const float* B, int64_t ldb, float* ct) {
-  lanes_rect<false>(g, p0, p1, B, ldb, ct);
+  lanes_rect<false, 6>(g, p0, p1, B, ldb, ct);
 }
 
 inline void lanes_run_panels(const Job& g, int64_t p0, int64_t p1, const float* B, int64_t ldb) {
