@@ -1,7 +1,7 @@
 """Benchmark inferon::gemm against the measured FMA peak and numpy's BLAS (OpenBLAS).
 
     python benchmarks/gemm_bench.py [--threads 1,2] [--runs 30] [--shapes resnet,512x512x512]
-                                    [--isa scalar|avx2] [--json out.json] [--csv out.csv]
+                                    [--isa scalar|avx2|avx512] [--json out.json] [--csv out.csv]
 
 One command runs the whole table. Per thread count:
 
@@ -13,7 +13,9 @@ One command runs the whole table. Per thread count:
    the compiler emits them), then
    * Inferon with A row-major (A packed at run time) and with A pre-packed (`a_packed`, packed
      here with `pack_weights.pack_a(A, 6, kc)`; only where the compiler's pack-weights pass would
-     pack: M > 6 and N > 1);
+     pack: M > 6 and N > 1), and with `--isa avx512` where the compiler would pack A as vector lanes
+     instead (`pack_weights.lanes_pay`: few columns, K >= 128) the lanes kernel (`gemm_lanes.hpp`,
+     A packed with `pack_a_lanes`);
    * numpy (`np.matmul(A, B, out=C)`) limited to the same thread count: threadpoolctl when it is
      installed, otherwise a worker process started with OPENBLAS_NUM_THREADS=<threads>.
    Every Inferon variant is first checked against numpy (max |C - ref| / max |ref| < 1e-4, C
@@ -288,6 +290,10 @@ def build_library() -> ctypes.CDLL:
     # beta, tiles, threads
     lib.k_gemm_ex.argtypes = [I64] * 4 + [P, I64, I64] * 3 + [P, I64, INT, P, INT, F, F, P, INT]
     lib.k_gemm_ex.restype = None
+    # batch, M, N, K, A, sA, B, ldb, sB, C, ldc, sC, bias, bias_bs, bias_axis, residual, act, alpha, beta,
+    # geometry, threads
+    lib.k_gemm_lanes.argtypes = [I64] * 4 + [P, I64, P, I64, I64, P, I64, I64, P, I64, INT, P, INT, F, F, P, INT]
+    lib.k_gemm_lanes.restype = None
     lib.k_set_isa.argtypes = [INT]
     lib.k_get_isa.restype = INT
     lib.k_bench_fma_peak.argtypes = [I64, INT, ctypes.POINTER(INT)]
@@ -314,10 +320,16 @@ def measure_peak(lib: ctypes.CDLL, threads: int) -> dict[str, Any]:
 
 
 def gemm_call(lib: ctypes.CDLL, a: np.ndarray, b: np.ndarray, c: np.ndarray, m: int, n: int, k: int,
-              tiles: np.ndarray, threads: int) -> Callable[[], object]:  # fmt: skip
-    args = (1, m, n, k, a.ctypes.data, k, 0, b.ctypes.data, n, 0, c.ctypes.data, n, 0,
-            None, 0, 0, None, 0, 0.0, 0.0, tiles.ctypes.data, threads)  # fmt: skip
-    fn = lib.k_gemm_ex
+              tiles: np.ndarray | None, threads: int) -> Callable[[], object]:  # fmt: skip
+    """k_gemm_ex with these tiles, or the lanes kernel (k_gemm_lanes) when tiles is None."""
+    if tiles is None:
+        args: tuple = (1, m, n, k, a.ctypes.data, 0, b.ctypes.data, n, 0, c.ctypes.data, n, 0,
+                       None, 0, 0, None, 0, 0.0, 0.0, None, threads)  # fmt: skip
+        fn = lib.k_gemm_lanes
+    else:
+        args = (1, m, n, k, a.ctypes.data, k, 0, b.ctypes.data, n, 0, c.ctypes.data, n, 0,
+                None, 0, 0, None, 0, 0.0, 0.0, tiles.ctypes.data, threads)  # fmt: skip
+        fn = lib.k_gemm_ex
 
     def call() -> object:
         return fn(*args)
@@ -340,9 +352,10 @@ def stats(times: list[float], flops: float, peak: float) -> dict[str, Any]:
 
 
 def bench_shape(lib: ctypes.CDLL, numpy_timer: NumpyTimer, shape: tuple[int, int, int, str], threads: int,
-                runs: int, seed: int, peak: float) -> dict[str, Any]:  # fmt: skip
+                runs: int, seed: int, peak: float, lanes: bool = False) -> dict[str, Any]:  # fmt: skip
+    """One shape's row; `lanes`: also the lanes kernel where the compiler would use it (AVX-512)."""
     from inferon.passes.loop.select_tiles import choose_tiles
-    from inferon.passes.vec.pack_weights import pack_a
+    from inferon.passes.vec.pack_weights import lanes_pay, pack_a, pack_a_lanes
 
     m, n, k, label = shape
     flops = 2.0 * m * n * k
@@ -358,8 +371,12 @@ def bench_shape(lib: ctypes.CDLL, numpy_timer: NumpyTimer, shape: tuple[int, int
         variants["packed"] = (aligned(pack_a(a, MR, kc)), 1)
     else:
         row["packed"] = None
+    if lanes and n > 1 and lanes_pay(m, n, k):  # where pack-weights packs A as vector lanes (f32_lanes)
+        variants["lanes"] = (aligned(pack_a_lanes(a)), -1)
+    else:
+        row["lanes"] = None
     for name, (a_arg, packed) in variants.items():
-        tiles = np.array([MR, NR, mc, kc, nc, packed], dtype=np.int64)
+        tiles = None if packed < 0 else np.array([MR, NR, mc, kc, nc, packed], dtype=np.int64)
         call = gemm_call(lib, a_arg, b, c, m, n, k, tiles, threads)
         c.fill(np.nan)
         call()
@@ -371,16 +388,20 @@ def bench_shape(lib: ctypes.CDLL, numpy_timer: NumpyTimer, shape: tuple[int, int
         row[name] = {**stats(times, flops, peak), "reps": reps, "rel_err": err}
     res = numpy_timer.time(m, n, k, seed, runs)
     row["numpy"] = {**stats(res["times"], flops, peak), "reps": res["reps"]}
-    for name in ("rowmajor", "packed"):
+    for name in ("rowmajor", "packed", "lanes"):
         v = row.get(name)
         row[f"{name}_vs_numpy"] = v["gflops"] / row["numpy"]["gflops"] if v and "gflops" in v else None
+    # what a compiled model runs: lanes where chosen, else pre-packed A where packed, else row-major
+    row["compiled_vs_numpy"] = next(
+        (row[f"{n}_vs_numpy"] for n in ("lanes", "packed", "rowmajor") if row.get(n) is not None), None
+    )
     return row
 
 
 # -------------------------------------------------------------------------------- reporting
 HEADER = (
     f"{'shape':<27} {'M':>5} {'N':>6} {'K':>5} | {'row-major':>9} {'%pk':>4} | {'packed':>7} {'%pk':>4} |"
-    f" {'numpy':>7} {'%pk':>4} | {'rm/np':>5} {'pk/np':>5} | {'load':>4}"
+    f" {'lanes':>7} {'%pk':>4} | {'numpy':>7} {'%pk':>4} | {'rm/np':>5} {'pk/np':>5} {'cc/np':>5} | {'load':>4}"
 )
 
 
@@ -397,7 +418,8 @@ def format_row(r: dict[str, Any]) -> str:
 
     return (
         f"{r['label']:<27} {r['M']:>5} {r['N']:>6} {r['K']:>5} | {var(r['rowmajor'], 9)} | {var(r['packed'], 7)} |"
-        f" {var(r['numpy'], 7)} | {ratio(r['rowmajor_vs_numpy'])} {ratio(r['packed_vs_numpy'])} | {r['load1']:>4.2f}"
+        f" {var(r['lanes'], 7)} | {var(r['numpy'], 7)} | {ratio(r['rowmajor_vs_numpy'])} {ratio(r['packed_vs_numpy'])}"
+        f" {ratio(r['compiled_vs_numpy'])} | {r['load1']:>4.2f}"
     )
 
 
@@ -407,7 +429,8 @@ def geomean(xs: Sequence[float]) -> float | None:
 
 def summary(rows: Sequence[dict[str, Any]]) -> dict[str, float | None]:
     return {
-        key: geomean([r[key] for r in rows if r[key] is not None]) for key in ("rowmajor_vs_numpy", "packed_vs_numpy")
+        key: geomean([r[key] for r in rows if r[key] is not None])
+        for key in ("rowmajor_vs_numpy", "packed_vs_numpy", "compiled_vs_numpy")
     }
 
 
@@ -457,7 +480,7 @@ def environment(lib: ctypes.CDLL) -> dict[str, Any]:
             ).stdout.strip()
         ),
         "sources_sha256": sources,
-        "isa": "avx2" if lib.k_get_isa() >= 1 else "scalar",
+        "isa": {0: "scalar", 1: "avx2"}.get(lib.k_get_isa(), "avx512"),
         "env": {
             k: v for k, v in ORIGINAL_ENV.items() if k.startswith(("OMP_", "GOMP_", "INFERON_", "OPENBLAS_", "MKL_"))
         },
@@ -469,21 +492,24 @@ CSV_FIELDS = [
     "label", "M", "N", "K", "threads", "mc", "kc", "nc", "peak_gflops",
     "rowmajor_gflops", "rowmajor_pct_peak", "rowmajor_median_ms", "rowmajor_p10_ms", "rowmajor_p90_ms",
     "packed_gflops", "packed_pct_peak", "packed_median_ms", "packed_p10_ms", "packed_p90_ms",
+    "lanes_gflops", "lanes_pct_peak", "lanes_median_ms", "lanes_p10_ms", "lanes_p90_ms",
     "numpy_gflops", "numpy_pct_peak", "numpy_median_ms", "numpy_p10_ms", "numpy_p90_ms",
-    "rowmajor_vs_numpy", "packed_vs_numpy", "rowmajor_rel_err", "packed_rel_err", "load1",
+    "rowmajor_vs_numpy", "packed_vs_numpy", "lanes_vs_numpy", "compiled_vs_numpy", "rowmajor_rel_err",
+    "packed_rel_err", "lanes_rel_err", "load1",
 ]  # fmt: skip
 
 
 def csv_row(r: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {k: r[k] for k in ("label", "M", "N", "K", "threads", "peak_gflops", "load1")}
     out.update({k: r["tiles"][k] for k in ("mc", "kc", "nc")})
-    for name in ("rowmajor", "packed", "numpy"):
+    for name in ("rowmajor", "packed", "lanes", "numpy"):
         v = r.get(name) or {}
         for f in ("gflops", "pct_peak", "median_ms", "p10_ms", "p90_ms", "rel_err"):
             if f"{name}_{f}" in CSV_FIELDS:
                 x = v.get(f)
                 out[f"{name}_{f}"] = "FAIL" if x is None and "error" in v and f == "gflops" else x
-    out["rowmajor_vs_numpy"], out["packed_vs_numpy"] = r["rowmajor_vs_numpy"], r["packed_vs_numpy"]
+    for key in ("rowmajor_vs_numpy", "packed_vs_numpy", "lanes_vs_numpy", "compiled_vs_numpy"):
+        out[key] = r[key]
     return {k: (f"{v:.6g}" if isinstance(v, float) else ("" if v is None else v)) for k, v in out.items()}
 
 
@@ -512,7 +538,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--runs", type=int, default=30, help="timed samples per variant, median reported (default 30)")
     ap.add_argument("--repeat", dest="runs", type=int, help=argparse.SUPPRESS)  # old name
     ap.add_argument("--shapes", default="all", help="comma-separated label substrings or MxNxK (default: all)")
-    ap.add_argument("--isa", choices=["scalar", "avx2"], default="avx2")
+    ap.add_argument("--isa", choices=["scalar", "avx2", "avx512"], default=None,
+                    help="kernels to run (default: avx512 where the CPU has it, else avx2); avx512 adds the lanes "
+                    "kernel on the shapes the compiler would give it (the row-panel kernel is AVX2 either way)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="write every result (raw samples included) here")
     ap.add_argument("--csv", type=Path, help="write one row per (shape, threads) here")
@@ -521,20 +549,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if not args.threads or min(args.threads) < 1 or args.runs < 1:
         ap.error("--threads needs positive integers and --runs >= 1")
     args.shape_list = select_shapes(args.shapes)
+    if args.isa is None:
+        from inferon.cpu import supports
+
+        args.isa = "avx512" if supports("avx512") else "avx2"
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     lib = build_library()
-    lib.k_set_isa(0 if args.isa == "scalar" else 1)
+    lib.k_set_isa({"scalar": 0, "avx2": 1, "avx512": 2}[args.isa])
     env = environment(lib)
     cores = os.cpu_count() or 1
     if max(args.threads) > cores:
         log(f"warning: {max(args.threads)} threads on {cores} cores")
     print(f"inferon::gemm  isa={env['isa']}  cpu={env['cpu']}  cores={cores}  blas={env['blas']}  runs={args.runs}")
     print("GFLOP/s = 2MNK / median time; %pk = share of the measured FMA peak at that thread count;")
-    print("rm/np, pk/np = Inferon (A row-major / A pre-packed) GFLOP/s over numpy's at the same thread count.")
+    print("rm/np, pk/np = Inferon (A row-major / A pre-packed) GFLOP/s over numpy's at the same thread count;")
+    print("cc/np = what a compiled model runs (lanes where chosen, else pre-packed, else row-major) over numpy's.")
     rows: list[dict[str, Any]] = []
     peaks: dict[str, Any] = {}
     geo: dict[str, Any] = {}
@@ -554,9 +587,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("-" * len(HEADER))
             block = []
             for shape in args.shape_list:
-                r = bench_shape(lib, timer, shape, threads, args.runs, args.seed, peak["gflops"])
+                r = bench_shape(lib, timer, shape, threads, args.runs, args.seed, peak["gflops"], args.isa == "avx512")
                 r["numpy"]["blas_threads"] = timer.blas_threads
-                for name in ("rowmajor", "packed"):
+                for name in ("rowmajor", "packed", "lanes"):
                     if r[name] is not None and "error" in r[name]:
                         failed = True
                         log(f"FAIL {r['label']} threads={threads} {name}: {r[name]['error']}")
@@ -567,7 +600,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         geo[str(threads)] = summary(block)
         g = geo[str(threads)]
         fmt = {k: f"{v:.2f}" if v is not None else "-" for k, v in g.items()}
-        print(f"geomean Inferon/numpy: row-major {fmt['rowmajor_vs_numpy']}, pre-packed {fmt['packed_vs_numpy']}")
+        print(f"geomean Inferon/numpy: row-major {fmt['rowmajor_vs_numpy']}, pre-packed {fmt['packed_vs_numpy']}, "
+              f"as compiled {fmt['compiled_vs_numpy']}")
         # Re-measured after the block: well below the first value means other processes took the cores.
         peak["gflops_after"] = measure_peak(lib, threads)["gflops"]
         print(f"FMA peak after the block: {peak['gflops_after']:.1f} GFLOP/s (before: {peak['gflops']:.1f})")
