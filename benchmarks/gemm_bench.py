@@ -455,6 +455,7 @@ def environment(lib: ctypes.CDLL) -> dict[str, Any]:
         rel: hashlib.sha256((ROOT / rel).read_bytes()).hexdigest()[:16]
         for rel in (
             "runtime/kernels/gemm.hpp",
+            "runtime/kernels/gemm_lanes.hpp",
             "runtime/kernels/common.hpp",
             "inferon/passes/loop/select_tiles.py",
             "inferon/passes/vec/pack_weights.py",
