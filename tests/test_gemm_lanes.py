@@ -101,3 +101,34 @@ def test_lanes_model_matches_onnxruntime(lanes_net, monkeypatch, isa):
             got = cm.run({"x": x})
         for name, want in zip(("y", "r4"), run_onnxruntime(model, {"x": x})):
             np.testing.assert_allclose(got[name], want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
+
+
+@pytest.mark.parametrize("isa", ["avx512", "avx2", "scalar"])
+def test_lanes_grouped_conv_batch_2(tmp_path, monkeypatch, isa):
+    """A grouped conv (2 groups of 64 rows, K = 128 each: one lanes-packed weight per group) and a
+    strided 3x3 at batch 2 against ONNX Runtime."""
+    import inferon
+    from inferon.testing import run_onnxruntime
+
+    rng = np.random.default_rng(8)
+    init = {"w1": (rng.standard_normal((128, 128, 1, 1)) / 11).astype(np.float32),
+            "w2": (rng.standard_normal((64, 128, 3, 3)) / 34).astype(np.float32), "b2": rng.standard_normal(64)}  # fmt: skip
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], group=2),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["y"], strides=[2, 2], pads=[1, 1, 1, 1]),
+    ]
+    shape = (2, 256, 13, 13)
+    model = make_model(nodes, {"x": shape}, ["y", "r1"], {k: np.asarray(v, np.float32) for k, v in init.items()})
+    dump = tmp_path / "dump"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(inferon.compiler, "model_isa", lambda target="native", flags=None: "avx512")
+        lib = inferon.compile(model, tmp_path / "m.so", dump_ir=dump)
+    last = sorted(dump.glob("*plan-memory.mlir"))[-1].read_text()
+    assert sum("a_lanes" in line for line in last.splitlines() if "vec.gemm" in line) == 2
+    use_isa(monkeypatch, isa)
+    x = rng.standard_normal(shape).astype(np.float32)
+    with inferon.load(lib, threads=2) as cm:
+        got = cm.run({"x": x})
+    for name, want in zip(("y", "r1"), run_onnxruntime(model, {"x": x})):
+        np.testing.assert_allclose(got[name], want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
