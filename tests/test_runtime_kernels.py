@@ -392,24 +392,32 @@ def test_gemm_lanes(shim, isa):
 
 @pytest.mark.parametrize("isa", LANE_ISAS)
 def test_gemm_lanes_im2col_and_residual_aliasing_c(shim, isa):
-    """B as the im2col view of an image (a strided 3x3 conv: materialised per call) and the residual
-    already in C (accumulated into)."""
+    """B as the im2col view of an image, read from a zero-bordered copy (strides, dilation, asymmetric
+    pads, output rows not a multiple of the column group, several rows per column chunk and rows
+    wider than a chunk) and the residual already in C (accumulated into)."""
     from inferon.passes.vec.pack_weights import pack_a_lanes
 
     rng = np.random.default_rng(12)
     shim.k_set_isa(isa)
-    C_in, H, W, kh, kw, sh, sw, pt, pl = 5, 13, 14, 3, 3, 2, 2, 1, 1
-    Ho, Wo = (H + 2 - kh) // sh + 1, (W + 2 - kw) // sw + 1
-    M, N, K = 40, Ho * Wo, C_in * kh * kw
-    x, A = randn(rng, C_in, H, W), randn(rng, M, K)
-    geometry = i64([C_in, H, W, kh, kw, sh, sw, pt, pl, 1, 1, Ho, Wo])
-    bias = randn(rng, M)
-    Ap = pack_a_lanes(A)
-    C = randn(rng, M, N)
-    want = gemm_ref(A, im2col_ref(x, kh, kw, sh, sw, pt, pl, 1, 1, Ho, Wo), bias, 0, C, 1)
-    shim.k_gemm_lanes(1, M, N, K, ptr(Ap), 0, ptr(x), 0, 0, ptr(C), N, 0, ptr(bias), 0, 0, ptr(C), 1, 0.0, 0.0,
-                      ptr(geometry), 2)  # fmt: skip
-    assert_close(C, want, atol=2e-4 * np.sqrt(K))
+    configs = [  # C, H, W, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw, M
+        (5, 13, 14, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 40),
+        (3, 30, 31, 7, 7, 2, 2, 3, 3, 3, 2, 1, 1, 64),
+        (4, 11, 12, 3, 3, 1, 1, 2, 0, 1, 2, 2, 2, 33),
+        (2, 6, 250, 1, 3, 1, 1, 0, 1, 0, 1, 1, 1, 32),
+    ]
+    for C_in, H, W, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw, M in configs:
+        Ho = (H + pt + pb - ((kh - 1) * dh + 1)) // sh + 1
+        Wo = (W + pl + pr - ((kw - 1) * dw + 1)) // sw + 1
+        N, K = Ho * Wo, C_in * kh * kw
+        x, A = randn(rng, C_in, H, W), randn(rng, M, K)
+        geometry = i64([C_in, H, W, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo])
+        bias = randn(rng, M)
+        Ap = pack_a_lanes(A)
+        C = randn(rng, M, N)
+        want = gemm_ref(A, im2col_ref(x, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo), bias, 0, C, 1)
+        shim.k_gemm_lanes(1, M, N, K, ptr(Ap), 0, ptr(x), 0, 0, ptr(C), N, 0, ptr(bias), 0, 0, ptr(C), 1, 0.0, 0.0,
+                          ptr(geometry), 2)  # fmt: skip
+        assert_close(C, want, atol=2e-4 * np.sqrt(K))
 
 
 # -------------------------------------------------------------------------------------- im2col

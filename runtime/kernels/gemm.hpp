@@ -84,7 +84,8 @@ inline float epi_scalar(const Job& g, float v, int64_t i, int64_t j) {
 
 // ------------------------------------------------------------------------------- scalar path
 inline Scratch& tls_scratch(int which) {
-  thread_local Scratch s[8];  // 0-1 A/B panels, 2-3 im2col rows, 4-6 implicit GEMM, 7 small-M sums
+  thread_local Scratch s[8];  // 0-1 A/B panels, 2-3 im2col rows, 4-6 implicit GEMM, 7 small-M sums;
+                              // lanes GEMM: 0 sums, 4 bordered image, 6 row offsets
   return s[which];
 }
 

@@ -5,18 +5,19 @@
 // tiles and a column-edge tile per 6-row panel and streams the weights once per panel through
 // broadcasts. Here the weights are the vectors instead: A is pre-packed (pack-weights, `a_lanes`)
 // in panels of kLanes = 32 rows, [ceil(M / 32)][K][32] (rows past M zero), and a register tile is
-// 32 rows x NC columns: per k two zmm loads of A and NC broadcasts of B's row k (B read in place,
-// row-major, no packing), 2 * NC FMAs (NC = 7: 14 zmm accumulators, 49 = 7 x 7 columns exactly; 8
-// where N is a multiple of 8 but not of 7, as Winograd's N = 16).
-// With AVX2 the panel runs as two 16-row halves, 2 ymm x 6 columns. K is blocked (kLanesKC) so
-// that the panel's A block stays in L1 across the column groups, and the A panel is prefetched
-// kLanesPrefetch k-steps ahead (the weights stream from memory: measured 1.05-1.1x on ResNet-50's
-// N = 49 shapes with cold weights). The tile's sums land transposed in a thread-local [N][32]
-// buffer, accumulated across K blocks; at the end each 8 x 8 block is transposed in registers and
-// stored through the row-panel kernel's epilogue (bias, residual, activation; `store_tile`).
-//
-// An im2col B (strided convolutions) is materialised once per call as a K x N matrix (N is small).
-// Threads split the 32-row panels (or the batch, in gemm()).
+// 32 rows x NC columns: per k two zmm loads of A and NC broadcasts of B's row k, 2 * NC FMAs
+// (NC = 7: 14 zmm accumulators, 49 = 7 x 7 columns exactly; 8 where N is a multiple of 8 but not
+// of 7, as Winograd's N = 16). With AVX2 the panel runs as two 16-row halves, 2 ymm x 6 columns.
+// B is never packed: a plain B is read in place (row k at B + k * ldb), and a convolution's image
+// seen through im2col is copied once per call into a zero-bordered frame and read in place too
+// (row k = (channel, tap) at a per-k offset `koff`, an output row's columns `stride` apart: any
+// kernel, stride and dilation, no im2col matrix; column groups stay within one output row).
+// Columns run in chunks of about kLanesChunk (whole output rows for an image) through all K blocks
+// (kLanesKC: the panel's A block stays in L1 across a chunk's column groups; the A panel is
+// prefetched kLanesPrefetch k-steps ahead, since the weights stream from memory). A chunk's sums
+// land transposed in a thread-local [chunk][32] buffer; then each 8 x 8 block is transposed in
+// registers and stored through the row-panel kernel's epilogue (bias, residual, activation;
+// `store_tile`). Threads split the 32-row panels (or the batch, in gemm()).
 #pragma once
 
 #include "im2col.hpp"
@@ -26,15 +27,27 @@ namespace gemm_detail {
 
 constexpr int kLanes = 32;             // rows per packed panel (vec.GEMM_LANES on the Python side)
 constexpr int64_t kLanesKC = 256;      // K block: 32 x 256 floats of A (32 KB)
+constexpr int64_t kLanesChunk = 224;   // columns per chunk (32 groups of 7, 28 blocks of 8): 28 KB of sums
 constexpr int kLanesPrefetch = 32;     // k steps ahead of the A panel
+
+// Where the tiles find B: row k of the column group at `b0` starts at b0 + k * ldb (plain) or at
+// b0 + koff[k] (image), its columns `step` apart (1 when plain).
+struct LanesB {
+  const float* base = nullptr;     // plain: B; image: the zero-bordered frame [C][Hp][Wp]
+  int64_t ldb = 0;                 // plain: row stride
+  const int64_t* koff = nullptr;   // image: frame offset of im2col row k (channel, kernel tap)
+  int64_t Wo = 0, row = 0, step = 1;  // image: output row width, frame floats per output row / column
+};
 
 // Tiles and the panel loop carry their own target; the entry points (lanes_rect_avx512 / _avx2) are
 // `flatten`ed, so that everything is inlined into code compiled for that instruction set.
 
-// ct[j * 32 + lane] (+)= sum_k Ap[k * 32 + lane] * B[k * ldb + j], j < NC: one 32-row x NC tile.
-template <int NC>
-__attribute__((target("avx2,fma,avx512f"))) inline void lanes_tile_zmm(int64_t kc, const float* INFERON_RESTRICT Ap, const float* B, int64_t ldb,
-                                       float* ct, bool first) {
+// ct[j * 32 + lane] (+)= sum_k Ap[k * 32 + lane] * B(k, j), j < NC: one 32-row x NC tile.
+template <int NC, bool IMG>
+__attribute__((target("avx2,fma,avx512f"))) inline void lanes_tile_zmm(int64_t kc, const float* INFERON_RESTRICT Ap,
+                                                                       const float* b0, const int64_t* koff,
+                                                                       int64_t ldb, int64_t step, float* ct,
+                                                                       bool first) {
   __m512 acc[NC][2];
 #pragma GCC unroll 8
   for (int j = 0; j < NC; j++)
@@ -46,10 +59,10 @@ __attribute__((target("avx2,fma,avx512f"))) inline void lanes_tile_zmm(int64_t k
     _mm_prefetch(reinterpret_cast<const char*>(a + kLanesPrefetch * kLanes), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(a + kLanesPrefetch * kLanes + 16), _MM_HINT_T0);
     const __m512 a0 = _mm512_loadu_ps(a), a1 = _mm512_loadu_ps(a + 16);
-    const float* b = B + k * ldb;
+    const float* b = IMG ? b0 + koff[k] : b0 + k * ldb;
 #pragma GCC unroll 8
     for (int j = 0; j < NC; j++) {
-      const __m512 bj = _mm512_set1_ps(b[j]);
+      const __m512 bj = _mm512_set1_ps(b[IMG ? j * step : j]);
       acc[j][0] = _mm512_fmadd_ps(a0, bj, acc[j][0]);
       acc[j][1] = _mm512_fmadd_ps(a1, bj, acc[j][1]);
     }
@@ -61,9 +74,9 @@ __attribute__((target("avx2,fma,avx512f"))) inline void lanes_tile_zmm(int64_t k
 }
 
 // The same for the 16 lanes at Ap / ct (a half panel; stride still 32) with ymm registers.
-template <int NC>
-INFERON_AVX2 inline void lanes_tile_ymm(int64_t kc, const float* INFERON_RESTRICT Ap, const float* B, int64_t ldb,
-                                        float* ct, bool first) {
+template <int NC, bool IMG>
+INFERON_AVX2 inline void lanes_tile_ymm(int64_t kc, const float* INFERON_RESTRICT Ap, const float* b0,
+                                        const int64_t* koff, int64_t ldb, int64_t step, float* ct, bool first) {
   __m256 acc[NC][2];
 #pragma GCC unroll 8
   for (int j = 0; j < NC; j++)
@@ -73,10 +86,10 @@ INFERON_AVX2 inline void lanes_tile_ymm(int64_t kc, const float* INFERON_RESTRIC
   for (int64_t k = 0; k < kc; k++) {
     const float* a = Ap + k * kLanes;
     const __m256 a0 = _mm256_loadu_ps(a), a1 = _mm256_loadu_ps(a + 8);
-    const float* b = B + k * ldb;
+    const float* b = IMG ? b0 + koff[k] : b0 + k * ldb;
 #pragma GCC unroll 8
     for (int j = 0; j < NC; j++) {
-      const __m256 bj = _mm256_broadcast_ss(b + j);
+      const __m256 bj = _mm256_broadcast_ss(b + (IMG ? j * step : j));
       acc[j][0] = _mm256_fmadd_ps(a0, bj, acc[j][0]);
       acc[j][1] = _mm256_fmadd_ps(a1, bj, acc[j][1]);
     }
@@ -87,55 +100,79 @@ INFERON_AVX2 inline void lanes_tile_ymm(int64_t kc, const float* INFERON_RESTRIC
     for (int v = 0; v < 2; v++) _mm256_store_ps(ct + j * kLanes + v * 8, acc[j][v]);
 }
 
-// One column group [j0, j0 + n) (n <= NC) of a panel's K block, on the instruction set's tile.
-template <bool ZMM, int NC>
-INFERON_AVX2 inline void lanes_group(int n, int64_t kc, const float* Ap, const float* B, int64_t ldb, float* ct,
-                                    bool first) {
+// One column group of n <= NC columns of a panel's K block, on the instruction set's tile.
+template <bool ZMM, int NC, bool IMG>
+INFERON_AVX2 inline void lanes_group(int n, int64_t kc, const float* Ap, const float* b0, const int64_t* koff,
+                                     int64_t ldb, int64_t step, float* ct, bool first) {
   if constexpr (NC > 1) {
-    if (n < NC) return lanes_group<ZMM, NC - 1>(n, kc, Ap, B, ldb, ct, first);
+    if (n < NC) return lanes_group<ZMM, NC - 1, IMG>(n, kc, Ap, b0, koff, ldb, step, ct, first);
   }
   if constexpr (ZMM) {
-    lanes_tile_zmm<NC>(kc, Ap, B, ldb, ct, first);
+    lanes_tile_zmm<NC, IMG>(kc, Ap, b0, koff, ldb, step, ct, first);
   } else {
-    lanes_tile_ymm<NC>(kc, Ap, B, ldb, ct, first);
-    lanes_tile_ymm<NC>(kc, Ap + 16, B, ldb, ct + 16, first);
+    lanes_tile_ymm<NC, IMG>(kc, Ap, b0, koff, ldb, step, ct, first);
+    lanes_tile_ymm<NC, IMG>(kc, Ap + 16, b0, koff, ldb, step, ct + 16, first);
   }
 }
 
-// Panels [p0, p1) of one batch item; B row-major (ldb), ct: thread-local [round_up(N, 8)][32].
-template <bool ZMM, int NC>
-INFERON_AVX2 inline void lanes_rect(const Job& g, int64_t p0, int64_t p1, const float* B, int64_t ldb, float* ct) {
-  const int64_t K = g.K, N = g.N;
+// Columns per chunk: whole output rows for an image (at least one), kLanesChunk for a plain B.
+inline int64_t lanes_chunk(const LanesB& lb) {
+  return lb.koff ? std::max<int64_t>(1, kLanesChunk / lb.Wo) * lb.Wo : kLanesChunk;
+}
+
+// Panels [p0, p1) of one batch item; ct: thread-local [round_up(chunk, 8) + 8][32].
+template <bool ZMM, int NC, bool IMG>
+INFERON_AVX2 inline void lanes_rect(const Job& g, int64_t p0, int64_t p1, const LanesB& lb, float* ct) {
+  const int64_t K = g.K, N = g.N, chunk = lanes_chunk(lb), Wo = lb.Wo;
   for (int64_t p = p0; p < p1; p++) {
     const float* Ap = g.A + p * kLanes * K;
-    for (int64_t pc = 0; pc == 0 || pc < K; pc += kLanesKC) {  // K == 0: one empty block zeroes ct
-      const int64_t kcur = std::min(kLanesKC, K - pc);
-      for (int64_t j0 = 0; j0 < N; j0 += NC)
-        lanes_group<ZMM, NC>(static_cast<int>(std::min<int64_t>(NC, N - j0)), kcur, Ap + pc * kLanes,
-                             B + pc * ldb + j0, ldb, ct + j0 * kLanes, pc == 0);
-    }
-    // ct holds C^T of the panel: 8 x 8 blocks transposed in registers, stored through the epilogue
     const int64_t row0 = p * kLanes, rows = std::min<int64_t>(kLanes, g.M - row0);
-    for (int64_t r = 0; r < rows; r += 8)
-      for (int64_t j = 0; j < N; j += 8) {
-        __m256 c[8][1];
-#pragma GCC unroll 8
-        for (int t = 0; t < 8; t++) c[t][0] = _mm256_load_ps(ct + (j + t) * kLanes + r);
-        transpose8(c);
-        store_tile<8, 1>(c, std::min<int64_t>(8, rows - r), std::min<int64_t>(8, N - j),
-                         g.C + (row0 + r) * g.ldc + j, g.acc_c, true, g, row0 + r, j);
+    for (int64_t c0 = 0; c0 < N; c0 += chunk) {
+      const int64_t c1 = std::min(N, c0 + chunk);
+      for (int64_t pc = 0; pc == 0 || pc < K; pc += kLanesKC) {  // K == 0: one empty block zeroes ct
+        const int64_t kcur = std::min(kLanesKC, K - pc);
+        const float* Ak = Ap + pc * kLanes;
+        if constexpr (IMG) {  // c0, c1: whole output rows
+          for (int64_t oy = c0 / Wo; oy < c1 / Wo; oy++)
+            for (int64_t ox = 0; ox < Wo; ox += NC)
+              lanes_group<ZMM, NC, IMG>(static_cast<int>(std::min<int64_t>(NC, Wo - ox)), kcur, Ak,
+                                        lb.base + oy * lb.row + ox * lb.step, lb.koff + pc, 0, lb.step,
+                                        ct + (oy * Wo + ox - c0) * kLanes, pc == 0);
+        } else {
+          for (int64_t j0 = c0; j0 < c1; j0 += NC)
+            lanes_group<ZMM, NC, IMG>(static_cast<int>(std::min<int64_t>(NC, c1 - j0)), kcur, Ak,
+                                      lb.base + pc * lb.ldb + j0, nullptr, lb.ldb, 1, ct + (j0 - c0) * kLanes,
+                                      pc == 0);
+        }
       }
+      // ct holds C^T of the chunk: 8 x 8 blocks transposed in registers, stored through the epilogue
+      for (int64_t r = 0; r < rows; r += 8)
+        for (int64_t j = c0; j < c1; j += 8) {
+          __m256 c[8][1];
+#pragma GCC unroll 8
+          for (int t = 0; t < 8; t++) c[t][0] = _mm256_load_ps(ct + (j - c0 + t) * kLanes + r);
+          transpose8(c);
+          store_tile<8, 1>(c, std::min<int64_t>(8, rows - r), std::min<int64_t>(8, c1 - j),
+                           g.C + (row0 + r) * g.ldc + j, g.acc_c, true, g, row0 + r, j);
+        }
+    }
   }
+}
+
+// B(k, j) for the scalar path.
+inline float lanes_b_at(const LanesB& lb, int64_t k, int64_t j) {
+  if (!lb.koff) return lb.base[k * lb.ldb + j];
+  return lb.base[lb.koff[k] + (j / lb.Wo) * lb.row + (j % lb.Wo) * lb.step];
 }
 
 // Scalar path over the same packed layout.
-inline void lanes_rect_scalar(const Job& g, int64_t p0, int64_t p1, const float* B, int64_t ldb) {
+inline void lanes_rect_scalar(const Job& g, int64_t p0, int64_t p1, const LanesB& lb) {
   for (int64_t p = p0; p < p1; p++) {
     const float* Ap = g.A + p * kLanes * g.K;
     for (int64_t i = p * kLanes; i < std::min<int64_t>(g.M, (p + 1) * kLanes); i++)
       for (int64_t j = 0; j < g.N; j++) {
         float s = 0.f;
-        for (int64_t k = 0; k < g.K; k++) s += Ap[k * kLanes + i % kLanes] * B[k * ldb + j];
+        for (int64_t k = 0; k < g.K; k++) s += Ap[k * kLanes + i % kLanes] * lanes_b_at(lb, k, j);
         float* c = g.C + i * g.ldc + j;
         if (g.acc_c) s += *c;
         *c = epi_scalar(g, s, i, j);
@@ -143,58 +180,66 @@ inline void lanes_rect_scalar(const Job& g, int64_t p0, int64_t p1, const float*
   }
 }
 
-INFERON_AVX2 inline void im2col_row_avx2(const Im2col& q, const std::vector<Im2colSeg>& segs, const float* plane,
-                                         float* dst) {
-  im2col_apply_avx2(q, segs, plane, dst);
-}
-
-// B as a row-major K x N matrix: the operand itself, or its im2col matrix in thread-local scratch.
-inline const float* lanes_b(const Job& g, int64_t& ldb) {
-  ldb = g.ldb;
-  if (!g.im2col) return g.B;
+// How the tiles read B: in place, or (im2col) from a zero-bordered copy of the image [C][Hp][Wp] in
+// thread-local scratch, with the frame offset of every im2col row.
+inline LanesB lanes_operand(const Job& g) {
+  LanesB lb;
+  lb.base = g.B;
+  lb.ldb = g.ldb;
+  if (!g.im2col) return lb;
   const Im2col& q = *g.im2col;
-  float* m = tls_scratch(1).get(static_cast<size_t>(std::max<int64_t>(1, g.K * g.N)));
-  const auto& plan = im2col_plan(q, 0, g.N);
-  const int64_t taps = static_cast<int64_t>(q.kh) * q.kw;
-  const bool avx2 = use_avx2();
-  for (int64_t r = 0; r < g.K; r++) {
-    const float* plane = g.B + (r / taps) * q.H * q.W;
-    if (avx2) im2col_row_avx2(q, plan[static_cast<size_t>(r % taps)], plane, m + r * g.N);
-    else im2col_apply(q, plan[static_cast<size_t>(r % taps)], plane, m + r * g.N);
+  const int64_t Hp = (q.Ho - 1) * q.sh + static_cast<int64_t>(q.kh - 1) * q.dh + 1;
+  const int64_t Wp = (q.Wo - 1) * q.sw + static_cast<int64_t>(q.kw - 1) * q.dw + 1;
+  float* frame = tls_scratch(4).get(static_cast<size_t>(q.C * Hp * Wp + 16));
+  std::fill(frame, frame + q.C * Hp * Wp, 0.f);
+  const int64_t w = std::max<int64_t>(0, std::min<int64_t>(q.W, Wp - q.pl));  // image columns inside the frame
+  for (int64_t c = 0; c < q.C; c++)
+    for (int64_t y = 0; y < q.H && y + q.pt < Hp; y++)
+      std::copy(g.B + (c * q.H + y) * q.W, g.B + (c * q.H + y) * q.W + w, frame + (c * Hp + y + q.pt) * Wp + q.pl);
+  int64_t* koff = reinterpret_cast<int64_t*>(tls_scratch(6).get(static_cast<size_t>(2 * std::max<int64_t>(1, g.K))));
+  for (int64_t k = 0; k < g.K; k++) {
+    const int64_t c = k / (q.kh * q.kw), i = k / q.kw % q.kh, j = k % q.kw;
+    koff[k] = c * Hp * Wp + i * q.dh * Wp + j * q.dw;
   }
-  ldb = g.N;
-  return m;
+  lb.base = frame;
+  lb.koff = koff;
+  lb.Wo = q.Wo;
+  lb.row = q.sh * Wp;
+  lb.step = q.sw;
+  return lb;
 }
 
+template <bool IMG>
 __attribute__((target("avx2,fma,avx512f"), flatten)) inline void lanes_rect_avx512(const Job& g, int64_t p0, int64_t p1,
-                                                                               const float* B, int64_t ldb, float* ct) {
-  if (g.N % 8 == 0 && g.N % 7 != 0) lanes_rect<true, 8>(g, p0, p1, B, ldb, ct);  // N = 16: two whole groups
-  else lanes_rect<true, 7>(g, p0, p1, B, ldb, ct);
+                                                                               const LanesB& lb, float* ct) {
+  if (g.N % 8 == 0 && g.N % 7 != 0) lanes_rect<true, 8, IMG>(g, p0, p1, lb, ct);  // N = 16: two whole groups
+  else lanes_rect<true, 7, IMG>(g, p0, p1, lb, ct);
 }
 
+template <bool IMG>
 __attribute__((target("avx2,fma"), flatten)) inline void lanes_rect_avx2(const Job& g, int64_t p0, int64_t p1,
-                                                                       const float* B, int64_t ldb, float* ct) {
-  lanes_rect<false, 6>(g, p0, p1, B, ldb, ct);
+                                                                       const LanesB& lb, float* ct) {
+  lanes_rect<false, 6, IMG>(g, p0, p1, lb, ct);
 }
 
-inline void lanes_run_panels(const Job& g, int64_t p0, int64_t p1, const float* B, int64_t ldb) {
-  if (!use_avx2()) return lanes_rect_scalar(g, p0, p1, B, ldb);
-  float* ct = tls_scratch(0).get(static_cast<size_t>((g.N + 7) / 8 * 8 * kLanes));
-  if (isa() >= INFERON_ISA_AVX512) lanes_rect_avx512(g, p0, p1, B, ldb, ct);
-  else lanes_rect_avx2(g, p0, p1, B, ldb, ct);
+inline void lanes_run_panels(const Job& g, int64_t p0, int64_t p1, const LanesB& lb) {
+  if (!use_avx2()) return lanes_rect_scalar(g, p0, p1, lb);
+  float* ct = tls_scratch(0).get(static_cast<size_t>(((lanes_chunk(lb) + 7) / 8 * 8 + 8) * kLanes));
+  const bool img = lb.koff != nullptr;
+  if (isa() >= INFERON_ISA_AVX512) img ? lanes_rect_avx512<true>(g, p0, p1, lb, ct) : lanes_rect_avx512<false>(g, p0, p1, lb, ct);
+  else img ? lanes_rect_avx2<true>(g, p0, p1, lb, ct) : lanes_rect_avx2<false>(g, p0, p1, lb, ct);
 }
 
 // One batch item on up to T threads (split by panels).
 inline void lanes_run(const Job& g, int T) {
-  int64_t ldb;
-  const float* B = lanes_b(g, ldb);
+  const LanesB lb = lanes_operand(g);
   const int64_t panels = (g.M + kLanes - 1) / kLanes;
   const int nt = static_cast<int>(std::min<int64_t>(T, panels));
-  if (nt <= 1) return lanes_run_panels(g, 0, panels, B, ldb);
+  if (nt <= 1) return lanes_run_panels(g, 0, panels, lb);
 #pragma omp parallel num_threads(nt)
   {
     const int id = omp_get_thread_num(), n = omp_get_num_threads();
-    lanes_run_panels(g, panels * id / n, panels * (id + 1) / n, B, ldb);
+    lanes_run_panels(g, panels * id / n, panels * (id + 1) / n, lb);
   }
 }
 
