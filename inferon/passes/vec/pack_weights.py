@@ -73,7 +73,8 @@ def lanes_pay(m: int, n: int, k: int) -> bool:
     Measured (Zen 4, 1 thread, weights cold as in a model, `gemm_lanes.hpp` against pre-packed
     6-row panels): N = 49 1.10-1.35x (ResNet-50's 7x7 layers, K = 128-4608), N = 16 (Winograd
     batches, 8-column tiles) 1.2x, N = 100-392 1.05-1.08x, N = 784 1.0-1.1x, but 64 x 3136 x 64
-    0.98x, 96 x 196 x 96 0.97x and 1024^3 0.97x (gemm_bench); rows are padded to whole 32-row panels."""
+    0.98x, 96 x 196 x 96 0.97x and 1024^3 0.97x (gemm_bench); rows are padded to whole 32-row panels.
+    Convolution images too: ResNet-50's 7x7 stem (N = 12544) as lanes was no faster in the model."""
     mpad = -(-m // vec.GEMM_LANES) * vec.GEMM_LANES
     return n <= 800 and m >= vec.GEMM_LANES and k >= 128 and mpad * 8 <= m * 9
 
