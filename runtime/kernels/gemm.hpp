@@ -652,6 +652,29 @@ inline void run_parallel(const Job& g, int T, bool avx2) {
 
 namespace gemm_detail {
 
+// The image of `q` copied into a zero-bordered frame [C][Hp][Wp] that covers every tap of every
+// output (Hp = (Ho - 1) * sh + (kh - 1) * dh + 1, likewise Wp), plus `slack` zeros, in thread-local
+// scratch 4; `offsets` (scratch 6) gets each im2col row's frame offset, row k = (c, i, j) at
+// c*Hp*Wp + i*dh*Wp + j*dw. Shared by the implicit GEMM and the lanes GEMM.
+struct Frame { float* x; const int64_t* offsets; int64_t Hp, Wp; };
+inline Frame bordered_frame(const Im2col& q, const float* image, int64_t K, int64_t slack) {
+  const int64_t Hp = (q.Ho - 1) * q.sh + static_cast<int64_t>(q.kh - 1) * q.dh + 1;
+  const int64_t Wp = (q.Wo - 1) * q.sw + static_cast<int64_t>(q.kw - 1) * q.dw + 1, plane = Hp * Wp;
+  float* xp = tls_scratch(4).get(static_cast<size_t>(q.C * plane + slack));
+  int64_t* offsets = reinterpret_cast<int64_t*>(tls_scratch(6).get(static_cast<size_t>(2 * std::max<int64_t>(1, K))));
+  std::memset(xp, 0, static_cast<size_t>(q.C * plane + slack) * sizeof(float));
+  const int64_t w = std::max<int64_t>(0, std::min<int64_t>(q.W, Wp - q.pl));  // image columns inside the frame
+  for (int64_t c = 0; c < q.C; c++)
+    for (int64_t h = 0; h < q.H && h + q.pt < Hp; h++)
+      std::memcpy(xp + c * plane + (h + q.pt) * Wp + q.pl, image + (c * q.H + h) * q.W,
+                  static_cast<size_t>(w) * sizeof(float));
+  for (int64_t k = 0; k < K; k++) {
+    const int64_t c = k / (q.kh * q.kw), i = (k / q.kw) % q.kh, j = k % q.kw;
+    offsets[k] = c * plane + i * q.dh * Wp + j * q.dw;
+  }
+  return {xp, offsets, Hp, Wp};
+}
+
 // Implicit GEMM of a stride-1, dilation-1 convolution (Im2col::implicit): the image is copied once
 // into a zero-bordered plane [C, Hp, Wp] (Hp = Ho + kh - 1, Wp = Wo + kw - 1). In that frame im2col
 // row (c, i, j) is the padded image shifted by c*Hp*Wp + i*Wp + j, so the microkernel reads B in
@@ -660,23 +683,12 @@ namespace gemm_detail {
 // residual and activation are applied).
 inline void run_implicit(Job g, int T) {
   const Im2col& q = *g.im2col;
-  const int64_t Hp = q.Ho + q.kh - 1, Wp = q.Wo + q.kw - 1, plane = Hp * Wp;
-  const int64_t wide = q.Ho * Wp, slack = 64;  // kernels read up to one panel past the last column
-  float* xp = tls_scratch(4).get(static_cast<size_t>(q.C * plane + slack));
+  const Frame f = bordered_frame(q, g.B, g.K, 64);  // kernels read up to one panel past the last column
+  const int64_t Wp = f.Wp, wide = q.Ho * Wp;
   float* cw = tls_scratch(5).get(static_cast<size_t>(g.M * wide));
-  int64_t* rows = reinterpret_cast<int64_t*>(tls_scratch(6).get(static_cast<size_t>(2 * g.K)));
-  std::memset(xp, 0, static_cast<size_t>(q.C * plane + slack) * sizeof(float));
-  for (int64_t c = 0; c < q.C; c++)
-    for (int64_t h = 0; h < q.H && h + q.pt < Hp; h++)
-      std::memcpy(xp + c * plane + (h + q.pt) * Wp + q.pl, g.B + (c * q.H + h) * q.W,
-                  static_cast<size_t>(std::min<int64_t>(q.W, Wp - q.pl)) * sizeof(float));
-  for (int64_t k = 0; k < g.K; k++) {
-    const int64_t c = k / (q.kh * q.kw), i = (k / q.kw) % q.kh, j = k % q.kw;
-    rows[k] = c * plane + i * Wp + j;
-  }
   Job w = g;
   const float* residual = g.acc_c ? g.C : g.residual;
-  w.B = xp; w.b_rows = rows; w.im2col = nullptr;
+  w.B = f.x; w.b_rows = f.offsets; w.im2col = nullptr;
   w.N = wide; w.C = cw; w.ldc = wide; w.acc_c = false; w.residual = nullptr;
   if (residual) w.act = ACT_NONE;  // applied after the residual, below
   if (T > 1) run_parallel(w, T, true);

@@ -188,23 +188,11 @@ inline LanesB lanes_operand(const Job& g) {
   lb.ldb = g.ldb;
   if (!g.im2col) return lb;
   const Im2col& q = *g.im2col;
-  const int64_t Hp = (q.Ho - 1) * q.sh + static_cast<int64_t>(q.kh - 1) * q.dh + 1;
-  const int64_t Wp = (q.Wo - 1) * q.sw + static_cast<int64_t>(q.kw - 1) * q.dw + 1;
-  float* frame = tls_scratch(4).get(static_cast<size_t>(q.C * Hp * Wp + 16));
-  std::fill(frame, frame + q.C * Hp * Wp, 0.f);
-  const int64_t w = std::max<int64_t>(0, std::min<int64_t>(q.W, Wp - q.pl));  // image columns inside the frame
-  for (int64_t c = 0; c < q.C; c++)
-    for (int64_t y = 0; y < q.H && y + q.pt < Hp; y++)
-      std::copy(g.B + (c * q.H + y) * q.W, g.B + (c * q.H + y) * q.W + w, frame + (c * Hp + y + q.pt) * Wp + q.pl);
-  int64_t* koff = reinterpret_cast<int64_t*>(tls_scratch(6).get(static_cast<size_t>(2 * std::max<int64_t>(1, g.K))));
-  for (int64_t k = 0; k < g.K; k++) {
-    const int64_t c = k / (q.kh * q.kw), i = k / q.kw % q.kh, j = k % q.kw;
-    koff[k] = c * Hp * Wp + i * q.dh * Wp + j * q.dw;
-  }
-  lb.base = frame;
-  lb.koff = koff;
+  const Frame f = bordered_frame(q, g.B, g.K, 16);  // gemm.hpp
+  lb.base = f.x;
+  lb.koff = f.offsets;
   lb.Wo = q.Wo;
-  lb.row = q.sh * Wp;
+  lb.row = q.sh * f.Wp;
   lb.step = q.sw;
   return lb;
 }
