@@ -71,9 +71,9 @@ def ptr(a: np.ndarray | None) -> int | None:
 
 
 def run_spmm(lib, a: np.ndarray, b: np.ndarray, *, fmt: str, isa: int, bias=None, residual=None, act=0,
-             alpha=0.0, beta=0.0, nr=32, threads=1, kblock=0) -> np.ndarray:  # fmt: skip
-    """C = act(A @ B + bias[:, None] + residual) through k_spmm (B [K, N] row-major, scale N); CSR
-    columns in blocks of `kblock` (0: one block)."""
+             alpha=0.0, beta=0.0, nr=32, threads=1, kblock=0, bias_axis=0) -> np.ndarray:  # fmt: skip
+    """C = act(A @ B + bias + residual) through k_spmm (B [K, N] row-major, scale N); bias per row
+    (bias_axis 0) or per column (1); CSR columns in blocks of `kblock` (0: one block)."""
     m, k = a.shape
     n = b.shape[1]
     c = np.full((m, n), np.nan, dtype=np.float32)
@@ -92,16 +92,16 @@ def run_spmm(lib, a: np.ndarray, b: np.ndarray, *, fmt: str, isa: int, bias=None
             koff[:k] = np.arange(k) * n
         args = (1, 1, m, e.k, ptr(e.values), ptr(e.meta), None, n if koff is None else 1, ptr(koff))
         keep = (e, koff)
-    lib.k_spmm(*args, 1, ptr(b), 0, n, ptr(c), n, 0, ptr(bias), 0, ptr(residual), act, alpha, beta, nr, threads, None,
+    lib.k_spmm(*args, 1, ptr(b), 0, n, ptr(c), n, 0, ptr(bias), bias_axis, ptr(residual), act, alpha, beta, nr, threads, None,
                kblocks)  # fmt: skip
     del keep
     return c
 
 
-def reference(a, b, bias=None, residual=None, act=0, alpha=0.0, beta=0.0) -> np.ndarray:
+def reference(a, b, bias=None, residual=None, act=0, alpha=0.0, beta=0.0, bias_axis=0) -> np.ndarray:
     y = scipy.sparse.csr_matrix(a.astype(np.float64)) @ b.astype(np.float64)
     if bias is not None:
-        y = y + bias[:, None]
+        y = y + (bias[:, None] if bias_axis == 0 else bias[None, :])
     if residual is not None:
         y = y + residual
     return act_ref(y, act, alpha, beta)
@@ -200,6 +200,25 @@ def test_csr_kernel_dense_enough_rows_realign_b(shim, isa, n) -> None:
     residual = rng.standard_normal((70, n)).astype(np.float32)
     got = run_spmm(shim, a, b, fmt="csr", isa=isa, bias=bias, residual=residual, act=1, nr=64, threads=2, kblock=16)
     np.testing.assert_allclose(got, reference(a, b, bias, residual, 1), rtol=1e-4, atol=1e-4 * np.sqrt(40))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("fmt", ["csr", "2:4"])
+@pytest.mark.parametrize(("m", "n", "bias_axis"), [(100, 777, 0), (128, 520, 1), (129, 777, 0)])
+def test_few_rows_split_columns_over_threads(shim, isa, fmt, m, n, bias_axis) -> None:
+    """At most 128 rows and at least 4 column tiles per thread: the 2 threads split the columns (each
+    its part of B, bias, residual and C; the second part ends in a partial tile); 129 rows split rows."""
+    rng = np.random.default_rng(m + n)
+    a = sparse_matrix(rng, m, 44, 0.3, "empty_rows")
+    if fmt == "2:4":
+        a = prune_nm24(rng.standard_normal((m, 44)).astype(np.float32))
+    b = rng.standard_normal((44, n)).astype(np.float32)
+    bias = rng.standard_normal(m if bias_axis == 0 else n).astype(np.float32)
+    residual = rng.standard_normal((m, n)).astype(np.float32)
+    got = run_spmm(shim, a, b, fmt=fmt, isa=isa, bias=bias, residual=residual, act=1, nr=64, threads=2,
+                   kblock=16 if fmt == "csr" else 0, bias_axis=bias_axis)  # fmt: skip
+    want = reference(a, b, bias, residual, 1, bias_axis=bias_axis)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.sqrt(44))
 
 
 @KERNEL_SETTINGS
