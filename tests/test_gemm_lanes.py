@@ -24,7 +24,10 @@ def test_pack_a_lanes_layout() -> None:
 def test_lanes_pay() -> None:
     assert lanes_pay(512, 49, 4608) and lanes_pay(2048, 49, 512) and lanes_pay(512, 16, 512)
     assert lanes_pay(256, 196, 1024) and lanes_pay(1000, 169, 512)
-    assert not lanes_pay(64, 3136, 64)  # many columns: the row-panel kernel
+    assert not lanes_pay(64, 3136, 64)  # many columns, small K: the row-panel kernel
+    assert lanes_pay(64, 3136, 576) and lanes_pay(32, 3136, 128)  # few rows: B read in place
+    assert not lanes_pay(128, 3136, 576) and not lanes_pay(64, 3136, 128)
+    assert not lanes_pay(64, 12544, 576)  # B of 7M floats: streamed once per 32-row panel
     assert not lanes_pay(96, 196, 96)  # small K
     assert not lanes_pay(40, 49, 512)  # 64 padded rows for 40
     assert not lanes_pay(16, 49, 512)

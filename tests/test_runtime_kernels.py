@@ -366,7 +366,7 @@ LANE_ISAS = [*ISAS, pytest.param(2, marks=pytest.mark.skipif(not supports("avx51
 @pytest.mark.parametrize("isa", LANE_ISAS)
 def test_gemm_lanes(shim, isa):
     """A packed as 32-row vector lanes (pack_a_lanes): rows past whole panels, column groups of every
-    width (N = 1 .. 17, 49; 16 and 24 in 8-column tiles), K blocks (K > 256), bias per row or column, residual, activations,
+    width (N = 1 .. 17, 49; 16 and 24 in 8-column tiles; 500 in several column chunks), K blocks (K > 256), bias per row or column, residual, activations,
     batches (split over threads or not) and C with ldc > N (columns past N untouched)."""
     from inferon.passes.vec.pack_weights import pack_a_lanes
 
@@ -374,7 +374,8 @@ def test_gemm_lanes(shim, isa):
     shim.k_set_isa(isa)
     cases = [(32, 7, 5, 1, 0, 1), (33, 1, 9, 1, 1, 2), (70, 17, 300, 2, 0, 1), (64, 49, 260, 3, 1, 2),
              (100, 13, 40, 2, 0, 3), (5, 9, 3, 1, 1, 1), (96, 50, 517, 1, 0, 2),
-             (64, 16, 300, 2, 1, 2), (40, 24, 20, 1, 0, 1)]  # fmt: skip (N = 16, 24: 8-column tiles)
+             (64, 16, 300, 2, 1, 2), (40, 24, 20, 1, 0, 1),
+             (48, 500, 130, 1, 1, 2)]  # fmt: skip (N = 16, 24: 8-column tiles; 500: column chunks 224, 224, 52)
     for M, N, K, batch, axis, threads in cases:
         act = (M + N) % 4  # none, relu, leaky, clip
         A, B = randn(rng, batch, M, K), randn(rng, batch, K, N)

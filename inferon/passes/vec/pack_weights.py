@@ -74,9 +74,18 @@ def lanes_pay(m: int, n: int, k: int) -> bool:
     6-row panels): N = 49 1.10-1.35x (ResNet-50's 7x7 layers, K = 128-4608), N = 16 (Winograd
     batches, 8-column tiles) 1.2x, N = 100-392 1.05-1.08x, N = 784 1.0-1.1x, but 64 x 3136 x 64
     0.98x, 96 x 196 x 96 0.97x and 1024^3 0.97x (gemm_bench); rows are padded to whole 32-row panels.
-    Convolution images too: ResNet-50's 7x7 stem (N = 12544) as lanes was no faster in the model."""
+    Convolution images too: ResNet-50's 7x7 stem (N = 12544) as lanes was no faster in the model.
+    Many columns with few rows: the row panels pack each B block for only ceil(M / 6) panels, while
+    the lanes kernel reads B in place, so lanes win there where K amortises their transposes and B
+    stays in cache (B streams once per 32-row panel): 32 x 3136 x 128-256 1.15-1.19x, 64 x 3136 x 256
+    1.02x, 64 x 3136 x 576 1.05-1.07x; not 64 x 3136 x 128 (0.99x), 128 rows (0.96x) nor B of
+    3.6M floats or more (64 x 3136 x 1152 0.98x, 64 x 12544 x 576 0.90x)."""
     mpad = -(-m // vec.GEMM_LANES) * vec.GEMM_LANES
-    return n <= 800 and m >= vec.GEMM_LANES and k >= 128 and mpad * 8 <= m * 9
+    if m < vec.GEMM_LANES or k < 128 or mpad * 8 > m * 9:
+        return False
+    if n <= 800:
+        return True
+    return m <= 64 and k >= (128 if m <= 32 else 256) and k * n <= 1 << 21
 
 
 def pack_b(b: np.ndarray, nr: int) -> np.ndarray:
