@@ -28,6 +28,8 @@ def test_lanes_pay() -> None:
     assert lanes_pay(64, 3136, 576) and lanes_pay(32, 3136, 128)  # few rows: B read in place
     assert not lanes_pay(128, 3136, 576) and not lanes_pay(64, 3136, 128)
     assert not lanes_pay(64, 12544, 576)  # B of 7M floats: streamed once per 32-row panel
+    assert lanes_pay(64, 12544, 147, image=True)  # a 7x7 stem: its image (one bordered copy) is small
+    assert not lanes_pay(64, 12544, 147) and not lanes_pay(128, 3136, 576, image=True)
     assert not lanes_pay(96, 196, 96)  # small K
     assert not lanes_pay(40, 49, 512)  # 64 padded rows for 40
     assert not lanes_pay(16, 49, 512)

@@ -68,7 +68,7 @@ def pack_a_lanes(a: np.ndarray, lanes: int = vec.GEMM_LANES) -> np.ndarray:
     return np.ascontiguousarray(padded.reshape(mpad // lanes, lanes, k).transpose(0, 2, 1)).ravel()
 
 
-def lanes_pay(m: int, n: int, k: int) -> bool:
+def lanes_pay(m: int, n: int, k: int, image: bool = False) -> bool:
     """Whether the AVX-512 lanes kernel beats the row-panel kernel on an M x N x K weight GEMM.
     Measured (Zen 4, 1 thread, weights cold as in a model, `gemm_lanes.hpp` against pre-packed
     6-row panels): N = 49 1.10-1.35x (ResNet-50's 7x7 layers, K = 128-4608), N = 16 (Winograd
@@ -79,13 +79,18 @@ def lanes_pay(m: int, n: int, k: int) -> bool:
     the lanes kernel reads B in place, so lanes win there where K amortises their transposes and B
     stays in cache (B streams once per 32-row panel): 32 x 3136 x 128-256 1.15-1.19x, 64 x 3136 x 256
     1.02x, 64 x 3136 x 576 1.05-1.07x; not 64 x 3136 x 128 (0.99x), 128 rows (0.96x) nor B of
-    3.6M floats or more (64 x 3136 x 1152 0.98x, 64 x 12544 x 576 0.90x)."""
+    3.6M floats or more (64 x 3136 x 1152 0.98x, 64 x 12544 x 576 0.90x). A convolution's `image` is
+    read from one bordered copy of it, much smaller than its im2col matrix: the 7x7 stem (64 x 12544 x
+    147) as lanes 2.81 -> 2.46 ms per op, ResNet-50 FP32 1.020x, its 90 %-pruned version 1.011-1.015x
+    (session 25; session 24, before the B panels' padding and the column split, measured 0.998x)."""
     mpad = -(-m // vec.GEMM_LANES) * vec.GEMM_LANES
     if m < vec.GEMM_LANES or k < 128 or mpad * 8 > m * 9:
         return False
     if n <= 800:
         return True
-    return m <= 64 and k >= (128 if m <= 32 else 256) and k * n <= 1 << 21
+    if m > 64:
+        return False
+    return image or (k >= (128 if m <= 32 else 256) and k * n <= 1 << 21)
 
 
 def pack_b(b: np.ndarray, nr: int) -> np.ndarray:
@@ -273,7 +278,7 @@ class PackWeightsPass(ModulePass):
                 continue
             mr = vec.PACKED_MR
             m, n, k = ints(gemm.dims)
-            lanes = self.f32_lanes and gemm.b_implicit is None and lanes_pay(m, n, k)
+            lanes = self.f32_lanes and gemm.b_implicit is None and lanes_pay(m, n, k, gemm.b_im2col is not None)
             packed = _pack_gemm(gemm, store[owner.handle.data], mr, lanes)
             if packed is None:
                 continue
