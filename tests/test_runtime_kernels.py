@@ -395,7 +395,8 @@ def test_gemm_lanes(shim, isa):
 def test_gemm_lanes_im2col_and_residual_aliasing_c(shim, isa):
     """B as the im2col view of an image, read from a zero-bordered copy (strides, dilation, asymmetric
     pads, output rows not a multiple of the column group, several rows per column chunk and rows
-    wider than a chunk) and the residual already in C (accumulated into)."""
+    wider than a chunk) or, unpadded, from the image itself, and the residual already in C
+    (accumulated into)."""
     from inferon.passes.vec.pack_weights import pack_a_lanes
 
     rng = np.random.default_rng(12)
@@ -405,6 +406,8 @@ def test_gemm_lanes_im2col_and_residual_aliasing_c(shim, isa):
         (3, 30, 31, 7, 7, 2, 2, 3, 3, 3, 2, 1, 1, 64),
         (4, 11, 12, 3, 3, 1, 1, 2, 0, 1, 2, 2, 2, 33),
         (2, 6, 250, 1, 3, 1, 1, 0, 1, 0, 1, 1, 1, 32),
+        (6, 13, 15, 1, 1, 2, 2, 0, 0, 0, 0, 1, 1, 40),  # unpadded: the image read in place, no copy
+        (3, 12, 17, 3, 3, 2, 2, 0, 0, 0, 0, 1, 2, 36),  # unpadded, last image row and columns unused
     ]
     for C_in, H, W, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw, M in configs:
         Ho = (H + pt + pb - ((kh - 1) * dh + 1)) // sh + 1

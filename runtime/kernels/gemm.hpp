@@ -660,23 +660,42 @@ namespace gemm_detail {
 
 // The image of `q` copied into a zero-bordered frame [C][Hp][Wp] that covers every tap of every
 // output (Hp = (Ho - 1) * sh + (kh - 1) * dh + 1, likewise Wp), plus `slack` zeros, in thread-local
-// scratch 4; `offsets` (scratch 6) gets each im2col row's frame offset, row k = (c, i, j) at
-// c*Hp*Wp + i*dh*Wp + j*dw. Shared by the implicit GEMM and the lanes GEMM.
-struct Frame { float* x; const int64_t* offsets; int64_t Hp, Wp; };
-inline Frame bordered_frame(const Im2col& q, const float* image, int64_t K, int64_t slack) {
+// scratch 4 (filled by T threads, a share of the channels each); `offsets` (scratch 6) gets each
+// im2col row's frame offset, row k = (c, i, j) at c*Hp*Wp + i*dh*Wp + j*dw. With `in_place` and no
+// padding the image itself is the frame (rows W floats apart: Wp = W, no copy). Shared by the
+// implicit GEMM and the lanes GEMM.
+struct Frame { const float* x; const int64_t* offsets; int64_t Hp, Wp; };
+inline Frame bordered_frame(const Im2col& q, const float* image, int64_t K, int64_t slack, int T,
+                            bool in_place = false) {
   const int64_t Hp = (q.Ho - 1) * q.sh + static_cast<int64_t>(q.kh - 1) * q.dh + 1;
-  const int64_t Wp = (q.Wo - 1) * q.sw + static_cast<int64_t>(q.kw - 1) * q.dw + 1, plane = Hp * Wp;
-  float* xp = tls_scratch(4).get(static_cast<size_t>(q.C * plane + slack));
   int64_t* offsets = reinterpret_cast<int64_t*>(tls_scratch(6).get(static_cast<size_t>(2 * std::max<int64_t>(1, K))));
-  std::memset(xp, 0, static_cast<size_t>(q.C * plane + slack) * sizeof(float));
-  const int64_t w = std::max<int64_t>(0, std::min<int64_t>(q.W, Wp - q.pl));  // image columns inside the frame
-  for (int64_t c = 0; c < q.C; c++)
-    for (int64_t h = 0; h < q.H && h + q.pt < Hp; h++)
-      std::memcpy(xp + c * plane + (h + q.pt) * Wp + q.pl, image + (c * q.H + h) * q.W,
-                  static_cast<size_t>(w) * sizeof(float));
+  const bool unpadded = q.pt == 0 && q.pl == 0 && Hp <= q.H &&
+                        (q.Wo - 1) * q.sw + static_cast<int64_t>(q.kw - 1) * q.dw + 1 <= q.W;
+  const int64_t Wp = in_place && unpadded ? q.W : (q.Wo - 1) * q.sw + static_cast<int64_t>(q.kw - 1) * q.dw + 1;
+  const int64_t plane = in_place && unpadded ? q.H * q.W : Hp * Wp;
   for (int64_t k = 0; k < K; k++) {
     const int64_t c = k / (q.kh * q.kw), i = (k / q.kw) % q.kh, j = k % q.kw;
     offsets[k] = c * plane + i * q.dh * Wp + j * q.dw;
+  }
+  if (in_place && unpadded) return {image, offsets, Hp, Wp};
+  float* xp = tls_scratch(4).get(static_cast<size_t>(q.C * plane + slack));
+  std::memset(xp + q.C * plane, 0, static_cast<size_t>(slack) * sizeof(float));
+  const int64_t w = std::max<int64_t>(0, std::min<int64_t>(q.W, Wp - q.pl));  // image columns inside the frame
+#pragma omp parallel for num_threads(T) if (T > 1 && q.C > 1) schedule(static)
+  for (int64_t c = 0; c < q.C; c++) {
+    float* p = xp + c * plane;
+    for (int64_t y = 0; y < Hp; y++) {  // frame row y holds image row y - pt (or zeros)
+      const int64_t h = y - q.pt;
+      float* row = p + y * Wp;
+      if (h < 0 || h >= q.H) {
+        std::memset(row, 0, static_cast<size_t>(Wp) * sizeof(float));
+        continue;
+      }
+      const int64_t lead = std::min<int64_t>(q.pl, Wp);
+      std::memset(row, 0, static_cast<size_t>(lead) * sizeof(float));
+      std::memcpy(row + lead, image + (c * q.H + h) * q.W, static_cast<size_t>(w) * sizeof(float));
+      std::memset(row + lead + w, 0, static_cast<size_t>(Wp - lead - w) * sizeof(float));
+    }
   }
   return {xp, offsets, Hp, Wp};
 }
@@ -689,7 +708,7 @@ inline Frame bordered_frame(const Im2col& q, const float* image, int64_t K, int6
 // residual and activation are applied).
 inline void run_implicit(Job g, int T) {
   const Im2col& q = *g.im2col;
-  const Frame f = bordered_frame(q, g.B, g.K, 64);  // kernels read up to one panel past the last column
+  const Frame f = bordered_frame(q, g.B, g.K, 64, T);  // kernels read up to one panel past the last column
   const int64_t Wp = f.Wp, wide = q.Ho * Wp;
   float* cw = tls_scratch(5).get(static_cast<size_t>(g.M * wide));
   Job w = g;

@@ -181,14 +181,15 @@ inline void lanes_rect_scalar(const Job& g, int64_t p0, int64_t p1, const LanesB
 }
 
 // How the tiles read B: in place, or (im2col) from a zero-bordered copy of the image [C][Hp][Wp] in
-// thread-local scratch, with the frame offset of every im2col row.
-inline LanesB lanes_operand(const Job& g) {
+// thread-local scratch (made by T threads), with the frame offset of every im2col row; an unpadded
+// convolution's image is read in place (ResNet's stride-2 1x1 convs: no copy).
+inline LanesB lanes_operand(const Job& g, int T) {
   LanesB lb;
   lb.base = g.B;
   lb.ldb = g.ldb;
   if (!g.im2col) return lb;
   const Im2col& q = *g.im2col;
-  const Frame f = bordered_frame(q, g.B, g.K, 16);  // gemm.hpp
+  const Frame f = bordered_frame(q, g.B, g.K, 16, T, true);  // gemm.hpp
   lb.base = f.x;
   lb.koff = f.offsets;
   lb.Wo = q.Wo;
@@ -220,7 +221,7 @@ inline void lanes_run_panels(const Job& g, int64_t p0, int64_t p1, const LanesB&
 
 // One batch item on up to T threads (split by panels).
 inline void lanes_run(const Job& g, int T) {
-  const LanesB lb = lanes_operand(g);
+  const LanesB lb = lanes_operand(g, T);
   const int64_t panels = (g.M + kLanes - 1) / kLanes;
   const int nt = static_cast<int>(std::min<int64_t>(T, panels));
   if (nt <= 1) return lanes_run_panels(g, 0, panels, lb);
