@@ -271,3 +271,27 @@ def test_fold_constants_folds_weight_only_subgraph() -> None:
     x = np.zeros((2, 3), np.float32)
     (y,) = interpreter.run(module, weights, [x])
     np.testing.assert_allclose(y, np.exp(a.T), rtol=1e-6)
+
+
+def test_whole_plane_pools_lower_to_the_global_pool(tmp_path: Path) -> None:
+    """An AveragePool / MaxPool whose one window is the whole unpadded plane (ResNet's 7x7 average
+    pool) lowers to loop.global_pool; a padded or strided-window pool stays a loop.pool2d. Outputs
+    match ONNX Runtime."""
+    from inferon.testing import run_onnxruntime
+
+    model = make_model(
+        [helper.make_node("AveragePool", ["x"], ["a"], kernel_shape=[7, 6]),
+         helper.make_node("MaxPool", ["x"], ["m"], kernel_shape=[7, 6]),
+         helper.make_node("AveragePool", ["x"], ["p"], kernel_shape=[7, 6], pads=[1, 0, 0, 0]),
+         helper.make_node("MaxPool", ["x"], ["s"], kernel_shape=[3, 3], strides=[3, 3])],
+        {"x": (2, 5, 7, 6)}, ["a", "m", "p", "s"],
+    )  # fmt: skip
+    module, weights = import_model(model)
+    ctx = make_context(weights)
+    run_passes(ctx, module, [*GRAPH_PASSES, "convert-graph-to-loop"])
+    ops = _ops(module)
+    assert ops.count("loop.global_pool") == 2 and ops.count("loop.pool2d") == 2
+    x = np.random.default_rng(4).standard_normal((2, 5, 7, 6)).astype(np.float32)
+    got = inferon.load(inferon.compile(model, tmp_path / "m.so"))(x)
+    for g, want in zip(got, run_onnxruntime(model, {"x": x}), strict=True):
+        np.testing.assert_allclose(g, want, rtol=1e-5, atol=1e-6)
