@@ -295,3 +295,35 @@ def test_whole_plane_pools_lower_to_the_global_pool(tmp_path: Path) -> None:
     got = inferon.load(inferon.compile(model, tmp_path / "m.so"))(x)
     for g, want in zip(got, run_onnxruntime(model, {"x": x}), strict=True):
         np.testing.assert_allclose(g, want, rtol=1e-5, atol=1e-6)
+
+
+def test_whole_plane_quantized_pools_lower_to_the_global_pool(tmp_path: Path) -> None:
+    """The same for pools between DequantizeLinear and QuantizeLinear (a QDQ model): the quantized
+    global pool kernels, within one output step of ONNX Runtime's dequantize -> pool -> quantize."""
+    from inferon.pipeline import DEFAULT_PASSES
+    from inferon.testing import run_onnxruntime
+
+    init = {"s": np.float32(0.05), "z": np.uint8(128), "so": np.float32(0.02), "zo": np.uint8(100)}
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"])]
+    for op, y in (("AveragePool", "a"), ("MaxPool", "m")):
+        nodes += [helper.make_node(op, ["xd"], [f"{y}p"], kernel_shape=[7, 6]),
+                  helper.make_node("QuantizeLinear", [f"{y}p", "so", "zo"], [f"{y}q"]),
+                  helper.make_node("DequantizeLinear", [f"{y}q", "so", "zo"], [y])]  # fmt: skip
+    graph_ = helper.make_graph(
+        nodes, "qpool", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 9, 7, 6])],
+        [helper.make_tensor_value_info(y, onnx.TensorProto.FLOAT, None) for y in ("a", "m")],
+        [onnx.numpy_helper.from_array(np.asarray(v), k) for k, v in init.items()],
+    )
+    model = helper.make_model(graph_, opset_imports=[helper.make_opsetid("", 13)])
+    module, weights = import_model(model)
+    names = [name for _, name in DEFAULT_PASSES]
+    run_passes(make_context(weights), module, names[: names.index("convert-graph-to-loop") + 1])
+    ops = _ops(module)
+    assert ops.count("loop.global_pool") == 2 and "loop.pool2d" not in ops
+    pools = [op for op in module.walk() if op.name == "loop.global_pool"]  # type: ignore[attr-defined]
+    assert sum("quant" in op.properties for op in pools) == 1  # the average pool runs on the integers
+    x = (np.random.default_rng(5).standard_normal((2, 9, 7, 6)) * 2).astype(np.float32)
+    got = inferon.load(inferon.compile(model, tmp_path / "q.so"))(x)
+    for g, want in zip(got, run_onnxruntime(model, {"x": x}), strict=True):
+        assert np.abs(g - want).max() <= 0.02 * 1.001
