@@ -667,17 +667,15 @@ namespace gemm_detail {
 struct Frame { const float* x; const int64_t* offsets; int64_t Hp, Wp; };
 inline Frame bordered_frame(const Im2col& q, const float* image, int64_t K, int64_t slack, int T,
                             bool in_place = false) {
-  const int64_t Hp = (q.Ho - 1) * q.sh + static_cast<int64_t>(q.kh - 1) * q.dh + 1;
+  const int64_t Hp = frame_height(q);
   int64_t* offsets = reinterpret_cast<int64_t*>(tls_scratch(6).get(static_cast<size_t>(2 * std::max<int64_t>(1, K))));
-  const bool unpadded = q.pt == 0 && q.pl == 0 && Hp <= q.H &&
-                        (q.Wo - 1) * q.sw + static_cast<int64_t>(q.kw - 1) * q.dw + 1 <= q.W;
-  const int64_t Wp = in_place && unpadded ? q.W : (q.Wo - 1) * q.sw + static_cast<int64_t>(q.kw - 1) * q.dw + 1;
-  const int64_t plane = in_place && unpadded ? q.H * q.W : Hp * Wp;
+  const bool image_is_frame = in_place && q.pt == 0 && q.pl == 0 && Hp <= q.H && frame_width(q) <= q.W;
+  const int64_t Wp = image_is_frame ? q.W : frame_width(q), plane = image_is_frame ? q.H * q.W : Hp * Wp;
   for (int64_t k = 0; k < K; k++) {
     const int64_t c = k / (q.kh * q.kw), i = (k / q.kw) % q.kh, j = k % q.kw;
     offsets[k] = c * plane + i * q.dh * Wp + j * q.dw;
   }
-  if (in_place && unpadded) return {image, offsets, Hp, Wp};
+  if (image_is_frame) return {image, offsets, Hp, Wp};
   float* xp = tls_scratch(4).get(static_cast<size_t>(q.C * plane + slack));
   std::memset(xp + q.C * plane, 0, static_cast<size_t>(slack) * sizeof(float));
   const int64_t w = std::max<int64_t>(0, std::min<int64_t>(q.W, Wp - q.pl));  // image columns inside the frame

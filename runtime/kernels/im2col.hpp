@@ -24,6 +24,11 @@ struct Im2col {
   int implicit = 0;
 };
 
+// Rows / columns of the image a convolution's taps reach from the top-left of the (padded) input:
+// the extent of a frame that holds every tap of every output.
+inline int64_t frame_height(const Im2col& q) { return (q.Ho - 1) * q.sh + static_cast<int64_t>(q.kh - 1) * q.dh + 1; }
+inline int64_t frame_width(const Im2col& q) { return (q.Wo - 1) * q.sw + static_cast<int64_t>(q.kw - 1) * q.dw + 1; }
+
 // A run of `len` consecutive columns starting at column offset `dst` of a row segment: zeros
 // (src < 0), or plane elements src, src + sw, src + 2*sw, ...
 struct Im2colSeg {

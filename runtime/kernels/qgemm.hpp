@@ -242,13 +242,12 @@ INFERON_AVX2 inline void interleave_row(const uint8_t* const (&src)[4], const ui
 // implicit_frame builds the frame and rowoff[K4] (the offset of each k-group's tap) and returns it;
 // with strides / dilations (the lanes kernels) the frame spans (Ho - 1) sh + (kh - 1) dh + 1 rows and
 // its columns likewise (frame_width), and tap (i, j) sits at (i dh Wp + j dw) * 4.
-inline int64_t frame_width(const Im2col& q) { return (q.Wo - 1) * q.sw + static_cast<int64_t>(q.kw - 1) * q.dw + 1; }
 
 constexpr double kImplicitWaste = 0.1;
 
 inline const uint8_t* implicit_frame(const QGemm& g, int T, int64_t* rowoff) {
   const Im2col& q = *g.im2col;
-  const int64_t C4 = (q.C + 3) / 4, Hp = (q.Ho - 1) * q.sh + static_cast<int64_t>(q.kh - 1) * q.dh + 1;
+  const int64_t C4 = (q.C + 3) / 4, Hp = frame_height(q);
   const int64_t Wp = frame_width(q), plane = Hp * Wp * 4;
   const int64_t K4 = C4 * q.kh * q.kw;
   const int64_t frame_bytes = C4 * plane + 4 * (32 * 4 + Wp * q.kh);  // + slack: the last panel reads past

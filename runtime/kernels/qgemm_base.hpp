@@ -121,8 +121,8 @@ INFERON_AVX2 inline void copy_stride2_avx2(uint8_t* d, const uint8_t* s, int64_t
 // im2col matrix is Ho plain (or stride-2) copies of Wo bytes, with no border tests.
 inline void im2col_u8(const Im2col& q, const uint8_t* x, uint8_t pad, uint8_t* col, int nt) {
   const int64_t taps = static_cast<int64_t>(q.kh) * q.kw, HoWo = q.Ho * q.Wo;
-  const int64_t Hp = std::max<int64_t>(q.H + q.pt, (q.Ho - 1) * q.sh + static_cast<int64_t>(q.kh - 1) * q.dh + 1);
-  const int64_t Wp = std::max<int64_t>(q.W + q.pl, (q.Wo - 1) * q.sw + static_cast<int64_t>(q.kw - 1) * q.dw + 1);
+  const int64_t Hp = std::max<int64_t>(q.H + q.pt, frame_height(q));
+  const int64_t Wp = std::max<int64_t>(q.W + q.pl, frame_width(q));
   const int64_t plane = Hp * Wp, slack = 64;
   uint8_t* padded = reinterpret_cast<uint8_t*>(tls(2).get(static_cast<size_t>(q.C * plane + slack) / 4 + 16));
   const bool avx2 = use_avx2();

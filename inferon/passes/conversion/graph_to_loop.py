@@ -282,13 +282,13 @@ def _pool(lw: Lowering, op: Operation, out: SSAValue) -> None:
     sh, sw = ints(op.strides)
     pt, pl, pb, pr = ints(op.pads)
     dh, dw = ints(op.dilations)
-    include = isinstance(op, graph.AvgPoolOp) and op.count_include_pad.value.data
     if (ho, wo, kh, kw, dh, dw, pt, pl, pb, pr) == (1, 1, h, w, 1, 1, 0, 0, 0, 0):
         # one window over the whole plane (ResNet's 7x7 AveragePool): the global pool kernels, 5-9x faster
         props = {"planes": i64_attr(n * c), "plane_size": i64_attr(h * w),
                  "is_max": BoolAttr.from_bool(isinstance(op, graph.MaxPoolOp)), **_average_quant(op)}  # fmt: skip
         lw.emit(loop.GlobalPoolOp.create(operands=[lw.buffer(op.input), out], properties=props))
         return
+    include = isinstance(op, graph.AvgPoolOp) and op.count_include_pad.value.data
     props = {
         "geometry": i64_array([n * c, h, w, ho, wo, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw]),
         "is_max": BoolAttr.from_bool(isinstance(op, graph.MaxPoolOp)),
