@@ -14,8 +14,9 @@ One command runs the whole table. Per thread count:
    * Inferon with A row-major (A packed at run time) and with A pre-packed (`a_packed`, packed
      here with `pack_weights.pack_a(A, 6, kc)`; only where the compiler's pack-weights pass would
      pack: M > 6 and N > 1), and with `--isa avx512` where the compiler would pack A as vector lanes
-     instead (`pack_weights.lanes_pay`: few columns, K >= 128) the lanes kernel (`gemm_lanes.hpp`,
-     A packed with `pack_a_lanes`);
+     instead (`pack_weights.lanes_pay`: few columns, K >= 128; for the KxK convs' im2col GEMMs as
+     for a convolution's image, which a model reads in place) the lanes kernel (`gemm_lanes.hpp`,
+     A packed with `pack_a_lanes`, B read in place);
    * numpy (`np.matmul(A, B, out=C)`) limited to the same thread count: threadpoolctl when it is
      installed, otherwise a worker process started with OPENBLAS_NUM_THREADS=<threads>.
    Every Inferon variant is first checked against numpy (max |C - ref| / max |ref| < 1e-4, C
@@ -76,6 +77,11 @@ SHAPES = [  # (M, N, K, label); conv GEMMs: M = Cout, N = Ho*Wo, K = Cin*kh*kw
     (16, 1000, 2048, "fc batch 16"),
     (1000, 1, 2048, "gemv N=1"),
 ]
+
+# Conv GEMMs whose B is the im2col matrix of a KxK kernel: the compiler gives them to the lanes
+# kernel more readily (`lanes_pay(..., image=True)`: in a model it reads the image in place from a
+# bordered copy; here it reads this B matrix in place).
+IMAGE_SHAPES = {label for *_, label in SHAPES if " 3x3 " in f"{label} " or " 7x7" in label}
 
 MR, NR = 6, 16  # the register tile the compiler emits (loop_to_vec defaults; packed panels are 6 rows)
 MAX_REL_ERR = 1e-4
@@ -371,7 +377,7 @@ def bench_shape(lib: ctypes.CDLL, numpy_timer: NumpyTimer, shape: tuple[int, int
         variants["packed"] = (aligned(pack_a(a, MR, kc)), 1)
     else:
         row["packed"] = None
-    if lanes and n > 1 and lanes_pay(m, n, k):  # where pack-weights packs A as vector lanes (f32_lanes)
+    if lanes and n > 1 and lanes_pay(m, n, k, image=label in IMAGE_SHAPES):  # where pack-weights packs A as lanes
         variants["lanes"] = (aligned(pack_a_lanes(a)), -1)
     else:
         row["lanes"] = None

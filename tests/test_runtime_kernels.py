@@ -215,6 +215,20 @@ def test_gemm_all_sizes(shim, isa):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+def test_gemm_short_last_panel(shim, isa):
+    """A last 6-row panel holding 1-4 rows runs the 4-row kernel (M = 64: 10 panels + 4 rows), at
+    the end of every row block (mc) and of each thread's rows, across K blocks and column edges."""
+    rng = np.random.default_rng(11)
+    for (M, N, K), mc, threads in itertools.product([(64, 50, 70), (10, 16, 3), (16, 21, 300), (2, 40, 9)],
+                                                    [6, 12, 66], [1, 2]):  # fmt: skip
+        A, B = randn(rng, M, K), randn(rng, K, N)
+        bias, res = randn(rng, M), randn(rng, M, N)
+        C = run_gemm(shim, isa, A, B, M=M, N=N, K=K, sA=0, sB=0, bias=bias, axis=0, residual=res, act=1,
+                     tiles=[6, 16, mc, 32, 48, 0], threads=threads)  # fmt: skip
+        assert_close(C.reshape(M, N), gemm_ref(A, B, bias, 0, res, 1), atol=2e-4 * np.sqrt(K))
+
+
+@pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("N", [17, 18, 19, 20, 49, 52])
 def test_gemm_column_edges(shim, isa, N):
     """The last 1-4 columns of a packed GEMM (N = 49: one) go through the column-edge kernel: K of 1
@@ -304,7 +318,8 @@ def test_gemm_prepacked_b(shim, isa):
     lib.k_gemm_ex.restype = None
     rng = np.random.default_rng(7)
     for (M, N, K), nr, kc, threads, a_packed in itertools.product(
-        [(7, 17, 5), (13, 40, 300), (65, 33, 130), (30, 130, 65), (197, 49, 24)], [8, 16], [16, 256], [1, 2, 3], [0, 1]
+        [(7, 17, 5), (13, 40, 300), (65, 33, 130), (30, 130, 65), (197, 49, 24), (64, 50, 70), (8, 19, 9)],
+        [8, 16], [16, 256], [1, 2, 3], [0, 1],
     ):
         batch = 2
         A, B = randn(rng, batch, M, K), randn(rng, batch, K, N)
