@@ -42,6 +42,7 @@ from inferon.ir.sparse import (  # noqa: E402
     block4_chunks,
     block4_encode,
     csr_encode,
+    implicit_columns,
     nm24_encode,
     prune_nm24,
     prune_unstructured,
@@ -57,6 +58,8 @@ SHAPES = [  # ResNet-50 (M, K, N)
     (128, 512, 784), (256, 2304, 196), (1024, 256, 196), (256, 1024, 196), (512, 4608, 49), (2048, 512, 49),
     (512, 2048, 49),
 ]  # fmt: skip
+# ResNet-50's KxK convs (C, H, kernel, stride, pad), whose B the kernels read from a bordered frame
+FRAME_CONVS = [(64, 56, 3, 1, 1), (128, 28, 3, 1, 1), (256, 28, 3, 2, 1), (512, 14, 3, 2, 1)]
 SPARSITIES = (0.5, 0.7, 0.9, 0.95)
 GEMV = [(1000, 2048), (4096, 9216), (4096, 4096)]  # fully-connected layers (N_out, K)
 NR = SPMM_TILE
@@ -200,6 +203,41 @@ def calibrate_int8(lib: ctypes.CDLL, rng: np.random.Generator, runs: int, isa: s
     return {"int8_dense_gops": float(np.median(dense_rates)), "int8_block4_gops": float(np.median(sparse_rates))}
 
 
+def frame_call(lib: ctypes.CDLL, a: np.ndarray, x: np.ndarray, c: np.ndarray, conv: tuple[int, int, int, int, int]
+               ) -> Callable[[], object]:  # fmt: skip
+    """The 2:4 kernel on a conv read in place from its frame (as convert-sparse-to-spmm lowers it)."""
+    ch, h, kk, st, pad = conv
+    ho = (h + 2 * pad - kk) // st + 1
+    e = nm24_encode(a)
+    koff = np.zeros(e.k, dtype=np.int32)
+    koff[: a.shape[1]] = implicit_columns(ch, kk, kk, ho, ho, st, st)
+    geom = np.array([ch, h, h, kk, kk, st, st, pad, pad, 1, 1, ho, ho], dtype=np.int64)
+    args = (1, 1, a.shape[0], e.k, e.values.ctypes.data, e.meta.ctypes.data, None, 1, koff.ctypes.data, 1,
+            x.ctypes.data, 0, ho * ho, c.ctypes.data, ho * ho, 0, None, 0, None, 0, 0.0, 0.0, NR, 1, geom.ctypes.data, 1)  # fmt: skip
+
+    def call() -> object:
+        return lib.k_spmm(*args)
+
+    call.keep = (e, koff, geom)  # type: ignore[attr-defined]
+    return call
+
+
+def calibrate_frame(lib: ctypes.CDLL, rng: np.random.Generator, runs: int, isa: str) -> float:
+    """The 2:4 rate (GFLOP/s over the lanes, as `nm24_gflops`) of convs read from a frame."""
+    rates = []
+    for conv in FRAME_CONVS:
+        ch, h, kk, st, pad = conv
+        ho = (h + 2 * pad - kk) // st + 1
+        m, k, n = ch, ch * kk * kk, ho * ho  # ResNet-50's bottleneck 3x3s: as many outputs as inputs
+        w = prune_nm24(rng.standard_normal((m, k)).astype(np.float32))
+        x = aligned((ch, h * h), rng)
+        c = aligned((m, n), rng)
+        t = median_time(frame_call(lib, w, x, c, conv), runs)
+        rates.append(1.0 * m * k * sparse_lanes(n, isa) / t / 1e9)
+        print(f"2:4 read from the frame, {m}x{k}x{n} ({kk}x{kk}/{st}): {rates[-1]:.1f} GFLOP/s", flush=True)
+    return float(np.median(rates))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=15, help="timed runs per kernel (median)")
@@ -240,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     nflops, _, nsecs = (np.array(v, dtype=np.float64) for v in zip(*nm_rows))
     nm24_gflops = float(np.median(nflops / nsecs)) / 1e9
     tile_s = 0.0
+    nm24_frame_gflops = calibrate_frame(lib, rng, args.runs, isa)
 
     gemv_dense, gemv_sparse = [], []
     for n_out, k in GEMV:
@@ -262,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         "dense_gflops": round(float(np.median(dense_rates)), 1),
         "csr_gflops": round(csr_gflops, 1),
         "nm24_gflops": round(nm24_gflops, 1),
+        "nm24_frame_gflops": round(nm24_frame_gflops, 1),
         "tile_ns": round(tile_s * 1e9, 2),
         "gemv_dense_gbps": round(float(np.median(gemv_dense)), 1),
         "gemv_sparse_gbps": round(float(np.median(gemv_sparse)), 1),

@@ -386,7 +386,8 @@ def test_scalar_target_runs_the_sparse_kernels(tmp_path: Path) -> None:
 
 def test_sparsify_keeps_moderate_sparsity_dense(tmp_path: Path) -> None:
     """The cost model: 30 % zeros stay dense, 90 % go CSR, 2:4 weights go to whichever of 2:4 / CSR /
-    dense the calibrated model predicts, the stem-like first conv (nothing pruned) stays dense."""
+    dense the calibrated model predicts (for a strided 3x3 conv, read from its frame), the stem-like
+    first conv (nothing pruned) stays dense."""
     rng = np.random.default_rng(2)
     w = conv_weights(rng)
     w["wa"] = prune_unstructured(w["wa"].reshape(16, -1), 0.3).reshape(w["wa"].shape)
@@ -398,7 +399,7 @@ def test_sparsify_keeps_moderate_sparsity_dense(tmp_path: Path) -> None:
     model_costs = SparseCostModel.load()
     m, k, n = 32, 16 * 9, 14 * 14
     nnz = int(np.count_nonzero(w["ws"]))
-    cost = {f: model_costs.seconds(f, m, k, n, nnz) for f in (SparseFormat.NM24, SparseFormat.CSR, SparseFormat.DENSE)}
+    cost = {f: model_costs.seconds(f, m, k, n, nnz, frame=True) for f in (SparseFormat.NM24, SparseFormat.CSR, SparseFormat.DENSE)}
     best = min((SparseFormat.NM24, SparseFormat.CSR), key=lambda f: cost[f])
     want = best if cost[best] <= model_costs.margin * cost[SparseFormat.DENSE] else SparseFormat.DENSE
     assert formats["wa"] == "dense" and formats["wb"] == "csr"
@@ -418,6 +419,12 @@ def test_choose_format_follows_the_cost_model() -> None:
     assert choose_format(layer, nm24, "auto", fast_nm24).kind == SparseFormat.NM24
     assert choose_format(layer, nm24, "auto", slow_sparse).kind == SparseFormat.DENSE
     assert choose_format(layer, nm24, "2:4", slow_sparse).kind == SparseFormat.NM24  # forced
+    # a conv read from its frame (KxK / strided / padded) takes the 2:4 frame rate where there is one
+    slow_frame = dataclasses.replace(fast_nm24, nm24_frame_gflops=1.0)
+    assert choose_format(layer, nm24, "auto", slow_frame).kind == SparseFormat.NM24  # a 1x1 conv: nm24_gflops
+    assert choose_format(dataclasses.replace(layer, frame=True), nm24, "auto", slow_frame).kind != SparseFormat.NM24
+    no_frame_figure = dataclasses.replace(fast_nm24, nm24_frame_gflops=0.0)
+    assert choose_format(dataclasses.replace(layer, frame=True), nm24, "auto", no_frame_figure).kind == SparseFormat.NM24
     assert choose_format(layer, prune_unstructured(w, 0.95), "auto", SparseCostModel.load()).kind == SparseFormat.CSR
     assert choose_format(layer, prune_unstructured(w, 0.3), "auto", SparseCostModel.load()).kind == SparseFormat.DENSE
     assert choose_format(layer, prune_unstructured(w, 0.95), "off", SparseCostModel.load()).kind == SparseFormat.DENSE

@@ -34,6 +34,7 @@ class SparseLayer:
     winograd: bool = False  # a float 3x3 stride-1 single-group conv (conv-to-winograd may take it dense)
     out_size: tuple[int, int] = (1, 1)  # conv output Ho, Wo
     quantized: bool = False  # an int8 weight (graph.qconv2d)
+    frame: bool = False  # a float conv whose B is not the image itself (KxK, strided or padded): read from a frame
 
     def matrix(self, w: np.ndarray) -> np.ndarray:
         """The weight as A [M, K] (a view where possible)."""
@@ -70,8 +71,10 @@ def sparse_layers(module: ModuleOp, quantized: bool = False) -> Iterator[SparseL
                 continue
             out = shape_of(op.output)
             winograd = (kh, kw) == (3, 3) and op.group.value.data == 1 and ints(op.strides) == (1, 1) and ints(op.dilations) == (1, 1)
+            frame = (kh, kw) != (1, 1) or ints(op.strides) != (1, 1) or any(ints(op.pads))
             yield SparseLayer(op, op.weight.owner, m, cg * kh * kw, n_img * math.prod(out[2:]), False,
-                              isinstance(op.input, BlockArgument), op.group.value.data, winograd, (out[2], out[3]))  # fmt: skip
+                              isinstance(op.input, BlockArgument), op.group.value.data, winograd, (out[2], out[3]),
+                              frame=frame)  # fmt: skip
         elif isinstance(op, graph.MatMulOp) and isinstance(op.rhs.owner, graph.WeightOp):
             w_shape = shape_of(op.rhs)
             if len(w_shape) != 2:

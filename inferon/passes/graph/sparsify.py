@@ -14,7 +14,10 @@ VNNI runs the AVX2 INT8 kernels: not modelled).
 Dense GEMM at `dense_gflops`; CSR at `csr_gflops` FLOP/s over the lanes computed (2 * nnz * N
 rounded up to whole vectors: 16 columns with AVX-512, 8 with AVX2) plus `tile_ns` per row and column
 tile; 2:4 (only if every aligned group of four along K holds at most two nonzeros) at `nm24_gflops`
-on half the dense FLOPs over the same lanes; fully-connected layers at batch 1 stream their weights
+on half the dense FLOPs over the same lanes, or at `nm24_frame_gflops` for convs whose B is read
+from a bordered frame of the image (KxK, strided or padded: a column offset table per group, rows
+not a whole number of cache lines apart; ResNet-50's 3x3 layers ran 2:4 at 0.84-1.0x their dense
+GEMM with the 1x1 layers' figure); fully-connected layers at batch 1 stream their weights
 (`gemv_*_gbps`); a dense 3x3 conv that `conv-to-winograd` will compute with Winograd is predicted
 `WINOGRAD_SPEEDUP` times faster than its GEMM. Quantized convs (int8 weights, single group) and
 quantized FC layers choose between the dense quantized GEMM (`int8_dense_gops`) and block1x4
@@ -71,6 +74,7 @@ class SparseCostModel:
     margin: float
     int8_dense_gops: float = 1.0
     int8_block4_gops: float = 1.0
+    nm24_frame_gflops: float = 0.0  # 2:4 read through a conv's frame; 0: as nm24_gflops
     isa: str = "avx512"  # the instruction-set level the figures were measured at
 
     @staticmethod
@@ -78,8 +82,9 @@ class SparseCostModel:
         """The figures for `isa` (default: the level a model compiled here runs with, `cpu.model_isa`)."""
         return _load(isa or model_isa(), path)
 
-    def seconds(self, fmt: SparseFormat, m: int, k: int, n: int, nnz: int) -> float:
-        """Predicted time of one layer: A [m, k] with nnz nonzeros times B [k, n]."""
+    def seconds(self, fmt: SparseFormat, m: int, k: int, n: int, nnz: int, frame: bool = False) -> float:
+        """Predicted time of one layer: A [m, k] with nnz nonzeros times B [k, n] (`frame`: B is read
+        from a conv's bordered frame)."""
         index_bytes = 2 if k < 1 << 16 else 4
         if n <= 4:  # GEMV-like: the weight stream dominates
             if fmt == SparseFormat.DENSE:
@@ -92,7 +97,8 @@ class SparseCostModel:
         lanes = sparse_lanes(n, self.isa)  # whole vectors: 49 columns cost 64 with 16-float zmm, 56 with ymm
         if fmt == SparseFormat.CSR:
             return 2.0 * nnz * lanes / (self.csr_gflops * 1e9) + tiles
-        return 1.0 * m * k * lanes / (self.nm24_gflops * 1e9) + tiles
+        rate = self.nm24_frame_gflops if frame and self.nm24_frame_gflops else self.nm24_gflops
+        return 1.0 * m * k * lanes / (rate * 1e9) + tiles
 
     def int8_seconds(self, fmt: SparseFormat, m: int, k: int, n: int, blocks: int) -> float:
         """Predicted time of one quantized layer: int8 A [m, k] (`blocks` nonzero 1x4 groups) x B [k, n]."""
@@ -154,7 +160,7 @@ def choose_format(
     if mode == "2:4":
         return attr[SparseFormat.NM24 if nm24 else SparseFormat.DENSE]
     candidates = [SparseFormat.CSR] + ([SparseFormat.NM24] if nm24 else [])
-    cost = {f: model.seconds(f, layer.m, layer.k, layer.n, nnz) for f in [SparseFormat.DENSE, *candidates]}
+    cost = {f: model.seconds(f, layer.m, layer.k, layer.n, nnz, layer.frame) for f in [SparseFormat.DENSE, *candidates]}
     cost[SparseFormat.DENSE] /= dense_speedup(layer, winograd)
     best = min(candidates, key=lambda f: cost[f])
     return attr[best] if cost[best] <= model.margin * cost[SparseFormat.DENSE] else attr[SparseFormat.DENSE]
