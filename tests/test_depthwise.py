@@ -73,6 +73,13 @@ CASES = [
     Case(2, 8, 8, mult=3, strides=(2, 2), residual=True),
     Case(4, 7, 9, n=2, residual=True, act="Relu"),
     Case(6, 12, 12, n=2, strides=(2, 2)),
+    # whole and partial groups of 8 channels (the channel-blocked path), MobileNet-like sizes
+    Case(20, 7, 7, k=(5, 5), pads=(2, 2, 2, 2), act="Relu"),
+    Case(16, 14, 14, k=(5, 5), pads=(2, 2, 2, 2), strides=(2, 2), residual=True),
+    Case(24, 14, 14, act="Clip"),
+    Case(12, 28, 28, strides=(2, 2), pads=(0, 0, 1, 1)),
+    Case(8, 6, 6, mult=2, k=(5, 5), pads=(2, 2, 2, 2), n=2, residual=True, act="LeakyRelu"),
+    Case(9, 3, 2, k=(5, 5), pads=(2, 2, 2, 2)),
 ]
 
 
@@ -134,7 +141,7 @@ def test_grouped_and_dense_convs_are_left_to_im2col() -> None:
     assert names.count("loop.conv2d") == 2 and "loop.depthwise_conv2d" not in names
 
 
-@pytest.mark.parametrize("isa", ["avx2", "scalar"])
+@pytest.mark.parametrize(("isa", "path"), [("avx2", "auto"), ("avx2", "planes"), ("avx2", "blocked"), ("scalar", "auto")])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_depthwise_matches_onnxruntime(
     library: Path,
@@ -142,9 +149,14 @@ def test_depthwise_matches_onnxruntime(
     expected: list[np.ndarray],
     isa: str,
     threads: int,
+    path: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Every case on the kernel's own choice of path and forced onto each AVX2 path (INFERON_DEPTHWISE;
+    the scalar kernels have one)."""
     monkeypatch.setenv("INFERON_ISA", isa)
+    if path != "auto":
+        monkeypatch.setenv("INFERON_DEPTHWISE", path)
     compiled = inferon.load(library, threads=threads)
     if isa == "avx2" and compiled.isa == "scalar":
         pytest.skip("no AVX2/FMA on this machine")
