@@ -192,3 +192,18 @@ def test_tensor_names_are_kept_as_given(tmp_path: Path, name: str) -> None:
     assert cm.input_names == [name] and cm.output_names == [name + "_out"]
     x = np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)
     np.testing.assert_array_equal(cm.run({name: x})[name + "_out"], np.maximum(x, 0))
+
+
+def test_run_time_zero_point_of_quantize_linear(tmp_path: Path) -> None:
+    """A zero point fed as a graph input (exported models carry it as an initializer) is named as
+    needing to be a compile-time constant, not as an unsupported quantized-tensor op."""
+    graph = helper.make_graph(
+        [helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["y"], name="q")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4]),
+         helper.make_tensor_value_info("zp", TensorProto.UINT8, [])],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, [4])],
+        [onnx.numpy_helper.from_array(np.array(0.5, np.float32), "s")],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(UnsupportedError, match=r"node 'q', op QuantizeLinear.*zero point \('zp'\) must be a compile-time"):
+        inferon.compile(model, tmp_path / "m.so")

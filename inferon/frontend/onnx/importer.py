@@ -402,6 +402,8 @@ def import_model(
                     if name:
                         ctx.env[name] = value
                 continue
+            if node.op_type == "QuantizeLinear" and node.input[0] not in quantized:  # a run-time zero point
+                raise ctx.unsupported(f"the zero point ('{quantized[0]}') must be a compile-time constant")
             raise ctx.unsupported(
                 f"input '{quantized[0]}' is a quantized (integer) tensor; {node.op_type} on quantized tensors "
                 "is not supported (the QLinear* ops, DequantizeLinear and data-movement ops read them)"
