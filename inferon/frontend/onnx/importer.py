@@ -320,14 +320,98 @@ def _fold(ctx: ImportContext, node: onnx.NodeProto) -> list[Value]:
     return [np.asarray(o) for o in outputs]
 
 
+def _import_nodes(ctx: ImportContext, nodes: Sequence[onnx.NodeProto], opset: int) -> None:
+    """Convert `nodes` (a graph's, or a branch inlined into it) in order, binding their outputs in ctx.env."""
+    from inferon.frontend.onnx import ops_quant
+
+    for index, node in enumerate(nodes):
+        ctx.node = node
+        if not node.name:
+            node.name = f"{node.op_type}_{index}"
+        for name in node.input:
+            if name and name not in ctx.env:
+                raise ctx.error(
+                    f"input '{name}' is neither a graph input, an initializer nor the output of an "
+                    "earlier node (missing initializer, or nodes not in topological order)"
+                )
+        if node.op_type == "If" and node.domain in ("", "ai.onnx"):
+            _inline_if(ctx, node, opset)
+            continue
+        for g in node.attribute:
+            if g.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+                raise ctx.unsupported("control flow (subgraph attributes) is not supported")
+        dynamic = [n for n in node.input if n and not isinstance(ctx.env[n], np.ndarray) and ctx.env[n] in ctx.dynamic]
+        if dynamic and node.op_type not in DYNAMIC_AWARE:
+            raise ctx.unsupported(
+                f"input '{dynamic[0]}' is a DynamicQuantizeLinear integer result; only MatMulInteger, ConvInteger "
+                "and DequantizeLinear may read it"
+            )
+        indices = [n for n in node.input if n and not isinstance(ctx.env[n], np.ndarray) and is_index(ctx.env[n])]
+        if indices and node.op_type not in INDEX_AWARE:
+            raise ctx.unsupported(
+                f"input '{indices[0]}' is an int64 tensor (an ArgMax / ArgMin result); {node.op_type} on int64 "
+                "tensors is not supported (a Cast to FLOAT or a graph output reads it)"
+            )
+        quantized = [n for n in node.input if n and not isinstance(ctx.env[n], np.ndarray) and quant_of(ctx.env[n])]
+        if quantized and node.op_type not in QUANT_AWARE:
+            if node.op_type in ops_quant.PASSTHROUGH and node.domain in ("", "ai.onnx"):
+                results = ops_quant.convert_on_dequantized(ctx, node)
+                for name, value in zip(node.output, results):
+                    if name:
+                        ctx.env[name] = value
+                continue
+            if node.op_type == "QuantizeLinear" and node.input[0] not in quantized:  # a run-time zero point
+                raise ctx.unsupported(f"the zero point ('{quantized[0]}') must be a compile-time constant")
+            raise ctx.unsupported(
+                f"input '{quantized[0]}' is a quantized (integer) tensor; {node.op_type} on quantized tensors "
+                "is not supported (the QLinear* ops, DequantizeLinear and data-movement ops read them)"
+            )
+        if node.op_type not in NO_FOLD and all(not n or isinstance(ctx.env[n], np.ndarray) for n in node.input):
+            if node.domain not in ("", "ai.onnx"):
+                lookup(node, opset)  # raises the unsupported-domain error
+            results: list[Value] = _fold(ctx, node)
+        else:
+            results = lookup(node, opset)(ctx, node)
+        for name, value in zip(node.output, results):
+            if name:
+                ctx.env[name] = value
+
+
+def _inline_if(ctx: ImportContext, node: onnx.NodeProto, opset: int) -> None:
+    """An If whose condition is a compile-time constant (PyTorch exports shape tests as If: their
+    Shape / Gather / Equal fold at import) is replaced by the nodes of the branch it takes."""
+    cond = ctx.const(node.input[0]) if node.input and node.input[0] in ctx.env else None
+    if cond is None:
+        raise ctx.unsupported("control flow: If with a run-time condition is not supported (only a condition "
+                              "known at compile time, whose branch is inlined)")  # fmt: skip
+    if cond.size != 1:
+        raise ctx.error(f"the condition must hold one element, got shape {list(cond.shape)}")
+    key = "then_branch" if bool(cond.reshape(-1)[0]) else "else_branch"
+    branch = next((a.g for a in node.attribute if a.name == key), None)
+    if branch is None:
+        raise ctx.error(f"missing attribute {key}")
+    if len(branch.output) != len(node.output):
+        raise ctx.error(f"{key} has {len(branch.output)} outputs, the node {len(node.output)}")
+    for init in branch.initializer:
+        ctx.env[init.name] = numpy_helper.to_array(init)
+    outer = ctx.node
+    for i, sub in enumerate(branch.node):  # error messages name a branch node after its If
+        sub.name = f"{node.name}/{key}/{sub.name or f'{sub.op_type}_{i}'}"
+    _import_nodes(ctx, list(branch.node), opset)
+    ctx.node = outer
+    for name, out in zip(node.output, branch.output, strict=True):
+        if name:
+            if out.name not in ctx.env:
+                raise ctx.error(f"{key} output '{out.name}' is not produced by any of its nodes")
+            ctx.env[name] = ctx.env[out.name]
+
+
 def import_model(
     model: onnx.ModelProto | str | Path | bytes,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
     weights: WeightStore | None = None,
 ) -> tuple[ModuleOp, WeightStore]:
     """Import an ONNX model into a `builtin.module` holding `func.func @main` of graph ops."""
-    from inferon.frontend.onnx import ops_quant
-
     load_converters()
 
     proto = load_proto(model)
@@ -369,54 +453,7 @@ def import_model(
         if vi.type.tensor_type.elem_type == BOOL:  # a bool tensor is float 1.0 / 0.0 inside the model
             ctx.env[vi.name] = ctx.emit(DequantizeOp(arg)).results[0]
 
-    for index, node in enumerate(graph.node):
-        ctx.node = node
-        if not node.name:
-            node.name = f"{node.op_type}_{index}"
-        for name in node.input:
-            if name and name not in ctx.env:
-                raise ctx.error(
-                    f"input '{name}' is neither a graph input, an initializer nor the output of an "
-                    "earlier node (missing initializer, or nodes not in topological order)"
-                )
-        for g in node.attribute:
-            if g.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
-                raise ctx.unsupported("control flow (subgraph attributes) is not supported")
-        dynamic = [n for n in node.input if n and not isinstance(ctx.env[n], np.ndarray) and ctx.env[n] in ctx.dynamic]
-        if dynamic and node.op_type not in DYNAMIC_AWARE:
-            raise ctx.unsupported(
-                f"input '{dynamic[0]}' is a DynamicQuantizeLinear integer result; only MatMulInteger, ConvInteger "
-                "and DequantizeLinear may read it"
-            )
-        indices = [n for n in node.input if n and not isinstance(ctx.env[n], np.ndarray) and is_index(ctx.env[n])]
-        if indices and node.op_type not in INDEX_AWARE:
-            raise ctx.unsupported(
-                f"input '{indices[0]}' is an int64 tensor (an ArgMax / ArgMin result); {node.op_type} on int64 "
-                "tensors is not supported (a Cast to FLOAT or a graph output reads it)"
-            )
-        quantized = [n for n in node.input if n and not isinstance(ctx.env[n], np.ndarray) and quant_of(ctx.env[n])]
-        if quantized and node.op_type not in QUANT_AWARE:
-            if node.op_type in ops_quant.PASSTHROUGH and node.domain in ("", "ai.onnx"):
-                results = ops_quant.convert_on_dequantized(ctx, node)
-                for name, value in zip(node.output, results):
-                    if name:
-                        ctx.env[name] = value
-                continue
-            if node.op_type == "QuantizeLinear" and node.input[0] not in quantized:  # a run-time zero point
-                raise ctx.unsupported(f"the zero point ('{quantized[0]}') must be a compile-time constant")
-            raise ctx.unsupported(
-                f"input '{quantized[0]}' is a quantized (integer) tensor; {node.op_type} on quantized tensors "
-                "is not supported (the QLinear* ops, DequantizeLinear and data-movement ops read them)"
-            )
-        if node.op_type not in NO_FOLD and all(not n or isinstance(ctx.env[n], np.ndarray) for n in node.input):
-            if node.domain not in ("", "ai.onnx"):
-                lookup(node, opset)  # raises the unsupported-domain error
-            results: list[Value] = _fold(ctx, node)
-        else:
-            results = lookup(node, opset)(ctx, node)
-        for name, value in zip(node.output, results):
-            if name:
-                ctx.env[name] = value
+    _import_nodes(ctx, graph.node, opset)
     ctx.node = None
 
     returns: list[SSAValue] = []

@@ -329,6 +329,8 @@ def _pool(ctx: ImportContext, node: NodeProto, is_max: bool) -> list[Value]:
         raise ctx.error(f"kernel_shape {kernel} must have {rank} entries")
     strides, dilations, pads = _spatial_attrs(ctx, shape[2:], tuple(kernel))
     ceil = bool(ctx.attr("ceil_mode", 0))
+    if rank >= 3:
+        return [_pool_separable(ctx, x_in, kernel, strides, dilations, pads, ceil, is_max)]
     x = _to_2d(ctx, x_in, node.op_type)
     kernel, strides = _as_2d(kernel, rank, 1), _as_2d(strides, rank, 1)
     dilations, pads = _as_2d(dilations, rank, 1), _as_2d(pads, rank, 0)
@@ -349,6 +351,37 @@ def _pool(ctx: ImportContext, node: NodeProto, is_max: bool) -> list[Value]:
     if rank == 1:
         y = reshape(ctx, y, (n, c, wo))
     return [y]
+
+
+def _pool_separable(ctx: ImportContext, x: SSAValue, kernel: list[int], strides: list[int], dilations: list[int],
+                    pads: list[int], ceil: bool, is_max: bool) -> SSAValue:  # fmt: skip
+    """A pool over 3 or more spatial dimensions as one 1-D pool per axis, each a 2-D pool of kernel
+    (k, 1) on the view [1, outer, axis, inner]. Exact for max (the max over a box is the max of the
+    per-axis maxima) and for average: a window is a box, so its element count, with or without the
+    padding, is the product of the per-axis counts (float rounding aside: ~1 ulp per axis)."""
+    rank = len(kernel)
+    sizes = list(shape_of(x))
+    outs = [_pool_output(sizes[2 + a], kernel[a], strides[a], dilations[a], pads[a], pads[rank + a], ceil)
+            for a in range(rank)]  # fmt: skip
+    if min(outs) < 1:
+        raise ctx.error(f"output would be empty ({'x'.join(map(str, outs))}) for input {sizes}")
+    cls: type[graph.Pool2dOp] = graph.MaxPoolOp if is_max else graph.AvgPoolOp
+    for a in range(rank):
+        if kernel[a] == 1 and strides[a] == 1 and pads[a] == pads[rank + a] == 0:
+            continue  # nothing to do along this axis
+        outer, inner = math.prod(sizes[: 2 + a]), math.prod(sizes[3 + a :])
+        view = reshape(ctx, x, (1, outer, sizes[2 + a], inner))
+        props = {
+            "kernel_shape": i64_array([kernel[a], 1]), "strides": i64_array([strides[a], 1]),
+            "pads": i64_array([pads[a], 0, pads[rank + a], 0]), "dilations": i64_array([dilations[a], 1]),
+        }  # fmt: skip
+        if not is_max:
+            props["count_include_pad"] = BoolAttr.from_bool(bool(ctx.attr("count_include_pad", 0)))
+        out = (1, outer, outs[a], inner)
+        y = ctx.emit(cls.create(operands=[view], properties=props, result_types=[tensor_type(out)])).results[0]
+        sizes[2 + a] = outs[a]
+        x = reshape(ctx, y, tuple(sizes))
+    return x
 
 
 @converter("MaxPool")
