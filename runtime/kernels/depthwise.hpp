@@ -4,7 +4,7 @@
 // kh x kw filter w[m]. Outputs are computed in blocks of 8 columns held in one ymm accumulator:
 // every tap (i, j) adds w[i][j] * x[ho*sh - pt + i*dh][wo*sw - pl + j*dw], then the epilogue
 // (+ bias[m], + residual, activation) is applied before the single store. Threads split the
-// N*M planes. Three paths:
+// N*M planes (the channel-blocked path: groups of 8 of them). Three paths:
 //
 // * AVX2 fast path (3x3 and 5x5 filters, equal strides 1 or 2, column dilation 1 -- the CNN
 //   cases): each plane is first copied into a per-thread scratch with zero borders (written
@@ -14,12 +14,9 @@
 //   pair (lanes in a fixed permuted order, put back once per block). A row's last partial block
 //   is stored whole when its extra lanes land on later rows of the plane (written afterwards),
 //   else recomputed at Wo - 8; masked stores are avoided (slow on AMD).
-// * AVX2 channel-blocked path (5x5 filters, narrow rows, stride 2 on small planes, and whatever the
-//   padded path does not take; see cb_pays): 8 channels transposed into an interleaved tile, one
-//   channel per lane (below).
-// * AVX2 masked path (any other filter, stride or dilation, when forced to planes): per-call lane masks per block and
-//   tap; interior blocks use plain loads, border blocks masked loads (the zero padding is the
-//   masked-off lanes); kernel rows outside the image are skipped; other strides use gathers.
+// * AVX2 channel-blocked path (any other filter, stride or dilation, and 5x5 filters, narrow rows and
+//   stride 2 on small planes, where it beats the padded planes; see cb_pays): 8 channels transposed
+//   into a zero-bordered interleaved tile, one channel per lane (below).
 // * Scalar path: per output row and tap, an axpy over the valid column range.
 //
 // The residual must not overlap y.
@@ -97,143 +94,6 @@ INFERON_AVX2_INLINE void store_first(float* y, __m256 v, int64_t n) {
   alignas(32) float t[8];
   _mm256_store_ps(t, v);
   for (int64_t k = 0; k < n; k++) y[k] = t[k];
-}
-
-// Per 8-column block and tap j: lane masks of the (up to 16) loaded elements, and whether every
-// load of the block is inside the row. Stride 2 loads 16 elements from an even tap offset
-// (odd offsets take the odd lanes of the loads one element earlier); other strides gather 8.
-struct Blocks {
-  int64_t nb = 0;
-  std::vector<int32_t> mask;      // [nb][kw][16]
-  std::vector<unsigned char> full;  // [nb]
-  std::vector<int> base;          // [kw]: load offset of tap j from the block's first input column
-  std::vector<unsigned char> odd;   // [kw]: stride 2, odd tap offset (take the odd lanes)
-  std::vector<int> ilo, ihi;       // [Ho]: valid kernel rows of each output row
-};
-
-inline Blocks make_blocks(const Geo& g) {
-  Blocks bl;
-  bl.nb = (g.Wo + 7) / 8;
-  bl.mask.assign(static_cast<size_t>(bl.nb * g.kw * 16), 0);
-  bl.full.assign(static_cast<size_t>(bl.nb), 1);
-  bl.base.resize(static_cast<size_t>(g.kw));
-  bl.odd.resize(static_cast<size_t>(g.kw));
-  for (int j = 0; j < g.kw; j++) {
-    const int off = j * g.dw;
-    bl.odd[j] = g.sw == 2 && (off & 1);
-    bl.base[j] = bl.odd[j] ? off - 1 : off;
-  }
-  bl.ilo.resize(static_cast<size_t>(g.Ho));
-  bl.ihi.resize(static_cast<size_t>(g.Ho));
-  for (int64_t ho = 0; ho < g.Ho; ho++) taps(ho * g.sh - g.pt, g.kh, g.dh, g.H, bl.ilo[ho], bl.ihi[ho]);
-  const int lanes = g.sw == 2 ? 16 : 8;
-  for (int64_t b = 0; b < bl.nb; b++) {
-    const int64_t start = b * 8 * g.sw - g.pl;  // input column of output column 8b, tap 0
-    for (int j = 0; j < g.kw; j++) {
-      int32_t* m = &bl.mask[static_cast<size_t>((b * g.kw + j) * 16)];
-      for (int k = 0; k < lanes; k++) {
-        const int64_t col = start + bl.base[j] + (g.sw == 1 || g.sw == 2 ? k : static_cast<int64_t>(k) * g.sw);
-        const bool ok = col >= 0 && col < g.W;
-        m[k] = ok ? -1 : 0;
-        if (!ok) bl.full[b] = 0;
-      }
-    }
-  }
-  return bl;
-}
-
-// The 8 taps of one block (lanes in order, or in the stride-2 shuffle order).
-template <int SW, bool FULL>
-INFERON_AVX2_INLINE __m256 load_tap(const float* p, const int32_t* m, bool odd, __m256i gidx) {
-  if (SW == 1) {
-    if (FULL) return _mm256_loadu_ps(p);
-    return _mm256_maskload_ps(p, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(m)));
-  } else if (SW == 2) {
-    __m256 lo, hi;
-    if (FULL) {
-      lo = _mm256_loadu_ps(p);
-      hi = _mm256_loadu_ps(p + 8);
-    } else {
-      lo = _mm256_maskload_ps(p, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(m)));
-      hi = _mm256_maskload_ps(p + 8, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(m + 8)));
-    }
-    // [e0 e2 e8 e10 | e4 e6 e12 e14] (or the odd elements): output lanes 0 1 4 5 2 3 6 7
-    return odd ? _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1)) : _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
-  } else {
-    if (FULL) return _mm256_i32gather_ps(p, gidx, 4);
-    return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), p, gidx,
-                                    _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(m))), 4);
-  }
-}
-
-// Sum of the valid taps of one output row block into acc. KH/KW: 0 = runtime size; with
-// compile-time sizes the weights wv stay in registers.
-template <int KH, int KW, int SW, bool FULL>
-INFERON_AVX2_INLINE __m256 block_taps(const Geo& g, const Blocks& bl, const float* xrow0, int ilo, int ihi,
-                                      const float* w, const __m256* wv, const int32_t* masks, __m256i gidx,
-                                      __m256 acc) {
-  __m256 acc1 = _mm256_setzero_ps();
-  const int64_t row_step = static_cast<int64_t>(g.dh) * g.W;
-  if constexpr (KH > 0 && KW > 0) {
-#pragma GCC unroll 5
-    for (int i = 0; i < KH; i++) {
-      if (i < ilo || i >= ihi) continue;
-      const float* xr = xrow0 + i * row_step;
-#pragma GCC unroll 5
-      for (int j = 0; j < KW; j++) {
-        const __m256 v = load_tap<SW, FULL>(xr + bl.base[j], masks + j * 16, bl.odd[j], gidx);
-        if ((i * KW + j) & 1) acc1 = _mm256_fmadd_ps(wv[i * KW + j], v, acc1);
-        else acc = _mm256_fmadd_ps(wv[i * KW + j], v, acc);
-      }
-    }
-  } else {
-    const int kw = g.kw;
-    for (int i = ilo; i < ihi; i++) {
-      const float* xr = xrow0 + i * row_step;
-      for (int j = 0; j < kw; j++) {
-        const __m256 v = load_tap<SW, FULL>(xr + bl.base[j], masks + j * 16, bl.odd[j], gidx);
-        const __m256 wt = _mm256_broadcast_ss(w + i * kw + j);
-        if (j & 1) acc1 = _mm256_fmadd_ps(wt, v, acc1);
-        else acc = _mm256_fmadd_ps(wt, v, acc);
-      }
-    }
-  }
-  return _mm256_add_ps(acc, acc1);
-}
-
-template <int KH, int KW, int SW>
-INFERON_AVX2 void plane_avx2(const Geo& g, const Blocks& bl, const float* x, const float* w, float b,
-                             const float* res, float* y) {
-  constexpr int NW = (KH > 0 && KW > 0) ? KH * KW : 1;
-  __m256 wv[NW];
-#pragma GCC unroll 25
-  for (int t = 0; t < NW; t++) wv[t] = (KH > 0 && KW > 0) ? _mm256_broadcast_ss(w + t) : _mm256_setzero_ps();
-  const __m256 vb = _mm256_set1_ps(b), va = _mm256_set1_ps(g.alpha), vbeta = _mm256_set1_ps(g.beta);
-  const __m256i gidx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(g.sw));
-  for (int64_t ho = 0; ho < g.Ho; ho++) {
-    const int64_t hs = ho * g.sh - g.pt;
-    const int ilo = bl.ilo[ho], ihi = bl.ihi[ho];
-    // row pointer of kernel row 0 (may lie outside the plane; only rows [ilo, ihi) are read)
-    const float* xrow0 = x + hs * g.W;
-    const float* rr = res ? res + ho * g.Wo : nullptr;
-    float* yr = y + ho * g.Wo;
-    for (int64_t blk = 0; blk < bl.nb; blk++) {
-      const int64_t wo0 = blk * 8;
-      const float* xb = xrow0 + (wo0 * g.sw - g.pl);
-      const int32_t* masks = &bl.mask[static_cast<size_t>(blk * g.kw * 16)];
-      __m256 acc = bl.full[blk] ? block_taps<KH, KW, SW, true>(g, bl, xb, ilo, ihi, w, wv, masks, gidx, vb)
-                                : block_taps<KH, KW, SW, false>(g, bl, xb, ilo, ihi, w, wv, masks, gidx, vb);
-      if (SW == 2) acc = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(acc), _MM_SHUFFLE(3, 1, 2, 0)));
-      const int64_t n = std::min<int64_t>(8, g.Wo - wo0);
-      if (n == 8) {
-        if (rr) acc = _mm256_add_ps(acc, _mm256_loadu_ps(rr + wo0));
-        _mm256_storeu_ps(yr + wo0, act256(acc, g.act, va, vbeta));
-      } else {
-        if (rr) acc = _mm256_add_ps(acc, _mm256_maskload_ps(rr + wo0, mask_first(n)));
-        store_first(yr + wo0, act256(acc, g.act, va, vbeta), n);
-      }
-    }
-  }
 }
 
 // ------------------------------------------------------------------ AVX2 fast path (padded plane)
@@ -421,21 +281,6 @@ inline Scratch& padded_scratch() {
   return s;
 }
 
-using PlaneFn = void (*)(const Geo&, const Blocks&, const float*, const float*, float, const float*, float*);
-
-template <int KH, int KW>
-inline PlaneFn pick_stride(int sw) {
-  if (sw == 1) return plane_avx2<KH, KW, 1>;
-  if (sw == 2) return plane_avx2<KH, KW, 2>;
-  return plane_avx2<KH, KW, 0>;
-}
-
-inline PlaneFn pick(const Geo& g) {
-  if (g.kh == 3 && g.kw == 3) return pick_stride<3, 3>(g.sw);
-  if (g.kh == 5 && g.kw == 5) return pick_stride<5, 5>(g.sw);
-  return pick_stride<0, 0>(g.sw);
-}
-
 // ------------------------------------------------------------ AVX2 channel-blocked path
 // Eight output channels at a time, one per ymm lane. Their input planes are transposed (8 x 8
 // blocks) into a zero-bordered, channel-interleaved tile T[Hp][Wp][8] (per-thread scratch), so
@@ -542,19 +387,20 @@ inline CBFn pick_cb(const Geo& g) {
   return cb_planes<0, 0, 0>;
 }
 
-// Whether the channel-blocked path runs this conv (AVX2). Its two 8 x 8 transposes per 8 pixels
-// (tile in, planes out) are amortised by 5x5 filters; with 3x3 ones it wins only where the plane
-// path wastes lanes: rows of at most 8 outputs, stride 2 on rows of at most 28 (its shuffles), and
-// every geometry without a padded kernel (the masked path, gathers for other strides). Measured per
-// layer on MobileNetV3 / EfficientNet-B0 (Zen 4, 1 thread, plane -> blocked ms): 5x5 7x7 0.118 ->
-// 0.081, 0.131 -> 0.117; 5x5 14x14 0.251 -> 0.228; 5x5 / 2 28x28 0.337 -> 0.246; 3x3 / 2 28x28
-// 0.125 -> 0.096; 3x3 7x7 0.091 -> 0.085; but 3x3 14x14 0.051 -> 0.068, 3x3 112x112 0.108 -> 0.133.
-// INFERON_DEPTHWISE=planes|blocked forces one path (tests, measurements).
-inline bool cb_pays(const Geo& g, bool padded_kernel) {
+// Whether the channel-blocked path beats the padded plane kernel on a geometry that has one (the
+// others always run blocked: against the masked plane kernel they replaced, dilated 3x3 56x56 0.170
+// -> 0.128 ms, 7x7 28x28 0.510 -> 0.223, stride 3 0.166 -> 0.104). Its two 8 x 8 transposes per 8
+// pixels (tile in, planes out) are amortised by 5x5 filters; with 3x3 ones it wins only where the
+// plane kernel wastes lanes: rows of at most 8 outputs, stride 2 on rows of at most 28 (its
+// shuffles). Measured per layer on MobileNetV3 / EfficientNet-B0 (Zen 4, 1 thread, plane -> blocked
+// ms): 5x5 7x7 0.118 -> 0.081, 0.131 -> 0.117; 5x5 14x14 0.251 -> 0.228; 5x5 / 2 28x28 0.337 ->
+// 0.246; 3x3 / 2 28x28 0.125 -> 0.096; 3x3 7x7 0.091 -> 0.085; but 3x3 14x14 0.051 -> 0.068, 3x3
+// 112x112 0.108 -> 0.133. INFERON_DEPTHWISE=planes|blocked forces the choice (tests, measurements).
+inline bool cb_pays(const Geo& g) {
   const char* env = std::getenv("INFERON_DEPTHWISE");
   if (env && std::strcmp(env, "blocked") == 0) return true;
   if (env && std::strcmp(env, "planes") == 0) return false;
-  return !padded_kernel || g.kh * g.kw >= 25 || g.Wo <= 8 || (g.sw == 2 && g.Wo <= 28);
+  return g.kh * g.kw >= 25 || g.Wo <= 8 || (g.sw == 2 && g.Wo <= 28);
 }
 
 // All N x M output planes, channel group by channel group (groups split over T threads).
@@ -609,12 +455,13 @@ INFERON_ENTRY void depthwise_conv2d(const float* x, const float* w, const float*
   const int64_t in_plane = H * W, out_plane = Ho * Wo, ktaps = static_cast<int64_t>(kh) * kw;
   const bool avx2 = use_avx2();
   const int T = threads_for(num_threads, static_cast<double>(planes) * out_plane * ktaps * 2, 65536.0);
-  if (avx2 && dw_detail::cb_pays(g, dw_detail::pick_padded(g) != nullptr)) {
-    dw_detail::cb_run(g, x, w, bias, residual, y, N, C, M, T);
-    return;
-  }
   if (avx2) {
-    if (const dw_detail::PaddedFn fn = dw_detail::pick_padded(g)) {
+    const dw_detail::PaddedFn fn = dw_detail::pick_padded(g);
+    if (!fn || dw_detail::cb_pays(g)) {
+      dw_detail::cb_run(g, x, w, bias, residual, y, N, C, M, T);
+      return;
+    }
+    {
       const dw_detail::Padded pg = dw_detail::padded_geometry(g, kh, sw);
 #pragma omp parallel num_threads(T) if (T > 1)
       {
@@ -631,15 +478,6 @@ INFERON_ENTRY void depthwise_conv2d(const float* x, const float* w, const float*
       }
       return;
     }
-    const dw_detail::Blocks bl = dw_detail::make_blocks(g);
-    const dw_detail::PlaneFn fn = dw_detail::pick(g);
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
-    for (int64_t p = 0; p < planes; p++) {
-      const int64_t n = p / M, m = p % M;
-      fn(g, bl, x + (n * C + m / mult) * in_plane, w + m * ktaps, bias ? bias[m] : 0.f,
-         residual ? residual + p * out_plane : nullptr, y + p * out_plane);
-    }
-    return;
   }
   std::vector<int64_t> jlo(static_cast<size_t>(kw)), jhi(static_cast<size_t>(kw));
   for (int j = 0; j < kw; j++) dw_detail::col_range(g, j, jlo[j], jhi[j]);
