@@ -318,6 +318,19 @@ def _pool_output(size: int, k: int, s: int, d: int, pad_begin: int, pad_end: int
     return out
 
 
+def _pool2d(ctx: ImportContext, x: SSAValue, kernel: list[int], strides: list[int], pads: list[int],
+            dilations: list[int], is_max: bool, out: tuple[int, ...]) -> SSAValue:  # fmt: skip
+    """A graph.max_pool / avg_pool (count_include_pad from the node) of 2-D `x` with output shape `out`."""
+    props = {
+        "kernel_shape": i64_array(kernel), "strides": i64_array(strides),
+        "pads": i64_array(pads), "dilations": i64_array(dilations),
+    }  # fmt: skip
+    cls: type[graph.Pool2dOp] = graph.MaxPoolOp if is_max else graph.AvgPoolOp
+    if not is_max:
+        props["count_include_pad"] = BoolAttr.from_bool(bool(ctx.attr("count_include_pad", 0)))
+    return ctx.emit(cls.create(operands=[x], properties=props, result_types=[tensor_type(out)])).results[0]
+
+
 def _pool(ctx: ImportContext, node: NodeProto, is_max: bool) -> list[Value]:
     if len(node.output) > 1 and node.output[1]:
         raise ctx.unsupported("the Indices output of MaxPool is not supported")
@@ -339,15 +352,7 @@ def _pool(ctx: ImportContext, node: NodeProto, is_max: bool) -> list[Value]:
     wo = _pool_output(w, kernel[1], strides[1], dilations[1], pads[1], pads[3], ceil)
     if ho < 1 or wo < 1:
         raise ctx.error(f"output would be empty ({ho}x{wo}) for input {list(shape)}")
-    props = {
-        "kernel_shape": i64_array(kernel), "strides": i64_array(strides),
-        "pads": i64_array(pads), "dilations": i64_array(dilations),
-    }  # fmt: skip
-    cls: type[graph.Pool2dOp] = graph.MaxPoolOp if is_max else graph.AvgPoolOp
-    if not is_max:
-        props["count_include_pad"] = BoolAttr.from_bool(bool(ctx.attr("count_include_pad", 0)))
-    out = (n, c, ho, wo)
-    y = ctx.emit(cls.create(operands=[x], properties=props, result_types=[tensor_type(out)])).results[0]
+    y = _pool2d(ctx, x, kernel, strides, pads, dilations, is_max, (n, c, ho, wo))
     if rank == 1:
         y = reshape(ctx, y, (n, c, wo))
     return [y]
@@ -365,20 +370,13 @@ def _pool_separable(ctx: ImportContext, x: SSAValue, kernel: list[int], strides:
             for a in range(rank)]  # fmt: skip
     if min(outs) < 1:
         raise ctx.error(f"output would be empty ({'x'.join(map(str, outs))}) for input {sizes}")
-    cls: type[graph.Pool2dOp] = graph.MaxPoolOp if is_max else graph.AvgPoolOp
     for a in range(rank):
         if kernel[a] == 1 and strides[a] == 1 and pads[a] == pads[rank + a] == 0:
             continue  # nothing to do along this axis
         outer, inner = math.prod(sizes[: 2 + a]), math.prod(sizes[3 + a :])
         view = reshape(ctx, x, (1, outer, sizes[2 + a], inner))
-        props = {
-            "kernel_shape": i64_array([kernel[a], 1]), "strides": i64_array([strides[a], 1]),
-            "pads": i64_array([pads[a], 0, pads[rank + a], 0]), "dilations": i64_array([dilations[a], 1]),
-        }  # fmt: skip
-        if not is_max:
-            props["count_include_pad"] = BoolAttr.from_bool(bool(ctx.attr("count_include_pad", 0)))
-        out = (1, outer, outs[a], inner)
-        y = ctx.emit(cls.create(operands=[view], properties=props, result_types=[tensor_type(out)])).results[0]
+        y = _pool2d(ctx, view, [kernel[a], 1], [strides[a], 1], [pads[a], 0, pads[rank + a], 0], [dilations[a], 1],
+                    is_max, (1, outer, outs[a], inner))  # fmt: skip
         sizes[2 + a] = outs[a]
         x = reshape(ctx, y, tuple(sizes))
     return x

@@ -34,7 +34,7 @@ class SparseLayer:
     winograd: bool = False  # a float 3x3 stride-1 single-group conv (conv-to-winograd may take it dense)
     out_size: tuple[int, int] = (1, 1)  # conv output Ho, Wo
     quantized: bool = False  # an int8 weight (graph.qconv2d)
-    frame: bool = False  # a float conv whose B is not the image itself (KxK, strided or padded): read from a frame
+    frame: bool = False  # a float conv whose B is not the image itself (KxK, strided or padded): a frame (dilated: im2col)
 
     def matrix(self, w: np.ndarray) -> np.ndarray:
         """The weight as A [M, K] (a view where possible)."""
