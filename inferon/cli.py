@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="float 3x3 stride-1 convolutions: auto (default) uses Winograd F(4x4,3x3) or "
                    "F(2x2,3x3) (2.25-4x fewer multiplications, slightly larger rounding error) where "
                    "measured faster than im2col + GEMM; off: never; 2 / 4: that tile for every such conv")
+    c.add_argument("--layout", choices=["auto", "nchw"], default="auto",
+                   help="activation layout: auto (default) keeps NCHW but lays out the buffers between "
+                   "kernels that hold 8 channels per vector (lanes GEMMs, depthwise convs, squeeze-excite) "
+                   "as blocked NCHWc8, which saves their transposes; nchw: NCHW everywhere")
     c.add_argument("--prune", metavar="SPEC",
                    help="experiments only: magnitude-prune every conv/FC weight except the stem first, "
                    "per layer: unstructured:S (e.g. unstructured:0.9 zeroes 90%% of each layer) or 2:4; "
@@ -136,7 +140,7 @@ def _compile(args: argparse.Namespace) -> int:
     inferon.compile(
         args.model, output, input_shapes=dict(args.input_shape), dump_ir=args.dump_ir,
         print_ir_after=args.print_ir_after, verbose=args.verbose, target=args.target, prune=args.prune,
-        sparse=args.sparse, winograd=args.winograd, quantize=args.quantize, calibration=args.calibration,
+        sparse=args.sparse, winograd=args.winograd, layout=args.layout, quantize=args.quantize, calibration=args.calibration,
         calibration_method=args.calibration_method, keep_float=[k for item in args.keep_float for k in item.split(",")],
         weight_rounding=args.weight_rounding,
     )  # fmt: skip

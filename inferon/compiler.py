@@ -36,6 +36,7 @@ def lower(
     sparse: str = "auto",
     quantization: Quantization | None = None,
     winograd: str = "auto",
+    layout: str = "auto",
 ) -> tuple[ModuleOp, EmittedModel]:
     """Import and run the pipeline; return the lowest-level module and the emitted C++."""
     log = (lambda msg: print(msg, file=sys.stderr)) if verbose else (lambda msg: None)
@@ -49,7 +50,7 @@ def lower(
         prune=prune,
         quantization=quantization,
         pass_options={"sparsify": {"mode": sparse, "winograd": winograd, "target": target},
-                      "conv-to-winograd": {"tile": winograd},
+                      "conv-to-winograd": {"tile": winograd}, "assign-layout": {"mode": layout},
                       "convert-graph-to-loop": {"int8_lanes": vnni}, "convert-loop-to-vec": {"int8_lanes": vnni},
                       "pack-weights": {"pair_safe": not vnni, "f32_lanes": model_isa(target) == "avx512"}},
         dump_dir=Path(dump_ir) if dump_ir else None,
@@ -83,12 +84,14 @@ def compile(  # noqa: A001 - the public name users expect
     keep_float: Sequence[str] = (),
     weight_rounding: str = "adaptive",
     winograd: str = "auto",
+    layout: str = "auto",
 ) -> Path:
     """Compile an ONNX model (path, bytes or ModelProto) into the shared library `output`.
 
     `target` (native, avx2, avx512, scalar) caps the instruction set the kernels may use; the
     model.so always carries the scalar fallback and picks the best allowed level on the CPU it
-    is loaded on. `sparse` picks weight storage: auto (dense, CSR or 2:4 per layer from the zeros in
+    is loaded on. `layout` is auto (activations between channel-vector kernels in blocked NCHWc8,
+    see `assign-layout`) or nchw (NCHW everywhere). `sparse` picks weight storage: auto (dense, CSR or 2:4 per layer from the zeros in
     the weights and a cost model), off, csr or 2:4. `prune` ("unstructured:0.9", "2:4") magnitude-prunes
     the conv/FC weights first, for experiments, and prints the output deviation it causes.
 
@@ -115,7 +118,7 @@ def compile(  # noqa: A001 - the public name users expect
         if data is not None:
             options = {
                 "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()}, "target": target,
-                "sparse": sparse, "winograd": winograd,
+                "sparse": sparse, "winograd": winograd, "layout": layout,
                 # sparsify's cost figures and the quantized layouts follow the level the model will
                 # run with: a "native" model differs per host
                 "isa": model_isa(target), "vnni": vnni_kernels(target),
@@ -145,6 +148,7 @@ def compile(  # noqa: A001 - the public name users expect
     _, emitted = lower(
         model, input_shapes=input_shapes, dump_ir=dump_ir, print_ir_after=print_ir_after, verbose=verbose,
         target=target, prune=prune, sparse=sparse, quantization=quantization, winograd=winograd,
+        layout=layout,
     )
     start = time.perf_counter()
     out, entry = build_cached(emitted.source, emitted.weights, Path(output), verbose=verbose)

@@ -4,7 +4,7 @@
             → [prune, opt-in, with --quantize] → [quantize, opt-in] → fuse-epilogue → [prune, opt-in] → sparsify
     loop:   convert-graph-to-loop → elide-copies → convert-sparse-to-spmm → conv-to-depthwise
             → conv-to-grouped → conv-to-winograd → conv-to-im2col → select-tiles
-    vec:    convert-loop-to-vec → pack-weights → plan-memory
+    vec:    convert-loop-to-vec → pack-weights → assign-layout → plan-memory
     cpp:    the C++ emitter prints the module, g++ builds model.so
 
 fold-batchnorm must precede fuse-epilogue (a conv with an activation no longer folds); fold-constants
@@ -48,6 +48,7 @@ DEFAULT_PASSES: tuple[tuple[str, str], ...] = (
     ("loop", "select-tiles"),
     ("vec", "convert-loop-to-vec"),
     ("vec", "pack-weights"),
+    ("vec", "assign-layout"),
     ("vec", "plan-memory"),
 )
 

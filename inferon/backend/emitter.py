@@ -40,6 +40,7 @@ from inferon.ir import quant
 from inferon.ir.attrs import EpilogueAttr, SparseFormat
 from inferon.ir.dialects import loop, vec
 from inferon.ir.dialects.graph import ints
+from inferon.ir.layout import is_nchwc8
 from inferon.ir.weights import WeightStore
 from inferon.ir.winograd import tile_grid
 
@@ -239,6 +240,10 @@ class CppEmitter:
             self.line("  t.a_lanes = true;")
         if op.b_packed is not None:
             self.line("  t.b_packed = true;")
+        if is_nchwc8(op.b.type):
+            self.line("  t.b_nchwc8 = true;")
+        if is_nchwc8(op.c.type):
+            self.line("  t.c_nchwc8 = true;")
         self.line(f"  ep.act = {ACTIVATIONS[epi.activation]}; ep.alpha = {_f(epi.alpha)}; ep.beta = {_f(epi.beta)};")
         self.line(f"  ep.bias_axis = {op.bias_axis.value.data}; ep.bias_batch_stride = {bias_s[1]};")
         self.line(f"  for (int64_t o = 0; o < {outer}; ++o) {{")
@@ -458,7 +463,8 @@ class CppEmitter:
         self.line(
             f"inferon::depthwise_conv2d({self.buf(op.input)}, {self.buf(op.weight)}, {self.buf(op.bias)}, "
             f"{self.buf(op.residual)}, {self.buf(op.output)}, {_depthwise_geometry(op)}, "
-            f"{ACTIVATIONS[epi.activation]}, {_f(epi.alpha)}, {_f(epi.beta)}, nt);"
+            f"{ACTIVATIONS[epi.activation]}, {_f(epi.alpha)}, {_f(epi.beta)}, nt, "
+            f"{int(is_nchwc8(op.input.type)) | 2 * int(is_nchwc8(op.output.type))});"
         )
 
     @emit.register
@@ -502,7 +508,7 @@ class CppEmitter:
             return
         self.line(
             f"inferon::global_pool({self.buf(op.input)}, {self.buf(op.output)}, {op.planes.value.data}, "
-            f"{op.plane_size.value.data}, {int(op.is_max.value.data)}, nt);"
+            f"{op.plane_size.value.data}, {int(op.is_max.value.data)}, nt, {int(is_nchwc8(op.input.type))});"
         )
 
     @emit.register

@@ -40,6 +40,7 @@ _BUILTIN: dict[str, str] = {
     "select-tiles": "inferon.passes.loop.select_tiles:SelectTilesPass",
     "convert-loop-to-vec": "inferon.passes.conversion.loop_to_vec:ConvertLoopToVecPass",
     "pack-weights": "inferon.passes.vec.pack_weights:PackWeightsPass",
+    "assign-layout": "inferon.passes.vec.assign_layout:AssignLayoutPass",
     "plan-memory": "inferon.passes.loop.plan_memory:PlanMemoryPass",
 }
 

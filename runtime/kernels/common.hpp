@@ -332,6 +332,21 @@ struct Scratch {
   ~Scratch() { std::free(ptr); }
 };
 
+// The blocked activation layout NCHWc8 (pass assign-layout): channel c of pixel p of image n at
+// ((n * C + c / 8 * 8) * HW + p * 8 + c % 8), C a multiple of 8; with HW = 1 it is NCHW itself.
+// Plain conversions for the kernels' scalar fallbacks and tests (the fast paths read the layout).
+inline void nchw_to_nchwc8(const float* x, float* y, int64_t N, int64_t C, int64_t HW) {
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t c = 0; c < C; c++)
+      for (int64_t p = 0; p < HW; p++) y[(n * C + c / 8 * 8) * HW + p * 8 + c % 8] = x[(n * C + c) * HW + p];
+}
+
+inline void nchwc8_to_nchw(const float* x, float* y, int64_t N, int64_t C, int64_t HW) {
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t c = 0; c < C; c++)
+      for (int64_t p = 0; p < HW; p++) y[(n * C + c) * HW + p] = x[(n * C + c / 8 * 8) * HW + p * 8 + c % 8];
+}
+
 }  // namespace inferon
 
 #ifndef INFERON_KERNEL_OBJECT  // defined once, in the model's translation unit

@@ -331,11 +331,30 @@ INFERON_AVX2 inline void cb_pack(const Geo& g, const CBTile& t, const float* con
   }
 }
 
+// The same tile from an NCHWc8 block x[H][W][8] (8 channels already interleaved): row copies.
+inline void cb_pack_c8(const Geo& g, const CBTile& t, const float* x, float* T) {
+  const int64_t H = g.H, W = g.W, Wp = t.Wp, pt = g.pt, pl = std::min<int64_t>(g.pl, t.Wp);
+  const int64_t cols = std::max<int64_t>(0, std::min<int64_t>(W, Wp - pl));
+  for (int64_t r = 0; r < t.Hp; r++) {
+    float* row = T + r * Wp * 8;
+    const int64_t h = r - pt;
+    if (h < 0 || h >= H || cols == 0) {
+      std::memset(row, 0, static_cast<size_t>(Wp) * 8 * sizeof(float));
+      continue;
+    }
+    std::memset(row, 0, static_cast<size_t>(pl) * 8 * sizeof(float));
+    std::memcpy(row + pl * 8, x + h * W * 8, static_cast<size_t>(cols) * 8 * sizeof(float));
+    std::memset(row + (pl + cols) * 8, 0, static_cast<size_t>(Wp - pl - cols) * 8 * sizeof(float));
+  }
+}
+
 // The n (1..8) output planes dst[k] of one channel group from its tile T; wt: [kh * kw][8] weights,
-// vb: the 8 biases. KH, KW, SW: compile-time sizes, or 0 (runtime).
+// vb: the 8 biases. KH, KW, SW: compile-time sizes, or 0 (runtime). c8: the output (and residual) is
+// NCHWc8, dst[0] / res[0] its block of these 8 channels [Ho][Wo][8]: the pixel vectors are stored as
+// they are, no transpose.
 template <int KH, int KW, int SW>
 INFERON_AVX2 void cb_planes(const Geo& g, const CBTile& t, const float* T, const float* wt, __m256 vb, int n,
-                            float* const* dst, const float* const* res) {
+                            float* const* dst, const float* const* res, bool c8) {
   const int kh = KH ? KH : g.kh, kw = KW ? KW : g.kw;
   const int64_t sw = SW ? SW : g.sw, Wp = t.Wp, Wo = g.Wo, plane = g.Ho * g.Wo, dh = g.dh, dw = g.dw;
   const __m256 va = _mm256_set1_ps(g.alpha), vbeta = _mm256_set1_ps(g.beta);
@@ -356,12 +375,21 @@ INFERON_AVX2 void cb_planes(const Geo& g, const CBTile& t, const float* T, const
           for (int p = 0; p < 8; p++) acc[p][0] = _mm256_fmadd_ps(_mm256_loadu_ps(q + p * sw * 8), wv, acc[p][0]);
         }
       }
-      transpose8(acc);  // acc[k]: channel k's 8 pixels
       const int64_t off = ho * Wo + wo0;
       // 8 lanes whenever they stay inside the plane: lanes past the row land on later rows, which
       // are written afterwards (only the plane's last partial block stores lane by lane)
       const bool whole = off + 8 <= plane;
       const int64_t m = whole ? 8 : plane - off;
+      if (c8) {
+        if (res)
+          for (int p = 0; p < m; p++) acc[p][0] = _mm256_add_ps(acc[p][0], _mm256_loadu_ps(res[0] + (off + p) * 8));
+        if (whole) act256_n<8>(&acc[0][0], g.act, va, vbeta);
+        else
+          for (int p = 0; p < m; p++) act256_n<1>(&acc[p][0], g.act, va, vbeta);
+        for (int p = 0; p < m; p++) _mm256_storeu_ps(dst[0] + (off + p) * 8, acc[p][0]);
+        continue;
+      }
+      transpose8(acc);  // acc[k]: channel k's 8 pixels
       if (res) {
         const __m256i mask = mask_first(m);
         for (int k = 0; k < n; k++)
@@ -377,7 +405,7 @@ INFERON_AVX2 void cb_planes(const Geo& g, const CBTile& t, const float* T, const
 }
 
 using CBFn = void (*)(const Geo&, const CBTile&, const float*, const float*, __m256, int, float* const*,
-                      const float* const*);
+                      const float* const*, bool);
 
 inline CBFn pick_cb(const Geo& g) {
   if (g.kh == 3 && g.kw == 3 && g.sw == 1) return cb_planes<3, 3, 1>;
@@ -403,9 +431,11 @@ inline bool cb_pays(const Geo& g) {
   return g.kh * g.kw >= 25 || g.Wo <= 8 || (g.sw == 2 && g.Wo <= 28);
 }
 
-// All N x M output planes, channel group by channel group (groups split over T threads).
+// All N x M output planes, channel group by channel group (groups split over T threads). in_c8 /
+// out_c8: x / y and the residual are NCHWc8 (M == C, a multiple of 8): tile rows copied as they are /
+// pixel vectors stored as they are.
 INFERON_AVX2 inline void cb_run(const Geo& g, const float* x, const float* w, const float* bias, const float* residual,
-                                float* y, int64_t N, int64_t C, int64_t M, int T) {
+                                float* y, int64_t N, int64_t C, int64_t M, int T, bool in_c8, bool out_c8) {
   const CBTile t = cb_tile(g);
   const CBFn fn = pick_cb(g);
   const int64_t mult = M / C, groups_m = (M + 7) / 8, in_plane = g.H * g.W, out_plane = g.Ho * g.Wo;
@@ -429,8 +459,13 @@ INFERON_AVX2 inline void cb_run(const Geo& g, const float* x, const float* w, co
       if (k < n && bias) b[k] = bias[m];
       for (int tp = 0; tp < ktaps; tp++) wt[tp * 8 + k] = k < n ? w[m * ktaps + tp] : 0.f;
     }
-    cb_pack(g, t, src, n, T_);
-    fn(g, t, T_, wt, _mm256_load_ps(b), n, dst, residual ? res : nullptr);
+    if (in_c8) cb_pack_c8(g, t, x + (nb * C + m0) * in_plane, T_);
+    else cb_pack(g, t, src, n, T_);
+    if (out_c8) {
+      dst[0] = y + (nb * M + m0) * out_plane;
+      res[0] = residual ? residual + (nb * M + m0) * out_plane : nullptr;
+    }
+    fn(g, t, T_, wt, _mm256_load_ps(b), n, dst, residual ? res : nullptr, out_c8);
   }
 }
 
@@ -439,17 +474,38 @@ INFERON_AVX2 inline void cb_run(const Geo& g, const float* x, const float* w, co
 // y[n][m] = act(bias[m] + residual[n][m] + sum_{i,j} w[m][i][j] * x[n][m / (M/C)][ho*sh-pt+i*dh][wo*sw-pl+j*dw])
 // with x: [N, C, H, W], w: [M, 1, kh, kw] (M a multiple of C), y and residual: [N, M, Ho, Wo];
 // taps outside the input read 0 (bottom/right padding follows from Ho, Wo). bias/residual may be null.
+// layout: bit 0 x is NCHWc8, bit 1 y and the residual are (pass assign-layout; then M == C, a
+// multiple of 8); the channel-blocked path reads / writes them directly.
 INFERON_ENTRY void depthwise_conv2d(const float* x, const float* w, const float* bias, const float* residual, float* y,
                              int64_t N, int64_t C, int64_t H, int64_t W, int64_t M, int64_t Ho, int64_t Wo, int kh,
                              int kw, int sh, int sw, int pt, int pl, int dh, int dw, int act, float alpha, float beta,
-                             int num_threads = 1);
+                             int num_threads = 1, int layout = 0);
 
 #if INFERON_DEFINE_KERNELS(DEPTHWISE)
 INFERON_ENTRY void depthwise_conv2d(const float* x, const float* w, const float* bias, const float* residual, float* y,
                              int64_t N, int64_t C, int64_t H, int64_t W, int64_t M, int64_t Ho, int64_t Wo, int kh,
                              int kw, int sh, int sw, int pt, int pl, int dh, int dw, int act, float alpha, float beta,
-                             int num_threads) {
+                             int num_threads, int layout) {
   if (N <= 0 || M <= 0 || Ho <= 0 || Wo <= 0) return;
+  const bool in_c8 = layout & 1, out_c8 = layout & 2;
+  if (layout && !use_avx2()) {  // scalar: through NCHW copies
+    std::vector<float> xs, ys, rs;
+    if (in_c8) {
+      xs.resize(static_cast<size_t>(N * C * H * W));
+      nchwc8_to_nchw(x, xs.data(), N, C, H * W);
+    }
+    if (out_c8) {
+      ys.resize(static_cast<size_t>(N * M * Ho * Wo));
+      if (residual) {
+        rs.resize(ys.size());
+        nchwc8_to_nchw(residual, rs.data(), N, M, Ho * Wo);
+      }
+    }
+    depthwise_conv2d(in_c8 ? xs.data() : x, w, bias, out_c8 && residual ? rs.data() : residual, out_c8 ? ys.data() : y,
+                     N, C, H, W, M, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, act, alpha, beta, num_threads, 0);
+    if (out_c8) nchw_to_nchwc8(ys.data(), y, N, M, Ho * Wo);
+    return;
+  }
   const dw_detail::Geo g{H, W, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw, act, alpha, beta};
   const int64_t mult = M / C, planes = N * M;
   const int64_t in_plane = H * W, out_plane = Ho * Wo, ktaps = static_cast<int64_t>(kh) * kw;
@@ -457,8 +513,8 @@ INFERON_ENTRY void depthwise_conv2d(const float* x, const float* w, const float*
   const int T = threads_for(num_threads, static_cast<double>(planes) * out_plane * ktaps * 2, 65536.0);
   if (avx2) {
     const dw_detail::PaddedFn fn = dw_detail::pick_padded(g);
-    if (!fn || dw_detail::cb_pays(g)) {
-      dw_detail::cb_run(g, x, w, bias, residual, y, N, C, M, T);
+    if (!fn || layout || dw_detail::cb_pays(g)) {
+      dw_detail::cb_run(g, x, w, bias, residual, y, N, C, M, T, in_c8, out_c8);
       return;
     }
     {

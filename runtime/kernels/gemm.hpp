@@ -40,7 +40,11 @@ struct GemmTiles { int mr = 6, nr = 16; int64_t mc = 72, kc = 256, nc = 1024;
   bool b_packed = false;
   // A is pre-packed as vector lanes (pack-weights, few columns; gemm_lanes.hpp): panels of 32 rows,
   // [ceil(M / 32)][K][32], rows past M zero; lda, mr, nr, mc, kc, nc are unused.
-  bool a_lanes = false; };
+  bool a_lanes = false;
+  // With a_lanes only: B (a plain one, K channels x N pixels) / C and the residual (M channels x N
+  // pixels) are in the blocked layout NCHWc8 -- element (k, j) at (k / 8) * N * 8 + j * 8 + k % 8,
+  // K / M multiples of 8 (pass assign-layout); ldb / ldc are unused for them.
+  bool b_nchwc8 = false, c_nchwc8 = false; };
 
 namespace gemm_detail {
 
@@ -59,6 +63,7 @@ struct Job {
   bool b_packed;           // B in the pre-packed panel layout (see GemmTiles)
   const Im2col* im2col;    // non-null: B is the image at B seen through im2col (ldb unused)
   const int64_t* b_rows;   // non-null: row k of B starts at B + b_rows[k] (implicit GEMM, no packing)
+  bool b_c8 = false, c_c8 = false;  // lanes GEMM: B / C and residual in NCHWc8 (GemmTiles)
   bool packed_only() const { return a_packed || b_packed || im2col || b_rows; }  // no small-M / GEMV special paths
 };
 
@@ -842,6 +847,8 @@ INFERON_ENTRY void gemm(int64_t batch, int64_t M, int64_t N, int64_t K,
   base.b_packed = t.b_packed;
   base.im2col = b_im2col;
   base.b_rows = nullptr;
+  base.b_c8 = t.a_lanes && t.b_nchwc8 && !b_im2col;
+  base.c_c8 = t.a_lanes && t.c_nchwc8;
   base.nv = t.nr == 8 ? 1 : 2;
   base.mc = t.mc > 0 ? t.mc : 72;
   base.kc = t.kc > 0 ? t.kc : 256;

@@ -120,6 +120,41 @@ inline int64_t lanes_chunk(const LanesB& lb) {
   return lb.koff ? std::max<int64_t>(1, kLanesChunk / lb.Wo) * lb.Wo : kLanesChunk;
 }
 
+// Offset of C's / the residual's element (i, j): row-major, or NCHWc8 (GemmTiles::c_nchwc8).
+inline int64_t lanes_c_at(const Job& g, int64_t i, int64_t j) {
+  return g.c_c8 ? (i / 8) * g.N * 8 + j * 8 + i % 8 : i * g.ldc + j;
+}
+
+// NCHWc8 C: columns [c0, c1) of rows [row0, row0 + rows) (rows a multiple of 8) from ct, each 8-row
+// block of a column one vector: bias, residual (or C's own value with acc_c), activation, store.
+INFERON_AVX2 inline void lanes_store_c8(const Job& g, const float* ct, int64_t row0, int64_t rows, int64_t c0,
+                                        int64_t c1) {
+  const __m256 va = _mm256_set1_ps(g.alpha), vb = _mm256_set1_ps(g.beta);
+  for (int64_t r = 0; r < rows; r += 8) {
+    const __m256 bias = g.bias && g.bias_axis == 0 ? _mm256_loadu_ps(g.bias + row0 + r) : _mm256_setzero_ps();
+    float* cb = g.C + (row0 + r) / 8 * g.N * 8;
+    const float* rb = g.residual ? g.residual + (row0 + r) / 8 * g.N * 8 : nullptr;
+    for (int64_t j0 = c0; j0 < c1; j0 += 8) {
+      const int n = static_cast<int>(std::min<int64_t>(8, c1 - j0));
+      __m256 v[8];
+#pragma GCC unroll 8
+      for (int t = 0; t < 8; t++) {
+        if (t >= n) break;
+        const int64_t j = j0 + t;
+        __m256 x = _mm256_add_ps(_mm256_load_ps(ct + (j - c0) * kLanes + r), bias);
+        if (g.bias && g.bias_axis == 1) x = _mm256_add_ps(x, _mm256_set1_ps(g.bias[j]));
+        if (rb) x = _mm256_add_ps(x, _mm256_loadu_ps(rb + j * 8));
+        if (g.acc_c) x = _mm256_add_ps(x, _mm256_loadu_ps(cb + j * 8));
+        v[t] = x;
+      }
+      if (n == 8) act256_n<8>(v, g.act, va, vb);
+      else
+        for (int t = 0; t < n; t++) act256_n<1>(v + t, g.act, va, vb);
+      for (int t = 0; t < n; t++) _mm256_storeu_ps(cb + (j0 + t) * 8, v[t]);
+    }
+  }
+}
+
 // Panels [p0, p1) of one batch item; ct: thread-local [round_up(chunk, 8) + 8][32].
 template <bool ZMM, int NC, bool IMG>
 INFERON_AVX2 inline void lanes_rect(const Job& g, int64_t p0, int64_t p1, const LanesB& lb, float* ct) {
@@ -144,6 +179,10 @@ INFERON_AVX2 inline void lanes_rect(const Job& g, int64_t p0, int64_t p1, const 
                                       lb.base + pc * lb.ldb + j0, nullptr, lb.ldb, 1, ct + (j0 - c0) * kLanes,
                                       pc == 0);
         }
+      }
+      if (g.c_c8) {  // NCHWc8: ct's 8-lane rows are C's pixel vectors already
+        lanes_store_c8(g, ct, row0, rows, c0, c1);
+        continue;
       }
       // ct holds C^T of the chunk: 8 x 8 blocks transposed in registers, stored through the epilogue
       for (int64_t r = 0; r < rows; r += 8)
@@ -173,9 +212,11 @@ inline void lanes_rect_scalar(const Job& g, int64_t p0, int64_t p1, const LanesB
       for (int64_t j = 0; j < g.N; j++) {
         float s = 0.f;
         for (int64_t k = 0; k < g.K; k++) s += Ap[k * kLanes + i % kLanes] * lanes_b_at(lb, k, j);
-        float* c = g.C + i * g.ldc + j;
+        float* c = g.C + lanes_c_at(g, i, j);
         if (g.acc_c) s += *c;
-        *c = epi_scalar(g, s, i, j);
+        if (g.bias) s += g.bias_axis == 0 ? g.bias[i] : g.bias[j];
+        if (g.residual) s += g.residual[lanes_c_at(g, i, j)];
+        *c = apply_act(s, g.act, g.alpha, g.beta);
       }
   }
 }
@@ -187,6 +228,17 @@ inline LanesB lanes_operand(const Job& g, int T) {
   LanesB lb;
   lb.base = g.B;
   lb.ldb = g.ldb;
+  if (g.b_c8 && !g.im2col) {  // NCHWc8: row k at (k / 8) * N * 8 + k % 8, columns 8 floats apart
+    int64_t* koff = reinterpret_cast<int64_t*>(tls_scratch(6).get(static_cast<size_t>(2 * std::max<int64_t>(1, g.K))));
+    for (int64_t k = 0; k < g.K; k++) koff[k] = k / 8 * g.N * 8 + k % 8;
+    lb.koff = koff;
+    lb.Wo = g.N;  // "output rows" of a divisor of N near kLanesChunk columns (chunks are whole rows)
+    for (int64_t d = std::min<int64_t>(g.N, kLanesChunk); d >= 1 && g.N > kLanesChunk; d--)
+      if (g.N % d == 0 && d >= 8) { lb.Wo = d; break; }
+    lb.row = lb.Wo * 8;
+    lb.step = 8;
+    return lb;
+  }
   if (!g.im2col) return lb;
   const Im2col& q = *g.im2col;
   const Frame f = bordered_frame(q, g.B, g.K, 16, T, true);  // gemm.hpp

@@ -30,6 +30,21 @@ inline int tap_count(int64_t start, int k, int d, int64_t lo_bound, int64_t hi_b
   return c;
 }
 
+// The 8 channels of one NCHWc8 block x[HW][8]: y[0..8) = their means / maxima.
+INFERON_AVX2 inline void global_block_c8_avx2(const float* x, float* y, int64_t HW, int is_max) {
+  __m256 a0 = is_max ? _mm256_set1_ps(-INFINITY) : _mm256_setzero_ps(), a1 = a0;
+  int64_t i = 0;
+  for (; i + 2 <= HW; i += 2) {
+    const __m256 v0 = _mm256_loadu_ps(x + i * 8), v1 = _mm256_loadu_ps(x + i * 8 + 8);
+    a0 = is_max ? _mm256_max_ps(a0, v0) : _mm256_add_ps(a0, v0);
+    a1 = is_max ? _mm256_max_ps(a1, v1) : _mm256_add_ps(a1, v1);
+  }
+  if (i < HW) a0 = is_max ? _mm256_max_ps(a0, _mm256_loadu_ps(x + i * 8)) : _mm256_add_ps(a0, _mm256_loadu_ps(x + i * 8));
+  const __m256 r = is_max ? _mm256_max_ps(a0, a1)
+                          : _mm256_mul_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(1.f / static_cast<float>(HW)));
+  _mm256_storeu_ps(y, r);
+}
+
 INFERON_AVX2 inline void global_plane_avx2(const float* x, float* y, int64_t HW, int is_max) {
   int64_t i = 0;
   if (is_max) {
@@ -341,12 +356,31 @@ INFERON_ENTRY void pool2d(const float* x, float* y, int64_t NC, int64_t H, int64
 #endif
 
 // Global max/average over each of NC planes of HW elements.
-INFERON_ENTRY void global_pool(const float* x, float* y, int64_t NC, int64_t HW, int is_max, int num_threads = 1);
+// nchwc8: x is NCHWc8 (NC a multiple of 8; y [N, C, 1, 1] is the same in either layout).
+INFERON_ENTRY void global_pool(const float* x, float* y, int64_t NC, int64_t HW, int is_max, int num_threads = 1,
+                               int nchwc8 = 0);
 
 #if INFERON_DEFINE_KERNELS(POOL)
-INFERON_ENTRY void global_pool(const float* x, float* y, int64_t NC, int64_t HW, int is_max, int num_threads) {
+INFERON_ENTRY void global_pool(const float* x, float* y, int64_t NC, int64_t HW, int is_max, int num_threads,
+                               int nchwc8) {
   const bool avx2 = use_avx2();
   const int T = threads_for(num_threads, static_cast<double>(NC) * HW, 65536.0);
+  if (nchwc8) {
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+    for (int64_t b = 0; b < NC / 8; b++) {
+      const float* xb = x + b * HW * 8;
+      if (avx2) {
+        pool_detail::global_block_c8_avx2(xb, y + b * 8, HW, is_max);
+        continue;
+      }
+      for (int k = 0; k < 8; k++) {
+        float a = is_max ? -INFINITY : 0.f;
+        for (int64_t i = 0; i < HW; i++) a = is_max ? (xb[i * 8 + k] > a ? xb[i * 8 + k] : a) : a + xb[i * 8 + k];
+        y[b * 8 + k] = is_max ? a : a / static_cast<float>(HW);
+      }
+    }
+    return;
+  }
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
   for (int64_t p = 0; p < NC; p++) {
     const float* xp = x + p * HW;
