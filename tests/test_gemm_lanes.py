@@ -30,15 +30,17 @@ def test_lanes_pay() -> None:
     assert not lanes_pay(64, 12544, 576)  # B of 7M floats: streamed once per 32-row panel
     assert lanes_pay(64, 12544, 147, image=True)  # a 7x7 stem: its image (one bordered copy) is small
     assert not lanes_pay(64, 12544, 147) and not lanes_pay(128, 3136, 576, image=True)
-    assert not lanes_pay(96, 196, 96)  # small K
-    assert not lanes_pay(40, 49, 512)  # 64 padded rows for 40
+    assert lanes_pay(96, 196, 96) and lanes_pay(480, 196, 80) and lanes_pay(80, 196, 480)  # up to 800 columns
+    assert not lanes_pay(96, 196, 16)  # K < 32
+    assert lanes_pay(40, 49, 512)  # 64 padded rows for 40: within 7/4
+    assert not lanes_pay(36, 49, 512)  # 64 padded rows for 36
     assert not lanes_pay(16, 49, 512)
 
 
 def _small_net() -> tuple:
     """A 7x7-stage CNN: a strided 3x3 (im2col B), 1x1 convs with K = 128 (one with a residual Add and
-    ReLU, one with bias and LeakyRelu), a 1x1 with K = 64 and a residual (stays on row panels), global pool
-    and FC."""
+    ReLU, one with bias and LeakyRelu), a 1x1 with K = 64 and a residual, global pool and FC (row
+    panels)."""
     rng = np.random.default_rng(5)
 
     def w(*s: int) -> np.ndarray:
@@ -84,10 +86,10 @@ def lanes_net(tmp_path_factory):
 def test_few_column_layers_are_packed_as_lanes(lanes_net):
     _, _, _, lines = lanes_net
     lanes = [line for line in lines if "a_lanes" in line]
-    # the strided 3x3 (K = 288, im2col), the three 1x1s with K = 128; not the K = 64 1x1 nor the FC
-    assert len(lanes) == 4, lines
-    # operands a, b, bias, residual, c: the residual Add on one lanes layer
-    assert sum("operandSegmentSizes = array<i32: 1, 1, 0, 1, 1>" in line for line in lanes) == 1
+    # the strided 3x3 (K = 288, im2col), the three 1x1s with K = 128 and the K = 64 one; not the FC
+    assert len(lanes) == 5, lines
+    # operands a, b, bias, residual, c: the residual Adds of the K = 64 and a K = 128 layer
+    assert sum("operandSegmentSizes = array<i32: 1, 1, 0, 1, 1>" in line for line in lanes) == 2
     assert sum("b_im2col" in line for line in lanes) == 1
     assert not any("a_packed" in line for line in lanes)
 

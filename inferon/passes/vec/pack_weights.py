@@ -82,13 +82,20 @@ def lanes_pay(m: int, n: int, k: int, image: bool = False) -> bool:
     3.6M floats or more (64 x 3136 x 1152 0.98x, 64 x 12544 x 576 0.90x). A convolution's `image` is
     read from one bordered copy of it, much smaller than its im2col matrix: the 7x7 stem (64 x 12544 x
     147) as lanes 2.81 -> 2.46 ms per op, ResNet-50 FP32 1.020x, its 90 %-pruned version 1.011-1.015x
-    (session 25; session 24, before the B panels' padding and the column split, measured 0.998x)."""
+    (session 25; session 24, before the B panels' padding and the column split, measured 0.998x).
+
+    Up to 800 columns whole models say more than those per-GEMM figures: K down to 32 and rows padded
+    by up to 3/4 (e.g. 80 -> 128) as lanes, against K >= 128 and at most 1/8 padding before (session
+    27, Zen 4, interleaved A/B of whole models, 1 / 2 threads): MobileNetV3 1.19 / 1.14x,
+    EfficientNet-B0 1.10 / 1.09x, ShuffleNetV2 1.16 / 0.98x, SqueezeNet 1.05 / 1.05x, ShuffleNet
+    1.08 / 1.09x, Inception v1 1.06 / 1.06x, v2 1.05 / 1.05x (K = 8 and 3x padding: no further
+    gain). Part of it is the blocked layout (`assign-layout`), which lanes outputs make possible."""
     mpad = -(-m // vec.GEMM_LANES) * vec.GEMM_LANES
-    if m < vec.GEMM_LANES or k < 128 or mpad * 8 > m * 9:
+    if m < vec.GEMM_LANES:
         return False
     if n <= 800:
-        return True
-    if m > 64:
+        return k >= 32 and mpad * 4 <= m * 7
+    if k < 128 or mpad * 8 > m * 9 or m > 64:
         return False
     return image or (k >= (128 if m <= 32 else 256) and k * n <= 1 << 21)
 
