@@ -114,11 +114,26 @@ __attribute__((target("avx2,fma"), noinline)) float fma_chains(int64_t iters, fl
   _mm256_storeu_ps(out, s);
   return out[0] + out[7];
 }
+// The same chains on zmm registers (AVX-512F): 16 lanes per FMA.
+__attribute__((target("avx2,fma,avx512f"), noinline)) float fma_chains512(int64_t iters, float seed) {
+  const __m512 m = _mm512_set1_ps(0.9999999f), a = _mm512_set1_ps(1e-7f);
+  __m512 c[12];
+#pragma GCC unroll 12
+  for (int j = 0; j < 12; j++) c[j] = _mm512_set1_ps(seed + static_cast<float>(j));
+  for (int64_t i = 0; i < iters; i++) {
+#pragma GCC unroll 12
+    for (int j = 0; j < 12; j++) c[j] = _mm512_fmadd_ps(c[j], m, a);
+  }
+  __m512 s = c[0];
+#pragma GCC unroll 12
+  for (int j = 1; j < 12; j++) s = _mm512_add_ps(s, c[j]);
+  return _mm512_reduce_add_ps(s);
+}
 }  // namespace
 
-// Wall seconds of one OpenMP region in which each of `threads` threads runs fma_chains(iters);
-// *threads_run = the team size actually obtained.
-SHIM double k_bench_fma_peak(int64_t iters, int threads, int* threads_run) {
+// Wall seconds of one OpenMP region in which each of `threads` threads runs fma_chains(iters)
+// (fma_chains512 with `wide`); *threads_run = the team size actually obtained.
+SHIM double k_bench_fma_peak(int64_t iters, int threads, int* threads_run, int wide) {
   int team = 1;
   float total = 0.f;
   const auto t0 = std::chrono::steady_clock::now();
@@ -126,7 +141,8 @@ SHIM double k_bench_fma_peak(int64_t iters, int threads, int* threads_run) {
   {
 #pragma omp single nowait
     team = omp_get_num_threads();
-    total += fma_chains(iters, 1.f + static_cast<float>(omp_get_thread_num()));
+    const float seed = 1.f + static_cast<float>(omp_get_thread_num());
+    total += wide ? fma_chains512(iters, seed) : fma_chains(iters, seed);
   }
   const auto t1 = std::chrono::steady_clock::now();
   g_fma_sink = total;
@@ -302,20 +318,21 @@ def build_library() -> ctypes.CDLL:
     lib.k_gemm_lanes.restype = None
     lib.k_set_isa.argtypes = [INT]
     lib.k_get_isa.restype = INT
-    lib.k_bench_fma_peak.argtypes = [I64, INT, ctypes.POINTER(INT)]
+    lib.k_bench_fma_peak.argtypes = [I64, INT, ctypes.POINTER(INT), INT]
     lib.k_bench_fma_peak.restype = ctypes.c_double
     return lib
 
 
-def measure_peak(lib: ctypes.CDLL, threads: int) -> dict[str, Any]:
-    """Best-of-PEAK_RUNS FMA throughput of `threads` threads, GFLOP/s (all threads together)."""
+def measure_peak(lib: ctypes.CDLL, threads: int, wide: bool = False) -> dict[str, Any]:
+    """Best-of-PEAK_RUNS FMA throughput of `threads` threads, GFLOP/s (all threads together): ymm
+    (AVX2) FMAs, or zmm (AVX-512F) ones with `wide`."""
     team = ctypes.c_int(0)
     calib = 1 << 20
-    lib.k_bench_fma_peak(calib, threads, ctypes.byref(team))  # starts the OpenMP threads
-    t = min(lib.k_bench_fma_peak(calib, threads, ctypes.byref(team)) for _ in range(2))
+    lib.k_bench_fma_peak(calib, threads, ctypes.byref(team), int(wide))  # starts the OpenMP threads
+    t = min(lib.k_bench_fma_peak(calib, threads, ctypes.byref(team), int(wide)) for _ in range(2))
     iters = max(calib, int(calib * PEAK_TARGET_S / t))
-    samples = [lib.k_bench_fma_peak(iters, threads, ctypes.byref(team)) for _ in range(PEAK_RUNS)]
-    flops = team.value * iters * FMA_CHAINS * 8 * 2
+    samples = [lib.k_bench_fma_peak(iters, threads, ctypes.byref(team), int(wide)) for _ in range(PEAK_RUNS)]
+    flops = team.value * iters * FMA_CHAINS * (16 if wide else 8) * 2
     return {
         "gflops": flops / min(samples) / 1e9,
         "median_gflops": flops / float(np.median(samples)) / 1e9,
@@ -360,6 +377,7 @@ def stats(times: list[float], flops: float, peak: float) -> dict[str, Any]:
 def bench_shape(lib: ctypes.CDLL, numpy_timer: NumpyTimer, shape: tuple[int, int, int, str], threads: int,
                 runs: int, seed: int, peak: float, lanes: bool = False) -> dict[str, Any]:  # fmt: skip
     """One shape's row; `lanes`: also the lanes kernel where the compiler would use it (AVX-512)."""
+    from inferon.cpu import zmm_row_panels
     from inferon.passes.loop.select_tiles import choose_tiles
     from inferon.passes.vec.pack_weights import lanes_pay, pack_a, pack_a_lanes
 
@@ -377,7 +395,7 @@ def bench_shape(lib: ctypes.CDLL, numpy_timer: NumpyTimer, shape: tuple[int, int
         variants["packed"] = (aligned(pack_a(a, MR, kc)), 1)
     else:
         row["packed"] = None
-    if lanes and n > 1 and lanes_pay(m, n, k, image=label in IMAGE_SHAPES):  # where pack-weights packs A as lanes
+    if lanes and n > 1 and lanes_pay(m, n, k, image=label in IMAGE_SHAPES, zmm_rows=zmm_row_panels()):  # where pack-weights packs A as lanes
         variants["lanes"] = (aligned(pack_a_lanes(a)), -1)
     else:
         row["lanes"] = None
@@ -581,6 +599,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = False
     for threads in args.threads:
         peak = measure_peak(lib, threads)
+        if args.isa == "avx512":  # the zmm FMA peak too: twice the ymm one on CPUs with two 512-bit FMA units
+            peak["avx512_gflops"] = measure_peak(lib, threads, wide=True)["gflops"]
         peaks[str(threads)] = peak
         timer: NumpyTimer = InProcessNumpy(threads) if HAVE_THREADPOOLCTL else WorkerNumpy(threads)
         try:
@@ -589,6 +609,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f" ({peak['gflops'] / peak['threads_run']:.1f} per thread; {peak['threads_run']} thread(s) x"
                 f" {FMA_CHAINS} chains, best of {PEAK_RUNS} x ~{PEAK_TARGET_S * 1e3:.0f} ms)"
                 f"  numpy: {timer.mode}, BLAS threads {timer.blas_threads}  load {os.getloadavg()[0]:.2f}"
+                + (f"\n   AVX-512 (zmm) FMA peak {peak['avx512_gflops']:.1f} GFLOP/s: %pk below is of the AVX2 peak"
+                   if "avx512_gflops" in peak else "")
             )
             print(HEADER)
             print("-" * len(HEADER))

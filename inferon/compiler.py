@@ -15,7 +15,7 @@ from inferon import compile_cache
 from inferon.backend.emitter import EmittedModel, emit_cpp
 from inferon.backend.toolchain import build_cached
 from inferon.calibration import load_calibration
-from inferon.cpu import model_isa, vnni_kernels
+from inferon.cpu import model_isa, vnni_kernels, zmm_row_panels
 from inferon.errors import InferonError
 from inferon.frontend.onnx.importer import import_model, load_proto
 from inferon.ir.context import make_context
@@ -52,7 +52,8 @@ def lower(
         pass_options={"sparsify": {"mode": sparse, "winograd": winograd, "target": target},
                       "conv-to-winograd": {"tile": winograd}, "assign-layout": {"mode": layout},
                       "convert-graph-to-loop": {"int8_lanes": vnni}, "convert-loop-to-vec": {"int8_lanes": vnni},
-                      "pack-weights": {"pair_safe": not vnni, "f32_lanes": model_isa(target) == "avx512"}},
+                      "pack-weights": {"pair_safe": not vnni, "f32_lanes": model_isa(target) == "avx512",
+                                       "zmm_rows": zmm_row_panels(target)}},
         dump_dir=Path(dump_ir) if dump_ir else None,
         print_ir_after=frozenset(print_ir_after),
         verbose=verbose,
@@ -121,7 +122,7 @@ def compile(  # noqa: A001 - the public name users expect
                 "sparse": sparse, "winograd": winograd, "layout": layout,
                 # sparsify's cost figures and the quantized layouts follow the level the model will
                 # run with: a "native" model differs per host
-                "isa": model_isa(target), "vnni": vnni_kernels(target),
+                "isa": model_isa(target), "vnni": vnni_kernels(target), "zmm_rows": zmm_row_panels(target),
             }  # fmt: skip
             key = compile_cache.compile_key(data, options)
             if compile_cache.lookup(key, Path(output)):

@@ -75,3 +75,17 @@ def vnni_kernels(target: str = "native", flags: frozenset[str] | None = None) ->
     implicit order with VNNI, pair-safe row panels without)."""
     have = cpu_flags() if flags is None else flags
     return model_isa(target, flags) == "avx512" and {"avx512_vnni", "avx512vl", "avx512bw"} <= have
+
+
+def zmm_row_panels(target: str = "native", flags: frozenset[str] | None = None) -> bool:
+    """Whether a model compiled for `target` will run its FP32 row-panel GEMMs as 6 x 32 tiles of zmm
+    accumulators (gemm.hpp, `Job::zmm`), as the runtime decides: the avx512 level on an Intel CPU,
+    whose server cores have two 512-bit FMA units (twice the ymm tile's peak; Zen 4 splits 512-bit
+    operations in two, so there the ymm tiles stay). INFERON_GEMM_ROWS=ymm|zmm overrides the vendor
+    rule. `pack-weights` then keeps the lanes kernel to GEMMs of few columns."""
+    if model_isa(target, flags) != "avx512":
+        return False
+    env = os.environ.get("INFERON_GEMM_ROWS", "")
+    if env in ("ymm", "zmm"):
+        return env == "zmm"
+    return "GenuineIntel" in (cpu_flags() if flags is None else flags)

@@ -45,6 +45,21 @@ namespace inferon {
 inline std::atomic<int> g_isa{INFERON_ISA_SCALAR};
 
 inline int isa() { return g_isa.load(std::memory_order_relaxed); }
+
+// Whether the FP32 row-panel GEMM runs zmm tiles: with AVX-512F on Intel CPUs (two 512-bit FMA
+// units on the server cores; Zen 4 splits 512-bit operations, its ymm tiles stay), or as
+// INFERON_GEMM_ROWS=ymm|zmm says (mirrored by inferon.cpu.zmm_row_panels for the compiler).
+inline bool zmm_rows() {
+  if (isa() < INFERON_ISA_AVX512) return false;
+  const char* env = std::getenv("INFERON_GEMM_ROWS");
+  if (env && std::strcmp(env, "ymm") == 0) return false;
+  if (env && std::strcmp(env, "zmm") == 0) return true;
+  static const bool intel = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_is("intel") != 0;
+  }();
+  return intel;
+}
 inline bool use_avx2() { return isa() >= INFERON_ISA_AVX2; }
 
 // Wall-clock seconds (profiling).

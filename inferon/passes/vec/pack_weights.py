@@ -68,7 +68,7 @@ def pack_a_lanes(a: np.ndarray, lanes: int = vec.GEMM_LANES) -> np.ndarray:
     return np.ascontiguousarray(padded.reshape(mpad // lanes, lanes, k).transpose(0, 2, 1)).ravel()
 
 
-def lanes_pay(m: int, n: int, k: int, image: bool = False) -> bool:
+def lanes_pay(m: int, n: int, k: int, image: bool = False, zmm_rows: bool = False) -> bool:
     """Whether the AVX-512 lanes kernel beats the row-panel kernel on an M x N x K weight GEMM.
     Measured (Zen 4, 1 thread, weights cold as in a model, `gemm_lanes.hpp` against pre-packed
     6-row panels): N = 49 1.10-1.35x (ResNet-50's 7x7 layers, K = 128-4608), N = 16 (Winograd
@@ -89,9 +89,16 @@ def lanes_pay(m: int, n: int, k: int, image: bool = False) -> bool:
     27, Zen 4, interleaved A/B of whole models, 1 / 2 threads): MobileNetV3 1.19 / 1.14x,
     EfficientNet-B0 1.10 / 1.09x, ShuffleNetV2 1.16 / 0.98x, SqueezeNet 1.05 / 1.05x, ShuffleNet
     1.08 / 1.09x, Inception v1 1.06 / 1.06x, v2 1.05 / 1.05x (K = 8 and 3x padding: no further
-    gain). Part of it is the blocked layout (`assign-layout`), which lanes outputs make possible."""
+    gain). Part of it is the blocked layout (`assign-layout`), which lanes outputs make possible.
+
+    `zmm_rows` (Intel CPUs with AVX-512F: the row panels run 6 x 32 zmm tiles at up to ~160 % of the
+    AVX2 peak, `inferon.cpu.zmm_row_panels`): lanes only up to 200 columns, where the zmm row tiles
+    waste columns (49 = 32 + 17). Whole models against lanes up to 800 columns (same session, a
+    2-core Intel Xeon, 1 / 2 threads): ResNet-50 1.03 / 1.05x, SqueezeNet 1.00 / 1.02x, Inception v2
+    1.00 / 1.01x, MobileNetV3 0.97 / 1.00x, EfficientNet-B0 1.00 / 1.03x; up to 64 columns only:
+    0.89-1.04x."""
     mpad = -(-m // vec.GEMM_LANES) * vec.GEMM_LANES
-    if m < vec.GEMM_LANES:
+    if m < vec.GEMM_LANES or (zmm_rows and n > 200):
         return False
     if n <= 800:
         return k >= 32 and mpad * 4 <= m * 7
@@ -273,6 +280,7 @@ class PackWeightsPass(ModulePass):
     name = "pack-weights"
     pair_safe: bool = True
     f32_lanes: bool = False
+    zmm_rows: bool = False
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         store = weights_context(ctx, self.name)
@@ -285,7 +293,7 @@ class PackWeightsPass(ModulePass):
                 continue
             mr = vec.PACKED_MR
             m, n, k = ints(gemm.dims)
-            lanes = self.f32_lanes and gemm.b_implicit is None and lanes_pay(m, n, k, gemm.b_im2col is not None)
+            lanes = self.f32_lanes and gemm.b_implicit is None and lanes_pay(m, n, k, gemm.b_im2col is not None, self.zmm_rows)
             packed = _pack_gemm(gemm, store[owner.handle.data], mr, lanes)
             if packed is None:
                 continue
