@@ -432,20 +432,29 @@ __attribute__((target("avx2,fma"), noinline)) void tile_short(const Job& g, cons
   tile_rows<4, MR, NV>(g, b, ir, jr);
 }
 
+// The zmm tiles (NV = 4): only these are compiled for AVX-512F (out of line, one call per register
+// tile), not the whole block loop (inlining everything into one AVX-512 function doubled the GEMM
+// kernels' build time).
 template <int MR>
 __attribute__((target("avx2,fma,avx512f"), noinline)) void tile_short_z(const Job& g, const Block& b, int64_t ir,
                                                                          int64_t jr) {
   tile_rows<4, MR, 4>(g, b, ir, jr);
 }
 
+template <int MR>
+__attribute__((target("avx2,fma,avx512f"), noinline)) void tile_z(const Job& g, const Block& b, int64_t ir, int64_t jr) {
+  tile_rows<MR, MR, 4>(g, b, ir, jr);
+}
+
 template <int MR, int NV>
 INFERON_AVX2_INLINE void tile(const Job& g, const Block& b, int64_t ir, int64_t jr) {
   if constexpr (NV == 4) {
     if (MR == 6 && b.mcur - ir <= 4) return tile_short_z<MR>(g, b, ir, jr);
+    return tile_z<MR>(g, b, ir, jr);
   } else {
     if (MR == 6 && b.mcur - ir <= 4) return tile_short<MR, NV>(g, b, ir, jr);
+    tile_rows<MR, MR, NV>(g, b, ir, jr);
   }
-  tile_rows<MR, MR, NV>(g, b, ir, jr);
 }
 
 template <int MR, int NV>
@@ -628,9 +637,8 @@ INFERON_AVX2 inline void rect_gemv(const Job& g, int64_t m0, int64_t m1) {
   }
 }
 
-// The row panels on zmm tiles (Job::zmm), everything inlined into code compiled for AVX-512F.
-__attribute__((target("avx2,fma,avx512f"), flatten)) inline void rect_packed_z(const Job& g, int64_t m0, int64_t m1,
-                                                                           int64_t n0, int64_t n1) {
+// The row panels on zmm tiles (Job::zmm): 32-column B panels, register tiles in tile_z.
+INFERON_AVX2 inline void rect_packed_z(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   rect_packed<kPackedMR, 4>(g, m0, m1, n0, n1);
 }
 
