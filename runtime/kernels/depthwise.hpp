@@ -302,50 +302,48 @@ inline CBTile cb_tile(const Geo& g) {
           (wo8 - 1) * g.sw + static_cast<int64_t>(g.kw - 1) * g.dw + 1};
 }
 
-// T[r][c][k] = plane k's input at row r - pt, column c - pl; zero outside the image and for k >= n.
-INFERON_AVX2 inline void cb_pack(const Geo& g, const CBTile& t, const float* const* src, int n, float* T) {
-  const int64_t H = g.H, W = g.W, Wp = t.Wp, pt = g.pt, pl = std::min<int64_t>(g.pl, t.Wp);
-  const int64_t cols = std::max<int64_t>(0, std::min<int64_t>(W, Wp - pl));  // input columns in the tile
+// The tile's rows: zero borders (and whole zero rows outside the image); fill(d, h, cols) writes the
+// `cols` pixels of input row h that the tile holds, starting at d.
+template <class Fill>
+INFERON_AVX2_INLINE void cb_rows(const Geo& g, const CBTile& t, float* T, Fill fill) {
+  const int64_t Wp = t.Wp, pl = std::min<int64_t>(g.pl, t.Wp);
+  const int64_t cols = std::max<int64_t>(0, std::min<int64_t>(g.W, Wp - pl));  // input columns in the tile
   for (int64_t r = 0; r < t.Hp; r++) {
     float* row = T + r * Wp * 8;
-    const int64_t h = r - pt;
-    if (h < 0 || h >= H || cols == 0) {
+    const int64_t h = r - g.pt;
+    if (h < 0 || h >= g.H || cols == 0) {
       std::memset(row, 0, static_cast<size_t>(Wp) * 8 * sizeof(float));
       continue;
     }
     std::memset(row, 0, static_cast<size_t>(pl) * 8 * sizeof(float));
     std::memset(row + (pl + cols) * 8, 0, static_cast<size_t>(Wp - pl - cols) * 8 * sizeof(float));
+    fill(row + pl * 8, h, cols);
+  }
+}
+
+// T[r][c][k] = plane k's input at row r - pt, column c - pl; zero outside the image and for k >= n.
+INFERON_AVX2 inline void cb_pack(const Geo& g, const CBTile& t, const float* const* src, int n, float* T) {
+  cb_rows(g, t, T, [&](float* d, int64_t h, int64_t cols) __attribute__((target("avx2,fma"))) {
     for (int64_t w0 = 0; w0 < cols; w0 += 8) {
       const int64_t m = std::min<int64_t>(8, cols - w0);
       const __m256i mask = mask_first(m);
       __m256 v[8][1];
 #pragma GCC unroll 8
       for (int k = 0; k < 8; k++) {
-        const float* p = src[k] + h * W + w0;
+        const float* p = src[k] + h * g.W + w0;
         v[k][0] = k >= n ? _mm256_setzero_ps() : m == 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, mask);
       }
       transpose8(v);
-      float* d = row + (pl + w0) * 8;
-      for (int64_t j = 0; j < m; j++) _mm256_storeu_ps(d + j * 8, v[j][0]);
+      for (int64_t j = 0; j < m; j++) _mm256_storeu_ps(d + (w0 + j) * 8, v[j][0]);
     }
-  }
+  });
 }
 
 // The same tile from an NCHWc8 block x[H][W][8] (8 channels already interleaved): row copies.
-inline void cb_pack_c8(const Geo& g, const CBTile& t, const float* x, float* T) {
-  const int64_t H = g.H, W = g.W, Wp = t.Wp, pt = g.pt, pl = std::min<int64_t>(g.pl, t.Wp);
-  const int64_t cols = std::max<int64_t>(0, std::min<int64_t>(W, Wp - pl));
-  for (int64_t r = 0; r < t.Hp; r++) {
-    float* row = T + r * Wp * 8;
-    const int64_t h = r - pt;
-    if (h < 0 || h >= H || cols == 0) {
-      std::memset(row, 0, static_cast<size_t>(Wp) * 8 * sizeof(float));
-      continue;
-    }
-    std::memset(row, 0, static_cast<size_t>(pl) * 8 * sizeof(float));
-    std::memcpy(row + pl * 8, x + h * W * 8, static_cast<size_t>(cols) * 8 * sizeof(float));
-    std::memset(row + (pl + cols) * 8, 0, static_cast<size_t>(Wp - pl - cols) * 8 * sizeof(float));
-  }
+INFERON_AVX2 inline void cb_pack_c8(const Geo& g, const CBTile& t, const float* x, float* T) {
+  cb_rows(g, t, T, [&](float* d, int64_t h, int64_t cols) {
+    std::memcpy(d, x + h * g.W * 8, static_cast<size_t>(cols) * 8 * sizeof(float));
+  });
 }
 
 // The n (1..8) output planes dst[k] of one channel group from its tile T; wt: [kh * kw][8] weights,
