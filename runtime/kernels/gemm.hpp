@@ -208,14 +208,12 @@ INFERON_AVX2_INLINE void kernel_packed(int64_t kc, const float* INFERON_RESTRICT
   }
 }
 
-// kernel_packed with AVX-512F: an R x 32 tile as R x 2 zmm accumulators (Bp: kc x 32, k-major), handed
-// back as R x 4 ymm for store_tile. On CPUs with two 512-bit FMA units (Intel server cores) this
-// doubles the row panels' peak; on Zen 4 (512-bit ops split in two) it runs like the ymm tile.
+// kernel_packed with AVX-512F: an R x 32 tile as R x 2 zmm accumulators (Bp: kc x 32, k-major). On
+// CPUs with two 512-bit FMA units (Intel server cores) this doubles the row panels' peak.
 template <int R, int AS>
 __attribute__((target("avx2,fma,avx512f"))) inline void kernel_packed_z(int64_t kc, const float* INFERON_RESTRICT Ap,
                                                                         const float* INFERON_RESTRICT Bp,
-                                                                        __m256 (&c)[R][4]) {
-  __m512 acc[R][2];
+                                                                        __m512 (&acc)[R][2]) {
 #pragma GCC unroll 8
   for (int i = 0; i < R; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
 #pragma GCC unroll 4
@@ -228,13 +226,47 @@ __attribute__((target("avx2,fma,avx512f"))) inline void kernel_packed_z(int64_t 
       acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
     }
   }
+}
+
+// The R x 2 zmm tile as R x 4 ymm (for store_tile).
+template <int R>
+__attribute__((target("avx2,fma,avx512f"))) inline void split_z(__m512 (&z)[R][2], __m256 (&c)[R][4]) {
+#pragma GCC unroll 8
+  for (int i = 0; i < R; i++)
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+      c[i][2 * h] = _mm512_castps512_ps256(z[i][h]);
+      c[i][2 * h + 1] = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(z[i][h]), 1));
+    }
+}
+
+// Store a whole R x 32 zmm tile (all rows and columns valid) with a per-row bias, the residual and
+// ReLU / Clip / no activation in zmm registers; false (nothing stored) for what store_tile handles:
+// partial tiles, per-column bias, the other activations.
+template <int R>
+__attribute__((target("avx2,fma,avx512f"))) inline bool store_tile_z(__m512 (&c)[R][2], int64_t m, int64_t n,
+                                                                     float* C, bool accumulate, bool last, const Job& g,
+                                                                     int64_t row0, int64_t col0) {
+  if (m != R || n != 32 || (last && ((g.bias && g.bias_axis != 0) ||
+                                     (g.act != ACT_NONE && g.act != ACT_RELU && g.act != ACT_CLIP))))
+    return false;
+  const int64_t ldc = g.ldc;
+  const __m512 lo = g.act == ACT_RELU ? _mm512_setzero_ps() : _mm512_set1_ps(g.alpha), hi = _mm512_set1_ps(g.beta);
 #pragma GCC unroll 8
   for (int i = 0; i < R; i++)
 #pragma GCC unroll 2
     for (int z = 0; z < 2; z++) {
-      c[i][2 * z] = _mm512_castps512_ps256(acc[i][z]);
-      c[i][2 * z + 1] = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[i][z]), 1));
+      __m512 x = c[i][z];
+      if (accumulate) x = _mm512_add_ps(x, _mm512_loadu_ps(C + i * ldc + z * 16));
+      if (last) {
+        if (g.bias) x = _mm512_add_ps(x, _mm512_set1_ps(g.bias[row0 + i]));
+        if (g.residual) x = _mm512_add_ps(x, _mm512_loadu_ps(g.residual + (row0 + i) * ldc + col0 + z * 16));
+        if (g.act != ACT_NONE) x = _mm512_max_ps(x, lo);
+        if (g.act == ACT_CLIP) x = _mm512_min_ps(x, hi);
+      }
+      _mm512_storeu_ps(C + i * ldc + z * 16, x);
     }
+  return true;
 }
 
 // Column-edge microkernel for the last NC (1-4) columns of a packed panel (N = 49 leaves one): per
@@ -413,8 +445,11 @@ INFERON_AVX2_INLINE void tile_rows(const Job& g, const Block& b, int64_t ir, int
     kernel_packed<R, 2, NR, MR>(b.kcur, b.A + ir * b.kcur, b.B + (jr / NR) * b.bstride, c);
     store_tile<R, 2>(c, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
   } else if constexpr (NV == 4) {
-    __m256 c[R][4];
-    kernel_packed_z<R, MR>(b.kcur, b.A + ir * b.kcur, b.B + (jr / NR) * b.bstride, c);
+    __m512 z[R][2];
+    kernel_packed_z<R, MR>(b.kcur, b.A + ir * b.kcur, b.B + (jr / NR) * b.bstride, z);
+    if (store_tile_z<R>(z, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr)) return;
+    __m256 c[R][4];  // the ymm epilogue: as 4 ymm per row
+    split_z<R>(z, c);
     store_tile<R, 4>(c, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
   } else {
     __m256 c[R][NV];
