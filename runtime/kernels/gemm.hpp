@@ -82,9 +82,15 @@ inline float packed_a_at(const Job& g, int64_t i, int64_t k) {
   return g.A[p * mpad + (i / kPackedMR) * kPackedMR * kcur + (k - p) * kPackedMR + i % kPackedMR];
 }
 
+// Offset of C's / the residual's element (i, j): row-major, or NCHWc8 for a lanes GEMM's blocked C
+// (GemmTiles::c_nchwc8).
+inline int64_t c_at(const Job& g, int64_t i, int64_t j) {
+  return g.c_c8 ? (i / 8) * g.N * 8 + j * 8 + i % 8 : i * g.ldc + j;
+}
+
 inline float epi_scalar(const Job& g, float v, int64_t i, int64_t j) {
   if (g.bias) v += g.bias_axis == 0 ? g.bias[i] : g.bias[j];
-  if (g.residual) v += g.residual[i * g.ldc + j];
+  if (g.residual) v += g.residual[c_at(g, i, j)];
   return apply_act(v, g.act, g.alpha, g.beta);
 }
 

@@ -120,11 +120,6 @@ inline int64_t lanes_chunk(const LanesB& lb) {
   return lb.koff ? std::max<int64_t>(1, kLanesChunk / lb.Wo) * lb.Wo : kLanesChunk;
 }
 
-// Offset of C's / the residual's element (i, j): row-major, or NCHWc8 (GemmTiles::c_nchwc8).
-inline int64_t lanes_c_at(const Job& g, int64_t i, int64_t j) {
-  return g.c_c8 ? (i / 8) * g.N * 8 + j * 8 + i % 8 : i * g.ldc + j;
-}
-
 // NCHWc8 C: columns [c0, c1) of rows [row0, row0 + rows) (rows a multiple of 8) from ct, each 8-row
 // block of a column one vector: bias, residual (or C's own value with acc_c), activation, store.
 INFERON_AVX2 inline void lanes_store_c8(const Job& g, const float* ct, int64_t row0, int64_t rows, int64_t c0,
@@ -212,11 +207,9 @@ inline void lanes_rect_scalar(const Job& g, int64_t p0, int64_t p1, const LanesB
       for (int64_t j = 0; j < g.N; j++) {
         float s = 0.f;
         for (int64_t k = 0; k < g.K; k++) s += Ap[k * kLanes + i % kLanes] * lanes_b_at(lb, k, j);
-        float* c = g.C + lanes_c_at(g, i, j);
+        float* c = g.C + c_at(g, i, j);
         if (g.acc_c) s += *c;
-        if (g.bias) s += g.bias_axis == 0 ? g.bias[i] : g.bias[j];
-        if (g.residual) s += g.residual[lanes_c_at(g, i, j)];
-        *c = apply_act(s, g.act, g.alpha, g.beta);
+        *c = epi_scalar(g, s, i, j);
       }
   }
 }

@@ -86,7 +86,8 @@ def lanes_pay(m: int, n: int, k: int, image: bool = False, zmm_rows: bool = Fals
 
     Up to 800 columns whole models say more than those per-GEMM figures: K down to 32 and rows padded
     by up to 3/4 (e.g. 80 -> 128) as lanes, against K >= 128 and at most 1/8 padding before (session
-    27, Zen 4, interleaved A/B of whole models, 1 / 2 threads): MobileNetV3 1.19 / 1.14x,
+    27, a 2-core Intel Xeon with AVX-512 before its zmm row panels, i.e. lanes against the ymm row
+    panels as on Zen 4; interleaved A/B of whole models, 1 / 2 threads): MobileNetV3 1.19 / 1.14x,
     EfficientNet-B0 1.10 / 1.09x, ShuffleNetV2 1.16 / 0.98x, SqueezeNet 1.05 / 1.05x, ShuffleNet
     1.08 / 1.09x, Inception v1 1.06 / 1.06x, v2 1.05 / 1.05x (K = 8 and 3x padding: no further
     gain). Part of it is the blocked layout (`assign-layout`), which lanes outputs make possible.
