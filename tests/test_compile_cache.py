@@ -148,7 +148,7 @@ def test_kernel_objects_are_built_once_and_shared(tmp_path: Path, monkeypatch: p
     third = inferon.compile(model, tmp_path / "c.so")
     np.testing.assert_allclose(inferon.load(third)(x), -np.maximum(x, 0), rtol=1e-6, atol=1e-6)
     assert kernel_families("inferon::gemm(1, 2); inferon::qdepthwise_conv2d<uint8_t, int8_t>(g, x, y);") == [
-        "GEMM", "DEPTHWISE"]
+        "GEMM", "GEMM_LANES", "GEMM_ZMM", "GEMM_SMALL_M", "DEPTHWISE"]
     assert kernel_families("inferon::gemm_like(); // inferon::spmm_x") == []
 
 

@@ -58,7 +58,7 @@ struct Job {
   const float* residual;   // nullptr when none or when acc_c
   bool acc_c;              // C holds the residual already: accumulate into it
   int act; float alpha, beta;
-  int mr, nv; int64_t mc, kc, nc;
+  int mr = 6, nv = 2; int64_t mc = 72, kc = 256, nc = 1024;
   bool a_packed;           // A in the pre-packed panel layout (see GemmTiles)
   bool b_packed;           // B in the pre-packed panel layout (see GemmTiles)
   const Im2col* im2col;    // non-null: B is the image at B seen through im2col (ldb unused)
@@ -473,25 +473,30 @@ __attribute__((target("avx2,fma"), noinline)) void tile_short(const Job& g, cons
   tile_rows<4, MR, NV>(g, b, ir, jr);
 }
 
-// The zmm tiles (NV = 4): only these are compiled for AVX-512F (out of line, one call per register
-// tile), not the whole block loop (inlining everything into one AVX-512 function doubled the GEMM
-// kernels' build time).
-template <int MR>
-__attribute__((target("avx2,fma,avx512f"), noinline)) void tile_short_z(const Job& g, const Block& b, int64_t ir,
-                                                                         int64_t jr) {
-  tile_rows<4, MR, 4>(g, b, ir, jr);
+// The zmm tiles (NV = 4, MR = kPackedMR): only these are compiled for AVX-512F (out of line, one
+// call per register tile), not the whole block loop (inlining everything into one AVX-512 function
+// doubled the GEMM kernels' build time). Their own kernel object (family GEMM_ZMM, linked with GEMM)
+// compiles beside the rest of the GEMM.
+#define INFERON_ZMM_TILE __attribute__((target("avx2,fma,avx512f"), noinline))
+INFERON_ENTRY INFERON_ZMM_TILE void tile_z(const Job& g, const Block& b, int64_t ir, int64_t jr);
+INFERON_ENTRY INFERON_ZMM_TILE void tile_short_z(const Job& g, const Block& b, int64_t ir, int64_t jr);
+
+#if INFERON_DEFINE_KERNELS(GEMM_ZMM)
+INFERON_ENTRY INFERON_ZMM_TILE void tile_z(const Job& g, const Block& b, int64_t ir, int64_t jr) {
+  tile_rows<kPackedMR, kPackedMR, 4>(g, b, ir, jr);
 }
 
-template <int MR>
-__attribute__((target("avx2,fma,avx512f"), noinline)) void tile_z(const Job& g, const Block& b, int64_t ir, int64_t jr) {
-  tile_rows<MR, MR, 4>(g, b, ir, jr);
+INFERON_ENTRY INFERON_ZMM_TILE void tile_short_z(const Job& g, const Block& b, int64_t ir, int64_t jr) {
+  tile_rows<4, kPackedMR, 4>(g, b, ir, jr);
 }
+#endif
 
 template <int MR, int NV>
 INFERON_AVX2_INLINE void tile(const Job& g, const Block& b, int64_t ir, int64_t jr) {
   if constexpr (NV == 4) {
-    if (MR == 6 && b.mcur - ir <= 4) return tile_short_z<MR>(g, b, ir, jr);
-    return tile_z<MR>(g, b, ir, jr);
+    static_assert(MR == kPackedMR, "zmm tiles are compiled for 6-row panels");
+    if (b.mcur - ir <= 4) return tile_short_z(g, b, ir, jr);
+    return tile_z(g, b, ir, jr);
   } else {
     if (MR == 6 && b.mcur - ir <= 4) return tile_short<MR, NV>(g, b, ir, jr);
     tile_rows<MR, MR, NV>(g, b, ir, jr);
@@ -690,27 +695,35 @@ INFERON_AVX2 void rect_packed_nv(const Job& g, int64_t m0, int64_t m1, int64_t n
   else rect_packed<MR, 2>(g, m0, m1, n0, n1);
 }
 
+// All M <= 6 rows (B read directly, or streamed for M <= 4): its own kernel object (family
+// GEMM_SMALL_M, linked with GEMM), compiled beside the row panels.
+INFERON_ENTRY INFERON_AVX2 void rect_small_m(const Job& g, int64_t n0, int64_t n1);
+
+#if INFERON_DEFINE_KERNELS(GEMM_SMALL_M)
+INFERON_ENTRY INFERON_AVX2 void rect_small_m(const Job& g, int64_t n0, int64_t n1) {
+  if (g.M <= 4 && g.K * (n1 - n0) >= INFERON_GEMM_STREAM_MIN) {  // measured: M 5-6 prefer direct
+    switch (g.M) {
+      case 1: return rect_stream<1>(g, n0, n1);
+      case 2: return rect_stream<2>(g, n0, n1);
+      case 3: return rect_stream<3>(g, n0, n1);
+      default: return rect_stream<4>(g, n0, n1);
+    }
+  }
+  switch (g.M) {
+    case 1: return rect_direct<1, 4>(g, n0, n1);
+    case 2: return rect_direct<2, 4>(g, n0, n1);
+    case 3: return rect_direct<3, 4>(g, n0, n1);
+    case 4: return rect_direct<4, 2>(g, n0, n1);
+    case 5: return rect_direct<5, 2>(g, n0, n1);
+    default: return rect_direct<6, 2>(g, n0, n1);
+  }
+}
+#endif
+
 INFERON_AVX2 inline void rect_avx2(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   if (g.packed_only()) return rect_packed_nv<kPackedMR>(g, m0, m1, n0, n1);
   if (g.N == 1) return rect_gemv(g, m0, m1);
-  if (g.M <= 6 && m0 == 0 && m1 == g.M) {
-    if (g.M <= 4 && g.K * (n1 - n0) >= INFERON_GEMM_STREAM_MIN) {  // measured: M 5-6 prefer direct
-      switch (g.M) {
-        case 1: return rect_stream<1>(g, n0, n1);
-        case 2: return rect_stream<2>(g, n0, n1);
-        case 3: return rect_stream<3>(g, n0, n1);
-        default: return rect_stream<4>(g, n0, n1);
-      }
-    }
-    switch (g.M) {
-      case 1: return rect_direct<1, 4>(g, n0, n1);
-      case 2: return rect_direct<2, 4>(g, n0, n1);
-      case 3: return rect_direct<3, 4>(g, n0, n1);
-      case 4: return rect_direct<4, 2>(g, n0, n1);
-      case 5: return rect_direct<5, 2>(g, n0, n1);
-      default: return rect_direct<6, 2>(g, n0, n1);
-    }
-  }
+  if (g.M <= 6 && m0 == 0 && m1 == g.M) return rect_small_m(g, n0, n1);
   // Only MR = 6 is instantiated (compile time): smaller mr hints run the 6-row kernel.
   rect_packed_nv<6>(g, m0, m1, n0, n1);
 }
@@ -951,12 +964,12 @@ INFERON_ENTRY void gemm(int64_t batch, int64_t M, int64_t N, int64_t K,
   base.b_packed = t.b_packed;
   base.im2col = b_im2col;
   base.b_rows = nullptr;
+  base.nv = t.nr == 8 ? 1 : 2;
   // zmm row panels: with AVX-512F, for 16-column tiles whose B the kernel packs (pre-packed B panels
   // are 16 wide; implicit GEMMs read B in place)
   base.zmm = base.nv == 2 && !t.b_packed && !t.a_lanes && !(b_im2col && b_im2col->implicit) && zmm_rows();
   base.b_c8 = t.a_lanes && t.b_nchwc8 && !b_im2col;
   base.c_c8 = t.a_lanes && t.c_nchwc8;
-  base.nv = t.nr == 8 ? 1 : 2;
   base.mc = t.mc > 0 ? t.mc : 72;
   base.kc = t.kc > 0 ? t.kc : 256;
   base.nc = t.nc > 0 ? t.nc : 1024;

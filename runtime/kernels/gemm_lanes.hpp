@@ -256,6 +256,11 @@ __attribute__((target("avx2,fma"), flatten)) inline void lanes_rect_avx2(const J
   lanes_rect<false, 6, IMG>(g, p0, p1, lb, ct);
 }
 
+// One batch item on up to T threads (split by panels). Defined in its own kernel object (family
+// GEMM_LANES, linked with GEMM): it compiles beside the row-panel kernels.
+INFERON_ENTRY void lanes_run(const Job& g, int T);
+
+#if INFERON_DEFINE_KERNELS(GEMM_LANES)
 inline void lanes_run_panels(const Job& g, int64_t p0, int64_t p1, const LanesB& lb) {
   if (!use_avx2()) return lanes_rect_scalar(g, p0, p1, lb);
   float* ct = tls_scratch(0).get(static_cast<size_t>(((lanes_chunk(lb) + 7) / 8 * 8 + 8) * kLanes));
@@ -264,8 +269,7 @@ inline void lanes_run_panels(const Job& g, int64_t p0, int64_t p1, const LanesB&
   else img ? lanes_rect_avx2<true>(g, p0, p1, lb, ct) : lanes_rect_avx2<false>(g, p0, p1, lb, ct);
 }
 
-// One batch item on up to T threads (split by panels).
-inline void lanes_run(const Job& g, int T) {
+INFERON_ENTRY void lanes_run(const Job& g, int T) {
   const LanesB lb = lanes_operand(g, T);
   const int64_t panels = (g.M + kLanes - 1) / kLanes;
   const int nt = static_cast<int>(std::min<int64_t>(T, panels));
@@ -276,6 +280,8 @@ inline void lanes_run(const Job& g, int T) {
     lanes_run_panels(g, panels * id / n, panels * (id + 1) / n, lb);
   }
 }
+
+#endif
 
 }  // namespace gemm_detail
 }  // namespace inferon
