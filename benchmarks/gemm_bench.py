@@ -395,7 +395,8 @@ def bench_shape(lib: ctypes.CDLL, numpy_timer: NumpyTimer, shape: tuple[int, int
         variants["packed"] = (aligned(pack_a(a, MR, kc)), 1)
     else:
         row["packed"] = None
-    if lanes and n > 1 and lanes_pay(m, n, k, image=label in IMAGE_SHAPES, zmm_rows=zmm_row_panels()):  # where pack-weights packs A as lanes
+    taps = 49 if "7x7" in label else 9 if " 3x3 " in f"{label} " else 1  # kernel positions of an image's conv
+    if lanes and n > 1 and lanes_pay(m, n, k, label in IMAGE_SHAPES, zmm_row_panels(), taps):  # as pack-weights packs A
         variants["lanes"] = (aligned(pack_a_lanes(a)), -1)
     else:
         row["lanes"] = None

@@ -35,6 +35,11 @@ def test_lanes_pay() -> None:
     assert lanes_pay(40, 49, 512)  # 64 padded rows for 40: within 7/4
     assert not lanes_pay(36, 49, 512)  # 64 padded rows for 36
     assert not lanes_pay(16, 49, 512)
+    # with zmm row panels (Intel AVX-512F): lanes up to 200 columns, or an image of a KxK kernel
+    assert lanes_pay(512, 49, 4608, zmm_rows=True) and not lanes_pay(96, 784, 96, zmm_rows=True)
+    assert lanes_pay(64, 12544, 147, image=True, zmm_rows=True, taps=49)
+    assert not lanes_pay(512, 784, 256, image=True, zmm_rows=True, taps=1)  # a strided 1x1 conv
+    assert lanes_pay(1024, 196, 512, image=True, zmm_rows=True, taps=1)
 
 
 def _small_net() -> tuple:

@@ -68,7 +68,7 @@ def pack_a_lanes(a: np.ndarray, lanes: int = vec.GEMM_LANES) -> np.ndarray:
     return np.ascontiguousarray(padded.reshape(mpad // lanes, lanes, k).transpose(0, 2, 1)).ravel()
 
 
-def lanes_pay(m: int, n: int, k: int, image: bool = False, zmm_rows: bool = False) -> bool:
+def lanes_pay(m: int, n: int, k: int, image: bool = False, zmm_rows: bool = False, taps: int = 1) -> bool:
     """Whether the AVX-512 lanes kernel beats the row-panel kernel on an M x N x K weight GEMM.
     Measured (Zen 4, 1 thread, weights cold as in a model, `gemm_lanes.hpp` against pre-packed
     6-row panels): N = 49 1.10-1.35x (ResNet-50's 7x7 layers, K = 128-4608), N = 16 (Winograd
@@ -98,9 +98,15 @@ def lanes_pay(m: int, n: int, k: int, image: bool = False, zmm_rows: bool = Fals
     2-core Intel Xeon, 1 / 2 threads): ResNet-50 1.03 / 1.05x, SqueezeNet 1.00 / 1.02x, Inception v2
     1.00 / 1.01x, MobileNetV3 0.97 / 1.00x, EfficientNet-B0 1.00 / 1.03x; up to 64 columns only:
     0.89-1.04x. Convolution images keep the rules above (read in place, no im2col gather; ResNet-50
-    1.013 / 1.007x: its 7x7 stem and 28x28 stride-2 3x3)."""
+    1.013 / 1.007x: its 7x7 stem and 28x28 stride-2 3x3).
+
+    Session 28 (same machine, after a fix that made every row-panel GEMM run its zmm tiles): an
+    image of a 1x1 convolution (`taps` = kh * kw = 1: a strided 1x1, whose im2col gather is one
+    strided copy of B) with more than 200 columns goes to the row panels too: ResNet-50's 56x56 ->
+    28x28 projection (512 x 784 x 256) 2.6-2.8 -> 1.5 ms per op; its 7x7 stem as row panels was
+    2.0-2.1 -> 2.3-2.4 ms, so images of KxK kernels keep the lanes."""
     mpad = -(-m // vec.GEMM_LANES) * vec.GEMM_LANES
-    if m < vec.GEMM_LANES or (zmm_rows and n > 200 and not image):
+    if m < vec.GEMM_LANES or (zmm_rows and n > 200 and (not image or taps == 1)):
         return False
     if n <= 800:
         return k >= 32 and mpad * 4 <= m * 7
@@ -295,7 +301,10 @@ class PackWeightsPass(ModulePass):
                 continue
             mr = vec.PACKED_MR
             m, n, k = ints(gemm.dims)
-            lanes = self.f32_lanes and gemm.b_implicit is None and lanes_pay(m, n, k, gemm.b_im2col is not None, self.zmm_rows)
+            view = ints(gemm.b_im2col) if gemm.b_im2col is not None else None  # C, H, W, kh, kw, ...
+            taps = view[3] * view[4] if view else 1
+            lanes = self.f32_lanes and gemm.b_implicit is None and lanes_pay(m, n, k, view is not None, self.zmm_rows,
+                                                                             taps)
             packed = _pack_gemm(gemm, store[owner.handle.data], mr, lanes)
             if packed is None:
                 continue
