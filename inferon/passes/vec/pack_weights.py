@@ -93,7 +93,7 @@ def lanes_pay(m: int, n: int, k: int, image: bool = False, zmm_rows: bool = Fals
     gain). Part of it is the blocked layout (`assign-layout`), which lanes outputs make possible.
 
     `zmm_rows` (Intel CPUs with AVX-512F: the row panels run 6 x 32 zmm tiles at up to ~160 % of the
-    AVX2 peak, `inferon.cpu.zmm_row_panels`): lanes only up to 200 columns, where the zmm row tiles
+    AVX2 peak, `inferon.cpu.zmm_row_panels`): lanes only up to 200 columns (100 since session 28, below), where the zmm row tiles
     waste columns (49 = 32 + 17). Whole models against lanes up to 800 columns (same session, a
     2-core Intel Xeon, 1 / 2 threads): ResNet-50 1.03 / 1.05x, SqueezeNet 1.00 / 1.02x, Inception v2
     1.00 / 1.01x, MobileNetV3 0.97 / 1.00x, EfficientNet-B0 1.00 / 1.03x; up to 64 columns only:
@@ -104,9 +104,14 @@ def lanes_pay(m: int, n: int, k: int, image: bool = False, zmm_rows: bool = Fals
     image of a 1x1 convolution (`taps` = kh * kw = 1: a strided 1x1, whose im2col gather is one
     strided copy of B) with more than 200 columns goes to the row panels too: ResNet-50's 56x56 ->
     28x28 projection (512 x 784 x 256) 2.6-2.8 -> 1.5 ms per op; its 7x7 stem as row panels was
-    2.0-2.1 -> 2.3-2.4 ms, so images of KxK kernels keep the lanes."""
+    2.0-2.1 -> 2.3-2.4 ms, so images of KxK kernels keep the lanes. And lanes only up to 100 columns
+    (13x13 / 14x14 planes, N = 169 / 196, on the row panels), whole models (interleaved, 1 / 2
+    threads): ResNet-50 1.012 / 1.024x, ShuffleNet 1.09 / 1.09x, Inception v1 1.018 / 1.055x, v2
+    1.005 / 1.04x, SqueezeNet 0.99 / 1.03x, DenseNet-121 0.964 / 1.028x (its 128 x 196 x 256-1024
+    layers, few rows and a long K, were faster as lanes at 1 thread; keeping lanes for M <= 128 and
+    K >= 256 lost at 2 threads what it won at 1)."""
     mpad = -(-m // vec.GEMM_LANES) * vec.GEMM_LANES
-    if m < vec.GEMM_LANES or (zmm_rows and n > 200 and (not image or taps == 1)):
+    if m < vec.GEMM_LANES or (zmm_rows and n > 100 and (not image or taps == 1)):
         return False
     if n <= 800:
         return k >= 32 and mpad * 4 <= m * 7
