@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--target", choices=["native", "avx2", "avx512", "scalar"], default="native",
                    help="highest instruction set the kernels may use (default native: the best the CPU "
                    "running the model has; at the AVX-512 level INT8 layers use AVX512-VNNI where the CPU has it, "
-                   "sparse float layers AVX-512F, dense float layers the AVX2 GEMM, which is as fast on Zen 4); a "
+                   "sparse float layers and few-column GEMMs AVX-512F, other dense float GEMMs 6 x 32 zmm tiles on Intel "
+                   "CPUs and the AVX2 tiles elsewhere, which are as fast on Zen 4); a "
                    "scalar fallback is always included")
     c.add_argument("--sparse", choices=["auto", "off", "csr", "2:4"], default="auto",
                    help="weight storage per conv/FC layer: auto (default) finds the zeros already in the "
