@@ -132,7 +132,7 @@ def library(request: pytest.FixtureRequest, model_and_feeds: tuple, tmp_path_fac
     return tile, inferon.compile(model_and_feeds[0], tmp_path_factory.mktemp(f"wino{tile}") / "m.so", winograd=str(tile))
 
 
-@pytest.mark.parametrize("isa", ["avx2", "scalar"])
+@pytest.mark.parametrize("isa", ["avx512", "avx2", "scalar"])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_winograd_matches_onnxruntime(
     library: tuple[int, Path], model_and_feeds: tuple, isa: str, threads: int, monkeypatch: pytest.MonkeyPatch  # type: ignore[type-arg]
@@ -141,8 +141,8 @@ def test_winograd_matches_onnxruntime(
     _, feeds, expected = model_and_feeds
     monkeypatch.setenv("INFERON_ISA", isa)
     compiled = inferon.load(path, threads=threads)
-    if isa == "avx2" and compiled.isa == "scalar":
-        pytest.skip("no AVX2/FMA on this machine")
+    if compiled.isa != isa:
+        pytest.skip(f"no {isa} on this machine")
     got = compiled.run(feeds)
     for i, (case, want) in enumerate(zip(CASES, expected, strict=True)):
         scale = float(np.abs(want).max())

@@ -283,13 +283,31 @@ INFERON_AVX2 void output_channel_avx2(const float* z, int64_t ps, int64_t TH, in
   output_channel<M, VectorLanes>(z, ps, TH, TW, y, res, Ho, Wo, bias, act, alpha, beta);
 }
 
+// The same 8-lane code compiled for AVX-512VL: 32 vector registers (EVEX ymm16-31) instead of 16,
+// so the output transform's 6 x 4 column sums and 4 x 4 outputs no longer spill.
+#define INFERON_AVX512VL __attribute__((target("avx2,fma,avx512f,avx512vl")))
+
+template <int M>
+INFERON_AVX512VL void input_channel_avx512(const float* x, int64_t H, int64_t W, int64_t pt, int64_t pl, int64_t TH,
+                                          int64_t TW, float* v, int64_t ps) {
+  input_channel<M, VectorLanes>(x, H, W, pt, pl, TH, TW, v, ps);
+}
+
+template <int M>
+INFERON_AVX512VL void output_channel_avx512(const float* z, int64_t ps, int64_t TH, int64_t TW, float* y,
+                                           const float* res, int64_t Ho, int64_t Wo, float bias, int act, float alpha,
+                                           float beta) {
+  output_channel<M, VectorLanes>(z, ps, TH, TW, y, res, Ho, Wo, bias, act, alpha, beta);
+}
+
 template <int M>
 void input_all(const float* x, int64_t C, int64_t H, int64_t W, int64_t pt, int64_t pl, int64_t TH, int64_t TW,
                float* v, int64_t ps, bool avx2, int T) {
   const int64_t tp = winograd_padded(TH * TW);
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
   for (int64_t c = 0; c < C; c++) {
-    if (avx2) input_channel_avx2<M>(x + c * H * W, H, W, pt, pl, TH, TW, v + c * tp, ps);
+    if (avx2 && isa() >= INFERON_ISA_AVX512) input_channel_avx512<M>(x + c * H * W, H, W, pt, pl, TH, TW, v + c * tp, ps);
+    else if (avx2) input_channel_avx2<M>(x + c * H * W, H, W, pt, pl, TH, TW, v + c * tp, ps);
     else input_channel<M, ScalarLanes>(x + c * H * W, H, W, pt, pl, TH, TW, v + c * tp, ps);
   }
 }
@@ -302,12 +320,15 @@ void output_all(const float* z, int64_t Mo, int64_t TH, int64_t TW, int64_t ps, 
   for (int64_t m = 0; m < Mo; m++) {
     const float* rm = res ? res + m * Ho * Wo : nullptr;
     const float b = bias ? bias[m] : 0.f;
-    if (avx2) output_channel_avx2<M>(z + m * tp, ps, TH, TW, y + m * Ho * Wo, rm, Ho, Wo, b, act, alpha, beta);
+    if (avx2 && isa() >= INFERON_ISA_AVX512)
+      output_channel_avx512<M>(z + m * tp, ps, TH, TW, y + m * Ho * Wo, rm, Ho, Wo, b, act, alpha, beta);
+    else if (avx2) output_channel_avx2<M>(z + m * tp, ps, TH, TW, y + m * Ho * Wo, rm, Ho, Wo, b, act, alpha, beta);
     else output_channel<M, ScalarLanes>(z + m * tp, ps, TH, TW, y + m * Ho * Wo, rm, Ho, Wo, b, act, alpha, beta);
   }
 }
 
 #undef WINO_INLINE
+#undef INFERON_AVX512VL
 
 }  // namespace winograd_detail
 
