@@ -7,7 +7,8 @@ GEMM (u8 x s8) dense and with block1x4 int8 weights at the same sparsities. All 
 instruction-set level model.so picks here (`inferon.cpu.model_isa`: the CPU's best, or a lower one
 named by INFERON_ISA as the runtime honours it). It prints tables of effective rates and speedups
 over dense, derives the cost model's figures (median rates over the lanes the kernels compute) and
-writes them to that level's section of inferon/passes/graph/sparse_cost.json, leaving the other
+writes them to that level's section of inferon/passes/graph/sparse_cost.json (`avx512_zmm` on an
+AVX-512 CPU whose dense GEMM runs zmm row panels, `cpu.zmm_row_panels`: Intel), leaving the other
 sections as they are, and this one's `margin` (a policy, not measured) with its `margin_note`;
 `--dry-run` only prints them.
 
@@ -35,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from inferon.backend.toolchain import build_shared_library  # noqa: E402
-from inferon.cpu import ISA_LEVELS, cpu_name, model_isa  # noqa: E402
+from inferon.cpu import ISA_LEVELS, cpu_name, model_isa, zmm_row_panels  # noqa: E402
 from inferon.ir import quant  # noqa: E402
 from inferon.ir.sparse import (  # noqa: E402
     SPMM_TILE,
@@ -48,7 +49,7 @@ from inferon.ir.sparse import (  # noqa: E402
     prune_unstructured,
 )
 from inferon.passes.conversion.sparse_to_spmm import column_blocks  # noqa: E402
-from inferon.passes.graph.sparsify import COST_FILE, qsparse_lanes, sparse_lanes  # noqa: E402
+from inferon.passes.graph.sparsify import COST_FILE, cost_section, qsparse_lanes, sparse_lanes  # noqa: E402
 from inferon.passes.loop.select_tiles import choose_tiles  # noqa: E402
 from inferon.passes.vec.pack_weights import pack_a, pack_a_int8  # noqa: E402
 
@@ -248,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     isa = model_isa()
     if os.environ.get("INFERON_ISA", isa) != isa:
         raise SystemExit(f"INFERON_ISA={os.environ['INFERON_ISA']}: this CPU runs at most {isa}")
-    print(f"instruction set: {isa}")
+    section = cost_section(isa, zmm_row_panels(isa))  # avx512_zmm: an AVX-512 CPU with zmm row panels
+    print(f"instruction set: {isa} (section {section})")
     lib = build(isa)
     rng = np.random.default_rng(0)
     dense_rates, csr_rows, nm_rows = [], [], []
@@ -294,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
               f"speedup {t_dense / t_sparse:.2f}x")  # fmt: skip
 
     data = json.loads(COST_FILE.read_text())
-    previous = data["isa"].get(isa, {})
+    previous = data["isa"].get(section, data["isa"].get(isa, {}))
     figures = {
         "source": f"benchmarks/calibrate_sparse.py --runs {args.runs} on {args.note}, {datetime.date.today()} "
                   f"({isa} kernels, 1 thread, medians; ResNet-50 conv shapes)",
@@ -311,10 +313,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(figures, indent=2))
     if not args.dry_run:
-        data["isa"][isa] = figures
-        data["isa"] = {k: data["isa"][k] for k in sorted(data["isa"], key=ISA_LEVELS.index, reverse=True)}
+        data["isa"][section] = figures
+        rank = {k: (ISA_LEVELS.index(k.split("_")[0]), "_" in k) for k in data["isa"]}  # avx512_zmm first
+        data["isa"] = {k: data["isa"][k] for k in sorted(data["isa"], key=rank.__getitem__, reverse=True)}
         COST_FILE.write_text(json.dumps(data, indent=2) + "\n")
-        print(f"wrote the {isa} section of {COST_FILE.relative_to(ROOT)}")
+        print(f"wrote the {section} section of {COST_FILE.relative_to(ROOT)}")
     return 0
 
 

@@ -9,7 +9,10 @@ the storage is fixed here: the section used is the level the model will run with
 (`cpu.model_isa`: the CPU's best level, capped by the `target` option, lowered by INFERON_ISA).
 With the scalar kernels (`--target scalar`) the CSR kernel outruns the scalar GEMM per FLOP, so
 there even 50 % goes sparse. The avx512 section's INT8 figures are VNNI's (an AVX-512 CPU without
-VNNI runs the AVX2 INT8 kernels: not modelled).
+VNNI runs the AVX2 INT8 kernels: not modelled). CPUs whose dense GEMM runs zmm row panels
+(`cpu.zmm_row_panels`: Intel with AVX-512F, two 512-bit FMA units) have a section of their own,
+`avx512_zmm`: there the dense GEMM is ~1.4x faster against the same sparse kernels (session 28, an
+Intel Xeon: dense 135 GFLOP/s, CSR 59, 2:4 70), so 2:4 stays dense and CSR needs sparser weights.
 
 Dense GEMM at `dense_gflops`; CSR at `csr_gflops` FLOP/s over the lanes computed (2 * nnz * N
 rounded up to whole vectors: 16 columns with AVX-512, 8 with AVX2) plus `tile_ns` per row and column
@@ -47,7 +50,7 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
-from inferon.cpu import model_isa
+from inferon.cpu import model_isa, zmm_row_panels
 from inferon.errors import PassError
 from inferon.ir.attrs import SparseAttr, SparseFormat
 from inferon.ir.sparse import SPMM_TILE, block4_groups, is_nm24
@@ -78,9 +81,14 @@ class SparseCostModel:
     isa: str = "avx512"  # the instruction-set level the figures were measured at
 
     @staticmethod
-    def load(isa: str | None = None, path: Path = COST_FILE) -> SparseCostModel:
-        """The figures for `isa` (default: the level a model compiled here runs with, `cpu.model_isa`)."""
-        return _load(isa or model_isa(), path)
+    def load(isa: str | None = None, path: Path = COST_FILE, zmm_rows: bool | None = None) -> SparseCostModel:
+        """The figures for `isa` (default: the level a model compiled here runs with, `cpu.model_isa`),
+        from its `avx512_zmm` section where the dense GEMM runs zmm row panels (default: as a model
+        compiled here for `isa` would, `cpu.zmm_row_panels`) and the file has one."""
+        isa = isa or model_isa()
+        if zmm_rows is None:
+            zmm_rows = zmm_row_panels(isa)
+        return _load(isa, path, cost_section(isa, zmm_rows))
 
     def seconds(self, fmt: SparseFormat, m: int, k: int, n: int, nnz: int, frame: bool = False) -> float:
         """Predicted time of one layer: A [m, k] with nnz nonzeros times B [k, n] (`frame`: B is read
@@ -110,12 +118,20 @@ class SparseCostModel:
 
 
 @cache
-def _load(isa: str, path: Path) -> SparseCostModel:
+def cost_section(isa: str, zmm_rows: bool) -> str:
+    """The section of sparse_cost.json measured on CPUs like this one: `avx512_zmm` for AVX-512 CPUs
+    whose dense GEMM runs zmm row panels, else the instruction-set level."""
+    return f"{isa}_zmm" if isa == "avx512" and zmm_rows else isa
+
+
+def _load(isa: str, path: Path, section: str) -> SparseCostModel:
     sections = json.loads(path.read_text())["isa"]
-    if isa not in sections:
+    if section not in sections:
+        section = isa  # no figures for the zmm-row CPUs: those of the level
+    if section not in sections:
         raise PassError(f"sparsify: {path.name} has no figures for instruction set '{isa}' (it has "
                         f"{', '.join(sections)}); run benchmarks/calibrate_sparse.py on such a CPU")  # fmt: skip
-    figures = {k: float(v) for k, v in sections[isa].items() if not isinstance(v, str)}  # not the notes
+    figures = {k: float(v) for k, v in sections[section].items() if not isinstance(v, str)}  # not the notes
     return SparseCostModel(**figures, isa=isa)
 
 
@@ -194,7 +210,7 @@ class SparsifyPass(ModulePass):
         if self.mode not in MODES:
             raise PassError(f"sparsify: unknown mode '{self.mode}'; choose one of {', '.join(MODES)}")
         store = weights_context(ctx, self.name)
-        model = SparseCostModel.load(model_isa(self.target))
+        model = SparseCostModel.load(model_isa(self.target), zmm_rows=zmm_row_panels(self.target))
         for layer in sparse_layers(op, quantized=True):
             a = layer.matrix(store[layer.weight.handle.data])
             attr = choose_format(layer, a, self.mode, model, self.winograd)
