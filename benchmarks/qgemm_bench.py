@@ -53,8 +53,8 @@ SHIM double k_int8_peak(int vnni, int64_t iters, int threads) {
 #pragma omp parallel num_threads(threads) reduction(+ : best)
   {
     const double t0 = omp_get_wtime();
-    int32_t sink = vnni == 1   ? peak_vnni(iters)
-                   : vnni == 4 ? peak_vnni_zmm(iters)
+    int32_t sink = vnni == 1   ? peak_vnni<false>(iters)
+                   : vnni == 4 ? peak_vnni<true>(iters)
                    : vnni == 2 ? peak_madd(iters)
                    : vnni == 3 ? peak_maddubs(iters)
                                : peak_avx2(iters);
@@ -70,33 +70,28 @@ SHIM double k_int8_peak(int vnni, int64_t iters, int threads) {
 """
 
 PEAK_KERNELS = r"""
+// 12 vpdpbusd chains on ymm, or on zmm (ZMM): twice the ymm peak where the CPU has two 512-bit
+// units (Intel server cores), the same where it splits 512-bit operations (Zen 4).
+template <bool ZMM>
 INFERON_VNNI static int32_t peak_vnni(int64_t iters) {
-  __m256i a = _mm256_set1_epi8(1), b = _mm256_set1_epi8(2);
-  __m256i c[12];
-  for (auto& x : c) x = _mm256_setzero_si256();
+  using V = std::conditional_t<ZMM, __m512i, __m256i>;
+  V a, b, c[12];
+  if constexpr (ZMM) a = _mm512_set1_epi8(1), b = _mm512_set1_epi8(2);
+  else a = _mm256_set1_epi8(1), b = _mm256_set1_epi8(2);
+  for (auto& x : c) x = V{};
   for (int64_t i = 0; i < iters; i++) {
 #pragma GCC unroll 12
-    for (int j = 0; j < 12; j++) c[j] = _mm256_dpbusd_epi32(c[j], a, b);
+    for (int j = 0; j < 12; j++) {
+      if constexpr (ZMM) c[j] = _mm512_dpbusd_epi32(c[j], a, b);
+      else c[j] = _mm256_dpbusd_epi32(c[j], a, b);
+    }
     __asm__ volatile("" : "+v"(a));
   }
   int32_t s = 0;
-  for (auto& x : c) s += _mm256_extract_epi32(x, 0);
-  return s;
-}
-
-// The same on zmm: twice the ymm peak where the CPU has two 512-bit units (Intel server cores),
-// the same where it splits 512-bit operations (Zen 4).
-INFERON_VNNI static int32_t peak_vnni_zmm(int64_t iters) {
-  __m512i a = _mm512_set1_epi8(1), b = _mm512_set1_epi8(2);
-  __m512i c[12];
-  for (auto& x : c) x = _mm512_setzero_si512();
-  for (int64_t i = 0; i < iters; i++) {
-#pragma GCC unroll 12
-    for (int j = 0; j < 12; j++) c[j] = _mm512_dpbusd_epi32(c[j], a, b);
-    __asm__ volatile("" : "+v"(a));
+  for (auto& x : c) {
+    if constexpr (ZMM) s += _mm_cvtsi128_si32(_mm512_castsi512_si128(x));
+    else s += _mm_cvtsi128_si32(_mm256_castsi256_si128(x));
   }
-  int32_t s = 0;
-  for (auto& x : c) s += _mm_extract_epi32(_mm512_castsi512_si128(x), 0);
   return s;
 }
 
