@@ -304,9 +304,10 @@ template <int M>
 void input_all(const float* x, int64_t C, int64_t H, int64_t W, int64_t pt, int64_t pl, int64_t TH, int64_t TW,
                float* v, int64_t ps, bool avx2, int T) {
   const int64_t tp = winograd_padded(TH * TW);
+  const bool vl = avx2 && isa() >= INFERON_ISA_AVX512;
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
   for (int64_t c = 0; c < C; c++) {
-    if (avx2 && isa() >= INFERON_ISA_AVX512) input_channel_avx512<M>(x + c * H * W, H, W, pt, pl, TH, TW, v + c * tp, ps);
+    if (vl) input_channel_avx512<M>(x + c * H * W, H, W, pt, pl, TH, TW, v + c * tp, ps);
     else if (avx2) input_channel_avx2<M>(x + c * H * W, H, W, pt, pl, TH, TW, v + c * tp, ps);
     else input_channel<M, ScalarLanes>(x + c * H * W, H, W, pt, pl, TH, TW, v + c * tp, ps);
   }
@@ -316,12 +317,12 @@ template <int M>
 void output_all(const float* z, int64_t Mo, int64_t TH, int64_t TW, int64_t ps, float* y, const float* bias,
                 const float* res, int64_t Ho, int64_t Wo, int act, float alpha, float beta, bool avx2, int T) {
   const int64_t tp = winograd_padded(TH * TW);
+  const bool vl = avx2 && isa() >= INFERON_ISA_AVX512;
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
   for (int64_t m = 0; m < Mo; m++) {
     const float* rm = res ? res + m * Ho * Wo : nullptr;
     const float b = bias ? bias[m] : 0.f;
-    if (avx2 && isa() >= INFERON_ISA_AVX512)
-      output_channel_avx512<M>(z + m * tp, ps, TH, TW, y + m * Ho * Wo, rm, Ho, Wo, b, act, alpha, beta);
+    if (vl) output_channel_avx512<M>(z + m * tp, ps, TH, TW, y + m * Ho * Wo, rm, Ho, Wo, b, act, alpha, beta);
     else if (avx2) output_channel_avx2<M>(z + m * tp, ps, TH, TW, y + m * Ho * Wo, rm, Ho, Wo, b, act, alpha, beta);
     else output_channel<M, ScalarLanes>(z + m * tp, ps, TH, TW, y + m * Ho * Wo, rm, Ho, Wo, b, act, alpha, beta);
   }

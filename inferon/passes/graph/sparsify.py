@@ -117,13 +117,13 @@ class SparseCostModel:
         return 2.0 * 4 * blocks * qsparse_lanes(n, self.isa) / (self.int8_block4_gops * 1e9)
 
 
-@cache
 def cost_section(isa: str, zmm_rows: bool) -> str:
     """The section of sparse_cost.json measured on CPUs like this one: `avx512_zmm` for AVX-512 CPUs
     whose dense GEMM runs zmm row panels, else the instruction-set level."""
     return f"{isa}_zmm" if isa == "avx512" and zmm_rows else isa
 
 
+@cache
 def _load(isa: str, path: Path, section: str) -> SparseCostModel:
     sections = json.loads(path.read_text())["isa"]
     if section not in sections:

@@ -93,8 +93,8 @@ def lanes_pay(m: int, n: int, k: int, image: bool = False, zmm_rows: bool = Fals
     gain). Part of it is the blocked layout (`assign-layout`), which lanes outputs make possible.
 
     `zmm_rows` (Intel CPUs with AVX-512F: the row panels run 6 x 32 zmm tiles at up to ~160 % of the
-    AVX2 peak, `inferon.cpu.zmm_row_panels`): lanes only up to 200 columns (100 since session 28, below), where the zmm row tiles
-    waste columns (49 = 32 + 17). Whole models against lanes up to 800 columns (same session, a
+    AVX2 peak, `inferon.cpu.zmm_row_panels`): lanes only up to 200 columns (100 since session 28,
+    below), where the zmm row tiles waste columns (49 = 32 + 17). Whole models against lanes up to 800 columns (same session, a
     2-core Intel Xeon, 1 / 2 threads): ResNet-50 1.03 / 1.05x, SqueezeNet 1.00 / 1.02x, Inception v2
     1.00 / 1.01x, MobileNetV3 0.97 / 1.00x, EfficientNet-B0 1.00 / 1.03x; up to 64 columns only:
     0.89-1.04x. Convolution images keep the rules above (read in place, no im2col gather; ResNet-50
