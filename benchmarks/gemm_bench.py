@@ -81,7 +81,8 @@ SHAPES = [  # (M, N, K, label); conv GEMMs: M = Cout, N = Ho*Wo, K = Cin*kh*kw
 # Conv GEMMs whose B is the im2col matrix of a KxK kernel: the compiler gives them to the lanes
 # kernel more readily (`lanes_pay(..., image=True)`: in a model it reads the image in place from a
 # bordered copy; here it reads this B matrix in place).
-IMAGE_SHAPES = {label for *_, label in SHAPES if " 3x3 " in f"{label} " or " 7x7" in label}
+# kernel positions (kh * kw) of each such conv, by label
+IMAGE_TAPS = {label: 49 if " 7x7" in label else 9 for *_, label in SHAPES if " 3x3 " in f"{label} " or " 7x7" in label}
 
 MR, NR = 6, 16  # the register tile the compiler emits (loop_to_vec defaults; packed panels are 6 rows)
 MAX_REL_ERR = 1e-4
@@ -395,8 +396,7 @@ def bench_shape(lib: ctypes.CDLL, numpy_timer: NumpyTimer, shape: tuple[int, int
         variants["packed"] = (aligned(pack_a(a, MR, kc)), 1)
     else:
         row["packed"] = None
-    taps = 49 if "7x7" in label else 9 if " 3x3 " in f"{label} " else 1  # kernel positions of an image's conv
-    if lanes and n > 1 and lanes_pay(m, n, k, label in IMAGE_SHAPES, zmm_row_panels(), taps):  # as pack-weights packs A
+    if lanes and n > 1 and lanes_pay(m, n, k, label in IMAGE_TAPS, zmm_row_panels(), IMAGE_TAPS.get(label, 1)):
         variants["lanes"] = (aligned(pack_a_lanes(a)), -1)
     else:
         row["lanes"] = None

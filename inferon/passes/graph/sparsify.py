@@ -210,7 +210,7 @@ class SparsifyPass(ModulePass):
         if self.mode not in MODES:
             raise PassError(f"sparsify: unknown mode '{self.mode}'; choose one of {', '.join(MODES)}")
         store = weights_context(ctx, self.name)
-        model = SparseCostModel.load(model_isa(self.target), zmm_rows=zmm_row_panels(self.target))
+        model = SparseCostModel.load(model_isa(self.target))  # and its zmm-row section where that applies
         for layer in sparse_layers(op, quantized=True):
             a = layer.matrix(store[layer.weight.handle.data])
             attr = choose_format(layer, a, self.mode, model, self.winograd)
