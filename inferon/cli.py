@@ -275,7 +275,6 @@ def _passes(args: argparse.Namespace) -> int:
 OPT_IN_PASSES = {
     "quantize": "--quantize int8 --calibration DATA.npz",
     "prune": "--prune SPEC",
-    "fuse-residual-qadd": 'Python: register_pass(FuseResidualQAddPass, after="elide-copies")',
 }
 
 

@@ -2,8 +2,8 @@
 
     graph:  remove-identities → fold-pad → fold-qdq → fold-batchnorm → decompose-batchnorm → fold-constants
             → [prune, opt-in, with --quantize] → [quantize, opt-in] → fuse-epilogue → [prune, opt-in] → sparsify
-    loop:   convert-graph-to-loop → elide-copies → convert-sparse-to-spmm → conv-to-depthwise
-            → conv-to-grouped → conv-to-winograd → conv-to-im2col → select-tiles
+    loop:   convert-graph-to-loop → elide-copies → convert-sparse-to-spmm → fuse-residual-qadd
+            → conv-to-depthwise → conv-to-grouped → conv-to-winograd → conv-to-im2col → select-tiles
     vec:    convert-loop-to-vec → pack-weights → assign-layout → plan-memory
     cpp:    the C++ emitter prints the module, g++ builds model.so
 
@@ -41,6 +41,7 @@ DEFAULT_PASSES: tuple[tuple[str, str], ...] = (
     ("loop", "convert-graph-to-loop"),
     ("loop", "elide-copies"),
     ("loop", "convert-sparse-to-spmm"),
+    ("loop", "fuse-residual-qadd"),
     ("loop", "conv-to-depthwise"),
     ("loop", "conv-to-grouped"),
     ("loop", "conv-to-winograd"),

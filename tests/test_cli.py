@@ -172,5 +172,5 @@ def test_passes_lists_the_pipeline_and_the_opt_in_passes(capsys: pytest.CaptureF
     listed = re.findall(r"^\s*\d+\. \[\w+\s*\] (\S+)", out, flags=re.M)
     assert listed == [name for _, name in DEFAULT_PASSES]
     opt_in = out.split("opt-in:")[1]
-    for name, how in (("quantize", "--quantize int8"), ("prune", "--prune"), ("fuse-residual-qadd", "register_pass")):
+    for name, how in (("quantize", "--quantize int8"), ("prune", "--prune")):
         assert name in opt_in and how in opt_in

@@ -39,8 +39,8 @@ def test_lanes_pay_follows_the_measured_shapes(m, n, k, wide, frame, expected):
 
 def _small_deep_cnn() -> tuple:
     """A QDQ CNN (ONNX Runtime's quantizer) whose deep layers have few columns: a strided 3x3 from
-    14x14 to 7x7, a stride-1 3x3 at 7x7 (implicit), 1x1 convs at 7x7 with K = 64 and K = 1024 (250
-    rows: a partial lane panel), and a Gemm head."""
+    14x14 to 7x7, a stride-1 3x3 at 7x7 (implicit), 1x1 convs at 7x7 with K = 64 and two with K = 1024
+    (250 rows: a partial lane panel) whose sum is a residual Add, and a Gemm head."""
     from inferon.testing import quantize_onnxruntime
     from tests.conftest import make_model
 
@@ -48,6 +48,7 @@ def _small_deep_cnn() -> tuple:
     init = {
         "w1": rng.standard_normal((64, 16, 3, 3)) * 0.12, "w2": rng.standard_normal((64, 64, 3, 3)) * 0.06,
         "w3": rng.standard_normal((1024, 64, 1, 1)) * 0.15, "w4": rng.standard_normal((250, 1024, 1, 1)) * 0.04,
+        "w5": rng.standard_normal((250, 1024, 1, 1)) * 0.04,
         "g": rng.standard_normal((10, 250)) * 0.2,
     }  # fmt: skip
     nodes = [
@@ -58,7 +59,9 @@ def _small_deep_cnn() -> tuple:
         helper.make_node("Conv", ["r2", "w3"], ["c3"]),
         helper.make_node("Relu", ["c3"], ["r3"]),
         helper.make_node("Conv", ["r3", "w4"], ["c4"]),
-        helper.make_node("Relu", ["c4"], ["r4"]),
+        helper.make_node("Conv", ["r3", "w5"], ["c5"]),
+        helper.make_node("Add", ["c4", "c5"], ["s"]),
+        helper.make_node("Relu", ["s"], ["r4"]),
         helper.make_node("GlobalAveragePool", ["r4"], ["p"]),
         helper.make_node("Flatten", ["p"], ["f"]),
         helper.make_node("Gemm", ["f", "g"], ["y"], transB=1),
@@ -86,10 +89,11 @@ def deep_cnn(tmp_path_factory):
 def test_few_column_layers_run_as_lanes(deep_cnn):
     _, _, _, lines = deep_cnn
     lanes = [line for line in lines if "a_lanes" in line]
-    # the stride-1 3x3 (K = 576, wide grid 63 columns), the strided 3x3 (no im2col as lanes), the 1x1
-    # with K = 1024 and the Gemm (10 rows x the 2 batch columns, written transposed: C strided); the
-    # K = 64 1x1 stays on row panels (lanes_pay)
-    assert len(lanes) == 4, lines
+    # the stride-1 3x3 (K = 576, wide grid 63 columns), the strided 3x3 (no im2col as lanes), the 1x1s
+    # with K = 1024 (the second with the first's output as its fused residual) and the Gemm (10 rows x
+    # the 2 batch columns, written transposed: C strided); the K = 64 1x1 stays on row panels (lanes_pay)
+    assert len(lanes) == 5, lines
+    assert sum("residual_add" in line for line in lanes) == 1
     assert all("mr = 32" in line for line in lanes)
     # both 3x3 convs read the bordered frame in place, the strided one with K in implicit order too
     assert sum("b_implicit" in line for line in lanes) == 2

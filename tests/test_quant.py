@@ -789,7 +789,8 @@ def test_quantize_float_model_stays_close_to_float(tmp_path, capsys, method):
     report = capsys.readouterr().err
     assert "5/5 layers quantized" in report and "top-1 agreement" in report
     final = sorted((tmp_path / "dump").glob("*plan-memory.mlir"))[-1].read_text()
-    assert final.count('"vec.qgemm"') == 5 and '"loop.qadd"' in final
+    # (the residual Add quantized too: fused into the epilogue of the GEMM producing one operand)
+    assert final.count('"vec.qgemm"') == 5 and "residual_add" in final and '"loop.qadd"' not in final
     cm = inferon.load(so)
     errs = []
     for _ in range(4):
@@ -1079,16 +1080,17 @@ def test_dynamic_quantize_linear_semantics(tmp_path, case):
 @pytest.mark.parametrize("isa", ["avx512", "avx2", "scalar"])
 @pytest.mark.parametrize("activation_type", ["uint8", "int8"])
 def test_residual_add_fused_into_qgemm(tmp_path, monkeypatch, isa, activation_type):
-    """fuse-residual-qadd (opt-in): the quantized residual Adds after a conv (ResNet block) and after a
+    """fuse-residual-qadd: the quantized residual Adds after a 1x1 conv (ResNet block), after a
+    stride-1 3x3 conv (VNNI: implicit, the residual added as the wide grid is copied out) and after a
     Gemm (transposed output layout) run in the GEMM epilogue, equal to ORT within one output step and
-    to the unfused pipeline (loop.qadd) bit for bit, with each kernel (VNNI, AVX2, scalar)."""
-    from inferon.passes import unregister_pass
-    from inferon.passes.loop.fuse_residual_qadd import FuseResidualQAddPass
+    to a pipeline without the pass (loop.qadd) bit for bit, with each kernel (VNNI, AVX2, scalar)."""
+    import inferon.pipeline
 
     use_isa(monkeypatch, isa)
     rng = np.random.default_rng(7)
     init = {
         "w1": rng.standard_normal((16, 16, 3, 3)) * 0.1, "w2": rng.standard_normal((16, 16, 1, 1)) * 0.3,
+        "w3": rng.standard_normal((16, 16, 3, 3)) * 0.1,
         "g1": rng.standard_normal((16, 37)) * 0.2, "g2": rng.standard_normal((16, 37)) * 0.2,
     }  # fmt: skip
     nodes = [
@@ -1097,7 +1099,10 @@ def test_residual_add_fused_into_qgemm(tmp_path, monkeypatch, isa, activation_ty
         helper.make_node("Conv", ["r1", "w2"], ["c2"]),
         helper.make_node("Add", ["c2", "x"], ["s"]),
         helper.make_node("Relu", ["s"], ["r2"]),
-        helper.make_node("GlobalAveragePool", ["r2"], ["p"]),
+        helper.make_node("Conv", ["r2", "w3"], ["c3"], pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["c3", "r2"], ["s3"]),
+        helper.make_node("Relu", ["s3"], ["r3"]),
+        helper.make_node("GlobalAveragePool", ["r3"], ["p"]),
         helper.make_node("Flatten", ["p"], ["f"]),
         helper.make_node("MatMul", ["f", "g1"], ["m1"]),
         helper.make_node("MatMul", ["f", "g2"], ["m2"]),
@@ -1105,22 +1110,22 @@ def test_residual_add_fused_into_qgemm(tmp_path, monkeypatch, isa, activation_ty
         helper.make_node("Relu", ["m2"], ["q2"]),
         helper.make_node("Add", ["q1", "q2"], ["y"]),
     ]
-    model = make_model(nodes, {"x": (1, 16, 9, 11)}, ["y", "r2"], init, opset=13)
+    model = make_model(nodes, {"x": (1, 16, 9, 11)}, ["y", "r3"], init, opset=13)
     calib = [{"x": rng.standard_normal((1, 16, 9, 11)).astype(np.float32)} for _ in range(4)]
     q = quantize_onnxruntime(model, calib, activation_type=activation_type,
                              extra_options={"ActivationSymmetric": activation_type == "int8"})  # fmt: skip
+    fused = inferon.compile(q, tmp_path / "fused.so", dump_ir=tmp_path / "dump")
+    without = tuple(p for p in inferon.pipeline.DEFAULT_PASSES if p[1] != "fuse-residual-qadd")
+    monkeypatch.setattr(inferon.pipeline, "DEFAULT_PASSES", without)
     unfused = inferon.compile(q, tmp_path / "unfused.so", dump_ir=tmp_path / "dump2")
     final = sorted((tmp_path / "dump2").glob("*plan-memory.mlir"))[-1].read_text()
-    assert final.count('"loop.qadd"') == 2 and "residual_add" not in final  # (opt-in pass)
-    inferon.register_pass(FuseResidualQAddPass, after="elide-copies")
-    try:
-        fused = inferon.compile(q, tmp_path / "fused.so", dump_ir=tmp_path / "dump")
-    finally:
-        unregister_pass("fuse-residual-qadd")
+    assert final.count('"loop.qadd"') == 3 and "residual_add" not in final
     final = sorted((tmp_path / "dump").glob("*plan-memory.mlir"))[-1].read_text()
-    # (int8: ORT keeps the MatMuls' Relus as separate Q/DQ steps, so only the conv's Add fuses)
-    fusions = 2 if activation_type == "uint8" else 1
-    assert final.count("residual_add") == fusions and final.count('"loop.qadd"') == 2 - fusions
+    # (int8: ORT keeps the MatMuls' Relus as separate Q/DQ steps, so only the convs' Adds fuse)
+    fusions = 3 if activation_type == "uint8" else 2
+    assert final.count("residual_add") == fusions and final.count('"loop.qadd"') == 3 - fusions
+    # the 3x3 conv with the residual keeps K in implicit order (read in place on VNNI)
+    assert any("residual_add" in line and "implicit" in line for line in final.splitlines())
     a, b = inferon.load(fused), inferon.load(unfused)
     for seed in range(3):
         x = np.random.default_rng(seed).standard_normal((1, 16, 9, 11)).astype(np.float32)

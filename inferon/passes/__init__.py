@@ -2,8 +2,7 @@
 
 A user pass is any `xdsl.passes.ModulePass`; register it with `register_pass(MyPass, after="fuse-epilogue")`
 (or as a decorator) and the default pipeline runs it after that pass. `inferon compile --pass-plugin
-file.py` imports such a file before compiling. Built-in passes in `OPTIONAL` are not in the default
-pipeline and are scheduled the same way (e.g. `register_pass(FuseResidualQAddPass, after="elide-copies")`).
+file.py` imports such a file before compiling.
 """
 
 from __future__ import annotations
@@ -44,9 +43,6 @@ _BUILTIN: dict[str, str] = {
     "plan-memory": "inferon.passes.loop.plan_memory:PlanMemoryPass",
 }
 
-# built-in passes outside the default pipeline, which register_pass may schedule like a user pass
-OPTIONAL = frozenset({"fuse-residual-qadd"})
-
 # user passes: name -> (class, the pass it runs after)
 _USER: dict[str, tuple[type[ModulePass], str]] = {}
 
@@ -79,7 +75,7 @@ def register_pass(
             raise InferonError(f"{c!r} is not an xdsl ModulePass subclass")
         if after not in _BUILTIN and after not in _USER:
             raise InferonError(f"register_pass: unknown pass '{after}' to run after")
-        if c.name in _BUILTIN and c.name not in OPTIONAL:
+        if c.name in _BUILTIN:
             raise InferonError(f"pass name '{c.name}' is taken by a built-in pass")
         _USER[c.name] = (c, after)
         return c

@@ -236,8 +236,9 @@ INFERON_AVX2 inline void interleave_row(const uint8_t* const (&src)[4], const ui
 // of k-group (c4, i, j) for output pixel (ho, wo) sit at c4 * Hp*Wp*4 + ((ho + i) * Wp + wo + j) * 4, so
 // the packed-panel layout [k4][32 columns][4] is the frame itself, shifted per k-group: no im2col,
 // no packing. The product runs on the Ho x Wp "wide" grid into a scratch C; the Wp - Wo border
-// columns of each output row are dropped when it is copied into C. Dense A only; elsewhere (other
-// instruction sets, block-sparse A, fused residual) the im2col rows follow the same K order.
+// columns of each output row are dropped when it is copied into C (a fused residual is added there).
+// Dense A only; elsewhere (other instruction sets, block-sparse A, a residual whose GEMM range does
+// not fit C's type) the im2col rows follow the same K order.
 //
 // implicit_frame builds the frame and rowoff[K4] (the offset of each k-group's tap) and returns it;
 // with strides / dilations (the lanes kernels) the frame spans (Ho - 1) sh + (kh - 1) dh + 1 rows and
@@ -293,6 +294,7 @@ void run_implicit(const QGemm& g, int T, int level) {
   w.N = wide;
   w.c = cw;
   w.ldc = wide;
+  w.add = nullptr;  // a fused residual is added in the copy out of the wide grid
   const int64_t mpanels = (g.M + QMR - 1) / QMR;
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
   for (int64_t t = 0; t < mpanels * panels; t++) {
@@ -314,7 +316,8 @@ void run_implicit(const QGemm& g, int T, int level) {
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
   for (int64_t r = 0; r < g.M * q.Ho; r++) {
     const int64_t m = r / q.Ho, ho = r % q.Ho;
-    std::memcpy(out + m * g.ldc + ho * q.Wo, cw + m * wide + ho * Wp, static_cast<size_t>(q.Wo) * sizeof(Q));
+    if (g.add) add_residual_row<Q>(g, cw + m * wide + ho * Wp, m, ho * q.Wo, q.Wo);
+    else std::memcpy(out + m * g.ldc + ho * q.Wo, cw + m * wide + ho * Wp, static_cast<size_t>(q.Wo) * sizeof(Q));
   }
 }
 
@@ -429,8 +432,10 @@ void run(const QGemm& g, int nt) {
   // packing: at most kImplicitWaste of the columns computed (ResNet-50's 56x56 / 28x28 3x3 layers)
   const bool implicit_avx2 = level == 1 && g.fix && unit_steps &&
                              (g.im2col->kw - 1) <= kImplicitWaste * (g.im2col->Wo + g.im2col->kw - 1);
-  if (g.im2col && g.im2col->implicit && unit_steps && (level == 2 || implicit_avx2) && g.add == nullptr &&
-      g.ldc_col == 1 && g.sparse.row_ptr == nullptr) {
+  // (a fused residual is added when the wide grid's bytes are copied out: they must hold the GEMM's range)
+  const bool residual_fits = !g.add || (g.lo >= std::numeric_limits<Q>::min() && g.hi <= std::numeric_limits<Q>::max());
+  if (g.im2col && g.im2col->implicit && unit_steps && (level == 2 || implicit_avx2) && g.ldc_col == 1 &&
+      g.sparse.row_ptr == nullptr && residual_fits) {
     const Im2col& q = *g.im2col;
     const double work = static_cast<double>(g.M) * q.Ho * (q.Wo + q.kw - 1) * g.K;
     return run_implicit<Q>(g, threads_for(nt, work, 1 << 20), level);

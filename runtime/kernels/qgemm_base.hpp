@@ -288,6 +288,14 @@ INFERON_AVX2_INLINE Residual8 residual8(const QGemm& g) {
           _mm256_set1_ps(r.hi)};
 }
 
+// The residual add's float steps on 8 requantized values q and their residual values rv (as int32).
+INFERON_AVX2_INLINE __m256i add_residual8_values(const QResidual& r, const Residual8& k, __m256i q, __m256i rv) {
+  const __m256 y = _mm256_cvtepi32_ps(q), res = _mm256_cvtepi32_ps(rv);
+  const __m256 v = r.gemm_first ? _mm256_fmadd_ps(y, k.r_gemm, _mm256_fmadd_ps(res, k.r_res, k.fixed))
+                                : _mm256_fmadd_ps(res, k.r_res, _mm256_fmadd_ps(y, k.r_gemm, k.fixed));
+  return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, k.lo), k.hi));
+}
+
 // The residual add on 8 requantized values q of row m, columns n.. (`cols` valid), like qadd_avx2.
 INFERON_AVX2_INLINE __m256i add_residual8(const QGemm& g, const Residual8& k, int64_t m, int64_t n, int cols,
                                           __m256i q) {
@@ -304,10 +312,33 @@ INFERON_AVX2_INLINE __m256i add_residual8(const QGemm& g, const Residual8& k, in
                         : static_cast<const uint8_t*>(g.residual)[at + j * g.ldc_col];
     rv = _mm256_load_si256(reinterpret_cast<const __m256i*>(t));
   }
-  const __m256 y = _mm256_cvtepi32_ps(q), res = _mm256_cvtepi32_ps(rv);
-  const __m256 v = g.add->gemm_first ? _mm256_fmadd_ps(y, k.r_gemm, _mm256_fmadd_ps(res, k.r_res, k.fixed))
-                                     : _mm256_fmadd_ps(res, k.r_res, _mm256_fmadd_ps(y, k.r_gemm, k.fixed));
-  return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, k.lo), k.hi));
+  return add_residual8_values(*g.add, k, q, rv);
+}
+
+// The residual add on `count` requantized values q (stored as Q: the GEMM's own range [g.lo, g.hi]
+// must lie in Q's) of row m from column n (C contiguous), into C (run_implicit's copy out of the wide
+// grid).
+template <class Q>
+INFERON_AVX2 void add_residual_row(const QGemm& g, const Q* q, int64_t m, int64_t n, int64_t count) {
+  const Residual8 k = residual8(g);
+  const int64_t at = m * g.ldc + n;
+  const uint8_t* res = static_cast<const uint8_t*>(g.residual) + at;
+  Q* out = static_cast<Q*>(g.c) + at;
+  const bool q_signed = std::is_signed<Q>::value, res_signed = g.add->res_signed;
+  for (int64_t j = 0; j < count; j += 8) {
+    const int w = static_cast<int>(std::min<int64_t>(8, count - j));
+    alignas(16) uint8_t qb[16] = {}, rb[16] = {}, ob[16];
+    std::memcpy(qb, q + j, static_cast<size_t>(w));
+    std::memcpy(rb, res + j, static_cast<size_t>(w));
+    const __m128i qv = _mm_load_si128(reinterpret_cast<const __m128i*>(qb));
+    const __m128i rv = _mm_load_si128(reinterpret_cast<const __m128i*>(rb));
+    const __m256i v = add_residual8_values(*g.add, k, q_signed ? _mm256_cvtepi8_epi32(qv) : _mm256_cvtepu8_epi32(qv),
+                                           res_signed ? _mm256_cvtepi8_epi32(rv) : _mm256_cvtepu8_epi32(rv));
+    const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    _mm_store_si128(reinterpret_cast<__m128i*>(ob),
+                    std::is_signed<Q>::value ? _mm_packs_epi16(w16, w16) : _mm_packus_epi16(w16, w16));
+    std::memcpy(out + j, ob, static_cast<size_t>(w));
+  }
 }
 
 // Pair-safe A (QGemm::fix, from pack-weights' pair_safe_split): add each row's corrections r * B[k, n]

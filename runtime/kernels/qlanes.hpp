@@ -15,12 +15,16 @@
 // scalar otherwise.
 #pragma once
 
+#include <array>
+#include <utility>
+
 #include "qgemm_base.hpp"
 
 namespace inferon {
 namespace qgemm_detail {
 
 constexpr int QLANES = 32;
+constexpr int QLANES_NC = 8;  // columns per VNNI tile (16 accumulators; 10 and 12 measured slower)
 
 struct LanesB {
   const uint8_t* base;
@@ -75,50 +79,13 @@ INFERON_AVX2 void lanes_store8(const QGemm& g, const LanesRequant& k, int64_t m0
   }
 }
 
-// VNNI: 32 rows (two zmm) x NC columns; a: [K4][32][4].
-// rq: the panel's two LanesRq16 (rows 0-15, 16-31).
-template <class Q, int NC>
-INFERON_VNNI void lanes_tile_vnni(const QGemm& g, const int8_t* a, const LanesB& b, int64_t K4, int64_t m0,
-                                  int64_t n0, const LanesRq16* rq) {
-  __m512i acc[2][NC];
-  const uint8_t* col[NC];
-#pragma GCC unroll 8
-  for (int j = 0; j < NC; j++) {
-    acc[0][j] = acc[1][j] = _mm512_setzero_si512();
-    col[j] = b.base + b.colbase[n0 + j];
-  }
-  for (int64_t k4 = 0; k4 < K4; k4++) {
-    const __m512i a0 = _mm512_loadu_si512(a + k4 * 128), a1 = _mm512_loadu_si512(a + k4 * 128 + 64);
-    const int64_t off = b.rowoff[k4];
-#pragma GCC unroll 8
-    for (int j = 0; j < NC; j++) {
-      const __m512i bj = _mm512_set1_epi32(load_group(col[j] + off));
-      acc[0][j] = _mm512_dpbusd_epi32(acc[0][j], bj, a0);
-      acc[1][j] = _mm512_dpbusd_epi32(acc[1][j], bj, a1);
-    }
-  }
-  __m512i out[2][NC];  // (a copy: taking acc's address would keep it in memory)
-#pragma GCC unroll 8
-  for (int j = 0; j < NC; j++) out[0][j] = acc[0][j], out[1][j] = acc[1][j];
-  const int rows = static_cast<int>(std::min<int64_t>(QLANES, g.M - m0));
-  if (g.add || g.ldc_col != 1) {  // fused residual / strided C: row by row
-    for (int h = 0; h < 4; h++) {
-      const LanesRequant k = lanes_requant(g, m0 + 8 * h, rows - 8 * h);
-      for (int j = 0; j < NC; j++) {
-        const __m512i v = out[h / 2][j];
-        lanes_store8<Q>(g, k, m0 + 8 * h, rows - 8 * h, n0 + j,
-                        h % 2 ? _mm512_extracti64x4_epi64(v, 1) : _mm512_castsi512_si256(v));
-      }
-    }
-    return;
-  }
-  // requantize 16 rows per zmm (store32_zmm's steps), bytes into cols[j] (32 rows of column j), then
-  // transpose the 32 x 8 bytes so that each row's NC columns are one masked store
-  alignas(32) uint8_t cols[8][QLANES] = {};
-  for (int h = 0; h < 2; h++)
-    for (int j = 0; j < NC; j++)
-      _mm_store_si128(reinterpret_cast<__m128i*>(cols[j] + 16 * h),
-                      _mm512_cvtepi32_epi8(requant16(rq[h].k, _mm512_add_epi32(out[h][j], rq[h].comp))));
+// Store 32 rows x nc (<= 8) columns of requantized bytes, given column by column (cols[j]: rows 0-31
+// of column j): the 32 x 8 bytes are transposed so that each row's columns are one masked store. A
+// fused residual is added row by row on those 8 columns (add_residual8's steps; the requantized
+// bytes are signed where the GEMM's own range is).
+template <class Q>
+INFERON_VNNI void lanes_store_cols8(const QGemm& g, const uint8_t (*cols)[QLANES], int64_t m0, int rows, int64_t n0,
+                                    int nc) {
   __m256i c[8], t[8], u[8];
   for (int j = 0; j < 8; j++) c[j] = _mm256_load_si256(reinterpret_cast<const __m256i*>(cols[j]));
   for (int j = 0; j < 4; j++) {  // bytes of column pairs: rows 0-7 / 16-23 (lo), 8-15 / 24-31 (hi)
@@ -138,10 +105,75 @@ INFERON_VNNI void lanes_tile_vnni(const QGemm& g, const int8_t* a, const LanesB&
     _mm_store_si128(reinterpret_cast<__m128i*>(row8 + 16 + 4 * s), _mm256_extracti128_si256(w0, 1));
     _mm_store_si128(reinterpret_cast<__m128i*>(row8 + 16 + 4 * s + 2), _mm256_extracti128_si256(w1, 1));
   }
-  const __mmask16 cmask = static_cast<__mmask16>((1u << NC) - 1);
+  const __mmask16 cmask = static_cast<__mmask16>((1u << nc) - 1);
   Q* o = static_cast<Q*>(g.c) + m0 * g.ldc + n0;
-  for (int r = 0; r < rows; r++)
-    _mm_mask_storeu_epi8(o + r * g.ldc, cmask, _mm_loadl_epi64(reinterpret_cast<const __m128i*>(row8 + r)));
+  if (!g.add) {
+    for (int r = 0; r < rows; r++)
+      _mm_mask_storeu_epi8(o + r * g.ldc, cmask, _mm_loadl_epi64(reinterpret_cast<const __m128i*>(row8 + r)));
+    return;
+  }
+  const QResidual& add = *g.add;
+  const Residual8 k = residual8(g);
+  const uint8_t* res = static_cast<const uint8_t*>(g.residual) + m0 * g.ldc + n0;
+  for (int r = 0; r < rows; r++) {
+    const __m128i qb = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(row8 + r));
+    const __m128i rb = _mm_maskz_loadu_epi8(cmask, res + r * g.ldc);
+    const __m256i q = g.lo < 0 ? _mm256_cvtepi8_epi32(qb) : _mm256_cvtepu8_epi32(qb);
+    const __m256i rv = add.res_signed ? _mm256_cvtepi8_epi32(rb) : _mm256_cvtepu8_epi32(rb);
+    _mm_mask_storeu_epi8(o + r * g.ldc, cmask, _mm256_cvtepi32_epi8(add_residual8_values(add, k, q, rv)));
+  }
+}
+
+// VNNI: 32 rows (two zmm) x NC columns; a: [K4][32][4].
+// rq: the panel's two LanesRq16 (rows 0-15, 16-31).
+template <class Q, int NC>
+INFERON_VNNI void lanes_tile_vnni(const QGemm& g, const int8_t* a, const LanesB& b, int64_t K4, int64_t m0,
+                                  int64_t n0, const LanesRq16* rq) {
+  __m512i acc[2][NC];
+  const uint8_t* col[NC];
+#pragma GCC unroll 8
+  for (int j = 0; j < NC; j++) {
+    acc[0][j] = acc[1][j] = _mm512_setzero_si512();
+    col[j] = b.base + b.colbase[n0 + j];
+  }
+  for (int64_t k4 = 0; k4 < K4; k4++) {
+    const __m512i a0 = _mm512_loadu_si512(a + k4 * 128), a1 = _mm512_loadu_si512(a + k4 * 128 + 64);
+    if (n0 == 0) {  // the panel's first tile reads it from L3 / memory: prefetch ahead
+      _mm_prefetch(reinterpret_cast<const char*>(a + k4 * 128 + 2048), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(a + k4 * 128 + 2048 + 64), _MM_HINT_T0);
+    }
+    const int64_t off = b.rowoff[k4];
+#pragma GCC unroll 8
+    for (int j = 0; j < NC; j++) {
+      const __m512i bj = _mm512_set1_epi32(load_group(col[j] + off));
+      acc[0][j] = _mm512_dpbusd_epi32(acc[0][j], bj, a0);
+      acc[1][j] = _mm512_dpbusd_epi32(acc[1][j], bj, a1);
+    }
+  }
+  __m512i out[2][NC];  // (a copy: taking acc's address would keep it in memory)
+#pragma GCC unroll 8
+  for (int j = 0; j < NC; j++) out[0][j] = acc[0][j], out[1][j] = acc[1][j];
+  const int rows = static_cast<int>(std::min<int64_t>(QLANES, g.M - m0));
+  if (g.ldc_col != 1) {  // strided C: row by row
+    for (int h = 0; h < 4; h++) {
+      const LanesRequant k = lanes_requant(g, m0 + 8 * h, rows - 8 * h);
+      for (int j = 0; j < NC; j++) {
+        const __m512i v = out[h / 2][j];
+        lanes_store8<Q>(g, k, m0 + 8 * h, rows - 8 * h, n0 + j,
+                        h % 2 ? _mm512_extracti64x4_epi64(v, 1) : _mm512_castsi512_si256(v));
+      }
+    }
+    return;
+  }
+  // requantize 16 rows per zmm (store32_zmm's steps), bytes into cols[j] (32 rows of column j), then
+  // store them row by row (lanes_store_cols8)
+  static_assert(NC <= 8, "lanes_store_cols8 stores 8 columns");
+  alignas(32) uint8_t cols[8][QLANES] = {};
+  for (int h = 0; h < 2; h++)
+    for (int j = 0; j < NC; j++)
+      _mm_store_si128(reinterpret_cast<__m128i*>(cols[j] + 16 * h),
+                      _mm512_cvtepi32_epi8(requant16(rq[h].k, _mm512_add_epi32(out[h][j], rq[h].comp))));
+  lanes_store_cols8<Q>(g, cols, m0, rows, n0, NC);
 }
 
 // AVX2: 16 rows x NC columns; aw: the 32-row panel widened to int16, [K4][32][4], from row `half` * 16.
@@ -196,12 +228,19 @@ inline void lanes_tile_scalar(const QGemm& g, const int8_t* a, const LanesB& b, 
     }
 }
 
+// lanes_tile_vnni for NC = 1 .. sizeof(I), indexed by NC - 1.
+template <class Q, int... I>
+constexpr auto lanes_vnni_tiles(std::integer_sequence<int, I...>) {
+  return std::array{&lanes_tile_vnni<Q, I + 1>...};
+}
+
 // The product over prepared B tables; threads take contiguous ranges of (row panel, column tile).
 template <class Q>
 void run_lanes_tiles(const QGemm& g, const LanesB& b, int level, int T) {
   const int64_t K4 = (g.K + 3) / 4, mpanels = (g.M + QLANES - 1) / QLANES;
-  const int NC = level == 2 ? 7 : 3;
-  const int64_t ctiles = (g.N + NC - 1) / NC, tiles = mpanels * ctiles;
+  const int nc_max = level == 2 ? QLANES_NC : 3;  // columns per tile: as many as registers allow, balanced
+  const int64_t ctiles = (g.N + nc_max - 1) / nc_max, tiles = mpanels * ctiles;
+  const int NC = static_cast<int>((g.N + ctiles - 1) / ctiles);
   std::vector<LanesRq16> rq16(level == 2 ? static_cast<size_t>(2 * mpanels) : 0);
   if (level == 2)
     for (int64_t i = 0; i < 2 * mpanels; i++) rq16[i] = lanes_requant16(g, 16 * i);
@@ -218,15 +257,7 @@ void run_lanes_tiles(const QGemm& g, const LanesB& b, int level, int T) {
       const int64_t m0 = mp * QLANES;
       if (level == 2) {
         const LanesRq16* rq = rq16.data() + 2 * mp;
-        switch (nc) {
-          case 1: lanes_tile_vnni<Q, 1>(g, a, b, K4, m0, n0, rq); break;
-          case 2: lanes_tile_vnni<Q, 2>(g, a, b, K4, m0, n0, rq); break;
-          case 3: lanes_tile_vnni<Q, 3>(g, a, b, K4, m0, n0, rq); break;
-          case 4: lanes_tile_vnni<Q, 4>(g, a, b, K4, m0, n0, rq); break;
-          case 5: lanes_tile_vnni<Q, 5>(g, a, b, K4, m0, n0, rq); break;
-          case 6: lanes_tile_vnni<Q, 6>(g, a, b, K4, m0, n0, rq); break;
-          default: lanes_tile_vnni<Q, 7>(g, a, b, K4, m0, n0, rq); break;
-        }
+        lanes_vnni_tiles<Q>(std::make_integer_sequence<int, QLANES_NC>{})[nc - 1](g, a, b, K4, m0, n0, rq);
       } else if (level == 1) {
         if (mp != widened) widen_s8(a, K4 * 4 * QLANES, aw);
         widened = mp;

@@ -97,7 +97,7 @@ class QGemmToVec(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: loop.QGemmOp, rewriter: PatternRewriter) -> None:
         props = dict(op.properties)
-        lanes = self.lanes and op.a_index is None and op.residual is None and _lanes_pay_for(op)
+        lanes = self.lanes and op.a_index is None and _lanes_pay_for(op)
         props["mr"] = IntegerAttr(vec.QGEMM_LANES if lanes else vec.QGEMM_MR, i64)
         if lanes:
             props["a_lanes"] = UnitAttr()
