@@ -495,15 +495,16 @@ INFERON_VNNI inline Requant16 requant16_pair(const Requant8& k_lo, const Requant
   return k;
 }
 
-// requant8's steps on 16 lanes in zmm registers (half the instructions of two ymm halves); the
-// clamped values lie in the output type's range, so narrowing them to bytes by truncation (vpmovdb)
-// is exact: bit-exact with store8.
+// requant8's steps on 16 lanes in zmm registers (half the instructions of two ymm halves). With
+// CLAMP the values are clamped to [lo, hi] (bit-exact with store8); without, the caller narrows them
+// with saturation (store_row_zmm).
 INFERON_VNNI inline __m512i round_shift16(__m512i n, __m512i s, __m512i round, bool ties) {
   __m512i t = _mm512_add_epi64(n, round);
   if (ties) t = _mm512_add_epi64(t, _mm512_and_si512(_mm512_srlv_epi64(n, s), _mm512_set1_epi64(1)));
   return _mm512_srlv_epi64(t, s);
 }
 
+template <bool CLAMP = true>
 INFERON_VNNI inline __m512i requant16(const Requant16& k, __m512i acc) {
   if (k.flags & REQUANT_CLAMP_ACC) acc = _mm512_min_epi32(_mm512_max_epi32(acc, k.acc_lo), k.acc_hi);
   const bool ties = k.flags & REQUANT_TIES;
@@ -511,7 +512,7 @@ INFERON_VNNI inline __m512i requant16(const Requant16& k, __m512i acc) {
   const __m512i qo =
       round_shift16(_mm512_mul_epi32(_mm512_srli_epi64(acc, 32), k.mult_odd), k.shift_odd, k.round_odd, ties);
   const __m512i q = _mm512_add_epi32(_mm512_mask_blend_epi32(0xAAAA, qe, _mm512_slli_epi64(qo, 32)), k.offset);
-  return _mm512_min_epi32(_mm512_max_epi32(q, k.lo), k.hi);
+  return CLAMP ? _mm512_min_epi32(_mm512_max_epi32(q, k.lo), k.hi) : q;
 }
 
 // Requantize 32 accumulators of row m (AVX-512 kernels): two zmm (comp included), columns n..n+31
@@ -526,19 +527,45 @@ INFERON_VNNI inline __m512i add_residual16(const QResidual& r, const void* resid
   return _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(r.lo)), _mm512_set1_ps(r.hi)));
 }
 
-// Requantize 16 NZ accumulators of row m (AVX-512 kernels): NZ zmm (comp included), columns
-// n .. n + 16 NZ - 1 all valid, C contiguous; the row's constants are broadcast once.
+// 16 NZ int32 values (NZ = 2 or 4 zmm, in order) as bytes of Q, in the low 16 NZ bytes: narrowed with
+// saturation (packs, packus: Q's range for free; one vpermd restores the order the 128-bit lanes of
+// the packs interleave), then clamped to [lo, hi] by a byte min / max only where that is narrower.
+template <class Q, int NZ>
+INFERON_VNNI inline __m512i narrow_zmm(const __m512i (&q)[NZ], int32_t lo, int32_t hi) {
+  static_assert(NZ == 2 || NZ == 4, "32 or 64 values");
+  constexpr bool is_signed = std::is_signed<Q>::value;
+  // per 128-bit lane i: 4 values of each q[v] as int16 (w), then as bytes: dword 4 i + v
+  const __m512i w0 = _mm512_packs_epi32(q[0], q[1]);
+  __m512i w1 = w0;
+  if constexpr (NZ == 4) w1 = _mm512_packs_epi32(q[2], q[3]);
+  __m512i b = is_signed ? _mm512_packs_epi16(w0, w1) : _mm512_packus_epi16(w0, w1);
+  b = _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), b);
+  if (lo > std::numeric_limits<Q>::min() || hi < std::numeric_limits<Q>::max()) {
+    const __m512i l = _mm512_set1_epi8(static_cast<char>(lo)), h = _mm512_set1_epi8(static_cast<char>(hi));
+    b = is_signed ? _mm512_min_epi8(_mm512_max_epi8(b, l), h) : _mm512_min_epu8(_mm512_max_epu8(b, l), h);
+  }
+  return b;
+}
+
+// Requantize 16 NZ accumulators of row m (AVX-512 kernels): NZ (2 or 4) zmm (comp included), columns
+// n .. n + 16 NZ - 1 all valid, C contiguous; the row's constants are broadcast once. Unclamped
+// values are narrowed by narrow_zmm (bit-exact with clamping first); a fused residual needs q clamped
+// to the GEMM's own range, and its result lies in Q's.
 template <class Q, int NZ>
 INFERON_VNNI inline void store_row_zmm(const QGemm& g, int64_t m, int64_t n, const __m512i (&acc)[NZ]) {
   const Requant16 k = requant16_row(g.rq[m], g.zy, g.lo, g.hi);
   const int64_t at = m * g.ldc + n;
-  Q* out = static_cast<Q*>(g.c) + at;
+  __m512i q[NZ];
 #pragma GCC unroll 4
   for (int v = 0; v < NZ; v++) {
-    __m512i q = requant16(k, acc[v]);
-    if (g.add) q = add_residual16(*g.add, static_cast<const uint8_t*>(g.residual) + at + 16 * v, q);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16 * v), _mm512_cvtepi32_epi8(q));
+    if (g.add) q[v] = add_residual16(*g.add, static_cast<const uint8_t*>(g.residual) + at + 16 * v, requant16(k, acc[v]));
+    else q[v] = requant16<false>(k, acc[v]);
   }
+  const __m512i b = g.add ? narrow_zmm<Q, NZ>(q, std::numeric_limits<Q>::min(), std::numeric_limits<Q>::max())
+                          : narrow_zmm<Q, NZ>(q, g.lo, g.hi);
+  Q* out = static_cast<Q*>(g.c) + at;
+  if constexpr (NZ == 4) _mm512_storeu_si512(out, b);
+  else _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm512_castsi512_si256(b));
 }
 
 template <class Q>

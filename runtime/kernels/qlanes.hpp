@@ -165,14 +165,21 @@ INFERON_VNNI void lanes_tile_vnni(const QGemm& g, const int8_t* a, const LanesB&
     }
     return;
   }
-  // requantize 16 rows per zmm (store32_zmm's steps), bytes into cols[j] (32 rows of column j), then
-  // store them row by row (lanes_store_cols8)
+  // requantize 16 rows per zmm (store_row_zmm's steps), bytes into cols[j] (32 rows of column j),
+  // then store them row by row (lanes_store_cols8). A fused residual needs the GEMM's own range (its
+  // bytes by truncation: read back signed where it is, lanes_store_cols8).
   static_assert(NC <= 8, "lanes_store_cols8 stores 8 columns");
   alignas(32) uint8_t cols[8][QLANES] = {};
-  for (int h = 0; h < 2; h++)
-    for (int j = 0; j < NC; j++)
-      _mm_store_si128(reinterpret_cast<__m128i*>(cols[j] + 16 * h),
-                      _mm512_cvtepi32_epi8(requant16(rq[h].k, _mm512_add_epi32(out[h][j], rq[h].comp))));
+  for (int j = 0; j < NC; j++) {
+    const __m512i s0 = _mm512_add_epi32(out[0][j], rq[0].comp), s1 = _mm512_add_epi32(out[1][j], rq[1].comp);
+    if (g.add) {
+      _mm_store_si128(reinterpret_cast<__m128i*>(cols[j]), _mm512_cvtepi32_epi8(requant16(rq[0].k, s0)));
+      _mm_store_si128(reinterpret_cast<__m128i*>(cols[j] + 16), _mm512_cvtepi32_epi8(requant16(rq[1].k, s1)));
+    } else {
+      const __m512i q[2] = {requant16<false>(rq[0].k, s0), requant16<false>(rq[1].k, s1)};
+      _mm256_store_si256(reinterpret_cast<__m256i*>(cols[j]), _mm512_castsi512_si256(narrow_zmm<Q, 2>(q, g.lo, g.hi)));
+    }
+  }
   lanes_store_cols8<Q>(g, cols, m0, rows, n0, NC);
 }
 
