@@ -200,7 +200,7 @@ def test_pruned_onnxruntime_quantized_cnn_runs_block_sparse(tmp_path, activation
 
 def test_prune_then_quantize(tmp_path, capsys):
     """`prune` + `quantize` together: the float weights are pruned, then quantized (zeros stay zero)
-    and the layers at 90 % run block1x4; the INT8 output stays close to ONNX Runtime's float
+    and the layers at 90 % that pay run block1x4; the INT8 output stays close to ONNX Runtime's float
     execution of the same pruned model."""
     import onnx
     from onnx import helper
@@ -230,7 +230,10 @@ def test_prune_then_quantize(tmp_path, capsys):
     names = [p.name for p in sorted(dump.glob("*.mlir"))]
     assert names.index(next(n for n in names if n.endswith("_prune.mlir"))) < names.index(
         next(n for n in names if n.endswith("_quantize.mlir")))  # fmt: skip
-    assert sum(SPARSE_SEGMENTS in line for line in _qgemm_lines(dump)) == 3, "the three pruned convs run block1x4"
+    # the pruned convs the cost model puts on block1x4 (the 1x1 everywhere; the stride-1 3x3s where the
+    # CPU's section prices their dense GEMM read in place against block1x4's im2col) run it
+    chosen = next(dump.glob("*_sparsify.mlir")).read_text().count("format block1x4")
+    assert 1 <= chosen <= 3 and sum(SPARSE_SEGMENTS in line for line in _qgemm_lines(dump)) == chosen
     pruned = _pruned(model, 0.9)
     assert isinstance(pruned, onnx.ModelProto)
     x = rng.standard_normal((1, 3, 28, 28)).astype(np.float32)

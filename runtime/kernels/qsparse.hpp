@@ -58,7 +58,7 @@ INFERON_VNNI void sparse_rows_zmm(const QGemm& g, const uint8_t* b, size_t panel
     __m256i out[NP][4];
     for (int p = 0; p < NP; p++) {
       const int64_t n = n0 + 32 * p;
-      if (n + 32 <= g.N && g.ldc_col == 1) {  // (a block-sparse A has no fused residual)
+      if (n + 32 <= g.N && g.ldc_col == 1) {
         store32_zmm<Q>(g, m, n, full[p][0], full[p][1]);
         continue;
       }

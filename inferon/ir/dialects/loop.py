@@ -898,8 +898,6 @@ class QGemmBase(IRDLOperation):
                 raise VerifyException(f"{self.name}: a_row_ptr has k-chunks x (M + 1 = {m + 1}) entries, got {rows}")
             if self.batch.get_values()[1] != 1 or self.a_strides.get_values()[0] != 0:
                 raise VerifyException(f"{self.name}: a block-sparse A is one matrix (no groups, a_strides[0] 0)")
-            if self.residual is not None:
-                raise VerifyException(f"{self.name}: a block-sparse A takes no fused residual")
 
 
 @irdl_op_definition

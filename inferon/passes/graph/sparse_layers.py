@@ -34,7 +34,8 @@ class SparseLayer:
     winograd: bool = False  # a float 3x3 stride-1 single-group conv (conv-to-winograd may take it dense)
     out_size: tuple[int, int] = (1, 1)  # conv output Ho, Wo
     quantized: bool = False  # an int8 weight (graph.qconv2d)
-    frame: bool = False  # a float conv whose B is not the image itself (KxK, strided or padded): a frame (dilated: im2col)
+    frame: bool = False  # a conv whose B is not the image itself (KxK, strided or padded): a frame (dilated: im2col)
+    implicit: bool = False  # a quantized stride-1 KxK conv: dense, its GEMM reads the image in place (VNNI)
 
     def matrix(self, w: np.ndarray) -> np.ndarray:
         """The weight as A [M, K] (a view where possible)."""
@@ -55,8 +56,11 @@ def sparse_layers(module: ModuleOp, quantized: bool = False) -> Iterator[SparseL
             m, c, kh, kw = shape_of(op.weight)
             out = shape_of(op.output)
             x = op.input.owner.input if isinstance(op.input.owner, graph.QuantizeOp) else op.input
+            unit = ints(op.strides) == (1, 1) and ints(op.dilations) == (1, 1)
+            frame = (kh, kw) != (1, 1) or not unit or any(ints(op.pads))
             yield SparseLayer(op, op.weight.owner, m, c * kh * kw, out[0] * math.prod(out[2:]), False,
-                              isinstance(x, BlockArgument), out_size=(out[2], out[3]), quantized=True)  # fmt: skip
+                              isinstance(x, BlockArgument), out_size=(out[2], out[3]), quantized=True, frame=frame,
+                              implicit=unit and (kh, kw) != (1, 1))  # fmt: skip
             continue
         if quantized and isinstance(op, graph.QMatMulOp) and isinstance(op.rhs.owner, graph.WeightOp):
             k, n_out = shape_of(op.rhs)

@@ -26,7 +26,10 @@ GEMM with the 1x1 layers' figure); fully-connected layers at batch 1 stream thei
 quantized FC layers choose between the dense quantized GEMM (`int8_dense_gops`) and block1x4
 (`int8_block4_gops` over 2 * 4 * blocks * N rounded up to whole B panels: 32 columns with VNNI, 8
 with AVX2, the blocks being the aligned groups of four along K that hold a nonzero; at N = 1 the
-bytes streamed: one per weight against 6 per block). A sparse format is chosen only if it is
+bytes streamed: one per weight against 6 per block); where the section has them, a quantized
+stride-1 KxK conv's dense GEMM reads the image in place (`int8_implicit_speedup` x the dense rate)
+while a block1x4 conv with a frame first writes and packs K x N im2col bytes (`int8_im2col_gbps`).
+A sparse format is chosen only if it is
 predicted at most `margin` x the dense time (per level: 0.85, with AVX2 0.9, see its `margin_note`),
 so layers at moderate sparsity (e.g. 30 %; with AVX2 alone, 50 % and 2:4) stay dense.
 
@@ -78,6 +81,8 @@ class SparseCostModel:
     int8_dense_gops: float = 1.0
     int8_block4_gops: float = 1.0
     nm24_frame_gflops: float = 0.0  # 2:4 read through a conv's frame; 0: as nm24_gflops
+    int8_implicit_speedup: float = 1.0  # a dense quantized stride-1 KxK conv (read in place) over int8_dense_gops
+    int8_im2col_gbps: float = 0.0  # block1x4 convs with a frame: im2col + packing of K x N bytes; 0: free
     isa: str = "avx512"  # the instruction-set level the figures were measured at
 
     @staticmethod
@@ -108,13 +113,18 @@ class SparseCostModel:
         rate = self.nm24_frame_gflops if frame and self.nm24_frame_gflops else self.nm24_gflops
         return 1.0 * m * k * lanes / (rate * 1e9) + tiles
 
-    def int8_seconds(self, fmt: SparseFormat, m: int, k: int, n: int, blocks: int) -> float:
-        """Predicted time of one quantized layer: int8 A [m, k] (`blocks` nonzero 1x4 groups) x B [k, n]."""
+    def int8_seconds(self, fmt: SparseFormat, m: int, k: int, n: int, blocks: int, frame: bool = False,
+                     implicit: bool = False) -> float:  # fmt: skip
+        """Predicted time of one quantized layer: int8 A [m, k] (`blocks` nonzero 1x4 groups) x B [k, n];
+        `frame`: a conv whose block1x4 GEMM reads im2col rows, `implicit`: one whose dense GEMM reads
+        the image in place."""
         if n == 1:  # a GEMV streams the weights: 1 byte per weight, or 4 + 2 (index) per block
             return (m * k if fmt == SparseFormat.DENSE else 6 * blocks) / (self.gemv_dense_gbps * 1e9)
         if fmt == SparseFormat.DENSE:
-            return 2.0 * m * k * n / (self.int8_dense_gops * 1e9)
-        return 2.0 * 4 * blocks * qsparse_lanes(n, self.isa) / (self.int8_block4_gops * 1e9)
+            speedup = self.int8_implicit_speedup if implicit else 1.0
+            return 2.0 * m * k * n / (self.int8_dense_gops * speedup * 1e9)
+        im2col = k * n / (self.int8_im2col_gbps * 1e9) if frame and self.int8_im2col_gbps else 0.0
+        return 2.0 * 4 * blocks * qsparse_lanes(n, self.isa) / (self.int8_block4_gops * 1e9) + im2col
 
 
 def cost_section(isa: str, zmm_rows: bool) -> str:
@@ -193,8 +203,9 @@ def choose_int8_format(layer: SparseLayer, a: np.ndarray, mode: str, model: Spar
     if mode == "csr":
         return block
     blocks = int(block4_groups(a).sum())
-    cost = model.int8_seconds(SparseFormat.BLOCK4, layer.m, layer.k, layer.n, blocks)
-    return block if cost <= model.margin * model.int8_seconds(SparseFormat.DENSE, layer.m, layer.k, layer.n, 0) else dense
+    cost = model.int8_seconds(SparseFormat.BLOCK4, layer.m, layer.k, layer.n, blocks, frame=layer.frame)
+    dense_cost = model.int8_seconds(SparseFormat.DENSE, layer.m, layer.k, layer.n, 0, implicit=layer.implicit)
+    return block if cost <= model.margin * dense_cost else dense
 
 
 @dataclass(frozen=True)

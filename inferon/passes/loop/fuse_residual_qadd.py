@@ -1,9 +1,8 @@
 """fuse-residual-qadd: add a quantized residual inside the GEMM epilogue that produced one operand.
 
-Preconditions: loop level, ops in execution order, after `elide-copies` and `convert-sparse-to-spmm`
-(a block-sparse qgemm, which has its `a_index` by then, keeps the separate add). For every `loop.qadd`
-with an operand X that is a whole arena buffer written by one dense `loop.qgemm` (no residual yet) and
-read by nothing but this qadd: the qgemm takes the qadd's other operand as its `residual` (read at
+Preconditions: loop level, ops in execution order, after `elide-copies` and `convert-sparse-to-spmm`.
+For every `loop.qadd` with an operand X that is a whole arena buffer written by one `loop.qgemm`
+(dense or block-sparse, no residual yet) and read by nothing but this qadd: the qgemm takes the qadd's other operand as its `residual` (read at
 the same offsets as C) and writes the qadd's output instead of X; the qadd and X disappear. The
 epilogue computes exactly the qadd's float steps on the requantized GEMM value (bit-exact with the
 unfused pair; ONNX Runtime's QLinearAdd arithmetic, see `inferon.ir.quant.qadd`). Not fused: a
@@ -53,7 +52,7 @@ def fuse(qadd: loop.QAddOp, block: Block) -> bool:
     for gemm_side, other, z_gemm, residual_lhs in ((qadd.lhs, qadd.rhs, values[1], False),
                                                   (qadd.rhs, qadd.lhs, values[3], True)):  # fmt: skip
         gemm = _sole_writer(gemm_side, qadd)
-        if gemm is None or gemm.a_index is not None or gemm.requant.get_values()[0] != int(z_gemm) or other is gemm_side:
+        if gemm is None or gemm.requant.get_values()[0] != int(z_gemm) or other is gemm_side:
             continue
         if _touched_between((other, qadd.output), gemm, qadd, block):
             continue
@@ -63,9 +62,10 @@ def fuse(qadd: loop.QAddOp, block: Block) -> bool:
         props["residual_add"] = qadd.quant
         if residual_lhs:
             props["residual_lhs"] = UnitAttr()
-        props["operandSegmentSizes"] = DenseArrayBase.from_list(i32, [1, 0, 0, 1, 1, 1, 1, 1])
+        sparse = [v for v in (gemm.a_index, gemm.a_row_ptr) if v is not None]  # block1x4: both
+        props["operandSegmentSizes"] = DenseArrayBase.from_list(i32, [1, len(sparse) // 2, len(sparse) // 2, 1, 1, 1, 1, 1])
         fused = loop.QGemmOp.create(
-            operands=[gemm.a, gemm.b, gemm.comp, gemm.mult, other, qadd.output], properties=props
+            operands=[gemm.a, *sparse, gemm.b, gemm.comp, gemm.mult, other, qadd.output], properties=props
         )
         Rewriter.insert_op(fused, InsertPoint.before(gemm))
         alloc = gemm_side.owner
