@@ -140,15 +140,17 @@ inline void sparse_rows_scalar(const QGemm& g, const uint8_t* b, int NR, int64_t
 #endif
 
 // Column tiles of NP panels (VNNI 4 x 32 columns in zmm, AVX2 4 x 8: 8 accumulators per row) x row
-// ranges of equal block counts; threads take whole tiles when there are enough of them, else row
-// ranges. Within a task, the weight's k-group chunks one after the other.
+// ranges of equal block counts; threads take whole tiles when there are enough of them (at least 4
+// per thread: one tile less is a small share), else one row range each across all the tiles (a
+// split by tiles there left one thread 16 of ResNet-50's 25 panels at 28x28). Within a task, the
+// weight's k-group chunks one after the other.
 template <class Q, class IT>
 void run_sparse(const QGemm& g, const uint8_t* packed, size_t panel_bytes, int64_t panels, int level, int T) {
   const int per = level == 2 ? INFERON_QSPARSE_PANELS : level == 1 ? 4 : 1;
   const int NR = level == 2 ? 32 : 8;
   const int64_t kchunks = std::max<int64_t>(1, g.sparse.kchunks);
   const int64_t tiles = (panels + per - 1) / per;
-  const int64_t chunks = tiles >= 2 * T ? 1 : T;
+  const int64_t chunks = tiles >= 4 * T ? 1 : T;
   // blocks before row m over all k-chunks, for splitting rows by work
   int32_t* before = reinterpret_cast<int32_t*>(tls(3).get(static_cast<size_t>(g.M + 1)));
   for (int64_t m = 0; m <= g.M; m++) {
@@ -165,7 +167,7 @@ void run_sparse(const QGemm& g, const uint8_t* packed, size_t panel_bytes, int64
   };
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
   for (int64_t t = 0; t < tiles * chunks; t++) {
-    const int64_t tile = t / chunks, c = t % chunks;
+    const int64_t tile = t % tiles, c = t / tiles;  // (row range major: thread c has range c)
     const int64_t r0 = row_at(c), r1 = row_at(c + 1);
     const int64_t p0 = tile * per, np = std::min<int64_t>(per, panels - p0);
     const uint8_t* b = packed + static_cast<size_t>(p0) * panel_bytes;
