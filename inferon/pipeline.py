@@ -1,7 +1,7 @@
 """The compilation pipeline: named passes in order, grouped by the IR level they work on.
 
     graph:  remove-identities → fold-pad → fold-qdq → fold-batchnorm → decompose-batchnorm → fold-constants
-            → [prune, opt-in, with --quantize] → [quantize, opt-in] → fuse-epilogue → [prune, opt-in] → sparsify
+            → fold-quantized-elementwise → [prune, opt-in, with --quantize] → [quantize, opt-in] → fuse-epilogue → [prune, opt-in] → sparsify
     loop:   convert-graph-to-loop → elide-copies → convert-sparse-to-spmm → fuse-residual-qadd
             → conv-to-depthwise → conv-to-grouped → conv-to-winograd → conv-to-im2col → select-tiles
     vec:    convert-loop-to-vec → pack-weights → assign-layout → plan-memory
@@ -36,6 +36,7 @@ DEFAULT_PASSES: tuple[tuple[str, str], ...] = (
     ("graph", "fold-batchnorm"),
     ("graph", "decompose-batchnorm"),
     ("graph", "fold-constants"),
+    ("graph", "fold-quantized-elementwise"),
     ("graph", "fuse-epilogue"),
     ("graph", "sparsify"),
     ("loop", "convert-graph-to-loop"),

@@ -1079,6 +1079,49 @@ def test_dynamic_quantize_linear_semantics(tmp_path, case):
 
 @pytest.mark.parametrize("isa", ["avx512", "avx2", "scalar"])
 @pytest.mark.parametrize("activation_type", ["uint8", "int8"])
+def test_float_elementwise_chain_runs_as_a_table(tmp_path, monkeypatch, isa, activation_type):
+    """fold-quantized-elementwise: the float ops a QDQ model keeps between quantize / dequantize (a
+    BatchNorm that cannot fold — after a ReLU, as DenseNet's pre-activation — a per-channel Mul and
+    Add, a Sigmoid, each requantized by ONNX Runtime's quantizer) become one per-channel byte table
+    (graph.qtable): no float op is left between the convs, and the output stays within one step of
+    ORT's INT8 run of the same file with each kernel (VBMI table lookups, scalar)."""
+    use_isa(monkeypatch, isa)
+    rng = np.random.default_rng(3)
+    c = 16
+    init = {
+        "w1": rng.standard_normal((c, 8, 3, 3)) * 0.2, "w2": rng.standard_normal((8, c, 1, 1)) * 0.3,
+        "s": rng.uniform(0.5, 1.5, c), "b": rng.standard_normal(c) * 0.1, "m": rng.standard_normal(c) * 0.1,
+        "v": rng.uniform(0.5, 2, c), "k": rng.uniform(0.5, 2, (c, 1, 1)), "a": rng.standard_normal((c, 1, 1)) * 0.2,
+    }  # fmt: skip
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("BatchNormalization", ["r1", "s", "b", "m", "v"], ["bn"]),
+        helper.make_node("Mul", ["bn", "k"], ["mu"]),
+        helper.make_node("Add", ["mu", "a"], ["ad"]),
+        helper.make_node("Sigmoid", ["ad"], ["sg"]),
+        helper.make_node("Conv", ["sg", "w2"], ["y"]),
+    ]
+    shape = (2, 8, 12, 13)
+    model = make_model(nodes, {"x": shape}, ["y"], {k: v.astype(np.float32) for k, v in init.items()}, opset=13)
+    calib = [{"x": rng.standard_normal(shape).astype(np.float32)} for _ in range(4)]
+    q = quantize_onnxruntime(model, calib, activation_type=activation_type,
+                             extra_options={"ActivationSymmetric": activation_type == "int8"})  # fmt: skip
+    assert {"BatchNormalization", "Mul", "Add", "Sigmoid"} <= {n.op_type for n in q.graph.node}
+    lib = inferon.compile(q, tmp_path / "m.so", dump_ir=tmp_path / "dump")
+    final = sorted((tmp_path / "dump").glob("*plan-memory.mlir"))[-1].read_text()
+    # (the model input's quantize and the output's dequantize remain, nothing between)
+    assert final.count('"loop.qtable"') == 1 and final.count('"loop.quantize"') == 1
+    assert final.count('"loop.dequantize"') == 1 and "channel_affine" not in final and "loop.unary" not in final
+    with inferon.load(lib) as cm:
+        for seed in range(3):
+            x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+            ref = run_onnxruntime(q, {"x": x}, exact_int8=True)[0]
+            assert _within_one_step(cm(x), ref, _output_step(q)) >= 0.999
+
+
+@pytest.mark.parametrize("isa", ["avx512", "avx2", "scalar"])
+@pytest.mark.parametrize("activation_type", ["uint8", "int8"])
 def test_residual_add_fused_into_qgemm(tmp_path, monkeypatch, isa, activation_type):
     """fuse-residual-qadd: the quantized residual Adds after a 1x1 conv (ResNet block), after a
     stride-1 3x3 conv (VNNI: implicit, the residual added as the wide grid is copied out) and after a

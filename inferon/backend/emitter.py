@@ -386,6 +386,14 @@ class CppEmitter:
             f"{_float(fixed)}, {_float(lo_q)}, {_float(hi_q)}, {op.size.value.data}, nt);"
         )
 
+    @emit.register
+    def _(self, op: loop.QTableOp) -> None:
+        rows = op.table.type.get_shape()[0]  # type: ignore[attr-defined]
+        self.line(
+            f"inferon::qtable({self.buf(op.input)}, {self.buf(op.table)}, {self.buf(op.output)}, {op.batch.value.data}, "
+            f"{op.channels.value.data}, {op.plane.value.data}, {int(rows > 1)}, nt);"
+        )
+
     @emit.register(loop.QuantizeOp)
     @emit.register(loop.DequantizeOp)
     def _(self, op: loop.QuantCastBase) -> None:

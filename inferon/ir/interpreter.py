@@ -209,6 +209,14 @@ def _qmatmul(op: Operation, args: list[np.ndarray]) -> np.ndarray:
     return _qconv_like(op, acc, args, (-1,), args[1].shape[1])
 
 
+@impl(graph.QTableOp)
+def _qtable(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    x, table = args[0], np.asarray(args[1], np.uint8)
+    index = np.ascontiguousarray(x).view(np.uint8).astype(np.intp)
+    rows = np.arange(x.shape[1]).reshape((1, -1) + (1,) * (x.ndim - 2)) if table.shape[0] > 1 else 0
+    return table[rows, index].view(graph.element_dtype(op.results[0]))
+
+
 @impl(graph.QAddOp)
 def _qadd(op: Operation, args: list[np.ndarray]) -> np.ndarray:
     assert isinstance(op, graph.QAddOp)
@@ -470,6 +478,17 @@ def evaluate(op: Operation, args: list[np.ndarray]) -> np.ndarray:
     with np.errstate(all="ignore"):
         out = fn(op, args)
     return np.asarray(out, dtype=graph.element_dtype(op.results[0])).reshape(shape_of(op.results[0]))
+
+
+def evaluate_elementwise(op: Operation, args: list[np.ndarray]) -> np.ndarray:
+    """`evaluate` for an element-wise op on operands of any broadcast-compatible shapes (the result
+    keeps the broadcast shape, not the op's)."""
+    fn = _IMPLS.get(type(op))
+    if fn is None:
+        raise NotImplementedError(f"the interpreter has no implementation of {op.name}")
+    with np.errstate(all="ignore"):
+        out = fn(op, args)
+    return np.asarray(out, dtype=graph.element_dtype(op.results[0]))
 
 
 def run(module: ModuleOp, weights: WeightStore, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -24,6 +24,7 @@ _BUILTIN: dict[str, str] = {
     "fold-batchnorm": "inferon.passes.graph.fold_batchnorm:FoldBatchNormPass",
     "decompose-batchnorm": "inferon.passes.graph.decompose_batchnorm:DecomposeBatchNormPass",
     "fold-constants": "inferon.passes.graph.fold_constants:FoldConstantsPass",
+    "fold-quantized-elementwise": "inferon.passes.graph.fold_quantized_elementwise:FoldQuantizedElementwisePass",
     "quantize": "inferon.passes.graph.quantize:QuantizePass",
     "fuse-epilogue": "inferon.passes.graph.fuse_epilogue:FuseEpiloguePass",
     "prune": "inferon.passes.graph.prune:PrunePass",

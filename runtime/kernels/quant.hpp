@@ -163,6 +163,50 @@ inline void qadd(const QA* a, const QB* b, QY* y, float ra, float rb, float fixe
   });
 }
 
+namespace quant_detail {
+
+// y[i] = t[x[i]] for n bytes with one 256-byte table: 64 at a time, the table in four zmm (vpermi2b
+// looks up the low 7 bits in two of them; bit 7 picks the pair).
+__attribute__((target("avx2,avx512f,avx512bw,avx512vbmi"))) inline void table_vbmi(const uint8_t* x, const uint8_t* t,
+                                                                                uint8_t* y, int64_t n) {
+  const __m512i t0 = _mm512_loadu_si512(t), t1 = _mm512_loadu_si512(t + 64), t2 = _mm512_loadu_si512(t + 128),
+                t3 = _mm512_loadu_si512(t + 192);
+  for (int64_t i = 0; i < n; i += 64) {
+    const __mmask64 m = n - i >= 64 ? ~__mmask64{0} : (__mmask64{1} << (n - i)) - 1;
+    const __m512i v = _mm512_maskz_loadu_epi8(m, x + i);
+    const __m512i lo = _mm512_permutex2var_epi8(t0, v, t1), hi = _mm512_permutex2var_epi8(t2, v, t3);
+    _mm512_mask_storeu_epi8(y + i, m, _mm512_mask_blend_epi8(_mm512_movepi8_mask(v), lo, hi));
+  }
+}
+
+inline bool use_vbmi() {
+  static const bool ok = __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512bw");
+  return ok && isa() >= INFERON_ISA_AVX512;
+}
+
+}  // namespace quant_detail
+
+// y[b, c, i] = table[c][x[b, c, i]] on stored bytes (graph.qtable; the table's row 0 for every
+// channel unless per_channel): [batch, channels, plane] elements, planes split over threads.
+template <class QX, class QY>
+inline void qtable(const QX* x, const uint8_t* table, QY* y, int64_t batch, int64_t channels, int64_t plane,
+                   int per_channel, int num_threads = 1) {
+  const uint8_t* xb = reinterpret_cast<const uint8_t*>(x);
+  uint8_t* yb = reinterpret_cast<uint8_t*>(y);
+  const bool vbmi = quant_detail::use_vbmi();
+  const int64_t rows = batch * channels;
+  const int T = threads_for(num_threads, static_cast<double>(rows * plane), 65536.0);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t r = 0; r < rows; r++) {
+    const uint8_t* t = table + (per_channel ? (r % channels) * 256 : 0);
+    const uint8_t* src = xb + r * plane;
+    uint8_t* dst = yb + r * plane;
+    if (vbmi) quant_detail::table_vbmi(src, t, dst, plane);
+    else
+      for (int64_t i = 0; i < plane; i++) dst[i] = t[src[i]];
+  }
+}
+
 // y[i] = saturate(round_half_even(x[i] / scale) + zp) for Q = uint8_t or int8_t.
 template <class Q>
 inline void quantize_linear(const float* x, Q* y, int64_t n, float scale, int32_t zp, int num_threads = 1) {

@@ -1328,6 +1328,32 @@ class QAddOp(IRDLOperation):
             raise VerifyException("graph.qadd: only relu and clip can be fused")
 
 
+@irdl_op_definition
+class QTableOp(IRDLOperation):
+    """A quantized element-wise function by table: y = table[c][x] for the stored byte x of channel c
+    (axis 1; one row for every channel where the table has one). Stands for a chain quantize(f(
+    dequantize(x))) of element-wise ops with per-channel or scalar constants (fold-quantized-
+    elementwise builds the table by evaluating the chain on all 256 inputs). Input and result are
+    per-tensor ui8/si8 of one shape; table is tensor<C x 256 x ui8>."""
+
+    name = "graph.qtable"
+    input = operand_def(TensorType)
+    table = operand_def(TensorType)
+    output = result_def(TensorType)
+    traits = traits_def(Pure())
+
+    def verify_(self) -> None:
+        qx, qy = quant_of(self.input), quant_of(self.output)
+        if any(q is None or not q.per_tensor or q.dtype.itemsize != 1 for q in (qx, qy)):
+            raise VerifyException("graph.qtable: input and result must be per-tensor ui8/si8 tensors")
+        shape, table = shape_of(self.input), shape_of(self.table)
+        if shape != shape_of(self.output):
+            raise VerifyException("graph.qtable keeps the shape")
+        channels = shape[1] if len(shape) > 1 else 1
+        if len(table) != 2 or table[1] != 256 or table[0] not in (1, channels):
+            raise VerifyException(f"graph.qtable: the table is [1 or {channels}, 256], got {list(table)}")
+
+
 def prop_attr(op: Operation, name: str) -> Attribute:
     return op.properties[name]
 
@@ -1340,7 +1366,7 @@ Graph = Dialect(
         MaxPoolOp, AvgPoolOp, GlobalAvgPoolOp, GlobalMaxPoolOp,
         ConcatOp, ReshapeOp, SliceOp, TransposeOp, SoftmaxOp, LRNOp, IdentityOp, PadOp, ResizeOp,
         ReduceOp, ArgReduceOp, LayerNormOp, GroupNormOp,
-        QuantizeOp, DequantizeOp, DynamicQuantizeOp, QConv2dOp, QMatMulOp, QAddOp,
+        QuantizeOp, DequantizeOp, DynamicQuantizeOp, QConv2dOp, QMatMulOp, QAddOp, QTableOp,
     ],
     [
         ActivationKindAttr, EpilogueAttr, ElementwiseKindAttr, ReduceKindAttr, SparseFormatAttr, SparseAttr, QuantType,

@@ -809,6 +809,25 @@ class QAddOp(IRDLOperation):
 
 
 @irdl_op_definition
+class QTableOp(IRDLOperation):
+    """y = table[c][x] on 8-bit storage (see graph.qtable): input and output [batch, channels,
+    plane] bytes, table [rows, 256] with rows 1 (one table) or channels."""
+
+    name = "loop.qtable"
+    input = operand_def(MemRefType)
+    table = operand_def(MemRefType)
+    output = operand_def(MemRefType)
+    batch = prop_def(I64Attr)
+    channels = prop_def(I64Attr)
+    plane = prop_def(I64Attr)
+
+    def verify_(self) -> None:
+        rows = self.table.type.get_shape()  # type: ignore[attr-defined]
+        if len(rows) != 2 or rows[1] != 256 or rows[0] not in (1, self.channels.value.data):
+            raise VerifyException(f"loop.qtable: the table is [1 or channels, 256], got {list(rows)}")
+
+
+@irdl_op_definition
 class QDepthwiseConv2dOp(IRDLOperation):
     """Quantized direct depthwise convolution (QLinearConv with group == C_in) on NCHW.
 
@@ -932,7 +951,7 @@ class QGemmOp(QGemmBase):
 
 COMPUTE_OPS = (
     Conv2dOp, DepthwiseConv2dOp, GroupedConv2dOp, ChannelAffineOp, Im2ColOp, Col2ImOp, WinogradInputOp, WinogradOutputOp, MatMulOp, Pool2dOp, GlobalPoolOp, BinaryOp, SelectOp, UnaryOp, CopyOp,
-    StridedCopyOp, TransposeOp, SoftmaxOp, LRNOp, ReduceOp, ArgReduceOp, RowNormOp, SpMMOp, QuantizeOp, DequantizeOp, DynamicQuantizeOp, QGemmOp, QAddOp, QDepthwiseConv2dOp, PadOp,
+    StridedCopyOp, TransposeOp, SoftmaxOp, LRNOp, ReduceOp, ArgReduceOp, RowNormOp, SpMMOp, QuantizeOp, DequantizeOp, DynamicQuantizeOp, QGemmOp, QAddOp, QTableOp, QDepthwiseConv2dOp, PadOp,
     ResizeOp,
 )  # fmt: skip
 

@@ -549,6 +549,16 @@ def _qadd(lw: Lowering, op: Operation, out: SSAValue) -> None:
     lw.emit(loop.QAddOp.create(operands=[lw.buffer(op.lhs), lw.buffer(op.rhs), out], properties=props))
 
 
+@lowers(graph.QTableOp)
+def _qtable(lw: Lowering, op: Operation, out: SSAValue) -> None:
+    assert isinstance(op, graph.QTableOp)
+    shape = shape_of(op.input)
+    batch, channels = (shape[0], shape[1]) if len(shape) > 1 else (1, 1)
+    props = {"batch": i64_attr(batch), "channels": i64_attr(channels),
+             "plane": i64_attr(math.prod(shape) // (batch * channels))}  # fmt: skip
+    lw.emit(loop.QTableOp.create(operands=[lw.buffer(op.input), lw.buffer(op.table), out], properties=props))
+
+
 def _qgemm_constants(
     lw: Lowering, op: Operation, w: np.ndarray, bias: np.ndarray | None, channels: int, flip_signed: bool = True
 ) -> tuple[SSAValue, SSAValue, list[int], int]:
