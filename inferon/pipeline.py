@@ -1,7 +1,8 @@
 """The compilation pipeline: named passes in order, grouped by the IR level they work on.
 
     graph:  remove-identities → fold-pad → fold-qdq → fold-batchnorm → decompose-batchnorm → fold-constants
-            → fold-quantized-elementwise → [prune, opt-in, with --quantize] → [quantize, opt-in] → fuse-epilogue → [prune, opt-in] → sparsify
+            → [prune, opt-in, with --quantize] → [quantize, opt-in] → fold-quantized-elementwise → fuse-epilogue
+            → [prune, opt-in] → sparsify
     loop:   convert-graph-to-loop → elide-copies → convert-sparse-to-spmm → fuse-residual-qadd
             → conv-to-depthwise → conv-to-grouped → conv-to-winograd → conv-to-im2col → select-tiles
     vec:    convert-loop-to-vec → pack-weights → assign-layout → plan-memory
@@ -55,6 +56,10 @@ DEFAULT_PASSES: tuple[tuple[str, str], ...] = (
 )
 
 
+# the opt-in `quantize` (and `prune` with it) run just before this pass
+QUANTIZE_BEFORE = "fold-quantized-elementwise"
+
+
 def print_module(module: ModuleOp) -> str:
     stream = io.StringIO()
     Printer(stream=stream).print_op(module)
@@ -81,7 +86,8 @@ class Pipeline:
 
         `prune` (e.g. "unstructured:0.9", "2:4") inserts the opt-in `prune` pass before `sparsify`
         (before `quantize` when that runs too, so that sparse int8 weights come from pruned floats);
-        `quantization` (a `passes.graph.quantize.Quantization`) inserts `quantize` before `fuse-epilogue`;
+        `quantization` (a `passes.graph.quantize.Quantization`) inserts `quantize` before
+        `fold-quantized-elementwise`;
         `pass_options` maps a pass name to its constructor arguments (e.g. {"sparsify": {"mode": "off"}}).
         """
         entries: list[tuple[str, ModulePass]] = []
@@ -89,10 +95,12 @@ class Pipeline:
         options = pass_options or {}
         for stage, name in DEFAULT_PASSES:
             # prune before quantize when both run: the int8 weights are then quantized from the pruned ones
-            prune_here = "fuse-epilogue" if quantization is not None else "sparsify"
+            # quantize before fold-quantized-elementwise: the float ops it leaves between its quantize /
+            # dequantize pairs (an unfolded BatchNorm + ReLU) become tables too
+            prune_here = QUANTIZE_BEFORE if quantization is not None else "sparsify"
             if name == prune_here and prune:
                 entries.append((stage, get_pass("prune")(spec=prune)))  # type: ignore[call-arg]
-            if name == "fuse-epilogue" and quantization is not None:
+            if name == QUANTIZE_BEFORE and quantization is not None:
                 entries.append((stage, get_pass("quantize")(quantization=quantization)))  # type: ignore[call-arg]
             entries.append((stage, get_pass(name)(**options.get(name, {}))))
             pending = [name]
