@@ -1077,6 +1077,38 @@ def test_dynamic_quantize_linear_semantics(tmp_path, case):
         np.testing.assert_array_equal(got["d"], ref[0])
 
 
+@pytest.mark.parametrize("isa", ["avx512", "scalar"])
+@pytest.mark.parametrize("signed", [False, True])
+def test_requantization_runs_as_a_table(tmp_path, monkeypatch, isa, signed):
+    """quantize(dequantize(x)) to other parameters (a requantization, as before a Concat whose scale
+    differs) is a table too (fold-quantized-elementwise): equal to the ONNX chain bit for bit."""
+    use_isa(monkeypatch, isa)
+    dtype = np.int8 if signed else np.uint8
+    inits = [numpy_helper.from_array(np.array(v, dtype), n) for n, v in (("z1", 3), ("z2", -7 if signed else 140))]
+    inits += [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("s1", 0.031), ("s2", 0.0173))]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s1", "z1"], ["q1"]),
+        helper.make_node("DequantizeLinear", ["q1", "s1", "z1"], ["d1"]),
+        helper.make_node("QuantizeLinear", ["d1", "s2", "z2"], ["q2"]),
+        helper.make_node("DequantizeLinear", ["q2", "s2", "z2"], ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "requant", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 7, 9])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5, 7, 9])], inits)  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    lib = inferon.compile(model, tmp_path / "m.so", dump_ir=tmp_path / "dump")
+    final = sorted((tmp_path / "dump").glob("*plan-memory.mlir"))[-1].read_text()
+    assert final.count('"loop.qtable"') == 1 and final.count('"loop.quantize"') == 1
+    x = np.random.default_rng(4).standard_normal((2, 5, 7, 9)).astype(np.float32) * 3
+    lo, hi = (-128, 127) if signed else (0, 255)
+
+    def qdq(v: np.ndarray, scale: float, zero: int) -> np.ndarray:  # ONNX Quantize- then DequantizeLinear
+        q = np.clip(np.rint(v / np.float32(scale)) + zero, lo, hi)
+        return ((q - zero) * np.float32(scale)).astype(np.float32)
+
+    with inferon.load(lib) as cm:  # (ONNX Runtime merges the two pairs into one: not the ONNX chain)
+        np.testing.assert_array_equal(cm(x), qdq(qdq(x, 0.031, 3), 0.0173, -7 if signed else 140))
+
+
 @pytest.mark.parametrize("isa", ["avx512", "avx2", "scalar"])
 @pytest.mark.parametrize("activation_type", ["uint8", "int8"])
 def test_float_elementwise_chain_runs_as_a_table(tmp_path, monkeypatch, isa, activation_type):

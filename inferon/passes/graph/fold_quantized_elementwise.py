@@ -9,7 +9,9 @@ per-tensor 8-bit tensor X, each output byte is a function of the input byte and 
 Q becomes `graph.qtable(X, table)`, the table [C or 1, 256] computed here by running the chain
 (`inferon.ir.interpreter`) on all 256 stored values of every channel. The chain's float ops go
 unless something else reads them. Such chains are what QDQ models keep in float around ops without
-an INT8 kernel; one byte lookup replaces a float round trip per op (dequantize, op, quantize).
+an INT8 kernel; one byte lookup replaces a float round trip per op (dequantize, op, quantize). A
+bare quantize(dequantize(X)) with other parameters (a requantization, e.g. to a Concat's scale) is
+such a chain too.
 
 The table evaluates the chain as the interpreter does (in float64 where it does), so an output
 within a rounding boundary's float error can differ by one step from a float32 run of the chain.
@@ -135,8 +137,8 @@ class FoldQuantizedElementwisePass(ModulePass):
             if q.parent is None:
                 continue  # erased with a later chain
             chain = _chain(q)
-            if chain is None or not any(not isinstance(o, (graph.QuantizeOp, graph.DequantizeOp)) for o in chain.ops):
-                continue  # (a plain requantization stays: quantize(dequantize(x)) has its own kernels)
+            if chain is None:
+                continue
             table = table_of(chain, weights)
             handle = weights.add(table, "qtable", keep_dtype=True)
             w = graph.WeightOp(handle, table.shape, IntegerType(8, Signedness.UNSIGNED))
