@@ -472,12 +472,7 @@ def _lrn(op: Operation, args: list[np.ndarray]) -> np.ndarray:
 def evaluate(op: Operation, args: list[np.ndarray]) -> np.ndarray:
     """Compute one graph op on numpy operands; the result is float32, the storage type of a
     quantized result, or int64 (indices)."""
-    fn = _IMPLS.get(type(op))
-    if fn is None:
-        raise NotImplementedError(f"the interpreter has no implementation of {op.name}")
-    with np.errstate(all="ignore"):
-        out = fn(op, args)
-    return np.asarray(out, dtype=graph.element_dtype(op.results[0])).reshape(shape_of(op.results[0]))
+    return evaluate_elementwise(op, args).reshape(shape_of(op.results[0]))
 
 
 def evaluate_elementwise(op: Operation, args: list[np.ndarray]) -> np.ndarray:
