@@ -469,10 +469,19 @@ def test_qgemm_single_column(shim, isa, m, k, b_signed, b_trans):
         (4, 9, 9, 3, 3, 1, 1, 2, 2, 2, 2),
         (3, 15, 15, 7, 7, 2, 2, 3, 3, 1, 1),
         (8, 6, 6, 1, 1, 2, 2, 0, 0, 1, 1),
+        # strided 1x1 convs without padding (rows copied straight from the image): output rows of
+        # 28 (whole vectors, the last overlapping), 20, 7 (partial vectors: near the image's end the
+        # copies must not read past it), a stride of 3
+        (16, 56, 56, 1, 1, 2, 2, 0, 0, 1, 1),
+        (6, 28, 40, 1, 1, 2, 2, 0, 0, 1, 1),
+        (5, 13, 13, 1, 1, 2, 2, 0, 0, 1, 1),
+        (4, 10, 11, 1, 1, 3, 3, 0, 0, 1, 1),
     ],
 )
-@pytest.mark.parametrize("layout", ["rows", "lanes", "pair_safe"])
+@pytest.mark.parametrize("layout", ["rows", "lanes", "lanes_implicit", "pair_safe"])
 def test_qgemm_im2col_pads_with_the_zero_point(shim, isa, geometry, layout):
+    """A convolution's GEMM through each kernel's im2col (`lanes_implicit`: K in the implicit weight
+    order, the bordered frame read in place, or the im2col rows of an unpadded 1x1 conv)."""
     c, h, w, kh, kw = geometry[:5]
     rng = np.random.default_rng(1)
     m, k = 13, c * kh * kw
@@ -483,9 +492,11 @@ def test_qgemm_im2col_pads_with_the_zero_point(shim, isa, geometry, layout):
     mult = np.full(m, 0.01, np.float32)
     expected = quant.requantize(a.astype(np.int64) @ cols, mult[:, None], zy, 0, 255, np.uint8)
     comp = quant.compensation(a, zx, None)
-    geo = (*geometry, ho, wo)
-    got = run_qgemm(shim, a, x, comp, mult, zy, 0, 255, isa=isa, geometry=geo, pad=zx, n=ho * wo,
-                    lanes=layout == "lanes", pair_safe=layout == "pair_safe")  # fmt: skip
+    implicit = layout == "lanes_implicit"
+    geo = (*geometry, ho, wo, int(implicit))
+    a_run = quant.implicit_weight_order(a.reshape(m, c, kh, kw)) if implicit else a
+    got = run_qgemm(shim, a_run, x, comp, mult, zy, 0, 255, isa=isa, geometry=geo, pad=zx, n=ho * wo,
+                    lanes=layout.startswith("lanes"), pair_safe=layout == "pair_safe")  # fmt: skip
     np.testing.assert_array_equal(got, expected)
 
 

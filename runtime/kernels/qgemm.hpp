@@ -205,27 +205,41 @@ inline void tile_scalar(const QGemm& g, const int8_t* a, const uint8_t* b, int64
     }
 }
 
-// dst[4 e + t] = src[t][e] ^ flip for e < w (a null src[t] reads `pads`, w bytes of the pad value).
+// dst[4 e + t] = src[t][e] ^ flip for e < w (a null src[t] reads `pads`, 32 bytes of the pad value);
+// the last w % 32 through zero-padded copies.
+INFERON_AVX2 inline void interleave32(const uint8_t* const (&src)[4], __m256i f, uint8_t* dst) {
+  __m256i v[4];
+  for (int t = 0; t < 4; t++) v[t] = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src[t])), f);
+  const __m256i ab_lo = _mm256_unpacklo_epi8(v[0], v[1]), ab_hi = _mm256_unpackhi_epi8(v[0], v[1]);
+  const __m256i cd_lo = _mm256_unpacklo_epi8(v[2], v[3]), cd_hi = _mm256_unpackhi_epi8(v[2], v[3]);
+  const __m256i q0 = _mm256_unpacklo_epi16(ab_lo, cd_lo), q1 = _mm256_unpackhi_epi16(ab_lo, cd_lo);
+  const __m256i q2 = _mm256_unpacklo_epi16(ab_hi, cd_hi), q3 = _mm256_unpackhi_epi16(ab_hi, cd_hi);
+  __m256i* o = reinterpret_cast<__m256i*>(dst);
+  _mm256_storeu_si256(o + 0, _mm256_permute2x128_si256(q0, q1, 0x20));
+  _mm256_storeu_si256(o + 1, _mm256_permute2x128_si256(q2, q3, 0x20));
+  _mm256_storeu_si256(o + 2, _mm256_permute2x128_si256(q0, q1, 0x31));
+  _mm256_storeu_si256(o + 3, _mm256_permute2x128_si256(q2, q3, 0x31));
+}
+
 INFERON_AVX2 inline void interleave_row(const uint8_t* const (&src)[4], const uint8_t* pads, int64_t w, uint8_t flip,
                                  uint8_t* dst) {
   const __m256i f = _mm256_set1_epi8(static_cast<char>(flip));
   int64_t e = 0;
   for (; e + 32 <= w; e += 32) {
-    __m256i v[4];
-    for (int t = 0; t < 4; t++)
-      v[t] = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src[t] ? src[t] + e : pads)), f);
-    const __m256i ab_lo = _mm256_unpacklo_epi8(v[0], v[1]), ab_hi = _mm256_unpackhi_epi8(v[0], v[1]);
-    const __m256i cd_lo = _mm256_unpacklo_epi8(v[2], v[3]), cd_hi = _mm256_unpackhi_epi8(v[2], v[3]);
-    const __m256i q0 = _mm256_unpacklo_epi16(ab_lo, cd_lo), q1 = _mm256_unpackhi_epi16(ab_lo, cd_lo);
-    const __m256i q2 = _mm256_unpacklo_epi16(ab_hi, cd_hi), q3 = _mm256_unpackhi_epi16(ab_hi, cd_hi);
-    __m256i* o = reinterpret_cast<__m256i*>(dst + 4 * e);
-    _mm256_storeu_si256(o + 0, _mm256_permute2x128_si256(q0, q1, 0x20));
-    _mm256_storeu_si256(o + 1, _mm256_permute2x128_si256(q2, q3, 0x20));
-    _mm256_storeu_si256(o + 2, _mm256_permute2x128_si256(q0, q1, 0x31));
-    _mm256_storeu_si256(o + 3, _mm256_permute2x128_si256(q2, q3, 0x31));
+    const uint8_t* s[4];
+    for (int t = 0; t < 4; t++) s[t] = src[t] ? src[t] + e : pads;
+    interleave32(s, f, dst + 4 * e);
   }
-  for (; e < w; e++)
-    for (int t = 0; t < 4; t++) dst[4 * e + t] = static_cast<uint8_t>((src[t] ? src[t][e] : pads[0]) ^ flip);
+  if (e < w) {
+    alignas(32) uint8_t tail[4][32] = {}, out[128];
+    const uint8_t* s[4];
+    for (int t = 0; t < 4; t++) {
+      copy_bytes(tail[t], src[t] ? src[t] + e : pads, w - e);
+      s[t] = tail[t];
+    }
+    interleave32(s, f, out);
+    copy_bytes(dst + 4 * e, out, 4 * (w - e));
+  }
 }
 
 // Implicit convolution (Im2col::implicit: stride 1, dilation 1; VNNI, or AVX2 with a pair-safe A where kw - 1 is
@@ -339,7 +353,9 @@ void run_lanes(const QGemm& g, int level, int nt) {
   int64_t* rowoff = reinterpret_cast<int64_t*>(tls(4).get(static_cast<size_t>(2 * (K4 + g.N)) + 16));
   int64_t* colbase = rowoff + K4;
   LanesB b{nullptr, rowoff, colbase};
-  if (g.im2col && g.im2col->implicit) {  // read in place from the bordered frame
+  // read in place from the bordered frame (a strided 1x1 conv without padding: its im2col rows, direct
+  // copies of the pixels it reads, are a quarter of the frame or less)
+  if (g.im2col && g.im2col->implicit && !unpadded_1x1(*g.im2col)) {
     const Im2col& q = *g.im2col;
     b.base = implicit_frame(g, T, rowoff);
     const int64_t Wp = frame_width(q);

@@ -98,28 +98,70 @@ inline void copy_bytes(uint8_t* d, const uint8_t* s, int64_t n) {
     std::memcpy(&b, s + n - 8, 8);
     std::memcpy(d, &a, 8);
     std::memcpy(d + n - 8, &b, 8);
+  } else if (n >= 4) {
+    uint32_t a, b;
+    std::memcpy(&a, s, 4);
+    std::memcpy(&b, s + n - 4, 4);
+    std::memcpy(d, &a, 4);
+    std::memcpy(d + n - 4, &b, 4);
   } else {
     for (int64_t t = 0; t < n; t++) d[t] = s[t];
   }
 }
 
-// d[t] = s[2 t] for t < n; reads up to 32 bytes past s + 2 n (the padded plane has that slack).
-INFERON_AVX2 inline void copy_stride2_avx2(uint8_t* d, const uint8_t* s, int64_t n) {
+// The 16 even bytes of the 32 at p.
+INFERON_AVX2_INLINE __m128i even16(const uint8_t* p) {
   const __m256i even = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1,
                                         0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1);
-  int64_t t = 0;
-  for (; t + 16 <= n; t += 16) {
-    __m256i v = _mm256_shuffle_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + 2 * t)), even);
-    v = _mm256_permute4x64_epi64(v, 0x08);  // quads 0 and 2: the 16 even bytes
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(d + t), _mm256_castsi256_si128(v));
+  const __m256i v = _mm256_shuffle_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), even);
+  return _mm256_castsi256_si128(_mm256_permute4x64_epi64(v, 0x08));  // quads 0 and 2
+}
+
+// d[t] = s[2 t] for t < n, 16 at a time (the last 16 overlapping the previous ones; fewer than 16
+// through a copy); reads up to 32 bytes past s + 2 n (the padded plane has that slack).
+INFERON_AVX2 inline void copy_stride2_avx2(uint8_t* d, const uint8_t* s, int64_t n) {
+  if (n < 16) {
+    alignas(16) uint8_t tmp[16];
+    _mm_store_si128(reinterpret_cast<__m128i*>(tmp), even16(s));
+    copy_bytes(d, tmp, n);
+    return;
   }
-  for (; t < n; t++) d[t] = s[2 * t];
+  int64_t t = 0;
+  for (; t + 16 <= n; t += 16) _mm_storeu_si128(reinterpret_cast<__m128i*>(d + t), even16(s + 2 * t));
+  if (t < n) _mm_storeu_si128(reinterpret_cast<__m128i*>(d + n - 16), even16(s + 2 * (n - 16)));
 }
 
 // im2col of one uint8 image into rows [K][N], the zero point in the padding: the image is first
 // copied into a bordered plane (pad value around it, slack after it), so that every row of the
 // im2col matrix is Ho plain (or stride-2) copies of Wo bytes, with no border tests.
+// A 1x1 convolution without padding (a strided projection): every row of the im2col matrix is Ho
+// strided copies straight from the image (the last ones exact, not reading past its end).
+inline void im2col_u8_1x1(const Im2col& q, const uint8_t* x, uint8_t* col, int nt) {
+  const int64_t HoWo = q.Ho * q.Wo, plane = q.H * q.W;
+  const uint8_t* end = x + q.C * plane;
+  const bool avx2 = use_avx2();
+  const int64_t rows = q.implicit ? (q.C + 3) / 4 * 4 : q.C;  // (channels past C: zero weights)
+  const int T = threads_for(nt, static_cast<double>(rows * HoWo), 65536.0);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t r = 0; r < rows; r++) {
+    const uint8_t* base = x + std::min(r, q.C - 1) * plane;
+    uint8_t* d = col + r * HoWo;
+    for (int64_t ho = 0; ho < q.Ho; ho++, d += q.Wo) {
+      const uint8_t* s = base + ho * q.sh * q.W;
+      if (q.sw == 1) copy_bytes(d, s, q.Wo);
+      else if (q.sw == 2 && avx2 && s + std::max<int64_t>(32, 2 * q.Wo) <= end) copy_stride2_avx2(d, s, q.Wo);
+      else for (int64_t t = 0; t < q.Wo; t++) d[t] = s[t * q.sw];
+    }
+  }
+}
+
+// Whether every tap of a convolution lies inside the image: a 1x1 one without padding.
+inline bool unpadded_1x1(const Im2col& q) {
+  return q.kh == 1 && q.kw == 1 && q.pt == 0 && q.pl == 0 && frame_height(q) <= q.H && frame_width(q) <= q.W;
+}
+
 inline void im2col_u8(const Im2col& q, const uint8_t* x, uint8_t pad, uint8_t* col, int nt) {
+  if (unpadded_1x1(q)) return im2col_u8_1x1(q, x, col, nt);
   const int64_t taps = static_cast<int64_t>(q.kh) * q.kw, HoWo = q.Ho * q.Wo;
   const int64_t Hp = std::max<int64_t>(q.H + q.pt, frame_height(q));
   const int64_t Wp = std::max<int64_t>(q.W + q.pl, frame_width(q));
@@ -136,8 +178,8 @@ inline void im2col_u8(const Im2col& q, const uint8_t* x, uint8_t pad, uint8_t* c
       std::memset(p, pad, static_cast<size_t>(q.pt * Wp));
       for (int64_t y = 0; y < q.H && q.pt + y < Hp; y++) {
         uint8_t* row = p + (q.pt + y) * Wp;
-        std::memset(row, pad, static_cast<size_t>(q.pl));
-        std::memcpy(row + q.pl, src + y * q.W, static_cast<size_t>(std::min(q.W, Wp - q.pl)));
+        if (q.pl > 0) std::memset(row, pad, static_cast<size_t>(q.pl));
+        copy_bytes(row + q.pl, src + y * q.W, std::min(q.W, Wp - q.pl));
         if (q.pl + q.W < Wp) std::memset(row + q.pl + q.W, pad, static_cast<size_t>(Wp - q.pl - q.W));
       }
       for (int64_t y = q.pt + q.H; y < Hp; y++) std::memset(p + y * Wp, pad, static_cast<size_t>(Wp));

@@ -124,11 +124,20 @@ INFERON_VNNI void lanes_store_cols8(const QGemm& g, const uint8_t (*cols)[QLANES
   }
 }
 
+// The next row panel's weights, prefetched into L2 by the tiles that read the current panel from
+// cache: one prefetch per k-group, at p + k4 * step (PF tiles only).
+constexpr int64_t kLanesPrefetchTiles = 6;  // tiles that share the next panel's prefetch
+
+struct LanesPrefetch {
+  const char* p = nullptr;
+  int64_t step = 0;
+};
+
 // VNNI: 32 rows (two zmm) x NC columns; a: [K4][32][4].
 // rq: the panel's two LanesRq16 (rows 0-15, 16-31).
-template <class Q, int NC>
+template <class Q, int NC, bool PF>
 INFERON_VNNI void lanes_tile_vnni(const QGemm& g, const int8_t* a, const LanesB& b, int64_t K4, int64_t m0,
-                                  int64_t n0, const LanesRq16* rq) {
+                                  int64_t n0, const LanesRq16* rq, LanesPrefetch pf) {
   __m512i acc[2][NC];
   const uint8_t* col[NC];
 #pragma GCC unroll 8
@@ -141,6 +150,10 @@ INFERON_VNNI void lanes_tile_vnni(const QGemm& g, const int8_t* a, const LanesB&
     if (n0 == 0) {  // the panel's first tile reads it from L3 / memory: prefetch ahead
       _mm_prefetch(reinterpret_cast<const char*>(a + k4 * 128 + 2048), _MM_HINT_T0);
       _mm_prefetch(reinterpret_cast<const char*>(a + k4 * 128 + 2048 + 64), _MM_HINT_T0);
+    }
+    if constexpr (PF) {
+      _mm_prefetch(pf.p, _MM_HINT_T1);
+      pf.p += pf.step;
     }
     const int64_t off = b.rowoff[k4];
 #pragma GCC unroll 8
@@ -236,9 +249,9 @@ inline void lanes_tile_scalar(const QGemm& g, const int8_t* a, const LanesB& b, 
 }
 
 // lanes_tile_vnni for NC = 1 .. sizeof(I), indexed by NC - 1.
-template <class Q, int... I>
+template <class Q, bool PF, int... I>
 constexpr auto lanes_vnni_tiles(std::integer_sequence<int, I...>) {
-  return std::array{&lanes_tile_vnni<Q, I + 1>...};
+  return std::array{&lanes_tile_vnni<Q, I + 1, PF>...};
 }
 
 // The product over prepared B tables; threads take contiguous ranges of (row panel, column tile).
@@ -264,7 +277,18 @@ void run_lanes_tiles(const QGemm& g, const LanesB& b, int level, int T) {
       const int64_t m0 = mp * QLANES;
       if (level == 2) {
         const LanesRq16* rq = rq16.data() + 2 * mp;
-        lanes_vnni_tiles<Q>(std::make_integer_sequence<int, QLANES_NC>{})[nc - 1](g, a, b, K4, m0, n0, rq);
+        // the panel's first tile streams its weights from L3 / memory; the others, reading them from
+        // cache, prefetch the next panel's (each an equal share; none past this thread's last tile)
+        constexpr auto seq = std::make_integer_sequence<int, QLANES_NC>{};
+        const int64_t c = t % ctiles;
+        if (c > 0 && c <= kLanesPrefetchTiles && mp + 1 < mpanels && (mp + 1) * ctiles < tiles * (tid + 1) / nth) {
+          const int64_t helpers = std::min<int64_t>(ctiles - 1, kLanesPrefetchTiles);
+          const int64_t bytes = K4 * 4 * QLANES, share = (bytes + helpers - 1) / helpers;
+          const LanesPrefetch pf{reinterpret_cast<const char*>(a + bytes) + share * (c - 1), (share + K4 - 1) / K4};
+          lanes_vnni_tiles<Q, true>(seq)[nc - 1](g, a, b, K4, m0, n0, rq, pf);
+        } else {
+          lanes_vnni_tiles<Q, false>(seq)[nc - 1](g, a, b, K4, m0, n0, rq, LanesPrefetch{});
+        }
       } else if (level == 1) {
         if (mp != widened) widen_s8(a, K4 * 4 * QLANES, aw);
         widened = mp;
