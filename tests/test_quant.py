@@ -812,6 +812,64 @@ def test_quantize_float_model_stays_close_to_float(tmp_path, capsys, method):
     assert max(errs) < (0.15 if method == "entropy" else 0.05), errs
 
 
+def _densenet_style(rng: np.random.Generator) -> onnx.ModelProto:
+    """DenseNet's pattern: a stem Conv -> per-channel Mul / Add (a BatchNorm as the onnx zoo writes it)
+    -> ReLU -> MaxPool, dense layers BatchNorm -> ReLU -> Conv -> Concat(features so far, new ones),
+    an AveragePool transition, a Gemm head."""
+    def w(*shape):  # noqa: ANN202
+        return rng.standard_normal(shape) * np.sqrt(2.0 / np.prod(shape[1:]))
+
+    def affine(c: int) -> tuple[np.ndarray, np.ndarray]:
+        return (rng.random((c, 1, 1)) + 0.5), rng.standard_normal((c, 1, 1)) * 0.1
+
+    init = {"w0": w(8, 3, 3, 3), "wf": w(10, 16)}
+    init["s0"], init["b0"] = affine(8)
+    nodes = [
+        helper.make_node("Conv", ["x", "w0"], ["c0"], pads=[1, 1, 1, 1]),
+        helper.make_node("Mul", ["c0", "s0"], ["m0"]),
+        helper.make_node("Add", ["m0", "b0"], ["a0"]),
+        helper.make_node("Relu", ["a0"], ["r0"]),
+        helper.make_node("MaxPool", ["r0"], ["f0"], kernel_shape=[2, 2], strides=[2, 2]),
+    ]
+    feats, channels = "f0", 8
+    for i in (1, 2):
+        init[f"s{i}"], init[f"b{i}"] = affine(channels)
+        init[f"w{i}"] = w(4, channels, 3, 3)
+        nodes += [
+            helper.make_node("Mul", [feats, f"s{i}"], [f"m{i}"]),
+            helper.make_node("Add", [f"m{i}", f"b{i}"], [f"a{i}"]),
+            helper.make_node("Relu", [f"a{i}"], [f"r{i}"]),
+            helper.make_node("Conv", [f"r{i}", f"w{i}"], [f"c{i}"], pads=[1, 1, 1, 1]),
+            helper.make_node("Concat", [feats, f"c{i}"], [f"f{i}"], axis=1),
+        ]
+        feats, channels = f"f{i}", channels + 4
+    nodes += [
+        helper.make_node("AveragePool", [feats], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("GlobalAveragePool", ["p"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["fl"]),
+        helper.make_node("Gemm", ["fl", "wf"], ["y"], transB=1),
+    ]
+    return make_model(nodes, {"x": (1, 3, 16, 16)}, ["y"], init, opset=13)
+
+
+def test_quantize_keeps_concat_and_pool_chains_in_uint8(tmp_path):
+    """--quantize int8 on a DenseNet-style graph: MaxPool, Concat and the pools run on uint8 data and
+    the element-wise BatchNorm / ReLU between them become byte tables; no float op is left but the
+    input's quantize and the head; outputs close to the float model."""
+    rng = np.random.default_rng(3)
+    model = _densenet_style(rng)
+    calib = {"x": rng.standard_normal((16, 1, 3, 16, 16)).astype(np.float32)}
+    so = inferon.compile(model, tmp_path / "q.so", quantize="int8", calibration=calib, dump_ir=tmp_path / "dump")
+    final = sorted((tmp_path / "dump").glob("*plan-memory.mlir"))[-1].read_text()
+    assert final.count('"vec.qgemm"') == 4 and '"loop.qtable"' in final
+    assert '"loop.channel_affine"' not in final and final.count('"loop.quantize"') == 1
+    cm = inferon.load(so)
+    for _ in range(3):
+        x = rng.standard_normal((1, 3, 16, 16)).astype(np.float32)
+        ref = _float_reference(model, x)
+        assert np.abs(cm(x) - ref).mean() / np.abs(ref).mean() < 0.05
+
+
 def test_quantize_keep_float_and_npz_and_cli(tmp_path):
     from inferon.cli import main
 

@@ -69,13 +69,13 @@ def _chain(q: graph.QuantizeOp) -> Chain | None:
             inner = op.input.owner
             # an intermediate requantization: the chain may go on before it
             if isinstance(inner, graph.QuantizeOp) and (
-                _link(inner.input, shape) is not None or isinstance(inner.input.owner, graph.DequantizeOp)
+                chain_link(inner.input, shape) is not None or isinstance(inner.input.owner, graph.DequantizeOp)
             ):
                 ops += [op, inner]
                 value = inner.input
                 continue
             break
-        nxt = _link(value, shape)
+        nxt = chain_link(value, shape)
         if nxt is None:
             break
         ops.append(op)  # type: ignore[arg-type]
@@ -85,7 +85,7 @@ def _chain(q: graph.QuantizeOp) -> Chain | None:
     return Chain(start, list(reversed(ops[:cut])))
 
 
-def _link(value: SSAValue, shape: tuple[int, ...]) -> SSAValue | None:
+def chain_link(value: SSAValue, shape: tuple[int, ...]) -> SSAValue | None:
     """The chain operand of the element-wise op producing `value` (shape `shape`), or None if it is not one."""
     op = value.owner
     if not isinstance(op, Operation) or shape_of(value) != shape or not graph.is_float(value):

@@ -10,6 +10,12 @@ Produces, for every Conv / MatMul (Gemm) with a constant weight, except the laye
   per-tensor asymmetric uint8 (the calibrated range, widened to include 0), bias int32 in units of
   sx * sw[c]; a following ReLU / Clip is fused (its output is the range calibrated);
 - `graph.qadd` for an Add of two quantized tensors (residual connections), ReLU fused;
+- Concat / MaxPool / GlobalMaxPool / AveragePool / GlobalAveragePool / Reshape (Flatten) of quantized
+  tensors on the integers (as `fold-qdq` runs them in QDQ models): max pools and reshapes keep their
+  input's parameters, a
+  Concat and the average pools get their own calibrated ones (Concat inputs quantized differently
+  are requantized, a byte table after `fold-quantized-elementwise`), so that a chain such as
+  DenseNet's Concat -> BatchNorm -> ReLU -> Conv stays uint8 (the element-wise ops become tables);
 - `graph.quantize` where a float tensor enters a quantized layer and `graph.dequantize` where a
   quantized result feeds a float op: activations stay uint8 from one quantized layer to the next.
 `Quantization.layers` lists the layers in order (the indices `keep_float` refers to);
@@ -36,6 +42,7 @@ from inferon.ir.dialects.graph import i32_signed, ints, shape_of
 from inferon.ir.weights import WeightStore
 from inferon.passes.graph.fold_constants import weights_context
 from inferon.passes.graph.fold_qdq import activation_epilogue, erase_dead_ops, insert_weight
+from inferon.passes.graph.fold_quantized_elementwise import chain_link
 from inferon.weight_rounding import adaptive_round, output_error, regularised
 
 ROUNDINGS = ("adaptive", "nearest")
@@ -252,6 +259,25 @@ class _Rewriter:
                                          result_types=[graph.tensor_type(shape_of(layer.out), qy)])  # fmt: skip
         self.replace(layer.out, new, layer.last)
 
+    def movement(self, op: Operation) -> None:
+        """A Concat / pool of quantized tensors on the integers (SAME_TYPE_OPS, CALIBRATED_OPS)."""
+        sources = [self.as_quantized(v, op) for v in op.operands]
+        if isinstance(op, SAME_TYPE_OPS):
+            target = graph.quant_of(sources[0])
+        else:
+            target = self.types[op.results[0]]
+        if isinstance(op, graph.ConcatOp):  # inputs quantized differently: requantized to the output's
+            sources = [v if graph.quant_of(v) == target else self._requantized(v, target, op) for v in sources]
+        new = type(op).create(operands=sources, properties=dict(op.properties),
+                              result_types=[graph.tensor_type(shape_of(op.results[0]), target)])  # fmt: skip
+        self.replace(op.results[0], new, op)
+
+    def _requantized(self, v: SSAValue, target: QuantType, before: Operation) -> SSAValue:
+        dq = graph.DequantizeOp(v)
+        q = graph.QuantizeOp(dq.output, target)
+        self.block.insert_ops_before([dq, q], before)
+        return q.output
+
     def add(self, op: graph.AddOp, out: SSAValue, last: Operation, epilogue: EpilogueAttr) -> None:
         a, b = (self.as_quantized(v, op) for v in (op.lhs, op.rhs))
         new = graph.QAddOp.create(operands=[a, b], properties={"epilogue": epilogue},
@@ -261,6 +287,12 @@ class _Rewriter:
 
 def _is_dequantized(value: SSAValue) -> bool:
     return isinstance(value.owner, graph.DequantizeOp)
+
+
+# data-movement ops that run on quantized tensors (the integers): max pools and reshapes keep their
+# input's parameters; a Concat and the average pools take those calibrated for their output
+SAME_TYPE_OPS = (graph.MaxPoolOp, graph.GlobalMaxPoolOp, graph.ReshapeOp)
+CALIBRATED_OPS = (graph.ConcatOp, graph.AvgPoolOp, graph.GlobalAvgPoolOp)
 
 
 @dataclass(frozen=True)
@@ -287,8 +319,10 @@ class QuantizePass(ModulePass):
         q.kept = [q.layers[i] for i in sorted(kept)]
         chosen = [lay for i, lay in enumerate(layers) if i not in kept]
         adds = self._adds(block, chosen)
+        movements, derived = self._movements(block, chosen, adds)
         values = list(dict.fromkeys(
             [v for lay in chosen for v in (lay.op.operands[0], lay.out)] + [v for _, v, _, _ in adds]
+            + [o.results[0] for o in movements if isinstance(o, CALIBRATED_OPS)] + derived
         ))  # fmt: skip
         if q.rounding not in ROUNDINGS:
             raise PassError(f"unknown weight rounding '{q.rounding}'; choose one of {', '.join(ROUNDINGS)}")
@@ -297,7 +331,11 @@ class QuantizePass(ModulePass):
         index = {v: i for i, v in enumerate(values)}
         stats, q.float_outputs = collect_stats(op, store, values, q.samples, method=q.method, verbose=q.verbose,
                                                moments=[(index[o.operands[0]], m) for o, m in moments.items()])  # fmt: skip
-        types = {v: activation_type(*s.range(q.method)) for v, s in zip(values, stats, strict=True)}
+        ranges = {v: s.range(q.method) for v, s in zip(values, stats, strict=True)}
+        for group in _concat_chains(movements):  # one range for a chain of Concats: no requantization between them
+            lo, hi = min(ranges[v][0] for v in group), max(ranges[v][1] for v in group)
+            ranges.update({v: (lo, hi) for v in group})
+        types = {v: activation_type(*r) for v, r in ranges.items()}
         _warn_empty(stats, q.verbose)
         rewriter = _Rewriter(block, store, types, moments, q)
         pending = {lay.op: lay for lay in chosen}
@@ -308,7 +346,34 @@ class QuantizePass(ModulePass):
             elif o in add_at and all(_is_dequantized(v) for v in (o.lhs, o.rhs)):  # type: ignore[attr-defined]
                 out, last, epi = add_at[o]
                 rewriter.add(o, out, last, epi)  # type: ignore[arg-type]
+            elif o in movements and all(_is_dequantized(v) or v in types for v in o.operands):
+                rewriter.movement(o)
         erase_dead_ops(block)
+
+    @staticmethod
+    def _movements(block: Block, chosen: list[_Layer], adds: list) -> tuple[set[Operation], list[SSAValue]]:
+        """Concats / pools (SAME_TYPE_OPS, CALIBRATED_OPS) whose every input is quantized (a layer's or
+        an Add's output, or another such op's) or an element-wise chain of one (DenseNet's stem:
+        Conv -> BatchNorm -> ReLU -> MaxPool; quantized there, the chain becomes a table); and those
+        chains' ends (calibrated too)."""
+        produced = {lay.out for lay in chosen} | {out for _, out, _, _ in adds}
+
+        def reaches(v: SSAValue) -> bool:
+            shape = shape_of(v)
+            while v not in produced:
+                v = chain_link(v, shape)  # type: ignore[assignment]
+                if v is None:
+                    return False
+            return True
+
+        found: set[Operation] = set()
+        derived: list[SSAValue] = []
+        for o in block.ops:
+            if isinstance(o, SAME_TYPE_OPS + CALIBRATED_OPS) and o.operands and all(reaches(v) for v in o.operands):
+                found.add(o)
+                derived += [v for v in o.operands if v not in produced]
+                produced.add(o.results[0])
+        return found, derived
 
     @staticmethod
     def _adds(block: Block, chosen: list[_Layer]) -> list[tuple[graph.AddOp, SSAValue, Operation, EpilogueAttr]]:
@@ -327,6 +392,26 @@ class QuantizePass(ModulePass):
             produced.add(out)
             found.append((o, out, last, epi))
         return found
+
+
+def _concat_chains(movements: set[Operation]) -> list[list[SSAValue]]:
+    """The outputs of Concats that feed one another (DenseNet's growing feature maps), grouped."""
+    parent: dict[Operation, Operation] = {}
+
+    def root(o: Operation) -> Operation:
+        while parent.get(o, o) is not o:
+            o = parent[o]
+        return o
+
+    concats = [o for o in movements if isinstance(o, graph.ConcatOp)]
+    for o in concats:
+        for v in o.operands:
+            if isinstance(v.owner, graph.ConcatOp) and v.owner in movements:
+                parent[root(o)] = root(v.owner)
+    groups: dict[Operation, list[SSAValue]] = {}
+    for o in concats:
+        groups.setdefault(root(o), []).append(o.results[0])
+    return [g for g in groups.values() if len(g) > 1]
 
 
 def _warn_empty(stats: list[TensorStats], verbose: bool) -> None:
