@@ -131,9 +131,6 @@ INFERON_AVX2 inline void copy_stride2_avx2(uint8_t* d, const uint8_t* s, int64_t
   if (t < n) _mm_storeu_si128(reinterpret_cast<__m128i*>(d + n - 16), even16(s + 2 * (n - 16)));
 }
 
-// im2col of one uint8 image into rows [K][N], the zero point in the padding: the image is first
-// copied into a bordered plane (pad value around it, slack after it), so that every row of the
-// im2col matrix is Ho plain (or stride-2) copies of Wo bytes, with no border tests.
 // A 1x1 convolution without padding (a strided projection): every row of the im2col matrix is Ho
 // strided copies straight from the image (the last ones exact, not reading past its end).
 inline void im2col_u8_1x1(const Im2col& q, const uint8_t* x, uint8_t* col, int nt) {
@@ -160,6 +157,10 @@ inline bool unpadded_1x1(const Im2col& q) {
   return q.kh == 1 && q.kw == 1 && q.pt == 0 && q.pl == 0 && frame_height(q) <= q.H && frame_width(q) <= q.W;
 }
 
+// im2col of one uint8 image into rows [K][N], the zero point in the padding: the image is first
+// copied into a bordered plane (pad value around it, slack after it), so that every row of the
+// im2col matrix is Ho plain (or stride-2) copies of Wo bytes, with no border tests (an unpadded 1x1
+// convolution reads the image itself).
 inline void im2col_u8(const Im2col& q, const uint8_t* x, uint8_t pad, uint8_t* col, int nt) {
   if (unpadded_1x1(q)) return im2col_u8_1x1(q, x, col, nt);
   const int64_t taps = static_cast<int64_t>(q.kh) * q.kw, HoWo = q.Ho * q.Wo;

@@ -125,8 +125,9 @@ INFERON_VNNI void lanes_store_cols8(const QGemm& g, const uint8_t (*cols)[QLANES
 }
 
 // The next row panel's weights, prefetched into L2 by the tiles that read the current panel from
-// cache: one prefetch per k-group, at p + k4 * step (PF tiles only).
-constexpr int64_t kLanesPrefetchTiles = 6;  // tiles that share the next panel's prefetch
+// cache: one prefetch per k-group, at p + k4 * step (PF tiles only; step <= 64, so every line of the
+// share is reached: at least two tiles share the panel's 128 bytes per k-group).
+constexpr int64_t kLanesPrefetchTiles = 6;  // tiles that share the next panel's prefetch (at most)
 
 struct LanesPrefetch {
   const char* p = nullptr;
@@ -281,7 +282,8 @@ void run_lanes_tiles(const QGemm& g, const LanesB& b, int level, int T) {
         // cache, prefetch the next panel's (each an equal share; none past this thread's last tile)
         constexpr auto seq = std::make_integer_sequence<int, QLANES_NC>{};
         const int64_t c = t % ctiles;
-        if (c > 0 && c <= kLanesPrefetchTiles && mp + 1 < mpanels && (mp + 1) * ctiles < tiles * (tid + 1) / nth) {
+        if (ctiles >= 3 && c > 0 && c <= kLanesPrefetchTiles && mp + 1 < mpanels &&
+            (mp + 1) * ctiles < tiles * (tid + 1) / nth) {
           const int64_t helpers = std::min<int64_t>(ctiles - 1, kLanesPrefetchTiles);
           const int64_t bytes = K4 * 4 * QLANES, share = (bytes + helpers - 1) / helpers;
           const LanesPrefetch pf{reinterpret_cast<const char*>(a + bytes) + share * (c - 1), (share + K4 - 1) / K4};

@@ -12,10 +12,10 @@ Produces, for every Conv / MatMul (Gemm) with a constant weight, except the laye
 - `graph.qadd` for an Add of two quantized tensors (residual connections), ReLU fused;
 - Concat / MaxPool / GlobalMaxPool / AveragePool / GlobalAveragePool / Reshape (Flatten) of quantized
   tensors on the integers (as `fold-qdq` runs them in QDQ models): max pools and reshapes keep their
-  input's parameters, a
-  Concat and the average pools get their own calibrated ones (Concat inputs quantized differently
-  are requantized, a byte table after `fold-quantized-elementwise`), so that a chain such as
-  DenseNet's Concat -> BatchNorm -> ReLU -> Conv stays uint8 (the element-wise ops become tables);
+  input's parameters, a Concat and the average pools get their own calibrated ones (one range along a
+  chain of Concats; inputs quantized differently are requantized, a byte table after
+  `fold-quantized-elementwise`), so that a chain such as DenseNet's Concat -> BatchNorm -> ReLU ->
+  Conv stays uint8 (the element-wise ops become tables);
 - `graph.quantize` where a float tensor enters a quantized layer and `graph.dequantize` where a
   quantized result feeds a float op: activations stay uint8 from one quantized layer to the next.
 `Quantization.layers` lists the layers in order (the indices `keep_float` refers to);
@@ -351,7 +351,8 @@ class QuantizePass(ModulePass):
         erase_dead_ops(block)
 
     @staticmethod
-    def _movements(block: Block, chosen: list[_Layer], adds: list) -> tuple[set[Operation], list[SSAValue]]:
+    def _movements(block: Block, chosen: list[_Layer], adds: list[tuple[graph.AddOp, SSAValue, Operation, EpilogueAttr]]
+                   ) -> tuple[set[Operation], list[SSAValue]]:  # fmt: skip
         """Concats / pools (SAME_TYPE_OPS, CALIBRATED_OPS) whose every input is quantized (a layer's or
         an Add's output, or another such op's) or an element-wise chain of one (DenseNet's stem:
         Conv -> BatchNorm -> ReLU -> MaxPool; quantized there, the chain becomes a table); and those
