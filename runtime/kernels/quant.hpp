@@ -305,11 +305,48 @@ INFERON_AVX2 void max_pool_plane_avx2(const Q* p, int64_t Wp, Q* y, int64_t Ho, 
   }
 }
 
+template <class Q>
+INFERON_AVX512BW inline __m512i vmax64(__m512i a, __m512i b) {
+  return std::is_signed<Q>::value ? _mm512_max_epi8(a, b) : _mm512_max_epu8(a, b);
+}
+
+// The same with AVX-512BW, separably: per output row the max over the kh tap rows of every input
+// column it needs, into the row `v` (64 columns per step), then the max over the kw taps along v
+// (64 outputs per step at stride 1; at stride 2 the max at every column, then its 32 even bytes by
+// one `vpmovwb`). 2 + kh + kw (+ 2) instructions per 64 input columns instead of kh * kw per 32
+// (16 at stride 2). Reads up to 63 bytes past a row's last needed column (the plane's slack); the
+// horizontal steps read `v` (2 (Wo + 63) + (kw - 1) dw + 128 bytes) past its computed columns only
+// for outputs that are not stored.
+template <class Q>
+INFERON_AVX512BW void max_pool_plane_zmm(const Q* p, int64_t Wp, Q* y, int64_t Ho, int64_t Wo, int kh, int kw, int sh,
+                                         int sw, int dh, int dw, Q* v) {
+  const int64_t step = sw == 1 ? 64 : 32;
+  const int64_t need = (Wo - 1) * sw + static_cast<int64_t>(kw - 1) * dw + 1;  // input columns the outputs use
+  for (int64_t ho = 0; ho < Ho; ho++) {
+    const Q* r0 = p + ho * sh * Wp;
+    for (int64_t x = 0; x < need; x += 64) {
+      __m512i acc = _mm512_loadu_si512(r0 + x);
+      for (int i = 1; i < kh; i++) acc = vmax64<Q>(acc, _mm512_loadu_si512(r0 + static_cast<int64_t>(i) * dh * Wp + x));
+      _mm512_storeu_si512(v + x, acc);
+    }
+    Q* out = y + ho * Wo;
+    for (int64_t wo = 0; wo < Wo; wo += step) {
+      const Q* h = v + wo * sw;
+      __m512i acc = _mm512_loadu_si512(h);
+      for (int j = 1; j < kw; j++) acc = vmax64<Q>(acc, _mm512_loadu_si512(h + static_cast<int64_t>(j) * dw));
+      const int64_t n = std::min<int64_t>(step, Wo - wo);
+      const __mmask64 keep = n == 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1;
+      _mm512_mask_storeu_epi8(out + wo, keep, sw == 1 ? acc : _mm512_castsi256_si512(_mm512_cvtepi16_epi8(acc)));
+    }
+  }
+}
+
 }  // namespace quant_detail
 
 // MaxPool on quantized NC planes (the max commutes with the monotonic dequantization): each plane
 // is copied into a border of the type's minimum (the identity of max), then every output row is
-// a running vector max over the kh x kw tap rows (32 outputs per step at stride 1, 16 at stride 2).
+// a running vector max over the kh x kw tap rows (32 outputs per step at stride 1, 16 at stride 2;
+// with AVX-512BW separably, max_pool_plane_zmm).
 template <class Q>
 inline void qmax_pool2d(const Q* x, Q* y, int64_t NC, int64_t H, int64_t W, int64_t Ho, int64_t Wo, int kh, int kw,
                         int sh, int sw, int pt, int pl, int pb, int pr, int dh, int dw, int num_threads = 1) {
@@ -318,6 +355,11 @@ inline void qmax_pool2d(const Q* x, Q* y, int64_t NC, int64_t H, int64_t W, int6
   const int64_t Hp = std::max<int64_t>(H + pt, (Ho - 1) * sh + static_cast<int64_t>(kh - 1) * dh + 1);
   const int64_t Wp = std::max<int64_t>(W + pl, (Wo + 31) / 32 * 32 * sw + static_cast<int64_t>(kw - 1) * dw + 1) + 64;
   const bool avx2 = use_avx2() && (sw == 1 || sw == 2);
+  const bool zmm = avx2 && quant_detail::use_avx512bw();
+  // in place, the zmm path's reads past the plane's end: its last tap row, 64-column steps over the
+  // columns the outputs use
+  const int64_t need = (Wo - 1) * sw + static_cast<int64_t>(kw - 1) * dw + 1;
+  const int64_t over_read = ((Ho - 1) * sh + static_cast<int64_t>(kh - 1) * dh) * W + (need + 63) / 64 * 64 - H * W;
   // without padding, windows inside the image: the planes are read in place (a vector reading past
   // a row's end reads up to 31 bytes of what follows, whose values only reach outputs that are not
   // stored), except the last planes, where fewer than 32 bytes of x follow
@@ -327,17 +369,24 @@ inline void qmax_pool2d(const Q* x, Q* y, int64_t NC, int64_t H, int64_t W, int6
 #pragma omp parallel num_threads(T) if (T > 1)
   {
     // the border (type minimum) is written once: every plane overwrites the same interior
-    std::vector<Q> plane(in_place ? 0 : static_cast<size_t>(Hp * Wp), std::numeric_limits<Q>::min());
+    // (+ 128: the zmm path's vertical pass may read up to that far past the last row's slack)
+    std::vector<Q> plane(in_place ? 0 : static_cast<size_t>(Hp * Wp + 128), std::numeric_limits<Q>::min());
+    std::vector<Q> vrow(zmm ? static_cast<size_t>(2 * (Wo + 63) + static_cast<int64_t>(kw - 1) * dw + 128) : 0);
 #pragma omp for schedule(static)
     for (int64_t c = 0; c < NC; c++) {
-      if (in_place && (NC - 1 - c) * H * W >= 32) {
-        quant_detail::max_pool_plane_avx2(x + c * H * W, W, y + c * Ho * Wo, Ho, Wo, kh, kw, sh, sw, dh, dw);
+      if (in_place && (NC - 1 - c) * H * W >= (zmm ? over_read : 32)) {
+        if (zmm) quant_detail::max_pool_plane_zmm(x + c * H * W, W, y + c * Ho * Wo, Ho, Wo, kh, kw, sh, sw, dh, dw, vrow.data());
+        else quant_detail::max_pool_plane_avx2(x + c * H * W, W, y + c * Ho * Wo, Ho, Wo, kh, kw, sh, sw, dh, dw);
         continue;
       }
       if (plane.empty()) plane.assign(static_cast<size_t>(Hp * Wp), std::numeric_limits<Q>::min());
       for (int64_t r = 0; r < H && pt + r < Hp; r++)
         std::memcpy(plane.data() + (pt + r) * Wp + pl, x + (c * H + r) * W, static_cast<size_t>(W) * sizeof(Q));
       Q* out = y + c * Ho * Wo;
+      if (zmm) {
+        quant_detail::max_pool_plane_zmm(plane.data(), Wp, out, Ho, Wo, kh, kw, sh, sw, dh, dw, vrow.data());
+        continue;
+      }
       if (avx2) {
         quant_detail::max_pool_plane_avx2(plane.data(), Wp, out, Ho, Wo, kh, kw, sh, sw, dh, dw);
         continue;
