@@ -42,12 +42,22 @@ struct LanesB {
 // Tiles and the panel loop carry their own target; the entry points (lanes_rect_avx512 / _avx2) are
 // `flatten`ed, so that everything is inlined into code compiled for that instruction set.
 
+// The next K block's weights (the panel's next block, or the next panel's first), prefetched into L2
+// by the column groups that read the current block from L1: one prefetch per k step at p + k * step
+// (step <= 64: every line of the group's share is reached). Null p: none (a tile without the
+// prefetch in its loop).
+struct LanesPrefetchF {
+  const char* p = nullptr;
+  int64_t step = 0;
+};
+constexpr int kLanesPrefetchGroups = 6;  // column groups (after the first) that share it, at most
+
 // ct[j * 32 + lane] (+)= sum_k Ap[k * 32 + lane] * B(k, j), j < NC: one 32-row x NC tile.
-template <int NC, bool IMG>
+template <int NC, bool IMG, bool PF>
 __attribute__((target("avx2,fma,avx512f"))) inline void lanes_tile_zmm(int64_t kc, const float* INFERON_RESTRICT Ap,
                                                                        const float* b0, const int64_t* koff,
                                                                        int64_t ldb, int64_t step, float* ct,
-                                                                       bool first) {
+                                                                       bool first, LanesPrefetchF pf) {
   __m512 acc[NC][2];
 #pragma GCC unroll 8
   for (int j = 0; j < NC; j++)
@@ -58,6 +68,10 @@ __attribute__((target("avx2,fma,avx512f"))) inline void lanes_tile_zmm(int64_t k
     const float* a = Ap + k * kLanes;
     _mm_prefetch(reinterpret_cast<const char*>(a + kLanesPrefetch * kLanes), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(a + kLanesPrefetch * kLanes + 16), _MM_HINT_T0);
+    if constexpr (PF) {
+      _mm_prefetch(pf.p, _MM_HINT_T1);
+      pf.p += pf.step;
+    }
     const __m512 a0 = _mm512_loadu_ps(a), a1 = _mm512_loadu_ps(a + 16);
     const float* b = IMG ? b0 + koff[k] : b0 + k * ldb;
 #pragma GCC unroll 8
@@ -103,12 +117,13 @@ INFERON_AVX2 inline void lanes_tile_ymm(int64_t kc, const float* INFERON_RESTRIC
 // One column group of n <= NC columns of a panel's K block, on the instruction set's tile.
 template <bool ZMM, int NC, bool IMG>
 INFERON_AVX2 inline void lanes_group(int n, int64_t kc, const float* Ap, const float* b0, const int64_t* koff,
-                                     int64_t ldb, int64_t step, float* ct, bool first) {
+                                     int64_t ldb, int64_t step, float* ct, bool first, LanesPrefetchF pf = {}) {
   if constexpr (NC > 1) {
-    if (n < NC) return lanes_group<ZMM, NC - 1, IMG>(n, kc, Ap, b0, koff, ldb, step, ct, first);
+    if (n < NC) return lanes_group<ZMM, NC - 1, IMG>(n, kc, Ap, b0, koff, ldb, step, ct, first, pf);
   }
   if constexpr (ZMM) {
-    lanes_tile_zmm<NC, IMG>(kc, Ap, b0, koff, ldb, step, ct, first);
+    if (pf.p) lanes_tile_zmm<NC, IMG, true>(kc, Ap, b0, koff, ldb, step, ct, first, pf);
+    else lanes_tile_zmm<NC, IMG, false>(kc, Ap, b0, koff, ldb, step, ct, first, pf);
   } else {
     lanes_tile_ymm<NC, IMG>(kc, Ap, b0, koff, ldb, step, ct, first);
     lanes_tile_ymm<NC, IMG>(kc, Ap + 16, b0, koff, ldb, step, ct + 16, first);
@@ -162,17 +177,33 @@ INFERON_AVX2 inline void lanes_rect(const Job& g, int64_t p0, int64_t p1, const 
       for (int64_t pc = 0; pc == 0 || pc < K; pc += kLanesKC) {  // K == 0: one empty block zeroes ct
         const int64_t kcur = std::min(kLanesKC, K - pc);
         const float* Ak = Ap + pc * kLanes;
+        // the first column group streams this block from L3 / memory; the next ones, reading it
+        // from L1, prefetch the next block into L2 (the next panel's first block after the last;
+        // none past this thread's panels), each an equal share
+        const int64_t groups = IMG ? (c1 - c0) / Wo * ((Wo + NC - 1) / NC) : (c1 - c0 + NC - 1) / NC;
+        const int64_t helpers = std::min<int64_t>(groups - 1, kLanesPrefetchGroups);
+        const bool last_block = pc + kLanesKC >= K, last_chunk = c1 == N;
+        const int64_t next_bytes = (last_block ? (p + 1 < p1 ? std::min(kLanesKC, K) : 0) : std::min(kLanesKC, K - pc - kLanesKC)) *
+                                   kLanes * static_cast<int64_t>(sizeof(float));
+        const int64_t share = helpers >= 2 && last_chunk ? (next_bytes + helpers - 1) / helpers : 0;
+        const int64_t pf_step = kcur > 0 ? (share + kcur - 1) / kcur : 0;
+        const bool prefetch = ZMM && share > 0 && pf_step <= 64;
+        const char* next = reinterpret_cast<const char*>(Ak + kcur * kLanes);  // contiguous: [panel][K][32]
+        int64_t grp = 0;
+        const auto pf_for = [&](int64_t gi) {
+          return prefetch && gi >= 1 && gi <= helpers ? LanesPrefetchF{next + share * (gi - 1), pf_step} : LanesPrefetchF{};
+        };
         if constexpr (IMG) {  // c0, c1: whole output rows
           for (int64_t oy = c0 / Wo; oy < c1 / Wo; oy++)
             for (int64_t ox = 0; ox < Wo; ox += NC)
               lanes_group<ZMM, NC, IMG>(static_cast<int>(std::min<int64_t>(NC, Wo - ox)), kcur, Ak,
                                         lb.base + oy * lb.row + ox * lb.step, lb.koff + pc, 0, lb.step,
-                                        ct + (oy * Wo + ox - c0) * kLanes, pc == 0);
+                                        ct + (oy * Wo + ox - c0) * kLanes, pc == 0, pf_for(grp++));
         } else {
           for (int64_t j0 = c0; j0 < c1; j0 += NC)
             lanes_group<ZMM, NC, IMG>(static_cast<int>(std::min<int64_t>(NC, c1 - j0)), kcur, Ak,
                                       lb.base + pc * lb.ldb + j0, nullptr, lb.ldb, 1, ct + (j0 - c0) * kLanes,
-                                      pc == 0);
+                                      pc == 0, pf_for(grp++));
         }
       }
       if (g.c_c8) {  // NCHWc8: ct's 8-lane rows are C's pixel vectors already
