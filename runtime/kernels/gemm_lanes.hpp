@@ -183,8 +183,8 @@ INFERON_AVX2 inline void lanes_rect(const Job& g, int64_t p0, int64_t p1, const 
         const int64_t groups = IMG ? (c1 - c0) / Wo * ((Wo + NC - 1) / NC) : (c1 - c0 + NC - 1) / NC;
         const int64_t helpers = std::min<int64_t>(groups - 1, kLanesPrefetchGroups);
         const bool last_block = pc + kLanesKC >= K, last_chunk = c1 == N;
-        const int64_t next_bytes = (last_block ? (p + 1 < p1 ? std::min(kLanesKC, K) : 0) : std::min(kLanesKC, K - pc - kLanesKC)) *
-                                   kLanes * static_cast<int64_t>(sizeof(float));
+        const int64_t next_k = last_block ? (p + 1 < p1 ? std::min(kLanesKC, K) : 0) : std::min(kLanesKC, K - pc - kLanesKC);
+        const int64_t next_bytes = next_k * kLanes * static_cast<int64_t>(sizeof(float));
         const int64_t share = helpers >= 2 && last_chunk ? (next_bytes + helpers - 1) / helpers : 0;
         const int64_t pf_step = kcur > 0 ? (share + kcur - 1) / kcur : 0;
         const bool prefetch = ZMM && share > 0 && pf_step <= 64;
