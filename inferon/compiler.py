@@ -93,7 +93,7 @@ def compile(  # noqa: A001 - the public name users expect
     model.so always carries the scalar fallback and picks the best allowed level on the CPU it
     is loaded on. `layout` is auto (activations between channel-vector kernels in blocked NCHWc8,
     see `assign-layout`) or nchw (NCHW everywhere). `sparse` picks weight storage: auto (dense, CSR or 2:4 per layer from the zeros in
-    the weights and a cost model), off, csr or 2:4. `prune` ("unstructured:0.9", "2:4") magnitude-prunes
+    the weights and a cost model), off, csr or 2:4. `prune` ("unstructured:0.9", "block1x4:0.9", "2:4") magnitude-prunes
     the conv/FC weights first, for experiments, and prints the output deviation it causes.
 
     `quantize="int8"` quantizes a float model (post-training, static): `calibration` is an .npz

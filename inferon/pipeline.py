@@ -84,7 +84,7 @@ class Pipeline:
     ) -> Pipeline:  # fmt: skip
         """The default pipeline, with registered user passes inserted after their anchor.
 
-        `prune` (e.g. "unstructured:0.9", "2:4") inserts the opt-in `prune` pass before `sparsify`
+        `prune` (e.g. "unstructured:0.9", "block1x4:0.9", "2:4") inserts the opt-in `prune` pass before `sparsify`
         (before `quantize` when that runs too, so that sparse int8 weights come from pruned floats);
         `quantization` (a `passes.graph.quantize.Quantization`) inserts `quantize` before
         `fold-quantized-elementwise`;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -115,9 +116,9 @@ def expose_logits(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def prune_onnx(model: onnx.ModelProto, spec: str) -> onnx.ModelProto:
     """A copy of `model` with its Conv/Gemm/MatMul weight initializers magnitude-pruned like
-    `inferon compile --prune SPEC` does ('unstructured:0.9' or '2:4', per layer), so that ONNX Runtime
+    `inferon compile --prune SPEC` does ('unstructured:0.9', 'block1x4:0.9' or '2:4', per layer), so that ONNX Runtime
     and Inferon run the same pruned model. Skipped like the prune pass: layers reading a graph input
-    (the stem) and depthwise convs; 2:4 groups run along the reduction axis K."""
+    (the stem) and depthwise convs; 2:4 and 1x4 groups run along the reduction axis K."""
     from inferon.passes.graph.prune import parse_prune_spec, prune_matrix
 
     parse_prune_spec(spec)  # a bad spec fails before any work
@@ -142,7 +143,7 @@ def prune_onnx(model: onnx.ModelProto, spec: str) -> onnx.ModelProto:
             continue
         else:  # A [N_out, K]
             a = w if (node.op_type == "Gemm" and attrs.get("transB", 0)) else w.T
-        a = prune_matrix(a, spec)
+        a = prune_matrix(a, spec, math.prod(w.shape[2:]) if node.op_type == "Conv" else 1)
         if node.op_type == "Conv":
             pruned = a.reshape(w.shape)
         else:

@@ -23,12 +23,14 @@ from inferon.cpu import model_isa, supports, zmm_row_panels
 from inferon.errors import InferonError, PassError
 from inferon.ir.attrs import SparseFormat
 from inferon.ir.sparse import (
+    block4_groups_by_tap,
     csr_decode,
     csr_encode,
     implicit_columns,
     is_nm24,
     nm24_decode,
     nm24_encode,
+    prune_block4,
     prune_nm24,
     prune_unstructured,
 )
@@ -160,6 +162,28 @@ def test_prune_unstructured_keeps_the_largest() -> None:
     p = prune_unstructured(a, 0.7)
     assert np.count_nonzero(p) == 3
     assert set(np.abs(p[p != 0])) == {8, 9, 10}
+
+
+@pytest.mark.parametrize("shape", [(6, 10, 3, 3), (5, 8, 1, 1), (4, 7, 2, 3)])
+def test_prune_block4_zeroes_whole_channel_groups_at_one_tap(shape) -> None:
+    """block1x4 pruning of a conv weight: blocks of four input channels at one tap (the implicit
+    order's k-groups; C = 7 and 10 leave ragged last groups), the 75 % smallest in L2 norm zeroed
+    whole, the others kept exactly."""
+    from inferon.ir import quant
+
+    w = np.random.default_rng(sum(shape)).standard_normal(shape).astype(np.float32)
+    m, c, kh, kw = shape
+    p = prune_block4(w.reshape(m, -1), 0.75, kh * kw).reshape(shape)
+    groups = quant.implicit_weight_order(p).reshape(m, -1, 4)
+    orig = quant.implicit_weight_order(w).reshape(m, -1, 4)
+    kept = (groups != 0).any(axis=2)
+    assert kept.sum() == round(0.25 * kept.size)
+    np.testing.assert_array_equal(groups[kept], orig[kept])  # kept blocks whole
+    norms = np.square(orig).sum(axis=2)
+    assert norms[kept].min() >= norms[~kept].max()
+    assert block4_groups_by_tap(p.reshape(m, -1), kh * kw) == kept.sum()
+    if kh * kw == 1:  # a 1x1 conv / FC weight: aligned groups along K
+        np.testing.assert_array_equal(prune_block4(w.reshape(m, -1), 0.75), p.reshape(m, -1))
 
 
 # --------------------------------------------------------------------------------------- kernels
@@ -489,7 +513,8 @@ def test_sparsify_follows_the_target(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_prune_spec_errors() -> None:
     assert parse_prune_spec("unstructured:0.9") == ("unstructured", 0.9)
     assert parse_prune_spec("2:4") == ("2:4", 0.5)
-    for bad in ("unstructured", "unstructured:1.5", "3:8", "random:0.5"):
+    assert parse_prune_spec("block1x4:0.8") == ("block1x4", 0.8)
+    for bad in ("unstructured", "unstructured:1.5", "3:8", "random:0.5", "block1x4", "block1x4:1"):
         with pytest.raises(PassError, match="--prune"):
             parse_prune_spec(bad)
 

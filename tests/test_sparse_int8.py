@@ -298,6 +298,9 @@ def test_prune_an_already_quantized_model(tmp_path, capsys):
         (5, 14, 14, 7, 7, 2, 2, 3, 3, 1, 1),
         (6, 9, 10, 3, 3, 1, 1, 2, 2, 2, 2),
         (16, 9, 9, 1, 1, 2, 2, 0, 0, 1, 1),
+        (4, 15, 17, 5, 5, 2, 2, 2, 2, 1, 1),  # block1x4: the stride-phase frame (tap (i, j): phase i % s)
+        (7, 11, 13, 3, 3, 3, 3, 1, 1, 1, 1),
+        (6, 10, 12, 3, 2, 2, 1, 1, 0, 1, 1),
     ],
 )
 @pytest.mark.parametrize("weights", ["dense", "block1x4", "lanes", "pair_safe"])
@@ -308,7 +311,8 @@ def test_implicit_quantized_conv(shim, isa, geometry, weights, signed):  # noqa:
     interleaved bordered frame with VNNI (stride 1: wide grid, border columns dropped; as vector
     lanes, any stride / dilation: each output pixel's groups by offset), through im2col rows in the
     same order otherwise (AVX2 with pair-safe weights: in place on the wide grid where kw - 1 is at most
-    a tenth of its width); dense, block1x4, lanes-packed and pair-safe weights, uint8 / int8
+    a tenth of its width; block1x4 with VNNI: any stride without dilation in place, from a frame split
+    into stride phases); dense, block1x4, lanes-packed and pair-safe weights, uint8 / int8
     activations, 1 and 2 threads."""
     sparse = weights == "block1x4"
     c, h, w, kh, kw = geometry[:5]
@@ -370,9 +374,10 @@ def test_quantized_convs_batch_two(tmp_path, sparse):
         mp.setattr(inferon.compiler, "vnni_kernels", lambda target="native": True)
         cm = inferon.load(inferon.compile(q, tmp_path / "m.so", sparse=sparse, dump_ir=dump))
     lines = _qgemm_lines(dump)
-    # the stride-1 5x5 and 3x3 convs (the strided 3x3 has K = 72: no lanes below K = 128, so im2col;
-    # strided convs as lanes: tests/test_qlanes.py)
-    assert sum("b_implicit" in line for line in lines) == 2
+    # the stride-1 5x5 and 3x3 convs (the strided 3x3 has K = 72: no lanes below K = 128, so dense
+    # it is im2col; strided convs as lanes: tests/test_qlanes.py), and block1x4 the strided one too
+    # (its blocks in implicit order, read from the stride-phase frame with VNNI)
+    assert sum("b_implicit" in line for line in lines) == (3 if sparse == "csr" else 2)
     assert sum(SPARSE_SEGMENTS in line for line in lines) == (4 if sparse == "csr" else 0)
     step = _output_step(q)
     for _ in range(2):

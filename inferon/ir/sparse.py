@@ -235,6 +235,38 @@ def prune_unstructured(a: np.ndarray, sparsity: float) -> np.ndarray:
     return out.reshape(a.shape)
 
 
+def _by_tap(a: np.ndarray, taps: int) -> np.ndarray:
+    """A [M, C * taps] (K ordered channel, tap: a conv weight [M, C, kh, kw] flattened) as [M * taps, C]:
+    one row per output channel and tap, so that groups of four columns are four input channels at one
+    tap (the k-groups of an implicit convolution, `quant.implicit_weight_order`)."""
+    m, k = a.shape
+    return a.reshape(m, k // taps, taps).transpose(0, 2, 1).reshape(m * taps, k // taps)
+
+
+def block4_groups_by_tap(a: np.ndarray, taps: int = 1) -> int:
+    """How many 1x4 blocks hold a nonzero when a conv weight A [M, C * taps] is grouped by four input
+    channels at one tap (the block1x4 encoding of its implicit order; taps = 1: along K)."""
+    return int(block4_groups(_by_tap(a, taps)).sum())
+
+
+def prune_block4(a: np.ndarray, sparsity: float, taps: int = 1) -> np.ndarray:
+    """Zero the `sparsity` fraction of the 1x4 blocks of `a` [M, K] with the smallest L2 norm (per
+    tensor), whole: aligned groups of four columns, or for a conv weight flattened as [M, C * taps]
+    four input channels at one tap (`taps` = kh * kw: the block1x4 int8 kernel's groups in the
+    implicit order of a KxK conv). A ragged last group counts as a group."""
+    m, k = a.shape
+    rows = _by_tap(a, taps)
+    g = _groups(rows)
+    norms = np.square(g).sum(axis=2).ravel()
+    drop = int(round(sparsity * norms.size))
+    if drop <= 0:
+        return a.copy()
+    flat = g.reshape(-1, 4)
+    flat[np.argpartition(norms, drop - 1)[:drop]] = 0.0
+    kept = flat.reshape(m * taps, -1)[:, : k // taps]
+    return kept.reshape(m, taps, k // taps).transpose(0, 2, 1).reshape(m, k).astype(a.dtype)
+
+
 def prune_nm24(a: np.ndarray) -> np.ndarray:
     """Keep the two largest-magnitude entries of every aligned group of four columns of `a` [M, K]."""
     m, k = a.shape

@@ -251,8 +251,10 @@ INFERON_AVX2 inline void interleave_row(const uint8_t* const (&src)[4], const ui
 // the packed-panel layout [k4][32 columns][4] is the frame itself, shifted per k-group: no im2col,
 // no packing. The product runs on the Ho x Wp "wide" grid into a scratch C; the Wp - Wo border
 // columns of each output row are dropped when it is copied into C (a fused residual is added there).
-// Dense A only; elsewhere (other instruction sets, block-sparse A, a residual whose GEMM range does
-// not fit C's type) the im2col rows follow the same K order.
+// A block-sparse A (VNNI) runs its row kernel (qsparse.hpp) on the same frame: block j's k-group at
+// rowoff[index[j]], panels 128 bytes apart. Elsewhere (other instruction sets, a block-sparse A
+// without VNNI, a residual whose GEMM range does not fit C's type) the im2col rows follow the same
+// K order.
 //
 // implicit_frame builds the frame and rowoff[K4] (the offset of each k-group's tap) and returns it;
 // with strides / dilations (the lanes kernels) the frame spans (Ho - 1) sh + (kh - 1) dh + 1 rows and
@@ -294,15 +296,78 @@ inline const uint8_t* implicit_frame(const QGemm& g, int T, int64_t* rowoff) {
   return xb;
 }
 
-// VNNI: 32-column panels of the wide grid; AVX2 with a pair-safe A (level 1): 16 columns.
+// The frame of a strided convolution (dilation 1) for the block-sparse kernel, split into stride
+// phases as the float sparse kernel's (sparse.hpp, Frame): per channel group c4 and phase (a, b) <
+// (min(sh, kh), min(sw, kw)) a plane [Hq][Wq][4] holding the bordered image's pixel (y sh + a, x sw + b),
+// Hq = Ho + (kh - 1) / sh, Wq = Wo + (kw - 1) / sw. Tap (i, j) of output (ho, wo) is then pixel
+// (ho + i / sh, wo + j / sw) of phase (i % sh, j % sw): the product runs on the Ho x Wq wide grid with
+// one offset per k-group, rowoff[(c4, i, j)]. With stride 1 this is implicit_frame's frame.
+inline int64_t phase_width(const Im2col& q) { return q.Wo + (q.kw - 1) / q.sw; }
+
+inline const uint8_t* phase_frame(const QGemm& g, int T, int64_t* rowoff) {
+  const Im2col& q = *g.im2col;
+  const int64_t ph = std::min<int64_t>(q.sh, q.kh), pw = std::min<int64_t>(q.sw, q.kw);
+  // planes a whole number of cache lines apart (1x1 convs: every block's loads aligned), not a
+  // multiple of 1 KB (their rows would share a few L1 sets)
+  const int64_t Hq = q.Ho + (q.kh - 1) / q.sh, Wq = phase_width(q);
+  const int64_t plane = (Hq * Wq * 4 + 63) / 64 * 64 + ((Hq * Wq * 4 + 63) / 64 * 64 % 1024 == 0 ? 64 : 0);
+  const int64_t C4 = (q.C + 3) / 4, planes = C4 * ph * pw;
+  const int64_t frame_bytes = planes * plane + 4 * (32 * 4 + Wq * q.kh);  // + slack: the last panel reads past
+  uint8_t* xb = reinterpret_cast<uint8_t*>(tls(2).get(static_cast<size_t>(frame_bytes) / 4 + 16));
+  const uint8_t flip = g.b_signed ? 0x80 : 0, pad = static_cast<uint8_t>(g.pad ^ flip);
+  const uint32_t pad4 = 0x01010101u * pad;
+  std::vector<int64_t> xlo(pw), xhi(pw);  // per phase b: the frame columns x whose image column x sw + b - pl exists
+  for (int64_t b = 0; b < pw; b++) {
+    const int64_t off = b - q.pl;
+    xlo[b] = std::min<int64_t>(Wq, off >= 0 ? 0 : (-off + q.sw - 1) / q.sw);
+    xhi[b] = std::max<int64_t>(xlo[b], std::min<int64_t>(Wq, q.W - off <= 0 ? 0 : (q.W - off + q.sw - 1) / q.sw));
+  }
+#pragma omp parallel num_threads(T) if (T > 1)
+  {
+    thread_local Scratch line_s;
+    uint32_t* line = reinterpret_cast<uint32_t*>(line_s.get(static_cast<size_t>(q.W) + 8));
+    alignas(32) uint8_t pads[32];
+    std::memset(pads, g.pad, 32);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < C4 * ph * Hq; r++) {  // frame rows (c4, a, y): one image row, all its b phases
+      const int64_t c4 = r / (ph * Hq), a = r / Hq % ph, y = r % Hq, h = y * q.sh + a - q.pt;
+      uint8_t* rows = xb + (c4 * ph + a) * pw * plane + y * Wq * 4;  // phase b's row at + b * plane
+      if (h < 0 || h >= q.H) {
+        for (int64_t b = 0; b < pw; b++) std::memset(rows + b * plane, pad, static_cast<size_t>(Wq * 4));
+        continue;
+      }
+      const uint8_t* src[4];
+      for (int t = 0; t < 4; t++) src[t] = 4 * c4 + t < q.C ? g.b + ((4 * c4 + t) * q.H + h) * q.W : nullptr;
+      interleave_row(src, pads, q.W, flip, reinterpret_cast<uint8_t*>(line));
+      for (int64_t b = 0; b < pw; b++) {
+        uint32_t* d = reinterpret_cast<uint32_t*>(rows + b * plane);
+        const uint32_t* sl = line + b - q.pl;
+        for (int64_t x = 0; x < xlo[b]; x++) d[x] = pad4;
+        for (int64_t x = xlo[b]; x < xhi[b]; x++) d[x] = sl[x * q.sw];
+        for (int64_t x = xhi[b]; x < Wq; x++) d[x] = pad4;
+      }
+    }
+  }
+  std::memset(xb + planes * plane, pad, static_cast<size_t>(frame_bytes - planes * plane));
+  for (int64_t k4 = 0; k4 < C4 * q.kh * q.kw; k4++) {
+    const int64_t c4 = k4 / (q.kh * q.kw), i = (k4 / q.kw) % q.kh, j = k4 % q.kw;
+    rowoff[k4] = ((c4 * ph + i % q.sh) * pw + j % q.sw) * plane + ((i / q.sh) * Wq + j / q.sw) * 4;
+  }
+  return xb;
+}
+
+// VNNI: 32-column panels of the wide grid; AVX2 with a pair-safe A (level 1): 16 columns. A
+// block-sparse A (VNNI only) reads the phase frame where strided, a dense one implicit_frame (stride 1).
 template <class Q>
 void run_implicit(const QGemm& g, int T, int level) {
   const Im2col& q = *g.im2col;
   const int64_t NR = level == 2 ? 32 : 16;
-  const int64_t Wp = q.Wo + q.kw - 1, wide = q.Ho * Wp, panels = (wide + NR - 1) / NR;
+  const bool sparse = g.sparse.row_ptr != nullptr;
+  const int64_t Wp = sparse ? phase_width(q) : q.Wo + q.kw - 1, wide = q.Ho * Wp, panels = (wide + NR - 1) / NR;
   const int64_t K4 = (q.C + 3) / 4 * q.kh * q.kw;
   int64_t* rowoff = reinterpret_cast<int64_t*>(tls(1).get(static_cast<size_t>(2 * K4)));
-  const uint8_t* xb = implicit_frame(g, T, rowoff);
+  const bool unit = q.sh == 1 && q.sw == 1;  // (stride 1: the two frames are alike)
+  const uint8_t* xb = sparse && !unit ? phase_frame(g, T, rowoff) : implicit_frame(g, T, rowoff);
   Q* cw = reinterpret_cast<Q*>(tls(0).get(static_cast<size_t>(g.M * wide) / 4 + 16));
   QGemm w = g;
   w.N = wide;
@@ -310,8 +375,12 @@ void run_implicit(const QGemm& g, int T, int level) {
   w.ldc = wide;
   w.add = nullptr;  // a fused residual is added in the copy out of the wide grid
   const int64_t mpanels = (g.M + QMR - 1) / QMR;
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
-  for (int64_t t = 0; t < mpanels * panels; t++) {
+  if (sparse) {  // block1x4 A (VNNI): each block's k-group read from the frame at rowoff[group]
+    if (g.sparse.index32) run_sparse<Q, int32_t>(w, xb, 128, panels, level, T, rowoff);
+    else run_sparse<Q, uint16_t>(w, xb, 128, panels, level, T, rowoff);
+  }
+#pragma omp parallel for num_threads(T) if (T > 1 && !sparse) schedule(static)
+  for (int64_t t = 0; t < (sparse ? 0 : mpanels * panels); t++) {
     const int64_t mp = t / panels, p = t % panels;
     const int8_t* a = g.a + mp * K4 * 4 * QMR;
     if (level == 2) {  // pairs of panels as 64-column zmm tiles where both lie inside the wide grid
@@ -442,7 +511,8 @@ void run(const QGemm& g, int nt) {
     if (g.sparse.index32) return sparse_gemv_vnni<Q, int32_t>(g, T);
     return sparse_gemv_vnni<Q, uint16_t>(g, T);
   }
-  // (block-sparse A: measured 2-3 % slower in place on ResNet-50 than through packed, aligned panels)
+  // (a block-sparse A of a 1x1 conv: measured 2-3 % slower in place on ResNet-50 than through packed,
+  // aligned panels; KxK convs read their frame in place, below)
   const bool unit_steps = g.im2col && g.im2col->sh == 1 && g.im2col->sw == 1 && g.im2col->dh == 1 && g.im2col->dw == 1;
   // AVX2 (pair-safe A) where the wide grid's kw - 1 dropped columns per row cost less than im2col and
   // packing: at most kImplicitWaste of the columns computed (ResNet-50's 56x56 / 28x28 3x3 layers)
@@ -450,8 +520,12 @@ void run(const QGemm& g, int nt) {
                              (g.im2col->kw - 1) <= kImplicitWaste * (g.im2col->Wo + g.im2col->kw - 1);
   // (a fused residual is added when the wide grid's bytes are copied out: they must hold the GEMM's range)
   const bool residual_fits = !g.add || (g.lo >= std::numeric_limits<Q>::min() && g.hi <= std::numeric_limits<Q>::max());
-  if (g.im2col && g.im2col->implicit && unit_steps && (level == 2 || implicit_avx2) && g.ldc_col == 1 &&
-      g.sparse.row_ptr == nullptr && residual_fits) {
+  // (a block-sparse A with VNNI: KxK convs of any stride, on the phase frame; strided 1x1 convs were
+  // 1.5x slower so than through im2col and packed panels: building the frame from short rows)
+  const bool sparse_frame = g.sparse.row_ptr && level == 2 && g.im2col && g.im2col->dh == 1 && g.im2col->dw == 1 &&
+                            g.im2col->kh * g.im2col->kw > 1;
+  if (g.im2col && g.im2col->implicit && g.ldc_col == 1 && residual_fits &&
+      (sparse_frame || (unit_steps && (level == 2 || implicit_avx2) && g.sparse.row_ptr == nullptr))) {
     const Im2col& q = *g.im2col;
     const double work = static_cast<double>(g.M) * q.Ho * (q.Wo + q.kw - 1) * g.K;
     return run_implicit<Q>(g, threads_for(nt, work, 1 << 20), level);

@@ -19,9 +19,11 @@ struct SparseChunk {
   int32_t* part;      // [r1 - r0][NP * 32] (unused when first && last)
 };
 
-template <class Q, class IT, int NP>
+// With `rowoff` (an implicit convolution, see run_sparse_implicit) the k-group of block j is read at
+// b + rowoff[index[j]] (the frame: panels 128 bytes apart, unaligned) instead of b + index[j] * 128.
+template <class Q, class IT, int NP, bool FRAME>
 INFERON_VNNI void sparse_rows_zmm(const QGemm& g, const uint8_t* b, size_t panel_bytes, int64_t n0, int64_t r0,
-                                  int64_t r1, const SparseChunk& ch) {
+                                  int64_t r1, const SparseChunk& ch, const int64_t* rowoff) {
   const IT* index = static_cast<const IT*>(g.sparse.index);
   for (int64_t m = r0; m < r1; m++) {
     __m512i acc[NP][2];
@@ -36,12 +38,13 @@ INFERON_VNNI void sparse_rows_zmm(const QGemm& g, const uint8_t* b, size_t panel
       int32_t w4;
       std::memcpy(&w4, g.a + 4 * static_cast<int64_t>(j), 4);
       const __m512i wv = _mm512_set1_epi32(w4);
-      const uint8_t* bk = b + static_cast<int64_t>(index[j]) * 128;
+      const uint8_t* bk = b + (FRAME ? rowoff[index[j]] : static_cast<int64_t>(index[j]) * 128);
 #pragma GCC unroll 4
       for (int p = 0; p < NP; p++)
 #pragma GCC unroll 2
         for (int v = 0; v < 2; v++)
-          acc[p][v] = _mm512_dpbusd_epi32(acc[p][v], _mm512_load_si512(bk + p * panel_bytes + 64 * v), wv);
+          acc[p][v] = _mm512_dpbusd_epi32(acc[p][v], FRAME ? _mm512_loadu_si512(bk + p * panel_bytes + 64 * v)
+                                                           : _mm512_load_si512(bk + p * panel_bytes + 64 * v), wv);
     }
     if (!ch.last) {
 #pragma GCC unroll 4
@@ -145,7 +148,8 @@ inline void sparse_rows_scalar(const QGemm& g, const uint8_t* b, int NR, int64_t
 // split by tiles there left one thread 16 of ResNet-50's 25 panels at 28x28). Within a task, the
 // weight's k-group chunks one after the other.
 template <class Q, class IT>
-void run_sparse(const QGemm& g, const uint8_t* packed, size_t panel_bytes, int64_t panels, int level, int T) {
+void run_sparse(const QGemm& g, const uint8_t* packed, size_t panel_bytes, int64_t panels, int level, int T,
+                const int64_t* rowoff = nullptr) {
   const int per = level == 2 ? INFERON_QSPARSE_PANELS : level == 1 ? 4 : 1;
   const int NR = level == 2 ? 32 : 8;
   const int64_t kchunks = std::max<int64_t>(1, g.sparse.kchunks);
@@ -181,12 +185,19 @@ void run_sparse(const QGemm& g, const uint8_t* packed, size_t panel_bytes, int64
                                 : nullptr;
     for (int64_t k = 0; k < kchunks; k++) {
       const SparseChunk ch{k == 0, k + 1 == kchunks, g.sparse.row_ptr + k * (g.M + 1), part};
-      if (level == 2) {
+      if (level == 2 && rowoff) {
         switch (np) {
-          case 1: sparse_rows_zmm<Q, IT, 1>(g, b, panel_bytes, n0, r0, r1, ch); break;
-          case 2: sparse_rows_zmm<Q, IT, 2>(g, b, panel_bytes, n0, r0, r1, ch); break;
-          case 3: sparse_rows_zmm<Q, IT, 3>(g, b, panel_bytes, n0, r0, r1, ch); break;
-          default: sparse_rows_zmm<Q, IT, 4>(g, b, panel_bytes, n0, r0, r1, ch); break;
+          case 1: sparse_rows_zmm<Q, IT, 1, true>(g, b, panel_bytes, n0, r0, r1, ch, rowoff); break;
+          case 2: sparse_rows_zmm<Q, IT, 2, true>(g, b, panel_bytes, n0, r0, r1, ch, rowoff); break;
+          case 3: sparse_rows_zmm<Q, IT, 3, true>(g, b, panel_bytes, n0, r0, r1, ch, rowoff); break;
+          default: sparse_rows_zmm<Q, IT, 4, true>(g, b, panel_bytes, n0, r0, r1, ch, rowoff); break;
+        }
+      } else if (level == 2) {
+        switch (np) {
+          case 1: sparse_rows_zmm<Q, IT, 1, false>(g, b, panel_bytes, n0, r0, r1, ch, nullptr); break;
+          case 2: sparse_rows_zmm<Q, IT, 2, false>(g, b, panel_bytes, n0, r0, r1, ch, nullptr); break;
+          case 3: sparse_rows_zmm<Q, IT, 3, false>(g, b, panel_bytes, n0, r0, r1, ch, nullptr); break;
+          default: sparse_rows_zmm<Q, IT, 4, false>(g, b, panel_bytes, n0, r0, r1, ch, nullptr); break;
         }
       } else {
         switch (np) {

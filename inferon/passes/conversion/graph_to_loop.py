@@ -610,13 +610,14 @@ def _qconv(lw: Lowering, op: Operation, out: SSAValue) -> None:
     (sh, sw), (pt, pl, pb, pr), (dh, dw) = ints(op.strides), ints(op.pads), ints(op.dilations)
     direct = (kh, kw, sh, sw, pt, pl, pb, pr) == (1, 1, 1, 1, 0, 0, 0, 0)
     # single-group KxK convs: implicit (weights in implicit order, the kernel reads the image in
-    # place): stride 1 always, other strides / dilations where the lanes kernels will run them.
+    # place): stride 1 always, other strides / dilations where the lanes kernels will run them, and
+    # block1x4 KxK ones with VNNI (their blocks: four channels at one tap, as `prune block1x4` leaves them).
     # Without VNNI both become im2col rows, where implicit order only pads K (channels to 4).
     view = (cg, h, wd, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo)
     dense = w_owner.sparse is None or not w_owner.sparse.is_sparse
     implicit = not direct and g == 1 and (
         ((sh, sw, dh, dw) == (1, 1, 1, 1) and (lw.int8_lanes or cg % 4 == 0))
-        or (dense and lw.int8_lanes and strided_lanes_pay(mg, view))
+        or (lw.int8_lanes and ((not dense and kh * kw > 1) or (dense and strided_lanes_pay(mg, view))))
     )
     a = lw.buffer(op.weight)
     if implicit:

@@ -3,7 +3,10 @@
 `inferon compile --prune unstructured:0.9` zeroes the 90 % smallest-magnitude entries of every
 layer's weight (per layer; the int8 weights of an already quantized model too, where a zero is an
 exact zero: their zero point is 0); `--prune 2:4` keeps the two largest of every aligned group of four
-along K (the order the 2:4 kernel reads). Layers reading a model input (the stem conv) and
+along K (the order the 2:4 kernel reads); `--prune block1x4:0.9` zeroes the 90 % of those groups with
+the smallest L2 norm, whole, where a KxK conv's groups are four input channels at one tap
+(structured sparsity for the block1x4 int8 kernel, whose `vpdpbusd` multiplies four weights of a row
+at once: unstructured 90 % leaves about a third of the groups holding a nonzero). Layers reading a model input (the stem conv) and
 depthwise convs are left dense. With `report`, the pass runs the numpy reference interpreter
 before and after pruning on one seeded random input and prints the output deviation it caused.
 
@@ -13,6 +16,7 @@ Produces: the same graph with pruned weights (new handles); `sparsify` then pick
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -26,25 +30,26 @@ from xdsl.passes import ModulePass
 from inferon.errors import PassError
 from inferon.ir import interpreter
 from inferon.ir.dialects.graph import shape_of
-from inferon.ir.sparse import prune_nm24, prune_unstructured
+from inferon.ir.sparse import prune_block4, prune_nm24, prune_unstructured
 from inferon.passes.graph.fold_constants import weights_context
 from inferon.passes.graph.sparse_layers import sparse_layers
 
 
 def parse_prune_spec(spec: str) -> tuple[str, float]:
-    """'unstructured:0.9' -> ('unstructured', 0.9); '2:4' -> ('2:4', 0.5)."""
+    """'unstructured:0.9' -> ('unstructured', 0.9); 'block1x4:0.9' -> ('block1x4', 0.9); '2:4' -> ('2:4', 0.5)."""
     spec = spec.strip().lower()
     if spec in ("2:4", "nm:2:4"):
         return "2:4", 0.5
     kind, _, value = spec.partition(":")
-    if kind == "unstructured":
+    if kind in ("unstructured", "block1x4"):
         try:
             sparsity = float(value)
         except ValueError:
             sparsity = -1.0
         if 0.0 < sparsity < 1.0:
-            return "unstructured", sparsity
-    raise PassError(f"--prune '{spec}': expected unstructured:S with 0 < S < 1 (e.g. unstructured:0.9) or 2:4")
+            return kind, sparsity
+    raise PassError(f"--prune '{spec}': expected unstructured:S or block1x4:S with 0 < S < 1 "
+                    "(e.g. unstructured:0.9), or 2:4")
 
 
 def _main(module: ModuleOp) -> func.FuncOp:
@@ -59,15 +64,18 @@ def _random_inputs(fn: func.FuncOp, seed: int = 0) -> list[np.ndarray]:
     return [rng.standard_normal(shape_of(a)).astype(np.float32) for a in fn.body.block.args]
 
 
-def prune_matrix(a: np.ndarray, spec: str) -> np.ndarray:
-    """Matrix A [M, K] pruned by `spec` (see parse_prune_spec); 2:4 groups run along K."""
+def prune_matrix(a: np.ndarray, spec: str, taps: int = 1) -> np.ndarray:
+    """Matrix A [M, K] pruned by `spec` (see parse_prune_spec); 2:4 groups run along K, 1x4 blocks
+    too, or for a conv weight [M, C * taps] (taps = kh * kw) over four input channels at one tap."""
     kind, sparsity = parse_prune_spec(spec)
-    return prune_nm24(a) if kind == "2:4" else prune_unstructured(a, sparsity)
+    if kind == "2:4":
+        return prune_nm24(a)
+    return prune_block4(a, sparsity, taps) if kind == "block1x4" else prune_unstructured(a, sparsity)
 
 
 @dataclass(frozen=True)
 class PrunePass(ModulePass):
-    """Magnitude-prune conv/FC weights: spec 'unstructured:S' (sparsity S per layer) or '2:4'."""
+    """Magnitude-prune conv/FC weights: spec 'unstructured:S' / 'block1x4:S' (sparsity S per layer) or '2:4'."""
 
     name = "prune"
     spec: str = "unstructured:0.9"
@@ -84,7 +92,8 @@ class PrunePass(ModulePass):
             if layer.reads_model_input:
                 continue
             w = store[layer.weight.handle.data]
-            a = prune_matrix(layer.matrix(w), self.spec).astype(w.dtype)  # int8 weights stay int8
+            taps = 1 if layer.is_fc else math.prod(w.shape[2:])
+            a = prune_matrix(layer.matrix(w), self.spec, taps).astype(w.dtype)  # int8 weights stay int8
             handle = store.add(layer.from_matrix(a), f"{layer.weight.handle.data}.pruned", keep_dtype=True)
             layer.weight.properties["handle"] = StringAttr(handle)
             pruned += w.size

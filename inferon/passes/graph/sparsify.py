@@ -28,7 +28,10 @@ quantized FC layers choose between the dense quantized GEMM (`int8_dense_gops`) 
 with AVX2, the blocks being the aligned groups of four along K that hold a nonzero; at N = 1 the
 bytes streamed: one per weight against 6 per block); where the section has them, a quantized
 stride-1 KxK conv's dense GEMM reads the image in place (`int8_implicit_speedup` x the dense rate)
-while a block1x4 conv with a frame first writes and packs K x N im2col bytes (`int8_im2col_gbps`).
+while a block1x4 conv with a frame first writes and packs K x N im2col bytes (`int8_im2col_gbps`),
+except with VNNI, where block1x4 KxK convs without dilation read a frame in place too (on the Ho x
+(Wo + (kw - 1) / sw) wide grid). A KxK conv's blocks are counted as they will be stored: four input channels at one tap (the
+implicit order) where convert-graph-to-loop orders them so.
 A sparse format is chosen only if it is
 predicted at most `margin` x the dense time (per level: 0.85, with AVX2 0.9, see its `margin_note`),
 so layers at moderate sparsity (e.g. 30 %; with AVX2 alone, 50 % and 2:4) stay dense.
@@ -56,7 +59,9 @@ from xdsl.passes import ModulePass
 from inferon.cpu import model_isa, zmm_row_panels
 from inferon.errors import PassError
 from inferon.ir.attrs import SparseAttr, SparseFormat
-from inferon.ir.sparse import SPMM_TILE, block4_groups, is_nm24
+from inferon.ir.dialects import graph
+from inferon.ir.dialects.graph import ints, shape_of
+from inferon.ir.sparse import SPMM_TILE, block4_groups, block4_groups_by_tap, is_nm24
 from inferon.passes.graph.fold_constants import weights_context
 from inferon.passes.graph.sparse_layers import SparseLayer, sparse_layers
 from inferon.passes.loop.conv_to_winograd import WINOGRAD_SPEEDUP, winograd_tile
@@ -202,8 +207,20 @@ def choose_int8_format(layer: SparseLayer, a: np.ndarray, mode: str, model: Spar
         return dense
     if mode == "csr":
         return block
-    blocks = int(block4_groups(a).sum())
-    cost = model.int8_seconds(SparseFormat.BLOCK4, layer.m, layer.k, layer.n, blocks, frame=layer.frame)
+    # KxK convs store their blocks in implicit order (four input channels at one tap) where
+    # convert-graph-to-loop orders them so: with VNNI, and stride-1 convs whose channels fill groups of
+    # four; with VNNI those without dilation read a frame in place (the Ho x (Wo + (kw - 1) / sw) wide
+    # grid, no im2col; strided 1x1 convs: measured faster through im2col and packed panels)
+    vnni = model.isa == "avx512"
+    cin, kh, kw, sw, dilated = layer.k, 1, 1, 1, False
+    if isinstance(layer.op, graph.QConv2dOp):
+        cin, kh, kw = shape_of(layer.weight.result)[1:]
+        sw, dilated = ints(layer.op.strides)[1], ints(layer.op.dilations) != (1, 1)
+    by_tap = layer.frame and (vnni or (layer.implicit and cin % 4 == 0))
+    blocks = block4_groups_by_tap(a, kh * kw) if by_tap else int(block4_groups(a).sum())
+    in_place = layer.frame and vnni and not dilated and kh * kw > 1
+    n = layer.out_size[0] * (layer.out_size[1] + (kw - 1) // sw) if in_place else layer.n
+    cost = model.int8_seconds(SparseFormat.BLOCK4, layer.m, layer.k, n, blocks, frame=layer.frame and not in_place)
     dense_cost = model.int8_seconds(SparseFormat.DENSE, layer.m, layer.k, layer.n, 0, implicit=layer.implicit)
     return block if cost <= model.margin * dense_cost else dense
 
