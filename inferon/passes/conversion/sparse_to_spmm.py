@@ -56,6 +56,7 @@ from inferon.ir.sparse import (
     SPMM_TILE,
     block4_chunks,
     block4_encode,
+    block4_groups,
     csr_encode,
     frame_shape,
     implicit_columns,
@@ -143,7 +144,8 @@ class Lowering:
         if ints(op.batch)[1] != 1 or ints(op.a_strides)[0] or op.residual is not None or op.a_index is not None:
             return False
         # (chunks keep B panel rows in L1 across rows; a GEMV reuses nothing and streams its rows whole)
-        enc = block4_encode(self.store[weight.handle.data].reshape(m, k), block4_chunks(k) if n > 1 else 1)
+        a = self.store[weight.handle.data].reshape(m, k)
+        enc = block4_encode(a, block4_chunks(k, float(block4_groups(a).sum()) / m) if n > 1 else 1)
         values, index, row_ptr = self.weights(
             Encoded([enc.values, enc.indices, enc.row_ptr, None], k), weight.handle.data, op
         )
