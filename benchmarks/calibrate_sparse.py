@@ -10,7 +10,8 @@ over dense, derives the cost model's figures (median rates over the lanes the ke
 writes them to that level's section of inferon/passes/graph/sparse_cost.json (`avx512_zmm` on an
 AVX-512 CPU whose dense GEMM runs zmm row panels, `cpu.zmm_row_panels`: Intel), leaving the other
 sections as they are, and this one's `margin` (a policy, not measured) with its `margin_note` and its
-in-model INT8 frame figures (`int8_implicit_speedup`, `int8_im2col_gbps`, see their note);
+in-model INT8 frame figures (`int8_implicit_speedup`, `int8_im2col_gbps`, `int8_block4_frame_gops`,
+see their notes);
 `--dry-run` only prints them.
 
     python benchmarks/calibrate_sparse.py [--runs 15] [--dry-run] [--note "Zen 3"]
@@ -312,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         "margin": previous.get("margin", 0.85),  # a policy, not measured: kept, with its note
         **({"margin_note": previous["margin_note"]} if "margin_note" in previous else {}),
         # measured in a model's per-layer profile, not here: kept, with their note
-        **{key: previous[key] for key in ("int8_implicit_speedup", "int8_im2col_gbps", "int8_frame_note") if key in previous},
+        **{key: previous[key] for key in ("int8_implicit_speedup", "int8_im2col_gbps", "int8_frame_note",
+                                             "int8_block4_frame_gops", "int8_block4_frame_note") if key in previous},
     }
     print(json.dumps(figures, indent=2))
     if not args.dry_run:

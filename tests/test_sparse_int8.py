@@ -406,3 +406,65 @@ def test_sparse_qgemm_single_column(shim, isa, m, k, density, b_trans, index32):
         got = run_sparse_qgemm(shim, a, src, comp, mult, 1, 0, 255, isa=isa, b_trans=b_trans, n=1, threads=threads,
                                index32=index32)  # fmt: skip
         np.testing.assert_array_equal(got, expected)
+
+
+def test_block4_chunks_leave_enough_blocks_per_row():
+    """k-group chunks of about 64 groups, but none that leave fewer than 24 blocks per row."""
+    assert block4_chunks(4608) == 18 and block4_chunks(256) == 1
+    assert block4_chunks(4608, 1000.0) == 18
+    assert block4_chunks(4608, 115.2) == 4
+    assert block4_chunks(4608, 3.0) == 1
+
+
+def test_block_pruned_model_runs_in_place(tmp_path):
+    """`prune_onnx(..., "block1x4:0.9")` (as `--prune block1x4:0.9`) zeroes whole blocks of four input
+    channels at one tap; quantized by ONNX Runtime, its stride-1 and strided 3x3 / 5x5 convs run
+    block1x4 in implicit order (read in place with VNNI) and the 1x1 one with a fused residual on
+    packed panels: the output equals the dense INT8 build and ONNX Runtime's (within one step)."""
+    from onnx import helper, numpy_helper
+
+    import inferon
+    from inferon.ir.sparse import block4_groups_by_tap
+    from inferon.testing import prune_onnx, quantize_onnxruntime, run_onnxruntime
+    from tests.conftest import make_model
+    from tests.test_quant import _output_step, _within_one_step
+
+    rng = np.random.default_rng(31)
+    shapes = {"w1": (32, 8, 3, 3), "w2": (48, 32, 3, 3), "w3": (48, 48, 3, 3), "w4": (48, 48, 1, 1),
+              "w5": (16, 48, 5, 5)}  # fmt: skip
+    init = {name: he_weight(rng, shape) for name, shape in shapes.items()}
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("Conv", ["r2", "w3"], ["c3"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c3"], ["r3"]),
+        helper.make_node("Conv", ["r3", "w4"], ["c4"]),
+        helper.make_node("Add", ["c4", "r3"], ["s"]),
+        helper.make_node("Relu", ["s"], ["r4"]),
+        helper.make_node("Conv", ["r4", "w5"], ["y"], pads=[2, 2, 2, 2], strides=[2, 2]),
+    ]
+    model = prune_onnx(make_model(nodes, {"x": (1, 8, 20, 22)}, ["y"], init, opset=13), "block1x4:0.9")
+    for init_ in model.graph.initializer:
+        w = numpy_helper.to_array(init_)
+        taps = w.shape[2] * w.shape[3]
+        blocks = w.shape[0] * taps * -(-w.shape[1] // 4)
+        kept = block4_groups_by_tap(w.reshape(w.shape[0], -1), taps)
+        assert kept == (blocks if init_.name == "w1" else round(0.1 * blocks)), init_.name  # the stem stays dense
+    q = quantize_onnxruntime(model, [{"x": rng.standard_normal((1, 8, 20, 22)).astype(np.float32)} for _ in range(3)])
+    dump = tmp_path / "dump"
+    with pytest.MonkeyPatch.context() as mp:  # the layouts for a VNNI machine, whatever this CPU has
+        mp.setattr(inferon.compiler, "vnni_kernels", lambda target="native": True)
+        sparse = inferon.load(inferon.compile(q, tmp_path / "s.so", sparse="csr", dump_ir=dump))
+        dense = inferon.load(inferon.compile(q, tmp_path / "d.so", sparse="off"))
+    lines = _qgemm_lines(dump)
+    # forced: the four pruned convs (and the stem where int8 rounding left a zero), the KxK ones in place
+    assert sum(SPARSE_SEGMENTS in line for line in lines) >= 4, lines
+    assert sum("b_implicit" in line for line in lines) == 4, lines
+    step = _output_step(q)
+    for _ in range(2):
+        x = rng.standard_normal((1, 8, 20, 22)).astype(np.float32)
+        out = sparse(x)
+        np.testing.assert_array_equal(out, dense(x))
+        assert _within_one_step(out, run_onnxruntime(q, {"x": x}, exact_int8=True)[0], step) >= 0.999

@@ -30,7 +30,7 @@ bytes streamed: one per weight against 6 per block); where the section has them,
 stride-1 KxK conv's dense GEMM reads the image in place (`int8_implicit_speedup` x the dense rate)
 while a block1x4 conv with a frame first writes and packs K x N im2col bytes (`int8_im2col_gbps`),
 except with VNNI, where block1x4 KxK convs without dilation read a frame in place too (on the Ho x
-(Wo + (kw - 1) / sw) wide grid). A KxK conv's blocks are counted as they will be stored: four input channels at one tap (the
+(Wo + (kw - 1) / sw) wide grid) at `int8_block4_frame_gops` where the section has it. A KxK conv's blocks are counted as they will be stored: four input channels at one tap (the
 implicit order) where convert-graph-to-loop orders them so.
 A sparse format is chosen only if it is
 predicted at most `margin` x the dense time (per level: 0.85, with AVX2 0.9, see its `margin_note`),
@@ -88,6 +88,7 @@ class SparseCostModel:
     nm24_frame_gflops: float = 0.0  # 2:4 read through a conv's frame; 0: as nm24_gflops
     int8_implicit_speedup: float = 1.0  # a dense quantized stride-1 KxK conv (read in place) over int8_dense_gops
     int8_im2col_gbps: float = 0.0  # block1x4 convs with a frame: im2col + packing of K x N bytes; 0: free
+    int8_block4_frame_gops: float = 0.0  # block1x4 KxK convs reading their frame in place; 0: int8_block4_gops
     isa: str = "avx512"  # the instruction-set level the figures were measured at
 
     @staticmethod
@@ -119,17 +120,18 @@ class SparseCostModel:
         return 1.0 * m * k * lanes / (rate * 1e9) + tiles
 
     def int8_seconds(self, fmt: SparseFormat, m: int, k: int, n: int, blocks: int, frame: bool = False,
-                     implicit: bool = False) -> float:  # fmt: skip
+                     implicit: bool = False, in_place: bool = False) -> float:  # fmt: skip
         """Predicted time of one quantized layer: int8 A [m, k] (`blocks` nonzero 1x4 groups) x B [k, n];
         `frame`: a conv whose block1x4 GEMM reads im2col rows, `implicit`: one whose dense GEMM reads
-        the image in place."""
+        the image in place, `in_place`: one whose block1x4 GEMM reads a frame in place (n: its wide grid)."""
         if n == 1:  # a GEMV streams the weights: 1 byte per weight, or 4 + 2 (index) per block
             return (m * k if fmt == SparseFormat.DENSE else 6 * blocks) / (self.gemv_dense_gbps * 1e9)
         if fmt == SparseFormat.DENSE:
             speedup = self.int8_implicit_speedup if implicit else 1.0
             return 2.0 * m * k * n / (self.int8_dense_gops * speedup * 1e9)
         im2col = k * n / (self.int8_im2col_gbps * 1e9) if frame and self.int8_im2col_gbps else 0.0
-        return 2.0 * 4 * blocks * qsparse_lanes(n, self.isa) / (self.int8_block4_gops * 1e9) + im2col
+        rate = self.int8_block4_frame_gops if in_place and self.int8_block4_frame_gops else self.int8_block4_gops
+        return 2.0 * 4 * blocks * qsparse_lanes(n, self.isa) / (rate * 1e9) + im2col
 
 
 def cost_section(isa: str, zmm_rows: bool) -> str:
@@ -220,7 +222,8 @@ def choose_int8_format(layer: SparseLayer, a: np.ndarray, mode: str, model: Spar
     blocks = block4_groups_by_tap(a, kh * kw) if by_tap else int(block4_groups(a).sum())
     in_place = layer.frame and vnni and not dilated and kh * kw > 1
     n = layer.out_size[0] * (layer.out_size[1] + (kw - 1) // sw) if in_place else layer.n
-    cost = model.int8_seconds(SparseFormat.BLOCK4, layer.m, layer.k, n, blocks, frame=layer.frame and not in_place)
+    cost = model.int8_seconds(SparseFormat.BLOCK4, layer.m, layer.k, n, blocks, frame=layer.frame and not in_place,
+                              in_place=in_place)  # fmt: skip
     dense_cost = model.int8_seconds(SparseFormat.DENSE, layer.m, layer.k, layer.n, 0, implicit=layer.implicit)
     return block if cost <= model.margin * dense_cost else dense
 
