@@ -519,16 +519,17 @@ def test_prune_spec_errors() -> None:
             parse_prune_spec(bad)
 
 
-def test_cli_prune_reports_deviation(tmp_path: Path) -> None:
+@pytest.mark.parametrize("spec", ["unstructured:0.9", "block1x4:0.9"])
+def test_cli_prune_reports_deviation(tmp_path: Path, spec: str) -> None:
     model = conv_model(conv_weights(np.random.default_rng(3)))
     path = tmp_path / "m.onnx"
     onnx.save(model, path)
     proc = subprocess.run(
         [sys.executable, "-m", "inferon", "compile", str(path), "-o", str(tmp_path / "m.so"),
-         "--prune", "unstructured:0.9"], capture_output=True, text=True,
+         "--prune", spec], capture_output=True, text=True,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "pruned unstructured:0.9" in proc.stderr and "output deviation" in proc.stderr
+    assert f"pruned {spec}" in proc.stderr and "output deviation" in proc.stderr
     bad = subprocess.run(
         [sys.executable, "-m", "inferon", "compile", str(path), "--prune", "half"], capture_output=True, text=True
     )

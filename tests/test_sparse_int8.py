@@ -198,15 +198,16 @@ def test_pruned_onnxruntime_quantized_cnn_runs_block_sparse(tmp_path, activation
         assert _within_one_step(out, ref, step) >= 0.999
 
 
-def test_prune_then_quantize(tmp_path, capsys):
+@pytest.mark.parametrize("spec", ["unstructured:0.9", "block1x4:0.9"])
+def test_prune_then_quantize(tmp_path, capsys, spec):
     """`prune` + `quantize` together: the float weights are pruned, then quantized (zeros stay zero)
     and the layers at 90 % that pay run block1x4; the INT8 output stays close to ONNX Runtime's float
-    execution of the same pruned model."""
+    execution of the same pruned model (pruned by `inferon.testing.prune_onnx`)."""
     import onnx
-    from onnx import helper
+    from onnx import helper, numpy_helper
 
     import inferon
-    from inferon.testing import run_onnxruntime
+    from inferon.testing import prune_onnx, run_onnxruntime
     from tests.conftest import make_model
 
     rng = np.random.default_rng(5)
@@ -224,9 +225,9 @@ def test_prune_then_quantize(tmp_path, capsys):
     model = make_model(nodes, {"x": (1, 3, 28, 28)}, ["y"], init, opset=13)
     calib = {"x": rng.standard_normal((8, 3, 28, 28)).astype(np.float32)}
     dump = tmp_path / "dump"
-    cm = inferon.load(inferon.compile(model, tmp_path / "m.so", prune="unstructured:0.9", quantize="int8",
+    cm = inferon.load(inferon.compile(model, tmp_path / "m.so", prune=spec, quantize="int8",
                                       calibration=calib, dump_ir=dump))  # fmt: skip
-    assert "pruned unstructured:0.9" in capsys.readouterr().err
+    assert f"pruned {spec}" in capsys.readouterr().err
     names = [p.name for p in sorted(dump.glob("*.mlir"))]
     assert names.index(next(n for n in names if n.endswith("_prune.mlir"))) < names.index(
         next(n for n in names if n.endswith("_quantize.mlir")))  # fmt: skip
@@ -234,7 +235,10 @@ def test_prune_then_quantize(tmp_path, capsys):
     # CPU's section prices their dense GEMM read in place against block1x4's im2col) run it
     chosen = next(dump.glob("*_sparsify.mlir")).read_text().count("format block1x4")
     assert 1 <= chosen <= 3 and sum(SPARSE_SEGMENTS in line for line in _qgemm_lines(dump)) == chosen
-    pruned = _pruned(model, 0.9)
+    pruned = prune_onnx(model, spec)
+    if spec == "unstructured:0.9":  # (the test's own per-tensor pruning, the stem skipped alike)
+        np.testing.assert_array_equal(numpy_helper.to_array(pruned.graph.initializer[1]),
+                                      numpy_helper.to_array(_pruned(model, 0.9).graph.initializer[1]))  # fmt: skip
     assert isinstance(pruned, onnx.ModelProto)
     x = rng.standard_normal((1, 3, 28, 28)).astype(np.float32)
     ref = run_onnxruntime(pruned, {"x": x})[0]
