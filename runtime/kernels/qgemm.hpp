@@ -117,7 +117,7 @@ INFERON_VNNI void tile_vnni_zmm(const QGemm& g, const int8_t* a, const uint8_t* 
   for (int r = 0; r < QMR; r++)
 #pragma GCC unroll 4
     for (int v = 0; v < 4; v++) out[r][v] = acc[r][v];
-  for (int r = 0; r < rows; r++) store_row_zmm<Q, 4>(g, m0 + r, n0, out[r]);
+  for (int r = 0; r < rows; r++) store_row_zmm<Q, 4>(g, requant16_row(g.rq[m0 + r], g.zy, g.lo, g.hi), m0 + r, n0, out[r]);
 }
 
 // AVX2 without VNNI, A not pair-safe (no QGemm::fix): 6 rows x 8 columns of a 32-column panel (b:

@@ -595,8 +595,8 @@ INFERON_VNNI inline __m512i narrow_zmm(const __m512i (&q)[NZ], int32_t lo, int32
 // values are narrowed by narrow_zmm (bit-exact with clamping first); a fused residual needs q clamped
 // to the GEMM's own range, and its result lies in Q's.
 template <class Q, int NZ>
-INFERON_VNNI inline void store_row_zmm(const QGemm& g, int64_t m, int64_t n, const __m512i (&acc)[NZ]) {
-  const Requant16 k = requant16_row(g.rq[m], g.zy, g.lo, g.hi);
+INFERON_VNNI inline void store_row_zmm(const QGemm& g, const Requant16& k, int64_t m, int64_t n,
+                                       const __m512i (&acc)[NZ]) {
   const int64_t at = m * g.ldc + n;
   __m512i q[NZ];
 #pragma GCC unroll 4
@@ -611,10 +611,17 @@ INFERON_VNNI inline void store_row_zmm(const QGemm& g, int64_t m, int64_t n, con
   else _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm512_castsi512_si256(b));
 }
 
+// (k: row m's requantization record, requant16_row: built once per row by callers storing several
+// column panels of it, since the byte stores may alias g's fields and force them to be reloaded)
+template <class Q>
+INFERON_VNNI inline void store32_zmm(const QGemm& g, const Requant16& k, int64_t m, int64_t n, __m512i a0, __m512i a1) {
+  const __m512i acc[2] = {a0, a1};
+  store_row_zmm<Q, 2>(g, k, m, n, acc);
+}
+
 template <class Q>
 INFERON_VNNI inline void store32_zmm(const QGemm& g, int64_t m, int64_t n, __m512i a0, __m512i a1) {
-  const __m512i acc[2] = {a0, a1};
-  store_row_zmm<Q, 2>(g, m, n, acc);
+  store32_zmm<Q>(g, requant16_row(g.rq[m], g.zy, g.lo, g.hi), m, n, a0, a1);
 }
 
 }  // namespace qgemm_detail

@@ -59,10 +59,11 @@ INFERON_VNNI void sparse_rows_zmm(const QGemm& g, const uint8_t* b, size_t panel
 #pragma GCC unroll 2
       for (int v = 0; v < 2; v++) full[p][v] = acc[p][v];
     __m256i out[NP][4];
+    const Requant16 k = requant16_row(g.rq[m], g.zy, g.lo, g.hi);
     for (int p = 0; p < NP; p++) {
       const int64_t n = n0 + 32 * p;
       if (n + 32 <= g.N && g.ldc_col == 1) {
-        store32_zmm<Q>(g, m, n, full[p][0], full[p][1]);
+        store32_zmm<Q>(g, k, m, n, full[p][0], full[p][1]);
         continue;
       }
       for (int v = 0; v < 2; v++) {
