@@ -1,7 +1,7 @@
 """Sparse INT8 benchmark: a pruned network quantized by ONNX Runtime, run by ONNX Runtime (dense INT8)
 and by Inferon with block1x4 int8 weights, against Inferon dense INT8 and Inferon sparse FP32, in one run.
 
-    python benchmarks/bench_sparse_int8.py [--models resnet50] [--levels unstructured:0.9]
+    python benchmarks/bench_sparse_int8.py [--models resnet50] [--levels unstructured:0.9,block1x4:0.9]
                                            [--threads 1,2] [--runs 20] [--warmup 3] [--calib 8]
 
 Per model and sparsity level (the onnx package's light_<name>.onnx with seeded random weights, batch 1):
