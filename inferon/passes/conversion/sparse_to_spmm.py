@@ -111,15 +111,29 @@ def encode(
     return Encoded([nm.values.ravel(), nm.meta.ravel(), None, koff], nm.k)
 
 
-def column_blocks(k: int) -> np.ndarray | None:
+CSR_BLOCK_MIN_NNZ = 24  # nonzeros per row and column block below which a block costs more than it saves
+
+
+def max_column_blocks(row_nnz: float) -> int:
+    """The most CSR column blocks for rows of `row_nnz` nonzeros on average: every row starts and ends
+    each block (its partial sums read from and written to C), which at 10 % density with 12-13
+    nonzeros per row and block cost more than B rows from L2 (ResNet-50's 7x7 layers: 1.13-1.21x
+    faster with half the blocks, kernel alone)."""
+    return max(1, int(row_nnz // CSR_BLOCK_MIN_NNZ))
+
+
+def column_blocks(k: int, row_nnz: float | None = None) -> np.ndarray | None:
     """CSR column blocks of B rows read whole (1x1 convs, im2col): about L1_BUDGET_BYTES of B rows
-    per column tile, so that every row of A reads a block from L1 (the kernel sums block by block).
-    Up to 256 rows are left whole: their partial sums in C would cost more (measured)."""
+    per column tile, so that every row of A reads a block from L1 (the kernel sums block by block),
+    and with `row_nnz` no more than max_column_blocks. Up to 256 rows are left whole: their partial
+    sums in C would cost more (measured)."""
     rows = L1_BUDGET_BYTES // (4 * SPMM_TILE)
     if k <= 2 * rows:
         return None
     blocks = -(-k // rows)
-    return np.arange(k) // -(-k // blocks)
+    if row_nnz is not None:
+        blocks = min(blocks, max_column_blocks(row_nnz))
+    return np.arange(k) // -(-k // blocks) if blocks > 1 else None
 
 
 class Lowering:
@@ -189,10 +203,11 @@ class Lowering:
         for gi in range(g):
             full[gi * mg : (gi + 1) * mg, gi * kg : (gi + 1) * kg] = filt[gi * mg : (gi + 1) * mg]
         chan = np.arange(c * kh * kw) // (kh * kw)
+        row_nnz = float(np.count_nonzero(full)) / m
         hw = ho * wo
         common = {"m": m, "n": hw, "batch": n, "c_strides": (hw, m * hw)}
         if kh == kw == sh == sw == 1 and pt == pl == pb == pr == 0:
-            enc = encode(fmt, full, None, False, column_blocks(c))
+            enc = encode(fmt, full, None, False, column_blocks(c, row_nnz))
             self.spmm(op, attr, enc, weight.handle.data, op.input, scale=h * w, b_stride=c * h * w,
                       implicit=None, **common)  # fmt: skip
         elif (dh, dw) == (1, 1):
@@ -201,6 +216,7 @@ class Lowering:
             # channel blocks whose frame rows for one column tile fit in L1 (see sparse.hpp)
             per_channel = 4 * ph * pw * (((kh - 1) // sh) * wq + (kw - 1) // sw + SPMM_TILE)
             group = max(1, L1_BUDGET_BYTES // per_channel)
+            group = max(group, -(-c // max_column_blocks(row_nnz)))  # (few nonzeros per row: fewer blocks)
             enc = encode(fmt, full, columns, True, chan // group if c > group else None)
             view = [c, h, w, kh, kw, sh, sw, pt, pl, 1, 1, ho, wo]
             self.spmm(op, attr, enc, weight.handle.data, op.input, scale=1, b_stride=c * h * w,
@@ -210,7 +226,7 @@ class Lowering:
             geometry = [n, c, h, w, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo]
             im2col = loop.Im2ColOp.create(operands=[op.input, col.result], properties={"geometry": i64_array(geometry)})
             Rewriter.insert_op([col, im2col], InsertPoint.before(op))
-            enc = encode(fmt, full, None, False, column_blocks(c * kh * kw))
+            enc = encode(fmt, full, None, False, column_blocks(c * kh * kw, row_nnz))
             self.spmm(op, attr, enc, weight.handle.data, col.result, scale=hw, b_stride=c * kh * kw * hw,
                       implicit=None, **common)  # fmt: skip
 
