@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--prune", metavar="SPEC",
                    help="experiments only: magnitude-prune every conv/FC weight except the stem first, "
                    "per layer: unstructured:S (e.g. unstructured:0.9 zeroes 90%% of each layer), 2:4, or "
-                   "block1x4:S (whole aligned groups of 4 along K, the unit of the INT8 sparse kernel); "
+                   "block1x4:S (whole blocks of 4 input channels at one kernel tap, 4 inputs for FC: the unit of the "
+                   "INT8 sparse kernel); "
                    "prints the output deviation this causes on a random input; with --quantize the float "
                    "weights are pruned before they are quantized (sparse INT8)")
     c.add_argument("--quantize", choices=["int8"], default=None,

@@ -221,7 +221,8 @@ def choose_int8_format(layer: SparseLayer, a: np.ndarray, mode: str, model: Spar
     by_tap = layer.frame and (vnni or (layer.implicit and cin % 4 == 0))
     blocks = block4_groups_by_tap(a, kh * kw) if by_tap else int(block4_groups(a).sum())
     in_place = layer.frame and vnni and not dilated and kh * kw > 1
-    n = layer.out_size[0] * (layer.out_size[1] + (kw - 1) // sw) if in_place else layer.n
+    ho, wo = layer.out_size
+    n = layer.n // (ho * wo) * ho * (wo + (kw - 1) // sw) if in_place else layer.n  # (batch x wide grid)
     cost = model.int8_seconds(SparseFormat.BLOCK4, layer.m, layer.k, n, blocks, frame=layer.frame and not in_place,
                               in_place=in_place)  # fmt: skip
     dense_cost = model.int8_seconds(SparseFormat.DENSE, layer.m, layer.k, layer.n, 0, implicit=layer.implicit)
