@@ -29,6 +29,17 @@ struct Im2col {
 inline int64_t frame_height(const Im2col& q) { return (q.Ho - 1) * q.sh + static_cast<int64_t>(q.kh - 1) * q.dh + 1; }
 inline int64_t frame_width(const Im2col& q) { return (q.Wo - 1) * q.sw + static_cast<int64_t>(q.kw - 1) * q.dw + 1; }
 
+// A frame split into stride phases (sparse.hpp's Frame, qgemm.hpp's phase_frame): the columns
+// [lo, hi) of the Wq columns of phase b whose image column x * sw + b - pl exists (lo <= hi <= Wq).
+struct ColumnRange {
+  int64_t lo, hi;
+};
+inline ColumnRange phase_columns(const Im2col& q, int64_t b, int64_t Wq) {
+  const int64_t off = b - q.pl;
+  const int64_t lo = std::min<int64_t>(Wq, off >= 0 ? 0 : (-off + q.sw - 1) / q.sw);
+  return {lo, std::max<int64_t>(lo, std::min<int64_t>(Wq, q.W - off <= 0 ? 0 : (q.W - off + q.sw - 1) / q.sw))};
+}
+
 // A run of `len` consecutive columns starting at column offset `dst` of a row segment: zeros
 // (src < 0), or plane elements src, src + sw, src + 2*sw, ...
 struct Im2colSeg {

@@ -316,12 +316,8 @@ inline const uint8_t* phase_frame(const QGemm& g, int T, int64_t* rowoff) {
   uint8_t* xb = reinterpret_cast<uint8_t*>(tls(2).get(static_cast<size_t>(frame_bytes) / 4 + 16));
   const uint8_t flip = g.b_signed ? 0x80 : 0, pad = static_cast<uint8_t>(g.pad ^ flip);
   const uint32_t pad4 = 0x01010101u * pad;
-  std::vector<int64_t> xlo(pw), xhi(pw);  // per phase b: the frame columns x whose image column x sw + b - pl exists
-  for (int64_t b = 0; b < pw; b++) {
-    const int64_t off = b - q.pl;
-    xlo[b] = std::min<int64_t>(Wq, off >= 0 ? 0 : (-off + q.sw - 1) / q.sw);
-    xhi[b] = std::max<int64_t>(xlo[b], std::min<int64_t>(Wq, q.W - off <= 0 ? 0 : (q.W - off + q.sw - 1) / q.sw));
-  }
+  std::vector<ColumnRange> cols(pw);  // per phase b: the frame columns whose image column exists
+  for (int64_t b = 0; b < pw; b++) cols[b] = phase_columns(q, b, Wq);
 #pragma omp parallel num_threads(T) if (T > 1)
   {
     thread_local Scratch line_s;
@@ -342,9 +338,9 @@ inline const uint8_t* phase_frame(const QGemm& g, int T, int64_t* rowoff) {
       for (int64_t b = 0; b < pw; b++) {
         uint32_t* d = reinterpret_cast<uint32_t*>(rows + b * plane);
         const uint32_t* sl = line + b - q.pl;
-        for (int64_t x = 0; x < xlo[b]; x++) d[x] = pad4;
-        for (int64_t x = xlo[b]; x < xhi[b]; x++) d[x] = sl[x * q.sw];
-        for (int64_t x = xhi[b]; x < Wq; x++) d[x] = pad4;
+        for (int64_t x = 0; x < cols[b].lo; x++) d[x] = pad4;
+        for (int64_t x = cols[b].lo; x < cols[b].hi; x++) d[x] = sl[x * q.sw];
+        for (int64_t x = cols[b].hi; x < Wq; x++) d[x] = pad4;
       }
     }
   }
@@ -378,21 +374,22 @@ void run_implicit(const QGemm& g, int T, int level) {
   if (sparse) {  // block1x4 A (VNNI): each block's k-group read from the frame at rowoff[group]
     if (g.sparse.index32) run_sparse<Q, int32_t>(w, xb, 128, panels, level, T, rowoff);
     else run_sparse<Q, uint16_t>(w, xb, 128, panels, level, T, rowoff);
-  }
-#pragma omp parallel for num_threads(T) if (T > 1 && !sparse) schedule(static)
-  for (int64_t t = 0; t < (sparse ? 0 : mpanels * panels); t++) {
-    const int64_t mp = t / panels, p = t % panels;
-    const int8_t* a = g.a + mp * K4 * 4 * QMR;
-    if (level == 2) {  // pairs of panels as 64-column zmm tiles where both lie inside the wide grid
-      if (p % 2 == 1) continue;
-      if ((p + 2) * 32 <= wide && g.fix == nullptr) {
-        tile_vnni_zmm<Q>(w, a, xb + p * 128, xb + p * 128 + 128, K4, mp * QMR, p * 32, rowoff);
-        continue;
+  } else {
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+    for (int64_t t = 0; t < mpanels * panels; t++) {
+      const int64_t mp = t / panels, p = t % panels;
+      const int8_t* a = g.a + mp * K4 * 4 * QMR;
+      if (level == 2) {  // pairs of panels as 64-column zmm tiles where both lie inside the wide grid
+        if (p % 2 == 1) continue;
+        if ((p + 2) * 32 <= wide && g.fix == nullptr) {
+          tile_vnni_zmm<Q>(w, a, xb + p * 128, xb + p * 128 + 128, K4, mp * QMR, p * 32, rowoff);
+          continue;
+        }
+        for (int64_t r = p; r < std::min<int64_t>(p + 2, panels); r++)
+          tile_vnni<Q, 4>(w, a, xb + r * 128, K4, mp * QMR, r * 32, rowoff);
+      } else {
+        tile_avx2_u8<Q, 2>(w, a, xb + p * 64, 0, K4, mp * QMR, p * 16, rowoff);
       }
-      for (int64_t r = p; r < std::min<int64_t>(p + 2, panels); r++)
-        tile_vnni<Q, 4>(w, a, xb + r * 128, K4, mp * QMR, r * 32, rowoff);
-    } else {
-      tile_avx2_u8<Q, 2>(w, a, xb + p * 64, 0, K4, mp * QMR, p * 16, rowoff);
     }
   }
   Q* out = static_cast<Q*>(g.c);

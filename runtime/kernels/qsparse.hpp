@@ -19,7 +19,7 @@ struct SparseChunk {
   int32_t* part;      // [r1 - r0][NP * 32] (unused when first && last)
 };
 
-// With `rowoff` (an implicit convolution, see run_sparse_implicit) the k-group of block j is read at
+// With `rowoff` (an implicit convolution, see qgemm.hpp's run_implicit) the k-group of block j is read at
 // b + rowoff[index[j]] (the frame: panels 128 bytes apart, unaligned) instead of b + index[j] * 128.
 template <class Q, class IT, int NP, bool FRAME>
 INFERON_VNNI void sparse_rows_zmm(const QGemm& g, const uint8_t* b, size_t panel_bytes, int64_t n0, int64_t r0,
@@ -186,20 +186,18 @@ void run_sparse(const QGemm& g, const uint8_t* packed, size_t panel_bytes, int64
                                 : nullptr;
     for (int64_t k = 0; k < kchunks; k++) {
       const SparseChunk ch{k == 0, k + 1 == kchunks, g.sparse.row_ptr + k * (g.M + 1), part};
-      if (level == 2 && rowoff) {
-        switch (np) {
-          case 1: sparse_rows_zmm<Q, IT, 1, true>(g, b, panel_bytes, n0, r0, r1, ch, rowoff); break;
-          case 2: sparse_rows_zmm<Q, IT, 2, true>(g, b, panel_bytes, n0, r0, r1, ch, rowoff); break;
-          case 3: sparse_rows_zmm<Q, IT, 3, true>(g, b, panel_bytes, n0, r0, r1, ch, rowoff); break;
-          default: sparse_rows_zmm<Q, IT, 4, true>(g, b, panel_bytes, n0, r0, r1, ch, rowoff); break;
-        }
-      } else if (level == 2) {
-        switch (np) {
-          case 1: sparse_rows_zmm<Q, IT, 1, false>(g, b, panel_bytes, n0, r0, r1, ch, nullptr); break;
-          case 2: sparse_rows_zmm<Q, IT, 2, false>(g, b, panel_bytes, n0, r0, r1, ch, nullptr); break;
-          case 3: sparse_rows_zmm<Q, IT, 3, false>(g, b, panel_bytes, n0, r0, r1, ch, nullptr); break;
-          default: sparse_rows_zmm<Q, IT, 4, false>(g, b, panel_bytes, n0, r0, r1, ch, nullptr); break;
-        }
+      if (level == 2) {
+        auto rows_zmm = [&](auto frame) {  // frame: std::bool_constant, the B addressing (rowoff or panels)
+          constexpr bool F = decltype(frame)::value;
+          switch (np) {
+            case 1: sparse_rows_zmm<Q, IT, 1, F>(g, b, panel_bytes, n0, r0, r1, ch, rowoff); break;
+            case 2: sparse_rows_zmm<Q, IT, 2, F>(g, b, panel_bytes, n0, r0, r1, ch, rowoff); break;
+            case 3: sparse_rows_zmm<Q, IT, 3, F>(g, b, panel_bytes, n0, r0, r1, ch, rowoff); break;
+            default: sparse_rows_zmm<Q, IT, 4, F>(g, b, panel_bytes, n0, r0, r1, ch, rowoff); break;
+          }
+        };
+        if (rowoff) rows_zmm(std::true_type{});
+        else rows_zmm(std::false_type{});
       } else {
         switch (np) {
           case 1: sparse_rows_avx2<Q, IT, 1>(g, b, panel_bytes, n0, r0, r1, ch); break;

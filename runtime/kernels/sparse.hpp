@@ -440,10 +440,8 @@ struct Frame {
 // Plane (c, a, b) of the frame of `image` (one batch item).
 inline void frame_fill(const Im2col& q, const Frame& f, const float* image, int64_t c, int64_t a, int64_t b, float* p) {
   std::memset(p, 0, static_cast<size_t>(f.plane) * sizeof(float));  // borders and the padding after the plane
-  // valid x: 0 <= x*sw + b - pl < W
   const int64_t off = b - q.pl;
-  const int64_t xlo = off >= 0 ? 0 : (-off + q.sw - 1) / q.sw;
-  const int64_t xhi = std::min<int64_t>(f.Wq, q.W - off <= 0 ? 0 : (q.W - off + q.sw - 1) / q.sw);
+  const auto [xlo, xhi] = phase_columns(q, b, f.Wq);  // valid x: 0 <= x*sw + b - pl < W
   for (int64_t y = 0; y < f.Hq; y++) {
     const int64_t h = y * q.sh + a - q.pt;
     if (h < 0 || h >= q.H || xlo >= xhi) continue;
