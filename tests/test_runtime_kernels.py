@@ -216,20 +216,22 @@ def test_gemm_all_sizes(shim, isa):
 
 @pytest.mark.parametrize("rows", ["ymm", "zmm"])
 def test_gemm_row_panel_tiles(shim, rows, monkeypatch):
-    """The row-panel GEMM on 6 x 16 ymm tiles and on 6 x 32 zmm tiles (INFERON_GEMM_ROWS; zmm is the
-    default on Intel CPUs with AVX-512F): column edges of 1-4, 5-8, 9-16 and 17-31 columns, short last
-    row panels, K past one cache block, pre-packed A, batches, every epilogue input, 1 and 2 threads."""
+    """The row-panel GEMM on 6 x 16 ymm tiles and on 6 x 32 / 12 x 32 zmm tiles (INFERON_GEMM_ROWS; zmm
+    is the default on Intel CPUs with AVX-512F): column edges of 1-4, 5-8, 9-16 and 17-31 columns, short
+    last row panels, an odd panel left after the pairs, K past one cache block, pre-packed A, batches,
+    every epilogue input with the zmm epilogue (ReLU, Clip) and the ymm one (LeakyRelu), 1 and 2 threads."""
     if not supports("avx512"):
         pytest.skip("no AVX-512F on this CPU")
     monkeypatch.setenv("INFERON_GEMM_ROWS", rows)
     rng = np.random.default_rng(21)
-    for (M, N, K), threads in itertools.product([(64, 50, 70), (13, 33, 300), (40, 95, 9), (7, 64, 513), (130, 31, 17)],
-                                                [1, 2]):  # fmt: skip
+    shapes = [(64, 50, 70), (13, 33, 300), (40, 95, 9), (7, 64, 513), (130, 31, 17), (36, 96, 200)]
+    for (M, N, K), threads, (act, alpha, beta) in itertools.product(shapes, [1, 2],
+                                                                    [(3, -0.5, 0.7), (1, 0, 0), (2, -0.3, 0.4)]):  # fmt: skip
         A, B = randn(rng, M, K), randn(rng, K, N)
         bias, res = randn(rng, M), randn(rng, M, N)
-        C = run_gemm(shim, 2, A, B, M=M, N=N, K=K, sA=0, sB=0, bias=bias, axis=0, residual=res, act=3,
-                     alpha=-0.5, beta=0.7, tiles=[6, 16, 24, 128, 64, 0], threads=threads)  # fmt: skip
-        assert_close(C.reshape(M, N), gemm_ref(A, B, bias, 0, res, 3, -0.5, 0.7), atol=2e-4 * np.sqrt(K))
+        C = run_gemm(shim, 2, A, B, M=M, N=N, K=K, sA=0, sB=0, bias=bias, axis=0, residual=res, act=act,
+                     alpha=alpha, beta=beta, tiles=[6, 16, 24, 128, 64, 0], threads=threads)  # fmt: skip
+        assert_close(C.reshape(M, N), gemm_ref(A, B, bias, 0, res, act, alpha, beta), atol=2e-4 * np.sqrt(K))
     A, B = randn(rng, 2, 20, 30), randn(rng, 2, 30, 45)
     C = run_gemm(shim, 2, A, B, batch=2, M=20, N=45, K=30, sA=600, sB=1350, act=1)
     assert_close(C.reshape(2, 20, 45), gemm_ref(A, B, act=1), atol=1e-3)

@@ -215,22 +215,27 @@ INFERON_AVX2_INLINE void kernel_packed(int64_t kc, const float* INFERON_RESTRICT
 }
 
 // kernel_packed with AVX-512F: an R x 32 tile as R x 2 zmm accumulators (Bp: kc x 32, k-major). On
-// CPUs with two 512-bit FMA units (Intel server cores) this doubles the row panels' peak.
-template <int R, int AS>
+// CPUs with two 512-bit FMA units (Intel server cores) this doubles the row panels' peak. P = 2: the
+// first R rows of two consecutive AS-row panels (Ap, Ap + kc * AS) as one 2R x 32 tile (12 x 32: 24
+// accumulators), so that each B row loaded from L2 feeds twice the FMAs (512 x 512 to 1024 x 1024 and
+// ResNet-50's 3x3 im2col GEMMs 1.03-1.05x, gemm_bench shapes interleaved, Intel Xeon).
+template <int R, int AS, int P = 1>
 __attribute__((target("avx2,fma,avx512f"))) inline void kernel_packed_z(int64_t kc, const float* INFERON_RESTRICT Ap,
                                                                         const float* INFERON_RESTRICT Bp,
-                                                                        __m512 (&acc)[R][2]) {
-#pragma GCC unroll 8
-  for (int i = 0; i < R; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+                                                                        __m512 (&acc)[P * R][2]) {
+#pragma GCC unroll 12
+  for (int i = 0; i < P * R; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
 #pragma GCC unroll 4
   for (int64_t k = 0; k < kc; k++) {
     const __m512 b0 = _mm512_loadu_ps(Bp + k * 32), b1 = _mm512_loadu_ps(Bp + k * 32 + 16);
+#pragma GCC unroll 2
+    for (int p = 0; p < P; p++)
 #pragma GCC unroll 8
-    for (int i = 0; i < R; i++) {
-      const __m512 a = _mm512_set1_ps(Ap[k * AS + i]);
-      acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
-      acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
-    }
+      for (int i = 0; i < R; i++) {
+        const __m512 a = _mm512_set1_ps(Ap[p * kc * AS + k * AS + i]);
+        acc[p * R + i][0] = _mm512_fmadd_ps(a, b0, acc[p * R + i][0]);
+        acc[p * R + i][1] = _mm512_fmadd_ps(a, b1, acc[p * R + i][1]);
+      }
   }
 }
 
@@ -481,7 +486,25 @@ __attribute__((target("avx2,fma"), noinline)) void tile_short(const Job& g, cons
 INFERON_ENTRY INFERON_ZMM_TILE void tile_z(const Job& g, const Block& b, int64_t ir, int64_t jr);
 INFERON_ENTRY INFERON_ZMM_TILE void tile_short_z(const Job& g, const Block& b, int64_t ir, int64_t jr);
 
+INFERON_ENTRY INFERON_ZMM_TILE void tile_pair_z(const Job& g, const Block& b, int64_t ir, int64_t jr);
+
 #if INFERON_DEFINE_KERNELS(GEMM_ZMM)
+// Two whole 6-row panels (rows ir .. ir + 11) x 32 columns of B as one 12 x 32 tile (kernel_packed_z, P = 2).
+INFERON_ENTRY INFERON_ZMM_TILE void tile_pair_z(const Job& g, const Block& b, int64_t ir, int64_t jr) {
+  constexpr int R = kPackedMR;
+  float* Ct = g.C + (b.ic + ir) * g.ldc + b.jc + jr;
+  __m512 z[2 * R][2];
+  kernel_packed_z<R, R, 2>(b.kcur, b.A + ir * b.kcur, b.B + (jr / 32) * b.bstride, z);
+  if (store_tile_z<2 * R>(z, 2 * R, 32, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr)) return;
+  for (int h = 0; h < 2; h++) {  // the ymm epilogue, one panel at a time
+    __m512 zh[R][2];
+    for (int i = 0; i < R; i++) zh[i][0] = z[h * R + i][0], zh[i][1] = z[h * R + i][1];
+    __m256 c[R][4];
+    split_z<R>(zh, c);
+    store_tile<R, 4>(c, R, 32, Ct + h * R * g.ldc, b.accumulate, b.last, g, b.ic + ir + h * R, b.jc + jr);
+  }
+}
+
 INFERON_ENTRY INFERON_ZMM_TILE void tile_z(const Job& g, const Block& b, int64_t ir, int64_t jr) {
   tile_rows<kPackedMR, kPackedMR, 4>(g, b, ir, jr);
 }
@@ -532,10 +555,22 @@ INFERON_AVX2 void rect_packed(const Job& g, int64_t m0, int64_t m1, int64_t n0, 
         const Block blk = g.b_rows ? Block{Ablk, g.B + jc, g.b_rows + pc, ic, jc, mcur, ncur, kcur, accumulate, last, 0}
                           : g.b_packed ? Block{Ablk, g.B + jc * K + pc * NR, nullptr, ic, jc, mcur, ncur, kcur, accumulate, last, NR * K}
                                        : Block{Ablk, Bp, nullptr, ic, jc, mcur, ncur, kcur, accumulate, last, panel_stride(kcur, NR)};
-        // Register tiles of this block. B panels stay in L1 across the A panels (jr outer) unless
-        // the packed B block is small enough for L2: then each A panel is loaded once (ir outer),
-        // which matters when A streams from memory (pre-packed weights, few columns).
-        if (kcur * ncur * static_cast<int64_t>(sizeof(float)) <= kL2BlockBytes) {
+        // Register tiles of this block. zmm: pairs of whole A panels (12 x 32 tiles) in L1, B
+        // panels streaming from L2 (ir outer; a 32-column panel of KC = 384 rows fills L1 alone).
+        // ymm: B panels stay in L1 across the A panels (jr outer) unless the packed B block is small
+        // enough for L2: then each A panel is loaded once (ir outer), which matters when A streams
+        // from memory (pre-packed weights, few columns).
+        if constexpr (NV == 4) {
+          for (int64_t ir = 0; ir < mcur; ir += MR) {
+            const bool pair = ir + 2 * MR <= mcur;
+            for (int64_t jr = 0; jr < ncur; jr += NR) {
+              if (pair && ncur - jr >= NR) { tile_pair_z(g, blk, ir, jr); continue; }
+              tile<MR, NV>(g, blk, ir, jr);
+              if (pair) tile<MR, NV>(g, blk, ir + MR, jr);
+            }
+            if (pair) ir += MR;
+          }
+        } else if (kcur * ncur * static_cast<int64_t>(sizeof(float)) <= kL2BlockBytes) {
           for (int64_t ir = 0; ir < mcur; ir += MR)
             for (int64_t jr = 0; jr < ncur; jr += NR) tile<MR, NV>(g, blk, ir, jr);
         } else {
