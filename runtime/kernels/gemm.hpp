@@ -218,66 +218,115 @@ INFERON_AVX2_INLINE void kernel_packed(int64_t kc, const float* INFERON_RESTRICT
 // CPUs with two 512-bit FMA units (Intel server cores) this doubles the row panels' peak. P = 2: the
 // first R rows of two consecutive AS-row panels (Ap, Ap + kc * AS) as one 2R x 32 tile (12 x 32: 24
 // accumulators), so that each B row loaded from L2 feeds twice the FMAs (512 x 512 to 1024 x 1024 and
-// ResNet-50's 3x3 im2col GEMMs 1.03-1.05x, gemm_bench shapes interleaved, Intel Xeon).
-template <int R, int AS, int P = 1>
+// ResNet-50's 3x3 im2col GEMMs 1.03-1.05x, gemm_bench shapes interleaved, Intel Xeon). NZ = 1: only
+// the first 16 columns of the panel (a column edge of 5-16 columns: the panel is zero-padded).
+template <int R, int AS, int P = 1, int NZ = 2>
 __attribute__((target("avx2,fma,avx512f"))) inline void kernel_packed_z(int64_t kc, const float* INFERON_RESTRICT Ap,
                                                                         const float* INFERON_RESTRICT Bp,
-                                                                        __m512 (&acc)[P * R][2]) {
+                                                                        __m512 (&acc)[P * R][NZ]) {
 #pragma GCC unroll 12
-  for (int i = 0; i < P * R; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  for (int i = 0; i < P * R; i++)
+#pragma GCC unroll 2
+    for (int z = 0; z < NZ; z++) acc[i][z] = _mm512_setzero_ps();
 #pragma GCC unroll 4
   for (int64_t k = 0; k < kc; k++) {
-    const __m512 b0 = _mm512_loadu_ps(Bp + k * 32), b1 = _mm512_loadu_ps(Bp + k * 32 + 16);
+    __m512 b[NZ];
+#pragma GCC unroll 2
+    for (int z = 0; z < NZ; z++) b[z] = _mm512_loadu_ps(Bp + k * 32 + z * 16);
 #pragma GCC unroll 2
     for (int p = 0; p < P; p++)
 #pragma GCC unroll 8
       for (int i = 0; i < R; i++) {
         const __m512 a = _mm512_set1_ps(Ap[p * kc * AS + k * AS + i]);
-        acc[p * R + i][0] = _mm512_fmadd_ps(a, b0, acc[p * R + i][0]);
-        acc[p * R + i][1] = _mm512_fmadd_ps(a, b1, acc[p * R + i][1]);
+#pragma GCC unroll 2
+        for (int z = 0; z < NZ; z++) acc[p * R + i][z] = _mm512_fmadd_ps(a, b[z], acc[p * R + i][z]);
       }
   }
 }
 
-// The R x 2 zmm tile as R x 4 ymm (for store_tile).
-template <int R>
-__attribute__((target("avx2,fma,avx512f"))) inline void split_z(__m512 (&z)[R][2], __m256 (&c)[R][4]) {
+// The R x NZ zmm tile as R x 2NZ ymm (for store_tile).
+template <int R, int NZ>
+__attribute__((target("avx2,fma,avx512f"))) inline void split_z(const __m512 (&z)[R][NZ], __m256 (&c)[R][2 * NZ]) {
 #pragma GCC unroll 8
   for (int i = 0; i < R; i++)
 #pragma GCC unroll 2
-    for (int h = 0; h < 2; h++) {
+    for (int h = 0; h < NZ; h++) {
       c[i][2 * h] = _mm512_castps512_ps256(z[i][h]);
       c[i][2 * h + 1] = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(z[i][h]), 1));
     }
 }
 
-// Store a whole R x 32 zmm tile (all rows and columns valid) with a per-row bias, the residual and
-// ReLU / Clip / no activation in zmm registers; false (nothing stored) for what store_tile handles:
-// partial tiles, per-column bias, the other activations.
-template <int R>
-__attribute__((target("avx2,fma,avx512f"))) inline bool store_tile_z(__m512 (&c)[R][2], int64_t m, int64_t n,
+// store_tile_z's rows: MASKED loads and stores (a partial tile) or plain ones.
+template <int R, int NZ, bool MASKED>
+__attribute__((target("avx2,fma,avx512f"))) inline void store_rows_z(const __m512 (&c)[R][NZ], const __mmask16 (&mask)[NZ],
                                                                      float* C, bool accumulate, bool last, const Job& g,
-                                                                     int64_t row0, int64_t col0) {
-  if (m != R || n != 32 || (last && ((g.bias && g.bias_axis != 0) ||
-                                     (g.act != ACT_NONE && g.act != ACT_RELU && g.act != ACT_CLIP))))
-    return false;
+                                                                     int64_t row0, int64_t col0, __m512 lo, __m512 hi) {
   const int64_t ldc = g.ldc;
-  const __m512 lo = g.act == ACT_RELU ? _mm512_setzero_ps() : _mm512_set1_ps(g.alpha), hi = _mm512_set1_ps(g.beta);
-#pragma GCC unroll 8
+#pragma GCC unroll 12
   for (int i = 0; i < R; i++)
 #pragma GCC unroll 2
-    for (int z = 0; z < 2; z++) {
+    for (int z = 0; z < NZ; z++) {
+      const int64_t off = i * ldc + z * 16;
       __m512 x = c[i][z];
-      if (accumulate) x = _mm512_add_ps(x, _mm512_loadu_ps(C + i * ldc + z * 16));
+      if (accumulate) x = _mm512_add_ps(x, MASKED ? _mm512_maskz_loadu_ps(mask[z], C + off) : _mm512_loadu_ps(C + off));
       if (last) {
         if (g.bias) x = _mm512_add_ps(x, _mm512_set1_ps(g.bias[row0 + i]));
-        if (g.residual) x = _mm512_add_ps(x, _mm512_loadu_ps(g.residual + (row0 + i) * ldc + col0 + z * 16));
+        if (g.residual) {
+          const float* r = g.residual + row0 * ldc + col0 + off;
+          x = _mm512_add_ps(x, MASKED ? _mm512_maskz_loadu_ps(mask[z], r) : _mm512_loadu_ps(r));
+        }
         if (g.act != ACT_NONE) x = _mm512_max_ps(x, lo);
         if (g.act == ACT_CLIP) x = _mm512_min_ps(x, hi);
       }
-      _mm512_storeu_ps(C + i * ldc + z * 16, x);
+      if (MASKED) _mm512_mask_storeu_ps(C + off, mask[z], x);
+      else _mm512_storeu_ps(C + off, x);
     }
+}
+
+// Store an R x (NZ * 16) zmm tile, all R rows and the first n columns valid, with a per-row bias, the
+// residual and ReLU / Clip / no activation in zmm registers (masked loads and stores past n); false
+// (nothing stored) for what store_tile handles: partial rows, per-column bias, the other activations.
+template <int R, int NZ>
+__attribute__((target("avx2,fma,avx512f"))) inline bool store_tile_z(const __m512 (&c)[R][NZ], int64_t m, int64_t n,
+                                                                     float* C, bool accumulate, bool last, const Job& g,
+                                                                     int64_t row0, int64_t col0) {
+  if (m != R || (last && ((g.bias && g.bias_axis != 0) ||
+                          (g.act != ACT_NONE && g.act != ACT_RELU && g.act != ACT_CLIP))))
+    return false;
+  const __m512 lo = g.act == ACT_RELU ? _mm512_setzero_ps() : _mm512_set1_ps(g.alpha), hi = _mm512_set1_ps(g.beta);
+  __mmask16 mask[NZ];
+#pragma GCC unroll 2
+  for (int z = 0; z < NZ; z++) {
+    const int64_t cols = std::min<int64_t>(16, std::max<int64_t>(0, n - z * 16));
+    mask[z] = static_cast<__mmask16>((1u << cols) - 1u);
+  }
+  if (n >= NZ * 16) store_rows_z<R, NZ, false>(c, mask, C, accumulate, last, g, row0, col0, lo, hi);
+  else store_rows_z<R, NZ, true>(c, mask, C, accumulate, last, g, row0, col0, lo, hi);
   return true;
+}
+
+// Run the zmm kernel on P panels' first R rows (NZ zmm per row) and store the tile: zmm epilogue, or
+// else the ymm one (store_tile) panel by panel.
+template <int R, int AS, int P, int NZ>
+__attribute__((target("avx2,fma,avx512f"))) inline void tile_zmm(int64_t kc, const float* Ap, const float* Bp,
+                                                                 int64_t m, int64_t n, float* Ct, bool accumulate,
+                                                                 bool last, const Job& g, int64_t row0, int64_t col0) {
+  __m512 z[P * R][NZ];
+  kernel_packed_z<R, AS, P, NZ>(kc, Ap, Bp, z);
+  if (store_tile_z<P * R, NZ>(z, m, n, Ct, accumulate, last, g, row0, col0)) return;
+#pragma GCC unroll 2
+  for (int p = 0; p < P; p++) {
+    const int64_t mp = std::min<int64_t>(R, m - p * R);
+    if (mp <= 0) break;
+    __m512 zp[R][NZ];
+#pragma GCC unroll 8
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 2
+      for (int h = 0; h < NZ; h++) zp[i][h] = z[p * R + i][h];
+    __m256 c[R][2 * NZ];
+    split_z<R, NZ>(zp, c);
+    store_tile<R, 2 * NZ>(c, mp, n, Ct + p * R * g.ldc, accumulate, last, g, row0 + p * R, col0);
+  }
 }
 
 // Column-edge microkernel for the last NC (1-4) columns of a packed panel (N = 49 leaves one): per
@@ -447,21 +496,15 @@ INFERON_AVX2_INLINE void tile_rows(const Job& g, const Block& b, int64_t ir, int
       default: kernel_columns<MR, 4, NR>(b.kcur, Ap, Bp, c); break;
     }
     store_tile<MR, 1>(c, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
+  } else if constexpr (NV == 4) {  // zmm panels: a 5-16 column edge on one zmm per row
+    const float* Ap = b.A + ir * b.kcur;
+    const float* Bp = b.B + (jr / NR) * b.bstride;
+    if (nr <= 16) tile_zmm<R, MR, 1, 1>(b.kcur, Ap, Bp, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
+    else tile_zmm<R, MR, 1, 2>(b.kcur, Ap, Bp, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
   } else if (NV >= 2 && nr <= 8) {  // column edge: half (a quarter) of the FMAs
     __m256 c[R][1];
     kernel_packed<R, 1, NR, MR>(b.kcur, b.A + ir * b.kcur, b.B + (jr / NR) * b.bstride, c);
     store_tile<R, 1>(c, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
-  } else if (NV == 4 && nr <= 16) {  // zmm panels' column edge: a 16-column ymm tile
-    __m256 c[R][2];
-    kernel_packed<R, 2, NR, MR>(b.kcur, b.A + ir * b.kcur, b.B + (jr / NR) * b.bstride, c);
-    store_tile<R, 2>(c, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
-  } else if constexpr (NV == 4) {
-    __m512 z[R][2];
-    kernel_packed_z<R, MR>(b.kcur, b.A + ir * b.kcur, b.B + (jr / NR) * b.bstride, z);
-    if (store_tile_z<R>(z, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr)) return;
-    __m256 c[R][4];  // the ymm epilogue: as 4 ymm per row
-    split_z<R>(z, c);
-    store_tile<R, 4>(c, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
   } else {
     __m256 c[R][NV];
     kernel_packed<R, NV, NV * 8, MR>(b.kcur, b.A + ir * b.kcur, b.B + (jr / NR) * b.bstride, c);
@@ -489,20 +532,15 @@ INFERON_ENTRY INFERON_ZMM_TILE void tile_short_z(const Job& g, const Block& b, i
 INFERON_ENTRY INFERON_ZMM_TILE void tile_pair_z(const Job& g, const Block& b, int64_t ir, int64_t jr);
 
 #if INFERON_DEFINE_KERNELS(GEMM_ZMM)
-// Two whole 6-row panels (rows ir .. ir + 11) x 32 columns of B as one 12 x 32 tile (kernel_packed_z, P = 2).
+// Two whole 6-row panels (rows ir .. ir + 11) x 5-32 columns of B as one 12-row tile (P = 2).
 INFERON_ENTRY INFERON_ZMM_TILE void tile_pair_z(const Job& g, const Block& b, int64_t ir, int64_t jr) {
   constexpr int R = kPackedMR;
+  const int64_t nr = std::min<int64_t>(32, b.ncur - jr);
   float* Ct = g.C + (b.ic + ir) * g.ldc + b.jc + jr;
-  __m512 z[2 * R][2];
-  kernel_packed_z<R, R, 2>(b.kcur, b.A + ir * b.kcur, b.B + (jr / 32) * b.bstride, z);
-  if (store_tile_z<2 * R>(z, 2 * R, 32, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr)) return;
-  for (int h = 0; h < 2; h++) {  // the ymm epilogue, one panel at a time
-    __m512 zh[R][2];
-    for (int i = 0; i < R; i++) zh[i][0] = z[h * R + i][0], zh[i][1] = z[h * R + i][1];
-    __m256 c[R][4];
-    split_z<R>(zh, c);
-    store_tile<R, 4>(c, R, 32, Ct + h * R * g.ldc, b.accumulate, b.last, g, b.ic + ir + h * R, b.jc + jr);
-  }
+  const float* Ap = b.A + ir * b.kcur;
+  const float* Bp = b.B + (jr / 32) * b.bstride;
+  if (nr <= 16) tile_zmm<R, R, 2, 1>(b.kcur, Ap, Bp, 2 * R, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
+  else tile_zmm<R, R, 2, 2>(b.kcur, Ap, Bp, 2 * R, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
 }
 
 INFERON_ENTRY INFERON_ZMM_TILE void tile_z(const Job& g, const Block& b, int64_t ir, int64_t jr) {
@@ -564,7 +602,7 @@ INFERON_AVX2 void rect_packed(const Job& g, int64_t m0, int64_t m1, int64_t n0, 
           for (int64_t ir = 0; ir < mcur; ir += MR) {
             const bool pair = ir + 2 * MR <= mcur;
             for (int64_t jr = 0; jr < ncur; jr += NR) {
-              if (pair && ncur - jr >= NR) { tile_pair_z(g, blk, ir, jr); continue; }
+              if (pair && ncur - jr > 4) { tile_pair_z(g, blk, ir, jr); continue; }
               tile<MR, NV>(g, blk, ir, jr);
               if (pair) tile<MR, NV>(g, blk, ir + MR, jr);
             }
