@@ -220,10 +220,19 @@ INFERON_AVX2_INLINE void kernel_packed(int64_t kc, const float* INFERON_RESTRICT
 // accumulators), so that each B row loaded from L2 feeds twice the FMAs (512 x 512 to 1024 x 1024 and
 // ResNet-50's 3x3 im2col GEMMs 1.03-1.05x, gemm_bench shapes interleaved, Intel Xeon). NZ = 1: only
 // the first 16 columns of the panel (a column edge of 5-16 columns: the panel is zero-padded).
-template <int R, int AS, int P = 1, int NZ = 2>
+// PACK: B is not packed yet; its rows are read at src (row stride ldb, the columns of `mask`, zeros
+// past them) and written into the panel Bp as they are used (the first row tiles of a block pack its
+// B panels while they compute: the loads overlap the FMAs instead of a packing pass of their own),
+// each row prefetched kPackPrefetch rows ahead (the rows are far apart: the hardware prefetchers do
+// not follow; without it ResNet-50's 64 x 3136 x 256 ran 0.82x the separate packing pass, with it
+// 1.12x; 8 / 32 rows ahead: model 0.995x / 0.990x of 16).
+constexpr int kPackPrefetch = 16;
+template <int R, int AS, int P = 1, int NZ = 2, bool PACK = false>
 __attribute__((target("avx2,fma,avx512f"))) inline void kernel_packed_z(int64_t kc, const float* INFERON_RESTRICT Ap,
-                                                                        const float* INFERON_RESTRICT Bp,
-                                                                        __m512 (&acc)[P * R][NZ]) {
+                                                                        float* INFERON_RESTRICT Bp,
+                                                                        __m512 (&acc)[P * R][NZ],
+                                                                        const float* INFERON_RESTRICT src = nullptr,
+                                                                        int64_t ldb = 0, const __mmask16* mask = nullptr) {
 #pragma GCC unroll 12
   for (int i = 0; i < P * R; i++)
 #pragma GCC unroll 2
@@ -232,7 +241,15 @@ __attribute__((target("avx2,fma,avx512f"))) inline void kernel_packed_z(int64_t 
   for (int64_t k = 0; k < kc; k++) {
     __m512 b[NZ];
 #pragma GCC unroll 2
-    for (int z = 0; z < NZ; z++) b[z] = _mm512_loadu_ps(Bp + k * 32 + z * 16);
+    for (int z = 0; z < NZ; z++) {
+      if constexpr (PACK) {
+        _mm_prefetch(reinterpret_cast<const char*>(src + (k + kPackPrefetch) * ldb + z * 16), _MM_HINT_T0);
+        b[z] = _mm512_maskz_loadu_ps(mask[z], src + k * ldb + z * 16);
+        _mm512_store_ps(Bp + k * 32 + z * 16, b[z]);
+      } else {
+        b[z] = _mm512_loadu_ps(Bp + k * 32 + z * 16);
+      }
+    }
 #pragma GCC unroll 2
     for (int p = 0; p < P; p++)
 #pragma GCC unroll 8
@@ -307,12 +324,17 @@ __attribute__((target("avx2,fma,avx512f"))) inline bool store_tile_z(const __m51
 
 // Run the zmm kernel on P panels' first R rows (NZ zmm per row) and store the tile: zmm epilogue, or
 // else the ymm one (store_tile) panel by panel.
-template <int R, int AS, int P, int NZ>
-__attribute__((target("avx2,fma,avx512f"))) inline void tile_zmm(int64_t kc, const float* Ap, const float* Bp,
-                                                                 int64_t m, int64_t n, float* Ct, bool accumulate,
-                                                                 bool last, const Job& g, int64_t row0, int64_t col0) {
+template <int R, int AS, int P, int NZ, bool PACK = false>
+__attribute__((target("avx2,fma,avx512f"))) inline void tile_zmm(int64_t kc, const float* Ap, float* Bp, int64_t m,
+                                                                 int64_t n, float* Ct, bool accumulate, bool last,
+                                                                 const Job& g, int64_t row0, int64_t col0,
+                                                                 const float* src = nullptr, int64_t ldb = 0) {
   __m512 z[P * R][NZ];
-  kernel_packed_z<R, AS, P, NZ>(kc, Ap, Bp, z);
+  __mmask16 mask[NZ];
+#pragma GCC unroll 2
+  for (int h = 0; h < NZ; h++)
+    mask[h] = static_cast<__mmask16>((1u << std::min<int64_t>(16, std::max<int64_t>(0, n - h * 16))) - 1u);
+  kernel_packed_z<R, AS, P, NZ, PACK>(kc, Ap, Bp, z, src, ldb, mask);
   if (store_tile_z<P * R, NZ>(z, m, n, Ct, accumulate, last, g, row0, col0)) return;
 #pragma GCC unroll 2
   for (int p = 0; p < P; p++) {
@@ -471,6 +493,8 @@ struct Block {
   int64_t ic, jc, mcur, ncur, kcur;
   bool accumulate, last;
   int64_t bstride;                 // floats from one NR-column B panel to the next
+  float* pack = nullptr;           // B's panels still to be packed (at B) from pack_src, row stride g.ldb
+  const float* pack_src = nullptr;
 };
 
 // The register tile at (ir, jr) of a block: R rows of an MR-row A panel (R < MR: the last panel
@@ -498,7 +522,7 @@ INFERON_AVX2_INLINE void tile_rows(const Job& g, const Block& b, int64_t ir, int
     store_tile<MR, 1>(c, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
   } else if constexpr (NV == 4) {  // zmm panels: a 5-16 column edge on one zmm per row
     const float* Ap = b.A + ir * b.kcur;
-    const float* Bp = b.B + (jr / NR) * b.bstride;
+    float* Bp = const_cast<float*>(b.B) + (jr / NR) * b.bstride;  // read only (PACK false)
     if (nr <= 16) tile_zmm<R, MR, 1, 1>(b.kcur, Ap, Bp, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
     else tile_zmm<R, MR, 1, 2>(b.kcur, Ap, Bp, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
   } else if (NV >= 2 && nr <= 8) {  // column edge: half (a quarter) of the FMAs
@@ -529,18 +553,39 @@ __attribute__((target("avx2,fma"), noinline)) void tile_short(const Job& g, cons
 INFERON_ENTRY INFERON_ZMM_TILE void tile_z(const Job& g, const Block& b, int64_t ir, int64_t jr);
 INFERON_ENTRY INFERON_ZMM_TILE void tile_short_z(const Job& g, const Block& b, int64_t ir, int64_t jr);
 
-INFERON_ENTRY INFERON_ZMM_TILE void tile_pair_z(const Job& g, const Block& b, int64_t ir, int64_t jr);
+INFERON_ENTRY INFERON_ZMM_TILE void tile_pairs_z(const Job& g, const Block& b, int64_t ir);
 
 #if INFERON_DEFINE_KERNELS(GEMM_ZMM)
-// Two whole 6-row panels (rows ir .. ir + 11) x 5-32 columns of B as one 12-row tile (P = 2).
-INFERON_ENTRY INFERON_ZMM_TILE void tile_pair_z(const Job& g, const Block& b, int64_t ir, int64_t jr) {
+// Every register tile of rows ir .. ir + 11 (two whole 6-row panels) of a block, in one call: 12 x 32
+// tiles (kernel_packed_z, P = 2), a 5-31 column edge as one 12-row tile too (masked), a 1-4 column
+// edge per panel (tile_rows). (One call per tile instead: 64 x 12321 x 27 1.02x slower.) With
+// b.pack, these tiles pack the block's B panels as they go (the block's first rows).
+template <bool PACK>
+__attribute__((target("avx2,fma,avx512f"))) inline void pairs_z(const Job& g, const Block& b, int64_t ir) {
   constexpr int R = kPackedMR;
-  const int64_t nr = std::min<int64_t>(32, b.ncur - jr);
-  float* Ct = g.C + (b.ic + ir) * g.ldc + b.jc + jr;
   const float* Ap = b.A + ir * b.kcur;
-  const float* Bp = b.B + (jr / 32) * b.bstride;
-  if (nr <= 16) tile_zmm<R, R, 2, 1>(b.kcur, Ap, Bp, 2 * R, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
-  else tile_zmm<R, R, 2, 2>(b.kcur, Ap, Bp, 2 * R, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
+  for (int64_t jr = 0; jr < b.ncur; jr += 32) {
+    const int64_t nr = std::min<int64_t>(32, b.ncur - jr);
+    float* Ct = g.C + (b.ic + ir) * g.ldc + b.jc + jr;
+    float* Bp = (PACK ? b.pack : const_cast<float*>(b.B)) + (jr / 32) * b.bstride;
+    const float* src = PACK ? b.pack_src + jr : nullptr;
+    if (nr > 16) {
+      tile_zmm<R, R, 2, 2, PACK>(b.kcur, Ap, Bp, 2 * R, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr, src, g.ldb);
+    } else if (nr > 4) {
+      tile_zmm<R, R, 2, 1, PACK>(b.kcur, Ap, Bp, 2 * R, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr, src, g.ldb);
+    } else {
+      if constexpr (PACK)
+        for (int64_t k = 0; k < b.kcur; k++)
+          for (int64_t j = 0; j < nr; j++) Bp[k * 32 + j] = src[k * g.ldb + j];
+      tile_rows<R, R, 4>(g, b, ir, jr);
+      tile_rows<R, R, 4>(g, b, ir + R, jr);
+    }
+  }
+}
+
+INFERON_ENTRY INFERON_ZMM_TILE void tile_pairs_z(const Job& g, const Block& b, int64_t ir) {
+  if (b.pack) pairs_z<true>(g, b, ir);
+  else pairs_z<false>(g, b, ir);
 }
 
 INFERON_ENTRY INFERON_ZMM_TILE void tile_z(const Job& g, const Block& b, int64_t ir, int64_t jr) {
@@ -582,7 +627,9 @@ INFERON_AVX2 void rect_packed(const Job& g, int64_t m0, int64_t m1, int64_t n0, 
       const int64_t kcur = std::min(kc, K - pc);
       const bool accumulate = pc > 0 || g.acc_c;
       const bool last = pc + kcur >= K;
-      if (g.b_rows || g.b_packed) {}  // implicit GEMM, pre-packed B: nothing to pack
+      // zmm panels of a plain B: the first pair of A panels packs B as it computes (pairs_z)
+      bool fused_pack = NV == 4 && !g.b_rows && !g.b_packed && !g.im2col && std::min(mc, m1 - m0) >= 2 * MR;
+      if (g.b_rows || g.b_packed || fused_pack) {}  // implicit GEMM, pre-packed B: nothing to pack
       else if (g.im2col) pack_B_im2col<NV>(*g.im2col, g.B, pc, kcur, jc, ncur, Bp);
       else pack_B<NV>(kcur, ncur, g.B + pc * g.ldb + jc, g.ldb, Bp);
       for (int64_t ic = m0; ic < m1; ic += mc) {
@@ -590,7 +637,7 @@ INFERON_AVX2 void rect_packed(const Job& g, int64_t m0, int64_t m1, int64_t n0, 
         const float* Ablk = Ap;
         if (g.a_packed) Ablk = g.A + pc * mpad + ic * kcur;
         else pack_A<MR>(mcur, kcur, g.A + ic * g.lda + pc, g.lda, Ap);
-        const Block blk = g.b_rows ? Block{Ablk, g.B + jc, g.b_rows + pc, ic, jc, mcur, ncur, kcur, accumulate, last, 0}
+        Block blk = g.b_rows ? Block{Ablk, g.B + jc, g.b_rows + pc, ic, jc, mcur, ncur, kcur, accumulate, last, 0}
                           : g.b_packed ? Block{Ablk, g.B + jc * K + pc * NR, nullptr, ic, jc, mcur, ncur, kcur, accumulate, last, NR * K}
                                        : Block{Ablk, Bp, nullptr, ic, jc, mcur, ncur, kcur, accumulate, last, panel_stride(kcur, NR)};
         // Register tiles of this block. zmm: pairs of whole A panels (12 x 32 tiles) in L1, B
@@ -599,15 +646,18 @@ INFERON_AVX2 void rect_packed(const Job& g, int64_t m0, int64_t m1, int64_t n0, 
         // enough for L2: then each A panel is loaded once (ir outer), which matters when A streams
         // from memory (pre-packed weights, few columns).
         if constexpr (NV == 4) {
-          for (int64_t ir = 0; ir < mcur; ir += MR) {
-            const bool pair = ir + 2 * MR <= mcur;
-            for (int64_t jr = 0; jr < ncur; jr += NR) {
-              if (pair && ncur - jr > 4) { tile_pair_z(g, blk, ir, jr); continue; }
-              tile<MR, NV>(g, blk, ir, jr);
-              if (pair) tile<MR, NV>(g, blk, ir + MR, jr);
-            }
-            if (pair) ir += MR;
+          int64_t ir = 0;
+          if (fused_pack) {  // the first pair of panels packs the block's B
+            blk.pack = Bp;
+            blk.pack_src = g.B + pc * g.ldb + jc;
+            tile_pairs_z(g, blk, 0);
+            blk.pack = nullptr;
+            fused_pack = false;
+            ir = 2 * MR;
           }
+          for (; ir + 2 * MR <= mcur; ir += 2 * MR) tile_pairs_z(g, blk, ir);
+          for (; ir < mcur; ir += MR)
+            for (int64_t jr = 0; jr < ncur; jr += NR) tile<MR, NV>(g, blk, ir, jr);
         } else if (kcur * ncur * static_cast<int64_t>(sizeof(float)) <= kL2BlockBytes) {
           for (int64_t ir = 0; ir < mcur; ir += MR)
             for (int64_t jr = 0; jr < ncur; jr += NR) tile<MR, NV>(g, blk, ir, jr);
