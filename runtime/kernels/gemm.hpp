@@ -63,7 +63,7 @@ struct Job {
   bool b_packed;           // B in the pre-packed panel layout (see GemmTiles)
   const Im2col* im2col;    // non-null: B is the image at B seen through im2col (ldb unused)
   const int64_t* b_rows;   // non-null: row k of B starts at B + b_rows[k] (implicit GEMM, no packing)
-  bool zmm = false;        // row panels as 6 x 32 tiles of zmm accumulators (AVX-512F; nr 32)
+  bool zmm = false;        // row panels on zmm accumulators (AVX-512F; nr 32): 12 x 32 tiles from pairs of panels, 6 x 32
   bool b_c8 = false, c_c8 = false;  // lanes GEMM: B / C and residual in NCHWc8 (GemmTiles)
   bool packed_only() const { return a_packed || b_packed || im2col || b_rows; }  // no small-M / GEMV special paths
 };
@@ -227,6 +227,32 @@ INFERON_AVX2_INLINE void kernel_packed(int64_t kc, const float* INFERON_RESTRICT
 // not follow; without it ResNet-50's 64 x 3136 x 256 ran 0.82x the separate packing pass, with it
 // 1.12x; 8 / 32 rows ahead: model 0.995x / 0.990x of 16).
 constexpr int kPackPrefetch = 16;
+// One k step of kernel_packed_z.
+template <int R, int AS, int P, int NZ, bool PACK>
+__attribute__((target("avx2,fma,avx512f"), always_inline)) inline void step_z(
+    int64_t k, int64_t kc, const float* INFERON_RESTRICT Ap, float* INFERON_RESTRICT Bp, __m512 (&acc)[P * R][NZ],
+    const float* INFERON_RESTRICT src, int64_t ldb, const __mmask16* mask) {
+  __m512 b[NZ];
+#pragma GCC unroll 2
+  for (int z = 0; z < NZ; z++) {
+    if constexpr (PACK) {
+      _mm_prefetch(reinterpret_cast<const char*>(src + (k + kPackPrefetch) * ldb + z * 16), _MM_HINT_T0);
+      b[z] = _mm512_maskz_loadu_ps(mask[z], src + k * ldb + z * 16);
+      _mm512_store_ps(Bp + k * 32 + z * 16, b[z]);
+    } else {
+      b[z] = _mm512_loadu_ps(Bp + k * 32 + z * 16);
+    }
+  }
+#pragma GCC unroll 2
+  for (int p = 0; p < P; p++)
+#pragma GCC unroll 8
+    for (int i = 0; i < R; i++) {
+      const __m512 a = _mm512_set1_ps(Ap[p * kc * AS + k * AS + i]);
+#pragma GCC unroll 2
+      for (int z = 0; z < NZ; z++) acc[p * R + i][z] = _mm512_fmadd_ps(a, b[z], acc[p * R + i][z]);
+    }
+}
+
 template <int R, int AS, int P = 1, int NZ = 2, bool PACK = false>
 __attribute__((target("avx2,fma,avx512f"))) inline void kernel_packed_z(int64_t kc, const float* INFERON_RESTRICT Ap,
                                                                         float* INFERON_RESTRICT Bp,
@@ -238,27 +264,7 @@ __attribute__((target("avx2,fma,avx512f"))) inline void kernel_packed_z(int64_t 
 #pragma GCC unroll 2
     for (int z = 0; z < NZ; z++) acc[i][z] = _mm512_setzero_ps();
 #pragma GCC unroll 4
-  for (int64_t k = 0; k < kc; k++) {
-    __m512 b[NZ];
-#pragma GCC unroll 2
-    for (int z = 0; z < NZ; z++) {
-      if constexpr (PACK) {
-        _mm_prefetch(reinterpret_cast<const char*>(src + (k + kPackPrefetch) * ldb + z * 16), _MM_HINT_T0);
-        b[z] = _mm512_maskz_loadu_ps(mask[z], src + k * ldb + z * 16);
-        _mm512_store_ps(Bp + k * 32 + z * 16, b[z]);
-      } else {
-        b[z] = _mm512_loadu_ps(Bp + k * 32 + z * 16);
-      }
-    }
-#pragma GCC unroll 2
-    for (int p = 0; p < P; p++)
-#pragma GCC unroll 8
-      for (int i = 0; i < R; i++) {
-        const __m512 a = _mm512_set1_ps(Ap[p * kc * AS + k * AS + i]);
-#pragma GCC unroll 2
-        for (int z = 0; z < NZ; z++) acc[p * R + i][z] = _mm512_fmadd_ps(a, b[z], acc[p * R + i][z]);
-      }
-  }
+  for (int64_t k = 0; k < kc; k++) step_z<R, AS, P, NZ, PACK>(k, kc, Ap, Bp, acc, src, ldb, mask);
 }
 
 // The R x NZ zmm tile as R x 2NZ ymm (for store_tile).
@@ -324,6 +330,17 @@ __attribute__((target("avx2,fma,avx512f"))) inline bool store_tile_z(const __m51
 
 // Run the zmm kernel on P panels' first R rows (NZ zmm per row) and store the tile: zmm epilogue, or
 // else the ymm one (store_tile) panel by panel.
+// tile_zmm's ymm epilogue (store_tile), for one panel's R rows: out of line, the rare path (build time).
+template <int R, int NZ>
+__attribute__((target("avx2,fma,avx512f"), noinline)) void store_panel_ymm(const __m512 (&zp)[R][NZ], int64_t m,
+                                                                            int64_t n, float* Ct, bool accumulate,
+                                                                            bool last, const Job& g, int64_t row0,
+                                                                            int64_t col0) {
+  __m256 c[R][2 * NZ];
+  split_z<R, NZ>(zp, c);
+  store_tile<R, 2 * NZ>(c, m, n, Ct, accumulate, last, g, row0, col0);
+}
+
 template <int R, int AS, int P, int NZ, bool PACK = false>
 __attribute__((target("avx2,fma,avx512f"))) inline void tile_zmm(int64_t kc, const float* Ap, float* Bp, int64_t m,
                                                                  int64_t n, float* Ct, bool accumulate, bool last,
@@ -345,9 +362,7 @@ __attribute__((target("avx2,fma,avx512f"))) inline void tile_zmm(int64_t kc, con
     for (int i = 0; i < R; i++)
 #pragma GCC unroll 2
       for (int h = 0; h < NZ; h++) zp[i][h] = z[p * R + i][h];
-    __m256 c[R][2 * NZ];
-    split_z<R, NZ>(zp, c);
-    store_tile<R, 2 * NZ>(c, mp, n, Ct + p * R * g.ldc, accumulate, last, g, row0 + p * R, col0);
+    store_panel_ymm<R, NZ>(zp, mp, n, Ct + p * R * g.ldc, accumulate, last, g, row0 + p * R, col0);
   }
 }
 
@@ -546,13 +561,12 @@ __attribute__((target("avx2,fma"), noinline)) void tile_short(const Job& g, cons
 }
 
 // The zmm tiles (NV = 4, MR = kPackedMR): only these are compiled for AVX-512F (out of line, one
-// call per register tile), not the whole block loop (inlining everything into one AVX-512 function
+// call per register tile or per pair of panels' row of tiles), not the whole block loop (inlining everything into one AVX-512 function
 // doubled the GEMM kernels' build time). Their own kernel object (family GEMM_ZMM, linked with GEMM)
 // compiles beside the rest of the GEMM.
 #define INFERON_ZMM_TILE __attribute__((target("avx2,fma,avx512f"), noinline))
 INFERON_ENTRY INFERON_ZMM_TILE void tile_z(const Job& g, const Block& b, int64_t ir, int64_t jr);
 INFERON_ENTRY INFERON_ZMM_TILE void tile_short_z(const Job& g, const Block& b, int64_t ir, int64_t jr);
-
 INFERON_ENTRY INFERON_ZMM_TILE void tile_pairs_z(const Job& g, const Block& b, int64_t ir);
 
 #if INFERON_DEFINE_KERNELS(GEMM_ZMM)
@@ -577,8 +591,8 @@ __attribute__((target("avx2,fma,avx512f"))) inline void pairs_z(const Job& g, co
       if constexpr (PACK)
         for (int64_t k = 0; k < b.kcur; k++)
           for (int64_t j = 0; j < nr; j++) Bp[k * 32 + j] = src[k * g.ldb + j];
-      tile_rows<R, R, 4>(g, b, ir, jr);
-      tile_rows<R, R, 4>(g, b, ir + R, jr);
+      tile_z(g, b, ir, jr);  // out of line: not one more copy of tile_rows per pairs_z
+      tile_z(g, b, ir + R, jr);
     }
   }
 }
@@ -806,7 +820,7 @@ INFERON_AVX2 inline void rect_gemv(const Job& g, int64_t m0, int64_t m1) {
   }
 }
 
-// The row panels on zmm tiles (Job::zmm): 32-column B panels, register tiles in tile_z.
+// The row panels on zmm tiles (Job::zmm): 32-column B panels, register tiles in tile_pairs_z / tile_z.
 INFERON_AVX2 inline void rect_packed_z(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   rect_packed<kPackedMR, 4>(g, m0, m1, n0, n1);
 }
