@@ -910,7 +910,10 @@ inline void run_parallel(const Job& g, int T, bool avx2) {
   const int64_t nblocks = (g.N + nb_size - 1) / nb_size;
   int tm, tn;
   const bool packs = avx2 && (g.packed_only() || (!small_m && g.N > 1));  // rect_packed packs panels
-  const double wb = !packs || g.b_rows || g.b_packed ? 0.0 : g.im2col ? 1.0 : 0.25;
+  // a B panel packed costs about one register tile, gathered through im2col or not (plain B at 0.25:
+  // SqueezeNet's 32 x 729 x 128-256 squeeze convs split M, both threads packing all of B, 1.75x
+  // slower than split N; the model 1.055x at 2 threads, ResNet-50 0.99-1.02x)
+  const double wb = !packs || g.b_rows || g.b_packed ? 0.0 : 1.0;
   const double wa = !packs || g.a_packed ? 0.0 : 0.25;
   choose_grid(T, mblocks, nblocks, tm, tn, wb, wa);
   if (tm * tn <= 1) return rect(g, 0, g.M, 0, g.N, avx2);
