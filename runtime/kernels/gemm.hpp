@@ -730,6 +730,9 @@ INFERON_AVX2 void rect_direct(const Job& g, int64_t n0, int64_t n1) {
 // Small M with a large B: stream B row by row (4 rows at a time, contiguous, prefetch
 // friendly) and accumulate the MR rows of C in memory (chunks of 1024 columns stay in L1),
 // then apply the epilogue. Columns [n0, n1).
+// The next four rows of B are prefetched while these four stream (1 x 4096 x 9216, AlexNet's first FC
+// layer, 151 MB of weights: 9.2 -> 10.7 GFLOP/s; 1 x 1000 x 2048 unchanged; eight rows ahead: 9.3).
+constexpr bool kStreamPrefetch = true;
 template <int MR>
 INFERON_AVX2 void rect_stream(const Job& g, int64_t n0, int64_t n1) {
   constexpr int64_t NCH = 1024;
@@ -754,7 +757,14 @@ INFERON_AVX2 void rect_stream(const Job& g, int64_t n0, int64_t n1) {
         for (int q = 0; q < 4; q++)
           a[i][q] = _mm256_set1_ps(q < kk ? g.A[i * lda + k + q] : 0.f);
       int64_t j = 0;
+      const float* pf = k + 4 < K ? b0 + 4 * ldb : nullptr;  // the next four rows
       for (; j < nv; j += 8) {
+        if (kStreamPrefetch && pf && (j & 15) == 0) {
+          _mm_prefetch(reinterpret_cast<const char*>(pf + j), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(pf + ldb + j), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(pf + 2 * ldb + j), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(pf + 3 * ldb + j), _MM_HINT_T0);
+        }
         const __m256 v0 = _mm256_loadu_ps(b0 + j), v1 = _mm256_loadu_ps(b1 + j);
         const __m256 v2 = _mm256_loadu_ps(b2 + j), v3 = _mm256_loadu_ps(b3 + j);
 #pragma GCC unroll 8
