@@ -328,8 +328,6 @@ __attribute__((target("avx2,fma,avx512f"))) inline bool store_tile_z(const __m51
   return true;
 }
 
-// Run the zmm kernel on P panels' first R rows (NZ zmm per row) and store the tile: zmm epilogue, or
-// else the ymm one (store_tile) panel by panel.
 // tile_zmm's ymm epilogue (store_tile), for one panel's R rows: out of line, the rare path (build time).
 template <int R, int NZ>
 __attribute__((target("avx2,fma,avx512f"), noinline)) void store_panel_ymm(const __m512 (&zp)[R][NZ], int64_t m,
@@ -341,6 +339,8 @@ __attribute__((target("avx2,fma,avx512f"), noinline)) void store_panel_ymm(const
   store_tile<R, 2 * NZ>(c, m, n, Ct, accumulate, last, g, row0, col0);
 }
 
+// Run the zmm kernel on P panels' first R rows (NZ zmm per row) and store the tile: zmm epilogue, or
+// else the ymm one (store_tile) panel by panel.
 template <int R, int AS, int P, int NZ, bool PACK = false>
 __attribute__((target("avx2,fma,avx512f"))) inline void tile_zmm(int64_t kc, const float* Ap, float* Bp, int64_t m,
                                                                  int64_t n, float* Ct, bool accumulate, bool last,
@@ -560,10 +560,10 @@ __attribute__((target("avx2,fma"), noinline)) void tile_short(const Job& g, cons
   tile_rows<4, MR, NV>(g, b, ir, jr);
 }
 
-// The zmm tiles (NV = 4, MR = kPackedMR): only these are compiled for AVX-512F (out of line, one
-// call per register tile or per pair of panels' row of tiles), not the whole block loop (inlining everything into one AVX-512 function
-// doubled the GEMM kernels' build time). Their own kernel object (family GEMM_ZMM, linked with GEMM)
-// compiles beside the rest of the GEMM.
+// The zmm tiles (NV = 4, MR = kPackedMR): only these are compiled for AVX-512F (out of line, one call
+// per register tile or per pair of panels' row of tiles), not the whole block loop (inlining
+// everything into one AVX-512 function doubled the GEMM kernels' build time). Their own kernel
+// object (family GEMM_ZMM, linked with GEMM) compiles beside the rest of the GEMM.
 #define INFERON_ZMM_TILE __attribute__((target("avx2,fma,avx512f"), noinline))
 INFERON_ENTRY INFERON_ZMM_TILE void tile_z(const Job& g, const Block& b, int64_t ir, int64_t jr);
 INFERON_ENTRY INFERON_ZMM_TILE void tile_short_z(const Job& g, const Block& b, int64_t ir, int64_t jr);
@@ -732,7 +732,6 @@ INFERON_AVX2 void rect_direct(const Job& g, int64_t n0, int64_t n1) {
 // then apply the epilogue. Columns [n0, n1).
 // The next four rows of B are prefetched while these four stream (1 x 4096 x 9216, AlexNet's first FC
 // layer, 151 MB of weights: 9.2 -> 10.7 GFLOP/s; 1 x 1000 x 2048 unchanged; eight rows ahead: 9.3).
-constexpr bool kStreamPrefetch = true;
 template <int MR>
 INFERON_AVX2 void rect_stream(const Job& g, int64_t n0, int64_t n1) {
   constexpr int64_t NCH = 1024;
@@ -759,7 +758,7 @@ INFERON_AVX2 void rect_stream(const Job& g, int64_t n0, int64_t n1) {
       int64_t j = 0;
       const float* pf = k + 4 < K ? b0 + 4 * ldb : nullptr;  // the next four rows
       for (; j < nv; j += 8) {
-        if (kStreamPrefetch && pf && (j & 15) == 0) {
+        if (pf && (j & 15) == 0) {
           _mm_prefetch(reinterpret_cast<const char*>(pf + j), _MM_HINT_T0);
           _mm_prefetch(reinterpret_cast<const char*>(pf + ldb + j), _MM_HINT_T0);
           _mm_prefetch(reinterpret_cast<const char*>(pf + 2 * ldb + j), _MM_HINT_T0);
