@@ -166,7 +166,7 @@ PREBUILT_FAMILIES: dict[str, tuple[str, ...]] = {
     "QUANT": ("dynamic_quantize",),
     # parts of GEMM in objects of their own (FAMILY_PARTS), so that they compile side by side
     "GEMM_LANES": ("lanes_run",),
-    "GEMM_ZMM": ("tile_z", "tile_short_z"),
+    "GEMM_ZMM": ("tile_z", "tile_short_z", "tile_pairs_z"),
     "GEMM_SMALL_M": ("rect_small_m",),
 }
 
