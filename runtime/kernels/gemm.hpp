@@ -221,7 +221,7 @@ INFERON_AVX2_INLINE void kernel_packed(int64_t kc, const float* INFERON_RESTRICT
 // ResNet-50's 3x3 im2col GEMMs 1.03-1.05x, gemm_bench shapes interleaved, Intel Xeon). NZ = 1: only
 // the first 16 columns of the panel (a column edge of 5-16 columns: the panel is zero-padded).
 // PACK: B is not packed yet; its rows are read at src (row stride ldb, the columns of `mask`, zeros
-// past them) and written into the panel Bp as they are used (the first row tiles of a block pack its
+// past them) and written into the panel `pack` as they are used (the first row tiles of a block pack its
 // B panels while they compute: the loads overlap the FMAs instead of a packing pass of their own),
 // each row prefetched kPackPrefetch rows ahead (the rows are far apart: the hardware prefetchers do
 // not follow; without it ResNet-50's 64 x 3136 x 256 ran 0.82x the separate packing pass, with it
@@ -230,15 +230,15 @@ constexpr int kPackPrefetch = 16;
 // One k step of kernel_packed_z.
 template <int R, int AS, int P, int NZ, bool PACK>
 __attribute__((target("avx2,fma,avx512f"), always_inline)) inline void step_z(
-    int64_t k, int64_t kc, const float* INFERON_RESTRICT Ap, float* INFERON_RESTRICT Bp, __m512 (&acc)[P * R][NZ],
-    const float* INFERON_RESTRICT src, int64_t ldb, const __mmask16* mask) {
+    int64_t k, int64_t kc, const float* INFERON_RESTRICT Ap, const float* INFERON_RESTRICT Bp, __m512 (&acc)[P * R][NZ],
+    float* INFERON_RESTRICT pack, const float* INFERON_RESTRICT src, int64_t ldb, const __mmask16* mask) {
   __m512 b[NZ];
 #pragma GCC unroll 2
   for (int z = 0; z < NZ; z++) {
     if constexpr (PACK) {
       _mm_prefetch(reinterpret_cast<const char*>(src + (k + kPackPrefetch) * ldb + z * 16), _MM_HINT_T0);
       b[z] = _mm512_maskz_loadu_ps(mask[z], src + k * ldb + z * 16);
-      _mm512_store_ps(Bp + k * 32 + z * 16, b[z]);
+      _mm512_store_ps(pack + k * 32 + z * 16, b[z]);
     } else {
       b[z] = _mm512_loadu_ps(Bp + k * 32 + z * 16);
     }
@@ -255,8 +255,9 @@ __attribute__((target("avx2,fma,avx512f"), always_inline)) inline void step_z(
 
 template <int R, int AS, int P = 1, int NZ = 2, bool PACK = false>
 __attribute__((target("avx2,fma,avx512f"))) inline void kernel_packed_z(int64_t kc, const float* INFERON_RESTRICT Ap,
-                                                                        float* INFERON_RESTRICT Bp,
+                                                                        const float* INFERON_RESTRICT Bp,
                                                                         __m512 (&acc)[P * R][NZ],
+                                                                        float* INFERON_RESTRICT pack = nullptr,
                                                                         const float* INFERON_RESTRICT src = nullptr,
                                                                         int64_t ldb = 0, const __mmask16* mask = nullptr) {
 #pragma GCC unroll 12
@@ -264,7 +265,7 @@ __attribute__((target("avx2,fma,avx512f"))) inline void kernel_packed_z(int64_t 
 #pragma GCC unroll 2
     for (int z = 0; z < NZ; z++) acc[i][z] = _mm512_setzero_ps();
 #pragma GCC unroll 4
-  for (int64_t k = 0; k < kc; k++) step_z<R, AS, P, NZ, PACK>(k, kc, Ap, Bp, acc, src, ldb, mask);
+  for (int64_t k = 0; k < kc; k++) step_z<R, AS, P, NZ, PACK>(k, kc, Ap, Bp, acc, pack, src, ldb, mask);
 }
 
 // The R x NZ zmm tile as R x 2NZ ymm (for store_tile).
@@ -306,23 +307,19 @@ __attribute__((target("avx2,fma,avx512f"))) inline void store_rows_z(const __m51
     }
 }
 
-// Store an R x (NZ * 16) zmm tile, all R rows and the first n columns valid, with a per-row bias, the
-// residual and ReLU / Clip / no activation in zmm registers (masked loads and stores past n); false
-// (nothing stored) for what store_tile handles: partial rows, per-column bias, the other activations.
+// Store an R x (NZ * 16) zmm tile, all R rows and the first n columns (those of `mask`) valid, with a
+// per-row bias, the residual and ReLU / Clip / no activation in zmm registers (masked loads and stores
+// past n); false (nothing stored) for what store_tile handles: partial rows, per-column bias, the
+// other activations.
 template <int R, int NZ>
-__attribute__((target("avx2,fma,avx512f"))) inline bool store_tile_z(const __m512 (&c)[R][NZ], int64_t m, int64_t n,
+__attribute__((target("avx2,fma,avx512f"))) inline bool store_tile_z(const __m512 (&c)[R][NZ],
+                                                                     const __mmask16 (&mask)[NZ], int64_t m, int64_t n,
                                                                      float* C, bool accumulate, bool last, const Job& g,
                                                                      int64_t row0, int64_t col0) {
   if (m != R || (last && ((g.bias && g.bias_axis != 0) ||
                           (g.act != ACT_NONE && g.act != ACT_RELU && g.act != ACT_CLIP))))
     return false;
   const __m512 lo = g.act == ACT_RELU ? _mm512_setzero_ps() : _mm512_set1_ps(g.alpha), hi = _mm512_set1_ps(g.beta);
-  __mmask16 mask[NZ];
-#pragma GCC unroll 2
-  for (int z = 0; z < NZ; z++) {
-    const int64_t cols = std::min<int64_t>(16, std::max<int64_t>(0, n - z * 16));
-    mask[z] = static_cast<__mmask16>((1u << cols) - 1u);
-  }
   if (n >= NZ * 16) store_rows_z<R, NZ, false>(c, mask, C, accumulate, last, g, row0, col0, lo, hi);
   else store_rows_z<R, NZ, true>(c, mask, C, accumulate, last, g, row0, col0, lo, hi);
   return true;
@@ -342,17 +339,18 @@ __attribute__((target("avx2,fma,avx512f"), noinline)) void store_panel_ymm(const
 // Run the zmm kernel on P panels' first R rows (NZ zmm per row) and store the tile: zmm epilogue, or
 // else the ymm one (store_tile) panel by panel.
 template <int R, int AS, int P, int NZ, bool PACK = false>
-__attribute__((target("avx2,fma,avx512f"))) inline void tile_zmm(int64_t kc, const float* Ap, float* Bp, int64_t m,
-                                                                 int64_t n, float* Ct, bool accumulate, bool last,
-                                                                 const Job& g, int64_t row0, int64_t col0,
-                                                                 const float* src = nullptr, int64_t ldb = 0) {
+__attribute__((target("avx2,fma,avx512f"))) inline void tile_zmm(int64_t kc, const float* Ap, const float* Bp,
+                                                                 int64_t m, int64_t n, float* Ct, bool accumulate,
+                                                                 bool last, const Job& g, int64_t row0, int64_t col0,
+                                                                 float* pack = nullptr, const float* src = nullptr,
+                                                                 int64_t ldb = 0) {
   __m512 z[P * R][NZ];
   __mmask16 mask[NZ];
 #pragma GCC unroll 2
   for (int h = 0; h < NZ; h++)
     mask[h] = static_cast<__mmask16>((1u << std::min<int64_t>(16, std::max<int64_t>(0, n - h * 16))) - 1u);
-  kernel_packed_z<R, AS, P, NZ, PACK>(kc, Ap, Bp, z, src, ldb, mask);
-  if (store_tile_z<P * R, NZ>(z, m, n, Ct, accumulate, last, g, row0, col0)) return;
+  kernel_packed_z<R, AS, P, NZ, PACK>(kc, Ap, Bp, z, pack, src, ldb, mask);
+  if (store_tile_z<P * R, NZ>(z, mask, m, n, Ct, accumulate, last, g, row0, col0)) return;
 #pragma GCC unroll 2
   for (int p = 0; p < P; p++) {
     const int64_t mp = std::min<int64_t>(R, m - p * R);
@@ -537,7 +535,7 @@ INFERON_AVX2_INLINE void tile_rows(const Job& g, const Block& b, int64_t ir, int
     store_tile<MR, 1>(c, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
   } else if constexpr (NV == 4) {  // zmm panels: a 5-16 column edge on one zmm per row
     const float* Ap = b.A + ir * b.kcur;
-    float* Bp = const_cast<float*>(b.B) + (jr / NR) * b.bstride;  // read only (PACK false)
+    const float* Bp = b.B + (jr / NR) * b.bstride;
     if (nr <= 16) tile_zmm<R, MR, 1, 1>(b.kcur, Ap, Bp, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
     else tile_zmm<R, MR, 1, 2>(b.kcur, Ap, Bp, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
   } else if (NV >= 2 && nr <= 8) {  // column edge: half (a quarter) of the FMAs
@@ -581,16 +579,19 @@ __attribute__((target("avx2,fma,avx512f"))) inline void pairs_z(const Job& g, co
   for (int64_t jr = 0; jr < b.ncur; jr += 32) {
     const int64_t nr = std::min<int64_t>(32, b.ncur - jr);
     float* Ct = g.C + (b.ic + ir) * g.ldc + b.jc + jr;
-    float* Bp = (PACK ? b.pack : const_cast<float*>(b.B)) + (jr / 32) * b.bstride;
+    const float* Bp = b.B + (jr / 32) * b.bstride;
+    float* pack = PACK ? b.pack + (jr / 32) * b.bstride : nullptr;  // = Bp, written
     const float* src = PACK ? b.pack_src + jr : nullptr;
     if (nr > 16) {
-      tile_zmm<R, R, 2, 2, PACK>(b.kcur, Ap, Bp, 2 * R, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr, src, g.ldb);
+      tile_zmm<R, R, 2, 2, PACK>(b.kcur, Ap, Bp, 2 * R, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr, pack, src,
+                                 g.ldb);
     } else if (nr > 4) {
-      tile_zmm<R, R, 2, 1, PACK>(b.kcur, Ap, Bp, 2 * R, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr, src, g.ldb);
+      tile_zmm<R, R, 2, 1, PACK>(b.kcur, Ap, Bp, 2 * R, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr, pack, src,
+                                 g.ldb);
     } else {
       if constexpr (PACK)
         for (int64_t k = 0; k < b.kcur; k++)
-          for (int64_t j = 0; j < nr; j++) Bp[k * 32 + j] = src[k * g.ldb + j];
+          for (int64_t j = 0; j < nr; j++) pack[k * 32 + j] = src[k * g.ldb + j];
       tile_z(g, b, ir, jr);  // out of line: not one more copy of tile_rows per pairs_z
       tile_z(g, b, ir + R, jr);
     }
