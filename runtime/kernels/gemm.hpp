@@ -642,9 +642,10 @@ INFERON_AVX2 void rect_packed(const Job& g, int64_t m0, int64_t m1, int64_t n0, 
       const int64_t kcur = std::min(kc, K - pc);
       const bool accumulate = pc > 0 || g.acc_c;
       const bool last = pc + kcur >= K;
-      // zmm panels of a plain B: the first pair of A panels packs B as it computes (pairs_z)
-      bool fused_pack = NV == 4 && !g.b_rows && !g.b_packed && !g.im2col && std::min(mc, m1 - m0) >= 2 * MR;
-      if (g.b_rows || g.b_packed || fused_pack) {}  // implicit GEMM, pre-packed B: nothing to pack
+      // zmm panels of a plain B: the first pair of A panels of the first row block packs B as it
+      // computes (pairs_z)
+      const bool fused_pack = NV == 4 && !g.b_rows && !g.b_packed && !g.im2col && std::min(mc, m1 - m0) >= 2 * MR;
+      if (g.b_rows || g.b_packed || fused_pack) {}  // implicit GEMM, pre-packed or fused B: no packing pass
       else if (g.im2col) pack_B_im2col<NV>(*g.im2col, g.B, pc, kcur, jc, ncur, Bp);
       else pack_B<NV>(kcur, ncur, g.B + pc * g.ldb + jc, g.ldb, Bp);
       for (int64_t ic = m0; ic < m1; ic += mc) {
@@ -662,12 +663,11 @@ INFERON_AVX2 void rect_packed(const Job& g, int64_t m0, int64_t m1, int64_t n0, 
         // from memory (pre-packed weights, few columns).
         if constexpr (NV == 4) {
           int64_t ir = 0;
-          if (fused_pack) {  // the first pair of panels packs the block's B
+          if (fused_pack && ic == m0) {  // the first pair of panels packs the block's B
             blk.pack = Bp;
             blk.pack_src = g.B + pc * g.ldb + jc;
             tile_pairs_z(g, blk, 0);
             blk.pack = nullptr;
-            fused_pack = false;
             ir = 2 * MR;
           }
           for (; ir + 2 * MR <= mcur; ir += 2 * MR) tile_pairs_z(g, blk, ir);
