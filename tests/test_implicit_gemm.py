@@ -46,6 +46,8 @@ def _conv_model(c: int, m: int, hw: tuple[int, int], k: int, group: int = 1, pad
         (8, 24, (33, 41), 3, 1, [0, 2, 1, 0], True),  # asymmetric pads, odd sizes, residual
         (12, 64, (28, 28), 3, 2, None, False),  # groups of 32 output channels
         (4, 16, (45, 45), 5, 1, [2, 2, 2, 2], True),
+        (64, 48, (20, 20), 3, 1, None, True),  # K = 576 over two KC blocks (zmm tiles pack image rows)
+        (8, 8, (25, 25), 3, 1, None, False),  # M = 8: no tile pair, B packed in a pass of its own (zmm)
     ],
 )
 def test_implicit_conv_matches_onnxruntime(

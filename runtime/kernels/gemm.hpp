@@ -220,24 +220,27 @@ INFERON_AVX2_INLINE void kernel_packed(int64_t kc, const float* INFERON_RESTRICT
 // accumulators), so that each B row loaded from L2 feeds twice the FMAs (512 x 512 to 1024 x 1024 and
 // ResNet-50's 3x3 im2col GEMMs 1.03-1.05x, gemm_bench shapes interleaved, Intel Xeon). NZ = 1: only
 // the first 16 columns of the panel (a column edge of 5-16 columns: the panel is zero-padded).
-// PACK: B is not packed yet; its rows are read at src (row stride ldb, the columns of `mask`, zeros
-// past them) and written into the panel `pack` as they are used (the first row tiles of a block pack its
+// PACK: B is not packed yet; its row k is read at src + k * ldb (PACK 1: a plain B) or src + rows[k]
+// (PACK 2: an implicit GEMM's bordered image, rows[k] readable up to k + kPackPrefetch), the columns of
+// `mask`, zeros past them, and written into the panel `pack` as they are used (the first row tiles of a block pack its
 // B panels while they compute: the loads overlap the FMAs instead of a packing pass of their own),
 // each row prefetched kPackPrefetch rows ahead (the rows are far apart: the hardware prefetchers do
 // not follow; without it ResNet-50's 64 x 3136 x 256 ran 0.82x the separate packing pass, with it
 // 1.12x; 8 / 32 rows ahead: model 0.995x / 0.990x of 16).
 constexpr int kPackPrefetch = 16;
 // One k step of kernel_packed_z.
-template <int R, int AS, int P, int NZ, bool PACK>
+template <int R, int AS, int P, int NZ, int PACK>
 __attribute__((target("avx2,fma,avx512f"), always_inline)) inline void step_z(
     int64_t k, int64_t kc, const float* INFERON_RESTRICT Ap, const float* INFERON_RESTRICT Bp, __m512 (&acc)[P * R][NZ],
-    float* INFERON_RESTRICT pack, const float* INFERON_RESTRICT src, int64_t ldb, const __mmask16* mask) {
+    float* INFERON_RESTRICT pack, const float* INFERON_RESTRICT src, int64_t ldb, const int64_t* INFERON_RESTRICT rows,
+    const __mmask16* mask) {
   __m512 b[NZ];
 #pragma GCC unroll 2
   for (int z = 0; z < NZ; z++) {
-    if constexpr (PACK) {
-      _mm_prefetch(reinterpret_cast<const char*>(src + (k + kPackPrefetch) * ldb + z * 16), _MM_HINT_T0);
-      b[z] = _mm512_maskz_loadu_ps(mask[z], src + k * ldb + z * 16);
+    if constexpr (PACK != 0) {
+      const float* ahead = src + (PACK == 2 ? rows[k + kPackPrefetch] : (k + kPackPrefetch) * ldb);
+      _mm_prefetch(reinterpret_cast<const char*>(ahead + z * 16), _MM_HINT_T0);
+      b[z] = _mm512_maskz_loadu_ps(mask[z], src + (PACK == 2 ? rows[k] : k * ldb) + z * 16);
       _mm512_store_ps(pack + k * 32 + z * 16, b[z]);
     } else {
       b[z] = _mm512_loadu_ps(Bp + k * 32 + z * 16);
@@ -253,19 +256,20 @@ __attribute__((target("avx2,fma,avx512f"), always_inline)) inline void step_z(
     }
 }
 
-template <int R, int AS, int P = 1, int NZ = 2, bool PACK = false>
+template <int R, int AS, int P = 1, int NZ = 2, int PACK = 0>
 __attribute__((target("avx2,fma,avx512f"))) inline void kernel_packed_z(int64_t kc, const float* INFERON_RESTRICT Ap,
                                                                         const float* INFERON_RESTRICT Bp,
                                                                         __m512 (&acc)[P * R][NZ],
                                                                         float* INFERON_RESTRICT pack = nullptr,
                                                                         const float* INFERON_RESTRICT src = nullptr,
-                                                                        int64_t ldb = 0, const __mmask16* mask = nullptr) {
+                                                                        int64_t ldb = 0, const int64_t* rows = nullptr,
+                                                                        const __mmask16* mask = nullptr) {
 #pragma GCC unroll 12
   for (int i = 0; i < P * R; i++)
 #pragma GCC unroll 2
     for (int z = 0; z < NZ; z++) acc[i][z] = _mm512_setzero_ps();
 #pragma GCC unroll 4
-  for (int64_t k = 0; k < kc; k++) step_z<R, AS, P, NZ, PACK>(k, kc, Ap, Bp, acc, pack, src, ldb, mask);
+  for (int64_t k = 0; k < kc; k++) step_z<R, AS, P, NZ, PACK>(k, kc, Ap, Bp, acc, pack, src, ldb, rows, mask);
 }
 
 // The R x NZ zmm tile as R x 2NZ ymm (for store_tile).
@@ -338,18 +342,18 @@ __attribute__((target("avx2,fma,avx512f"), noinline)) void store_panel_ymm(const
 
 // Run the zmm kernel on P panels' first R rows (NZ zmm per row) and store the tile: zmm epilogue, or
 // else the ymm one (store_tile) panel by panel.
-template <int R, int AS, int P, int NZ, bool PACK = false>
+template <int R, int AS, int P, int NZ, int PACK = 0>
 __attribute__((target("avx2,fma,avx512f"))) inline void tile_zmm(int64_t kc, const float* Ap, const float* Bp,
                                                                  int64_t m, int64_t n, float* Ct, bool accumulate,
                                                                  bool last, const Job& g, int64_t row0, int64_t col0,
                                                                  float* pack = nullptr, const float* src = nullptr,
-                                                                 int64_t ldb = 0) {
+                                                                 int64_t ldb = 0, const int64_t* rows = nullptr) {
   __m512 z[P * R][NZ];
   __mmask16 mask[NZ];
 #pragma GCC unroll 2
   for (int h = 0; h < NZ; h++)
     mask[h] = static_cast<__mmask16>((1u << std::min<int64_t>(16, std::max<int64_t>(0, n - h * 16))) - 1u);
-  kernel_packed_z<R, AS, P, NZ, PACK>(kc, Ap, Bp, z, pack, src, ldb, mask);
+  kernel_packed_z<R, AS, P, NZ, PACK>(kc, Ap, Bp, z, pack, src, ldb, rows, mask);
   if (store_tile_z<P * R, NZ>(z, mask, m, n, Ct, accumulate, last, g, row0, col0)) return;
 #pragma GCC unroll 2
   for (int p = 0; p < P; p++) {
@@ -432,17 +436,17 @@ INFERON_AVX2_INLINE void kernel_rows(int64_t kc, const float* INFERON_RESTRICT A
 // GEMM 1.05x faster with the extra line).
 inline int64_t panel_stride(int64_t kc, int nr) { return kc * nr + 16; }
 
-// Pack a kc x nc block of B (row stride ldb) into NR-wide panels, zero-padding the last one. Row
-// by row: each source row segment is read once, in order (walking one panel's column down all kc
+// Pack a kc x nc block of B (row k at B + k * ldb, or at B + rows[k]) into NR-wide panels, zero-padding
+// the last one. Row by row: each source row segment is read once, in order (walking one panel's column down all kc
 // rows touched a new cache line and page per element row: 25 % of a 64 x 12544 x 147 GEMM).
 template <int NV>
-INFERON_AVX2_INLINE void pack_B(int64_t kc, int64_t nc, const float* B, int64_t ldb, float* Bp) {
+INFERON_AVX2_INLINE void pack_B(int64_t kc, int64_t nc, const float* B, int64_t ldb, const int64_t* rows, float* Bp) {
   constexpr int NR = NV * 8;
   const int64_t full = nc / NR * NR, ps = panel_stride(kc, NR);
   __m256i masks[NV];
   for (int v = 0; v < NV; v++) masks[v] = mask_first(std::max<int64_t>(0, nc - full - v * 8));
   for (int64_t k = 0; k < kc; k++) {
-    const float* src = B + k * ldb;
+    const float* src = B + (rows ? rows[k] : k * ldb);
     float* dst = Bp + k * NR;
     for (int64_t j = 0; j < full; j += NR)
 #pragma GCC unroll 4
@@ -506,8 +510,10 @@ struct Block {
   int64_t ic, jc, mcur, ncur, kcur;
   bool accumulate, last;
   int64_t bstride;                 // floats from one NR-column B panel to the next
-  float* pack = nullptr;           // B's panels still to be packed (at B) from pack_src, row stride g.ldb
+  float* pack = nullptr;           // B's panels still to be packed (at B): row k from pack_src + k * g.ldb,
+                                   // or + pack_rows[k] (implicit GEMM)
   const float* pack_src = nullptr;
+  const int64_t* pack_rows = nullptr;
 };
 
 // The register tile at (ir, jr) of a block: R rows of an MR-row A panel (R < MR: the last panel
@@ -572,7 +578,7 @@ INFERON_ENTRY INFERON_ZMM_TILE void tile_pairs_z(const Job& g, const Block& b, i
 // tiles (kernel_packed_z, P = 2), a 5-31 column edge as one 12-row tile too (masked), a 1-4 column
 // edge per panel (tile_rows). (One call per tile instead: 64 x 12321 x 27 1.02x slower.) With
 // b.pack, these tiles pack the block's B panels as they go (the block's first rows).
-template <bool PACK>
+template <int PACK>
 __attribute__((target("avx2,fma,avx512f"))) inline void pairs_z(const Job& g, const Block& b, int64_t ir) {
   constexpr int R = kPackedMR;
   const float* Ap = b.A + ir * b.kcur;
@@ -584,14 +590,14 @@ __attribute__((target("avx2,fma,avx512f"))) inline void pairs_z(const Job& g, co
     const float* src = PACK ? b.pack_src + jr : nullptr;
     if (nr > 16) {
       tile_zmm<R, R, 2, 2, PACK>(b.kcur, Ap, Bp, 2 * R, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr, pack, src,
-                                 g.ldb);
+                                 g.ldb, b.pack_rows);
     } else if (nr > 4) {
       tile_zmm<R, R, 2, 1, PACK>(b.kcur, Ap, Bp, 2 * R, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr, pack, src,
-                                 g.ldb);
+                                 g.ldb, b.pack_rows);
     } else {
-      if constexpr (PACK)
+      if constexpr (PACK != 0)
         for (int64_t k = 0; k < b.kcur; k++)
-          for (int64_t j = 0; j < nr; j++) pack[k * 32 + j] = src[k * g.ldb + j];
+          for (int64_t j = 0; j < nr; j++) pack[k * 32 + j] = src[(PACK == 2 ? b.pack_rows[k] : k * g.ldb) + j];
       tile_z(g, b, ir, jr);  // out of line: not one more copy of tile_rows per pairs_z
       tile_z(g, b, ir + R, jr);
     }
@@ -599,8 +605,9 @@ __attribute__((target("avx2,fma,avx512f"))) inline void pairs_z(const Job& g, co
 }
 
 INFERON_ENTRY INFERON_ZMM_TILE void tile_pairs_z(const Job& g, const Block& b, int64_t ir) {
-  if (b.pack) pairs_z<true>(g, b, ir);
-  else pairs_z<false>(g, b, ir);
+  if (b.pack && b.pack_rows) pairs_z<2>(g, b, ir);
+  else if (b.pack) pairs_z<1>(g, b, ir);
+  else pairs_z<0>(g, b, ir);
 }
 
 INFERON_ENTRY INFERON_ZMM_TILE void tile_z(const Job& g, const Block& b, int64_t ir, int64_t jr) {
@@ -635,7 +642,10 @@ INFERON_AVX2 void rect_packed(const Job& g, int64_t m0, int64_t m1, int64_t n0, 
   const int64_t nc_eff = std::min(nc, (n1 - n0 + NR - 1) / NR * NR);
   float* Ap = g.a_packed ? nullptr : tls_scratch(0).get(static_cast<size_t>(mc_eff * kc));
   const int64_t mpad = (g.M + MR - 1) / MR * MR;
-  float* Bp = g.b_rows || g.b_packed ? nullptr : tls_scratch(1).get(static_cast<size_t>(nc_eff / NR * panel_stride(kc, NR)));
+  // zmm panels pack B whether it is plain or an implicit GEMM's image (row offsets b_rows), ymm ones
+  // read the image in place
+  const bool in_place = g.b_rows && NV != 4;
+  float* Bp = in_place || g.b_packed ? nullptr : tls_scratch(1).get(static_cast<size_t>(nc_eff / NR * panel_stride(kc, NR)));
   for (int64_t jc = n0; jc < n1; jc += nc) {
     const int64_t ncur = std::min(nc, n1 - jc);
     for (int64_t pc = 0; pc < K; pc += kc) {
@@ -644,16 +654,19 @@ INFERON_AVX2 void rect_packed(const Job& g, int64_t m0, int64_t m1, int64_t n0, 
       const bool last = pc + kcur >= K;
       // zmm panels of a plain B: the first pair of A panels of the first row block packs B as it
       // computes (pairs_z)
-      const bool fused_pack = NV == 4 && !g.b_rows && !g.b_packed && !g.im2col && std::min(mc, m1 - m0) >= 2 * MR;
-      if (g.b_rows || g.b_packed || fused_pack) {}  // implicit GEMM, pre-packed or fused B: no packing pass
+      const bool fused_pack = NV == 4 && !g.b_packed && !g.im2col && std::min(mc, m1 - m0) >= 2 * MR;
+      // this block's B rows: an implicit GEMM's at bsrc + brows[k], a plain B's at bsrc + k * ldb
+      const int64_t* brows = g.b_rows ? g.b_rows + pc : nullptr;
+      const float* bsrc = g.b_rows ? g.B + jc : g.B + pc * g.ldb + jc;
+      if (in_place || g.b_packed || fused_pack) {}  // B read in place, pre-packed or packed by the tiles
       else if (g.im2col) pack_B_im2col<NV>(*g.im2col, g.B, pc, kcur, jc, ncur, Bp);
-      else pack_B<NV>(kcur, ncur, g.B + pc * g.ldb + jc, g.ldb, Bp);
+      else pack_B<NV>(kcur, ncur, bsrc, g.ldb, brows, Bp);
       for (int64_t ic = m0; ic < m1; ic += mc) {
         const int64_t mcur = std::min(mc, m1 - ic);
         const float* Ablk = Ap;
         if (g.a_packed) Ablk = g.A + pc * mpad + ic * kcur;
         else pack_A<MR>(mcur, kcur, g.A + ic * g.lda + pc, g.lda, Ap);
-        Block blk = g.b_rows ? Block{Ablk, g.B + jc, g.b_rows + pc, ic, jc, mcur, ncur, kcur, accumulate, last, 0}
+        Block blk = in_place ? Block{Ablk, g.B + jc, g.b_rows + pc, ic, jc, mcur, ncur, kcur, accumulate, last, 0}
                           : g.b_packed ? Block{Ablk, g.B + jc * K + pc * NR, nullptr, ic, jc, mcur, ncur, kcur, accumulate, last, NR * K}
                                        : Block{Ablk, Bp, nullptr, ic, jc, mcur, ncur, kcur, accumulate, last, panel_stride(kcur, NR)};
         // Register tiles of this block. zmm: pairs of whole A panels (12 x 32 tiles) in L1, B
@@ -665,7 +678,8 @@ INFERON_AVX2 void rect_packed(const Job& g, int64_t m0, int64_t m1, int64_t n0, 
           int64_t ir = 0;
           if (fused_pack && ic == m0) {  // the first pair of panels packs the block's B
             blk.pack = Bp;
-            blk.pack_src = g.B + pc * g.ldb + jc;
+            blk.pack_src = bsrc;
+            blk.pack_rows = brows;
             tile_pairs_z(g, blk, 0);
             blk.pack = nullptr;
             ir = 2 * MR;
@@ -888,9 +902,20 @@ inline void rect(const Job& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, b
 // element) that cost ~one tile per panel and made ResNet-50's stride-2 3x3 layers 20 % slower at 2
 // threads than splitting N.
 inline void choose_grid(int T, int64_t mblocks, int64_t nblocks, int& tm, int& tn, double wb = 0,
-                        double wa = 0) {
+                        double wa = 0, double mfrac = 1.0, double nfrac = 1.0) {
+  // the largest share of `blocks` split `parts` ways as run_parallel cuts them, the last block counted
+  // as the `frac` of one it is (SqueezeNet's 1000 x 169 x 512 classifier: 5.3 column tiles; counted as
+  // 6, splitting N looked as cheap as splitting M and ran 96 + 73 columns: 1.07x slower at 2 threads)
+  const auto share = [&](int64_t blocks, int parts, double frac) {
+    double best = 0;
+    for (int p = 0; p < parts; p++) {
+      const int64_t b0 = blocks * p / parts, b1 = blocks * (p + 1) / parts;
+      best = std::max(best, static_cast<double>(b1 - b0) - (b1 == blocks && b1 > b0 ? 1.0 - frac : 0.0));
+    }
+    return best;
+  };
   const auto cost_of = [&](int a, int b) {
-    const double mt = static_cast<double>((mblocks + a - 1) / a), nt = static_cast<double>((nblocks + b - 1) / b);
+    const double mt = share(mblocks, a, mfrac), nt = share(nblocks, b, nfrac);
     return mt * nt + wb * nt + wa * mt;
   };
   tm = 1;
@@ -923,9 +948,11 @@ inline void run_parallel(const Job& g, int T, bool avx2) {
   // a B panel packed costs about one register tile, gathered through im2col or not (plain B at 0.25:
   // SqueezeNet's 32 x 729 x 128-256 squeeze convs split M, both threads packing all of B, 1.75x
   // slower than split N; the model 1.055x at 2 threads, ResNet-50 0.99-1.02x)
-  const double wb = !packs || g.b_rows || g.b_packed ? 0.0 : 1.0;
+  const double wb = !packs || (g.b_rows && !g.zmm) || g.b_packed ? 0.0 : 1.0;
   const double wa = !packs || g.a_packed ? 0.0 : 0.25;
-  choose_grid(T, mblocks, nblocks, tm, tn, wb, wa);
+  const double mfrac = static_cast<double>(g.M - (mblocks - 1) * mb_size) / static_cast<double>(mb_size);
+  const double nfrac = static_cast<double>(g.N - (nblocks - 1) * nb_size) / static_cast<double>(nb_size);
+  choose_grid(T, mblocks, nblocks, tm, tn, wb, wa, small_m ? 1.0 : mfrac, nfrac);
   if (tm * tn <= 1) return rect(g, 0, g.M, 0, g.N, avx2);
 #pragma omp parallel num_threads(tm * tn)
   {
@@ -958,13 +985,16 @@ struct Frame { const float* x; const int64_t* offsets; int64_t Hp, Wp; };
 inline Frame bordered_frame(const Im2col& q, const float* image, int64_t K, int64_t slack, int T,
                             bool in_place = false) {
   const int64_t Hp = frame_height(q);
-  int64_t* offsets = reinterpret_cast<int64_t*>(tls_scratch(6).get(static_cast<size_t>(2 * std::max<int64_t>(1, K))));
+  // K offsets, and kPackPrefetch more (the last one again) for the zmm kernel's prefetches
+  int64_t* offsets =
+      reinterpret_cast<int64_t*>(tls_scratch(6).get(static_cast<size_t>(2 * (std::max<int64_t>(1, K) + kPackPrefetch))));
   const bool image_is_frame = in_place && q.pt == 0 && q.pl == 0 && Hp <= q.H && frame_width(q) <= q.W;
   const int64_t Wp = image_is_frame ? q.W : frame_width(q), plane = image_is_frame ? q.H * q.W : Hp * Wp;
   for (int64_t k = 0; k < K; k++) {
     const int64_t c = k / (q.kh * q.kw), i = (k / q.kw) % q.kh, j = k % q.kw;
     offsets[k] = c * plane + i * q.dh * Wp + j * q.dw;
   }
+  for (int64_t k = K; k < K + kPackPrefetch; k++) offsets[k] = K > 0 ? offsets[K - 1] : 0;
   if (image_is_frame) return {image, offsets, Hp, Wp};
   float* xp = tls_scratch(4).get(static_cast<size_t>(q.C * plane + slack));
   std::memset(xp + q.C * plane, 0, static_cast<size_t>(slack) * sizeof(float));
@@ -1116,8 +1146,8 @@ INFERON_ENTRY void gemm(int64_t batch, int64_t M, int64_t N, int64_t K,
   base.b_rows = nullptr;
   base.nv = t.nr == 8 ? 1 : 2;
   // zmm row panels: with AVX-512F, for 16-column tiles whose B the kernel packs (pre-packed B panels
-  // are 16 wide; implicit GEMMs read B in place)
-  base.zmm = base.nv == 2 && !t.b_packed && !t.a_lanes && !(b_im2col && b_im2col->implicit) && zmm_rows();
+  // are 16 wide), implicit GEMMs included (their tiles pack the image's rows)
+  base.zmm = base.nv == 2 && !t.b_packed && !t.a_lanes && zmm_rows();
   base.b_c8 = t.a_lanes && t.b_nchwc8 && !b_im2col;
   base.c_c8 = t.a_lanes && t.c_nchwc8;
   base.mc = t.mc > 0 ? t.mc : 72;
