@@ -61,6 +61,17 @@ struct VectorLanes {
   static WINO_INLINE V neg(V a) { return -a; }
   static WINO_INLINE V load(const float* p) { V v; std::memcpy(&v, p, sizeof v); return v; }
   static WINO_INLINE void store(float* p, V v) { std::memcpy(p, &v, sizeof v); }
+  // the first n < W lanes (nothing read or written past them; plain code: these inline into both ISAs)
+  static WINO_INLINE V load_first(const float* p, int64_t n) {
+    float t[W] = {};
+    for (int64_t i = 0; i < n; i++) t[i] = p[i];
+    return load(t);
+  }
+  static WINO_INLINE void store_first(float* p, V v, int64_t n) {
+    float t[W];
+    store(t, v);
+    for (int64_t i = 0; i < n; i++) p[i] = t[i];
+  }
   static WINO_INLINE V act(V v, int act, float alpha, float beta) {
     const V z{};
     switch (act) {
@@ -90,6 +101,8 @@ struct ScalarLanes {
   static WINO_INLINE V neg(V a) { return -a; }
   static WINO_INLINE V load(const float* p) { return *p; }
   static WINO_INLINE void store(float* p, V v) { *p = v; }
+  static WINO_INLINE V load_first(const float* p, int64_t) { return *p; }
+  static WINO_INLINE void store_first(float* p, V v, int64_t) { *p = v; }
   static WINO_INLINE V act(V v, int act, float alpha, float beta) { return apply_act(v, act, alpha, beta); }
 };
 
@@ -266,7 +279,11 @@ WINO_INLINE void output_channel(const float* z, int64_t ps, int64_t TH, int64_t 
         if (r) v = L::add(v, L::load(r + xx));
         L::store(dst + xx, L::act(v, act, alpha, beta));
       }
-      for (; xx < Wo; xx++) dst[xx] = apply_act(src[xx] + bias + (r ? r[xx] : 0.f), act, alpha, beta);
+      if (xx < Wo) {  // a masked vector (a scalar loop here was most of the transform at Wo = 55)
+        V v = L::add(L::load(src + xx), L::set(bias));  // rows[] is whole vectors wide
+        if (r) v = L::add(v, L::load_first(r + xx, Wo - xx));
+        L::store_first(dst + xx, L::act(v, act, alpha, beta), Wo - xx);
+      }
     }
   }
 }
