@@ -563,7 +563,7 @@ def pool_out(n, k, s, p0, p1, d, ceil):
     return (n + p0 + p1 - eff) // s + 1
 
 
-@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("isa", LANE_ISAS)  # AVX-512F: the separable max pool
 def test_pool2d(shim, isa):
     shim.k_set_isa(isa)
     rng = np.random.default_rng(4)
@@ -575,6 +575,8 @@ def test_pool2d(shim, isa):
         (9, 9, 3, 3, 1, 1, 2, 1, 0, 2, 2, 2, False),
         (5, 5, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, False),
         (11, 10, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, True),
+        (13, 40, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, True),  # several 16-column vectors, stride 2
+        (9, 37, 3, 2, 1, 1, 0, 1, 0, 0, 2, 1, False),  # row dilation, stride 1, partial last vector
     ]
     for (H, W, kh, kw, sh, sw, pt, pl, pb, pr, dh, dw, ceil), is_max, cip in itertools.product(configs, [1, 0], [0, 1]):
         if is_max and cip:
