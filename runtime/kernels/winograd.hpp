@@ -191,10 +191,12 @@ WINO_INLINE void join_phases(const typename L::V* o, float* dst) {
 
 // Input transform of one channel: x its H x W plane, v = V + c * Tp (point stride ps = C * Tp).
 // The plane is first copied with its zero border (xp: rows ty * M - pt + k, columns j * M - pl + r)
-// and split by column phase (ph[y][r][j]); each tile row then reads A rows of ph.
+// and split by column phase (ph[y][r][j]); each tile row then reads A rows of ph. `first`: the
+// thread's first channel of this call, which zeroes the whole bordered plane; the later ones only
+// copy the image rows (the border is the same zeros for every channel).
 template <int M, class L>
 WINO_INLINE void input_channel(const float* x, int64_t H, int64_t W, int64_t pt, int64_t pl, int64_t TH, int64_t TW,
-                               float* v, int64_t ps) {
+                               float* v, int64_t ps, bool first) {
   using F = WinogradF<M>;
   constexpr int A = F::A;
   using V = typename L::V;
@@ -205,20 +207,9 @@ WINO_INLINE void input_channel(const float* x, int64_t H, int64_t W, int64_t pt,
   float* ph = buf + Hp * Wr;
   float* q = ph + Hp * Wr;  // q[a][r][j] = sum_k BT[a][k] ph[ty * M + k][r][j]
   const int64_t wcopy = std::min<int64_t>(W, Wr - pl);
-  for (int64_t y = 0; y < Hp; y++) {
-    float* row = xp + y * Wr;
-    const int64_t yy = y - pt;
-    if (yy < 0 || yy >= H) {
-      std::fill(row, row + Wr, 0.f);
-      continue;
-    }
-    std::fill(row, row + pl, 0.f);
-    const float* src = x + yy * W;
-    int64_t i = 0;
-    for (; i + L::W <= wcopy; i += L::W) L::store(row + pl + i, L::load(src + i));
-    for (; i < wcopy; i++) row[pl + i] = src[i];
-    std::fill(row + pl + wcopy, row + Wr, 0.f);
-  }
+  if (first) std::fill(xp, xp + Hp * Wr, 0.f);
+  for (int64_t y = std::max<int64_t>(0, pt); y < std::min<int64_t>(Hp, H + pt); y++)
+    std::memcpy(xp + y * Wr + pl, x + (y - pt) * W, static_cast<size_t>(wcopy) * sizeof(float));
   for (int64_t y = 0; y < Hp; y++)
     for (int64_t j = 0; j + L::W <= J; j += L::W) split_phases<M, L>(xp + y * Wr + j * M, ph + y * M * J + j, J);
   for (int64_t ty = 0; ty < TH; ty++) {
@@ -290,8 +281,8 @@ WINO_INLINE void output_channel(const float* z, int64_t ps, int64_t TH, int64_t 
 
 template <int M>
 INFERON_AVX2 void input_channel_avx2(const float* x, int64_t H, int64_t W, int64_t pt, int64_t pl, int64_t TH,
-                                     int64_t TW, float* v, int64_t ps) {
-  input_channel<M, VectorLanes>(x, H, W, pt, pl, TH, TW, v, ps);
+                                     int64_t TW, float* v, int64_t ps, bool first) {
+  input_channel<M, VectorLanes>(x, H, W, pt, pl, TH, TW, v, ps, first);
 }
 
 template <int M>
@@ -306,8 +297,8 @@ INFERON_AVX2 void output_channel_avx2(const float* z, int64_t ps, int64_t TH, in
 
 template <int M>
 INFERON_AVX512VL void input_channel_avx512(const float* x, int64_t H, int64_t W, int64_t pt, int64_t pl, int64_t TH,
-                                          int64_t TW, float* v, int64_t ps) {
-  input_channel<M, VectorLanes>(x, H, W, pt, pl, TH, TW, v, ps);
+                                          int64_t TW, float* v, int64_t ps, bool first) {
+  input_channel<M, VectorLanes>(x, H, W, pt, pl, TH, TW, v, ps, first);
 }
 
 template <int M>
@@ -322,11 +313,16 @@ void input_all(const float* x, int64_t C, int64_t H, int64_t W, int64_t pt, int6
                float* v, int64_t ps, bool avx2, int T) {
   const int64_t tp = winograd_padded(TH * TW);
   const bool vl = avx2 && isa() >= INFERON_ISA_AVX512;
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
-  for (int64_t c = 0; c < C; c++) {
-    if (vl) input_channel_avx512<M>(x + c * H * W, H, W, pt, pl, TH, TW, v + c * tp, ps);
-    else if (avx2) input_channel_avx2<M>(x + c * H * W, H, W, pt, pl, TH, TW, v + c * tp, ps);
-    else input_channel<M, ScalarLanes>(x + c * H * W, H, W, pt, pl, TH, TW, v + c * tp, ps);
+#pragma omp parallel num_threads(T) if (T > 1)
+  {
+    bool first = true;
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < C; c++) {
+      if (vl) input_channel_avx512<M>(x + c * H * W, H, W, pt, pl, TH, TW, v + c * tp, ps, first);
+      else if (avx2) input_channel_avx2<M>(x + c * H * W, H, W, pt, pl, TH, TW, v + c * tp, ps, first);
+      else input_channel<M, ScalarLanes>(x + c * H * W, H, W, pt, pl, TH, TW, v + c * tp, ps, first);
+      first = false;
+    }
   }
 }
 
