@@ -87,6 +87,7 @@ CASES = [
     Case(48, 64, 28, 28, act="Relu", residual=True),  # a ResNet-like layer
     Case(16, 16, 6, 7, pads=(2, 2, 2, 2)),  # padding wider than the kernel's reach: output larger than input
     Case(16, 20, 1, 20, residual=True),  # a single input row
+    Case(16, 24, 54, 57, act="Relu", residual=True),  # 196 tiles: GEMMs split by tile columns at 2 threads
 ]
 
 
