@@ -528,7 +528,7 @@ INFERON_AVX2_INLINE void tile_rows(const Job& g, const Block& b, int64_t ir, int
     __m256 c[R][NV];
     kernel_rows<R, NV, MR>(b.kcur, b.A + ir * b.kcur, b.B + jr, b.rows, c);
     store_tile<R, NV>(c, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
-  } else if (nr <= 4) {  // column edge: dot products along the rows
+  } else if (NV != 4 && nr <= 4) {  // column edge: dot products along the rows
     __m256 c[MR][1];
     const float* Ap = b.A + ir * b.kcur;
     const float* Bp = b.B + (jr / NR) * b.bstride;
@@ -539,7 +539,7 @@ INFERON_AVX2_INLINE void tile_rows(const Job& g, const Block& b, int64_t ir, int
       default: kernel_columns<MR, 4, NR>(b.kcur, Ap, Bp, c); break;
     }
     store_tile<MR, 1>(c, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
-  } else if constexpr (NV == 4) {  // zmm panels: a 5-16 column edge on one zmm per row
+  } else if constexpr (NV == 4) {  // zmm panels: a 1-16 column edge on one zmm per row
     const float* Ap = b.A + ir * b.kcur;
     const float* Bp = b.B + (jr / NR) * b.bstride;
     if (nr <= 16) tile_zmm<R, MR, 1, 1>(b.kcur, Ap, Bp, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
@@ -575,8 +575,8 @@ INFERON_ENTRY INFERON_ZMM_TILE void tile_pairs_z(const Job& g, const Block& b, i
 
 #if INFERON_DEFINE_KERNELS(GEMM_ZMM)
 // Every register tile of rows ir .. ir + 11 (two whole 6-row panels) of a block, in one call: 12 x 32
-// tiles (kernel_packed_z, P = 2), a 5-31 column edge as one 12-row tile too (masked), a 1-4 column
-// edge per panel (tile_rows). (One call per tile instead: 64 x 12321 x 27 1.02x slower.) With
+// tiles (kernel_packed_z, P = 2), a column edge as one 12-row tile too (masked; 1-4 columns as dot
+// products per panel instead, kernel_columns: 64 x 196 x 16 1.05x, 256 x 196 x 2304 1.03x slower). (One call per tile instead: 64 x 12321 x 27 1.02x slower.) With
 // b.pack, these tiles pack the block's B panels as they go (the block's first rows).
 template <int PACK>
 __attribute__((target("avx2,fma,avx512f"))) inline void pairs_z(const Job& g, const Block& b, int64_t ir) {
@@ -591,15 +591,9 @@ __attribute__((target("avx2,fma,avx512f"))) inline void pairs_z(const Job& g, co
     if (nr > 16) {
       tile_zmm<R, R, 2, 2, PACK>(b.kcur, Ap, Bp, 2 * R, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr, pack, src,
                                  g.ldb, b.pack_rows);
-    } else if (nr > 4) {
+    } else {
       tile_zmm<R, R, 2, 1, PACK>(b.kcur, Ap, Bp, 2 * R, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr, pack, src,
                                  g.ldb, b.pack_rows);
-    } else {
-      if constexpr (PACK != 0)
-        for (int64_t k = 0; k < b.kcur; k++)
-          for (int64_t j = 0; j < nr; j++) pack[k * 32 + j] = src[(PACK == 2 ? b.pack_rows[k] : k * g.ldb) + j];
-      tile_z(g, b, ir, jr);  // out of line: not one more copy of tile_rows per pairs_z
-      tile_z(g, b, ir + R, jr);
     }
   }
 }
