@@ -189,6 +189,11 @@ WINO_INLINE void join_phases(const typename L::V* o, float* dst) {
   }
 }
 
+// Both transforms touch alpha^2 rows of V / Z per vector of tiles, one cache line each, alpha^2 KB apart:
+// the hardware prefetchers do not follow that many streams. The rows' lines 16 tiles ahead are
+// prefetched (for writing, in the input transform): input transforms 1.3-1.5x, output ones 1.06-1.12x
+// faster (64 channels of 56 x 56 and 55 x 55, 32 of 27 x 27; 32 tiles ahead: the same).
+constexpr int kPrefetchV = 16;
 // Input transform of one channel: x its H x W plane, v = V + c * Tp (point stride ps = C * Tp).
 // The plane is first copied with its zero border (xp: rows ty * M - pt + k, columns j * M - pl + r)
 // and split by column phase (ph[y][r][j]); each tile row then reads A rows of ph. `first`: the
@@ -227,11 +232,15 @@ WINO_INLINE void input_channel(const float* x, int64_t H, int64_t W, int64_t pt,
         V in[A], out[A];
         for (int l = 0; l < A; l++) in[l] = L::load(q + (a * M + l % M) * J + j + l / M);
         apply<L, F::BT, A, A>(in, out);
-        for (int b = 0; b < A; b++) L::store(vt + (a * A + b) * ps + j, out[b]);
+        for (int b = 0; b < A; b++) {
+          __builtin_prefetch(vt + (a * A + b) * ps + j + kPrefetchV, 1);
+          L::store(vt + (a * A + b) * ps + j, out[b]);
+        }
       }
   }
 }
 
+constexpr int kPrefetchZ = 16;  // see kPrefetchV
 // Output transform of one output channel: z = Z + m * Tp (point stride ps = M * Tp), y its
 // Ho x Wo plane (res: the residual's plane or null).
 template <int M, class L>
@@ -248,7 +257,10 @@ WINO_INLINE void output_channel(const float* z, int64_t ps, int64_t TH, int64_t 
       V s[A][M];
       for (int a = 0; a < A; a++) {
         V in[A];
-        for (int b = 0; b < A; b++) in[b] = L::load(zt + (a * A + b) * ps + t);
+        for (int b = 0; b < A; b++) {
+          __builtin_prefetch(zt + (a * A + b) * ps + t + kPrefetchZ);
+          in[b] = L::load(zt + (a * A + b) * ps + t);
+        }
         apply<L, F::AT, M, A>(in, s[a]);
       }
       V o[M][M];  // o[i][j]: output (ty * M + i, (t + lane) * M + j)
