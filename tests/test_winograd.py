@@ -63,6 +63,11 @@ def test_rule_picks_the_measured_tile() -> None:
     assert winograd_tile(32, 128, 7, 7) == 2
     assert winograd_tile(8, 64, 56, 56) is None  # too few channels for the GEMMs
     assert winograd_tile(64, 64, 3, 3) is None  # too few tiles
+    # zmm row panels (Intel AVX-512F): F(4x4) from 5 x 5 tiles
+    assert winograd_tile(256, 256, 14, 14, zmm_rows=True) == 2
+    assert winograd_tile(256, 64, 13, 13, zmm_rows=True) == 2
+    assert winograd_tile(128, 128, 28, 28, zmm_rows=True) == 4
+    assert winograd_tile(64, 64, 56, 56, zmm_rows=True) == 4
 
 
 @dataclass(frozen=True)

@@ -46,16 +46,25 @@ MIN_CHANNELS = 16  # input and output channels
 # the median gain over im2col + GEMM in that table, by tile (the sparsify pass's cost model uses it)
 WINOGRAD_SPEEDUP = {4: 1.9, 2: 1.5}
 MIN_TILES = 16  # tiles per image (GEMM columns)
+# Where the GEMM runs zmm row panels (Intel with AVX-512F, `inferon.cpu.zmm_row_panels`), F(4x4) only
+# from 5 x 5 tiles: on 13 x 13 / 14 x 14 outputs (4 x 4 tiles) F(2x2) instead, whose transformed
+# weights are 16 / 36 of F(4x4)'s (each of those GEMMs reuses a weight for only 16 tiles, and
+# ResNet-50's six 256-channel 14 x 14 layers streamed 9.4 MB of them each): ResNet-50 1.035x / 1.04x,
+# SqueezeNet 1.007x / 1.006x at 1 / 2 threads (whole models, interleaved, a 2-core Intel Xeon; F(4x4)
+# from 7 x 7 tiles, 28 x 28 outputs on F(2x2) too: 0.996x / 0.991x of that; 7 x 7 outputs by im2col
+# instead of F(2x2): 0.991x / 0.979x).
+MIN_TILES_F4_ZMM = 25
 
 
-def winograd_tile(m: int, c: int, ho: int, wo: int) -> int | None:
+def winograd_tile(m: int, c: int, ho: int, wo: int, zmm_rows: bool = False) -> int | None:
     """The Winograd output tile (4 or 2) for a 3x3 conv with m outputs, c inputs and an Ho x Wo
-    output, or None when im2col + GEMM is expected to be faster."""
+    output, or None when im2col + GEMM is expected to be faster; `zmm_rows`: for a model whose GEMMs
+    run zmm row panels."""
     if min(m, c) < MIN_CHANNELS:
         return None
     for tile in (4, 2):
         th, tw = tile_grid(ho, wo, tile)
-        if th * tw >= MIN_TILES:
+        if th * tw >= (MIN_TILES_F4_ZMM if zmm_rows and tile == 4 else MIN_TILES):
             return tile
     return None
 
@@ -78,6 +87,7 @@ def eligible(op: loop.Conv2dOp) -> bool:
 class ConvToWinograd(RewritePattern):
     store: WeightStore
     force: int | None = None  # tile for every eligible conv (tests); None: winograd_tile decides
+    zmm_rows: bool = False  # see winograd_tile
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: loop.Conv2dOp, rewriter: PatternRewriter) -> None:
@@ -86,7 +96,7 @@ class ConvToWinograd(RewritePattern):
         n, c, _, _ = op.input.type.get_shape()  # type: ignore[attr-defined]
         m = op.weight.type.get_shape()[0]  # type: ignore[attr-defined]
         ho, wo = op.output.type.get_shape()[2:]  # type: ignore[attr-defined]
-        tile = self.force if self.force is not None else winograd_tile(m, c, ho, wo)
+        tile = self.force if self.force is not None else winograd_tile(m, c, ho, wo, self.zmm_rows)
         if tile is None:
             return
         weight = op.weight.owner
@@ -130,10 +140,12 @@ class ConvToWinograd(RewritePattern):
 class ConvToWinogradPass(ModulePass):
     """Rewrite 3x3 stride-1 loop.conv2d into Winograd transforms around batched GEMMs where it pays.
 
-    `tile` = "auto" (the measured rule in `winograd_tile`), "off", "2" or "4" (every eligible conv)."""
+    `tile` = "auto" (the measured rule in `winograd_tile`), "off", "2" or "4" (every eligible conv);
+    `zmm_rows`: the model's GEMMs will run zmm row panels (`inferon.cpu.zmm_row_panels`)."""
 
     name = "conv-to-winograd"
     tile: str = "auto"
+    zmm_rows: bool = False
 
     def __post_init__(self) -> None:
         if str(self.tile) not in CHOICES:
@@ -143,4 +155,5 @@ class ConvToWinogradPass(ModulePass):
         if self.tile == "off":
             return
         force = None if self.tile == "auto" else int(self.tile)  # type: ignore[arg-type]
-        PatternRewriteWalker(ConvToWinograd(weights_context(ctx, self.name), force)).rewrite_module(op)
+        rewrite = ConvToWinograd(weights_context(ctx, self.name), force, self.zmm_rows)
+        PatternRewriteWalker(rewrite).rewrite_module(op)
