@@ -221,9 +221,10 @@ INFERON_AVX2_INLINE void kernel_packed(int64_t kc, const float* INFERON_RESTRICT
 // ResNet-50's 3x3 im2col GEMMs 1.03-1.05x, gemm_bench shapes interleaved, Intel Xeon). NZ = 1: only
 // the first 16 columns of the panel (a column edge of 5-16 columns: the panel is zero-padded).
 // PACK: B is not packed yet; its row k is read at src + k * ldb (PACK 1: a plain B) or src + rows[k]
-// (PACK 2: an implicit GEMM's bordered image, rows[k] readable up to k + kPackPrefetch), the columns of
-// `mask`, zeros past them, and written into the panel `pack` as they are used (the first row tiles of a block pack its
-// B panels while they compute: the loads overlap the FMAs instead of a packing pass of their own),
+// (PACK 2: an implicit GEMM's bordered image, rows[k] readable up to k + kPackPrefetch), the columns
+// of `mask`, zeros past them, and written into the panel `pack` as they are used (the first row tiles
+// of a block pack its B panels while they compute: the loads overlap the FMAs instead of a packing
+// pass of their own),
 // each row prefetched kPackPrefetch rows ahead (the rows are far apart: the hardware prefetchers do
 // not follow; without it ResNet-50's 64 x 3136 x 256 ran 0.82x the separate packing pass, with it
 // 1.12x; 8 / 32 rows ahead: model 0.995x / 0.990x of 16).
@@ -576,8 +577,9 @@ INFERON_ENTRY INFERON_ZMM_TILE void tile_pairs_z(const Job& g, const Block& b, i
 #if INFERON_DEFINE_KERNELS(GEMM_ZMM)
 // Every register tile of rows ir .. ir + 11 (two whole 6-row panels) of a block, in one call: 12 x 32
 // tiles (kernel_packed_z, P = 2), a column edge as one 12-row tile too (masked; 1-4 columns as dot
-// products per panel instead, kernel_columns: 64 x 196 x 16 1.05x, 256 x 196 x 2304 1.03x slower). (One call per tile instead: 64 x 12321 x 27 1.02x slower.) With
-// b.pack, these tiles pack the block's B panels as they go (the block's first rows).
+// products per panel instead, kernel_columns: 64 x 196 x 16 1.05x, 256 x 196 x 2304 1.03x slower).
+// (One call per tile instead: 64 x 12321 x 27 1.02x slower.) With b.pack, these tiles pack the
+// block's B panels as they go (the block's first rows).
 template <int PACK>
 __attribute__((target("avx2,fma,avx512f"))) inline void pairs_z(const Job& g, const Block& b, int64_t ir) {
   constexpr int R = kPackedMR;
@@ -646,8 +648,8 @@ INFERON_AVX2 void rect_packed(const Job& g, int64_t m0, int64_t m1, int64_t n0, 
       const int64_t kcur = std::min(kc, K - pc);
       const bool accumulate = pc > 0 || g.acc_c;
       const bool last = pc + kcur >= K;
-      // zmm panels of a plain B: the first pair of A panels of the first row block packs B as it
-      // computes (pairs_z)
+      // zmm panels of a plain B or an implicit GEMM's image: the first pair of A panels of the first
+      // row block packs B as it computes (pairs_z)
       const bool fused_pack = NV == 4 && !g.b_packed && !g.im2col && std::min(mc, m1 - m0) >= 2 * MR;
       // this block's B rows: an implicit GEMM's at bsrc + brows[k], a plain B's at bsrc + k * ldb
       const int64_t* brows = g.b_rows ? g.b_rows + pc : nullptr;
