@@ -525,11 +525,16 @@ INFERON_AVX2_INLINE void tile_rows(const Job& g, const Block& b, int64_t ir, int
   const int64_t nr = std::min<int64_t>(NR, b.ncur - jr);
   const int64_t mr = std::min<int64_t>(R, b.mcur - ir);
   float* Ct = g.C + (b.ic + ir) * g.ldc + b.jc + jr;
-  if (b.rows) {  // implicit GEMM: B read in place (columns past the edge are readable slack)
+  if constexpr (NV == 4) {  // zmm panels (B always packed, implicit GEMMs' too): a 1-16 column edge on one zmm per row
+    const float* Ap = b.A + ir * b.kcur;
+    const float* Bp = b.B + (jr / NR) * b.bstride;
+    if (nr <= 16) tile_zmm<R, MR, 1, 1>(b.kcur, Ap, Bp, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
+    else tile_zmm<R, MR, 1, 2>(b.kcur, Ap, Bp, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
+  } else if (b.rows) {  // implicit GEMM: B read in place (columns past the edge are readable slack)
     __m256 c[R][NV];
     kernel_rows<R, NV, MR>(b.kcur, b.A + ir * b.kcur, b.B + jr, b.rows, c);
     store_tile<R, NV>(c, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
-  } else if (NV != 4 && nr <= 4) {  // column edge: dot products along the rows
+  } else if (nr <= 4) {  // column edge: dot products along the rows
     __m256 c[MR][1];
     const float* Ap = b.A + ir * b.kcur;
     const float* Bp = b.B + (jr / NR) * b.bstride;
@@ -540,11 +545,6 @@ INFERON_AVX2_INLINE void tile_rows(const Job& g, const Block& b, int64_t ir, int
       default: kernel_columns<MR, 4, NR>(b.kcur, Ap, Bp, c); break;
     }
     store_tile<MR, 1>(c, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
-  } else if constexpr (NV == 4) {  // zmm panels: a 1-16 column edge on one zmm per row
-    const float* Ap = b.A + ir * b.kcur;
-    const float* Bp = b.B + (jr / NR) * b.bstride;
-    if (nr <= 16) tile_zmm<R, MR, 1, 1>(b.kcur, Ap, Bp, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
-    else tile_zmm<R, MR, 1, 2>(b.kcur, Ap, Bp, mr, nr, Ct, b.accumulate, b.last, g, b.ic + ir, b.jc + jr);
   } else if (NV >= 2 && nr <= 8) {  // column edge: half (a quarter) of the FMAs
     __m256 c[R][1];
     kernel_packed<R, 1, NR, MR>(b.kcur, b.A + ir * b.kcur, b.B + (jr / NR) * b.bstride, c);
