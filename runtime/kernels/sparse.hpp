@@ -522,9 +522,14 @@ inline void frame_fill(const Im2col& q, const Frame& f, const float* image, int6
     if (h < 0 || h >= q.H || xlo >= xhi) continue;
     const float* src = image + (c * q.H + h) * q.W + off;
     float* dst = p + y * f.Wq;
-    if (q.sw == 1) std::memcpy(dst + xlo, src + xlo, static_cast<size_t>(xhi - xlo) * sizeof(float));
-    else
-      for (int64_t x = xlo; x < xhi; x++) dst[x] = src[x * q.sw];
+    if (q.sw == 1) {
+      std::memcpy(dst + xlo, src + xlo, static_cast<size_t>(xhi - xlo) * sizeof(float));
+      continue;
+    }
+    int64_t x = xlo;
+    if (q.sw == 2 && isa() >= INFERON_ISA_AVX512) x += stride2_avx512(src + 2 * xlo, dst + xlo, xhi - xlo);
+    else if (q.sw == 2 && use_avx2()) x += stride2_avx2(src + 2 * xlo, dst + xlo, xhi - xlo);
+    for (; x < xhi; x++) dst[x] = src[x * q.sw];
   }
 }
 
