@@ -232,54 +232,61 @@ struct TileArgs {
 // 2:4 groups per K block: the B rows of one block and a 64-column tile fill about the 32 KB L1.
 constexpr int64_t kNm24BlockGroups = 32;
 
-// One column block of CSR rows [m0, m1) over one column tile, the common case with every choice
-// fixed at compile time: ADD_C adds the partial sums already in C (blocks after the first); LAST
-// adds the bias per row (if any), the residual (RES) and applies ReLU (RELU). Specialised so that
-// each row costs its nonzeros plus ~11 cycles instead of ~25 (branches on the epilogue, spilled
-// registers): short rows at 90 % sparsity (6-26 nonzeros) run 1.1-1.3x faster.
-template <typename Idx>
-struct CsrRows {
-  const float* values;
-  const Idx* ix;
-  const int32_t* rp;  // this block's row pointers
-  const float* Bn;    // B at the tile's first column
-  int64_t scale;
-  float* C;           // C at the tile's first column
+// The epilogue of a block's rows, fixed at compile time: partial sums (blocks before the last), the
+// common ones (bias per row if any, then residual and/or ReLU), or any (bias per column, other
+// activations: decided per row). Fixed, a row costs its nonzeros plus ~11 cycles instead of ~25
+// (branches on the epilogue, spilled registers): short CSR rows at 90 % sparsity (6-26 nonzeros)
+// run 1.1-1.3x faster.
+enum RowEpilogue { EPI_PARTIAL, EPI_BIAS, EPI_RES, EPI_RELU, EPI_RES_RELU, EPI_ANY };
+
+struct RowTarget {
+  float* C;  // at the tile's first column
   int64_t ldc;
-  const float* bias;  // per row, or null
-  const float* residual;
+  const float* bias_m;    // per row, or null
+  const float* bias_n;    // per column (at the tile's first column), or null
+  const float* residual;  // laid out as C, or null
+  int act;
+  float alpha, beta;
 };
 
-template <class L, int NV, bool MASK, typename Idx, bool ADD_C, bool LAST, bool RES, bool RELU>
-inline void csr_rows(const CsrRows<Idx>& r, int64_t m0, int64_t m1, typename L::Mask mk) {
+// Rows [m0, m1) of one column block over one column tile: x = sum(m) (+ C's partial sums with
+// ADD_C), then the epilogue EPI, stored to C.
+template <class L, int NV, bool MASK, bool ADD_C, int EPI, class Sum>
+inline void block_rows(const Sum& sum, const RowTarget& r, int64_t m0, int64_t m1, typename L::Mask mk) {
   using V = typename L::V;
-  const float* const values = r.values;
-  const Idx* const ix = r.ix;
-  const int32_t* const rp = r.rp;
-  const float* const Bn = r.Bn;
-  const int64_t scale = r.scale, ldc = r.ldc;
-  const float* const bias = r.bias;
+  constexpr bool RES = EPI == EPI_RES || EPI == EPI_RES_RELU || EPI == EPI_ANY;
+  const int64_t ldc = r.ldc;
+  const float* const bias_m = r.bias_m;
   float* c = r.C + m0 * ldc;
-  const float* res = RES ? r.residual + m0 * ldc : nullptr;
-  int32_t j0 = rp[m0];
+  const float* res = RES && r.residual ? r.residual + m0 * ldc : nullptr;
   for (int64_t m = m0; m < m1; m++, c += ldc) {
-    const int32_t j1 = rp[m + 1];
     V x[NV];
-    csr_sum<L, NV, MASK, Idx>(values + j0, ix + j0, j1 - j0, Bn, scale, mk, x);
-    j0 = j1;
+    sum(m, x);
     if constexpr (ADD_C)
       for (int v = 0; v < NV; v++) x[v] = L::add(x[v], load_b<L, NV, MASK>(c + L::W * v, v, mk));
-    if constexpr (LAST) {
-      if (bias) {
-        const V b = L::set1(bias[m]);
+    if constexpr (EPI != EPI_PARTIAL) {
+      if (bias_m) {
+        const V b = L::set1(bias_m[m]);
         for (int v = 0; v < NV; v++) x[v] = L::add(x[v], b);
       }
-      if constexpr (RES) {
-        for (int v = 0; v < NV; v++) x[v] = L::add(x[v], load_b<L, NV, MASK>(res + L::W * v, v, mk));
-        res += ldc;
+      if constexpr (EPI == EPI_ANY) {
+        if (r.bias_n)
+          for (int v = 0; v < NV; v++) x[v] = L::add(x[v], load_b<L, NV, MASK>(r.bias_n + L::W * v, v, mk));
       }
-      if constexpr (RELU)
+      if constexpr (RES) {
+        if (EPI != EPI_ANY || res) {
+          for (int v = 0; v < NV; v++) x[v] = L::add(x[v], load_b<L, NV, MASK>(res + L::W * v, v, mk));
+          res += ldc;
+        }
+      }
+      if constexpr (EPI == EPI_RELU || EPI == EPI_RES_RELU)
         for (int v = 0; v < NV; v++) x[v] = L::relu(x[v]);
+      if constexpr (EPI == EPI_ANY) {
+        if (r.act == ACT_RELU)
+          for (int v = 0; v < NV; v++) x[v] = L::relu(x[v]);
+        else if (r.act != ACT_NONE)
+          for (int v = 0; v < NV; v++) x[v] = L::act(x[v], r.act, r.alpha, r.beta);
+      }
     }
     for (int v = 0; v < NV; v++) {
       if (MASK && v == NV - 1) L::store(c + L::W * v, x[v], mk);
@@ -288,14 +295,18 @@ inline void csr_rows(const CsrRows<Idx>& r, int64_t m0, int64_t m1, typename L::
   }
 }
 
-// csr_rows with the runtime choices turned into template arguments.
-template <class L, int NV, bool MASK, typename Idx, bool ADD_C>
-inline void csr_block(const CsrRows<Idx>& r, int64_t m0, int64_t m1, typename L::Mask mk, bool last, bool relu) {
-  if (!last) csr_rows<L, NV, MASK, Idx, ADD_C, false, false, false>(r, m0, m1, mk);
-  else if (r.residual && relu) csr_rows<L, NV, MASK, Idx, ADD_C, true, true, true>(r, m0, m1, mk);
-  else if (r.residual) csr_rows<L, NV, MASK, Idx, ADD_C, true, true, false>(r, m0, m1, mk);
-  else if (relu) csr_rows<L, NV, MASK, Idx, ADD_C, true, false, true>(r, m0, m1, mk);
-  else csr_rows<L, NV, MASK, Idx, ADD_C, true, false, false>(r, m0, m1, mk);
+// block_rows with the runtime choices as template arguments: the last block's epilogue is one of the
+// common ones where it can be (CSR only: 2:4 is rare on CPUs where it is not kept dense).
+template <class L, int NV, bool MASK, bool ADD_C, class Sum>
+inline void block(const Sum& sum, const RowTarget& r, int64_t m0, int64_t m1, typename L::Mask mk, bool last,
+                  bool common) {
+  const bool relu = r.act == ACT_RELU;
+  if (!last) block_rows<L, NV, MASK, ADD_C, EPI_PARTIAL>(sum, r, m0, m1, mk);
+  else if (!common) block_rows<L, NV, MASK, ADD_C, EPI_ANY>(sum, r, m0, m1, mk);
+  else if (r.residual && relu) block_rows<L, NV, MASK, ADD_C, EPI_RES_RELU>(sum, r, m0, m1, mk);
+  else if (r.residual) block_rows<L, NV, MASK, ADD_C, EPI_RES>(sum, r, m0, m1, mk);
+  else if (relu) block_rows<L, NV, MASK, ADD_C, EPI_RELU>(sum, r, m0, m1, mk);
+  else block_rows<L, NV, MASK, ADD_C, EPI_BIAS>(sum, r, m0, m1, mk);
 }
 
 // Rows [m0, m1), columns [n0, n0 + NV*W) (the last vector holds the lanes of `mk` when MASK): block
@@ -303,63 +314,39 @@ inline void csr_block(const CsrRows<Idx>& r, int64_t m0, int64_t m1, typename L:
 // holds the partial sums between blocks, the last block applies the epilogue.
 template <class L, int NV, bool MASK, typename Idx>
 inline void column_tile(const TileArgs<Idx>& t, int64_t m0, int64_t m1, int64_t n0, typename L::Mask mk) {
-  using V = typename L::V;
   const SparseA& a = t.a;
   // locals: stores to C (float) could otherwise alias the epilogue's floats and force reloads
-  const bool csr = a.format == SPARSE_CSR;
-  const float* values = a.values;
-  const Idx* ix = t.ix;
-  const int32_t* row_ptr = a.row_ptr;
-  const uint8_t* meta = static_cast<const uint8_t*>(a.index);
-  const int64_t M = a.M, K = a.K, scale = a.scale, ldc = t.ldc, groups = K / 4, bytes = (groups + 1) / 2;
-  const int64_t blocks = csr ? a.kblocks : (groups + kNm24BlockGroups - 1) / kNm24BlockGroups;
-  const float* Bn = t.B + n0;
-  float* const C = t.C + n0;
+  const float* const values = a.values;
+  const Idx* const ix = t.ix;
+  const uint8_t* const meta = static_cast<const uint8_t*>(a.index);
+  const int64_t M = a.M, K = a.K, scale = a.scale, groups = K / 4, bytes = (groups + 1) / 2;
+  const float* const Bn = t.B + n0;
   const Epilogue& ep = t.ep;
-  const float* bias_m = ep.bias && ep.bias_axis == 0 ? ep.bias : nullptr;
-  const float* bias_n = ep.bias && ep.bias_axis == 1 ? ep.bias + n0 : nullptr;
-  const float* residual = t.residual ? t.residual + n0 : nullptr;
-  const int act = ep.act;
-  const float alpha = ep.alpha, beta = ep.beta;
-  if (csr && bias_n == nullptr && (act == ACT_RELU || act == ACT_NONE)) {  // the common case: csr_rows
-    for (int64_t blk = 0; blk < blocks; blk++) {
-      const CsrRows<Idx> r{values, ix, row_ptr + blk * (M + 1), Bn, scale, C, ldc, bias_m, residual};
-      const bool last = blk == blocks - 1, relu = act == ACT_RELU;
-      if (blk == 0) csr_block<L, NV, MASK, Idx, false>(r, m0, m1, mk, last, relu);
-      else csr_block<L, NV, MASK, Idx, true>(r, m0, m1, mk, last, relu);
+  const RowTarget r{t.C + n0, t.ldc, ep.bias && ep.bias_axis == 0 ? ep.bias : nullptr,
+                    ep.bias && ep.bias_axis == 1 ? ep.bias + n0 : nullptr, t.residual ? t.residual + n0 : nullptr,
+                    ep.act, ep.alpha, ep.beta};
+  if (a.format == SPARSE_CSR) {
+    const bool common = r.bias_n == nullptr && (r.act == ACT_RELU || r.act == ACT_NONE);
+    for (int64_t blk = 0; blk < a.kblocks; blk++) {
+      const int32_t* const rp = a.row_ptr + blk * (M + 1);
+      auto sum = [&](int64_t m, typename L::V* x) {
+        csr_sum<L, NV, MASK, Idx>(values + rp[m], ix + rp[m], rp[m + 1] - rp[m], Bn, scale, mk, x);
+      };
+      const bool last = blk == a.kblocks - 1;
+      if (blk == 0) block<L, NV, MASK, false>(sum, r, m0, m1, mk, last, common);
+      else block<L, NV, MASK, true>(sum, r, m0, m1, mk, last, common);
     }
     return;
   }
+  const int64_t blocks = (groups + kNm24BlockGroups - 1) / kNm24BlockGroups;
   for (int64_t blk = 0; blk < blocks; blk++) {
-    const bool last_block = blk == blocks - 1;
-    const int32_t* rp = csr ? row_ptr + blk * (M + 1) : nullptr;
     const int64_t g0 = blk * kNm24BlockGroups, g1 = std::min(groups, g0 + kNm24BlockGroups);
-    for (int64_t m = m0; m < m1; m++) {
-      V x[NV];
-      if (csr) csr_sum<L, NV, MASK, Idx>(values + rp[m], ix + rp[m], rp[m + 1] - rp[m], Bn, scale, mk, x);
-      else nm24_sum<L, NV, MASK>(a, values + m * (K / 2), meta + m * bytes, g0, g1, Bn, mk, x);
-      float* c = C + m * ldc;
-      if (blk > 0)
-        for (int v = 0; v < NV; v++) x[v] = L::add(x[v], load_b<L, NV, MASK>(c + L::W * v, v, mk));
-      if (last_block) {
-        if (bias_m) {
-          const V b = L::set1(bias_m[m]);
-          for (int v = 0; v < NV; v++) x[v] = L::add(x[v], b);
-        }
-        if (bias_n)
-          for (int v = 0; v < NV; v++) x[v] = L::add(x[v], load_b<L, NV, MASK>(bias_n + L::W * v, v, mk));
-        if (residual)
-          for (int v = 0; v < NV; v++) x[v] = L::add(x[v], load_b<L, NV, MASK>(residual + m * ldc + L::W * v, v, mk));
-        if (act == ACT_RELU)
-          for (int v = 0; v < NV; v++) x[v] = L::relu(x[v]);
-        else if (act != ACT_NONE)
-          for (int v = 0; v < NV; v++) x[v] = L::act(x[v], act, alpha, beta);
-      }
-      for (int v = 0; v < NV; v++) {
-        if (MASK && v == NV - 1) L::store(c + L::W * v, x[v], mk);
-        else L::store(c + L::W * v, x[v]);
-      }
-    }
+    auto sum = [&](int64_t m, typename L::V* x) {
+      nm24_sum<L, NV, MASK>(a, values + m * (K / 2), meta + m * bytes, g0, g1, Bn, mk, x);
+    };
+    const bool last = blk == blocks - 1;
+    if (blk == 0) block<L, NV, MASK, false>(sum, r, m0, m1, mk, last, false);
+    else block<L, NV, MASK, true>(sum, r, m0, m1, mk, last, false);
   }
 }
 
