@@ -195,7 +195,7 @@ static void qgemm_call(int64_t M, int64_t N, int64_t K, const int8_t* a, const v
                        int index32, int64_t kchunks, const uint8_t* b, int64_t ldb, int b_trans, int b_signed, const int64_t* geometry,
                        int pad, const int32_t* comp, const int32_t* mult, void* c, int64_t ldc, int64_t ldc_col,
                        int c_signed, int zy, int lo, int hi, int threads, bool a_lanes = false,
-                       const int32_t* fix = nullptr) {
+                       const int32_t* fix = nullptr, bool quads = false) {
   inferon::QGemm g;
   g.a_lanes = a_lanes;
   g.fix = fix;
@@ -203,7 +203,7 @@ static void qgemm_call(int64_t M, int64_t N, int64_t K, const int8_t* a, const v
   g.N = N;
   g.K = K;
   g.a = a;
-  g.sparse = {index, row_ptr, index32 != 0, kchunks};
+  g.sparse = {index, row_ptr, index32 != 0, kchunks, quads};
   g.b = b;
   g.ldb = ldb;
   g.b_trans = b_trans != 0;
@@ -258,6 +258,15 @@ SHIM void k_qgemm_sparse(int64_t M, int64_t N, int64_t K, const int8_t* values, 
                          int64_t ldc, int64_t ldc_col, int c_signed, int zy, int lo, int hi, int threads) {
   qgemm_call(M, N, K, values, index, row_ptr, index32, kchunks, b, ldb, b_trans, b_signed, geometry, pad, comp, mult, c, ldc,
              ldc_col, c_signed, zy, lo, hi, threads);
+}
+
+// A in CSR quads (inferon.ir.sparse.csr_quad_encode; qcsr.hpp).
+SHIM void k_qgemm_csr(int64_t M, int64_t N, int64_t K, const int8_t* values, const void* index, int index32,
+                      const int32_t* row_ptr, const uint8_t* b, int64_t ldb, int b_trans, int b_signed,
+                      const int64_t* geometry, int pad, const int32_t* comp, const int32_t* mult, void* c, int64_t ldc,
+                      int64_t ldc_col, int c_signed, int zy, int lo, int hi, int threads) {
+  qgemm_call(M, N, K, values, index, row_ptr, index32, 1, b, ldb, b_trans, b_signed, geometry, pad, comp, mult, c, ldc,
+             ldc_col, c_signed, zy, lo, hi, threads, false, nullptr, true);
 }
 
 // geometry: N C H W M Ho Wo kh kw sh sw pt pl dh dw; requant: zy lo hi pad (stored input zero point).

@@ -14,8 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from inferon.cpu import cpu_flags
 from inferon.ir import quant
-from inferon.ir.sparse import block4_chunks, block4_decode, block4_encode
+from inferon.ir.sparse import block4_chunks, block4_decode, block4_encode, csr_quad_decode, csr_quad_encode
 from tests.test_quant import ISAS, SETTINGS, im2col_reference, qgemm_reference, shim  # noqa: F401  (shim: the fixture)
 
 P, I64, INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
@@ -44,9 +45,120 @@ def run_sparse_qgemm(lib, a, b, comp, mult, zy, lo, hi, *, isa, b_signed=False, 
     return c
 
 
+def run_csr_qgemm(lib, a, b, comp, mult, zy, lo, hi, *, isa, b_signed=False, c_signed=False, b_trans=False,
+                  geometry=None, pad=0, n=None, threads=1, index32=False, residual=None):  # fmt: skip
+    """The quantized GEMM with A in CSR quads (qcsr.hpp). `residual`: (int8 / uint8 array like C,
+    qadd quant [ra, rb, fixed, lo, hi, gemm_first]) fused after the requantization."""
+    lib.k_qgemm_csr.argtypes = [I64, I64, I64, P, P, INT, P, P, I64, INT, INT, P, INT, P, P, P, I64, I64, INT, INT,
+                                INT, INT, INT]  # fmt: skip
+    lib.k_qgemm_csr.restype = None
+    m, k = a.shape
+    n = n if n is not None else (b.shape[0] if b_trans else b.shape[1])
+    enc = csr_quad_encode(a)
+    np.testing.assert_array_equal(csr_quad_decode(enc), a)
+    index = enc.indices.astype(np.int32) if index32 else enc.indices
+    c = np.zeros((m, n), np.int8 if c_signed else np.uint8)
+    geo = np.asarray([*geometry, *([0] if len(geometry) == 13 else [])], np.int64) if geometry is not None else None
+    ldb = k if b_trans else (n if geometry is None else 0)
+    table = quant.fixed_point(mult, zy, lo, hi)
+    lib.k_set_isa(isa)
+    lib.k_qgemm_csr(
+        m, n, k, enc.values.ctypes.data, index.ctypes.data, int(index.dtype == np.int32), enc.row_ptr.ctypes.data,
+        b.ctypes.data, ldb, int(b_trans), int(b_signed), None if geo is None else geo.ctypes.data, pad,
+        comp.ctypes.data, table.ctypes.data, c.ctypes.data, n, 1, int(c_signed), zy, lo, hi, threads,
+    )  # fmt: skip
+    return c
+
+
 @pytest.mark.parametrize("isa", ISAS)
 @given(
-    m=st.integers(1, 20), n=st.integers(1, 140), k=st.integers(1, 60), seed=st.integers(0, 10_000),
+    m=st.integers(1, 20), n=st.integers(1, 300), k=st.integers(1, 70), seed=st.integers(0, 10_000),
+    density=st.sampled_from([0.0, 0.05, 0.3, 1.0]), b_signed=st.booleans(), c_signed=st.booleans(),
+    b_trans=st.booleans(), extreme=st.booleans(), threads=st.sampled_from([1, 2]), index32=st.booleans(),
+)  # fmt: skip
+@SETTINGS
+def test_csr_qgemm_matches_reference(shim, isa, m, n, k, seed, density, b_signed, c_signed, b_trans,  # noqa: F811
+                                     extreme, threads, index32):  # fmt: skip
+    """The int8 CSR kernel (quads of single nonzeros, B rows interleaved by unpacks) bit-exact with
+    inferon.ir.quant: empty rows, a fully dense row, a single nonzero, rows whose nonzeros are not a
+    multiple of four, N off the 64-column blocks (masked loads of B read in place), signed / unsigned
+    activations and outputs, transposed B, extreme 255 x -128 values, 16 / 32-bit indices."""
+    rng = np.random.default_rng(seed)
+    if extreme:
+        a = rng.choice(np.int8([-128, 127]), (m, k))
+        b = rng.choice(np.int8([-128, 127]) if b_signed else np.uint8([0, 255]), (k, n))
+    else:
+        a = rng.integers(-128, 128, (m, k)).astype(np.int8)
+        b = rng.integers(-128, 128, (k, n)).astype(np.int8) if b_signed else rng.integers(0, 256, (k, n)).astype(np.uint8)
+    a[rng.random((m, k)) >= density] = 0
+    a[rng.integers(m)] = rng.integers(-128, 128, k)
+    if m > 2:
+        a[rng.integers(m)] = 0
+        row = rng.integers(m)
+        a[row] = 0
+        a[row, rng.integers(k)] = 77
+    zx = int(rng.integers(-128, 128)) if b_signed else int(rng.integers(0, 256))
+    zy = int(rng.integers(-128, 128)) if c_signed else int(rng.integers(0, 256))
+    bias = rng.integers(-5000, 5000, m).astype(np.int32)
+    mult = (rng.random(m) * 0.02 + 1e-4).astype(np.float32)
+    lo, hi = quant.qrange(np.int8 if c_signed else np.uint8)
+    if rng.random() < 0.5:
+        lo = max(lo, zy)
+    comp, expected = qgemm_reference(a, b, zx, zy, bias, mult, lo, hi, b_signed=b_signed, c_signed=c_signed)
+    src = np.ascontiguousarray(b.T) if b_trans else np.ascontiguousarray(b)
+    got = run_csr_qgemm(shim, a, src.view(np.uint8), comp, mult, zy, lo, hi, isa=isa, b_signed=b_signed,
+                        c_signed=c_signed, b_trans=b_trans, n=n, threads=threads, index32=index32)  # fmt: skip
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize(
+    "geometry",
+    [
+        (3, 9, 11, 3, 3, 1, 1, 1, 1, 1, 1),  # C, H, W, kh, kw, sh, sw, pt, pl, dh, dw
+        (16, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1),
+        (10, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1),
+        (8, 12, 9, 5, 3, 1, 1, 2, 0, 1, 1),
+        (6, 6, 40, 2, 2, 1, 1, 0, 1, 1, 1),
+        (8, 13, 11, 3, 3, 2, 2, 1, 1, 1, 1),
+        (5, 14, 14, 7, 7, 2, 2, 3, 3, 1, 1),
+        (6, 9, 10, 3, 3, 1, 1, 2, 2, 2, 2),  # dilated: im2col rows
+        (16, 9, 9, 1, 1, 2, 2, 0, 0, 1, 1),
+        (4, 15, 17, 5, 5, 2, 2, 2, 2, 1, 1),
+        (7, 11, 13, 3, 3, 3, 3, 1, 1, 1, 1),
+        (6, 10, 12, 3, 2, 2, 1, 1, 0, 1, 1),
+        (9, 30, 31, 3, 3, 1, 1, 1, 1, 1, 1),  # wide grid across several 128-column tiles
+    ],
+)
+@pytest.mark.parametrize("implicit", [False, True])
+@pytest.mark.parametrize("signed", [False, True])
+def test_csr_quantized_conv(shim, isa, geometry, implicit, signed):  # noqa: F811
+    """Convolutions with a CSR int8 A read from a plain frame (one bordered plane per channel and
+    stride phase, the product on the wide grid, its border columns dropped): any stride, weights in
+    implicit order or (c, i, j); dilated convs and int8 activations through plain im2col rows; 1 and 2
+    threads."""
+    c, h, w, kh, kw = geometry[:5]
+    rng = np.random.default_rng(c * h + kh + implicit)
+    m = 21
+    filt = rng.integers(-128, 128, (m, c, kh, kw)).astype(np.int8)
+    filt[rng.random(filt.shape) < 0.8] = 0
+    x = rng.integers(-128, 128, (c, h, w)).astype(np.int8) if signed else rng.integers(0, 256, (c, h, w)).astype(np.uint8)
+    zx, zy = (-7 if signed else 117), 3
+    cols, ho, wo = im2col_reference(x, zx, geometry)
+    mult = np.full(m, 0.004, np.float32)
+    expected = quant.requantize(filt.reshape(m, -1).astype(np.int64) @ cols, mult[:, None], zy, 0, 255, np.uint8)
+    a = quant.implicit_weight_order(filt) if implicit else filt.reshape(m, -1)
+    comp = quant.compensation(a, zx + (128 if signed else 0), None)
+    geo = (*geometry, ho, wo, int(implicit))
+    for threads in (1, 2):
+        got = run_csr_qgemm(shim, a, x.view(np.uint8), comp, mult, zy, 0, 255, isa=isa, geometry=geo,
+                            pad=zx & 0xFF, n=ho * wo, threads=threads, b_signed=signed)  # fmt: skip
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@given(
+    m=st.integers(1, 20), n=st.integers(1, 300), k=st.integers(1, 70), seed=st.integers(0, 10_000),
     density=st.sampled_from([0.0, 0.05, 0.3, 1.0]), b_signed=st.booleans(), c_signed=st.booleans(),
     b_trans=st.booleans(), extreme=st.booleans(), threads=st.sampled_from([1, 2]), index32=st.booleans(),
     kchunks=st.sampled_from([1, 2, 5]),
@@ -173,7 +285,7 @@ def _qgemm_lines(dump) -> list[str]:
 @pytest.mark.parametrize("activation_type", ["uint8", "int8"])
 def test_pruned_onnxruntime_quantized_cnn_runs_block_sparse(tmp_path, activation_type):
     """A pruned CNN quantized by ONNX Runtime (QDQ, per channel): sparsify finds the zeros in the
-    int8 weights, the single-group convs run block1x4, and the logits equal both the dense INT8
+    int8 weights, the single-group convs run CSR quads (block1x4 without VNNI), the FC layer block1x4, and the logits equal both the dense INT8
     build and ONNX Runtime's INT8 execution of the same file (within one output step)."""
     import inferon
     from inferon.testing import quantize_onnxruntime, run_onnxruntime
@@ -185,9 +297,13 @@ def test_pruned_onnxruntime_quantized_cnn_runs_block_sparse(tmp_path, activation
     sparse = inferon.load(inferon.compile(q, tmp_path / "s.so", sparse="csr", dump_ir=dump))
     lines = _qgemm_lines(dump)
     # forced (sparse="csr"): every single-group conv with a zero (the stem has a few after rounding)
-    # and the fully-connected layer (a sparse GEMV at batch 1)
+    # as CSR quads (with VNNI), and the fully-connected layer as block1x4 (a sparse GEMV at batch 1)
     assert sum(SPARSE_SEGMENTS in line for line in lines) == 4, lines
-    assert next(dump.glob("*_sparsify.mlir")).read_text().count("format block1x4") == 4
+    vnni = {"avx512_vnni", "avx512vl", "avx512bw"} <= cpu_flags()
+    formats = next(dump.glob("*_sparsify.mlir")).read_text()
+    assert formats.count("format block1x4") == (1 if vnni else 4)
+    assert formats.count("format csr") == (3 if vnni else 0)
+    assert sum("a_csr" in line for line in lines) == (3 if vnni else 0)
     dense = inferon.load(inferon.compile(q, tmp_path / "d.so", sparse="off"))
     step = _output_step(q)
     for _ in range(3):
@@ -231,9 +347,11 @@ def test_prune_then_quantize(tmp_path, capsys, spec):
     names = [p.name for p in sorted(dump.glob("*.mlir"))]
     assert names.index(next(n for n in names if n.endswith("_prune.mlir"))) < names.index(
         next(n for n in names if n.endswith("_quantize.mlir")))  # fmt: skip
-    # the pruned convs the cost model puts on block1x4 (the 1x1 everywhere; the stride-1 3x3s where the
-    # CPU's section prices their dense GEMM read in place against block1x4's im2col) run it
-    chosen = next(dump.glob("*_sparsify.mlir")).read_text().count("format block1x4")
+    # the pruned convs the cost model puts on a sparse format (block1x4, or with VNNI CSR quads; the 1x1
+    # everywhere; the stride-1 3x3s where the CPU's section prices their dense GEMM read in place
+    # against the sparse kernel) run it
+    formats = next(dump.glob("*_sparsify.mlir")).read_text()
+    chosen = formats.count("format block1x4") + formats.count("format csr")
     assert 1 <= chosen <= 3 and sum(SPARSE_SEGMENTS in line for line in _qgemm_lines(dump)) == chosen
     pruned = prune_onnx(model, spec)
     if spec == "unstructured:0.9":  # (the test's own per-tensor pruning, the stem skipped alike)

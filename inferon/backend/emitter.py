@@ -96,7 +96,7 @@ def op_label(op: Operation) -> str:
         m, n, k = ints(op.dims)
         outer, inner = ints(op.batch)
         batch = f" x{outer * inner}" if outer * inner > 1 else ""
-        sparse = " block1x4" if op.a_index is not None else ""
+        sparse = (" csr" if op.a_csr is not None else " block1x4") if op.a_index is not None else ""
         return f"{op.name}{sparse} {ctype(op.b.type)[:-2]}x{ctype(op.a.type)[:-2]} {m}x{n}x{k}{batch}"
     if isinstance(op, vec.GemmOp):
         m, n, k = ints(op.dims)
@@ -331,7 +331,8 @@ class CppEmitter:
         if op.a_index is not None and op.a_row_ptr is not None:
             wide = str(ctype(op.a_index.type).startswith("int32")).lower()
             kchunks = op.a_row_ptr.type.get_shape()[0] // (m + 1)  # type: ignore[attr-defined]
-            self.line(f"  g.sparse = {{{self.buf(op.a_index)}, {self.buf(op.a_row_ptr)}, {wide}, {kchunks}}};")
+            quads = str(op.a_csr is not None).lower()
+            self.line(f"  g.sparse = {{{self.buf(op.a_index)}, {self.buf(op.a_row_ptr)}, {wide}, {kchunks}, {quads}}};")
         b = f"reinterpret_cast<const uint8_t*>({self.buf(op.b)})"
         self.line(f"  for (int64_t o = 0; o < {outer}; ++o)")
         self.line(f"    for (int64_t i = 0; i < {inner}; ++i) {{")

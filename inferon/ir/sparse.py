@@ -15,6 +15,9 @@ compiler stores filter-tap offsets in a zero-bordered image for stride-1 convolu
   columns that hold any nonzero: `values` int8 [blocks, 4] (the group's four weights, zeros
   included: one vpdpbusd operand), `indices` (group numbers, uint16 / int32), `row_ptr` (int32,
   M + 1; with k-group chunks, kchunks x (M + 1), the blocks stored chunk by chunk).
+- CSR of int8 weights (`runtime/kernels/qcsr.hpp`): each row's nonzeros in quads, `values` int8
+  [quads, 4] (a row's last quad padded with zero weights), `indices` [quads, 4] (the column of each,
+  uint16 / int32), `row_ptr` (int32, M + 1, in quads).
 """
 
 from __future__ import annotations
@@ -210,6 +213,51 @@ def block4_encode(a: np.ndarray, kchunks: int = 1) -> Block4Matrix:
     dtype = index_dtype(int(groups_all.max()) if groups_all.size else 0)
     return Block4Matrix(np.ascontiguousarray(np.concatenate(values), dtype=np.int8), groups_all.astype(dtype),
                         np.concatenate(row_ptr).astype(np.int32), k, kchunks)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class QuadCSRMatrix:
+    values: np.ndarray  # int8 [quads * 4]
+    indices: np.ndarray  # column of each entry (uint16 / int32) [quads * 4]
+    row_ptr: np.ndarray  # int32 [M + 1], in quads
+    k: int
+
+    @property
+    def index_bits(self) -> int:
+        return 8 * self.indices.dtype.itemsize
+
+
+def csr_quad_encode(a: np.ndarray) -> QuadCSRMatrix:
+    """CSR of an int8 matrix `a` [M, K] with each row's nonzeros in quads (the int8 CSR kernel,
+    `runtime/kernels/qcsr.hpp`, multiplies four at a time): a row with r nonzeros holds ceil(r / 4)
+    quads, the last padded with zero weights at the row's last nonzero column (a column the kernel
+    reads anyway)."""
+    m, k = a.shape
+    per_row = np.count_nonzero(a, axis=1)
+    quads = -(-per_row // 4)
+    row_ptr = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(quads, out=row_ptr[1:])
+    values = np.zeros(4 * int(row_ptr[-1]), dtype=np.int8)
+    indices = np.zeros(4 * int(row_ptr[-1]), dtype=np.int64)
+    rows, cols = np.nonzero(a)
+    first = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(per_row, out=first[1:])
+    slot = 4 * row_ptr[rows] + (np.arange(rows.size) - first[rows])  # entry of each nonzero
+    values[slot] = a[rows, cols]
+    indices[slot] = cols
+    for r in np.nonzero(per_row % 4)[0]:  # padding entries: the row's last column, weight 0
+        end = 4 * int(row_ptr[r + 1])
+        indices[4 * int(row_ptr[r]) + int(per_row[r]) : end] = indices[4 * int(row_ptr[r]) + int(per_row[r]) - 1]
+    dtype = index_dtype(k - 1)
+    return QuadCSRMatrix(values, indices.astype(dtype), row_ptr.astype(np.int32), k)
+
+
+def csr_quad_decode(e: QuadCSRMatrix) -> np.ndarray:
+    m = e.row_ptr.size - 1
+    out = np.zeros((m, e.k), dtype=np.int64)
+    rows = np.repeat(np.arange(m), 4 * np.diff(e.row_ptr))
+    np.add.at(out, (rows, e.indices.astype(np.int64)), e.values.astype(np.int64))
+    return out.astype(np.int8)
 
 
 def block4_decode(e: Block4Matrix) -> np.ndarray:

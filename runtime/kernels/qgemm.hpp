@@ -23,13 +23,15 @@
 //
 // Special paths: stride-1 convolutions read B in place from an interleaved frame (run_implicit),
 // N == 1 is a GEMV (gemv_vnni), an A packed as vector lanes (few columns) runs qlanes.hpp, a
-// block-sparse A runs the kernels of qsparse.hpp against the same B panels. Files: qgemm_base.hpp
-// (QGemm, B packing, epilogue), qlanes.hpp, qsparse.hpp, this file (dense kernels and the dispatch,
+// block-sparse A runs the kernels of qsparse.hpp against the same B panels, a CSR A qcsr.hpp (plain B
+// rows, no packing). Files: qgemm_base.hpp (QGemm, B packing, epilogue), qlanes.hpp, qsparse.hpp,
+// qcsr.hpp, this file (dense kernels and the dispatch,
 // qgemm()).
 #pragma once
 
 #include "qgemm_base.hpp"
 #include "qlanes.hpp"
+#include "qcsr.hpp"
 #include "qsparse.hpp"
 
 namespace inferon {
@@ -392,23 +394,7 @@ void run_implicit(const QGemm& g, int T, int level) {
       }
     }
   }
-  Q* out = static_cast<Q*>(g.c);
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
-  for (int64_t r = 0; r < g.M * q.Ho; r++) {
-    const int64_t m = r / q.Ho, ho = r % q.Ho;
-    if (g.add) add_residual_row<Q>(g, cw + m * wide + ho * Wp, m, ho * q.Wo, q.Wo);
-    else std::memcpy(out + m * g.ldc + ho * q.Wo, cw + m * wide + ho * Wp, static_cast<size_t>(q.Wo) * sizeof(Q));
-  }
-}
-
-// B as uint8 rows [K][N]: the operand itself, or its im2col matrix (built in tls(1)).
-inline BView b_view(const QGemm& g, int nt) {
-  if (!g.im2col) return BView{g.b, g.ldb, g.b_trans};
-  const Im2col& q = *g.im2col;
-  const int64_t HoWo = q.Ho * q.Wo;
-  uint8_t* col = reinterpret_cast<uint8_t*>(tls(1).get((static_cast<size_t>(g.K * HoWo) + 3) / 4 + 16));
-  im2col_u8(q, g.b, g.pad, col, nt);
-  return BView{col, HoWo, false};
+  copy_wide<Q>(g, cw, wide, Wp, T);
 }
 
 // A packed as vector lanes (QGemm::a_lanes, few columns; see qlanes.hpp): the B tables, then the tiles.
@@ -502,6 +488,7 @@ template <class Q>
 void run(const QGemm& g, int nt) {
   const int level = use_vnni() ? 2 : use_avx2() ? 1 : 0;
   if (g.a_lanes) return run_lanes<Q>(g, level, nt);
+  if (g.sparse.quads) return run_csr<Q>(g, nt, level);
   if (g.N == 1 && level == 2 && g.im2col == nullptr && g.add == nullptr && g.fix == nullptr) {
     const int T = threads_for(nt, static_cast<double>(g.M) * g.K, 1 << 20);
     if (g.sparse.row_ptr == nullptr) return gemv_vnni<Q>(g, T);

@@ -30,11 +30,15 @@ struct QResidual {
 // A block-sparse A (block1x4, inferon.ir.sparse): the k-groups are split into kchunks chunks stored
 // one after the other; in chunk c, row m's blocks are [row_ptr[c (M + 1) + m], row_ptr[c (M + 1) + m + 1]);
 // block j holds the four int8 weights a[4 j .. 4 j + 3] of the k-group index[j] (uint16 or int32).
+// With `quads` A is CSR instead (qcsr.hpp): row m's nonzeros in quads [row_ptr[m], row_ptr[m + 1]),
+// quad j the weights a[4 j .. 4 j + 3] of the columns index[4 j .. 4 j + 3] (any four k; padding
+// entries weigh 0), kchunks 1.
 struct QSparse {
   const void* index = nullptr;
   const int32_t* row_ptr = nullptr;
   bool index32 = false;
   int64_t kchunks = 1;
+  bool quads = false;
 };
 
 struct QGemm {
@@ -211,6 +215,16 @@ inline void im2col_u8(const Im2col& q, const uint8_t* x, uint8_t pad, uint8_t* c
   }
 }
 
+// B as uint8 rows [K][N]: the operand itself, or its im2col matrix (built in tls(1)).
+inline BView b_view(const QGemm& g, int nt) {
+  if (!g.im2col) return BView{g.b, g.ldb, g.b_trans};
+  const Im2col& q = *g.im2col;
+  const int64_t HoWo = q.Ho * q.Wo;
+  uint8_t* col = reinterpret_cast<uint8_t*>(tls(1).get((static_cast<size_t>(g.K * HoWo) + 3) / 4 + 16));
+  im2col_u8(q, g.b, g.pad, col, nt);
+  return BView{col, HoWo, false};
+}
+
 // One panel of columns [n0, n0 + nr) (nr <= NR) into [K4][NR][4], scalar.
 inline void pack_panel_scalar(const BView& v, int64_t K, int64_t n0, int64_t nr, int NR, uint8_t flip,
                               uint8_t* dst) {
@@ -381,6 +395,21 @@ INFERON_AVX2 void add_residual_row(const QGemm& g, const Q* q, int64_t m, int64_
     _mm_store_si128(reinterpret_cast<__m128i*>(ob),
                     std::is_signed<Q>::value ? _mm_packs_epi16(w16, w16) : _mm_packus_epi16(w16, w16));
     std::memcpy(out + j, ob, static_cast<size_t>(w));
+  }
+}
+
+// C from a product on a conv's wide grid (Ho rows of Wp columns, `wide` = Ho * Wp per output row m,
+// in cw): each output row's first Wo columns, with the fused residual added (the GEMM's range must
+// lie in Q's, see add_residual_row).
+template <class Q>
+void copy_wide(const QGemm& g, const Q* cw, int64_t wide, int64_t Wp, int T) {
+  const Im2col& q = *g.im2col;
+  Q* out = static_cast<Q*>(g.c);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t r = 0; r < g.M * q.Ho; r++) {
+    const int64_t m = r / q.Ho, ho = r % q.Ho;
+    if (g.add) add_residual_row<Q>(g, cw + m * wide + ho * Wp, m, ho * q.Wo, q.Wo);
+    else std::memcpy(out + m * g.ldc + ho * q.Wo, cw + m * wide + ho * Wp, static_cast<size_t>(q.Wo) * sizeof(Q));
   }
 }
 
@@ -560,8 +589,8 @@ INFERON_VNNI inline __m512i requant16(const Requant16& k, __m512i acc) {
 
 // Requantize 32 accumulators of row m (AVX-512 kernels): two zmm (comp included), columns n..n+31
 // all valid, C contiguous. A fused residual takes add_residual8's float steps on 16 lanes.
-INFERON_VNNI inline __m512i add_residual16(const QResidual& r, const void* residual, __m512i q) {
-  const __m128i b = _mm_loadu_si128(static_cast<const __m128i*>(residual));
+// (add_residual16_bytes: the 16 residual bytes already loaded)
+INFERON_VNNI inline __m512i add_residual16_bytes(const QResidual& r, __m128i b, __m512i q) {
   const __m512 res = _mm512_cvtepi32_ps(r.res_signed ? _mm512_cvtepi8_epi32(b) : _mm512_cvtepu8_epi32(b));
   const __m512 y = _mm512_cvtepi32_ps(q);
   const __m512 ra = _mm512_set1_ps(r.r_gemm), rr = _mm512_set1_ps(r.r_res), fixed = _mm512_set1_ps(r.fixed);
@@ -570,10 +599,16 @@ INFERON_VNNI inline __m512i add_residual16(const QResidual& r, const void* resid
   return _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(r.lo)), _mm512_set1_ps(r.hi)));
 }
 
+INFERON_VNNI inline __m512i add_residual16(const QResidual& r, const void* residual, __m512i q) {
+  return add_residual16_bytes(r, _mm_loadu_si128(static_cast<const __m128i*>(residual)), q);
+}
+
 // 16 NZ int32 values (NZ = 2 or 4 zmm, in order) as bytes of Q, in the low 16 NZ bytes: narrowed with
 // saturation (packs, packus: Q's range for free; one vpermd restores the order the 128-bit lanes of
 // the packs interleave), then clamped to [lo, hi] by a byte min / max only where that is narrower.
-template <class Q, int NZ>
+// QUAD: four vectors in qcsr.hpp's quad order (128-bit lane L of q[v]: columns 16 L + 4 v + 0..3),
+// which the packs' interleave itself puts back in column order (no vpermd).
+template <class Q, int NZ, bool QUAD = false>
 INFERON_VNNI inline __m512i narrow_zmm(const __m512i (&q)[NZ], int32_t lo, int32_t hi) {
   static_assert(NZ == 2 || NZ == 4, "32 or 64 values");
   constexpr bool is_signed = std::is_signed<Q>::value;
@@ -582,7 +617,7 @@ INFERON_VNNI inline __m512i narrow_zmm(const __m512i (&q)[NZ], int32_t lo, int32
   __m512i w1 = w0;
   if constexpr (NZ == 4) w1 = _mm512_packs_epi32(q[2], q[3]);
   __m512i b = is_signed ? _mm512_packs_epi16(w0, w1) : _mm512_packus_epi16(w0, w1);
-  b = _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), b);
+  if constexpr (!QUAD) b = _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), b);
   if (lo > std::numeric_limits<Q>::min() || hi < std::numeric_limits<Q>::max()) {
     const __m512i l = _mm512_set1_epi8(static_cast<char>(lo)), h = _mm512_set1_epi8(static_cast<char>(hi));
     b = is_signed ? _mm512_min_epi8(_mm512_max_epi8(b, l), h) : _mm512_min_epu8(_mm512_max_epu8(b, l), h);

@@ -862,8 +862,8 @@ class QGemmBase(IRDLOperation):
     """Fields shared by `loop.qgemm` and `vec.qgemm` (see loop.qgemm)."""
 
     a = operand_def(MemRefType)
-    a_index = opt_operand_def(MemRefType)  # block1x4 sparse A: block group numbers
-    a_row_ptr = opt_operand_def(MemRefType)  # block1x4 sparse A: row pointers
+    a_index = opt_operand_def(MemRefType)  # sparse A: block group numbers (block1x4) or columns (a_csr)
+    a_row_ptr = opt_operand_def(MemRefType)  # sparse A: row pointers (blocks or quads)
     b = operand_def(MemRefType)
     comp = operand_def(MemRefType)
     mult = operand_def(MemRefType)
@@ -885,6 +885,7 @@ class QGemmBase(IRDLOperation):
     b_implicit = opt_prop_def(UnitAttr)
     residual_add = opt_prop_def(DenseArrayBase)
     residual_lhs = opt_prop_def(UnitAttr)
+    a_csr = opt_prop_def(UnitAttr)  # the sparse A is CSR quads (csr_quad_encode), not block1x4
     irdl_options = (AttrSizedOperandSegments(as_property=True),)
 
     def verify_(self) -> None:
@@ -917,6 +918,10 @@ class QGemmBase(IRDLOperation):
                 raise VerifyException(f"{self.name}: a_row_ptr has k-chunks x (M + 1 = {m + 1}) entries, got {rows}")
             if self.batch.get_values()[1] != 1 or self.a_strides.get_values()[0] != 0:
                 raise VerifyException(f"{self.name}: a block-sparse A is one matrix (no groups, a_strides[0] 0)")
+            if self.a_csr is not None and rows[0] != m + 1:
+                raise VerifyException(f"{self.name}: a CSR A (a_csr) has M + 1 = {m + 1} row pointers, got {rows}")
+        if self.a_csr is not None and self.a_row_ptr is None:
+            raise VerifyException(f"{self.name}: a_csr marks a sparse A (a_index, a_row_ptr)")
 
 
 @irdl_op_definition
@@ -925,7 +930,8 @@ class QGemmOp(QGemmBase):
 
     A is either dense int8 [M, K] rows or (with `a_index` and `a_row_ptr`, from
     convert-sparse-to-spmm) the block1x4 encoding of a `#graph.sparse<block1x4>` weight
-    (`inferon.ir.sparse.block4_encode`: int8 values of the 4-column groups holding a nonzero).
+    (`inferon.ir.sparse.block4_encode`: int8 values of the 4-column groups holding a nonzero), or
+    with `a_csr` the CSR quads of a `#graph.sparse<csr>` one (`inferon.ir.sparse.csr_quad_encode`).
     For (o, i) in batch: C[o,i][m, n] = clamp(round_half_even((sum_k A[m, k] B[k, n] + comp[m]) *
     M[m]) + zy, lo, hi) with requant = [zy, lo, hi], dims = [M, N, K], the product exact. X[o,i] = X
     + o * X_strides[0] + i * X_strides[1] for A (rows of K), B, C; comp (from the bias and the zero

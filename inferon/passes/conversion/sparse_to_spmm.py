@@ -21,10 +21,11 @@ baked into the column indices:
 Grouped convs become one block-diagonal sparse matrix (CSR only). Produces `loop.spmm`; the dense
 weight disappears when nothing else reads it.
 
-Quantized layers: a `loop.qgemm` (single group) whose int8 weight is `block1x4` keeps its op and
-its B (image, im2col view or plain rows); its A becomes the block encoding (`a`: int8 values,
+Quantized layers: a `loop.qgemm` (single group) whose int8 weight is `block1x4` or `csr` keeps its
+op and its B (image, im2col view or plain rows); its A becomes the block encoding (`a`: int8 values,
 `a_index`, `a_row_ptr`; `inferon.ir.sparse.block4_encode`), in `block4_chunks(K)` k-group chunks
-of about 32 KB of B panel rows each.
+of about 32 KB of B panel rows each, or the CSR quads (`inferon.ir.sparse.csr_quad_encode`, marked
+`a_csr`; the kernel reads B's plain rows, a conv's from a frame it builds).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from xdsl.dialects.builtin import (
     ModuleOp,
     Signedness,
     StringAttr,
+    UnitAttr,
     f32,
     i32,
     i64,
@@ -58,6 +60,7 @@ from inferon.ir.sparse import (
     block4_encode,
     block4_groups,
     csr_encode,
+    csr_quad_encode,
     frame_shape,
     implicit_columns,
     nm24_encode,
@@ -152,18 +155,22 @@ class Lowering:
             out.append(w.result)
         return out
 
-    def qgemm(self, op: loop.QGemmOp, weight: loop.WeightOp) -> bool:
-        """A single-group loop.qgemm with a block1x4 weight: A becomes its block encoding."""
+    def qgemm(self, op: loop.QGemmOp, weight: loop.WeightOp, attr: SparseAttr) -> bool:
+        """A single-group loop.qgemm with a block1x4 or CSR int8 weight: A becomes its block encoding
+        or its CSR quads (`a_csr`)."""
         m, n, k = ints(op.dims)
         if ints(op.batch)[1] != 1 or ints(op.a_strides)[0] or op.residual is not None or op.a_index is not None:
             return False
-        # (chunks keep B panel rows in L1 across rows; a GEMV reuses nothing and streams its rows whole)
         a = self.store[weight.handle.data].reshape(m, k)
-        enc = block4_encode(a, block4_chunks(k, float(block4_groups(a).sum()) / m) if n > 1 else 1)
-        values, index, row_ptr = self.weights(
-            Encoded([enc.values, enc.indices, enc.row_ptr, None], k), weight.handle.data, op
-        )
         props = dict(op.properties)
+        if attr.kind == SparseFormat.CSR:
+            quads = csr_quad_encode(a)
+            arrays = [quads.values, quads.indices, quads.row_ptr, None]
+            props["a_csr"] = UnitAttr()
+        else:  # (chunks keep B panel rows in L1 across rows; a GEMV reuses nothing and streams its rows whole)
+            enc = block4_encode(a, block4_chunks(k, float(block4_groups(a).sum()) / m) if n > 1 else 1)
+            arrays = [enc.values, enc.indices, enc.row_ptr, None]
+        values, index, row_ptr = self.weights(Encoded(arrays, k), weight.handle.data, op)
         props["operandSegmentSizes"] = DenseArrayBase.from_list(i32, [1, 1, 1, 1, 1, 1, 0, 1])
         new = loop.QGemmOp.create(operands=[values, index, row_ptr, op.b, op.comp, op.mult, op.c], properties=props)
         Rewriter.replace_op(op, new)
@@ -258,7 +265,8 @@ class ConvertSparseToSpMMPass(ModulePass):
                 lowering.conv(target, weight, attr)
             elif isinstance(target, loop.QGemmOp):
                 found = _sparse_weight(target.a)
-                if found is None or found[1].kind != SparseFormat.BLOCK4 or not lowering.qgemm(target, found[0]):
+                int8 = (SparseFormat.BLOCK4, SparseFormat.CSR)
+                if found is None or found[1].kind not in int8 or not lowering.qgemm(target, *found):
                     continue
                 weight = found[0]
             elif isinstance(target, loop.MatMulOp):

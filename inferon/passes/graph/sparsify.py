@@ -23,7 +23,9 @@ not a whole number of cache lines apart; ResNet-50's 3x3 layers ran 2:4 at 0.84-
 GEMM with the 1x1 layers' figure); fully-connected layers at batch 1 stream their weights
 (`gemv_*_gbps`); a dense 3x3 conv that `conv-to-winograd` will compute with Winograd is predicted
 `WINOGRAD_SPEEDUP` times faster than its GEMM. Quantized convs (int8 weights, single group) and
-quantized FC layers choose between the dense quantized GEMM (`int8_dense_gops`) and block1x4
+quantized FC layers choose between the dense quantized GEMM (`int8_dense_gops`), CSR (convs without
+dilation where the section has `int8_csr_gops`, the VNNI levels: 2 * 4 * quads * N in whole 64-column
+blocks, a row's nonzeros in quads of four, N the wide grid of its frame) and block1x4
 (`int8_block4_gops` over 2 * 4 * blocks * N rounded up to whole B panels: 32 columns with VNNI, 8
 with AVX2, the blocks being the aligned groups of four along K that hold a nonzero; at N = 1 the
 bytes streamed: one per weight against 6 per block); where the section has them, a quantized
@@ -39,7 +41,8 @@ so layers at moderate sparsity (e.g. 30 %; with AVX2 alone, 50 % and 2:4) stay d
 Preconditions: graph level, after fuse-epilogue (and `prune` if any). Produces: `sparse =
 #graph.sparse<format, density, index_bits>` on every layer weight (dense ones too, so IR dumps show
 each layer's density). `mode`: auto (the cost model), off (all dense), csr or 2:4 (that format
-wherever it applies and the layer has any zero; csr means block1x4 for int8 weights). `winograd`: the
+wherever it applies and the layer has any zero; for int8 weights csr means CSR where the int8 CSR
+kernel runs, block1x4 elsewhere). `winograd`: the
 setting `conv-to-winograd` runs with. `target`: the compile target (native, avx2, avx512, scalar).
 """
 
@@ -89,6 +92,7 @@ class SparseCostModel:
     int8_implicit_speedup: float = 1.0  # a dense quantized stride-1 KxK conv (read in place) over int8_dense_gops
     int8_im2col_gbps: float = 0.0  # block1x4 convs with a frame: im2col + packing of K x N bytes; 0: free
     int8_block4_frame_gops: float = 0.0  # block1x4 KxK convs reading their frame in place; 0: int8_block4_gops
+    int8_csr_gops: float = 0.0  # int8 CSR quads (VNNI): 2 * 4 * quads * N in whole 64-column blocks; 0: none
     isa: str = "avx512"  # the instruction-set level the figures were measured at
 
     @staticmethod
@@ -129,6 +133,8 @@ class SparseCostModel:
         if fmt == SparseFormat.DENSE:
             speedup = self.int8_implicit_speedup if implicit else 1.0
             return 2.0 * m * k * n / (self.int8_dense_gops * speedup * 1e9)
+        if fmt == SparseFormat.CSR:  # (blocks: the quads; n: a conv's wide grid)
+            return 2.0 * 4 * blocks * -(-n // 64) * 64 / (self.int8_csr_gops * 1e9)
         im2col = k * n / (self.int8_im2col_gbps * 1e9) if frame and self.int8_im2col_gbps else 0.0
         rate = self.int8_block4_frame_gops if in_place and self.int8_block4_frame_gops else self.int8_block4_gops
         return 2.0 * 4 * blocks * qsparse_lanes(n, self.isa) / (rate * 1e9) + im2col
@@ -200,15 +206,19 @@ def choose_format(
 
 
 def choose_int8_format(layer: SparseLayer, a: np.ndarray, mode: str, model: SparseCostModel) -> SparseAttr:
-    """The storage of a quantized layer's int8 matrix `a` [M, K]: dense or block1x4."""
+    """The storage of a quantized layer's int8 matrix `a` [M, K]: dense, block1x4 or CSR (quads; convs
+    without dilation, where the section has `int8_csr_gops`: the VNNI levels)."""
     nnz = int(np.count_nonzero(a))
     density = nnz / max(a.size, 1)
     dense = SparseAttr.make(SparseFormat.DENSE, density)
     block = SparseAttr.make(SparseFormat.BLOCK4, density, 16 if -(-layer.k // 4) < 1 << 16 else 32)
+    csr = SparseAttr.make(SparseFormat.CSR, density, 16 if layer.k < 1 << 16 else 32)
+    conv = isinstance(layer.op, graph.QConv2dOp)
+    csr_ok = conv and model.int8_csr_gops > 0 and layer.n > 1 and ints(layer.op.dilations) == (1, 1)  # type: ignore[attr-defined]
     if mode in ("off", "2:4") or nnz == a.size:
         return dense
     if mode == "csr":
-        return block
+        return csr if csr_ok else block
     # KxK convs store their blocks in implicit order (four input channels at one tap) where
     # convert-graph-to-loop orders them so: with VNNI, and stride-1 convs whose channels fill groups of
     # four; with VNNI those without dilation read a frame in place (the Ho x (Wo + (kw - 1) / sw) wide
@@ -226,7 +236,13 @@ def choose_int8_format(layer: SparseLayer, a: np.ndarray, mode: str, model: Spar
     cost = model.int8_seconds(SparseFormat.BLOCK4, layer.m, layer.k, n, blocks, frame=layer.frame and not in_place,
                               in_place=in_place)  # fmt: skip
     dense_cost = model.int8_seconds(SparseFormat.DENSE, layer.m, layer.k, layer.n, 0, implicit=layer.implicit)
-    return block if cost <= model.margin * dense_cost else dense
+    best = block
+    if csr_ok:  # every conv but an unpadded 1x1 one reads a frame: the product runs on its wide grid
+        quads = int((-(-np.count_nonzero(a, axis=1) // 4)).sum())
+        wide = layer.n // (ho * wo) * ho * (wo + (kw - 1) // sw)
+        csr_cost = model.int8_seconds(SparseFormat.CSR, layer.m, layer.k, wide, quads)
+        best, cost = (csr, csr_cost) if csr_cost < cost else (block, cost)
+    return best if cost <= model.margin * dense_cost else dense
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ def fuse(qadd: loop.QAddOp, block: Block) -> bool:
         props["residual_add"] = qadd.quant
         if residual_lhs:
             props["residual_lhs"] = UnitAttr()
-        sparse = [v for v in (gemm.a_index, gemm.a_row_ptr) if v is not None]  # block1x4: both
+        sparse = [v for v in (gemm.a_index, gemm.a_row_ptr) if v is not None]  # block1x4 / CSR: both
         props["operandSegmentSizes"] = DenseArrayBase.from_list(i32, [1, len(sparse) // 2, len(sparse) // 2, 1, 1, 1, 1, 1])
         fused = loop.QGemmOp.create(
             operands=[gemm.a, *sparse, gemm.b, gemm.comp, gemm.mult, other, qadd.output], properties=props
