@@ -3,7 +3,8 @@
 Times, on this CPU and one thread, the runtime's kernels on the GEMM shapes of ResNet-50's convs
 (M output channels x K = C*kh*kw x N output pixels): the packed dense GEMM, the CSR kernel at
 50/70/90/95 % sparsity and the 2:4 kernel, plus fully-connected GEMVs (N = 1); then the quantized
-GEMM (u8 x s8) dense and with block1x4 int8 weights at the same sparsities. All of it at the
+GEMM (u8 x s8) dense and with block1x4 int8 weights at the same sparsities (and, with AVX512-VNNI,
+CSR int8 weights: `int8_csr_gops`). All of it at the
 instruction-set level model.so picks here (`inferon.cpu.model_isa`: the CPU's best, or a lower one
 named by INFERON_ISA as the runtime honours it). It prints tables of effective rates and speedups
 over dense, derives the cost model's figures (median rates over the lanes the kernels compute) and
@@ -38,13 +39,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from inferon.backend.toolchain import build_shared_library  # noqa: E402
-from inferon.cpu import ISA_LEVELS, cpu_name, model_isa, zmm_row_panels  # noqa: E402
+from inferon.cpu import ISA_LEVELS, cpu_flags, cpu_name, model_isa, zmm_row_panels  # noqa: E402
 from inferon.ir import quant  # noqa: E402
 from inferon.ir.sparse import (  # noqa: E402
     SPMM_TILE,
     block4_chunks,
     block4_encode,
     csr_encode,
+    csr_quad_encode,
     implicit_columns,
     nm24_encode,
     prune_nm24,
@@ -88,6 +90,8 @@ def build(isa: str) -> ctypes.CDLL:
     lib.k_qgemm.argtypes = [I64, I64, I64, P, P, I64, INT, INT, P, INT, P, P, P, I64, I64, INT, INT, INT, INT, INT]
     lib.k_qgemm_sparse.argtypes = [I64, I64, I64, P, P, INT, P, I64, P, I64, INT, INT, P, INT, P, P, P, I64, I64, INT,
                                    INT, INT, INT, INT]  # fmt: skip
+    lib.k_qgemm_csr.argtypes = [I64, I64, I64, P, P, INT, P, P, I64, INT, INT, P, INT, P, P, P, I64, I64, INT, INT,
+                                INT, INT, INT]  # fmt: skip
     lib.k_set_isa.argtypes = [INT]
     lib.k_set_isa(ISA_LEVELS.index(isa))
     return lib
@@ -156,19 +160,28 @@ def sparse_call(lib: ctypes.CDLL, a: np.ndarray, b: np.ndarray, c: np.ndarray, f
     return call
 
 
-def qgemm_call(lib: ctypes.CDLL, a: np.ndarray, b: np.ndarray, c: np.ndarray, sparse: bool) -> Callable[[], object]:
-    """The quantized GEMM on uint8 B [K, N] as the compiler emits it: A packed (dense) or block1x4."""
+def qgemm_call(lib: ctypes.CDLL, a: np.ndarray, b: np.ndarray, c: np.ndarray, sparse: bool | str) -> Callable[[], object]:
+    """The quantized GEMM on uint8 B [K, N] as the compiler emits it: A packed (dense), block1x4
+    (sparse True) or CSR quads (sparse "csr")."""
     m, k = a.shape
     n = b.shape[1]
     comp = quant.compensation(a, 128, None)
     mult = np.full(m, 1e-3, np.float32)
     tail = (b.ctypes.data, n, 0, 0, None, 128, comp.ctypes.data, mult.ctypes.data, c.ctypes.data, n, 1, 0, 128, 0,
             255, 1)  # fmt: skip
-    if sparse:
+    if sparse == "csr":
+        q = csr_quad_encode(a)
+        args = (m, n, k, q.values.ctypes.data, q.indices.ctypes.data, int(q.index_bits == 32), q.row_ptr.ctypes.data,
+                *tail)  # fmt: skip
+        keep: object = q
+
+        def call() -> object:
+            return lib.k_qgemm_csr(*args)
+    elif sparse:
         e = block4_encode(a, block4_chunks(k))  # as convert-sparse-to-spmm stores it
         args = (m, n, k, e.values.ctypes.data, e.indices.ctypes.data, int(e.index_bits == 32), e.row_ptr.ctypes.data,
                 e.kchunks, *tail)  # fmt: skip
-        keep: object = e
+        keep = e
 
         def call() -> object:
             return lib.k_qgemm_sparse(*args)
@@ -185,10 +198,14 @@ def qgemm_call(lib: ctypes.CDLL, a: np.ndarray, b: np.ndarray, c: np.ndarray, sp
 
 
 def calibrate_int8(lib: ctypes.CDLL, rng: np.random.Generator, runs: int, isa: str) -> dict[str, float]:
-    """Dense quantized GEMM vs block1x4 int8 weights on the same shapes: rates over the lanes computed."""
-    print(f"\nINT8 (u8 x s8){'':>4} {'dense GOP/s':>11} " + " ".join(f"{f'b1x4 {int(100 * s)}%':>10}" for s in SPARSITIES)
+    """Dense quantized GEMM vs block1x4 and (with AVX512-VNNI) CSR int8 weights on the same shapes: rates
+    over the lanes computed (CSR: 2 * 4 * quads * N in whole 64-column blocks)."""
+    csr = isa == "avx512" and {"avx512_vnni", "avx512bw"} <= cpu_flags()
+    kinds = ["b1x4", *(["csr"] if csr else [])]
+    print(f"\nINT8 (u8 x s8){'':>4} {'dense GOP/s':>11} "
+          + " ".join(f"{f'{kind} {int(100 * s)}%':>10}" for s in SPARSITIES for kind in kinds)
           + "   (speedup over dense)")  # fmt: skip
-    dense_rates, sparse_rates = [], []
+    dense_rates, sparse_rates, csr_rates = [], [], []
     for m, k, n in SHAPES:
         w = np.clip(np.rint(rng.standard_normal((m, k)) * 40), -127, 127).astype(np.int8)
         b = rng.integers(0, 256, (k, n), dtype=np.uint8)
@@ -202,8 +219,15 @@ def calibrate_int8(lib: ctypes.CDLL, rng: np.random.Generator, runs: int, isa: s
             blocks = int(block4_encode(a).row_ptr[-1])
             sparse_rates.append(2.0 * 4 * blocks * qsparse_lanes(n, isa) / t / 1e9)
             cells.append(f"{t_dense / t:9.2f}x")
+            if csr:
+                t = median_time(qgemm_call(lib, a, b, c, "csr"), runs)
+                csr_rates.append(2.0 * 4 * int(csr_quad_encode(a).row_ptr[-1]) * -(-n // 64) * 64 / t / 1e9)
+                cells.append(f"{t_dense / t:9.2f}x")
         print(f"{f'{m}x{k}x{n}':>18} {dense_rates[-1]:11.1f} " + " ".join(cells), flush=True)
-    return {"int8_dense_gops": float(np.median(dense_rates)), "int8_block4_gops": float(np.median(sparse_rates))}
+    rates = {"int8_dense_gops": float(np.median(dense_rates)), "int8_block4_gops": float(np.median(sparse_rates))}
+    if csr:
+        rates["int8_csr_gops"] = float(np.median(csr_rates))
+    return rates
 
 
 def frame_call(lib: ctypes.CDLL, a: np.ndarray, x: np.ndarray, c: np.ndarray, conv: tuple[int, int, int, int, int]

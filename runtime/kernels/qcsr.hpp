@@ -57,7 +57,7 @@ INFERON_VNNI inline void store_quad(const QGemm& g, const Requant16& k, int64_t 
 // Rows [r0, r1) of C, columns n0 .. n0 + ncols - 1 (ncols <= 64 NB, more than 64 (NB - 1)); B row k
 // at b + off[k]. MASKED: loads limited to the valid columns (B read in place: nothing past it).
 template <class Q, class IT, int NB, bool MASKED>
-INFERON_VNNI void csr_rows_zmm(const QGemm& g, const uint8_t* b, const int64_t* off, int64_t n0, int64_t ncols,
+INFERON_VNNI void csr_rows_zmm(const QGemm& g, const uint8_t* b, const int32_t* off, int64_t n0, int64_t ncols,
                                int64_t r0, int64_t r1) {
   const IT* index = static_cast<const IT*>(g.sparse.index);
   const int32_t* rp = g.sparse.row_ptr;
@@ -102,7 +102,7 @@ INFERON_VNNI void csr_rows_zmm(const QGemm& g, const uint8_t* b, const int64_t* 
 
 // The same integers, one row at a time (no VNNI, or C not contiguous).
 template <class Q, class IT>
-void csr_rows_scalar(const QGemm& g, const uint8_t* b, const int64_t* off, int64_t r0, int64_t r1, int32_t* acc) {
+void csr_rows_scalar(const QGemm& g, const uint8_t* b, const int32_t* off, int64_t r0, int64_t r1, int32_t* acc) {
   const IT* index = static_cast<const IT*>(g.sparse.index);
   for (int64_t m = r0; m < r1; m++) {
     std::fill(acc, acc + g.N, 0);
@@ -120,7 +120,7 @@ void csr_rows_scalar(const QGemm& g, const uint8_t* b, const int64_t* off, int64
 // (two 64-column blocks) x row ranges of equal quad counts; threads take whole tiles when there are
 // at least 4 per thread, else one row range each across all the tiles.
 template <class Q, class IT>
-void csr_product(const QGemm& g, const uint8_t* b, const int64_t* off, bool masked, int level, int T) {
+void csr_product(const QGemm& g, const uint8_t* b, const int32_t* off, bool masked, int level, int T) {
   const int32_t* rp = g.sparse.row_ptr;
   if (level < 2 || g.ldc_col != 1) {
 #pragma omp parallel num_threads(T) if (T > 1)
@@ -171,12 +171,18 @@ inline void conv_column(const Im2col& q, int64_t k, int64_t& c, int64_t& i, int6
 // (min(sh, kh), min(sw, kw)) a plane [Hq][Wq] of bytes holding the bordered image's pixel
 // (y sh + a, x sw + b) (pad: the zero point), Hq = Ho + (kh - 1) / sh, Wq = Wo + (kw - 1) / sw. Tap
 // (i, j) of channel c for wide-grid column ho * Wq + wo is then byte off[k] + ho * Wq + wo.
-inline const uint8_t* csr_frame(const QGemm& g, int T, int64_t* off) {
+inline const uint8_t* csr_frame(const QGemm& g, int T, int32_t* off) {
   const Im2col& q = *g.im2col;
   const int64_t ph = std::min(q.sh, q.kh), pw = std::min(q.sw, q.kw);
   const int64_t Hq = q.Ho + (q.kh - 1) / q.sh, Wq = q.Wo + (q.kw - 1) / q.sw;
-  // planes whole cache lines apart, not a multiple of 1 KB (L1 sets)
-  const int64_t plane = (Hq * Wq + 63) / 64 * 64 + ((Hq * Wq + 63) / 64 * 64 % 1024 == 0 ? 64 : 0);
+  // planes whole cache lines apart (not a multiple of 1 KB: L1 sets): the taps at a plane's start then
+  // read aligned (all of a 1x1 conv's, 4 of 9 of a 3x3/2's). A stride-1 KxK conv has one such tap of
+  // kh * kw: where the lines would waste an eighth or more its planes are packed (ResNet-50's 7x7 ones:
+  // 81 bytes, not 128; the 512-channel frame then fits L1: 1.2x), while strided or 1x1 ones lost so
+  // (0.8-0.85x)
+  const int64_t lines = (Hq * Wq + 63) / 64 * 64 + ((Hq * Wq + 63) / 64 * 64 % 1024 == 0 ? 64 : 0);
+  const bool packed = q.sh == 1 && q.sw == 1 && q.kh * q.kw > 1 && 8 * (lines - Hq * Wq) >= Hq * Wq;
+  const int64_t plane = packed ? Hq * Wq : lines;
   const int64_t planes = q.C * ph * pw;
   const int64_t frame_bytes = planes * plane + 128 + Wq * q.kh + q.kw + 64;  // + slack: tiles read past a plane
   uint8_t* xb = reinterpret_cast<uint8_t*>(tls(2).get(static_cast<size_t>(frame_bytes) / 4 + 16));
@@ -213,10 +219,10 @@ inline const uint8_t* csr_frame(const QGemm& g, int T, int64_t* off) {
   if (q.implicit) {  // (c / 4, i, j, c % 4), channels past C (zero weights) at offset 0
     for (int64_t c4 = 0; c4 < (q.C + 3) / 4; c4++)
       for (int64_t t = 0; t < taps; t++)
-        for (int64_t c = 4 * c4; c < 4 * c4 + 4; c++) off[k++] = c < q.C ? c * per_channel + tap[t] : 0;
+        for (int64_t c = 4 * c4; c < 4 * c4 + 4; c++) off[k++] = c < q.C ? static_cast<int32_t>(c * per_channel + tap[t]) : 0;
   } else {
     for (int64_t c = 0; c < q.C; c++)
-      for (int64_t t = 0; t < taps; t++) off[k++] = c * per_channel + tap[t];
+      for (int64_t t = 0; t < taps; t++) off[k++] = static_cast<int32_t>(c * per_channel + tap[t]);
   }
   return xb;
 }
@@ -224,7 +230,9 @@ inline const uint8_t* csr_frame(const QGemm& g, int T, int64_t* off) {
 template <class Q>
 void run_csr(const QGemm& g, int nt, int level) {
   const double quads = g.sparse.row_ptr[g.M];
-  int64_t* off = reinterpret_cast<int64_t*>(csr_tls(0).get(static_cast<size_t>(2 * g.K) + 16));
+  // (32-bit offsets: half the table's L1 footprint, 1.07-1.12x on ResNet-50's 14x14 and 7x7 3x3 convs;
+  // sparsify keeps B under 2^31 bytes)
+  int32_t* off = reinterpret_cast<int32_t*>(csr_tls(0).get(static_cast<size_t>(g.K) + 16));
   const bool fits = !g.add || (g.lo >= std::numeric_limits<Q>::min() && g.hi <= std::numeric_limits<Q>::max());
   const Im2col* q = g.im2col;
   if (q && q->dh == 1 && q->dw == 1 && !g.b_signed && fits && g.ldc_col == 1) {
@@ -244,18 +252,35 @@ void run_csr(const QGemm& g, int nt, int level) {
     return;
   }
   const int T = threads_for(nt, 64.0 * quads * g.N, 1 << 20);
-  // B as plain uint8 rows [K][N]: the operand itself, its im2col rows, or a flipped / transposed copy
+  // B as plain uint8 rows [K][N]: the operand itself where its rows are whole cache lines apart, else
+  // (unaligned 64-byte loads cost up to twice as much) its rows copied that far apart, as are its
+  // im2col rows and a flipped (int8) or transposed B
   BView v = g.im2col ? b_view(g, nt) : BView{g.b, g.ldb, g.b_trans};
-  if (v.trans || g.b_signed) {
+  const bool aligned = !v.trans && !g.b_signed && v.ld % 64 == 0 && reinterpret_cast<uintptr_t>(v.p) % 64 == 0;
+  if (!aligned && level == 2) {
+    const int64_t ld = (g.N + 63) / 64 * 64;
+    uint8_t* rows = reinterpret_cast<uint8_t*>(csr_tls(1).get(static_cast<size_t>(g.K * ld) / 4 + 16));
+    const uint8_t flip = g.b_signed ? 0x80 : 0;
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+    for (int64_t k = 0; k < g.K; k++) {
+      uint8_t* d = rows + k * ld;
+      if (!v.trans && !flip) std::memcpy(d, v.p + k * v.ld, static_cast<size_t>(g.N));
+      else
+        for (int64_t n = 0; n < g.N; n++) d[n] = static_cast<uint8_t>(v.at(k, n) ^ flip);
+    }
+    v = BView{rows, ld, false};
+  } else if (v.trans || g.b_signed) {  // (the scalar loop: a flipped / transposed copy)
     uint8_t* rows = reinterpret_cast<uint8_t*>(csr_tls(1).get(static_cast<size_t>(g.K * g.N) / 4 + 16));
     const uint8_t flip = g.b_signed ? 0x80 : 0;
     for (int64_t k = 0; k < g.K; k++)
       for (int64_t n = 0; n < g.N; n++) rows[k * g.N + n] = static_cast<uint8_t>(v.at(k, n) ^ flip);
     v = BView{rows, g.N, false};
   }
-  for (int64_t k = 0; k < g.K; k++) off[k] = k * v.ld;
-  if (g.sparse.index32) csr_product<Q, int32_t>(g, v.p, off, true, level, T);
-  else csr_product<Q, uint16_t>(g, v.p, off, true, level, T);
+  for (int64_t k = 0; k < g.K; k++) off[k] = static_cast<int32_t>(k * v.ld);
+  // (a copy's rows are padded to whole 64-column blocks: only B in place needs masked loads)
+  const bool masked = v.p == g.b;
+  if (g.sparse.index32) csr_product<Q, int32_t>(g, v.p, off, masked, level, T);
+  else csr_product<Q, uint16_t>(g, v.p, off, masked, level, T);
 }
 
 }  // namespace qgemm_detail

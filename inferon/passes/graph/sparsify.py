@@ -214,7 +214,9 @@ def choose_int8_format(layer: SparseLayer, a: np.ndarray, mode: str, model: Spar
     block = SparseAttr.make(SparseFormat.BLOCK4, density, 16 if -(-layer.k // 4) < 1 << 16 else 32)
     csr = SparseAttr.make(SparseFormat.CSR, density, 16 if layer.k < 1 << 16 else 32)
     conv = isinstance(layer.op, graph.QConv2dOp)
-    csr_ok = conv and model.int8_csr_gops > 0 and layer.n > 1 and ints(layer.op.dilations) == (1, 1)  # type: ignore[attr-defined]
+    # (the kernel addresses B, a frame of it or its rows 64 bytes apart, by 32-bit offsets)
+    csr_ok = (conv and model.int8_csr_gops > 0 and layer.n > 1 and ints(layer.op.dilations) == (1, 1)  # type: ignore[attr-defined]
+              and layer.k * (layer.n + 64) < 1 << 30)  # fmt: skip
     if mode in ("off", "2:4") or nnz == a.size:
         return dense
     if mode == "csr":
