@@ -1,5 +1,6 @@
 """Sparse INT8 benchmark: a pruned network quantized by ONNX Runtime, run by ONNX Runtime (dense INT8)
-and by Inferon with block1x4 int8 weights, against Inferon dense INT8 and Inferon sparse FP32, in one run.
+and by Inferon with sparse int8 weights (CSR or block1x4 per layer), against Inferon dense INT8 and Inferon
+sparse FP32, in one run.
 
     python benchmarks/bench_sparse_int8.py [--models resnet50] [--levels unstructured:0.9,block1x4:0.9]
                                            [--threads 1,2] [--runs 20] [--warmup 3] [--calib 8]
@@ -12,7 +13,7 @@ Per model and sparsity level (the onnx package's light_<name>.onnx with seeded r
    activations, min/max on `--calib` random inputs) quantize that pruned model;
 3. timed in rotating order: ORT FP32 (pruned float model), ORT INT8 (the QDQ file: ORT runs it
    densely), Inferon on the QDQ file with `sparse=auto` (sparsify finds the zeros of the int8 weights
-   and picks dense / block1x4 per layer), Inferon on the QDQ file with `sparse=off` (our dense INT8),
+   and picks dense / CSR / block1x4 per layer), Inferon on the QDQ file with `sparse=off` (our dense INT8),
    Inferon on the pruned float model (sparse FP32, `sparse=auto`); medians of `--runs`.
 
 Checked first: Inferon sparse INT8 equals Inferon dense INT8 exactly (same integer arithmetic) and is
@@ -44,12 +45,15 @@ from inferon.testing import prune_onnx, quantize_onnxruntime  # noqa: E402
 RESULTS = HERE / "results"
 
 
-def sparse_layers_in(lib_dir: Path) -> tuple[int, int]:
-    """(block1x4 layers, quantized GEMM layers) in the IR dump of a compile."""
+def sparse_layers_in(lib_dir: Path) -> tuple[int, int, int]:
+    """(block1x4 layers, CSR layers, quantized GEMM layers) in the IR dump of a compile."""
     last = sorted(lib_dir.glob("*plan-memory.mlir"))[-1].read_text()
     lines = [line for line in last.splitlines() if '"vec.qgemm"' in line]
-    # (vec.qgemm's segments: a_fix, a, a_index, a_row_ptr, ...: a block1x4 A has the index and row pointers)
-    return sum("operandSegmentSizes = array<i32: 0, 1, 1, 1," in line for line in lines), len(lines)
+    # (vec.qgemm's segments: a_fix, a, a_index, a_row_ptr, ...: a sparse A has the index and row pointers,
+    # a CSR one the a_csr property too)
+    sparse = [line for line in lines if "operandSegmentSizes = array<i32: 0, 1, 1, 1," in line]
+    csr = sum("a_csr" in line for line in sparse)
+    return len(sparse) - csr, csr, len(lines)
 
 
 def bench(name: str, level: str, args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
@@ -62,7 +66,7 @@ def bench(name: str, level: str, args: argparse.Namespace, workdir: Path) -> lis
     dump = workdir / f"{name}-dump"
     tag = level.replace(":", "")
     sparse_lib = inferon.compile(qmodel, workdir / f"{name}-{tag}-i8s.so", dump_ir=dump)
-    blocks, layers = sparse_layers_in(dump)
+    blocks, csr, layers = sparse_layers_in(dump)
     dense_lib = inferon.compile(qmodel, workdir / f"{name}-{tag}-i8d.so", sparse="off")
     f32_lib = inferon.compile(pruned, workdir / f"{name}-{tag}-f32s.so")
     logits = fmodel.graph.output[-1].name
@@ -87,7 +91,8 @@ def bench(name: str, level: str, args: argparse.Namespace, workdir: Path) -> lis
             for m in (i8s, i8d, f32s):
                 m.close()
         row = {
-            "model": name, "level": level, "threads": threads, "block1x4_layers": blocks, "int8_layers": layers,
+            "model": name, "level": level, "threads": threads, "block1x4_layers": blocks, "csr_layers": csr,
+            "int8_layers": layers,
             "ort_fp32_ms": f32.median, "ort_int8_ms": i8.median, "inferon_sparse_int8_ms": s8.median,
             "inferon_dense_int8_ms": d8.median, "inferon_sparse_fp32_ms": sf.median,
             "vs_ort_int8": i8.median / s8.median, "vs_ort_fp32": f32.median / s8.median,
@@ -97,7 +102,8 @@ def bench(name: str, level: str, args: argparse.Namespace, workdir: Path) -> lis
         log(f"{name:<10} {level} {threads} thr: ORT fp32 {f32.median:6.2f}  ORT int8 {i8.median:6.2f}  Inferon "
             f"sparse int8 {s8.median:6.2f}  dense int8 {d8.median:6.2f}  sparse fp32 {sf.median:6.2f} ms | sparse "
             f"int8 vs ORT int8 {row['vs_ort_int8']:.2f}x, vs dense int8 {row['vs_inferon_dense_int8']:.2f}x, vs "
-            f"sparse fp32 {row['vs_inferon_sparse_fp32']:.2f}x | {blocks}/{layers} layers block1x4, within 1 step "
+            f"sparse fp32 {row['vs_inferon_sparse_fp32']:.2f}x | of {layers} layers {csr} CSR, {blocks} block1x4, within "
+            f"1 step "
             f"{100 * within:.2f} %")  # fmt: skip
         results.append(row)
     return results

@@ -46,6 +46,7 @@ from inferon.ir.sparse import (  # noqa: E402
     block4_chunks,
     block4_encode,
     csr_encode,
+    csr_quad_chunks,
     csr_quad_encode,
     implicit_columns,
     nm24_encode,
@@ -90,8 +91,8 @@ def build(isa: str) -> ctypes.CDLL:
     lib.k_qgemm.argtypes = [I64, I64, I64, P, P, I64, INT, INT, P, INT, P, P, P, I64, I64, INT, INT, INT, INT, INT]
     lib.k_qgemm_sparse.argtypes = [I64, I64, I64, P, P, INT, P, I64, P, I64, INT, INT, P, INT, P, P, P, I64, I64, INT,
                                    INT, INT, INT, INT]  # fmt: skip
-    lib.k_qgemm_csr.argtypes = [I64, I64, I64, P, P, INT, P, P, I64, INT, INT, P, INT, P, P, P, I64, I64, INT, INT,
-                                INT, INT, INT]  # fmt: skip
+    lib.k_qgemm_csr.argtypes = [I64, I64, I64, P, P, INT, P, I64, P, I64, INT, INT, P, INT, P, P, P, I64, I64, INT,
+                                INT, INT, INT, INT]  # fmt: skip
     lib.k_set_isa.argtypes = [INT]
     lib.k_set_isa(ISA_LEVELS.index(isa))
     return lib
@@ -170,9 +171,9 @@ def qgemm_call(lib: ctypes.CDLL, a: np.ndarray, b: np.ndarray, c: np.ndarray, sp
     tail = (b.ctypes.data, n, 0, 0, None, 128, comp.ctypes.data, mult.ctypes.data, c.ctypes.data, n, 1, 0, 128, 0,
             255, 1)  # fmt: skip
     if sparse == "csr":
-        q = csr_quad_encode(a)
+        q = csr_quad_encode(a, csr_quad_chunks(k * 128, float(np.count_nonzero(a)) / m))  # as the compiler stores it
         args = (m, n, k, q.values.ctypes.data, q.indices.ctypes.data, int(q.index_bits == 32), q.row_ptr.ctypes.data,
-                *tail)  # fmt: skip
+                q.kchunks, *tail)  # fmt: skip
         keep: object = q
 
         def call() -> object:

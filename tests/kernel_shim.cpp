@@ -262,11 +262,11 @@ SHIM void k_qgemm_sparse(int64_t M, int64_t N, int64_t K, const int8_t* values, 
 
 // A in CSR quads (inferon.ir.sparse.csr_quad_encode; qcsr.hpp).
 SHIM void k_qgemm_csr(int64_t M, int64_t N, int64_t K, const int8_t* values, const void* index, int index32,
-                      const int32_t* row_ptr, const uint8_t* b, int64_t ldb, int b_trans, int b_signed,
+                      const int32_t* row_ptr, int64_t kchunks, const uint8_t* b, int64_t ldb, int b_trans, int b_signed,
                       const int64_t* geometry, int pad, const int32_t* comp, const int32_t* mult, void* c, int64_t ldc,
                       int64_t ldc_col, int c_signed, int zy, int lo, int hi, int threads) {
-  qgemm_call(M, N, K, values, index, row_ptr, index32, 1, b, ldb, b_trans, b_signed, geometry, pad, comp, mult, c, ldc,
-             ldc_col, c_signed, zy, lo, hi, threads, false, nullptr, true);
+  qgemm_call(M, N, K, values, index, row_ptr, index32, kchunks, b, ldb, b_trans, b_signed, geometry, pad, comp, mult, c,
+             ldc, ldc_col, c_signed, zy, lo, hi, threads, false, nullptr, true);
 }
 
 // geometry: N C H W M Ho Wo kh kw sh sw pt pl dh dw; requant: zy lo hi pad (stored input zero point).

@@ -46,15 +46,14 @@ def run_sparse_qgemm(lib, a, b, comp, mult, zy, lo, hi, *, isa, b_signed=False, 
 
 
 def run_csr_qgemm(lib, a, b, comp, mult, zy, lo, hi, *, isa, b_signed=False, c_signed=False, b_trans=False,
-                  geometry=None, pad=0, n=None, threads=1, index32=False, residual=None):  # fmt: skip
-    """The quantized GEMM with A in CSR quads (qcsr.hpp). `residual`: (int8 / uint8 array like C,
-    qadd quant [ra, rb, fixed, lo, hi, gemm_first]) fused after the requantization."""
-    lib.k_qgemm_csr.argtypes = [I64, I64, I64, P, P, INT, P, P, I64, INT, INT, P, INT, P, P, P, I64, I64, INT, INT,
-                                INT, INT, INT]  # fmt: skip
+                  geometry=None, pad=0, n=None, threads=1, index32=False, kchunks=1):  # fmt: skip
+    """The quantized GEMM with A in CSR quads (qcsr.hpp), its columns in `kchunks` chunks."""
+    lib.k_qgemm_csr.argtypes = [I64, I64, I64, P, P, INT, P, I64, P, I64, INT, INT, P, INT, P, P, P, I64, I64, INT,
+                                INT, INT, INT, INT]  # fmt: skip
     lib.k_qgemm_csr.restype = None
     m, k = a.shape
     n = n if n is not None else (b.shape[0] if b_trans else b.shape[1])
-    enc = csr_quad_encode(a)
+    enc = csr_quad_encode(a, kchunks)
     np.testing.assert_array_equal(csr_quad_decode(enc), a)
     index = enc.indices.astype(np.int32) if index32 else enc.indices
     c = np.zeros((m, n), np.int8 if c_signed else np.uint8)
@@ -64,7 +63,7 @@ def run_csr_qgemm(lib, a, b, comp, mult, zy, lo, hi, *, isa, b_signed=False, c_s
     lib.k_set_isa(isa)
     lib.k_qgemm_csr(
         m, n, k, enc.values.ctypes.data, index.ctypes.data, int(index.dtype == np.int32), enc.row_ptr.ctypes.data,
-        b.ctypes.data, ldb, int(b_trans), int(b_signed), None if geo is None else geo.ctypes.data, pad,
+        enc.kchunks, b.ctypes.data, ldb, int(b_trans), int(b_signed), None if geo is None else geo.ctypes.data, pad,
         comp.ctypes.data, table.ctypes.data, c.ctypes.data, n, 1, int(c_signed), zy, lo, hi, threads,
     )  # fmt: skip
     return c
@@ -75,14 +74,16 @@ def run_csr_qgemm(lib, a, b, comp, mult, zy, lo, hi, *, isa, b_signed=False, c_s
     m=st.integers(1, 20), n=st.integers(1, 300), k=st.integers(1, 70), seed=st.integers(0, 10_000),
     density=st.sampled_from([0.0, 0.05, 0.3, 1.0]), b_signed=st.booleans(), c_signed=st.booleans(),
     b_trans=st.booleans(), extreme=st.booleans(), threads=st.sampled_from([1, 2]), index32=st.booleans(),
+    kchunks=st.sampled_from([1, 2, 5]),
 )  # fmt: skip
 @SETTINGS
 def test_csr_qgemm_matches_reference(shim, isa, m, n, k, seed, density, b_signed, c_signed, b_trans,  # noqa: F811
-                                     extreme, threads, index32):  # fmt: skip
+                                     extreme, threads, index32, kchunks):  # fmt: skip
     """The int8 CSR kernel (quads of single nonzeros, B rows interleaved by unpacks) bit-exact with
     inferon.ir.quant: empty rows, a fully dense row, a single nonzero, rows whose nonzeros are not a
     multiple of four, N off the 64-column blocks (masked loads of B read in place), signed / unsigned
-    activations and outputs, transposed B, extreme 255 x -128 values, 16 / 32-bit indices."""
+    activations and outputs, transposed B, extreme 255 x -128 values, 16 / 32-bit indices, columns in
+    1-5 chunks (int32 sums kept between them)."""
     rng = np.random.default_rng(seed)
     if extreme:
         a = rng.choice(np.int8([-128, 127]), (m, k))
@@ -107,7 +108,8 @@ def test_csr_qgemm_matches_reference(shim, isa, m, n, k, seed, density, b_signed
     comp, expected = qgemm_reference(a, b, zx, zy, bias, mult, lo, hi, b_signed=b_signed, c_signed=c_signed)
     src = np.ascontiguousarray(b.T) if b_trans else np.ascontiguousarray(b)
     got = run_csr_qgemm(shim, a, src.view(np.uint8), comp, mult, zy, lo, hi, isa=isa, b_signed=b_signed,
-                        c_signed=c_signed, b_trans=b_trans, n=n, threads=threads, index32=index32)  # fmt: skip
+                        c_signed=c_signed, b_trans=b_trans, n=n, threads=threads, index32=index32,
+                        kchunks=kchunks)  # fmt: skip
     np.testing.assert_array_equal(got, expected)
 
 
@@ -132,7 +134,8 @@ def test_csr_qgemm_matches_reference(shim, isa, m, n, k, seed, density, b_signed
 )
 @pytest.mark.parametrize("implicit", [False, True])
 @pytest.mark.parametrize("signed", [False, True])
-def test_csr_quantized_conv(shim, isa, geometry, implicit, signed):  # noqa: F811
+@pytest.mark.parametrize("kchunks", [1, 3])
+def test_csr_quantized_conv(shim, isa, geometry, implicit, signed, kchunks):  # noqa: F811
     """Convolutions with a CSR int8 A read from a plain frame (one bordered plane per channel and
     stride phase, the product on the wide grid, its border columns dropped): any stride, weights in
     implicit order or (c, i, j); dilated convs and int8 activations through plain im2col rows; 1 and 2
@@ -152,7 +155,7 @@ def test_csr_quantized_conv(shim, isa, geometry, implicit, signed):  # noqa: F81
     geo = (*geometry, ho, wo, int(implicit))
     for threads in (1, 2):
         got = run_csr_qgemm(shim, a, x.view(np.uint8), comp, mult, zy, 0, 255, isa=isa, geometry=geo,
-                            pad=zx & 0xFF, n=ho * wo, threads=threads, b_signed=signed)  # fmt: skip
+                            pad=zx & 0xFF, n=ho * wo, threads=threads, b_signed=signed, kchunks=kchunks)  # fmt: skip
         np.testing.assert_array_equal(got, expected)
 
 

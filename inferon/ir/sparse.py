@@ -17,7 +17,8 @@ compiler stores filter-tap offsets in a zero-bordered image for stride-1 convolu
   M + 1; with k-group chunks, kchunks x (M + 1), the blocks stored chunk by chunk).
 - CSR of int8 weights (`runtime/kernels/qcsr.hpp`): each row's nonzeros in quads, `values` int8
   [quads, 4] (a row's last quad padded with zero weights), `indices` [quads, 4] (the column of each,
-  uint16 / int32), `row_ptr` (int32, M + 1, in quads).
+  uint16 / int32), `row_ptr` (int32, M + 1, in quads; with column chunks, kchunks x (M + 1), the quads
+  stored chunk by chunk).
 """
 
 from __future__ import annotations
@@ -219,44 +220,69 @@ def block4_encode(a: np.ndarray, kchunks: int = 1) -> Block4Matrix:
 class QuadCSRMatrix:
     values: np.ndarray  # int8 [quads * 4]
     indices: np.ndarray  # column of each entry (uint16 / int32) [quads * 4]
-    row_ptr: np.ndarray  # int32 [M + 1], in quads
+    row_ptr: np.ndarray  # int32 [kchunks * (M + 1)], in quads: per chunk, absolute offsets
     k: int
+    kchunks: int = 1
 
     @property
     def index_bits(self) -> int:
         return 8 * self.indices.dtype.itemsize
 
 
-def csr_quad_encode(a: np.ndarray) -> QuadCSRMatrix:
+CSR_QUAD_CHUNK_BYTES = 32 * 1024  # B bytes one column tile of the int8 CSR kernel reads per k-chunk (L1)
+CSR_QUAD_CHUNK_MIN_QUADS = 6  # quads per row and chunk below which a chunk costs more than it saves
+
+
+def csr_quad_chunks(tile_bytes: int, row_nnz: float) -> int:
+    """k-chunks of an int8 CSR weight whose B rows for one column tile take `tile_bytes` (the kernel
+    keeps one chunk's in L1 while every row reads them), no more than leave CSR_QUAD_CHUNK_MIN_QUADS
+    quads per row (mean nonzeros per row: `row_nnz`) in each: every row loads and stores its int32
+    sums at each chunk."""
+    chunks = -(-tile_bytes // CSR_QUAD_CHUNK_BYTES)
+    return max(1, min(chunks, int(row_nnz / 4 // CSR_QUAD_CHUNK_MIN_QUADS)))
+
+
+def csr_quad_encode(a: np.ndarray, kchunks: int = 1) -> QuadCSRMatrix:
     """CSR of an int8 matrix `a` [M, K] with each row's nonzeros in quads (the int8 CSR kernel,
-    `runtime/kernels/qcsr.hpp`, multiplies four at a time): a row with r nonzeros holds ceil(r / 4)
-    quads, the last padded with zero weights at the row's last nonzero column (a column the kernel
-    reads anyway)."""
+    `runtime/kernels/qcsr.hpp`, multiplies four at a time), its columns split into `kchunks` equal
+    ranges stored one after the other (chunk-major, as block4_encode): a row with r nonzeros in a chunk
+    holds ceil(r / 4) quads there, the last padded with zero weights at the row's last nonzero column
+    (a B row the kernel reads anyway)."""
     m, k = a.shape
-    per_row = np.count_nonzero(a, axis=1)
-    quads = -(-per_row // 4)
-    row_ptr = np.zeros(m + 1, dtype=np.int64)
-    np.cumsum(quads, out=row_ptr[1:])
-    values = np.zeros(4 * int(row_ptr[-1]), dtype=np.int8)
-    indices = np.zeros(4 * int(row_ptr[-1]), dtype=np.int64)
-    rows, cols = np.nonzero(a)
-    first = np.zeros(m + 1, dtype=np.int64)
-    np.cumsum(per_row, out=first[1:])
-    slot = 4 * row_ptr[rows] + (np.arange(rows.size) - first[rows])  # entry of each nonzero
-    values[slot] = a[rows, cols]
-    indices[slot] = cols
-    for r in np.nonzero(per_row % 4)[0]:  # padding entries: the row's last column, weight 0
-        end = 4 * int(row_ptr[r + 1])
-        indices[4 * int(row_ptr[r]) + int(per_row[r]) : end] = indices[4 * int(row_ptr[r]) + int(per_row[r]) - 1]
-    dtype = index_dtype(k - 1)
-    return QuadCSRMatrix(values, indices.astype(dtype), row_ptr.astype(np.int32), k)
+    per = -(-k // kchunks)
+    values, indices, row_ptr, offset = [], [], [], 0
+    for c in range(kchunks):
+        sub = a[:, c * per : (c + 1) * per]
+        per_row = np.count_nonzero(sub, axis=1)
+        ptr = np.zeros(m + 1, dtype=np.int64)
+        np.cumsum(-(-per_row // 4), out=ptr[1:])
+        vals = np.zeros(4 * int(ptr[-1]), dtype=np.int8)
+        cols = np.zeros(4 * int(ptr[-1]), dtype=np.int64)
+        rows, nz = np.nonzero(sub)
+        first = np.zeros(m + 1, dtype=np.int64)
+        np.cumsum(per_row, out=first[1:])
+        slot = 4 * ptr[rows] + (np.arange(rows.size) - first[rows])  # entry of each nonzero
+        vals[slot] = sub[rows, nz]
+        cols[slot] = nz + c * per
+        for r in np.nonzero(per_row % 4)[0]:  # padding entries: the row's last column, weight 0
+            start = 4 * int(ptr[r]) + int(per_row[r])
+            cols[start : 4 * int(ptr[r + 1])] = cols[start - 1]
+        values.append(vals)
+        indices.append(cols)
+        row_ptr.append(ptr + offset)
+        offset += int(ptr[-1])
+    return QuadCSRMatrix(np.concatenate(values), np.concatenate(indices).astype(index_dtype(k - 1)),
+                         np.concatenate(row_ptr).astype(np.int32), k, kchunks)  # fmt: skip
 
 
 def csr_quad_decode(e: QuadCSRMatrix) -> np.ndarray:
-    m = e.row_ptr.size - 1
+    m = e.row_ptr.size // e.kchunks - 1
     out = np.zeros((m, e.k), dtype=np.int64)
-    rows = np.repeat(np.arange(m), 4 * np.diff(e.row_ptr))
-    np.add.at(out, (rows, e.indices.astype(np.int64)), e.values.astype(np.int64))
+    for c in range(e.kchunks):
+        rp = e.row_ptr[c * (m + 1) : (c + 1) * (m + 1)]
+        rows = np.repeat(np.arange(m), 4 * np.diff(rp))
+        entries = slice(4 * int(rp[0]), 4 * int(rp[-1]))
+        np.add.at(out, (rows, e.indices[entries].astype(np.int64)), e.values[entries].astype(np.int64))
     return out.astype(np.int8)
 
 

@@ -22,12 +22,15 @@
 #pragma once
 
 #include "qgemm_base.hpp"
+#include "qsparse.hpp"  // (SparseChunk)
 
 namespace inferon {
 namespace qgemm_detail {
 
-inline Scratch& csr_tls(int which) {  // 0: B row offsets, 1: B rows made plain (flipped / transposed)
-  thread_local Scratch s[2];
+inline Scratch& csr_tls(int which) {
+  // 0: B row offsets, 1: B rows made plain (aligned / flipped / transposed), 2: quads before each row,
+  // 3: partial sums between k-chunks
+  thread_local Scratch s[4];
   return s[which];
 }
 
@@ -54,13 +57,15 @@ INFERON_VNNI inline void store_quad(const QGemm& g, const Requant16& k, int64_t 
   _mm512_mask_storeu_epi8(static_cast<Q*>(g.c) + at, mask, b);
 }
 
-// Rows [r0, r1) of C, columns n0 .. n0 + ncols - 1 (ncols <= 64 NB, more than 64 (NB - 1)); B row k
-// at b + off[k]. MASKED: loads limited to the valid columns (B read in place: nothing past it).
+// Rows [r0, r1) of C, columns n0 .. n0 + ncols - 1 (ncols <= 64 NB, more than 64 (NB - 1)), the
+// quads of one k-chunk (row pointers rp); B row k at b + off[k]. MASKED: loads limited to the valid
+// columns (B read in place: nothing past it). The int32 sums start at comp (first chunk) or the partial
+// sums `part` (NB * 64 per row) and end requantized into C (last chunk) or there.
 template <class Q, class IT, int NB, bool MASKED>
 INFERON_VNNI void csr_rows_zmm(const QGemm& g, const uint8_t* b, const int32_t* off, int64_t n0, int64_t ncols,
-                               int64_t r0, int64_t r1) {
+                               int64_t r0, int64_t r1, const SparseChunk& ch) {
   const IT* index = static_cast<const IT*>(g.sparse.index);
-  const int32_t* rp = g.sparse.row_ptr;
+  const int32_t* rp = ch.rp;
   __mmask64 mk[NB];
   for (int h = 0; h < NB; h++) {
     const int64_t valid = std::min<int64_t>(64, ncols - 64 * h);
@@ -69,11 +74,12 @@ INFERON_VNNI void csr_rows_zmm(const QGemm& g, const uint8_t* b, const int32_t* 
   const uint8_t* bn = b + n0;
   for (int64_t m = r0; m < r1; m++) {
     __m512i acc[NB][4];
+    __m512i* part = reinterpret_cast<__m512i*>(ch.part + (m - r0) * NB * 64);
     const __m512i c = _mm512_set1_epi32(g.comp[m]);
 #pragma GCC unroll 2
     for (int h = 0; h < NB; h++)
 #pragma GCC unroll 4
-      for (int v = 0; v < 4; v++) acc[h][v] = c;
+      for (int v = 0; v < 4; v++) acc[h][v] = ch.first ? c : _mm512_load_si512(part + 4 * h + v);
     for (int32_t j = rp[m]; j < rp[m + 1]; j++) {
       const IT* ix = index + 4 * static_cast<int64_t>(j);
       const uint8_t *p0 = bn + off[ix[0]], *p1 = bn + off[ix[1]], *p2 = bn + off[ix[2]], *p3 = bn + off[ix[3]];
@@ -94,6 +100,13 @@ INFERON_VNNI void csr_rows_zmm(const QGemm& g, const uint8_t* b, const int32_t* 
         acc[h][3] = _mm512_dpbusd_epi32(acc[h][3], _mm512_unpackhi_epi16(t1, t3), w);
       }
     }
+    if (!ch.last) {
+#pragma GCC unroll 2
+      for (int h = 0; h < NB; h++)
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) _mm512_store_si512(part + 4 * h + v, acc[h][v]);
+      continue;
+    }
     const Requant16 k = requant16_row(g.rq[m], g.zy, g.lo, g.hi);
 #pragma GCC unroll 2
     for (int h = 0; h < NB; h++) store_quad<Q>(g, k, m, n0 + 64 * h, acc[h], mk[h]);
@@ -106,11 +119,14 @@ void csr_rows_scalar(const QGemm& g, const uint8_t* b, const int32_t* off, int64
   const IT* index = static_cast<const IT*>(g.sparse.index);
   for (int64_t m = r0; m < r1; m++) {
     std::fill(acc, acc + g.N, 0);
-    for (int64_t e = 4 * static_cast<int64_t>(g.sparse.row_ptr[m]); e < 4 * static_cast<int64_t>(g.sparse.row_ptr[m + 1]); e++) {
-      const int32_t w = g.a[e];
-      if (w == 0) continue;
-      const uint8_t* row = b + off[index[e]];
-      for (int64_t n = 0; n < g.N; n++) acc[n] += w * row[n];
+    for (int64_t c = 0; c < g.sparse.kchunks; c++) {
+      const int32_t* rp = g.sparse.row_ptr + c * (g.M + 1);
+      for (int64_t e = 4 * static_cast<int64_t>(rp[m]); e < 4 * static_cast<int64_t>(rp[m + 1]); e++) {
+        const int32_t w = g.a[e];
+        if (w == 0) continue;
+        const uint8_t* row = b + off[index[e]];
+        for (int64_t n = 0; n < g.N; n++) acc[n] += w * row[n];
+      }
     }
     for (int64_t n = 0; n < g.N; n++) store_scalar<Q>(g, m, n, acc[n]);
   }
@@ -118,7 +134,8 @@ void csr_rows_scalar(const QGemm& g, const uint8_t* b, const int32_t* off, int64
 
 // The product C = A x B on plain B rows (row k at b + off[k], N columns): column tiles of 128
 // (two 64-column blocks) x row ranges of equal quad counts; threads take whole tiles when there are
-// at least 4 per thread, else one row range each across all the tiles.
+// at least 4 per thread, else one row range each across all the tiles. Within a task the weight's
+// k-chunks one after the other (each chunk's B rows for one tile fit L1; partial sums in between).
 template <class Q, class IT>
 void csr_product(const QGemm& g, const uint8_t* b, const int32_t* off, bool masked, int level, int T) {
   const int32_t* rp = g.sparse.row_ptr;
@@ -134,12 +151,25 @@ void csr_product(const QGemm& g, const uint8_t* b, const int32_t* off, bool mask
   }
   const int64_t tiles = (g.N + 127) / 128;
   const int64_t ranges = tiles >= 4 * T ? 1 : T;
-  const int64_t quads = rp[g.M];
+  const int64_t kchunks = std::max<int64_t>(1, g.sparse.kchunks);
+  // quads before row m over all k-chunks, for splitting rows by work
+  const int32_t* before = rp;
+  if (kchunks > 1 && ranges > 1) {
+    int32_t* sum = reinterpret_cast<int32_t*>(csr_tls(2).get(static_cast<size_t>(g.M + 1)));
+    for (int64_t m = 0; m <= g.M; m++) {
+      int64_t q = 0;
+      for (int64_t c = 0; c < kchunks; c++) q += rp[c * (g.M + 1) + m] - rp[c * (g.M + 1)];
+      sum[m] = static_cast<int32_t>(q);
+    }
+    before = sum;
+  }
+  const int64_t quads = before[g.M] - before[0];
   auto row_at = [&](int64_t c) {  // first row of range c: equal shares of the quads (rows when none)
     if (c <= 0) return int64_t{0};
     if (c >= ranges) return g.M;
     if (quads == 0) return g.M * c / ranges;
-    return static_cast<int64_t>(std::lower_bound(rp, rp + g.M + 1, static_cast<int32_t>(quads * c / ranges)) - rp);
+    return static_cast<int64_t>(
+        std::lower_bound(before, before + g.M + 1, static_cast<int32_t>(before[0] + quads * c / ranges)) - before);
   };
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
   for (int64_t t = 0; t < tiles * ranges; t++) {
@@ -147,12 +177,16 @@ void csr_product(const QGemm& g, const uint8_t* b, const int32_t* off, bool mask
     const int64_t r0 = row_at(c), r1 = row_at(c + 1), n0 = 128 * tile, ncols = std::min<int64_t>(128, g.N - n0);
     if (r0 >= r1) continue;
     const bool two = ncols > 64, mask = masked && ncols % 64 != 0;
-    if (two) {
-      if (mask) csr_rows_zmm<Q, IT, 2, true>(g, b, off, n0, ncols, r0, r1);
-      else csr_rows_zmm<Q, IT, 2, false>(g, b, off, n0, ncols, r0, r1);
-    } else {
-      if (mask) csr_rows_zmm<Q, IT, 1, true>(g, b, off, n0, ncols, r0, r1);
-      else csr_rows_zmm<Q, IT, 1, false>(g, b, off, n0, ncols, r0, r1);
+    int32_t* part = kchunks > 1 ? reinterpret_cast<int32_t*>(csr_tls(3).get(static_cast<size_t>((r1 - r0) * 128))) : nullptr;
+    for (int64_t k = 0; k < kchunks; k++) {
+      const SparseChunk ch{k == 0, k + 1 == kchunks, rp + k * (g.M + 1), part};
+      if (two) {
+        if (mask) csr_rows_zmm<Q, IT, 2, true>(g, b, off, n0, ncols, r0, r1, ch);
+        else csr_rows_zmm<Q, IT, 2, false>(g, b, off, n0, ncols, r0, r1, ch);
+      } else {
+        if (mask) csr_rows_zmm<Q, IT, 1, true>(g, b, off, n0, ncols, r0, r1, ch);
+        else csr_rows_zmm<Q, IT, 1, false>(g, b, off, n0, ncols, r0, r1, ch);
+      }
     }
   }
 }
@@ -229,7 +263,7 @@ inline const uint8_t* csr_frame(const QGemm& g, int T, int32_t* off) {
 
 template <class Q>
 void run_csr(const QGemm& g, int nt, int level) {
-  const double quads = g.sparse.row_ptr[g.M];
+  const double quads = g.sparse.row_ptr[std::max<int64_t>(1, g.sparse.kchunks) * (g.M + 1) - 1];
   // (32-bit offsets: half the table's L1 footprint, 1.07-1.12x on ResNet-50's 14x14 and 7x7 3x3 convs;
   // sparsify keeps B under 2^31 bytes)
   int32_t* off = reinterpret_cast<int32_t*>(csr_tls(0).get(static_cast<size_t>(g.K) + 16));

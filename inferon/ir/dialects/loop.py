@@ -918,8 +918,6 @@ class QGemmBase(IRDLOperation):
                 raise VerifyException(f"{self.name}: a_row_ptr has k-chunks x (M + 1 = {m + 1}) entries, got {rows}")
             if self.batch.get_values()[1] != 1 or self.a_strides.get_values()[0] != 0:
                 raise VerifyException(f"{self.name}: a block-sparse A is one matrix (no groups, a_strides[0] 0)")
-            if self.a_csr is not None and rows[0] != m + 1:
-                raise VerifyException(f"{self.name}: a CSR A (a_csr) has M + 1 = {m + 1} row pointers, got {rows}")
         if self.a_csr is not None and self.a_row_ptr is None:
             raise VerifyException(f"{self.name}: a_csr marks a sparse A (a_index, a_row_ptr)")
 

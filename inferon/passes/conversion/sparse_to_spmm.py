@@ -60,6 +60,7 @@ from inferon.ir.sparse import (
     block4_encode,
     block4_groups,
     csr_encode,
+    csr_quad_chunks,
     csr_quad_encode,
     frame_shape,
     implicit_columns,
@@ -139,6 +140,18 @@ def column_blocks(k: int, row_nnz: float | None = None) -> np.ndarray | None:
     return np.arange(k) // -(-k // blocks) if blocks > 1 else None
 
 
+def csr_tile_bytes(op: loop.QGemmOp) -> int:
+    """B bytes one 128-column tile of the int8 CSR kernel reads for a conv read from a frame (per
+    channel and stride phase, the tile's window of its plane; qcsr.hpp's csr_frame); 0 for B read in
+    place (1x1 convs: measured no faster in k-chunks)."""
+    if op.b_im2col is None:
+        return 0
+    c, _, _, kh, kw, sh, sw, _, _, _, _, ho, wo = ints(op.b_im2col)
+    hq, wq = ho + (kh - 1) // sh, wo + (kw - 1) // sw
+    window = min(hq * wq, 128 + (kh - 1) // sh * wq + (kw - 1) // sw)
+    return c * min(sh, kh) * min(sw, kw) * window
+
+
 class Lowering:
     def __init__(self, store: WeightStore) -> None:
         self.store = store
@@ -164,7 +177,7 @@ class Lowering:
         a = self.store[weight.handle.data].reshape(m, k)
         props = dict(op.properties)
         if attr.kind == SparseFormat.CSR:
-            quads = csr_quad_encode(a)
+            quads = csr_quad_encode(a, csr_quad_chunks(csr_tile_bytes(op), float(np.count_nonzero(a)) / m))
             arrays = [quads.values, quads.indices, quads.row_ptr, None]
             props["a_csr"] = UnitAttr()
         else:  # (chunks keep B panel rows in L1 across rows; a GEMV reuses nothing and streams its rows whole)
