@@ -72,10 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "scalar fallback is always included")
     c.add_argument("--sparse", choices=["auto", "off", "csr", "2:4"], default="auto",
                    help="weight storage per conv/FC layer: auto (default) finds the zeros already in the "
-                   "weights and picks dense, CSR or 2:4 (int8 weights of quantized convs / FC layers: dense "
-                   "or block1x4) by a cost model calibrated on this CPU (layers where sparse would be slower "
-                   "stay dense); off: all dense; csr / 2:4: force that format wherever it applies (csr: "
-                   "block1x4 for int8 weights)")
+                   "weights and picks dense, CSR or 2:4 (int8 weights of quantized convs / FC layers: dense, "
+                   "CSR (convs, with AVX512-VNNI) or block1x4) by a cost model calibrated on this CPU (layers "
+                   "where sparse would be slower stay dense); off: all dense; csr / 2:4: force that format "
+                   "wherever it applies (int8 weights: CSR where its kernel runs, else block1x4)")
     c.add_argument("--winograd", choices=["auto", "off", "2", "4"], default="auto",
                    help="float 3x3 stride-1 convolutions: auto (default) uses Winograd F(4x4,3x3) or "
                    "F(2x2,3x3) (2.25-4x fewer multiplications, slightly larger rounding error) where "
@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="experiments only: magnitude-prune every conv/FC weight except the stem first, "
                    "per layer: unstructured:S (e.g. unstructured:0.9 zeroes 90%% of each layer), 2:4, or "
                    "block1x4:S (whole blocks of 4 input channels at one kernel tap, 4 inputs for FC: the unit of the "
-                   "INT8 sparse kernel); "
+                   "INT8 block-sparse kernel); "
                    "prints the output deviation this causes on a random input; with --quantize the float "
                    "weights are pruned before they are quantized (sparse INT8)")
     c.add_argument("--quantize", choices=["int8"], default=None,

@@ -16,7 +16,8 @@
 // B needs no packing: a 1x1 convolution reads its image in place (row k at b + k * ldb; the last
 // column tile by masked loads), a KxK one (dilation 1, any stride) a plain frame (csr_frame: per
 // channel and stride phase a bordered plane, as the float kernel's Frame in sparse.hpp) on the
-// Ho x Wq wide grid, copied into C without the border columns (copy_wide). Anything else (dilation,
+// Ho x Wq wide grid, each block's output rows stored into C by masked stores (WideRuns; with a fused
+// residual, or without VNNI, the wide grid is copied into C without the border columns: copy_wide). Anything else (dilation,
 // int8 activations, transposed B, a residual that does not fit the wide grid's bytes) first becomes
 // plain rows in scratch. Without AVX512-VNNI + BW a scalar loop computes the same integers.
 #pragma once
@@ -34,11 +35,35 @@ inline Scratch& csr_tls(int which) {
   return s[which];
 }
 
-// Requantize and store one 64-column block of row m (accumulators in quad order, comp included):
-// columns n .. n + 63 where `mask` has their bit.
+// The output runs of one 64-column block of a conv's wide grid (Ho rows of Wq columns) written straight
+// into C (rows of Wo): per run of columns inside an output row, the block's bytes masked to it and the
+// C offset where the block's first byte would go (run_csr: no wide scratch to copy out of).
+struct WideRuns {
+  int count = 0;
+  __mmask64 mask[10];
+  int64_t shift[10];
+};
+
+inline WideRuns wide_runs(int64_t n, int64_t wide, int64_t Wq, int64_t Wo) {
+  WideRuns r;
+  for (int64_t col = n; col < std::min(n + 64, wide);) {
+    const int64_t y = col / Wq, x = col % Wq;
+    const int64_t end = std::min({n + 64, wide, y * Wq + Wo});  // this output row's columns in the block
+    if (x < Wo && end > col) {
+      const int64_t a = col - n, len = end - col;
+      r.mask[r.count] = (len >= 64 ? ~__mmask64{0} : ((__mmask64{1} << len) - 1)) << a;
+      r.shift[r.count++] = y * Wo + x - a;
+    }
+    col = (y + 1) * Wq;
+  }
+  return r;
+}
+
+// Requantize one 64-column block of row m (accumulators in quad order, comp included) into its Q bytes
+// in column order; a fused residual read at columns n .. n + 63 where `mask` has their bit.
 template <class Q>
-INFERON_VNNI inline void store_quad(const QGemm& g, const Requant16& k, int64_t m, int64_t n, const __m512i (&acc)[4],
-                                    __mmask64 mask) {
+INFERON_VNNI inline __m512i quad_bytes(const QGemm& g, const Requant16& k, int64_t m, int64_t n, const __m512i (&acc)[4],
+                                       __mmask64 mask) {
   const int64_t at = m * g.ldc + n;
   __m512i q[4];
   if (g.add) {
@@ -52,18 +77,18 @@ INFERON_VNNI inline void store_quad(const QGemm& g, const Requant16& k, int64_t 
 #pragma GCC unroll 4
     for (int v = 0; v < 4; v++) q[v] = requant16<false>(k, acc[v]);
   }
-  const __m512i b = g.add ? narrow_zmm<Q, 4, true>(q, std::numeric_limits<Q>::min(), std::numeric_limits<Q>::max())
-                          : narrow_zmm<Q, 4, true>(q, g.lo, g.hi);
-  _mm512_mask_storeu_epi8(static_cast<Q*>(g.c) + at, mask, b);
+  return g.add ? narrow_zmm<Q, 4, true>(q, std::numeric_limits<Q>::min(), std::numeric_limits<Q>::max())
+               : narrow_zmm<Q, 4, true>(q, g.lo, g.hi);
 }
 
 // Rows [r0, r1) of C, columns n0 .. n0 + ncols - 1 (ncols <= 64 NB, more than 64 (NB - 1)), the
 // quads of one k-chunk (row pointers rp); B row k at b + off[k]. MASKED: loads limited to the valid
 // columns (B read in place: nothing past it). The int32 sums start at comp (first chunk) or the partial
-// sums `part` (NB * 64 per row) and end requantized into C (last chunk) or there.
+// sums `part` (NB * 64 per row) and end requantized into C (last chunk) or there; with `runs` (a
+// conv's wide grid) block h's bytes go to C's row by runs[h].
 template <class Q, class IT, int NB, bool MASKED>
 INFERON_VNNI void csr_rows_zmm(const QGemm& g, const uint8_t* b, const int32_t* off, int64_t n0, int64_t ncols,
-                               int64_t r0, int64_t r1, const SparseChunk& ch) {
+                               int64_t r0, int64_t r1, const SparseChunk& ch, const WideRuns* runs) {
   const IT* index = static_cast<const IT*>(g.sparse.index);
   const int32_t* rp = ch.rp;
   __mmask64 mk[NB];
@@ -108,8 +133,16 @@ INFERON_VNNI void csr_rows_zmm(const QGemm& g, const uint8_t* b, const int32_t* 
       continue;
     }
     const Requant16 k = requant16_row(g.rq[m], g.zy, g.lo, g.hi);
+    Q* row = static_cast<Q*>(g.c) + m * g.ldc;
 #pragma GCC unroll 2
-    for (int h = 0; h < NB; h++) store_quad<Q>(g, k, m, n0 + 64 * h, acc[h], mk[h]);
+    for (int h = 0; h < NB; h++) {
+      const __m512i bytes = quad_bytes<Q>(g, k, m, n0 + 64 * h, acc[h], mk[h]);
+      if (!runs) {
+        _mm512_mask_storeu_epi8(row + n0 + 64 * h, mk[h], bytes);
+        continue;
+      }
+      for (int r = 0; r < runs[h].count; r++) _mm512_mask_storeu_epi8(row + runs[h].shift[r], runs[h].mask[r], bytes);
+    }
   }
 }
 
@@ -137,7 +170,8 @@ void csr_rows_scalar(const QGemm& g, const uint8_t* b, const int32_t* off, int64
 // at least 4 per thread, else one row range each across all the tiles. Within a task the weight's
 // k-chunks one after the other (each chunk's B rows for one tile fit L1; partial sums in between).
 template <class Q, class IT>
-void csr_product(const QGemm& g, const uint8_t* b, const int32_t* off, bool masked, int level, int T) {
+void csr_product(const QGemm& g, const uint8_t* b, const int32_t* off, bool masked, int level, int T,
+                 int64_t Wq = 0, int64_t Wo = 0) {
   const int32_t* rp = g.sparse.row_ptr;
   if (level < 2 || g.ldc_col != 1) {
 #pragma omp parallel num_threads(T) if (T > 1)
@@ -178,14 +212,17 @@ void csr_product(const QGemm& g, const uint8_t* b, const int32_t* off, bool mask
     if (r0 >= r1) continue;
     const bool two = ncols > 64, mask = masked && ncols % 64 != 0;
     int32_t* part = kchunks > 1 ? reinterpret_cast<int32_t*>(csr_tls(3).get(static_cast<size_t>((r1 - r0) * 128))) : nullptr;
+    WideRuns runs[2];
+    if (Wq) runs[0] = wide_runs(n0, g.N, Wq, Wo), runs[1] = wide_runs(n0 + 64, g.N, Wq, Wo);
     for (int64_t k = 0; k < kchunks; k++) {
       const SparseChunk ch{k == 0, k + 1 == kchunks, rp + k * (g.M + 1), part};
+      const WideRuns* r = Wq ? runs : nullptr;
       if (two) {
-        if (mask) csr_rows_zmm<Q, IT, 2, true>(g, b, off, n0, ncols, r0, r1, ch);
-        else csr_rows_zmm<Q, IT, 2, false>(g, b, off, n0, ncols, r0, r1, ch);
+        if (mask) csr_rows_zmm<Q, IT, 2, true>(g, b, off, n0, ncols, r0, r1, ch, r);
+        else csr_rows_zmm<Q, IT, 2, false>(g, b, off, n0, ncols, r0, r1, ch, r);
       } else {
-        if (mask) csr_rows_zmm<Q, IT, 1, true>(g, b, off, n0, ncols, r0, r1, ch);
-        else csr_rows_zmm<Q, IT, 1, false>(g, b, off, n0, ncols, r0, r1, ch);
+        if (mask) csr_rows_zmm<Q, IT, 1, true>(g, b, off, n0, ncols, r0, r1, ch, r);
+        else csr_rows_zmm<Q, IT, 1, false>(g, b, off, n0, ncols, r0, r1, ch, r);
       }
     }
   }
@@ -274,9 +311,14 @@ void run_csr(const QGemm& g, int nt, int level) {
     const int64_t Wq = q->Wo + (q->kw - 1) / q->sw, wide = q->Ho * Wq;
     const int T = threads_for(nt, 64.0 * quads * wide, 1 << 20);
     const uint8_t* xb = csr_frame(g, T, off);
-    Q* cw = reinterpret_cast<Q*>(tls(0).get(static_cast<size_t>(g.M * wide) / 4 + 16));
     QGemm w = g;
     w.N = wide;
+    if (!g.add && level == 2 && Wq >= 8) {  // (VNNI: each block's output rows straight into C: <= 10 runs)
+      if (g.sparse.index32) csr_product<Q, int32_t>(w, xb, off, false, level, T, Wq, q->Wo);
+      else csr_product<Q, uint16_t>(w, xb, off, false, level, T, Wq, q->Wo);
+      return;
+    }
+    Q* cw = reinterpret_cast<Q*>(tls(0).get(static_cast<size_t>(g.M * wide) / 4 + 16));
     w.c = cw;
     w.ldc = wide;
     w.add = nullptr;
