@@ -317,6 +317,56 @@ def test_pruned_onnxruntime_quantized_cnn_runs_block_sparse(tmp_path, activation
         assert _within_one_step(out, ref, step) >= 0.999
 
 
+@pytest.mark.parametrize("size", [14, 16])
+def test_csr_bottleneck_with_residual_matches_dense_int8(tmp_path, size):
+    """A 90 %-pruned bottleneck block quantized by ONNX Runtime (1x1 -> 3x3 -> 1x1 + the block input,
+    then a strided 3x3 and a strided 1x1): with `sparse=auto` on a VNNI CPU its convs run the int8 CSR
+    kernel where it pays (the block's last 1x1 with the residual Add fused; 14 x 14: B rows copied 64
+    bytes apart, 16 x 16: read in place), bit-identical with the dense INT8 build and within one step of ORT's INT8."""
+    from onnx import helper
+
+    import inferon
+    from inferon.testing import quantize_onnxruntime, run_onnxruntime
+    from tests.conftest import make_model
+    from tests.test_quant import _output_step, _within_one_step
+
+    rng = np.random.default_rng(size)
+    init = {name: he_weight(rng, shape) for name, shape in {"w1": (64, 64, 1, 1), "w2": (64, 64, 3, 3),
+            "w3": (64, 64, 1, 1), "w4": (96, 64, 3, 3), "w5": (128, 96, 1, 1)}.items()}  # fmt: skip
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("Conv", ["r2", "w3"], ["c3"]),
+        helper.make_node("Add", ["c3", "x"], ["s"]),
+        helper.make_node("Relu", ["s"], ["r3"]),
+        helper.make_node("Conv", ["r3", "w4"], ["c4"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c4"], ["r4"]),
+        helper.make_node("Conv", ["r4", "w5"], ["y"], strides=[2, 2]),
+    ]
+    model = make_model(nodes, {"x": (1, 64, size, size)}, ["y"], init, opset=13)
+    calib = [{"x": np.abs(rng.standard_normal((1, 64, size, size))).astype(np.float32)} for _ in range(4)]
+    q = quantize_onnxruntime(_pruned(model, 0.9, skip=()), calib)
+    dump = tmp_path / "dump"
+    sparse_lib = inferon.compile(q, tmp_path / "s.so", dump_ir=dump)
+    dense_lib = inferon.compile(q, tmp_path / "d.so", sparse="off")
+    lines = _qgemm_lines(dump)
+    if {"avx512_vnni", "avx512vl", "avx512bw"} <= cpu_flags():
+        # (the last conv, 16 output pixels, stays dense: CSR computes whole 64-column blocks)
+        assert sum("a_csr" in line for line in lines) >= 4, lines
+        assert sum("a_csr" in line and "residual_add" in line for line in lines) == 1, lines
+    step = _output_step(q)
+    for threads in (1, 2):
+        sparse, dense = inferon.load(sparse_lib, threads=threads), inferon.load(dense_lib, threads=threads)
+        for _ in range(2):
+            x = np.abs(rng.standard_normal((1, 64, size, size))).astype(np.float32)
+            out = sparse(x)
+            np.testing.assert_array_equal(out, dense(x))
+            ref = run_onnxruntime(q, {"x": x}, exact_int8=True)[0]
+            assert _within_one_step(out, ref, step) >= 0.999
+
+
 @pytest.mark.parametrize("spec", ["unstructured:0.9", "block1x4:0.9"])
 def test_prune_then_quantize(tmp_path, capsys, spec):
     """`prune` + `quantize` together: the float weights are pruned, then quantized (zeros stay zero)
