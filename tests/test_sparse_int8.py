@@ -21,23 +21,46 @@ from tests.test_quant import ISAS, SETTINGS, im2col_reference, qgemm_reference, 
 
 P, I64, INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 
+CONV_GEOMETRIES = [  # C, H, W, kh, kw, sh, sw, pt, pl, dh, dw: the sparse / implicit quantized conv tests
+    (3, 9, 11, 3, 3, 1, 1, 1, 1, 1, 1),
+    (16, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1),
+    (10, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1),
+    (8, 12, 9, 5, 3, 1, 1, 2, 0, 1, 1),
+    (6, 6, 40, 2, 2, 1, 1, 0, 1, 1, 1),
+    (5, 7, 22, 3, 3, 1, 1, 1, 1, 1, 1),  # wide rows: AVX2 reads pair-safe weights' frame in place too
+    (8, 13, 11, 3, 3, 2, 2, 1, 1, 1, 1),  # strided / dilated: implicit order where lanes pay
+    (5, 14, 14, 7, 7, 2, 2, 3, 3, 1, 1),
+    (6, 9, 10, 3, 3, 1, 1, 2, 2, 2, 2),
+    (16, 9, 9, 1, 1, 2, 2, 0, 0, 1, 1),
+    (4, 15, 17, 5, 5, 2, 2, 2, 2, 1, 1),  # block1x4: the stride-phase frame (tap (i, j): phase i % s)
+    (7, 11, 13, 3, 3, 3, 3, 1, 1, 1, 1),
+    (6, 10, 12, 3, 2, 2, 1, 1, 0, 1, 1),
+    (9, 30, 31, 3, 3, 1, 1, 1, 1, 1, 1),  # wide grid across several 128-column tiles
+]
+
 
 def run_sparse_qgemm(lib, a, b, comp, mult, zy, lo, hi, *, isa, b_signed=False, c_signed=False, b_trans=False,
-                     geometry=None, pad=0, n=None, threads=1, index32=False, kchunks=None):  # fmt: skip
-    lib.k_qgemm_sparse.argtypes = [I64, I64, I64, P, P, INT, P, I64, P, I64, INT, INT, P, INT, P, P, P, I64, I64, INT,
-                                   INT, INT, INT, INT]  # fmt: skip
-    lib.k_qgemm_sparse.restype = None
+                     geometry=None, pad=0, n=None, threads=1, index32=False, kchunks=None, fmt="block1x4"):  # fmt: skip
+    """The quantized GEMM with a sparse A: block1x4 (qsparse.hpp; `kchunks` default block4_chunks(K)) or
+    CSR quads (`fmt="csr"`, qcsr.hpp; default one chunk)."""
+    argtypes = [I64, I64, I64, P, P, INT, P, I64, P, I64, INT, INT, P, INT, P, P, P, I64, I64, INT, INT, INT, INT, INT]
+    run = lib.k_qgemm_csr if fmt == "csr" else lib.k_qgemm_sparse
+    run.argtypes, run.restype = argtypes, None
     m, k = a.shape
     n = n if n is not None else (b.shape[0] if b_trans else b.shape[1])
-    enc = block4_encode(a, block4_chunks(a.shape[1]) if kchunks is None else kchunks)
-    np.testing.assert_array_equal(block4_decode(enc), a)
+    if fmt == "csr":
+        enc = csr_quad_encode(a, kchunks or 1)
+        np.testing.assert_array_equal(csr_quad_decode(enc), a)
+    else:
+        enc = block4_encode(a, block4_chunks(a.shape[1]) if kchunks is None else kchunks)
+        np.testing.assert_array_equal(block4_decode(enc), a)
     index = enc.indices.astype(np.int32) if index32 else enc.indices
     c = np.zeros((m, n), np.int8 if c_signed else np.uint8)
     geo = np.asarray([*geometry, *([0] if len(geometry) == 13 else [])], np.int64) if geometry is not None else None
     ldb = k if b_trans else (n if geometry is None else 0)
     table = quant.fixed_point(mult, zy, lo, hi)  # (kept alive for the call)
     lib.k_set_isa(isa)
-    lib.k_qgemm_sparse(
+    run(
         m, n, k, enc.values.ctypes.data, index.ctypes.data, int(index.dtype == np.int32), enc.row_ptr.ctypes.data,
         enc.kchunks, b.ctypes.data, ldb, int(b_trans), int(b_signed), None if geo is None else geo.ctypes.data, pad,
         comp.ctypes.data, table.ctypes.data, c.ctypes.data, n, 1, int(c_signed), zy, lo, hi, threads,
@@ -45,120 +68,7 @@ def run_sparse_qgemm(lib, a, b, comp, mult, zy, lo, hi, *, isa, b_signed=False, 
     return c
 
 
-def run_csr_qgemm(lib, a, b, comp, mult, zy, lo, hi, *, isa, b_signed=False, c_signed=False, b_trans=False,
-                  geometry=None, pad=0, n=None, threads=1, index32=False, kchunks=1):  # fmt: skip
-    """The quantized GEMM with A in CSR quads (qcsr.hpp), its columns in `kchunks` chunks."""
-    lib.k_qgemm_csr.argtypes = [I64, I64, I64, P, P, INT, P, I64, P, I64, INT, INT, P, INT, P, P, P, I64, I64, INT,
-                                INT, INT, INT, INT]  # fmt: skip
-    lib.k_qgemm_csr.restype = None
-    m, k = a.shape
-    n = n if n is not None else (b.shape[0] if b_trans else b.shape[1])
-    enc = csr_quad_encode(a, kchunks)
-    np.testing.assert_array_equal(csr_quad_decode(enc), a)
-    index = enc.indices.astype(np.int32) if index32 else enc.indices
-    c = np.zeros((m, n), np.int8 if c_signed else np.uint8)
-    geo = np.asarray([*geometry, *([0] if len(geometry) == 13 else [])], np.int64) if geometry is not None else None
-    ldb = k if b_trans else (n if geometry is None else 0)
-    table = quant.fixed_point(mult, zy, lo, hi)
-    lib.k_set_isa(isa)
-    lib.k_qgemm_csr(
-        m, n, k, enc.values.ctypes.data, index.ctypes.data, int(index.dtype == np.int32), enc.row_ptr.ctypes.data,
-        enc.kchunks, b.ctypes.data, ldb, int(b_trans), int(b_signed), None if geo is None else geo.ctypes.data, pad,
-        comp.ctypes.data, table.ctypes.data, c.ctypes.data, n, 1, int(c_signed), zy, lo, hi, threads,
-    )  # fmt: skip
-    return c
-
-
-@pytest.mark.parametrize("isa", ISAS)
-@given(
-    m=st.integers(1, 20), n=st.integers(1, 300), k=st.integers(1, 70), seed=st.integers(0, 10_000),
-    density=st.sampled_from([0.0, 0.05, 0.3, 1.0]), b_signed=st.booleans(), c_signed=st.booleans(),
-    b_trans=st.booleans(), extreme=st.booleans(), threads=st.sampled_from([1, 2]), index32=st.booleans(),
-    kchunks=st.sampled_from([1, 2, 5]),
-)  # fmt: skip
-@SETTINGS
-def test_csr_qgemm_matches_reference(shim, isa, m, n, k, seed, density, b_signed, c_signed, b_trans,  # noqa: F811
-                                     extreme, threads, index32, kchunks):  # fmt: skip
-    """The int8 CSR kernel (quads of single nonzeros, B rows interleaved by unpacks) bit-exact with
-    inferon.ir.quant: empty rows, a fully dense row, a single nonzero, rows whose nonzeros are not a
-    multiple of four, N off the 64-column blocks (masked loads of B read in place), signed / unsigned
-    activations and outputs, transposed B, extreme 255 x -128 values, 16 / 32-bit indices, columns in
-    1-5 chunks (int32 sums kept between them)."""
-    rng = np.random.default_rng(seed)
-    if extreme:
-        a = rng.choice(np.int8([-128, 127]), (m, k))
-        b = rng.choice(np.int8([-128, 127]) if b_signed else np.uint8([0, 255]), (k, n))
-    else:
-        a = rng.integers(-128, 128, (m, k)).astype(np.int8)
-        b = rng.integers(-128, 128, (k, n)).astype(np.int8) if b_signed else rng.integers(0, 256, (k, n)).astype(np.uint8)
-    a[rng.random((m, k)) >= density] = 0
-    a[rng.integers(m)] = rng.integers(-128, 128, k)
-    if m > 2:
-        a[rng.integers(m)] = 0
-        row = rng.integers(m)
-        a[row] = 0
-        a[row, rng.integers(k)] = 77
-    zx = int(rng.integers(-128, 128)) if b_signed else int(rng.integers(0, 256))
-    zy = int(rng.integers(-128, 128)) if c_signed else int(rng.integers(0, 256))
-    bias = rng.integers(-5000, 5000, m).astype(np.int32)
-    mult = (rng.random(m) * 0.02 + 1e-4).astype(np.float32)
-    lo, hi = quant.qrange(np.int8 if c_signed else np.uint8)
-    if rng.random() < 0.5:
-        lo = max(lo, zy)
-    comp, expected = qgemm_reference(a, b, zx, zy, bias, mult, lo, hi, b_signed=b_signed, c_signed=c_signed)
-    src = np.ascontiguousarray(b.T) if b_trans else np.ascontiguousarray(b)
-    got = run_csr_qgemm(shim, a, src.view(np.uint8), comp, mult, zy, lo, hi, isa=isa, b_signed=b_signed,
-                        c_signed=c_signed, b_trans=b_trans, n=n, threads=threads, index32=index32,
-                        kchunks=kchunks)  # fmt: skip
-    np.testing.assert_array_equal(got, expected)
-
-
-@pytest.mark.parametrize("isa", ISAS)
-@pytest.mark.parametrize(
-    "geometry",
-    [
-        (3, 9, 11, 3, 3, 1, 1, 1, 1, 1, 1),  # C, H, W, kh, kw, sh, sw, pt, pl, dh, dw
-        (16, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1),
-        (10, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1),
-        (8, 12, 9, 5, 3, 1, 1, 2, 0, 1, 1),
-        (6, 6, 40, 2, 2, 1, 1, 0, 1, 1, 1),
-        (8, 13, 11, 3, 3, 2, 2, 1, 1, 1, 1),
-        (5, 14, 14, 7, 7, 2, 2, 3, 3, 1, 1),
-        (6, 9, 10, 3, 3, 1, 1, 2, 2, 2, 2),  # dilated: im2col rows
-        (16, 9, 9, 1, 1, 2, 2, 0, 0, 1, 1),
-        (4, 15, 17, 5, 5, 2, 2, 2, 2, 1, 1),
-        (7, 11, 13, 3, 3, 3, 3, 1, 1, 1, 1),
-        (6, 10, 12, 3, 2, 2, 1, 1, 0, 1, 1),
-        (9, 30, 31, 3, 3, 1, 1, 1, 1, 1, 1),  # wide grid across several 128-column tiles
-    ],
-)
-@pytest.mark.parametrize("implicit", [False, True])
-@pytest.mark.parametrize("signed", [False, True])
-@pytest.mark.parametrize("kchunks", [1, 3])
-def test_csr_quantized_conv(shim, isa, geometry, implicit, signed, kchunks):  # noqa: F811
-    """Convolutions with a CSR int8 A read from a plain frame (one bordered plane per channel and
-    stride phase, the product on the wide grid, its border columns dropped): any stride, weights in
-    implicit order or (c, i, j); dilated convs and int8 activations through plain im2col rows; 1 and 2
-    threads."""
-    c, h, w, kh, kw = geometry[:5]
-    rng = np.random.default_rng(c * h + kh + implicit)
-    m = 21
-    filt = rng.integers(-128, 128, (m, c, kh, kw)).astype(np.int8)
-    filt[rng.random(filt.shape) < 0.8] = 0
-    x = rng.integers(-128, 128, (c, h, w)).astype(np.int8) if signed else rng.integers(0, 256, (c, h, w)).astype(np.uint8)
-    zx, zy = (-7 if signed else 117), 3
-    cols, ho, wo = im2col_reference(x, zx, geometry)
-    mult = np.full(m, 0.004, np.float32)
-    expected = quant.requantize(filt.reshape(m, -1).astype(np.int64) @ cols, mult[:, None], zy, 0, 255, np.uint8)
-    a = quant.implicit_weight_order(filt) if implicit else filt.reshape(m, -1)
-    comp = quant.compensation(a, zx + (128 if signed else 0), None)
-    geo = (*geometry, ho, wo, int(implicit))
-    for threads in (1, 2):
-        got = run_csr_qgemm(shim, a, x.view(np.uint8), comp, mult, zy, 0, 255, isa=isa, geometry=geo,
-                            pad=zx & 0xFF, n=ho * wo, threads=threads, b_signed=signed, kchunks=kchunks)  # fmt: skip
-        np.testing.assert_array_equal(got, expected)
-
-
+@pytest.mark.parametrize("fmt", ["block1x4", "csr"])
 @pytest.mark.parametrize("isa", ISAS)
 @given(
     m=st.integers(1, 20), n=st.integers(1, 300), k=st.integers(1, 70), seed=st.integers(0, 10_000),
@@ -168,11 +78,13 @@ def test_csr_quantized_conv(shim, isa, geometry, implicit, signed, kchunks):  # 
 )  # fmt: skip
 @SETTINGS
 def test_sparse_qgemm_matches_reference(shim, isa, m, n, k, seed, density, b_signed, c_signed, b_trans,  # noqa: F811
-                                        extreme, threads, index32, kchunks):  # fmt: skip
-    """Bit-exact with inferon.ir.quant: random densities with empty rows, a fully dense row and a
-    single nonzero, shapes off the tile sizes (1-5 column tiles, partial panels), signed / unsigned
-    activations and outputs, transposed B, extreme 255 x -128 values, 16 / 32-bit block indices,
-    weights stored in 1-5 k-group chunks (int32 sums kept between them)."""
+                                        extreme, threads, index32, kchunks, fmt):  # fmt: skip
+    """Both sparse int8 kernels (block1x4; CSR quads: single nonzeros, B rows interleaved by unpacks)
+    bit-exact with inferon.ir.quant: random densities with empty rows, a fully dense row and a single
+    nonzero, rows whose nonzeros are not a multiple of four, shapes off the tile sizes (1-5 column
+    tiles, partial panels; CSR: masked loads of B read in place), signed / unsigned activations and
+    outputs, transposed B, extreme 255 x -128 values, 16 / 32-bit indices, weights stored in 1-5
+    k-chunks (int32 sums kept between them)."""
     rng = np.random.default_rng(seed)
     if extreme:
         a = rng.choice(np.int8([-128, 127]), (m, k))
@@ -198,18 +110,48 @@ def test_sparse_qgemm_matches_reference(shim, isa, m, n, k, seed, density, b_sig
     src = np.ascontiguousarray(b.T) if b_trans else np.ascontiguousarray(b)
     got = run_sparse_qgemm(shim, a, src.view(np.uint8), comp, mult, zy, lo, hi, isa=isa, b_signed=b_signed,
                            c_signed=c_signed, b_trans=b_trans, n=n, threads=threads, index32=index32,
-                           kchunks=kchunks)  # fmt: skip
+                           kchunks=kchunks, fmt=fmt)  # fmt: skip
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("geometry", CONV_GEOMETRIES)
+@pytest.mark.parametrize("implicit", [False, True])
+@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize("kchunks", [1, 3])
+def test_csr_quantized_conv(shim, isa, geometry, implicit, signed, kchunks):  # noqa: F811
+    """Convolutions with a CSR int8 A read from a plain frame (one bordered plane per channel and
+    stride phase, the product on the wide grid, its border columns dropped): any stride, weights in
+    implicit order or (c, i, j); dilated convs and int8 activations through plain im2col rows; 1 and 2
+    threads."""
+    c, h, w, kh, kw = geometry[:5]
+    rng = np.random.default_rng(c * h + kh + implicit)
+    m = 21
+    filt = rng.integers(-128, 128, (m, c, kh, kw)).astype(np.int8)
+    filt[rng.random(filt.shape) < 0.8] = 0
+    x = rng.integers(-128, 128, (c, h, w)).astype(np.int8) if signed else rng.integers(0, 256, (c, h, w)).astype(np.uint8)
+    zx, zy = (-7 if signed else 117), 3
+    cols, ho, wo = im2col_reference(x, zx, geometry)
+    mult = np.full(m, 0.004, np.float32)
+    expected = quant.requantize(filt.reshape(m, -1).astype(np.int64) @ cols, mult[:, None], zy, 0, 255, np.uint8)
+    a = quant.implicit_weight_order(filt) if implicit else filt.reshape(m, -1)
+    comp = quant.compensation(a, zx + (128 if signed else 0), None)
+    geo = (*geometry, ho, wo, int(implicit))
+    for threads in (1, 2):
+        got = run_sparse_qgemm(shim, a, x.view(np.uint8), comp, mult, zy, 0, 255, isa=isa, geometry=geo,
+                               pad=zx & 0xFF, n=ho * wo, threads=threads, b_signed=signed, kchunks=kchunks,
+                               fmt="csr")  # fmt: skip
+        np.testing.assert_array_equal(got, expected)
 
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize(
     "geometry",
     [
-        (3, 9, 11, 3, 3, 1, 1, 1, 1, 1, 1),  # C, H, W, kh, kw, sh, sw, pt, pl, dh, dw
-        (16, 14, 14, 3, 3, 2, 2, 1, 1, 1, 1),
-        (8, 9, 9, 3, 3, 1, 1, 2, 2, 2, 2),
-        (8, 6, 6, 1, 1, 2, 2, 0, 0, 1, 1),
+    (3, 9, 11, 3, 3, 1, 1, 1, 1, 1, 1),
+    (16, 14, 14, 3, 3, 2, 2, 1, 1, 1, 1),
+    (8, 9, 9, 3, 3, 1, 1, 2, 2, 2, 2),
+    (8, 6, 6, 1, 1, 2, 2, 0, 0, 1, 1),
     ],
 )
 def test_sparse_qgemm_im2col(shim, isa, geometry):  # noqa: F811
@@ -460,24 +402,7 @@ def test_prune_an_already_quantized_model(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("isa", ISAS)
-@pytest.mark.parametrize(
-    "geometry",
-    [
-        (3, 9, 11, 3, 3, 1, 1, 1, 1, 1, 1),  # C, H, W, kh, kw, sh, sw, pt, pl, dh, dw
-        (16, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1),
-        (10, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1),
-        (8, 12, 9, 5, 3, 1, 1, 2, 0, 1, 1),
-        (6, 6, 40, 2, 2, 1, 1, 0, 1, 1, 1),
-        (5, 7, 22, 3, 3, 1, 1, 1, 1, 1, 1),  # wide rows: AVX2 reads pair-safe weights' frame in place too
-        (8, 13, 11, 3, 3, 2, 2, 1, 1, 1, 1),  # strided / dilated: implicit order where lanes pay
-        (5, 14, 14, 7, 7, 2, 2, 3, 3, 1, 1),
-        (6, 9, 10, 3, 3, 1, 1, 2, 2, 2, 2),
-        (16, 9, 9, 1, 1, 2, 2, 0, 0, 1, 1),
-        (4, 15, 17, 5, 5, 2, 2, 2, 2, 1, 1),  # block1x4: the stride-phase frame (tap (i, j): phase i % s)
-        (7, 11, 13, 3, 3, 3, 3, 1, 1, 1, 1),
-        (6, 10, 12, 3, 2, 2, 1, 1, 0, 1, 1),
-    ],
-)
+@pytest.mark.parametrize("geometry", CONV_GEOMETRIES)
 @pytest.mark.parametrize("weights", ["dense", "block1x4", "lanes", "pair_safe"])
 @pytest.mark.parametrize("signed", [False, True])
 def test_implicit_quantized_conv(shim, isa, geometry, weights, signed):  # noqa: F811
