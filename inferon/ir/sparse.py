@@ -218,6 +218,8 @@ def block4_encode(a: np.ndarray, kchunks: int = 1) -> Block4Matrix:
 
 @dataclass(frozen=True)
 class QuadCSRMatrix:
+    """An int8 matrix as CSR quads (csr_quad_encode)."""
+
     values: np.ndarray  # int8 [quads * 4]
     indices: np.ndarray  # column of each entry (uint16 / int32) [quads * 4]
     row_ptr: np.ndarray  # int32 [kchunks * (M + 1)], in quads: per chunk, absolute offsets
@@ -276,6 +278,7 @@ def csr_quad_encode(a: np.ndarray, kchunks: int = 1) -> QuadCSRMatrix:
 
 
 def csr_quad_decode(e: QuadCSRMatrix) -> np.ndarray:
+    """The dense int8 [M, K] matrix of a CSR-quads encoding (padding entries add zero)."""
     m = e.row_ptr.size // e.kchunks - 1
     out = np.zeros((m, e.k), dtype=np.int64)
     for c in range(e.kchunks):
