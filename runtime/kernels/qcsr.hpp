@@ -186,29 +186,11 @@ void csr_product(const QGemm& g, const uint8_t* b, const int32_t* off, bool mask
   const int64_t tiles = (g.N + 127) / 128;
   const int64_t ranges = tiles >= 4 * T ? 1 : T;
   const int64_t kchunks = std::max<int64_t>(1, g.sparse.kchunks);
-  // quads before row m over all k-chunks, for splitting rows by work
-  const int32_t* before = rp;
-  if (kchunks > 1 && ranges > 1) {
-    int32_t* sum = reinterpret_cast<int32_t*>(csr_tls(2).get(static_cast<size_t>(g.M + 1)));
-    for (int64_t m = 0; m <= g.M; m++) {
-      int64_t q = 0;
-      for (int64_t c = 0; c < kchunks; c++) q += rp[c * (g.M + 1) + m] - rp[c * (g.M + 1)];
-      sum[m] = static_cast<int32_t>(q);
-    }
-    before = sum;
-  }
-  const int64_t quads = before[g.M] - before[0];
-  auto row_at = [&](int64_t c) {  // first row of range c: equal shares of the quads (rows when none)
-    if (c <= 0) return int64_t{0};
-    if (c >= ranges) return g.M;
-    if (quads == 0) return g.M * c / ranges;
-    return static_cast<int64_t>(
-        std::lower_bound(before, before + g.M + 1, static_cast<int32_t>(before[0] + quads * c / ranges)) - before);
-  };
+  const SparseRows rows(g.sparse, g.M, ranges, csr_tls(2));
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
   for (int64_t t = 0; t < tiles * ranges; t++) {
     const int64_t tile = t % tiles, c = t / tiles;
-    const int64_t r0 = row_at(c), r1 = row_at(c + 1), n0 = 128 * tile, ncols = std::min<int64_t>(128, g.N - n0);
+    const int64_t r0 = rows.row(c), r1 = rows.row(c + 1), n0 = 128 * tile, ncols = std::min<int64_t>(128, g.N - n0);
     if (r0 >= r1) continue;
     const bool two = ncols > 64, mask = masked && ncols % 64 != 0;
     int32_t* part = kchunks > 1 ? reinterpret_cast<int32_t*>(csr_tls(3).get(static_cast<size_t>((r1 - r0) * 128))) : nullptr;

@@ -65,6 +65,35 @@ struct QGemm {
   const int32_t* fix = nullptr;
 };
 
+// The threads' row split of a sparse A: range c of `ranges` is rows [row(c), row(c + 1)), each range
+// holding an equal share of the entries (blocks or quads, over all k-chunks; of the rows when there
+// are none). `scratch` holds the entries before each row.
+class SparseRows {
+ public:
+  SparseRows(const QSparse& s, int64_t M, int64_t ranges, Scratch& scratch) : M_(M), ranges_(ranges) {
+    if (ranges <= 1) return;
+    const int64_t kchunks = std::max<int64_t>(1, s.kchunks);
+    int32_t* before = reinterpret_cast<int32_t*>(scratch.get(static_cast<size_t>(M + 1)));
+    for (int64_t m = 0; m <= M; m++) {
+      int64_t sum = 0;
+      for (int64_t c = 0; c < kchunks; c++) sum += s.row_ptr[c * (M + 1) + m] - s.row_ptr[c * (M + 1)];
+      before[m] = static_cast<int32_t>(sum);
+    }
+    before_ = before;
+    total_ = before[M];
+  }
+  int64_t row(int64_t c) const {
+    if (c <= 0) return 0;
+    if (c >= ranges_) return M_;
+    if (total_ == 0) return M_ * c / ranges_;
+    return std::lower_bound(before_, before_ + M_ + 1, static_cast<int32_t>(total_ * c / ranges_)) - before_;
+  }
+
+ private:
+  const int32_t* before_ = nullptr;
+  int64_t M_, ranges_, total_ = 0;
+};
+
 inline bool use_vnni() {
   static const bool ok = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") &&
                          __builtin_cpu_supports("avx512bw");

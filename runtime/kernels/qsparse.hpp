@@ -156,24 +156,11 @@ void run_sparse(const QGemm& g, const uint8_t* packed, size_t panel_bytes, int64
   const int64_t kchunks = std::max<int64_t>(1, g.sparse.kchunks);
   const int64_t tiles = (panels + per - 1) / per;
   const int64_t chunks = tiles >= 4 * T ? 1 : T;
-  // blocks before row m over all k-chunks, for splitting rows by work
-  int32_t* before = reinterpret_cast<int32_t*>(tls(3).get(static_cast<size_t>(g.M + 1)));
-  for (int64_t m = 0; m <= g.M; m++) {
-    int64_t sum = 0;
-    for (int64_t c = 0; c < kchunks; c++) sum += g.sparse.row_ptr[c * (g.M + 1) + m] - g.sparse.row_ptr[c * (g.M + 1)];
-    before[m] = static_cast<int32_t>(sum);
-  }
-  const int64_t blocks = before[g.M];
-  auto row_at = [&](int64_t c) {  // first row of chunk c: equal shares of the blocks (rows when none)
-    if (c <= 0) return int64_t{0};
-    if (c >= chunks) return g.M;
-    if (blocks == 0) return g.M * c / chunks;
-    return static_cast<int64_t>(std::lower_bound(before, before + g.M + 1, blocks * c / chunks) - before);
-  };
+  const SparseRows rows(g.sparse, g.M, chunks, tls(3));
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
   for (int64_t t = 0; t < tiles * chunks; t++) {
     const int64_t tile = t % tiles, c = t / tiles;  // (row range major: thread c has range c)
-    const int64_t r0 = row_at(c), r1 = row_at(c + 1);
+    const int64_t r0 = rows.row(c), r1 = rows.row(c + 1);
     const int64_t p0 = tile * per, np = std::min<int64_t>(per, panels - p0);
     const uint8_t* b = packed + static_cast<size_t>(p0) * panel_bytes;
     const int64_t n0 = p0 * NR;
